@@ -1,0 +1,43 @@
+# The two set-up commands are `make run` and `make test`; everything else is a helper.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test install lint typecheck bench soak clean postgres
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/agent-server db upgrade
+	$(BIN)/agent-server demo-data --if-empty --specialists 1000
+	$(BIN)/agent-server serve --host 127.0.0.1 --port 8000
+
+postgres:
+	bash scripts/ensure-postgres.sh
+
+test: install postgres
+	$(BIN)/ruff check agent_server billing wallets tests bench
+	$(BIN)/mypy agent_server billing wallets
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check agent_server billing wallets tests bench
+	$(BIN)/ruff format --check agent_server billing wallets tests bench
+
+typecheck: install
+	$(BIN)/mypy agent_server billing wallets
+
+bench: install postgres
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache artifacts

@@ -1,0 +1,1 @@
+"""Agent accounts: registration, API keys, email verification, statuses and the gate."""

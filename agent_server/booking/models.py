@@ -1,0 +1,192 @@
+"""The booking store: specialists, schedules, bookings and their history.
+
+Money amounts are integers in the base unit of their currency (``USD`` in micro-dollars).
+No double booking is enforced by the database: a partial unique index on
+(schedule, slot start, seat) over the bookings that hold a seat.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from agent_server.store.base import Base, BigIntPK, UTCDateTime
+
+
+class BookingStatus(StrEnum):
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    CANCELED = "canceled"
+    COMPLETED = "completed"
+
+
+# Bookings in these states occupy their seat.
+SEAT_HOLDING = (BookingStatus.PENDING, BookingStatus.ACCEPTED, BookingStatus.COMPLETED)
+_SEAT_HOLDING_SQL = "status IN ('pending', 'accepted', 'completed')"
+
+
+class CancelledBy(StrEnum):
+    AGENT = "agent"
+    SPECIALIST = "specialist"
+    SYSTEM = "system"
+
+
+class Specialist(Base):
+    """A human expert; contact fields are revealed only by view-profile."""
+
+    __tablename__ = "specialists"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(255))
+    title: Mapped[str] = mapped_column(String(255), default="")
+    about: Mapped[str] = mapped_column(Text, default="")
+    city: Mapped[str] = mapped_column(String(100), default="", index=True)
+    country: Mapped[str] = mapped_column(String(2), default="")
+    timezone: Mapped[str] = mapped_column(String(64))
+    languages: Mapped[list[str]] = mapped_column(JSON, default=list)
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    education: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    hourly_rate: Mapped[int | None] = mapped_column(BigInteger)
+    rate_currency: Mapped[str] = mapped_column(String(8), default="USD")
+    rating: Mapped[float] = mapped_column(Float, default=0.0)
+    review_count: Mapped[int] = mapped_column(Integer, default=0)
+    email: Mapped[str] = mapped_column(String(255), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(40))
+    # Lower-cased name, title, about and skills, for free-text search.
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    schedules: Mapped[list[Schedule]] = relationship(back_populates="specialist")
+
+
+class Schedule(Base):
+    """Weekly availability in an IANA time zone, cut into bookable slots.
+
+    ``weekly_hours`` maps weekday names (``mon``..``sun``) to ``[["09:00", "12:00"], ...]``
+    in the schedule's local time; ``overrides`` maps ISO dates to replacement ranges (an
+    empty list closes the day); ``blackout_dates`` lists closed ISO dates.
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        CheckConstraint("(specialist_id IS NULL) <> (agent_id IS NULL)", name="exactly_one_owner"),
+        CheckConstraint("slot_minutes >= 15", name="slot_minutes_min"),
+        CheckConstraint("buffer_minutes >= 0", name="buffer_nonneg"),
+        CheckConstraint("min_notice_minutes >= 0", name="notice_nonneg"),
+        CheckConstraint("capacity >= 1", name="capacity_min"),
+        CheckConstraint("price_amount >= 0", name="price_nonneg"),
+        Index("ix_schedules_searchable", "private", "deleted_at", "price_usd_micros"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    specialist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("specialists.id", ondelete="CASCADE"), index=True
+    )
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), index=True
+    )
+    label: Mapped[str] = mapped_column(String(255), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    skills: Mapped[list[str]] = mapped_column(JSON, default=list)
+    timezone: Mapped[str] = mapped_column(String(64))
+    weekly_hours: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON, default=dict)
+    overrides: Mapped[dict[str, list[list[str]]]] = mapped_column(JSON, default=dict)
+    blackout_dates: Mapped[list[str]] = mapped_column(JSON, default=list)
+    slot_minutes: Mapped[int] = mapped_column(Integer, default=60)
+    buffer_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    min_notice_minutes: Mapped[int] = mapped_column(Integer, default=0)
+    start_date: Mapped[date] = mapped_column(Date)
+    end_date: Mapped[date | None] = mapped_column(Date)
+    price_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    price_currency: Mapped[str] = mapped_column(String(8), default="USD")
+    # The price in USD micro-dollars at the rate of the last write, for search and sorting.
+    price_usd_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    capacity: Mapped[int] = mapped_column(Integer, default=1)
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_accept: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    specialist: Mapped[Specialist | None] = relationship(back_populates="schedules")
+
+
+class Booking(Base):
+    """One seat of one slot, booked by an agent."""
+
+    __tablename__ = "bookings"
+    __table_args__ = (
+        Index(
+            "uq_bookings_seat",
+            "schedule_id",
+            "slot_start",
+            "seat",
+            unique=True,
+            sqlite_where=text(_SEAT_HOLDING_SQL),
+            postgresql_where=text(_SEAT_HOLDING_SQL),
+        ),
+        UniqueConstraint("booker_agent_id", "idempotency_key", name="uq_bookings_idempotency"),
+        CheckConstraint("slot_end > slot_start", name="slot_order"),
+        CheckConstraint("seat >= 1", name="seat_min"),
+        Index("ix_bookings_slot", "schedule_id", "slot_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    schedule_id: Mapped[int] = mapped_column(ForeignKey("schedules.id"))
+    specialist_id: Mapped[int | None] = mapped_column(ForeignKey("specialists.id"), index=True)
+    booker_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL"), index=True
+    )
+    slot_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    slot_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    seat: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default=BookingStatus.PENDING.value)
+    price_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    price_currency: Mapped[str] = mapped_column(String(8), default="USD")
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(Text, default="")
+    notes: Mapped[str] = mapped_column(Text, default="")
+    cancelled_by: Mapped[str | None] = mapped_column(String(16))
+    cancel_reason_code: Mapped[str | None] = mapped_column(String(64))
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    rescheduled_from_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    rescheduled_to_id: Mapped[int | None] = mapped_column(ForeignKey("bookings.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BookingChange(Base):
+    """An append-only history line of a booking: every status change, reschedule and note."""
+
+    __tablename__ = "booking_changes"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(16))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -1,0 +1,57 @@
+"""Settings read from ``AGENT_SERVER_*`` environment variables and an optional ``.env``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Operator configuration. Every field maps to ``AGENT_SERVER_<NAME>``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_SERVER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    database_url: str = "sqlite+aiosqlite:///./agent_server.db"
+    database_echo: bool = False
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = ""
+    # Host headers the MCP endpoint accepts besides the bound host (for proxies).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto | json | console
+
+    # Secret mixed into API-key and code hashes; set it in production.
+    secret_pepper: SecretStr = SecretStr("dev-pepper-change-me")
+
+    smtp_url: str | None = None
+    mail_from: str = "Agent Server <no-reply@agent-server.local>"
+
+    evm_rpc_url: str | None = None
+    btc_rpc_url: str | None = None
+    wallet_xpub_eth: str | None = None
+    wallet_xpub_btc: str | None = None
+    btc_network: str = "regtest"
+    confirmations: int = 3
+    activation_usd_micros: int = 20_000_000
+
+    price_list: Path | None = None
+    api_key: SecretStr | None = None
+
+    start_watchers: bool = True
+    start_worker: bool = True
+    demo_specialists: int = 1000
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

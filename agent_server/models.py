@@ -1,0 +1,9 @@
+"""Every ORM mapping of the product, imported so ``Base.metadata`` is complete."""
+
+from agent_server.accounts import models as accounts_models
+from agent_server.booking import models as booking_models
+from agent_server.store.base import Base
+
+metadata = Base.metadata
+
+__all__ = ["Base", "accounts_models", "booking_models", "metadata"]

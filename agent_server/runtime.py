@@ -1,0 +1,35 @@
+"""The runtime: everything a request handler needs, built once per process.
+
+Transports (REST, MCP, dashboard) receive a ``Runtime`` through the app's state or the MCP
+lifespan context, never through module globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent_server.clock import Clock, SystemClock
+from agent_server.config import Settings
+from agent_server.store import Database, make_engine
+
+
+@dataclass
+class Runtime:
+    """Settings, the database and the clock shared by every transport."""
+
+    settings: Settings
+    db: Database
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def clock(self) -> Clock:
+        return self.db.clock
+
+    @classmethod
+    def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
+        engine = make_engine(settings.database_url, echo=settings.database_echo)
+        return cls(settings=settings, db=Database(engine, clock or SystemClock()))
+
+    async def close(self) -> None:
+        await self.db.dispose()

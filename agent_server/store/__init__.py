@@ -1,0 +1,16 @@
+"""The store layer: declarative base, engines and the unit of work."""
+
+from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.store.engine import is_sqlite, make_engine, make_sessionmaker
+from agent_server.store.uow import Database, UnitOfWork
+
+__all__ = [
+    "Base",
+    "BigIntPK",
+    "Database",
+    "UTCDateTime",
+    "UnitOfWork",
+    "is_sqlite",
+    "make_engine",
+    "make_sessionmaker",
+]

@@ -1,0 +1,1 @@
+"""Prices, metering, the double-entry ledger and usage."""

@@ -1,0 +1,1 @@
+"""Deposit addresses, chain watchers and exchange rates."""
