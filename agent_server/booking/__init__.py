@@ -1,0 +1,1 @@
+"""The booking store: specialists, schedules, availability, bookings and search."""
