@@ -54,6 +54,7 @@ class Specialist(Base):
     """A human expert; contact fields are revealed only by view-profile."""
 
     __tablename__ = "specialists"
+    __table_args__ = (Index("ix_specialists_rating", "rating", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -96,6 +97,9 @@ class Schedule(Base):
         CheckConstraint("capacity >= 1", name="capacity_min"),
         CheckConstraint("price_amount >= 0", name="price_nonneg"),
         Index("ix_schedules_searchable", "private", "deleted_at", "price_usd_micros"),
+        # Keyset orders of search (sort by price, by next available slot).
+        Index("ix_schedules_price_order", "price_usd_micros", "specialist_id", "id"),
+        Index("ix_schedules_next_free", "next_free_at", "specialist_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -127,6 +131,9 @@ class Schedule(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # No free slot starts before this instant (a lower bound, exact when just refreshed);
+    # NULL: unknown. Kept by agent_server.booking.next_free; search sorts and prunes on it.
+    next_free_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     specialist: Mapped[Specialist | None] = relationship(back_populates="schedules")
 

@@ -67,6 +67,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('specialists', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_specialists_city'), ['city'], unique=False)
+        batch_op.create_index('ix_specialists_rating', ['rating', 'id'], unique=False)
 
     op.create_table('schedules',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
@@ -93,6 +94,7 @@ def upgrade() -> None:
     sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('deleted_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_free_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint('(specialist_id IS NULL) <> (agent_id IS NULL)', name=op.f('ck_schedules_exactly_one_owner')),
     sa.CheckConstraint('buffer_minutes >= 0', name=op.f('ck_schedules_buffer_nonneg')),
     sa.CheckConstraint('capacity >= 1', name=op.f('ck_schedules_capacity_min')),
@@ -106,6 +108,8 @@ def upgrade() -> None:
     with op.batch_alter_table('schedules', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_schedules_agent_id'), ['agent_id'], unique=False)
         batch_op.create_index('ix_schedules_searchable', ['private', 'deleted_at', 'price_usd_micros'], unique=False)
+        batch_op.create_index('ix_schedules_price_order', ['price_usd_micros', 'specialist_id', 'id'], unique=False)
+        batch_op.create_index('ix_schedules_next_free', ['next_free_at', 'specialist_id', 'id'], unique=False)
         batch_op.create_index(batch_op.f('ix_schedules_specialist_id'), ['specialist_id'], unique=False)
 
     op.create_table('bookings',
@@ -181,11 +185,14 @@ def downgrade() -> None:
     with op.batch_alter_table('schedules', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_schedules_specialist_id'))
         batch_op.drop_index('ix_schedules_searchable')
+        batch_op.drop_index('ix_schedules_price_order')
+        batch_op.drop_index('ix_schedules_next_free')
         batch_op.drop_index(batch_op.f('ix_schedules_agent_id'))
 
     op.drop_table('schedules')
     with op.batch_alter_table('specialists', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_specialists_city'))
+        batch_op.drop_index('ix_specialists_rating')
 
     op.drop_table('specialists')
     with op.batch_alter_table('agents', schema=None) as batch_op:
