@@ -1,0 +1,313 @@
+"""Posting to the double-entry ledger.
+
+``post`` is the only way money moves. It takes legs (account, debit or credit), checks they sum
+to zero per currency, inserts the transaction under its unique reference (a second posting of
+the same reference changes nothing and returns the first one's id), updates cached wallet
+balances with conditional UPDATEs, and inserts the entries: all inside the caller's unit of
+work, which commits or rolls back the lot.
+
+A wallet debit is ``UPDATE ... SET balance = balance - :x WHERE id = :id AND balance >= :x``:
+zero rows means ``InsufficientFunds``, raised before any entry is written. Callers roll their
+unit of work back on any exception (``async with uow`` does), so a refused posting leaves no
+trace.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from agent_server.errors import InsufficientFunds
+from agent_server.store import UnitOfWork
+from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from wallets.rates import currency as lookup_currency
+
+
+class LedgerError(Exception):
+    """A posting that can never be valid (a bug in the caller, not a user error)."""
+
+
+class ReferenceConflict(LedgerError):
+    """A reference already names a different transaction (other kind or amount)."""
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The identity of an account, enough to post to it."""
+
+    id: int
+    kind: AccountKind
+    currency: str
+
+    @property
+    def cached(self) -> bool:
+        """Whether the account keeps a cached, never-negative balance (wallets)."""
+        return self.kind is AccountKind.WALLET
+
+
+@dataclass(frozen=True)
+class Leg:
+    """A debit or a credit of one account, in base units of the account's currency."""
+
+    account: AccountRef
+    debit: int = 0
+    credit: int = 0
+
+    def __post_init__(self) -> None:
+        if self.debit < 0 or self.credit < 0 or (self.debit == 0) == (self.credit == 0):
+            raise LedgerError(f"a leg needs exactly one positive side: {self}")
+
+
+def debit(account: AccountRef, amount: int) -> Leg:
+    return Leg(account, debit=amount)
+
+
+def credit(account: AccountRef, amount: int) -> Leg:
+    return Leg(account, credit=amount)
+
+
+@dataclass
+class Posted:
+    """The outcome of ``post``: the transaction id, and whether this call created it."""
+
+    transaction_id: int
+    created: bool
+    # Cached balances after the posting, for the wallets it touched (empty on a replay).
+    balances: dict[int, int] = field(default_factory=dict)
+
+
+def account_key(
+    kind: AccountKind,
+    currency: str,
+    *,
+    agent_id: int | None = None,
+    specialist_id: int | None = None,
+) -> str:
+    """The unique readable name of an account."""
+    if agent_id is not None:
+        return f"{kind.value}:agent:{agent_id}:{currency}"
+    if specialist_id is not None:
+        return f"{kind.value}:specialist:{specialist_id}:{currency}"
+    return f"{kind.value}:{currency}"
+
+
+def insert_ignoring_conflict(
+    uow: UnitOfWork, table: Table, values: dict[str, Any], conflict: Sequence[str]
+) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the new id, or None on a conflict.
+
+    On PostgreSQL a conflicting insert waits for the other writer's transaction and then
+    does nothing if that one committed: the database, not Python, decides who was first.
+    """
+    dialect_insert = sqlite_insert if uow.db.is_sqlite else pg_insert
+    stmt = (
+        dialect_insert(table)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(table.c.id)
+    )
+    return stmt
+
+
+async def insert_or_none(
+    uow: UnitOfWork, table: Table, values: dict[str, Any], conflict: Sequence[str]
+) -> int | None:
+    """Insert a row unless it conflicts; the new row's id, or None if it existed."""
+    result = await uow.session.execute(insert_ignoring_conflict(uow, table, values, conflict))
+    row = result.first()
+    return None if row is None else int(row[0])
+
+
+_ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
+_TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
+_ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
+
+
+async def open_account(
+    uow: UnitOfWork,
+    kind: AccountKind,
+    currency: str,
+    *,
+    agent_id: int | None = None,
+    specialist_id: int | None = None,
+) -> AccountRef:
+    """The account of that kind, currency and owner, created on first use."""
+    code = lookup_currency(currency).code
+    key = account_key(kind, code, agent_id=agent_id, specialist_id=specialist_id)
+    found = (
+        await uow.session.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.key == key))
+    ).first()
+    if found is not None:
+        return AccountRef(int(found[0]), kind, code)
+    await insert_or_none(
+        uow,
+        _ACCOUNTS,
+        {
+            "key": key,
+            "kind": kind.value,
+            "currency": code,
+            "agent_id": agent_id,
+            "specialist_id": specialist_id,
+            "balance": 0 if kind is AccountKind.WALLET else None,
+            "created_at": uow.clock.now(),
+        },
+        ["key"],
+    )
+    account_id = (
+        await uow.session.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.key == key))
+    ).scalar_one()
+    return AccountRef(int(account_id), kind, code)
+
+
+async def open_wallet(uow: UnitOfWork, agent_id: int, currency: str) -> AccountRef:
+    """The agent's wallet in ``currency``, created (with a zero balance) on first use.
+
+    Wallets pay in the order they were opened: open the agent's chosen currency first.
+    """
+    return await open_account(uow, AccountKind.WALLET, currency, agent_id=agent_id)
+
+
+async def system_account(uow: UnitOfWork, kind: AccountKind, currency: str) -> AccountRef:
+    """A platform account (clearing, holds, escrow, revenue, adjustments) in ``currency``."""
+    return await open_account(uow, kind, currency)
+
+
+def check_balanced(legs: Iterable[Leg]) -> None:
+    """Raise ``LedgerError`` unless debits equal credits in every currency."""
+    totals: dict[str, int] = defaultdict(int)
+    count = 0
+    for leg in legs:
+        totals[leg.account.currency] += leg.debit - leg.credit
+        count += 1
+    if count < 2:
+        raise LedgerError("a transaction needs at least two legs")
+    unbalanced = {cur: total for cur, total in totals.items() if total != 0}
+    if unbalanced:
+        raise LedgerError(f"transaction does not sum to zero: {unbalanced}")
+
+
+async def post(
+    uow: UnitOfWork,
+    *,
+    kind: str,
+    reference: str,
+    legs: Sequence[Leg],
+    currency: str,
+    amount: int,
+    agent_id: int | None = None,
+    booking_id: int | None = None,
+    call_id: str | None = None,
+    tool: str | None = None,
+    price_usd_micros: int | None = None,
+    rate: int | None = None,
+    reverses_id: int | None = None,
+    memo: str = "",
+) -> Posted:
+    """Record one balanced transaction; idempotent by ``reference``.
+
+    ``currency`` and ``amount`` are the transaction's headline figure for history and usage.
+    Raises ``InsufficientFunds`` (with ``details.account_id``) if a wallet debit would go
+    below zero, ``ReferenceConflict`` if the reference names another kind or amount, and
+    ``LedgerError`` for an unbalanced set of legs.
+    """
+    check_balanced(legs)
+    new_id = await insert_or_none(
+        uow,
+        _TRANSACTIONS,
+        {
+            "kind": str(kind),
+            "reference": reference,
+            "agent_id": agent_id,
+            "booking_id": booking_id,
+            "call_id": call_id,
+            "tool": tool,
+            "currency": currency,
+            "amount": amount,
+            "price_usd_micros": price_usd_micros,
+            "rate": rate,
+            "reverses_id": reverses_id,
+            "memo": memo,
+            "created_at": uow.clock.now(),
+        },
+        ["reference"],
+    )
+    if new_id is None:
+        existing = (
+            await uow.session.execute(
+                select(_TRANSACTIONS.c.id, _TRANSACTIONS.c.kind, _TRANSACTIONS.c.amount).where(
+                    _TRANSACTIONS.c.reference == reference
+                )
+            )
+        ).one()
+        if existing.kind != str(kind) or existing.amount != amount:
+            raise ReferenceConflict(
+                f"reference {reference!r} is already a {existing.kind} of {existing.amount}"
+            )
+        return Posted(int(existing.id), created=False)
+
+    balances = await _apply_cached_balances(uow, legs)
+    await uow.session.execute(
+        insert(_ENTRIES),
+        [
+            {
+                "transaction_id": new_id,
+                "account_id": leg.account.id,
+                "currency": leg.account.currency,
+                "debit": leg.debit,
+                "credit": leg.credit,
+            }
+            for leg in legs
+        ],
+    )
+    return Posted(new_id, created=True, balances=balances)
+
+
+async def _apply_cached_balances(uow: UnitOfWork, legs: Sequence[Leg]) -> dict[int, int]:
+    net: dict[int, int] = defaultdict(int)
+    for leg in legs:
+        if leg.account.cached:
+            net[leg.account.id] += leg.credit - leg.debit
+    balances: dict[int, int] = {}
+    # A stable order (by id) so two postings touching the same wallets never deadlock.
+    for account_id in sorted(net):
+        change = net[account_id]
+        stmt = update(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)
+        if change < 0:
+            stmt = stmt.where(_ACCOUNTS.c.balance >= -change)
+        stmt = stmt.values(balance=_ACCOUNTS.c.balance + change).returning(_ACCOUNTS.c.balance)
+        row = (await uow.session.execute(stmt)).first()
+        if row is None:
+            raise InsufficientFunds(
+                "The wallet balance is too low for this payment.",
+                {"account_id": account_id, "required": -change},
+            )
+        balances[account_id] = int(row[0])
+    return balances
+
+
+async def account_balance_from_entries(uow: UnitOfWork, account_id: int) -> int:
+    """Credits minus debits of an account, summed from its entries."""
+    total = (
+        await uow.session.execute(
+            select(func.coalesce(func.sum(_ENTRIES.c.credit - _ENTRIES.c.debit), 0)).where(
+                _ENTRIES.c.account_id == account_id
+            )
+        )
+    ).scalar_one()
+    return int(total)
+
+
+async def transaction_id_for(uow: UnitOfWork, reference: str) -> int | None:
+    """The id of the transaction posted under ``reference``, if any."""
+    found = (
+        await uow.session.execute(
+            select(_TRANSACTIONS.c.id).where(_TRANSACTIONS.c.reference == reference)
+        )
+    ).first()
+    return None if found is None else int(found[0])

@@ -1,0 +1,76 @@
+"""Helpers shared by the billing tests: agents, funding and ledger audits."""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+
+from sqlalchemy import func, select
+
+from agent_server.accounts.models import Agent, AgentStatus
+from agent_server.store import Database
+from billing.deposits import adjust_balance
+from billing.models import AccountKind, LedgerAccount, LedgerEntry
+
+
+async def make_agent(db: Database, *, currency: str | None = None, name: str = "agent") -> int:
+    """An active, verified agent; its id."""
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        token = secrets.token_hex(8)
+        agent = Agent(
+            name=name,
+            email=f"{name}-{token}@example.com",
+            email_verified=True,
+            status=AgentStatus.ACTIVE.value,
+            api_key_hash=secrets.token_hex(32),
+            api_key_prefix="as_" + token[:6],
+            profile={},
+            created_at=now,
+            updated_at=now,
+        )
+        if currency is not None:
+            agent.currency = currency
+        uow.session.add(agent)
+        await uow.flush()
+        await uow.commit()
+        return agent.id
+
+
+async def fund(db: Database, agent_id: int, currency: str, amount: int) -> None:
+    """An operator credit of ``amount`` base units."""
+    async with db.uow() as uow:
+        await adjust_balance(
+            uow, agent_id=agent_id, currency=currency, amount=amount, reason="test funding"
+        )
+        await uow.commit()
+
+
+async def audit_ledger(db: Database) -> None:
+    """Every transaction sums to zero per currency and every wallet's cached balance equals
+    the sum of its entries."""
+    async with db.uow() as uow:
+        sums = await uow.session.execute(
+            select(
+                LedgerEntry.transaction_id,
+                LedgerEntry.currency,
+                func.sum(LedgerEntry.debit) - func.sum(LedgerEntry.credit),
+            ).group_by(LedgerEntry.transaction_id, LedgerEntry.currency)
+        )
+        unbalanced = [row for row in sums if row[2] != 0]
+        assert unbalanced == []
+        per_account: dict[int, int] = defaultdict(int)
+        for account_id, net in await uow.session.execute(
+            select(
+                LedgerEntry.account_id, func.sum(LedgerEntry.credit) - func.sum(LedgerEntry.debit)
+            ).group_by(LedgerEntry.account_id)
+        ):
+            per_account[account_id] = int(net)
+        wallets = (
+            await uow.session.execute(
+                select(LedgerAccount).where(LedgerAccount.kind == AccountKind.WALLET.value)
+            )
+        ).scalars()
+        for wallet in wallets:
+            assert wallet.balance is not None and wallet.balance >= 0
+            assert wallet.balance == per_account[wallet.id], wallet.key
