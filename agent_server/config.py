@@ -32,6 +32,14 @@ class Settings(BaseSettings):
     # Secret mixed into API-key and code hashes; set it in production.
     secret_pepper: SecretStr = SecretStr("dev-pepper-change-me")
 
+    # Calls per minute per agent and MCP tool; a tool not listed here or in the gate's
+    # defaults (search-specialists 100, book-slot 10) gets rate_limit_default.
+    rate_limits: dict[str, int] = Field(default_factory=dict)
+    rate_limit_default: int = 60
+    register_per_ip_per_hour: int = 20
+    email_checks_per_ip_per_hour: int = 60  # verify-email and resend-verification
+    resend_per_hour: int = 3
+
     smtp_url: str | None = None
     mail_from: str = "Agent Server <no-reply@agent-server.local>"
 
