@@ -20,8 +20,7 @@ from billing.ledger import (
     system_account,
 )
 from billing.models import AccountKind, LedgerAccount, LedgerTransaction, TransactionKind
-from wallets.rates import UnknownCurrency
-from wallets.rates import currency as lookup_currency
+from wallets.currencies import currency_info
 
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
@@ -31,10 +30,7 @@ REVERSAL_PREFIX = "reversal:deposit:"
 
 
 def _currency_code(code: str) -> str:
-    try:
-        return lookup_currency(code).code
-    except UnknownCurrency as exc:
-        raise ValidationFailed.field("currency", str(exc)) from None
+    return currency_info(code).code
 
 
 async def credit_deposit(

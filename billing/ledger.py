@@ -26,7 +26,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from agent_server.errors import InsufficientFunds
 from agent_server.store import UnitOfWork
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
-from wallets.rates import currency as lookup_currency
+from wallets.currencies import currency_info
 
 
 class LedgerError(Exception):
@@ -138,7 +138,7 @@ async def open_account(
     specialist_id: int | None = None,
 ) -> AccountRef:
     """The account of that kind, currency and owner, created on first use."""
-    code = lookup_currency(currency).code
+    code = currency_info(currency).code
     key = account_key(kind, code, agent_id=agent_id, specialist_id=specialist_id)
     found = (
         await uow.session.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.key == key))

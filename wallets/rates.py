@@ -8,40 +8,19 @@ per BTC). Conversions use integer arithmetic only:
 * ``base_units_to_usd`` values a coin amount in USD and rounds DOWN, so a deposit is never
   worth more than what arrived.
 
-Rate sources implement the ``RateSource`` protocol. ``StaticRateSource`` (the default) reads a
-fixed table; ``FakeRateSource`` is the settable double shipped for tests and demos. A live
-source (an exchange API) should refresh in the background and answer from memory: callers
-ask for a rate on every paid call and expect an immediate answer.
+Currencies and their decimals come from ``wallets.currencies``. Rate sources implement the
+``RateSource`` protocol. ``StaticRateSource`` (the default) reads a fixed table;
+``FakeRateSource`` is the settable double shipped for tests and demos. A live source (an
+exchange API) should refresh in the background and answer from memory: callers ask for a rate
+on every paid call and expect an immediate answer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Protocol
 
-
-@dataclass(frozen=True)
-class Currency:
-    """A currency the wallets accept, and the number of decimals of its base unit."""
-
-    code: str
-    decimals: int
-    name: str
-
-    @property
-    def unit(self) -> int:
-        """Base units in one whole coin (10**decimals)."""
-        return int(10**self.decimals)
-
-
-CURRENCIES: Mapping[str, Currency] = {
-    "BTC": Currency("BTC", 8, "Bitcoin"),
-    "ETH": Currency("ETH", 18, "Ether"),
-    "USDT": Currency("USDT", 6, "Tether USD"),
-    "USDC": Currency("USDC", 6, "USD Coin"),
-}
-"""Every currency a wallet can hold, by code."""
+from wallets.currencies import currency_info
 
 USD_DECIMALS = 6
 """USD amounts are micro-dollars."""
@@ -55,16 +34,9 @@ DEFAULT_RATES: Mapping[str, int] = {
 """The static table used when no other source is configured (USD micro-dollars per coin)."""
 
 
-class UnknownCurrency(ValueError):
-    """The currency code is not one the wallets accept."""
-
-
-def currency(code: str) -> Currency:
-    """The currency for a code (case-insensitive); ``UnknownCurrency`` otherwise."""
-    found = CURRENCIES.get(code.upper())
-    if found is None:
-        raise UnknownCurrency(f"unknown currency {code!r}; use one of {', '.join(CURRENCIES)}")
-    return found
+def _unit(code: str) -> int:
+    """Base units in one whole coin; ``ValidationFailed`` (field ``currency``) if unknown."""
+    return int(10 ** currency_info(code).decimals)
 
 
 class RateSource(Protocol):
@@ -81,7 +53,7 @@ class StaticRateSource:
     def __init__(self, rates: Mapping[str, int] | None = None) -> None:
         table = dict(DEFAULT_RATES if rates is None else rates)
         for code, rate in table.items():
-            currency(code)
+            currency_info(code)
             if not isinstance(rate, int) or rate <= 0:
                 raise ValueError(f"rate for {code} must be a positive integer, got {rate!r}")
         self._rates = {code.upper(): rate for code, rate in table.items()}
@@ -90,14 +62,15 @@ class StaticRateSource:
         try:
             return self._rates[currency.upper()]
         except KeyError:
-            raise UnknownCurrency(f"no rate for {currency!r}") from None
+            currency_info(currency)  # an unknown code is a ValidationFailed
+            raise LookupError(f"no rate for {currency!r}") from None
 
 
 class FakeRateSource(StaticRateSource):
     """A rate source tests can move: ``fake.set("BTC", 50_000_000_000)``."""
 
     def set(self, code: str, usd_micros_per_coin: int) -> None:
-        currency(code)
+        currency_info(code)
         if usd_micros_per_coin <= 0:
             raise ValueError("a rate must be positive")
         self._rates[code.upper()] = usd_micros_per_coin
@@ -109,7 +82,7 @@ def usd_to_base_units(usd_micros: int, code: str, rate: int) -> int:
         raise ValueError("a price cannot be negative")
     if rate <= 0:
         raise ValueError("a rate must be positive")
-    numerator = usd_micros * currency(code).unit
+    numerator = usd_micros * _unit(code)
     return -(-numerator // rate)
 
 
@@ -119,4 +92,4 @@ def base_units_to_usd(amount: int, code: str, rate: int) -> int:
         raise ValueError("an amount cannot be negative")
     if rate <= 0:
         raise ValueError("a rate must be positive")
-    return amount * rate // currency(code).unit
+    return amount * rate // _unit(code)
