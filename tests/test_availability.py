@@ -1,0 +1,270 @@
+"""The availability engine: slots in local hours, DST days, blackouts, overrides, exclusions."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent_server.booking.availability import (
+    REASON_BLACKOUT,
+    REASON_FULL,
+    REASON_NOTICE,
+    REASON_OUTSIDE_DATE_RANGE,
+    REASON_OUTSIDE_HOURS,
+    REASON_PAST,
+    UNBOOKABLE_REASONS,
+    ScheduleSpec,
+    Slot,
+    free_slots,
+    next_free_slot,
+    parse_slot_id,
+    unbookable_reason,
+)
+from agent_server.errors import ValidationFailed
+
+BERLIN = ZoneInfo("Europe/Berlin")
+LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def spec(**kw: Any) -> ScheduleSpec:
+    base: dict[str, Any] = {
+        "id": 7,
+        "timezone": "Europe/Berlin",
+        "weekly_hours": {},
+        "slot_minutes": 60,
+    }
+    base.update(kw)
+    return ScheduleSpec.build(**base)
+
+
+def starts(slots: list[Slot]) -> list[datetime]:
+    return [s.start for s in slots]
+
+
+def test_spring_forward_sunday_in_berlin_has_fewer_real_hours() -> None:
+    # 2026-03-29 is the last Sunday of March: 02:00 CET jumps to 03:00 CEST.
+    s = spec(
+        weekly_hours={d: [["01:00", "04:00"], ["09:00", "11:00"]] for d in ("sat", "sun", "mon")}
+    )
+    slots = free_slots(s, utc(2026, 3, 28), utc(2026, 3, 31), LONG_AGO, {})
+    assert starts(slots) == [
+        # Saturday, CET (UTC+1): three night slots and two morning ones.
+        utc(2026, 3, 28, 0),
+        utc(2026, 3, 28, 1),
+        utc(2026, 3, 28, 2),
+        utc(2026, 3, 28, 8),
+        utc(2026, 3, 28, 9),
+        # Sunday: 01:00 CET and 03:00 CEST, the 02:00 hour does not exist; then CEST mornings.
+        utc(2026, 3, 29, 0),
+        utc(2026, 3, 29, 1),
+        utc(2026, 3, 29, 7),
+        utc(2026, 3, 29, 8),
+        # Monday, CEST (UTC+2).
+        utc(2026, 3, 29, 23),
+        utc(2026, 3, 30, 0),
+        utc(2026, 3, 30, 1),
+        utc(2026, 3, 30, 7),
+        utc(2026, 3, 30, 8),
+    ]
+    assert all(x.end - x.start == timedelta(hours=1) for x in slots)
+    assert slots[6].slot_id == "7-20260329T0100Z"
+    assert slots[6].start.astimezone(BERLIN).hour == 3
+
+
+def test_fall_back_sunday_in_berlin_has_the_repeated_hour_once_more() -> None:
+    # 2026-10-25 is the last Sunday of October: 03:00 CEST falls back to 02:00 CET.
+    s = spec(weekly_hours={d: [["01:00", "04:00"], ["09:00", "10:00"]] for d in ("sat", "sun")})
+    slots = free_slots(s, utc(2026, 10, 23, 22), utc(2026, 10, 26), LONG_AGO, {})
+    assert starts(slots) == [
+        utc(2026, 10, 23, 23),  # Saturday 01:00 CEST
+        utc(2026, 10, 24, 0),
+        utc(2026, 10, 24, 1),
+        utc(2026, 10, 24, 7),  # Saturday 09:00 CEST
+        utc(2026, 10, 24, 23),  # Sunday 01:00 CEST
+        utc(2026, 10, 25, 0),  # 02:00 CEST
+        utc(2026, 10, 25, 1),  # 02:00 CET, the repeated hour
+        utc(2026, 10, 25, 2),  # 03:00 CET
+        utc(2026, 10, 25, 8),  # Sunday 09:00 CET
+    ]
+
+
+def test_range_boundaries_inside_the_spring_gap_move_to_its_end() -> None:
+    s = spec(weekly_hours={"sun": [["02:30", "05:00"]]}, slot_minutes=30)
+    slots = free_slots(s, utc(2026, 3, 28), utc(2026, 3, 30), LONG_AGO, {})
+    # 02:30 does not exist on 29 March; the range starts at 03:00 CEST (01:00 UTC).
+    assert starts(slots) == [utc(2026, 3, 29, 1) + timedelta(minutes=30 * i) for i in range(4)]
+
+
+def test_slots_never_overlap_in_real_time_across_a_dst_change() -> None:
+    s = spec(weekly_hours={"sun": [["00:00", "06:00"]]}, slot_minutes=90)
+    slots = free_slots(s, utc(2026, 3, 28), utc(2026, 3, 30), LONG_AGO, {})
+    assert starts(slots) == [utc(2026, 3, 28, 23), utc(2026, 3, 29, 0, 30), utc(2026, 3, 29, 2)]
+    for a, b in pairwise(slots):
+        assert a.end <= b.start
+
+
+def test_buffer_separates_slots() -> None:
+    s = spec(
+        timezone="UTC",
+        weekly_hours={"mon": [["09:00", "12:00"]]},
+        slot_minutes=45,
+        buffer_minutes=15,
+    )
+    slots = free_slots(s, utc(2026, 3, 2), utc(2026, 3, 3), LONG_AGO, {})
+    assert starts(slots) == [utc(2026, 3, 2, 9), utc(2026, 3, 2, 10), utc(2026, 3, 2, 11)]
+    assert slots[-1].end == utc(2026, 3, 2, 11, 45)
+
+
+def test_blackout_date_and_overrides_replace_the_weekly_hours() -> None:
+    s = spec(
+        weekly_hours={d: [["09:00", "11:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+        blackout_dates=["2026-03-04"],
+        overrides={
+            "2026-03-05": [["14:00", "15:00"]],
+            "2026-03-06": [],
+            "2026-03-07": [["10:00", "11:00"]],
+        },
+    )
+    slots = free_slots(s, utc(2026, 3, 2), utc(2026, 3, 9), LONG_AGO, {})
+    assert starts(slots) == [
+        utc(2026, 3, 2, 8),
+        utc(2026, 3, 2, 9),
+        utc(2026, 3, 3, 8),
+        utc(2026, 3, 3, 9),
+        # Wednesday 4 March is blacked out.
+        utc(2026, 3, 5, 13),  # Thursday's override, 14:00 CET
+        # Friday's override closes the day; Saturday's opens it.
+        utc(2026, 3, 7, 9),
+    ]
+    assert unbookable_reason(s, utc(2026, 3, 4, 8), LONG_AGO, {}) == REASON_BLACKOUT
+    assert unbookable_reason(s, utc(2026, 3, 5, 8), LONG_AGO, {}) == REASON_OUTSIDE_HOURS
+    assert unbookable_reason(s, utc(2026, 3, 5, 13), LONG_AGO, {}) is None
+
+
+def test_past_and_within_notice_slots_are_excluded() -> None:
+    s = spec(timezone="UTC", weekly_hours={"mon": [["08:00", "13:00"]]}, min_notice_minutes=90)
+    now = utc(2026, 3, 2, 9, 15)  # 09:00 has started; 10:00 and 10:30 are within 90 minutes
+    slots = free_slots(s, utc(2026, 3, 2), utc(2026, 3, 3), now, {})
+    assert starts(slots) == [utc(2026, 3, 2, 11), utc(2026, 3, 2, 12)]
+    assert unbookable_reason(s, utc(2026, 3, 2, 9), now, {}) == REASON_PAST
+    assert unbookable_reason(s, utc(2026, 3, 2, 10), now, {}) == REASON_NOTICE
+    assert unbookable_reason(s, utc(2026, 3, 2, 11), now, {}) is None
+
+
+def test_full_slots_are_excluded_and_seats_left_counted() -> None:
+    s = spec(timezone="UTC", weekly_hours={"mon": [["09:00", "12:00"]]}, capacity=3)
+    taken = {utc(2026, 3, 2, 9): 3, utc(2026, 3, 2, 10): 1}
+    slots = free_slots(s, utc(2026, 3, 2), utc(2026, 3, 3), LONG_AGO, taken)
+    assert [(x.start, x.seats_left) for x in slots] == [
+        (utc(2026, 3, 2, 10), 2),
+        (utc(2026, 3, 2, 11), 3),
+    ]
+    assert unbookable_reason(s, utc(2026, 3, 2, 9), LONG_AGO, taken) == REASON_FULL
+
+
+def test_date_range_bounds_the_slots() -> None:
+    s = spec(
+        timezone="UTC",
+        weekly_hours={d: [["09:00", "10:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+        start_date=date(2026, 3, 3),
+        end_date=date(2026, 3, 4),
+    )
+    slots = free_slots(s, utc(2026, 3, 1), utc(2026, 3, 10), LONG_AGO, {})
+    assert starts(slots) == [utc(2026, 3, 3, 9), utc(2026, 3, 4, 9)]
+    assert unbookable_reason(s, utc(2026, 3, 2, 9), LONG_AGO, {}) == REASON_OUTSIDE_DATE_RANGE
+    assert unbookable_reason(s, utc(2026, 3, 5, 9), LONG_AGO, {}) == REASON_OUTSIDE_DATE_RANGE
+    assert next_free_slot(s, utc(2026, 3, 4, 10), LONG_AGO, {}) is None
+
+
+def test_unaligned_time_is_outside_hours() -> None:
+    s = spec(timezone="UTC", weekly_hours={"mon": [["09:00", "12:00"]]})
+    assert unbookable_reason(s, utc(2026, 3, 2, 9, 30), LONG_AGO, {}) == REASON_OUTSIDE_HOURS
+    assert unbookable_reason(s, utc(2026, 3, 2, 12), LONG_AGO, {}) == REASON_OUTSIDE_HOURS
+    assert unbookable_reason(s, utc(2026, 3, 3, 9), LONG_AGO, {}) == REASON_OUTSIDE_HOURS
+    assert {
+        REASON_OUTSIDE_HOURS,
+        REASON_BLACKOUT,
+        REASON_NOTICE,
+        REASON_FULL,
+        REASON_PAST,
+        REASON_OUTSIDE_DATE_RANGE,
+    } == UNBOOKABLE_REASONS
+
+
+def test_next_free_slot_skips_full_and_blacked_out_slots() -> None:
+    s = spec(
+        timezone="UTC",
+        weekly_hours={"mon": [["09:00", "11:00"]], "fri": [["09:00", "10:00"]]},
+        blackout_dates=["2026-03-06"],
+    )
+    taken = {utc(2026, 3, 2, 9): 1, utc(2026, 3, 2, 10): 1}
+    found = next_free_slot(s, utc(2026, 3, 2), LONG_AGO, taken)
+    assert found is not None
+    assert found.start == utc(2026, 3, 9, 9)  # Monday full, Friday blacked out
+    assert next_free_slot(s, utc(2026, 3, 2), LONG_AGO, taken, horizon_days=5) is None
+
+
+def test_slot_ids_round_trip_and_junk_is_a_validation_error() -> None:
+    slot = Slot(12, utc(2026, 3, 2, 8, 30), utc(2026, 3, 2, 9, 30), 1)
+    assert slot.slot_id == "12-20260302T0830Z"
+    assert parse_slot_id(slot.slot_id) == (12, slot.start)
+    for junk in ("", "abc", "12-20260302T0830", "12-20261302T0830Z", "0-20260302T0830Z", "x-1Z"):
+        with pytest.raises(ValidationFailed) as err:
+            parse_slot_id(junk)
+        assert err.value.details["fields"][0]["field"] == "slot_id"
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+ZONES = ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "UTC"]
+
+
+@st.composite
+def schedules(draw: st.DrawFn) -> ScheduleSpec:
+    weekly: dict[str, list[list[str]]] = {}
+    for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun"):
+        cuts = sorted(draw(st.sets(st.integers(0, 96), max_size=4)))
+        pairs = list(zip(cuts[::2], cuts[1::2], strict=False))
+        weekly[day] = [[_hhmm(a * 15), _hhmm(b * 15)] for a, b in pairs]
+    return spec(
+        timezone=draw(st.sampled_from(ZONES)),
+        weekly_hours=weekly,
+        slot_minutes=draw(st.sampled_from([15, 30, 45, 60, 90])),
+        buffer_minutes=draw(st.sampled_from([0, 5, 15])),
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(schedules(), st.sampled_from([utc(2026, 3, 26), utc(2026, 10, 1), utc(2026, 10, 22)]))
+def test_free_slots_are_ordered_disjoint_and_each_one_bookable(
+    s: ScheduleSpec, start: datetime
+) -> None:
+    slots = free_slots(s, start, start + timedelta(days=14), LONG_AGO, {})
+    for a, b in pairwise(slots):
+        assert a.end <= b.start
+    for x in slots:
+        assert x.end - x.start == timedelta(minutes=s.slot_minutes)
+        assert unbookable_reason(s, x.start, LONG_AGO, {}) is None
+        local = x.start.astimezone(s.tz)
+        minutes = local.hour * 60 + local.minute
+        in_hours = any(lo <= minutes < hi for lo, hi in s.ranges_on(local.date()))
+        # On a DST change day a range is cut in real time, so wall times may shift.
+        assert in_hours or _dst_change_on(local.date(), s.tz)
+
+
+def _dst_change_on(day: date, tz: ZoneInfo) -> bool:
+    first = datetime(day.year, day.month, day.day, tzinfo=tz)
+    last = first + timedelta(hours=23, minutes=59)
+    return first.utcoffset() != last.utcoffset()
