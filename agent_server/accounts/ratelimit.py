@@ -1,0 +1,58 @@
+"""Fixed-window rate limits kept in the database, so every server process shares them.
+
+One row per limited key holds the current window's start and hit count. A hit is one
+``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement (SQLite and PostgreSQL alike):
+the database serialises concurrent hits on the same key, so the count is exact across
+processes without Redis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from sqlalchemy import case
+from sqlalchemy.dialects import postgresql, sqlite
+
+from agent_server.accounts.models import RateCounter
+from agent_server.store import UnitOfWork
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """The outcome of one hit: allowed or not, and when the window resets."""
+
+    allowed: bool
+    hits: int
+    limit: int
+    window_seconds: int
+    retry_after: int  # seconds until the window resets; 0 when allowed
+
+
+async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+    """Count one hit of ``key`` in the current window and say whether it is within ``limit``.
+
+    Runs in the caller's transaction and does not commit. Refused hits are counted too; they
+    stop counting when the window ends.
+    """
+    now = uow.clock.now().timestamp()
+    window_start = int(now) - int(now) % window_seconds
+    session = uow.session
+    postgres = session.get_bind().dialect.name == "postgresql"
+    insert = postgresql.insert if postgres else sqlite.insert
+    stmt = insert(RateCounter).values(key=key, window_start=window_start, hits=1)
+    current = RateCounter.window_start >= stmt.excluded.window_start
+    upsert = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={
+            # A clock that lags another process's never restarts a newer window.
+            "hits": case((current, RateCounter.hits + 1), else_=1),
+            "window_start": case(
+                (current, RateCounter.window_start), else_=stmt.excluded.window_start
+            ),
+        },
+    ).returning(RateCounter.hits, RateCounter.window_start)
+    hits, started = (await session.execute(upsert)).one()
+    allowed = hits <= limit
+    retry_after = 0 if allowed else max(1, math.ceil(started + window_seconds - now))
+    return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)

@@ -1,0 +1,651 @@
+"""Account operations: register, verify email, resend the code, rotate the key, update,
+delete, and the public profile and directory.
+
+Commands (``register_agent``, ``verify_email``, ``resend_verification``, ``regenerate_key``,
+``update_profile``, ``delete_agent``, ``public_profile``) take a fresh ``UnitOfWork``, own its
+transaction and commit it; mail goes out after the commit. Queries that only read take a
+fresh one too. Secrets (API keys, codes) exist in clear only in the return value of the call
+that created them and in the mail; they are never logged.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from agent_server.accounts.keys import (
+    code_context,
+    hash_secret,
+    new_api_key,
+    new_code,
+    secret_matches,
+    shown_prefix,
+)
+from agent_server.accounts.models import (
+    Agent,
+    AgentLabel,
+    AgentStatus,
+    EmailCode,
+    LabelKind,
+    OutboxMail,
+)
+from agent_server.accounts.ratelimit import hit
+from agent_server.accounts.schemas import (
+    DEFAULT_CURRENCY,
+    LIST_FIELDS,
+    PROFILE_FIELDS,
+    AgentMetadata,
+    RegisterAgent,
+    SortBy,
+    UpdateAgent,
+)
+from agent_server.accounts.status import find_agent
+from agent_server.booking.models import Schedule
+from agent_server.config import Settings
+from agent_server.errors import NotFound, RateLimited, ValidationFailed
+from agent_server.logs import get_logger
+from agent_server.mail import MailDeliveryFailed, OutgoingMail, send_mail
+from agent_server.store import Database, UnitOfWork
+from wallets.addresses import deposit_address_for, wallet_keys
+from wallets.currencies import currency_info
+from wallets.rates import RateSource, StaticRateSource, usd_to_base_units
+
+log = get_logger(__name__)
+
+CODE_TTL = timedelta(minutes=15)
+MAX_CODE_ATTEMPTS = 5
+RESEND_WINDOW = timedelta(hours=1)
+PUBLIC_SCHEDULES = 20
+VERIFY_ENDPOINT = "POST /api/agent/verify-email"
+RESEND_ENDPOINT = "POST /api/agent/resend-verification"
+
+
+def pepper(settings: Settings) -> str:
+    return settings.secret_pepper.get_secret_value()
+
+
+def hash_api_key(settings: Settings, api_key: str) -> str:
+    return hash_secret(pepper(settings), api_key)
+
+
+# --- wallet summary ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletInfo:
+    """Where to send the activation deposit, and how much at least."""
+
+    currency: str
+    deposit_address: str
+    minimum_deposit: str  # whole coins, e.g. "20" USDT or "0.00033334" BTC
+    minimum_deposit_usd: str  # e.g. "20.00"
+
+
+def _usd(micros: int) -> str:
+    return f"{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
+
+
+async def wallet_info(
+    uow: UnitOfWork,
+    settings: Settings,
+    agent_id: int,
+    currency: str | None,
+    rates: RateSource | None = None,
+) -> WalletInfo:
+    """The agent's deposit address in its currency and the deposit that activates it.
+
+    Runs in the caller's transaction (the address is allocated on first use).
+    """
+    code = currency or DEFAULT_CURRENCY
+    info = currency_info(code)
+    address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
+    rate = (rates or StaticRateSource()).usd_micros_per_coin(info.code)
+    needed = max(usd_to_base_units(settings.activation_usd_micros, info.code, rate), 1)
+    return WalletInfo(
+        currency=info.code,
+        deposit_address=address.address,
+        minimum_deposit=info.format(max(needed, info.min_deposit)),
+        minimum_deposit_usd=_usd(settings.activation_usd_micros),
+    )
+
+
+# --- shared helpers ---------------------------------------------------------------------
+
+
+async def limit_ip(
+    db: Database, action: str, client_ip: str | None, limit: int, window_seconds: int = 3600
+) -> None:
+    """Count one ``action`` from ``client_ip`` in its own transaction; ``RateLimited`` if over."""
+    if not client_ip or limit <= 0:
+        return
+    async with db.uow() as uow:
+        decision = await hit(
+            uow, f"{action}:ip:{client_ip}"[:200], limit=limit, window_seconds=window_seconds
+        )
+        await uow.commit()
+    if not decision.allowed:
+        raise RateLimited(
+            f"Too many {action} requests from your address; retry in "
+            f"{decision.retry_after} seconds.",
+            {
+                "retry_after": decision.retry_after,
+                "limit": limit,
+                "window_seconds": window_seconds,
+            },
+        )
+
+
+def _labels(data: dict[str, Any]) -> dict[LabelKind, set[str]]:
+    return {
+        LabelKind.SKILL: {v.lower() for v in data.get("skills") or []},
+        LabelKind.LANGUAGE: {v.lower() for v in data.get("languages") or []},
+        LabelKind.TAG: {v.lower() for v in data.get("tags") or []},
+    }
+
+
+async def _write_labels(uow: UnitOfWork, agent_id: int, profile: dict[str, Any]) -> None:
+    await uow.session.execute(delete(AgentLabel).where(AgentLabel.agent_id == agent_id))
+    for kind, values in _labels(profile).items():
+        for value in sorted(values):
+            uow.session.add(AgentLabel(agent_id=agent_id, kind=kind.value, value=value))
+
+
+def _search_text(agent: Agent) -> str:
+    profile = agent.profile or {}
+    parts = [
+        agent.name,
+        agent.description or "",
+        " ".join(profile.get("skills") or []),
+        " ".join(profile.get("tags") or []),
+    ]
+    return " ".join(p for p in parts if p).lower()
+
+
+def _apply_metadata(agent: Agent, data: AgentMetadata, fields: set[str]) -> None:
+    """Copy the sent ``fields`` of ``data`` onto the agent (None clears)."""
+    dumped = data.model_dump(mode="json", include=fields)
+    profile = dict(agent.profile or {})
+    for name in fields:
+        value = dumped[name]
+        if name in PROFILE_FIELDS:
+            if value is None:
+                profile.pop(name, None)
+            else:
+                profile[name] = value
+        elif name == "last_updated_at":
+            agent.last_updated_at = getattr(data, name)
+        else:
+            setattr(agent, name, value)
+    agent.profile = profile
+    agent.search_text = _search_text(agent)
+
+
+async def _issue_code(uow: UnitOfWork, settings: Settings, agent_id: int, reason: str) -> str:
+    """Supersede the agent's live code and store a new one (hashed); returns it in clear."""
+    now = uow.clock.now()
+    await uow.session.execute(
+        update(EmailCode)
+        .where(
+            EmailCode.agent_id == agent_id,
+            EmailCode.used_at.is_(None),
+            EmailCode.superseded_at.is_(None),
+        )
+        .values(superseded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    code = new_code()
+    uow.session.add(
+        EmailCode(
+            agent_id=agent_id,
+            code_hash=hash_secret(pepper(settings), code, context=code_context(agent_id)),
+            reason=reason,
+            attempts=0,
+            created_at=now,
+            expires_at=now + CODE_TTL,
+        )
+    )
+    return code
+
+
+def _code_mail(settings: Settings, email: str, code: str) -> OutgoingMail:
+    base = settings.public_url.rstrip("/")
+    endpoint = f"POST {base}/api/agent/verify-email" if base else VERIFY_ENDPOINT
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    body = (
+        f"Your Agent Server verification code is {code}\n\n"
+        f"It is valid for {minutes} minutes. Verify with\n"
+        f'  {endpoint}  {{"email": "{email}", "code": "{code}"}}\n\n'
+        "If you did not register an agent, ignore this message.\n"
+    )
+    return OutgoingMail(
+        to=email,
+        subject="Your Agent Server verification code",
+        body=body,
+        kind="verification_code",
+    )
+
+
+async def _mail_code(settings: Settings, db: Database, email: str, code: str) -> bool:
+    try:
+        await send_mail(settings, db, _code_mail(settings, email, code))
+    except MailDeliveryFailed:
+        return False
+    return True
+
+
+# --- registration -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Registration:
+    """A new agent, its API key (shown once) and where to fund it."""
+
+    agent: Agent
+    api_key: str
+    wallet: WalletInfo
+    mail_sent: bool
+
+
+async def register_agent(
+    uow: UnitOfWork,
+    settings: Settings,
+    data: RegisterAgent,
+    *,
+    client_ip: str | None = None,
+    rates: RateSource | None = None,
+) -> Registration:
+    """Create a ``pending_deposit`` agent, mail its verification code, allocate its address."""
+    await limit_ip(uow.db, "registration", client_ip, settings.register_per_ip_per_hour)
+    api_key = new_api_key()
+    async with uow:
+        taken = await uow.session.scalar(select(Agent.id).where(Agent.email == data.email))
+        if taken is not None:
+            raise ValidationFailed.field(
+                "email", "is already registered; use another email or your existing agent's key"
+            )
+        now = uow.clock.now()
+        agent = Agent(
+            name=data.name,
+            email=data.email,
+            email_verified=False,
+            status=AgentStatus.PENDING_DEPOSIT.value,
+            api_key_hash=hash_api_key(settings, api_key),
+            api_key_prefix=shown_prefix(api_key),
+            api_key_created_at=now,
+            currency=data.currency or DEFAULT_CURRENCY,
+            profile={},
+            created_at=now,
+            updated_at=now,
+        )
+        _apply_metadata(agent, data, set(data.model_fields_set) - {"name", "email", "currency"})
+        uow.session.add(agent)
+        try:
+            await uow.session.flush()
+        except IntegrityError:
+            # Another registration took this email between our check and our insert.
+            raise ValidationFailed.field("email", "is already registered") from None
+        await _write_labels(uow, agent.id, agent.profile)
+        code = await _issue_code(uow, settings, agent.id, "registration")
+        wallet = await wallet_info(uow, settings, agent.id, agent.currency, rates)
+        await uow.commit()
+    log.info("agent.registered", agent_id=agent.id, key_prefix=agent.api_key_prefix)
+    sent = await _mail_code(settings, uow.db, agent.email, code)
+    return Registration(agent=agent, api_key=api_key, wallet=wallet, mail_sent=sent)
+
+
+# --- email verification -----------------------------------------------------------------
+
+
+async def _live_code(uow: UnitOfWork, agent_id: int) -> EmailCode | None:
+    return (
+        await uow.session.execute(
+            select(EmailCode)
+            .where(
+                EmailCode.agent_id == agent_id,
+                EmailCode.used_at.is_(None),
+                EmailCode.superseded_at.is_(None),
+            )
+            .order_by(EmailCode.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
+def _code_error(email: str, message: str, **details: Any) -> ValidationFailed:
+    return ValidationFailed(
+        f"code: {message}",
+        [{"field": "code", "message": message}],
+        {"resend": {"endpoint": RESEND_ENDPOINT, "body": {"email": email}}} | details,
+    )
+
+
+async def _agent_by_email(uow: UnitOfWork, email: str) -> Agent:
+    agent = (
+        await uow.session.execute(
+            select(Agent).where(Agent.email == email, Agent.deleted_at.is_(None)).with_for_update()
+        )
+    ).scalar_one_or_none()
+    if agent is None:
+        raise ValidationFailed.field("email", "no agent is registered with this email")
+    return agent
+
+
+async def verify_email(uow: UnitOfWork, settings: Settings, email: str, code: str) -> Agent:
+    """Check the 6-digit ``code`` mailed to ``email`` and mark the email verified.
+
+    A wrong code uses up one of 5 tries (committed even though the call fails); an expired,
+    locked or superseded code is refused with a pointer to the resend endpoint.
+    """
+    async with uow:
+        agent = await _agent_by_email(uow, email)
+        if agent.email_verified:
+            return agent
+        now = uow.clock.now()
+        live = await _live_code(uow, agent.id)
+        if live is None:
+            raise _code_error(email, "no code is pending; request one with " + RESEND_ENDPOINT)
+        if live.attempts >= MAX_CODE_ATTEMPTS:
+            raise _code_error(
+                email,
+                f"locked after {MAX_CODE_ATTEMPTS} wrong tries; request a new code with "
+                + RESEND_ENDPOINT,
+                attempts_left=0,
+            )
+        if live.expires_at <= now:
+            raise _code_error(
+                email,
+                "has expired (codes are valid 15 minutes); request a new one with "
+                + RESEND_ENDPOINT,
+                expired=True,
+            )
+        if not secret_matches(
+            pepper(settings), code, live.code_hash, context=code_context(agent.id)
+        ):
+            attempts = (
+                await uow.session.execute(
+                    update(EmailCode)
+                    .where(EmailCode.id == live.id, EmailCode.attempts < MAX_CODE_ATTEMPTS)
+                    .values(attempts=EmailCode.attempts + 1)
+                    .returning(EmailCode.attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalar_one_or_none()
+            await uow.commit()
+            left = MAX_CODE_ATTEMPTS - (attempts or MAX_CODE_ATTEMPTS)
+            log.info("agent.verification_failed", agent_id=agent.id, attempts_left=left)
+            if left == 0:
+                raise _code_error(
+                    email,
+                    f"is wrong; the code is now locked after {MAX_CODE_ATTEMPTS} wrong tries, "
+                    f"request a new one with {RESEND_ENDPOINT}",
+                    attempts_left=0,
+                )
+            raise _code_error(email, f"is wrong; {left} tries left", attempts_left=left)
+        live.used_at = now
+        agent.email_verified = True
+        agent.email_verified_at = now
+        agent.updated_at = now
+        await uow.commit()
+    log.info("agent.email_verified", agent_id=agent.id)
+    return agent
+
+
+@dataclass(frozen=True)
+class Resend:
+    """The outcome of a resend request."""
+
+    sent: bool
+    already_verified: bool
+
+
+async def resend_verification(
+    uow: UnitOfWork, settings: Settings, email: str, *, client_ip: str | None = None
+) -> Resend:
+    """Invalidate the live code and mail a new one; at most 3 resends an hour per agent."""
+    await limit_ip(uow.db, "verification", client_ip, settings.email_checks_per_ip_per_hour)
+    async with uow:
+        agent = await _agent_by_email(uow, email)
+        if agent.email_verified:
+            return Resend(sent=False, already_verified=True)
+        now = uow.clock.now()
+        recent = list(
+            (
+                await uow.session.execute(
+                    select(EmailCode.created_at)
+                    .where(
+                        EmailCode.agent_id == agent.id,
+                        EmailCode.reason == "resend",
+                        EmailCode.created_at > now - RESEND_WINDOW,
+                    )
+                    .order_by(EmailCode.created_at)
+                )
+            ).scalars()
+        )
+        limit = settings.resend_per_hour
+        if len(recent) >= limit:
+            retry_after = max(1, int((recent[0] + RESEND_WINDOW - now).total_seconds()) + 1)
+            raise RateLimited(
+                f"At most {limit} codes an hour; retry in {retry_after} seconds.",
+                {"retry_after": retry_after, "limit": limit, "window_seconds": 3600},
+            )
+        code = await _issue_code(uow, settings, agent.id, "resend")
+        await uow.commit()
+    log.info("agent.verification_resent", agent_id=agent.id)
+    sent = await _mail_code(settings, uow.db, agent.email, code)
+    return Resend(sent=sent, already_verified=False)
+
+
+# --- key, profile, deletion -------------------------------------------------------------
+
+
+async def regenerate_key(uow: UnitOfWork, settings: Settings, agent_id: int) -> str:
+    """A new API key for the agent; the old one stops working when this commits."""
+    api_key = new_api_key()
+    async with uow:
+        now = uow.clock.now()
+        result = await uow.session.execute(
+            update(Agent)
+            .where(Agent.id == agent_id, Agent.deleted_at.is_(None))
+            .values(
+                api_key_hash=hash_api_key(settings, api_key),
+                api_key_prefix=shown_prefix(api_key),
+                api_key_created_at=now,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise NotFound(f"no agent {agent_id}")
+        await uow.commit()
+    log.info("agent.key_regenerated", agent_id=agent_id, key_prefix=shown_prefix(api_key))
+    return api_key
+
+
+async def get_agent(uow: UnitOfWork, agent_id: int) -> Agent:
+    """The agent with this id (not deleted); ``NotFound`` otherwise."""
+    async with uow:
+        return await find_agent(uow, agent_id)
+
+
+async def update_profile(uow: UnitOfWork, agent_id: int, data: UpdateAgent) -> Agent:
+    """Change the fields sent in ``data``; ``null`` clears an optional field."""
+    fields = set(data.model_fields_set)
+    if "name" in fields and data.name is None:
+        raise ValidationFailed.field(
+            "name", "cannot be cleared; send a name of 1 to 255 characters"
+        )
+    async with uow:
+        agent = await find_agent(uow, agent_id, for_update=True)
+        _apply_metadata(agent, data, fields)
+        agent.updated_at = uow.clock.now()
+        if fields & {"skills", "languages", "tags"}:
+            await _write_labels(uow, agent.id, agent.profile)
+        await uow.commit()
+    return agent
+
+
+async def delete_agent(uow: UnitOfWork, agent_id: int) -> None:
+    """Erase the agent's personal data and revoke its key; money records stay.
+
+    The row remains (ledger entries, deposits and bookings point at its id) with its name,
+    emails, description, profile, callback URL and labels removed, its pending codes and
+    outbox mail deleted and its schedules withdrawn.
+    """
+    async with uow:
+        agent = await find_agent(uow, agent_id, for_update=True)
+        now = uow.clock.now()
+        old_email = agent.email
+        agent.name = "Deleted agent"
+        agent.email = f"deleted-{agent.id}@deleted.invalid"
+        agent.email_verified = False
+        agent.owner_email = None
+        agent.description = None
+        agent.callback_url = None
+        agent.license = None
+        agent.last_updated_at = None
+        agent.profile = {}
+        agent.search_text = ""
+        # An unguessable value that no key hashes to (hashes are 64 hex characters).
+        agent.api_key_hash = f"revoked:{secrets.token_hex(32)}"
+        agent.api_key_prefix = ""
+        agent.deleted_at = now
+        agent.updated_at = now
+        session = uow.session
+        await session.execute(delete(AgentLabel).where(AgentLabel.agent_id == agent.id))
+        await session.execute(delete(EmailCode).where(EmailCode.agent_id == agent.id))
+        await session.execute(delete(OutboxMail).where(OutboxMail.to_addr == old_email))
+        await session.execute(
+            update(Schedule)
+            .where(Schedule.agent_id == agent.id, Schedule.deleted_at.is_(None))
+            .values(deleted_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        await uow.commit()
+    log.info("agent.deleted", agent_id=agent_id)
+
+
+# --- public profile and directory -------------------------------------------------------
+
+
+async def public_profile(uow: UnitOfWork, agent_id: int) -> tuple[Agent, list[Schedule]]:
+    """An active agent and up to 20 of its active public schedules; records the access."""
+    async with uow:
+        agent = (
+            await uow.session.execute(
+                select(Agent).where(
+                    Agent.id == agent_id,
+                    Agent.status == AgentStatus.ACTIVE.value,
+                    Agent.deleted_at.is_(None),
+                )
+            )
+        ).scalar_one_or_none()
+        if agent is None:
+            raise NotFound(f"no active agent {agent_id}", {"agent_id": agent_id})
+        now = uow.clock.now()
+        today = now.date()
+        schedules = list(
+            (
+                await uow.session.execute(
+                    select(Schedule)
+                    .where(
+                        Schedule.agent_id == agent.id,
+                        Schedule.private.is_(False),
+                        Schedule.deleted_at.is_(None),
+                        (Schedule.end_date.is_(None)) | (Schedule.end_date >= today),
+                    )
+                    .order_by(Schedule.created_at.desc(), Schedule.id.desc())
+                    .limit(PUBLIC_SCHEDULES)
+                )
+            ).scalars()
+        )
+        agent.last_accessed_at = now
+        await uow.commit()
+    return agent, schedules
+
+
+@dataclass(frozen=True)
+class DirectoryQuery:
+    """Filters, sorting and the page of ``GET /api/agents``."""
+
+    query: str | None = None
+    tags: tuple[str, ...] = ()
+    skills: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    license: str | None = None
+    sort_by: SortBy = "name"
+    descending: bool = False
+    page: int = 1
+    per_page: int = 20
+
+
+@dataclass(frozen=True)
+class DirectoryPage:
+    agents: list[Agent]
+    total: int
+    page: int
+    per_page: int
+
+
+_SORT_COLUMNS: dict[str, Any] = {
+    "name": func.lower(Agent.name),
+    "created_at": Agent.created_at,
+    "last_accessed_at": Agent.last_accessed_at,
+    "last_updated_at": Agent.last_updated_at,
+}
+
+
+async def search_agents(uow: UnitOfWork, q: DirectoryQuery) -> DirectoryPage:
+    """Active agents matching every given filter: all words of ``query``, every tag, skill
+    and language (case-insensitive), and the license."""
+    conditions: list[Any] = [
+        Agent.status == AgentStatus.ACTIVE.value,
+        Agent.deleted_at.is_(None),
+    ]
+    for word in (q.query or "").lower().split()[:20]:
+        conditions.append(Agent.search_text.contains(word, autoescape=True))
+    if q.license:
+        conditions.append(func.lower(Agent.license) == q.license.strip().lower())
+    for kind, values in (
+        (LabelKind.TAG, q.tags),
+        (LabelKind.SKILL, q.skills),
+        (LabelKind.LANGUAGE, q.languages),
+    ):
+        for value in {v.strip().lower() for v in values if v.strip()}:
+            conditions.append(
+                exists().where(
+                    AgentLabel.agent_id == Agent.id,
+                    AgentLabel.kind == kind.value,
+                    AgentLabel.value == value,
+                )
+            )
+    column = _SORT_COLUMNS[q.sort_by]
+    order = column.desc() if q.descending else column.asc()
+    async with uow:
+        total = await uow.session.scalar(select(func.count()).select_from(Agent).where(*conditions))
+        rows = await uow.session.execute(
+            select(Agent)
+            .where(*conditions)
+            .order_by(order.nulls_last(), Agent.id.desc() if q.descending else Agent.id.asc())
+            .limit(q.per_page)
+            .offset((q.page - 1) * q.per_page)
+        )
+        agents = list(rows.scalars())
+    return DirectoryPage(agents=agents, total=int(total or 0), page=q.page, per_page=q.per_page)
+
+
+def profile_dict(agent: Agent) -> dict[str, Any]:
+    """The seed's descriptive fields of an agent, ``None`` or empty lists where unset."""
+    profile = agent.profile or {}
+    out: dict[str, Any] = {name: profile.get(name) for name in PROFILE_FIELDS}
+    for name in LIST_FIELDS:
+        out[name] = out[name] or []
+    return out
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,202 @@
+"""Agent statuses and who changed them: pending_deposit, active, suspended, banned.
+
+Every change is one conditional ``UPDATE agents ... WHERE status = <expected>`` plus a row in
+``agent_status_changes`` (who, when, from, to, why), in the caller's transaction. These
+functions never commit: the deposit credit that activates an agent, or the operator command
+that suspends one, commits them together with its own writes.
+
+    pending_deposit --activate--> active
+    pending_deposit, active --suspend--> suspended
+    pending_deposit, active, suspended --ban--> banned
+    suspended, banned --reactivate--> the status held before the suspension or ban
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select, update
+
+from agent_server.accounts.models import Agent, AgentStatus, AgentStatusChange
+from agent_server.errors import NotFound, ValidationFailed
+from agent_server.store import UnitOfWork
+
+MAX_REASON_CHARS = 2000
+MAX_ACTOR_CHARS = 100
+
+
+class StatusAction(StrEnum):
+    ACTIVATE = "activate"
+    SUSPEND = "suspend"
+    BAN = "ban"
+    REACTIVATE = "reactivate"
+
+
+_ALLOWED_FROM: dict[StatusAction, frozenset[AgentStatus]] = {
+    StatusAction.ACTIVATE: frozenset({AgentStatus.PENDING_DEPOSIT}),
+    StatusAction.SUSPEND: frozenset({AgentStatus.PENDING_DEPOSIT, AgentStatus.ACTIVE}),
+    StatusAction.BAN: frozenset(
+        {AgentStatus.PENDING_DEPOSIT, AgentStatus.ACTIVE, AgentStatus.SUSPENDED}
+    ),
+    StatusAction.REACTIVATE: frozenset({AgentStatus.SUSPENDED, AgentStatus.BANNED}),
+}
+_TARGET: dict[StatusAction, AgentStatus] = {
+    StatusAction.ACTIVATE: AgentStatus.ACTIVE,
+    StatusAction.SUSPEND: AgentStatus.SUSPENDED,
+    StatusAction.BAN: AgentStatus.BANNED,
+}
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    """One recorded change of an agent's status."""
+
+    agent_id: int
+    from_status: AgentStatus
+    to_status: AgentStatus
+    actor: str
+    reason: str
+    at: datetime
+
+
+async def activate_if_pending(
+    uow: UnitOfWork, agent_id: int, reason: str, *, actor: str = "deposits"
+) -> bool:
+    """Turn a ``pending_deposit`` agent ``active``; False when it was in any other status.
+
+    One conditional UPDATE, so two deposits confirmed at once activate the agent once and
+    record one status change. Runs in the caller's transaction; does not commit.
+    """
+    now = uow.clock.now()
+    result = await uow.session.execute(
+        update(Agent)
+        .where(
+            Agent.id == agent_id,
+            Agent.status == AgentStatus.PENDING_DEPOSIT.value,
+            Agent.deleted_at.is_(None),
+        )
+        .values(status=AgentStatus.ACTIVE.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    uow.session.add(
+        AgentStatusChange(
+            agent_id=agent_id,
+            from_status=AgentStatus.PENDING_DEPOSIT.value,
+            to_status=AgentStatus.ACTIVE.value,
+            actor=actor[:MAX_ACTOR_CHARS],
+            reason=reason[:MAX_REASON_CHARS],
+            at=now,
+        )
+    )
+    await uow.session.flush()
+    return True
+
+
+async def find_agent(uow: UnitOfWork, ref: str | int, *, for_update: bool = False) -> Agent:
+    """The (not deleted) agent with id ``ref``, or with email ``ref``; ``NotFound`` otherwise."""
+    text = str(ref).strip()
+    query = select(Agent).where(Agent.deleted_at.is_(None))
+    if text.isdigit():
+        query = query.where(Agent.id == int(text))
+    else:
+        query = query.where(Agent.email == text.lower())
+    if for_update:
+        query = query.with_for_update()
+    agent = (await uow.session.execute(query)).scalar_one_or_none()
+    if agent is None:
+        raise NotFound(f"no agent {text!r}", {"agent": text})
+    return agent
+
+
+async def _status_before(uow: UnitOfWork, agent_id: int, current: str) -> AgentStatus:
+    """The status an agent held before it entered ``current`` (pending_deposit if unknown)."""
+    previous = (
+        await uow.session.execute(
+            select(AgentStatusChange.from_status)
+            .where(AgentStatusChange.agent_id == agent_id, AgentStatusChange.to_status == current)
+            .order_by(AgentStatusChange.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+    if previous in (AgentStatus.ACTIVE.value, AgentStatus.PENDING_DEPOSIT.value):
+        return AgentStatus(previous)
+    if previous == AgentStatus.SUSPENDED.value:
+        # Banned while suspended: reactivation lifts both, back to what preceded the suspension.
+        return await _status_before(uow, agent_id, AgentStatus.SUSPENDED.value)
+    return AgentStatus.PENDING_DEPOSIT
+
+
+async def change_status(
+    uow: UnitOfWork, ref: str | int, action: StatusAction, *, actor: str, reason: str
+) -> StatusChange:
+    """Apply an operator's ``action`` to the agent ``ref`` (id or email) and record it.
+
+    Raises ``NotFound`` for an unknown agent and ``ValidationFailed`` for an empty reason or
+    a change the agent's status does not allow. Does not commit.
+    """
+    reason = reason.strip()
+    actor = actor.strip()
+    if not reason:
+        raise ValidationFailed.field("reason", "say why the status changes")
+    if len(reason) > MAX_REASON_CHARS:
+        raise ValidationFailed.field("reason", f"must be at most {MAX_REASON_CHARS} characters")
+    if not actor or len(actor) > MAX_ACTOR_CHARS:
+        raise ValidationFailed.field("actor", f"give 1 to {MAX_ACTOR_CHARS} characters")
+    agent = await find_agent(uow, ref, for_update=True)
+    current = AgentStatus(agent.status)
+    if current not in _ALLOWED_FROM[action]:
+        allowed = ", ".join(sorted(_ALLOWED_FROM[action]))
+        raise ValidationFailed.field(
+            "status", f"agent {agent.id} is {current}; {action} applies to {allowed} agents"
+        )
+    if action is StatusAction.REACTIVATE:
+        target = await _status_before(uow, agent.id, current.value)
+    else:
+        target = _TARGET[action]
+    now = uow.clock.now()
+    result = await uow.session.execute(
+        update(Agent)
+        .where(Agent.id == agent.id, Agent.status == current.value)
+        .values(status=target.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise ValidationFailed.field("status", "the status changed meanwhile; try again")
+    uow.session.add(
+        AgentStatusChange(
+            agent_id=agent.id,
+            from_status=current.value,
+            to_status=target.value,
+            actor=actor,
+            reason=reason,
+            at=now,
+        )
+    )
+    await uow.session.flush()
+    await uow.session.refresh(agent)
+    return StatusChange(agent.id, current, target, actor, reason, now)
+
+
+async def status_history(uow: UnitOfWork, agent_id: int) -> list[AgentStatusChange]:
+    """Every recorded status change of an agent, oldest first."""
+    rows = await uow.session.execute(
+        select(AgentStatusChange)
+        .where(AgentStatusChange.agent_id == agent_id)
+        .order_by(AgentStatusChange.id)
+    )
+    return list(rows.scalars())
+
+
+async def list_agents(
+    uow: UnitOfWork, *, status: AgentStatus | None = None, limit: int = 100, offset: int = 0
+) -> list[Agent]:
+    """Agents (deleted ones excluded), newest first, optionally of one status."""
+    query = select(Agent).where(Agent.deleted_at.is_(None))
+    if status is not None:
+        query = query.where(Agent.status == status.value)
+    query = query.order_by(Agent.id.desc()).limit(limit).offset(offset)
+    return list((await uow.session.execute(query)).scalars())

@@ -1,0 +1,263 @@
+"""Agent accounts over REST: sign-up, email verification, keys, own profile, directory."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request, status
+from pydantic import AfterValidator, Field
+
+from agent_server.accounts import service
+from agent_server.accounts.keys import shown_prefix
+from agent_server.accounts.schemas import (
+    RegisterAgent,
+    ResendVerification,
+    SortBy,
+    UpdateAgent,
+    VerifyEmail,
+)
+from agent_server.accounts.status import find_agent
+from agent_server.api.auth import CurrentAgent, RuntimeDep, client_ip
+from agent_server.api.errors import error_responses
+from agent_server.api.schemas import (
+    AgentOwn,
+    AgentPublic,
+    DirectoryResponse,
+    KeyResponse,
+    MessageResponse,
+    OwnProfileResponse,
+    PublicProfileResponse,
+    RegisterResponse,
+    SchedulePublic,
+    VerifyResponse,
+    Wallet,
+)
+from agent_server.runtime import Runtime
+from wallets.rates import RateSource
+
+router = APIRouter(tags=["agents"], responses=error_responses(422, 429))
+
+MAX_ID = 2**63 - 1
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+QueryText = Annotated[str, AfterValidator(_no_nul)]
+AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The agent's id.")]
+
+
+def _rates(runtime: Runtime) -> RateSource | None:
+    """The runtime's rate source, when the wallets set one up."""
+    rates: RateSource | None = runtime.extras.get("rates")
+    return rates
+
+
+@router.post(
+    "/agent/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegisterResponse,
+    summary="Register a new agent",
+)
+async def register(body: RegisterAgent, request: Request, runtime: RuntimeDep) -> RegisterResponse:
+    """Create an agent in `pending_deposit` status and mail a 6-digit verification code.
+
+    The API key is returned **once**; only its hash is stored. Deposit at least the minimum to
+    the wallet's address to activate the agent."""
+    result = await service.register_agent(
+        runtime.db.uow(),
+        runtime.settings,
+        body,
+        client_ip=client_ip(request),
+        rates=_rates(runtime),
+    )
+    wallet = result.wallet
+    message = (
+        f"Registration successful. Deposit {wallet.minimum_deposit} {wallet.currency} "
+        f"(~${wallet.minimum_deposit_usd}) to activate your account. "
+    )
+    if result.mail_sent:
+        message += (
+            f"Enter the 6-digit code mailed to {result.agent.email} at {service.VERIFY_ENDPOINT}."
+        )
+    else:
+        message += (
+            "The verification email could not be sent; request a new code with "
+            f"{service.RESEND_ENDPOINT}."
+        )
+    return RegisterResponse(
+        agent_id=result.agent.id,
+        api_key=result.api_key,
+        status=result.agent.status,
+        email_verified=result.agent.email_verified,
+        wallet=Wallet.of(wallet),
+        message=message,
+    )
+
+
+@router.post("/agent/verify-email", response_model=VerifyResponse, summary="Verify agent email")
+async def verify_email(body: VerifyEmail, request: Request, runtime: RuntimeDep) -> VerifyResponse:
+    """Confirm the email with the 6-digit code. Codes expire after 15 minutes and lock after 5
+    wrong tries; `POST /api/agent/resend-verification` issues a new one."""
+    await service.limit_ip(
+        runtime.db,
+        "verification",
+        client_ip(request),
+        runtime.settings.email_checks_per_ip_per_hour,
+    )
+    agent = await service.verify_email(runtime.db.uow(), runtime.settings, body.email, body.code)
+    return VerifyResponse(
+        agent_id=agent.id,
+        email_verified=agent.email_verified,
+        status=agent.status,
+        message="Email verified successfully.",
+    )
+
+
+@router.post(
+    "/agent/resend-verification",
+    response_model=MessageResponse,
+    summary="Resend verification code",
+)
+async def resend_verification(
+    body: ResendVerification, request: Request, runtime: RuntimeDep
+) -> MessageResponse:
+    """Mail a new code and invalidate the previous one. At most 3 an hour."""
+    result = await service.resend_verification(
+        runtime.db.uow(), runtime.settings, body.email, client_ip=client_ip(request)
+    )
+    if result.already_verified:
+        return MessageResponse(message="Email already verified; no code was sent.")
+    if not result.sent:
+        return MessageResponse(message="The verification email could not be sent; try later.")
+    return MessageResponse(message="Verification code resent")
+
+
+@router.post(
+    "/agent/regenerate-key",
+    response_model=KeyResponse,
+    responses=error_responses(401),
+    summary="Regenerate API key",
+)
+async def regenerate_key(caller: CurrentAgent, runtime: RuntimeDep) -> KeyResponse:
+    """A new API key, returned once; the old one stops working immediately."""
+    api_key = await service.regenerate_key(runtime.db.uow(), runtime.settings, caller.agent_id)
+    return KeyResponse(
+        api_key=api_key,
+        api_key_prefix=shown_prefix(api_key),
+        message="API key regenerated. Save it: it will not be shown again.",
+    )
+
+
+async def _own(runtime: Runtime, agent_id: int) -> OwnProfileResponse:
+    async with runtime.db.uow() as uow:
+        agent = await find_agent(uow, agent_id)
+        wallet = await service.wallet_info(
+            uow, runtime.settings, agent.id, agent.currency, _rates(runtime)
+        )
+        await uow.commit()
+    return OwnProfileResponse(agent=AgentOwn.of_own(agent, wallet))
+
+
+@router.get(
+    "/agent/me",
+    response_model=OwnProfileResponse,
+    responses=error_responses(401),
+    summary="Get own agent profile",
+)
+async def get_me(caller: CurrentAgent, runtime: RuntimeDep) -> OwnProfileResponse:
+    """The authenticated agent's full profile: email, status, key prefix and wallet."""
+    return await _own(runtime, caller.agent_id)
+
+
+@router.patch(
+    "/agent/me",
+    response_model=OwnProfileResponse,
+    responses=error_responses(401),
+    summary="Update agent profile",
+)
+async def update_me(
+    body: UpdateAgent, caller: CurrentAgent, runtime: RuntimeDep
+) -> OwnProfileResponse:
+    """Change only the fields sent; `null` clears an optional field."""
+    await service.update_profile(runtime.db.uow(), caller.agent_id, body)
+    return await _own(runtime, caller.agent_id)
+
+
+@router.delete(
+    "/agent/me",
+    response_model=MessageResponse,
+    responses=error_responses(401),
+    summary="Delete the agent's personal data",
+)
+async def delete_me(caller: CurrentAgent, runtime: RuntimeDep) -> MessageResponse:
+    """Erase name, emails, description, profile and callback URL, revoke the API key and
+    withdraw the agent's schedules. Ledger records stay, attached to the anonymised agent."""
+    await service.delete_agent(runtime.db.uow(), caller.agent_id)
+    return MessageResponse(
+        message="Agent deleted: personal data erased and API key revoked. "
+        "Financial records are kept, anonymised."
+    )
+
+
+@router.get(
+    "/agents/{id}",
+    response_model=PublicProfileResponse,
+    responses=error_responses(404),
+    summary="Get public agent profile",
+)
+async def public_profile(id: AgentId, runtime: RuntimeDep) -> PublicProfileResponse:
+    """An active agent's public profile and up to 20 of its active public schedules."""
+    agent, schedules = await service.public_profile(runtime.db.uow(), id)
+    return PublicProfileResponse(
+        agent=AgentPublic.of(agent), schedules=[SchedulePublic.of(s) for s in schedules]
+    )
+
+
+@router.get("/agents", response_model=DirectoryResponse, summary="Search agents")
+async def directory(
+    runtime: RuntimeDep,
+    query: Annotated[QueryText | None, Query(max_length=200)] = None,
+    tags: Annotated[
+        list[Annotated[QueryText, Field(max_length=100)]] | None,
+        Query(alias="tags[]", max_length=50),
+    ] = None,
+    skills: Annotated[
+        list[Annotated[QueryText, Field(max_length=100)]] | None,
+        Query(alias="skills[]", max_length=100),
+    ] = None,
+    languages: Annotated[
+        list[Annotated[QueryText, Field(max_length=10)]] | None,
+        Query(alias="languages[]", max_length=50),
+    ] = None,
+    license: Annotated[QueryText | None, Query(max_length=100)] = None,
+    per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 20,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    sort_by: Annotated[SortBy, Query(alias="sortBy")] = "name",
+    descending: Annotated[Literal["true", "false", "1", "0"], Query()] = "false",
+) -> DirectoryResponse:
+    """Active agents matching all given filters (every tag, skill and language listed, the
+    license, and every word of `query` in name, description, skills or tags)."""
+    result = await service.search_agents(
+        runtime.db.uow(),
+        service.DirectoryQuery(
+            query=query,
+            tags=tuple(tags or ()),
+            skills=tuple(skills or ()),
+            languages=tuple(languages or ()),
+            license=license,
+            sort_by=sort_by,
+            descending=descending in ("true", "1"),
+            page=page,
+            per_page=per_page,
+        ),
+    )
+    return DirectoryResponse(
+        current_page=result.page,
+        data=[AgentPublic.of(a) for a in result.agents],
+        per_page=result.per_page,
+        total=result.total,
+    )

@@ -1,0 +1,192 @@
+"""The gate in front of every MCP tool: who is calling, and may they call now?
+
+``admit`` checks, in SPEC's order, and stops at the first failure:
+
+1. the API key is valid                       -> UNAUTHORIZED
+2. the agent is not suspended or banned       -> ACCOUNT_INACTIVE (status, what unlocks it)
+3. the agent's email is verified              -> EMAIL_NOT_VERIFIED (endpoint and body)
+4. the agent is active (funded)               -> ACCOUNT_INACTIVE (deposit address, minimum)
+5. the agent is within the tool's rate limit  -> RATE_LIMITED (retry_after seconds)
+
+The price check that follows belongs to the billing meter. A refused call changes nothing
+but the rate counter (only step 5 counts, and only calls that passed steps 1-4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from agent_server.accounts.keys import looks_like_api_key, secret_matches
+from agent_server.accounts.models import Agent, AgentStatus
+from agent_server.accounts.ratelimit import hit
+from agent_server.accounts.service import (
+    RESEND_ENDPOINT,
+    VERIFY_ENDPOINT,
+    hash_api_key,
+    pepper,
+    wallet_info,
+)
+from agent_server.config import Settings, get_settings
+from agent_server.errors import (
+    AccountInactive,
+    AgentServerError,
+    EmailNotVerified,
+    RateLimited,
+    Unauthorized,
+)
+from agent_server.store import Database, UnitOfWork
+
+# Calls per minute per agent; other tools get Settings.rate_limit_default.
+DEFAULT_TOOL_LIMITS: dict[str, int] = {"search-specialists": 100, "book-slot": 10}
+RATE_WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The agent behind an API key, as the gate saw it."""
+
+    agent_id: int
+    name: str
+    email: str
+    status: AgentStatus
+    email_verified: bool
+    key_prefix: str
+    currency: str | None
+
+
+def tool_limit(settings: Settings, tool: str) -> int:
+    """Calls per minute one agent may make to ``tool``."""
+    if tool in settings.rate_limits:
+        return settings.rate_limits[tool]
+    return DEFAULT_TOOL_LIMITS.get(tool, settings.rate_limit_default)
+
+
+def _unauthorized() -> Unauthorized:
+    return Unauthorized(
+        "Missing or invalid API key. Send 'Authorization: Bearer <api_key>' with the key "
+        "returned by POST /api/agent/register (or POST /api/agent/regenerate-key).",
+        {"register": "POST /api/agent/register"},
+    )
+
+
+async def authenticate(uow: UnitOfWork, settings: Settings, api_key: str | None) -> Caller:
+    """Step 1 only: the agent whose key this is, whatever its status; ``Unauthorized`` else."""
+    if not api_key or not looks_like_api_key(api_key):
+        raise _unauthorized()
+    digest = hash_api_key(settings, api_key)
+    agent = (
+        await uow.session.execute(
+            select(Agent).where(Agent.api_key_hash == digest, Agent.deleted_at.is_(None))
+        )
+    ).scalar_one_or_none()
+    # The lookup found the row by its hash; compare again in constant time all the same.
+    if agent is None or not secret_matches(pepper(settings), api_key, agent.api_key_hash):
+        raise _unauthorized()
+    return Caller(
+        agent_id=agent.id,
+        name=agent.name,
+        email=agent.email,
+        status=AgentStatus(agent.status),
+        email_verified=agent.email_verified,
+        key_prefix=agent.api_key_prefix,
+        currency=agent.currency,
+    )
+
+
+def _blocked(caller: Caller) -> AccountInactive:
+    if caller.status is AgentStatus.SUSPENDED:
+        return AccountInactive(
+            "This agent is suspended. An operator must reactivate it; contact the operator "
+            "of this server.",
+            {"status": caller.status.value, "unlock": "operator reactivation"},
+        )
+    return AccountInactive(
+        "This agent is banned and cannot call tools.",
+        {"status": caller.status.value, "unlock": "none; bans are permanent"},
+    )
+
+
+def _unverified(caller: Caller) -> EmailNotVerified:
+    return EmailNotVerified(
+        f"Verify your email first: send the 6-digit code mailed to {caller.email} to "
+        f"{VERIFY_ENDPOINT}. No code? {RESEND_ENDPOINT} sends a new one.",
+        {
+            "verify": {
+                "endpoint": VERIFY_ENDPOINT,
+                "body": {"email": caller.email, "code": "<6-digit code>"},
+            },
+            "resend": {"endpoint": RESEND_ENDPOINT, "body": {"email": caller.email}},
+        },
+    )
+
+
+async def _unfunded(uow: UnitOfWork, settings: Settings, caller: Caller) -> AccountInactive:
+    wallet = await wallet_info(uow, settings, caller.agent_id, caller.currency)
+    return AccountInactive(
+        f"This agent is not active yet: deposit at least {wallet.minimum_deposit} "
+        f"{wallet.currency} (~{wallet.minimum_deposit_usd} USD) to {wallet.deposit_address}. "
+        "It activates after the deposit is confirmed.",
+        {
+            "status": caller.status.value,
+            "unlock": "a confirmed deposit worth at least the activation amount",
+            "currency": wallet.currency,
+            "deposit_address": wallet.deposit_address,
+            "minimum_deposit": wallet.minimum_deposit,
+            "minimum_deposit_usd": wallet.minimum_deposit_usd,
+        },
+    )
+
+
+async def _admit(uow: UnitOfWork, settings: Settings, api_key: str | None, tool: str) -> Caller:
+    caller = await authenticate(uow, settings, api_key)
+    if caller.status in (AgentStatus.SUSPENDED, AgentStatus.BANNED):
+        raise _blocked(caller)
+    if not caller.email_verified:
+        raise _unverified(caller)
+    if caller.status is not AgentStatus.ACTIVE:
+        raise await _unfunded(uow, settings, caller)
+    limit = tool_limit(settings, tool)
+    decision = await hit(
+        uow, f"tool:{caller.agent_id}:{tool}"[:200], limit=limit, window_seconds=RATE_WINDOW_SECONDS
+    )
+    if not decision.allowed:
+        raise RateLimited(
+            f"Rate limit of {limit} {tool} calls a minute reached; retry in "
+            f"{decision.retry_after} seconds.",
+            {
+                "retry_after": decision.retry_after,
+                "limit": limit,
+                "window_seconds": RATE_WINDOW_SECONDS,
+                "tool": tool,
+            },
+        )
+    return caller
+
+
+async def admit(
+    uow_or_db: UnitOfWork | Database,
+    api_key: str | None,
+    tool: str,
+    *,
+    settings: Settings | None = None,
+) -> Caller:
+    """Let the holder of ``api_key`` call ``tool``, or raise the first failing step's error.
+
+    Given a ``Database`` the gate runs in its own transaction and commits it (the rate
+    counter, and a deposit address allocated for the funding hint). Given an entered
+    ``UnitOfWork`` it works inside that transaction and only flushes; the caller commits.
+    Transports pass their runtime's settings; the process settings are the default.
+    """
+    settings = settings or get_settings()
+    if isinstance(uow_or_db, Database):
+        async with uow_or_db.uow() as uow:
+            try:
+                caller = await _admit(uow, settings, api_key, tool)
+            except AgentServerError:
+                await uow.commit()
+                raise
+            await uow.commit()
+            return caller
+    return await _admit(uow_or_db, settings, api_key, tool)

@@ -1,0 +1,119 @@
+"""Outgoing mail: SMTP through aiosmtplib, or the outbox table in development.
+
+``send_mail`` delivers to the server named by ``AGENT_SERVER_SMTP_URL``
+(``smtp://[user:password@]host[:port]``, or ``smtps://`` for implicit TLS; plain ``smtp``
+upgrades with STARTTLS when the server offers it). Without an SMTP URL the message is written
+to the ``mail_outbox`` table for a developer to read, and only the event, never the body, is
+logged: bodies carry one-time codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from agent_server.accounts.models import OutboxMail
+from agent_server.config import Settings
+from agent_server.logs import get_logger
+from agent_server.store import Database
+
+log = get_logger(__name__)
+
+SMTP_TIMEOUT_SECONDS = 15
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One plain-text message; ``kind`` names it in logs (e.g. ``verification_code``)."""
+
+    to: str
+    subject: str
+    body: str
+    kind: str
+
+
+class MailDeliveryFailed(Exception):
+    """The SMTP server refused the message or could not be reached."""
+
+
+@dataclass(frozen=True)
+class SmtpTarget:
+    host: str
+    port: int
+    use_tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_smtp_url(url: str) -> SmtpTarget:
+    """``smtp://host:port`` or ``smtps://user:pass@host`` as connection parameters."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ValueError("AGENT_SERVER_SMTP_URL must look like smtp://host:port or smtps://host")
+    use_tls = parts.scheme == "smtps"
+    return SmtpTarget(
+        host=parts.hostname,
+        port=parts.port or (465 if use_tls else 25),
+        use_tls=use_tls,
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
+
+
+def masked(address: str) -> str:
+    """An address fit for a log line: ``a***@example.com``."""
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def build_message(settings: Settings, mail: OutgoingMail) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = settings.mail_from
+    message["To"] = mail.to
+    message["Subject"] = mail.subject
+    message["Date"] = formatdate(localtime=False)
+    message["Message-ID"] = make_msgid(domain="agent-server.local")
+    message.set_content(mail.body)
+    return message
+
+
+async def send_mail(settings: Settings, db: Database, mail: OutgoingMail) -> None:
+    """Deliver ``mail`` by SMTP, or store it in the outbox when no SMTP server is configured.
+
+    Opens its own transaction for the outbox; call it after committing the change the mail is
+    about. Raises ``MailDeliveryFailed`` when the SMTP server cannot take it.
+    """
+    if settings.smtp_url:
+        target = parse_smtp_url(settings.smtp_url)
+        try:
+            await aiosmtplib.send(
+                build_message(settings, mail),
+                hostname=target.host,
+                port=target.port,
+                use_tls=target.use_tls,
+                username=target.username,
+                password=target.password,
+                timeout=SMTP_TIMEOUT_SECONDS,
+            )
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            log.warning(
+                "mail.send_failed", kind=mail.kind, to=masked(mail.to), error=type(exc).__name__
+            )
+            raise MailDeliveryFailed(f"could not deliver {mail.kind} mail") from exc
+        log.info("mail.sent", kind=mail.kind, to=masked(mail.to), transport="smtp")
+        return
+    async with db.uow() as uow:
+        row = OutboxMail(
+            kind=mail.kind,
+            to_addr=mail.to,
+            subject=mail.subject,
+            body=mail.body,
+            created_at=uow.clock.now(),
+        )
+        uow.session.add(row)
+        await uow.commit()
+    log.info("mail.outboxed", kind=mail.kind, to=masked(mail.to), outbox_id=row.id)
