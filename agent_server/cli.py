@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from agent_server.config import Settings, get_settings
 from agent_server.logs import configure_logging
+
+if TYPE_CHECKING:
+    from agent_server.runtime import Runtime
+
+T = TypeVar("T")
 
 app = typer.Typer(
     help="Agent Server: MCP tools for AI agents to find and book human experts.",
@@ -34,10 +40,39 @@ def _not_yet(what: str) -> None:
     raise typer.Exit(2)
 
 
+ToolsetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--toolsets",
+        help="Comma-separated MCP toolsets to serve: discovery,booking,wallet (default: all).",
+    ),
+]
+ReadOnlyOption = Annotated[
+    bool, typer.Option("--read-only", help="Serve only the MCP tools that change nothing.")
+]
+
+
+def _toolsets(value: str | None) -> list[str] | None:
+    from agent_server.mcp.registry import TOOLSETS
+
+    if not value:
+        return None
+    chosen = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TOOLSETS]
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown toolset(s) {', '.join(unknown)}; choose from {', '.join(TOOLSETS)}",
+            param_hint="--toolsets",
+        )
+    return chosen
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (0 picks a free one).")] = None,
+    toolsets: ToolsetsOption = None,
+    read_only: ReadOnlyOption = False,
 ) -> None:
     """Serve MCP at /mcp, REST at /api, the dashboard at / and iCal at /calendar."""
     import uvicorn
@@ -46,10 +81,12 @@ def serve(
     from agent_server.runtime import Runtime
 
     settings = _settings()
+    chosen = _toolsets(toolsets)
+    bind_host = host or settings.host
     runtime = Runtime.create(settings)
     uvicorn.run(
-        create_app(runtime),
-        host=host or settings.host,
+        create_app(runtime, bind_host=bind_host, toolsets=chosen, read_only=read_only),
+        host=bind_host,
         port=settings.port if port is None else port,
         log_config=None,
         access_log=False,
@@ -58,9 +95,37 @@ def serve(
 
 
 @app.command()
-def stdio() -> None:
+def stdio(
+    toolsets: ToolsetsOption = None,
+    read_only: ReadOnlyOption = False,
+) -> None:
     """Serve MCP over stdio; the API key comes from AGENT_SERVER_API_KEY."""
-    _not_yet("MCP over stdio")
+    import anyio
+
+    from agent_server.mcp.server import build_mcp_server
+    from agent_server.runtime import Runtime
+
+    settings = _settings()
+    chosen = _toolsets(toolsets)
+    key = settings.api_key.get_secret_value() if settings.api_key else None
+    if not key:
+        typer.echo(
+            "Set AGENT_SERVER_API_KEY to your agent's API key (from POST /api/agent/register).",
+            err=True,
+        )
+        raise typer.Exit(2)
+    runtime = Runtime.create(settings)
+    server = build_mcp_server(
+        runtime, api_key_source=lambda: key, toolsets=chosen, read_only=read_only
+    )
+
+    async def run() -> None:
+        try:
+            await server.run_stdio_async()
+        finally:
+            await runtime.close()
+
+    anyio.run(run)
 
 
 @db_app.command("upgrade")
@@ -112,10 +177,132 @@ def worker() -> None:
     _not_yet("The webhook worker")
 
 
+def _operator(actor: str | None) -> str:
+    """Who runs an admin command: ``--actor``, else the login name."""
+    import getpass
+    import os
+
+    if actor:
+        return actor
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
+    """Run ``work`` on a runtime built from the settings; operator errors exit with 1."""
+    from agent_server.errors import AgentServerError
+    from agent_server.runtime import Runtime
+
+    settings = _settings()
+
+    async def run() -> T:
+        runtime = Runtime.create(settings)
+        try:
+            return await work(runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(run())
+    except AgentServerError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from None
+
+
+AgentArg = Annotated[str, typer.Argument(help="The agent's id or email.")]
+ReasonOpt = Annotated[str, typer.Option("--reason", help="Why; recorded with the change.")]
+ActorOpt = Annotated[
+    str | None, typer.Option("--actor", help="Operator name to record (default: $USER).")
+]
+
+
+def _change_status(action: str, agent: str, reason: str, actor: str | None) -> None:
+    from agent_server.accounts.status import StatusAction, change_status
+
+    async def work(runtime: Runtime) -> str:
+        async with runtime.db.uow() as uow:
+            change = await change_status(
+                uow, agent, StatusAction(action), actor=_operator(actor), reason=reason
+            )
+            await uow.commit()
+        return (
+            f"agent {change.agent_id}: {change.from_status} -> {change.to_status} "
+            f"by {change.actor} at {change.at.isoformat()}: {change.reason}"
+        )
+
+    typer.echo(_with_runtime(work))
+
+
 @admin_app.command("list")
-def admin_list() -> None:
-    """List agents."""
-    _not_yet("admin list")
+def admin_list(
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only this status: pending_deposit, active, suspended or banned."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+) -> None:
+    """List agents, newest first."""
+    import json
+
+    from agent_server.accounts.models import Agent, AgentStatus
+    from agent_server.accounts.status import list_agents
+
+    if status is not None and status not in set(AgentStatus):
+        typer.echo(f"error: --status must be one of {', '.join(AgentStatus)}", err=True)
+        raise typer.Exit(2)
+
+    async def work(runtime: Runtime) -> list[Agent]:
+        async with runtime.db.uow() as uow:
+            return await list_agents(
+                uow, status=AgentStatus(status) if status else None, limit=limit
+            )
+
+    agents = _with_runtime(work)
+    if as_json:
+        for a in agents:
+            row = {
+                "id": a.id,
+                "name": a.name,
+                "email": a.email,
+                "status": a.status,
+                "email_verified": a.email_verified,
+                "key_prefix": a.api_key_prefix,
+                "created_at": a.created_at.isoformat(),
+            }
+            typer.echo(json.dumps(row))
+        return
+    typer.echo(f"{'ID':>6}  {'STATUS':<15}  {'VERIFIED':<8}  {'CREATED':<20}  EMAIL / NAME")
+    for a in agents:
+        created = a.created_at.strftime("%Y-%m-%d %H:%M:%S")
+        verified = "yes" if a.email_verified else "no"
+        typer.echo(f"{a.id:>6}  {a.status:<15}  {verified:<8}  {created:<20}  {a.email} / {a.name}")
+
+
+@admin_app.command("activate")
+def admin_activate(agent: AgentArg, reason: ReasonOpt, actor: ActorOpt = None) -> None:
+    """Activate a pending_deposit agent (normally its first deposit does this)."""
+    _change_status("activate", agent, reason, actor)
+
+
+@admin_app.command("suspend")
+def admin_suspend(agent: AgentArg, reason: ReasonOpt, actor: ActorOpt = None) -> None:
+    """Suspend an agent: every tool call is refused until it is reactivated."""
+    _change_status("suspend", agent, reason, actor)
+
+
+@admin_app.command("ban")
+def admin_ban(agent: AgentArg, reason: ReasonOpt, actor: ActorOpt = None) -> None:
+    """Ban an agent permanently."""
+    _change_status("ban", agent, reason, actor)
+
+
+@admin_app.command("reactivate")
+def admin_reactivate(agent: AgentArg, reason: ReasonOpt, actor: ActorOpt = None) -> None:
+    """Lift a suspension or ban; the agent returns to its status before it."""
+    _change_status("reactivate", agent, reason, actor)
 
 
 @dev_app.command("fund")
