@@ -32,8 +32,8 @@ BERLIN = ZoneInfo("Europe/Berlin")
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=UTC)
 
 
 def spec(**kw: Any) -> ScheduleSpec:
