@@ -203,6 +203,10 @@ class Escrow(Base):
     price_usd_micros: Mapped[int] = mapped_column(BigInteger)
     rate: Mapped[int] = mapped_column(BigInteger)
     status: Mapped[str] = mapped_column(String(16), default=EscrowStatus.HELD.value)
+    # How the escrow was settled: back to the agent, to the payee, and the platform's share.
+    refunded: Mapped[int | None] = mapped_column(BigInteger)
+    paid_to_payee: Mapped[int | None] = mapped_column(BigInteger)
+    commission: Mapped[int | None] = mapped_column(BigInteger)
     escrow_transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"))
     settle_transaction_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

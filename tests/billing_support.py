@@ -74,3 +74,81 @@ async def audit_ledger(db: Database) -> None:
         for wallet in wallets:
             assert wallet.balance is not None and wallet.balance >= 0
             assert wallet.balance == per_account[wallet.id], wallet.key
+
+
+async def make_schedule(
+    db: Database, *, price_amount: int = 0, price_currency: str = "USD", capacity: int = 1
+) -> int:
+    """A specialist's schedule open 09:00-17:00 UTC every day, hourly slots; its id."""
+    from datetime import date
+
+    from agent_server.booking.models import Schedule, Specialist
+
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        specialist = Specialist(
+            name="Ada Specialist",
+            timezone="UTC",
+            email=f"ada-{secrets.token_hex(6)}@example.com",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(specialist)
+        await uow.flush()
+        hours = {
+            day: [["09:00", "17:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        }
+        schedule = Schedule(
+            specialist_id=specialist.id,
+            timezone="UTC",
+            weekly_hours=hours,
+            start_date=date(2026, 1, 1),
+            slot_minutes=60,
+            price_amount=price_amount,
+            price_currency=price_currency,
+            price_usd_micros=price_amount if price_currency == "USD" else 0,
+            capacity=capacity,
+            auto_accept=True,
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(schedule)
+        await uow.flush()
+        await uow.commit()
+        return schedule.id
+
+
+async def count_rows(db: Database) -> dict[str, int]:
+    """Rows in every billing table, to prove that a refused call wrote nothing."""
+    from billing.models import (
+        Escrow,
+        FreeQuotaUse,
+        Hold,
+        IdempotencyKey,
+        LedgerTransaction,
+        UsageRecord,
+    )
+
+    counts = {}
+    async with db.uow() as uow:
+        for model in (
+            LedgerTransaction,
+            LedgerEntry,
+            Hold,
+            Escrow,
+            UsageRecord,
+            FreeQuotaUse,
+            IdempotencyKey,
+            LedgerAccount,
+        ):
+            counts[model.__tablename__] = (
+                await uow.session.execute(select(func.count()).select_from(model))
+            ).scalar_one()
+    return counts
+
+
+async def wallet_balance(db: Database, agent_id: int, currency: str) -> int:
+    from billing.deposits import balances
+
+    async with db.uow() as uow:
+        return (await balances(uow, agent_id)).get(currency, 0)

@@ -1,0 +1,48 @@
+"""What the billing services are configured with: prices, rates, deposit addresses, timeouts.
+
+Build one ``BillingConfig`` per process (``BillingConfig.from_settings``) and hand it to the
+meter; tests build their own with a ``FakeRateSource`` and a price list of their choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from agent_server.config import Settings
+from agent_server.store import UnitOfWork
+from billing.prices import PriceList, load_price_list
+from wallets.rates import RateSource, StaticRateSource
+
+DepositAddressLookup = Callable[[UnitOfWork, int, str], Awaitable[str | None]]
+"""``(uow, agent_id, currency) -> address or None``; must not allocate (it runs in
+transactions that are rolled back, such as an INSUFFICIENT_FUNDS answer)."""
+
+
+async def existing_deposit_address(uow: UnitOfWork, agent_id: int, currency: str) -> str | None:
+    """The agent's already-allocated deposit address for ``currency``, if any."""
+    from wallets.addresses import existing_deposit_address as lookup
+
+    found = await lookup(uow, agent_id, currency)
+    return None if found is None else found.address
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    """Prices, the rate source and the knobs of metering."""
+
+    prices: PriceList = field(default_factory=load_price_list)
+    rates: RateSource = field(default_factory=StaticRateSource)
+    deposit_address: DepositAddressLookup = existing_deposit_address
+    # A hold still pending after this long belongs to a crashed call; the sweeper releases it.
+    stale_hold_after: timedelta = timedelta(minutes=15)
+    # An idempotency key in flight for this long belongs to a crashed call; a retry takes it over.
+    stale_key_after: timedelta = timedelta(minutes=15)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, rates: RateSource | None = None) -> BillingConfig:
+        return cls(
+            prices=load_price_list(settings.price_list),
+            rates=rates or StaticRateSource(),
+        )

@@ -1,0 +1,195 @@
+"""Idempotency keys with Stripe's semantics, per agent.
+
+* First use of a key: the call runs; its result is stored with the key in the same database
+  transaction that charges for it.
+* Same key, same tool and arguments, call done: the stored result comes back; nothing runs and
+  nothing is charged again.
+* Same key, other tool or arguments: ``IdempotencyMismatch`` (409), ``retryable: false``.
+* Same key while the first call is still running: ``IdempotencyMismatch`` (409),
+  ``retryable: true``. A key left in flight by a crashed process is taken over after
+  ``stale_after``; the crashed call can then no longer complete (its token no longer matches).
+* A call that fails or is refused stores nothing: the key is free again, so a corrected retry
+  (after a top-up, say) runs.
+* Keys live at least 24 hours; ``purge_idempotency_keys`` deletes older ones.
+
+Who owns a key is settled by the unique constraint on (agent, key), never by a read-then-write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Table, delete, select, update
+
+from agent_server.errors import IdempotencyMismatch, ValidationFailed
+from agent_server.store import Database, UnitOfWork
+from billing.ledger import insert_or_none
+from billing.models import IdempotencyKey, IdempotencyStatus
+
+KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
+MIN_KEY_LIFETIME = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+
+
+@dataclass(frozen=True)
+class Claim:
+    """This call owns the key until it completes or abandons it."""
+
+    id: int
+    token: str
+    key: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """The key's call already succeeded: its stored result and receipt."""
+
+    result: dict[str, Any]
+    receipt: dict[str, Any] | None
+
+
+def request_hash(tool: str, arguments: dict[str, Any]) -> str:
+    """A fingerprint of the tool and its arguments (canonical JSON, SHA-256)."""
+    canonical = json.dumps(
+        {"tool": tool, "arguments": arguments},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> str:
+    """The key as given, or ``ValidationFailed`` if empty, too long or not printable."""
+    if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable() or key != key.strip():
+        raise ValidationFailed.field(
+            "idempotency_key",
+            f"use 1 to {MAX_KEY_LENGTH} printable characters without surrounding spaces, "
+            "e.g. a UUID; reuse the same key when you retry the same call",
+        )
+    return key
+
+
+async def claim(
+    db: Database,
+    *,
+    agent_id: int,
+    key: str,
+    tool: str,
+    arguments: dict[str, Any],
+    stale_after: timedelta,
+) -> Claim | Replay:
+    """Take the key for this call (committed at once), or answer from its first use."""
+    check_key(key)
+    fingerprint = request_hash(tool, arguments)
+    token = uuid.uuid4().hex
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        new_id = await insert_or_none(
+            uow,
+            KEYS,
+            {
+                "agent_id": agent_id,
+                "key": key,
+                "tool": tool,
+                "request_hash": fingerprint,
+                "status": IdempotencyStatus.IN_FLIGHT.value,
+                "lock_token": token,
+                "locked_at": now,
+                "created_at": now,
+            },
+            ["agent_id", "key"],
+        )
+        if new_id is not None:
+            await uow.commit()
+            return Claim(new_id, token, key)
+        row = (
+            await uow.session.execute(
+                select(KEYS).where(KEYS.c.agent_id == agent_id, KEYS.c.key == key)
+            )
+        ).one()
+        if row.request_hash != fingerprint:
+            raise IdempotencyMismatch(
+                "This idempotency key was already used for a different call. Use a new key "
+                "for new arguments; reuse a key only to retry the very same call.",
+                {"idempotency_key": key, "retryable": False, "first_tool": row.tool},
+            )
+        if row.status == IdempotencyStatus.DONE.value:
+            return Replay(result=dict(row.result or {}), receipt=row.receipt)
+        if row.locked_at <= now - stale_after:
+            taken = await uow.session.execute(
+                update(KEYS)
+                .where(
+                    KEYS.c.id == row.id,
+                    KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+                    KEYS.c.lock_token == row.lock_token,
+                )
+                .values(lock_token=token, locked_at=now)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                await uow.commit()
+                return Claim(int(row.id), token, key)
+        raise IdempotencyMismatch(
+            "A call with this idempotency key is still in progress. Retry in a few seconds "
+            "with the same key to get its result.",
+            {"idempotency_key": key, "retryable": True},
+        )
+
+
+async def complete(
+    uow: UnitOfWork, held: Claim, result: dict[str, Any], receipt: dict[str, Any] | None
+) -> None:
+    """Store the result with the key, in the caller's transaction (the one that charges).
+
+    If another call took the key over meanwhile, raises ``IdempotencyMismatch`` (retryable):
+    the caller's transaction then rolls back, so only one of them ever takes effect.
+    """
+    done = await uow.session.execute(
+        update(KEYS)
+        .where(
+            KEYS.c.id == held.id,
+            KEYS.c.lock_token == held.token,
+            KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+        )
+        .values(
+            status=IdempotencyStatus.DONE.value,
+            result=result,
+            receipt=receipt,
+            completed_at=uow.clock.now(),
+        )
+    )
+    if done.rowcount != 1:  # type: ignore[attr-defined]
+        raise IdempotencyMismatch(
+            "Another call with this idempotency key took over; retry with the same key.",
+            {"idempotency_key": held.key, "retryable": True},
+        )
+
+
+async def abandon(db: Database, held: Claim) -> None:
+    """Free the key after a failed or refused call (nothing of it was stored)."""
+    async with db.uow() as uow:
+        await uow.session.execute(
+            delete(KEYS).where(
+                KEYS.c.id == held.id,
+                KEYS.c.lock_token == held.token,
+                KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+            )
+        )
+        await uow.commit()
+
+
+async def purge_idempotency_keys(db: Database, older_than: timedelta = MIN_KEY_LIFETIME) -> int:
+    """Delete keys created more than ``older_than`` (at least 24 hours) ago; how many."""
+    if older_than < MIN_KEY_LIFETIME:
+        raise ValueError("idempotency keys live at least 24 hours")
+    async with db.uow() as uow:
+        cutoff = uow.clock.now() - older_than
+        purged = await uow.session.execute(delete(KEYS).where(KEYS.c.created_at < cutoff))
+        await uow.commit()
+    return int(purged.rowcount)  # type: ignore[attr-defined]

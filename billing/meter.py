@@ -1,0 +1,737 @@
+"""The meter: every priced tool call goes through ``run_metered``.
+
+The tool registry calls it after the gate, with the tool's operation as a callback. The
+operation receives a ``MeteredCall`` (its unit of work, call id, and ``escrow``) and returns
+the tool's structured result as a JSON-ready dict; it must not commit.
+
+Read tools (no hold in the price list)::
+
+    one transaction: run the operation -> use the free quota or charge the paying wallet
+    (wallet -> revenue) -> record usage -> store the idempotency result -> commit
+
+Side-effecting tools (``hold = true``: book-slot, create-schedule), TigerBeetle's two-phase
+transfer::
+
+    transaction 1: hold the fee plus any extra (the slot price): wallet -> holds
+    transaction 2: run the operation -> capture: holds -> revenue (the fee), holds -> escrow
+                   (the slot price, when the operation calls ``call.escrow(booking)``; any
+                   extra it did not escrow goes back to the wallet) -> usage -> commit
+    on failure:    release the hold (holds -> wallet) in its own transaction
+
+A hold left pending by a crashed process is released by ``release_stale_holds``. A call that
+is refused or fails costs nothing and writes nothing but the (released) hold's two entries.
+
+Which wallet pays: the agent's preferred currency first, then its other wallets in the
+order they were opened; the first that covers the whole price at the current rate (rounded
+up to the base unit) pays. If none does, ``InsufficientFunds`` (402) names the price, the
+balance and the deposit address of the preferred wallet, and nothing is written.
+
+Each paid call's result comes with a ``Receipt`` (call id, tool, USD price, currency, amount,
+balance after); a free-quota call has a receipt with ``free: true`` and a zero amount.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, insert, select, update
+
+from agent_server.accounts.models import Agent
+from agent_server.booking.models import Booking
+from agent_server.errors import AgentServerError, InsufficientFunds
+from agent_server.store import Database, UnitOfWork
+from billing import idempotency
+from billing.caps import add_spending, return_spending
+from billing.config import BillingConfig
+from billing.deposits import paying_wallets
+from billing.escrow import escrow_posting
+from billing.ledger import (
+    AccountRef,
+    credit,
+    debit,
+    insert_or_none,
+    post,
+    system_account,
+)
+from billing.models import (
+    AccountKind,
+    FreeQuotaUse,
+    Hold,
+    HoldStatus,
+    LedgerAccount,
+    TransactionKind,
+    UsageRecord,
+)
+from billing.prices import USD_MICROS, ToolPrice
+from wallets.currencies import currency_info
+from wallets.rates import base_units_to_usd, usd_to_base_units
+
+JSONDict = dict[str, Any]
+
+_ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
+_HOLDS: Table = Hold.__table__  # type: ignore[assignment]
+_QUOTA: Table = FreeQuotaUse.__table__  # type: ignore[assignment]
+_USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
+DEFAULT_CURRENCY = "USDC"
+
+
+class HoldExpired(AgentServerError):
+    """The sweeper released a call's hold while the call was still running (it is undone)."""
+
+
+@dataclass(frozen=True)
+class ExtraPrice:
+    """A price added to the tool's fee for one call and held in escrow (a slot price).
+
+    ``currency`` is a wallet currency (base units) or ``"USD"`` (micro-dollars).
+    """
+
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True)
+class Price:
+    """A call's price in one wallet currency."""
+
+    currency: str
+    rate: int
+    fee_usd_micros: int
+    extra_usd_micros: int
+    fee: int
+    extra: int
+
+    @property
+    def total(self) -> int:
+        return self.fee + self.extra
+
+    @property
+    def total_usd_micros(self) -> int:
+        return self.fee_usd_micros + self.extra_usd_micros
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What one call cost, attached to its structured result."""
+
+    call_id: str
+    tool: str
+    price_usd_micros: int
+    currency: str | None
+    amount: int
+    balance_after: int | None
+    rate: int | None = None
+    free: bool = False
+    escrowed: int = 0
+
+    def to_dict(self) -> JSONDict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Metered:
+    """A metered call's result and receipt; ``replayed`` when it came from an idempotency key."""
+
+    result: JSONDict
+    receipt: Receipt | None
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a call would cost now, and the balance after (the free ``quote`` tool)."""
+
+    tool: str
+    price_usd_micros: int
+    currency: str
+    amount: int
+    balance: int
+    balance_after: int
+    sufficient: bool
+    free: bool
+    free_remaining: int | None
+    rate: int
+
+    def to_dict(self) -> JSONDict:
+        return asdict(self)
+
+
+@dataclass
+class MeteredCall:
+    """What the operation of a metered call gets: its unit of work and call id."""
+
+    uow: UnitOfWork
+    agent_id: int
+    tool: str
+    call_id: str
+    hold: Hold | None = None
+    escrowed: int = field(default=0, init=False)
+
+    async def escrow(self, booking: Booking) -> int | None:
+        """Move the call's extra price (the slot price) from its hold into escrow for
+        ``booking``; the ledger transaction id, or None when there is nothing to escrow."""
+        if self.hold is None or self.hold.amount == self.hold.fee_amount:
+            return None
+        amount = self.hold.amount - self.hold.fee_amount
+        posted = await escrow_posting(
+            self.uow,
+            booking,
+            amount=amount,
+            currency=self.hold.currency,
+            price_usd_micros=self.hold.price_usd_micros - self.hold.fee_usd_micros,
+            rate=self.hold.rate,
+            hold=self.hold,
+        )
+        if posted is None:
+            return None
+        if posted.created:
+            # A replayed booking already has its escrow: this call's hold goes back instead.
+            self.escrowed = amount
+        return posted.transaction_id
+
+
+Operation = Callable[[MeteredCall], Awaitable[JSONDict]]
+
+
+def price_in(
+    currency: str, fee_usd_micros: int, extra: ExtraPrice | None, config: BillingConfig
+) -> Price:
+    """The call's price in ``currency`` at the current rate, each part rounded up."""
+    code = currency_info(currency).code
+    rate = config.rates.usd_micros_per_coin(code)
+    extra_usd = 0
+    extra_amount = 0
+    if extra is not None and extra.amount > 0:
+        if extra.currency.upper() == "USD":
+            extra_usd = extra.amount
+            extra_amount = usd_to_base_units(extra_usd, code, rate)
+        elif currency_info(extra.currency).code == code:
+            extra_amount = extra.amount
+            extra_usd = base_units_to_usd(extra.amount, code, rate)
+        else:
+            source = currency_info(extra.currency).code
+            source_rate = config.rates.usd_micros_per_coin(source)
+            unit = 10 ** currency_info(source).decimals
+            extra_usd = -(-extra.amount * source_rate // unit)
+            extra_amount = usd_to_base_units(extra_usd, code, rate)
+    return Price(
+        currency=code,
+        rate=rate,
+        fee_usd_micros=fee_usd_micros,
+        extra_usd_micros=extra_usd,
+        fee=usd_to_base_units(fee_usd_micros, code, rate),
+        extra=extra_amount,
+    )
+
+
+def period_of(at: datetime) -> str:
+    """The usage period (``YYYY-MM``, UTC) of a moment."""
+    return at.strftime("%Y-%m")
+
+
+def _format(amount: int, currency: str) -> str:
+    return currency_info(currency).format(amount)
+
+
+def _usd(micros: int) -> str:
+    whole, frac = divmod(micros, USD_MICROS)
+    text = f"{whole}.{frac:06d}".rstrip("0")
+    return text + "00" if text.endswith(".") else text
+
+
+async def _choose_payer(
+    uow: UnitOfWork,
+    agent_id: int,
+    tool: str,
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> tuple[AccountRef, Price]:
+    """The first wallet, in paying order, whose balance covers the price."""
+    wallets = await paying_wallets(uow, agent_id)
+    for ref, held in wallets:
+        price = price_in(ref.currency, fee_usd_micros, extra, config)
+        if held >= price.total:
+            return ref, price
+    raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config)
+
+
+async def insufficient_funds(
+    uow: UnitOfWork,
+    agent_id: int,
+    tool: str,
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> InsufficientFunds:
+    """The INSUFFICIENT_FUNDS error for this call: price, balance and where to deposit."""
+    wallets = await paying_wallets(uow, agent_id)
+    if wallets:
+        currency, balance = wallets[0][0].currency, wallets[0][1]
+    else:
+        preferred = (
+            await uow.session.execute(select(Agent.currency).where(Agent.id == agent_id))
+        ).scalar_one_or_none()
+        currency, balance = (preferred or DEFAULT_CURRENCY), 0
+    price = price_in(currency, fee_usd_micros, extra, config)
+    address = await config.deposit_address(uow, agent_id, currency)
+    top_up = max(price.total - balance, 0)
+    where = (
+        f"Send at least {_format(top_up, currency)} {currency} to {address}"
+        if address
+        else (
+            f"Choose {currency} with get-deposit-address and send at least "
+            f"{_format(top_up, currency)} {currency}"
+        )
+    )
+    return InsufficientFunds(
+        f"{tool} costs {_format(price.total, currency)} {currency} "
+        f"({_usd(price.total_usd_micros)} USD) and your {currency} balance is "
+        f"{_format(balance, currency)}. {where}, then retry.",
+        {
+            "tool": tool,
+            "price_usd_micros": price.total_usd_micros,
+            "currency": currency,
+            "price": price.total,
+            "balance": balance,
+            "deposit_address": address,
+            "balances": {ref.currency: held for ref, held in wallets},
+        },
+    )
+
+
+async def _use_free_quota(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> bool:
+    """Take one free call of this month's quota, if any is left (a conditional update)."""
+    if price.free_per_month <= 0:
+        return False
+    period = period_of(uow.clock.now())
+    await insert_or_none(
+        uow,
+        _QUOTA,
+        {"agent_id": agent_id, "tool": price.tool, "period": period, "used": 0},
+        ["agent_id", "tool", "period"],
+    )
+    taken = await uow.session.execute(
+        update(_QUOTA)
+        .where(
+            _QUOTA.c.agent_id == agent_id,
+            _QUOTA.c.tool == price.tool,
+            _QUOTA.c.period == period,
+            _QUOTA.c.used < price.free_per_month,
+        )
+        .values(used=_QUOTA.c.used + 1)
+    )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
+    """Free calls of ``price.tool`` the agent has left this month."""
+    if price.free_per_month <= 0:
+        return 0
+    used = (
+        await uow.session.execute(
+            select(_QUOTA.c.used).where(
+                _QUOTA.c.agent_id == agent_id,
+                _QUOTA.c.tool == price.tool,
+                _QUOTA.c.period == period_of(uow.clock.now()),
+            )
+        )
+    ).scalar_one_or_none()
+    return max(price.free_per_month - int(used or 0), 0)
+
+
+async def _record_usage(
+    uow: UnitOfWork, call: MeteredCall, receipt: Receipt | None, txn: int | None
+) -> None:
+    await uow.session.execute(
+        insert(_USAGE).values(
+            call_id=call.call_id,
+            agent_id=call.agent_id,
+            tool=call.tool,
+            period=period_of(uow.clock.now()),
+            free=receipt is None or receipt.free or receipt.price_usd_micros == 0,
+            price_usd_micros=receipt.price_usd_micros if receipt else 0,
+            currency=receipt.currency if receipt else None,
+            amount=receipt.amount if receipt else 0,
+            transaction_id=txn,
+            created_at=uow.clock.now(),
+        )
+    )
+
+
+async def _charge(
+    uow: UnitOfWork, call: MeteredCall, price: ToolPrice, config: BillingConfig
+) -> tuple[Receipt | None, int | None]:
+    """Charge a read tool's successful call in the caller's transaction."""
+    if not price.paid:
+        return None, None
+    if await _use_free_quota(uow, call.agent_id, price):
+        return Receipt(call.call_id, call.tool, 0, None, 0, None, free=True), None
+    wallet, priced = await _choose_payer(
+        uow, call.agent_id, call.tool, price.price_usd_micros, None, config
+    )
+    await add_spending(uow, call.agent_id, priced.total_usd_micros, uow.clock.now())
+    revenue = await system_account(uow, AccountKind.REVENUE, wallet.currency)
+    try:
+        posted = await post(
+            uow,
+            kind=TransactionKind.CHARGE,
+            reference=f"charge:{call.call_id}",
+            legs=[debit(wallet, priced.fee), credit(revenue, priced.fee)],
+            currency=wallet.currency,
+            amount=priced.fee,
+            agent_id=call.agent_id,
+            call_id=call.call_id,
+            tool=call.tool,
+            price_usd_micros=priced.fee_usd_micros,
+            rate=priced.rate,
+            memo=f"{call.tool} call",
+        )
+    except InsufficientFunds:
+        # Spent by a concurrent call since the balance was read.
+        raise await insufficient_funds(
+            uow, call.agent_id, call.tool, price.price_usd_micros, None, config
+        ) from None
+    receipt = Receipt(
+        call_id=call.call_id,
+        tool=call.tool,
+        price_usd_micros=priced.fee_usd_micros,
+        currency=wallet.currency,
+        amount=priced.fee,
+        balance_after=posted.balances[wallet.id],
+        rate=priced.rate,
+    )
+    return receipt, posted.transaction_id
+
+
+async def place_hold(
+    db: Database,
+    *,
+    agent_id: int,
+    tool: str,
+    call_id: str,
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> Hold:
+    """Reserve the call's whole price in its own committed transaction (wallet -> holds)."""
+    async with db.uow() as uow:
+        wallet, priced = await _choose_payer(uow, agent_id, tool, fee_usd_micros, extra, config)
+        now = uow.clock.now()
+        await add_spending(uow, agent_id, priced.total_usd_micros, now)
+        holds = await system_account(uow, AccountKind.HOLDS, wallet.currency)
+        try:
+            posted = await post(
+                uow,
+                kind=TransactionKind.HOLD,
+                reference=f"hold:{call_id}",
+                legs=[debit(wallet, priced.total), credit(holds, priced.total)],
+                currency=wallet.currency,
+                amount=priced.total,
+                agent_id=agent_id,
+                call_id=call_id,
+                tool=tool,
+                price_usd_micros=priced.total_usd_micros,
+                rate=priced.rate,
+                memo=f"hold for a {tool} call",
+            )
+        except InsufficientFunds:
+            raise await insufficient_funds(
+                uow, agent_id, tool, fee_usd_micros, extra, config
+            ) from None
+        hold = Hold(
+            call_id=call_id,
+            agent_id=agent_id,
+            tool=tool,
+            wallet_account_id=wallet.id,
+            currency=wallet.currency,
+            amount=priced.total,
+            fee_amount=priced.fee,
+            price_usd_micros=priced.total_usd_micros,
+            fee_usd_micros=priced.fee_usd_micros,
+            rate=priced.rate,
+            status=HoldStatus.PENDING.value,
+            hold_transaction_id=posted.transaction_id,
+            created_at=now,
+        )
+        uow.session.add(hold)
+        await uow.flush()
+        await uow.commit()
+        return hold
+
+
+async def _settle_hold(uow: UnitOfWork, hold: Hold, status: HoldStatus) -> bool:
+    """Move a pending hold to ``status``; False if it already left ``pending``."""
+    moved = await uow.session.execute(
+        update(_HOLDS)
+        .where(_HOLDS.c.id == hold.id, _HOLDS.c.status == HoldStatus.PENDING.value)
+        .values(status=status.value, settled_at=uow.clock.now())
+    )
+    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _wallet_balance(uow: UnitOfWork, account_id: int) -> int:
+    held = (
+        await uow.session.execute(select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == account_id))
+    ).scalar_one()
+    return int(held)
+
+
+async def _return_to_wallet(uow: UnitOfWork, hold: Hold, amount: int, reference: str) -> None:
+    holds = await system_account(uow, AccountKind.HOLDS, hold.currency)
+    wallet = AccountRef(hold.wallet_account_id, AccountKind.WALLET, hold.currency)
+    await post(
+        uow,
+        kind=TransactionKind.RELEASE,
+        reference=reference,
+        legs=[debit(holds, amount), credit(wallet, amount)],
+        currency=hold.currency,
+        amount=amount,
+        agent_id=hold.agent_id,
+        call_id=hold.call_id,
+        tool=hold.tool,
+        memo=f"release of the hold for a {hold.tool} call",
+    )
+
+
+async def _capture(uow: UnitOfWork, call: MeteredCall, hold: Hold) -> tuple[Receipt, int | None]:
+    """Turn the hold into the charge (and escrow), in the operation's transaction."""
+    if not await _settle_hold(uow, hold, HoldStatus.CAPTURED):
+        # The sweeper released it while the operation ran: the money is back in the wallet.
+        raise HoldExpired(
+            "This call ran so long that its payment reservation was released; nothing was "
+            "charged or changed. Retry the call.",
+            {"call_id": call.call_id, "retryable": True},
+        )
+    txn: int | None = None
+    if hold.fee_amount:
+        holds = await system_account(uow, AccountKind.HOLDS, hold.currency)
+        revenue = await system_account(uow, AccountKind.REVENUE, hold.currency)
+        posted = await post(
+            uow,
+            kind=TransactionKind.CHARGE,
+            reference=f"charge:{call.call_id}",
+            legs=[debit(holds, hold.fee_amount), credit(revenue, hold.fee_amount)],
+            currency=hold.currency,
+            amount=hold.fee_amount,
+            agent_id=hold.agent_id,
+            call_id=call.call_id,
+            tool=call.tool,
+            price_usd_micros=hold.fee_usd_micros,
+            rate=hold.rate,
+            memo=f"{call.tool} call",
+        )
+        txn = posted.transaction_id
+    unused = hold.amount - hold.fee_amount - call.escrowed
+    if unused > 0:
+        await _return_to_wallet(uow, hold, unused, f"release:{call.call_id}")
+        if call.escrowed == 0:
+            unused_usd = hold.price_usd_micros - hold.fee_usd_micros
+            await return_spending(uow, hold.agent_id, unused_usd, hold.created_at)
+    receipt = Receipt(
+        call_id=call.call_id,
+        tool=call.tool,
+        price_usd_micros=hold.fee_usd_micros,
+        currency=hold.currency,
+        amount=hold.fee_amount,
+        balance_after=await _wallet_balance(uow, hold.wallet_account_id),
+        rate=hold.rate,
+        escrowed=call.escrowed,
+    )
+    return receipt, txn
+
+
+async def release_hold(db: Database, hold: Hold) -> bool:
+    """Give a pending hold back to its wallet (own transaction); False if already settled."""
+    async with db.uow() as uow:
+        if not await _settle_hold(uow, hold, HoldStatus.RELEASED):
+            return False
+        await _return_to_wallet(uow, hold, hold.amount, f"release:{hold.call_id}")
+        await return_spending(uow, hold.agent_id, hold.price_usd_micros, hold.created_at)
+        await uow.commit()
+        return True
+
+
+async def release_stale_holds(db: Database, older_than: timedelta) -> int:
+    """Release holds pending for longer than ``older_than`` (calls that crashed); how many."""
+    async with db.uow() as uow:
+        cutoff = uow.clock.now() - older_than
+        stale = list(
+            (
+                await uow.session.execute(
+                    select(Hold).where(
+                        Hold.status == HoldStatus.PENDING.value, Hold.created_at < cutoff
+                    )
+                )
+            ).scalars()
+        )
+        uow.session.expunge_all()  # keep them loaded when this read-only transaction ends
+    released = 0
+    for hold in stale:
+        if await release_hold(db, hold):
+            released += 1
+    return released
+
+
+async def run_metered(
+    db: Database,
+    *,
+    agent_id: int,
+    tool: str,
+    arguments: JSONDict,
+    idempotency_key: str | None,
+    operation: Operation,
+    extra_price: ExtraPrice | None = None,
+    config: BillingConfig,
+) -> Metered:
+    """Run one tool call and charge for it exactly once if, and only if, it succeeds.
+
+    ``arguments`` identify the call for idempotency (same key + same arguments -> the stored
+    result). ``extra_price`` is a slot price the operation moves into escrow with
+    ``call.escrow(booking)``. Raises what the operation raises (after releasing any hold),
+    ``InsufficientFunds``, ``SpendingCapReached`` and ``IdempotencyMismatch``.
+    """
+    price = config.prices.for_tool(tool)
+    claim: idempotency.Claim | None = None
+    if idempotency_key is not None:
+        claimed = await idempotency.claim(
+            db,
+            agent_id=agent_id,
+            key=idempotency_key,
+            tool=tool,
+            arguments=arguments,
+            stale_after=config.stale_key_after,
+        )
+        if isinstance(claimed, idempotency.Replay):
+            stored = claimed.receipt
+            return Metered(
+                result=claimed.result,
+                receipt=Receipt(**stored) if stored else None,
+                replayed=True,
+            )
+        claim = claimed
+    call_id = uuid.uuid4().hex
+    try:
+        if price.hold or (extra_price is not None and extra_price.amount > 0):
+            return await _run_with_hold(
+                db, agent_id, tool, call_id, operation, price, extra_price, config, claim
+            )
+        return await _run_and_charge(db, agent_id, tool, call_id, operation, price, config, claim)
+    except BaseException:
+        if claim is not None:
+            await idempotency.abandon(db, claim)
+        raise
+
+
+async def _run_and_charge(
+    db: Database,
+    agent_id: int,
+    tool: str,
+    call_id: str,
+    operation: Operation,
+    price: ToolPrice,
+    config: BillingConfig,
+    claim: idempotency.Claim | None,
+) -> Metered:
+    async with db.uow() as uow:
+        if price.paid and await free_quota_left(uow, agent_id, price) == 0:
+            # Refuse before doing the work; the charge below is what guarantees it.
+            await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
+        call = MeteredCall(uow, agent_id, tool, call_id)
+        result = await operation(call)
+        receipt, txn = await _charge(uow, call, price, config)
+        await _record_usage(uow, call, receipt, txn)
+        if claim is not None:
+            await idempotency.complete(uow, claim, result, receipt.to_dict() if receipt else None)
+        await uow.commit()
+    return Metered(result=result, receipt=receipt)
+
+
+async def _run_with_hold(
+    db: Database,
+    agent_id: int,
+    tool: str,
+    call_id: str,
+    operation: Operation,
+    price: ToolPrice,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+    claim: idempotency.Claim | None,
+) -> Metered:
+    hold = await place_hold(
+        db,
+        agent_id=agent_id,
+        tool=tool,
+        call_id=call_id,
+        fee_usd_micros=price.price_usd_micros,
+        extra=extra,
+        config=config,
+    )
+    try:
+        async with db.uow() as uow:
+            call = MeteredCall(uow, agent_id, tool, call_id, hold=hold)
+            result = await operation(call)
+            receipt, txn = await _capture(uow, call, hold)
+            await _record_usage(uow, call, receipt, txn)
+            if claim is not None:
+                await idempotency.complete(uow, claim, result, receipt.to_dict())
+            await uow.commit()
+    except BaseException:
+        await release_hold(db, hold)
+        raise
+    return Metered(result=result, receipt=receipt)
+
+
+async def quote(
+    db: Database,
+    *,
+    agent_id: int,
+    tool: str,
+    extra_price: ExtraPrice | None = None,
+    config: BillingConfig,
+) -> Quote:
+    """What a call of ``tool`` would cost now and the balance after; writes nothing.
+
+    Priced in the wallet that would pay (the first, in paying order, that covers it), or in
+    the preferred wallet when none does.
+    """
+    price = config.prices.for_tool(tool)
+    async with db.uow() as uow:
+        left = await free_quota_left(uow, agent_id, price)
+        free = price.free_per_month > 0 and left > 0
+        fee = 0 if free else price.price_usd_micros
+        wallets = await paying_wallets(uow, agent_id)
+        chosen: tuple[AccountRef, int, Price] | None = None
+        for ref, held in wallets:
+            priced = price_in(ref.currency, fee, extra_price, config)
+            if held >= priced.total:
+                chosen = (ref, held, priced)
+                break
+        if chosen is None:
+            if wallets:
+                ref, held = wallets[0]
+                currency = ref.currency
+            else:
+                preferred = (
+                    await uow.session.execute(select(Agent.currency).where(Agent.id == agent_id))
+                ).scalar_one_or_none()
+                currency, held = (preferred or DEFAULT_CURRENCY), 0
+            priced = price_in(currency, fee, extra_price, config)
+        else:
+            _, held, priced = chosen
+    return Quote(
+        tool=tool,
+        price_usd_micros=priced.total_usd_micros,
+        currency=priced.currency,
+        amount=priced.total,
+        balance=held,
+        balance_after=held - priced.total if held >= priced.total else held,
+        sufficient=held >= priced.total,
+        free=free,
+        free_remaining=left if price.free_per_month > 0 else None,
+        rate=priced.rate,
+    )

@@ -1,0 +1,457 @@
+"""Metering: a call is charged once, only on success, from the right wallet, with a receipt;
+refusals write nothing; holds, escrow, free quotas and caps behave as an owner expects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from billing_support import (
+    audit_ledger,
+    count_rows,
+    fund,
+    make_agent,
+    make_schedule,
+    wallet_balance,
+)
+from sqlalchemy import func, select
+
+from agent_server.booking.availability import make_slot_id
+from agent_server.booking.service import book_slot
+from agent_server.clock import FakeClock
+from agent_server.errors import BookingConflict, InsufficientFunds, SpendingCapReached
+from agent_server.store import Database
+from billing.caps import set_spending_caps
+from billing.config import BillingConfig
+from billing.meter import (
+    ExtraPrice,
+    MeteredCall,
+    Operation,
+    place_hold,
+    quote,
+    release_stale_holds,
+    run_metered,
+)
+from billing.models import LedgerTransaction, UsageRecord
+from billing.prices import PriceList, ToolPrice, load_price_list
+from billing.usage import transactions_for, usage_for
+from wallets.rates import FakeRateSource
+
+
+@pytest.fixture
+def config() -> BillingConfig:
+    return BillingConfig(prices=load_price_list(), rates=FakeRateSource())
+
+
+async def ok(call: MeteredCall) -> dict[str, Any]:
+    return {"ok": True, "call": call.call_id}
+
+
+async def fails(call: MeteredCall) -> dict[str, Any]:
+    raise BookingConflict("slot taken", {"reason": "full"})
+
+
+async def charges(db: Database) -> int:
+    async with db.uow() as uow:
+        return (
+            await uow.session.execute(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.kind == "charge")
+            )
+        ).scalar_one()
+
+
+async def test_a_read_tool_is_charged_on_success_with_a_receipt(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    metered = await run_metered(
+        db,
+        agent_id=agent,
+        tool="search-specialists",
+        arguments={"query": "tax"},
+        idempotency_key=None,
+        operation=ok,
+        config=config,
+    )
+    assert metered.result["ok"] is True
+    receipt = metered.receipt
+    assert receipt is not None
+    assert (receipt.tool, receipt.price_usd_micros, receipt.currency, receipt.amount) == (
+        "search-specialists",
+        10_000,
+        "USDC",
+        10_000,
+    )
+    assert receipt.balance_after == 990_000 == await wallet_balance(db, agent, "USDC")
+    assert receipt.call_id == metered.result["call"]
+    async with db.uow() as uow:
+        history = await transactions_for(uow, agent)
+        usage = await usage_for(uow, agent, "2026-03")
+    assert [(i.type, i.balance_change) for i in history.data] == [
+        ("charge", -10_000),
+        ("adjustment", 1_000_000),
+    ]
+    assert history.data[0].usd_micros == 10_000 and history.data[0].rate == 1_000_000
+    assert [
+        (u.tool, u.calls, u.paid_calls, u.price_usd_micros, u.amounts) for u in usage.usage
+    ] == [("search-specialists", 1, 1, 10_000, {"USDC": 10_000})]
+    await audit_ledger(db)
+
+
+async def test_a_failed_call_costs_nothing(db: Database, config: BillingConfig) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    before = await count_rows(db)
+    for tool in ("search-specialists", "create-schedule"):
+        with pytest.raises(BookingConflict):
+            await run_metered(
+                db,
+                agent_id=agent,
+                tool=tool,
+                arguments={},
+                idempotency_key=None,
+                operation=fails,
+                config=config,
+            )
+    after = await count_rows(db)
+    assert await wallet_balance(db, agent, "USDC") == 1_000_000
+    assert await charges(db) == 0
+    # The side-effecting tool held and released its price; nothing else was written.
+    assert after["billing_usage"] == before["billing_usage"] == 0
+    async with db.uow() as uow:
+        history = await transactions_for(uow, agent)
+    assert [i.type for i in history.data] == ["release", "hold", "adjustment"]
+    assert sum(i.balance_change for i in history.data) == 1_000_000
+    await audit_ledger(db)
+
+
+async def test_insufficient_funds_names_price_balance_and_deposit_address_and_writes_nothing(
+    db: Database, config: BillingConfig
+) -> None:
+    from wallets.addresses import deposit_address_for
+
+    agent = await make_agent(db, currency="USDC")
+    await fund(db, agent, "USDC", 5_000)
+    async with db.uow() as uow:
+        address = (await deposit_address_for(uow, agent, "USDC")).address
+        await uow.commit()
+    before = await count_rows(db)
+    ran = []
+
+    async def operation(call: MeteredCall) -> dict[str, Any]:
+        ran.append(call)
+        return {}
+
+    for tool in ("search-specialists", "book-slot"):
+        with pytest.raises(InsufficientFunds) as refused:
+            await run_metered(
+                db,
+                agent_id=agent,
+                tool=tool,
+                arguments={},
+                idempotency_key="k-1",
+                operation=operation,
+                config=config,
+            )
+        details = refused.value.details
+        assert details["currency"] == "USDC"
+        assert details["balance"] == 5_000
+        assert details["deposit_address"] == address
+        assert address in refused.value.message
+    assert refused.value.details["price"] == 50_000
+    assert refused.value.details["price_usd_micros"] == 50_000
+    assert refused.value.to_body()["error"]["status"] == 402
+    assert ran == []
+    assert await count_rows(db) == before
+    assert await wallet_balance(db, agent, "USDC") == 5_000
+
+
+async def test_the_preferred_wallet_pays_first_then_the_others_in_opening_order(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db, currency="ETH")
+    await fund(db, agent, "USDT", 1_000_000)
+    await fund(db, agent, "BTC", 100_000)
+    await fund(db, agent, "ETH", 4 * 10**12)  # 0.012 USD at 3,000 USD/ETH
+    paid = []
+    for _ in range(3):
+        metered = await run_metered(
+            db,
+            agent_id=agent,
+            tool="search-specialists",
+            arguments={},
+            idempotency_key=None,
+            operation=ok,
+            config=config,
+        )
+        assert metered.receipt is not None
+        paid.append((metered.receipt.currency, metered.receipt.amount))
+    # 0.01 USD is 3,333,333,333,334 wei rounded up; the ETH wallet covers one call.
+    assert paid == [("ETH", 3_333_333_333_334), ("USDT", 10_000), ("USDT", 10_000)]
+    assert await wallet_balance(db, agent, "BTC") == 100_000
+    await audit_ledger(db)
+
+
+async def test_prices_convert_at_the_current_rate_rounded_up(db: Database) -> None:
+    rates = FakeRateSource()
+    rates.set("BTC", 70_000_000_000)
+    config = BillingConfig(prices=load_price_list(), rates=rates)
+    agent = await make_agent(db, currency="BTC")
+    await fund(db, agent, "BTC", 1_000_000)
+    metered = await run_metered(
+        db,
+        agent_id=agent,
+        tool="view-profile",
+        arguments={},
+        idempotency_key=None,
+        operation=ok,
+        config=BillingConfig(
+            prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000)}), rates=rates
+        ),
+    )
+    # 0.02 USD / 70,000 USD per BTC = 28.57 sat -> 29 sat.
+    assert metered.receipt is not None
+    assert (metered.receipt.amount, metered.receipt.rate) == (29, 70_000_000_000)
+    q = await quote(db, agent_id=agent, tool="create-schedule", config=config)
+    assert (q.currency, q.amount, q.balance, q.balance_after) == ("BTC", 143, 999_971, 999_828)
+
+
+async def test_the_free_quota_is_used_first_and_renews_at_the_month_boundary(
+    db: Database, clock: FakeClock
+) -> None:
+    config = BillingConfig(
+        prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000, free_per_month=3)}),
+        rates=FakeRateSource(),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    clock.set(datetime(2026, 3, 31, 23, 58, tzinfo=UTC))
+
+    async def view() -> tuple[bool, int]:
+        metered = await run_metered(
+            db,
+            agent_id=agent,
+            tool="view-profile",
+            arguments={"specialist_id": 1},
+            idempotency_key=None,
+            operation=ok,
+            config=config,
+        )
+        assert metered.receipt is not None
+        return metered.receipt.free, metered.receipt.amount
+
+    march = [await view() for _ in range(4)]
+    assert march == [(True, 0), (True, 0), (True, 0), (False, 20_000)]
+    q = await quote(db, agent_id=agent, tool="view-profile", config=config)
+    assert (q.free, q.free_remaining, q.amount) == (False, 0, 20_000)
+    clock.set(datetime(2026, 4, 1, 0, 0, tzinfo=UTC))
+    q = await quote(db, agent_id=agent, tool="view-profile", config=config)
+    assert (q.free, q.free_remaining, q.amount) == (True, 3, 0)
+    april = [await view() for _ in range(4)]
+    assert april == march
+    async with db.uow() as uow:
+        used = {p: await usage_for(uow, agent, p) for p in ("2026-03", "2026-04")}
+    for period in used.values():
+        (row,) = period.usage
+        assert (row.calls, row.free_calls, row.paid_calls, row.price_usd_micros) == (
+            4,
+            3,
+            1,
+            20_000,
+        )
+    assert await wallet_balance(db, agent, "USDC") == 960_000
+
+
+async def test_the_default_price_list_is_specs(config: BillingConfig) -> None:
+    prices = config.prices
+    assert prices.for_tool("search-specialists").price_usd_micros == 10_000
+    assert (
+        prices.for_tool("view-profile").price_usd_micros,
+        prices.for_tool("view-profile").free_per_month,
+    ) == (20_000, 100)
+    assert prices.for_tool("create-schedule").price_usd_micros == 100_000
+    assert prices.for_tool("create-schedule").hold and prices.for_tool("book-slot").hold
+    assert prices.for_tool("book-slot").price_usd_micros == 50_000
+    assert not prices.for_tool("get-availability").paid
+    assert prices.booking.commission_percent == 10
+    assert prices.booking.late_refund_percent == 50
+    assert prices.booking.full_refund_before == timedelta(hours=24)
+
+
+async def test_a_side_effecting_tool_holds_then_captures(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    balances_seen = []
+
+    async def create(call: MeteredCall) -> dict[str, Any]:
+        # While the operation runs, the price is already reserved.
+        balances_seen.append(await wallet_balance(db, agent, "USDC"))
+        return {"schedule_id": 7}
+
+    metered = await run_metered(
+        db,
+        agent_id=agent,
+        tool="create-schedule",
+        arguments={"label": "x"},
+        idempotency_key=None,
+        operation=create,
+        config=config,
+    )
+    assert metered.receipt is not None
+    assert metered.receipt.amount == 100_000 and metered.receipt.balance_after == 900_000
+    async with db.uow() as uow:
+        history = await transactions_for(uow, agent)
+    assert [(i.type, i.balance_change) for i in history.data][:2] == [
+        ("charge", 0),
+        ("hold", -100_000),
+    ]
+    assert await wallet_balance(db, agent, "USDC") == 900_000
+    await audit_ledger(db)
+
+
+async def test_stale_holds_of_crashed_calls_are_released(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    await place_hold(
+        db,
+        agent_id=agent,
+        tool="create-schedule",
+        call_id="crashed",
+        fee_usd_micros=100_000,
+        extra=None,
+        config=config,
+    )
+    assert await wallet_balance(db, agent, "USDC") == 900_000
+    assert await release_stale_holds(db, timedelta(minutes=15)) == 0
+    clock.advance(timedelta(minutes=16))
+    assert await release_stale_holds(db, timedelta(minutes=15)) == 1
+    assert await release_stale_holds(db, timedelta(minutes=15)) == 0
+    assert await wallet_balance(db, agent, "USDC") == 1_000_000
+    assert await charges(db) == 0
+    await audit_ledger(db)
+
+
+async def test_book_slot_pays_fee_and_escrows_the_slot_price_with_the_booking(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 100_000_000)
+    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
+    slot = make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+
+    def book(key: str) -> Operation:
+        async def operation(call: MeteredCall) -> dict[str, Any]:
+            booking = await book_slot(call.uow, agent_id=agent, slot_id=slot, idempotency_key=key)
+            await call.escrow(booking)
+            return {"booking_id": booking.id}
+
+        return operation
+
+    metered = await run_metered(
+        db,
+        agent_id=agent,
+        tool="book-slot",
+        arguments={"slot_id": slot},
+        idempotency_key="b1",
+        operation=book("b1"),
+        extra_price=ExtraPrice(40_000_000, "USD"),
+        config=config,
+    )
+    assert metered.receipt is not None
+    assert (metered.receipt.amount, metered.receipt.escrowed) == (50_000, 40_000_000)
+    assert metered.receipt.balance_after == 100_000_000 - 40_050_000
+    # The same slot again: a conflict, and the hold comes back in full.
+    with pytest.raises(BookingConflict):
+        await run_metered(
+            db,
+            agent_id=agent,
+            tool="book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key="b2",
+            operation=book("b2"),
+            extra_price=ExtraPrice(40_000_000, "USD"),
+            config=config,
+        )
+    assert await wallet_balance(db, agent, "USDC") == 100_000_000 - 40_050_000
+    assert await charges(db) == 1
+    await audit_ledger(db)
+
+
+async def test_a_spending_cap_refuses_the_call_that_would_pass_it_and_resets_next_day(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+
+    async def search() -> None:
+        await run_metered(
+            db,
+            agent_id=agent,
+            tool="search-specialists",
+            arguments={},
+            idempotency_key=None,
+            operation=ok,
+            config=config,
+        )
+
+    await search()  # spent before the cap is set still counts
+    async with db.uow() as uow:
+        await set_spending_caps(uow, agent, daily_usd_micros=25_000, monthly_usd_micros=None)
+        await uow.commit()
+    await search()
+    before = await count_rows(db)
+    with pytest.raises(SpendingCapReached) as refused:
+        await search()
+    assert refused.value.details["cap"] == "daily"
+    assert refused.value.details["spent_usd_micros"] == 20_000
+    assert refused.value.details["resets_at"] == "2026-03-03T00:00:00+00:00"
+    assert await count_rows(db) == before
+    clock.advance(timedelta(days=1))
+    await search()
+    assert await wallet_balance(db, agent, "USDC") == 970_000
+
+
+async def test_usage_period_must_be_a_month(db: Database) -> None:
+    from agent_server.errors import ValidationFailed
+
+    async with db.uow() as uow:
+        for bad in ("2026-13", "2026-3", "march", "2026-03-01"):
+            with pytest.raises(ValidationFailed) as refused:
+                await usage_for(uow, 1, bad)
+            assert refused.value.details["fields"][0]["field"] == "period"
+
+
+async def test_usage_counts_every_successful_call_per_tool(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 10_000_000)
+    for tool, n in (("search-specialists", 3), ("view-profile", 2), ("get-availability", 1)):
+        for _ in range(n):
+            await run_metered(
+                db,
+                agent_id=agent,
+                tool=tool,
+                arguments={},
+                idempotency_key=None,
+                operation=ok,
+                config=config,
+            )
+    async with db.uow() as uow:
+        usage = await usage_for(uow, agent)
+        rows = (await uow.session.execute(select(func.count(UsageRecord.id)))).scalar_one()
+    assert rows == 6
+    assert {(u.tool, u.calls, u.paid_calls, u.price_usd_micros) for u in usage.usage} == {
+        ("search-specialists", 3, 3, 30_000),
+        ("view-profile", 2, 0, 0),
+        ("get-availability", 1, 0, 0),
+    }
+    assert usage.total_usd_micros == 30_000
