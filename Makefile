@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint typecheck bench soak clean postgres
+.PHONY: run test install lint typecheck bench soak clean postgres chains
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,16 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+# Local chains for `make run` and the tests: anvil and bcoin from npm (package.json). No
+# install scripts: anvil ships its binary as a package, bcoin runs on its JS fallbacks.
+NODE_STAMP := node_modules/.installed-stamp
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --ignore-scripts --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+chains: $(NODE_STAMP)
+
+run: install chains
 	$(BIN)/agent-server db upgrade
 	$(BIN)/agent-server demo-data --if-empty --specialists 1000
 	$(BIN)/agent-server serve --host 127.0.0.1 --port 8000
@@ -24,7 +33,7 @@ run: install
 postgres:
 	bash scripts/ensure-postgres.sh
 
-test: install postgres
+test: install postgres chains
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
 	$(BIN)/pytest

@@ -264,7 +264,7 @@ async def owners_of(uow: UnitOfWork, chain: str, addresses: list[str]) -> dict[s
                 DepositAddressRecord.chain == chain, DepositAddressRecord.address.in_(batch)
             )
         )
-        owners.update({address: agent_id for address, agent_id in rows.tuples()})
+        owners.update({str(address): int(agent_id) for address, agent_id in rows})
     return owners
 
 
@@ -275,4 +275,4 @@ async def all_addresses(uow: UnitOfWork, chain: str) -> dict[str, int]:
             DepositAddressRecord.chain == chain
         )
     )
-    return dict(rows.tuples())
+    return {str(address): int(agent_id) for address, agent_id in rows}

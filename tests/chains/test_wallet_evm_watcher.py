@@ -1,0 +1,156 @@
+"""The EVM deposit watcher against a real anvil node with the Vyper test tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chain_support import (
+    address_of,
+    balance,
+    deposits,
+    evm_watcher,
+    make_agent,
+    status_of,
+)
+from sqlalchemy import select, update
+from web3 import AsyncWeb3
+
+from agent_server.store import Database
+from billing.models import LedgerTransaction
+from wallets.chains.anvil import mine, rpc, send_value
+from wallets.chains.tokens import transfer, transfer_many
+from wallets.models import ChainCheckpoint, DepositEvent, ScannedBlock
+
+USDC = 1_000_000  # base units per USDC
+
+
+async def test_one_transaction_with_two_transfer_logs_credits_both_agents_after_confirmations(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str]
+) -> None:
+    watcher = await evm_watcher(db, anvil, test_tokens, confirmations=3)
+    big, small = await make_agent(db, "big"), await make_agent(db, "small")
+    to_big, to_small = await address_of(db, big, "USDC"), await address_of(db, small, "USDC")
+
+    tx = await transfer_many(
+        anvil, test_tokens["USDC"], [(to_big, 25 * USDC), (to_small, 5 * USDC)]
+    )
+    first = await watcher.poll_once()
+    assert first.seen == 2 and first.credited == 0  # one confirmation of three
+    assert await balance(db, big, "USDC") == 0
+    await mine(anvil, 1)
+    assert (await watcher.poll_once()).credited == 0  # two of three
+    await mine(anvil, 1)
+    assert (await watcher.poll_once()).credited == 2
+
+    assert await balance(db, big, "USDC") == 25 * USDC
+    assert await balance(db, small, "USDC") == 5 * USDC
+    assert await status_of(db, big) == "active"  # 25 USD >= 20 USD activates
+    assert await status_of(db, small) == "pending_deposit"  # 5 USD is credited, no more
+    rows = await deposits(db)
+    assert {r.tx_hash for r in rows} == {tx}
+    assert sorted(r.position for r in rows) == [0, 1]  # two logs of one transaction
+    assert {r.usd_micros for r in rows} == {25_000_000, 5_000_000}
+    async with db.uow() as uow:
+        events = [
+            (e.kind, e.payload["amount"])
+            for e in (await uow.session.execute(select(DepositEvent))).scalars()
+        ]
+    assert sorted(events) == [
+        ("deposit.confirmed", "25"),
+        ("deposit.confirmed", "5"),
+    ]
+
+
+async def test_native_eth_deposit_is_credited_and_other_tokens_or_addresses_are_not(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str]
+) -> None:
+    watcher = await evm_watcher(db, anvil, test_tokens, confirmations=2)
+    agent = await make_agent(db)
+    ours = await address_of(db, agent, "ETH")
+    await send_value(anvil, ours, 10**16)  # 0.01 ETH = 30 USD
+    # Value to an address that is not ours is ignored.
+    await send_value(anvil, "0x000000000000000000000000000000000000dEaD", 10**16)
+    await mine(anvil, 1)
+    result = await watcher.poll_once()
+    assert result.credited == 1
+    assert await balance(db, agent, "ETH") == 10**16
+    assert await status_of(db, agent) == "active"
+    [row] = await deposits(db)
+    assert (row.currency, row.position, row.usd_micros) == ("ETH", -1, 30_000_000)
+
+
+async def test_replayed_blocks_and_a_second_watcher_credit_each_deposit_once(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str]
+) -> None:
+    start = int(await anvil.eth.block_number) + 1
+    watcher = await evm_watcher(db, anvil, test_tokens, confirmations=1)
+    agent = await make_agent(db)
+    to = await address_of(db, agent, "USDT")
+    await transfer(anvil, test_tokens["USDT"], to, 7 * USDC)
+    await transfer(anvil, test_tokens["USDT"], to, 8 * USDC)
+    assert (await watcher.poll_once()).credited == 2
+    assert await balance(db, agent, "USDT") == 15 * USDC
+
+    # Rewind the checkpoint as if the scan had never happened: the same logs come again.
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(ChainCheckpoint).values(
+                block_number=start - 1,
+                block_hash=(await anvil.eth.get_block(start - 1))["hash"].to_0x_hex(),
+            )
+        )
+        await uow.session.execute(ScannedBlock.__table__.delete())
+        await uow.commit()
+    replay = await watcher.poll_once()
+    other = await evm_watcher(db, anvil, {}, confirmations=1)
+    again = await other.poll_once()
+    assert (replay.seen, replay.credited, again.seen, again.credited) == (0, 0, 0, 0)
+    assert await balance(db, agent, "USDT") == 15 * USDC
+    async with db.uow() as uow:
+        credits = (
+            (
+                await uow.session.execute(
+                    select(LedgerTransaction).where(LedgerTransaction.kind == "deposit")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(credits) == 2
+
+
+async def test_a_reorg_reverses_a_credited_deposit_with_a_new_ledger_transaction(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str]
+) -> None:
+    watcher = await evm_watcher(db, anvil, test_tokens, confirmations=2)
+    agent = await make_agent(db)
+    to = await address_of(db, agent, "USDC")
+    await mine(anvil, 1)
+    await watcher.poll_once()  # the watcher has seen the block the fork starts from
+    snapshot = await rpc(anvil, "evm_snapshot")
+    await transfer(anvil, test_tokens["USDC"], to, 40 * USDC)
+    await mine(anvil, 1)
+    assert (await watcher.poll_once()).credited == 1
+    assert await balance(db, agent, "USDC") == 40 * USDC
+
+    # The blocks holding the deposit are replaced by a longer chain without it.
+    assert await rpc(anvil, "evm_revert", snapshot) is True
+    await mine(anvil, 4)
+    result = await watcher.poll_once()
+    assert (result.reorgs, result.orphaned) == (1, 1)
+    assert await balance(db, agent, "USDC") == 0
+    [row] = await deposits(db)
+    assert row.status == "orphaned" and row.reversal_txn_id is not None
+    async with db.uow() as uow:
+        kinds = [
+            t.kind
+            for t in (
+                await uow.session.execute(select(LedgerTransaction).order_by(LedgerTransaction.id))
+            ).scalars()
+        ]
+        events = [e.kind for e in (await uow.session.execute(select(DepositEvent))).scalars()]
+    assert kinds == ["deposit", "reversal"]  # the credit stays; a new transaction undoes it
+    assert events == ["deposit.confirmed", "deposit.reversed"]
+    # Polling again changes nothing.
+    again = await watcher.poll_once()
+    assert (again.reorgs, again.orphaned, again.credited) == (0, 0, 0)

@@ -1,0 +1,192 @@
+"""Turning observed deposits into money, and taking it back when a reorg removes them.
+
+``credit_confirmed`` posts a confirmed deposit to the ledger (``billing.credit_deposit``,
+idempotent by reference) at the USD rate of that moment, activates a ``pending_deposit``
+agent when the deposit is worth at least the activation amount, and records
+``deposit.confirmed``. ``orphan`` marks a deposit whose block left the chain and, if it had
+been credited, reverses it with a new ledger transaction (``billing.reverse_deposit``) and
+records ``deposit.reversed``. Both claim the deposit row with a conditional UPDATE first, so
+two watcher processes never post the same deposit twice.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+
+from agent_server.accounts.status import activate_if_pending
+from agent_server.logs import get_logger
+from agent_server.store import UnitOfWork
+from billing.deposits import credit_deposit, reverse_deposit
+from wallets.currencies import currency_info
+from wallets.events import (
+    DEPOSIT_CONFIRMED,
+    DEPOSIT_REVERSED,
+    DepositEventData,
+    record_deposit_event,
+)
+from wallets.models import Deposit, DepositStatus
+from wallets.rates import RateSource, base_units_to_usd
+
+log = get_logger(__name__)
+
+
+def deposit_reference(deposit: Deposit) -> str:
+    """The ledger reference of one crediting of ``deposit`` (a new one after each re-inclusion)."""
+    base = f"{deposit.network}:{deposit.tx_hash}:{deposit.position}"
+    return base if deposit.generation == 0 else f"{base}:g{deposit.generation}"
+
+
+async def _claim(uow: UnitOfWork, deposit: Deposit, source: str, target: str) -> bool:
+    """Move ``deposit`` from ``source`` to ``target`` status unless someone else did first."""
+    now = uow.clock.now()
+    values: dict[str, object] = {"status": target}
+    if target in (DepositStatus.CREDITED, DepositStatus.BELOW_MINIMUM):
+        values["confirmed_at"] = now
+    if target == DepositStatus.ORPHANED:
+        values["orphaned_at"] = now
+    result = await uow.session.execute(
+        update(Deposit)
+        .where(
+            Deposit.id == deposit.id,
+            Deposit.status == source,
+            Deposit.generation == deposit.generation,
+            Deposit.block_hash == deposit.block_hash,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _event(
+    kind: str, deposit: Deposit, confirmations: int, txn: int | None, activated: bool, at: str
+) -> DepositEventData:
+    info = currency_info(deposit.currency)
+    return DepositEventData(
+        kind=kind,
+        deposit_id=deposit.id,
+        agent_id=deposit.agent_id,
+        currency=info.code,
+        amount=info.format(deposit.amount),
+        amount_base_units=str(deposit.amount),
+        usd_micros=deposit.usd_micros,
+        network=deposit.network,
+        tx_hash=deposit.tx_hash,
+        position=deposit.position,
+        block_number=deposit.block_number,
+        confirmations=confirmations,
+        ledger_transaction_id=txn,
+        activated=activated,
+        at=at,
+    )
+
+
+async def credit_confirmed(
+    uow: UnitOfWork,
+    deposit: Deposit,
+    *,
+    rates: RateSource,
+    activation_usd_micros: int,
+    confirmations: int,
+) -> bool:
+    """Credit a pending deposit that has its confirmations; False if it was not ours to credit.
+
+    Runs in the caller's transaction; does not commit.
+    """
+    info = currency_info(deposit.currency)
+    if deposit.amount < info.min_deposit:
+        if await _claim(uow, deposit, DepositStatus.PENDING, DepositStatus.BELOW_MINIMUM):
+            log.warning(
+                "wallets.deposit_below_minimum",
+                deposit_id=deposit.id,
+                agent_id=deposit.agent_id,
+                currency=info.code,
+                amount=str(deposit.amount),
+                minimum=str(info.min_deposit),
+            )
+            return True
+        return False
+    if not await _claim(uow, deposit, DepositStatus.PENDING, DepositStatus.CREDITED):
+        return False
+    rate = rates.usd_micros_per_coin(info.code)
+    usd = base_units_to_usd(deposit.amount, info.code, rate)
+    reference = deposit_reference(deposit)
+    txn = await credit_deposit(
+        uow,
+        agent_id=deposit.agent_id,
+        currency=info.code,
+        amount=deposit.amount,
+        usd_micros=usd,
+        reference=reference,
+    )
+    activated = False
+    if usd >= activation_usd_micros:
+        activated = await activate_if_pending(
+            uow,
+            deposit.agent_id,
+            f"deposit of {info.format(deposit.amount)} {info.code} "
+            f"(~{usd / 1_000_000:.2f} USD) confirmed: {reference}",
+        )
+    await uow.session.execute(
+        update(Deposit)
+        .where(Deposit.id == deposit.id)
+        .values(rate_usd_micros=rate, usd_micros=usd, ledger_txn_id=txn, activated_agent=activated)
+        .execution_options(synchronize_session=False)
+    )
+    deposit.usd_micros = usd
+    await record_deposit_event(
+        uow,
+        _event(
+            DEPOSIT_CONFIRMED,
+            deposit,
+            confirmations,
+            txn,
+            activated,
+            uow.clock.now().isoformat(),
+        ),
+    )
+    log.info(
+        "wallets.deposit_credited",
+        deposit_id=deposit.id,
+        agent_id=deposit.agent_id,
+        currency=info.code,
+        amount=info.format(deposit.amount),
+        usd_micros=usd,
+        activated=activated,
+        reference=reference,
+    )
+    return True
+
+
+async def orphan(uow: UnitOfWork, deposit: Deposit, reason: str) -> int | None:
+    """Mark a deposit whose block left the chain; reverse its credit. The reversal's id.
+
+    Runs in the caller's transaction; does not commit.
+    """
+    previous = deposit.status
+    if previous == DepositStatus.ORPHANED:
+        return None
+    if not await _claim(uow, deposit, previous, DepositStatus.ORPHANED):
+        return None
+    reversal: int | None = None
+    if previous == DepositStatus.CREDITED:
+        reversal = await reverse_deposit(uow, reference=deposit_reference(deposit), reason=reason)
+        await uow.session.execute(
+            update(Deposit)
+            .where(Deposit.id == deposit.id)
+            .values(reversal_txn_id=reversal)
+            .execution_options(synchronize_session=False)
+        )
+        await record_deposit_event(
+            uow,
+            _event(DEPOSIT_REVERSED, deposit, 0, reversal, False, uow.clock.now().isoformat()),
+        )
+    log.warning(
+        "wallets.deposit_orphaned",
+        deposit_id=deposit.id,
+        agent_id=deposit.agent_id,
+        was=previous,
+        reversal_txn_id=reversal,
+        reason=reason,
+    )
+    return reversal
