@@ -106,6 +106,9 @@ async def wallet_info(
     address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
     rate = (rates or StaticRateSource()).usd_micros_per_coin(info.code)
     needed = max(usd_to_base_units(settings.activation_usd_micros, info.code, rate), 1)
+    # Rounded up to at most 8 decimals, so the amount is easy to type and still enough.
+    quantum = 10 ** max(info.decimals - 8, 0)
+    needed = -(-needed // quantum) * quantum
     return WalletInfo(
         currency=info.code,
         deposit_address=address.address,
@@ -344,6 +347,7 @@ async def verify_email(uow: UnitOfWork, settings: Settings, email: str, code: st
     async with uow:
         agent = await _agent_by_email(uow, email)
         if agent.email_verified:
+            await uow.commit()  # nothing written; keeps the loaded agent readable
             return agent
         now = uow.clock.now()
         live = await _live_code(uow, agent.id)
@@ -469,7 +473,9 @@ async def regenerate_key(uow: UnitOfWork, settings: Settings, agent_id: int) -> 
 async def get_agent(uow: UnitOfWork, agent_id: int) -> Agent:
     """The agent with this id (not deleted); ``NotFound`` otherwise."""
     async with uow:
-        return await find_agent(uow, agent_id)
+        agent = await find_agent(uow, agent_id)
+        await uow.commit()  # read only; committing keeps the loaded agent readable
+    return agent
 
 
 async def update_profile(uow: UnitOfWork, agent_id: int, data: UpdateAgent) -> Agent:
@@ -635,6 +641,7 @@ async def search_agents(uow: UnitOfWork, q: DirectoryQuery) -> DirectoryPage:
             .offset((q.page - 1) * q.per_page)
         )
         agents = list(rows.scalars())
+        await uow.commit()  # read only; committing keeps the loaded agents readable
     return DirectoryPage(agents=agents, total=int(total or 0), page=q.page, per_page=q.per_page)
 
 

@@ -47,6 +47,8 @@ def _no_nul(value: str) -> str:
 
 
 QueryText = Annotated[str, AfterValidator(_no_nul)]
+Item100 = Annotated[str, Field(max_length=100), AfterValidator(_no_nul)]
+Item10 = Annotated[str, Field(max_length=10), AfterValidator(_no_nul)]
 AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The agent's id.")]
 
 
@@ -222,15 +224,15 @@ async def directory(
     runtime: RuntimeDep,
     query: Annotated[QueryText | None, Query(max_length=200)] = None,
     tags: Annotated[
-        list[Annotated[QueryText, Field(max_length=100)]] | None,
+        list[Item100] | None,
         Query(alias="tags[]", max_length=50),
     ] = None,
     skills: Annotated[
-        list[Annotated[QueryText, Field(max_length=100)]] | None,
+        list[Item100] | None,
         Query(alias="skills[]", max_length=100),
     ] = None,
     languages: Annotated[
-        list[Annotated[QueryText, Field(max_length=10)]] | None,
+        list[Item10] | None,
         Query(alias="languages[]", max_length=50),
     ] = None,
     license: Annotated[QueryText | None, Query(max_length=100)] = None,

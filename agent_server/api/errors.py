@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import traceback
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -64,7 +65,8 @@ def field_name(loc: tuple[int | str, ...]) -> str:
     name = ""
     for part in parts:
         if isinstance(part, int):
-            name += f"[{part}]"
+            # Array query parameters are named "tags[]": item 3 is "tags[3]".
+            name = name.removesuffix("[]") + f"[{part}]"
         else:
             name += f".{part}" if name else str(part)
     return name or source
@@ -162,8 +164,16 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
-            log.exception("api.unhandled_error", method=scope.get("method"), path=scope.get("path"))
+        except Exception as exc:
+            # A plain traceback string: renderers that print local variables could
+            # otherwise write request bodies and headers (codes, keys) into the log.
+            log.error(
+                "api.unhandled_error",
+                method=scope.get("method"),
+                path=scope.get("path"),
+                error=type(exc).__name__,
+                traceback="".join(traceback.format_exception(exc)),
+            )
             if started:
                 return
             response = JSONResponse(
