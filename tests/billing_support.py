@@ -77,7 +77,12 @@ async def audit_ledger(db: Database) -> None:
 
 
 async def make_schedule(
-    db: Database, *, price_amount: int = 0, price_currency: str = "USD", capacity: int = 1
+    db: Database,
+    *,
+    price_amount: int = 0,
+    price_currency: str = "USD",
+    capacity: int = 1,
+    auto_accept: bool = True,
 ) -> int:
     """A specialist's schedule open 09:00-17:00 UTC every day, hourly slots; its id."""
     from datetime import date
@@ -108,7 +113,7 @@ async def make_schedule(
             price_currency=price_currency,
             price_usd_micros=price_amount if price_currency == "USD" else 0,
             capacity=capacity,
-            auto_accept=True,
+            auto_accept=auto_accept,
             created_at=now,
             updated_at=now,
         )

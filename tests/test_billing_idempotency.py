@@ -1,0 +1,182 @@
+"""Idempotency keys, Stripe's way: a retry gets the first result and pays nothing more."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from billing_support import fund, make_agent, wallet_balance
+from sqlalchemy import func, select
+
+from agent_server.clock import FakeClock
+from agent_server.errors import BookingConflict, IdempotencyMismatch, ValidationFailed
+from agent_server.store import Database
+from billing import idempotency
+from billing.config import BillingConfig
+from billing.meter import MeteredCall, run_metered
+from billing.models import IdempotencyKey, LedgerTransaction
+from billing.prices import load_price_list
+from wallets.rates import FakeRateSource
+
+
+@pytest.fixture
+def config() -> BillingConfig:
+    return BillingConfig(
+        prices=load_price_list(), rates=FakeRateSource(), stale_key_after=timedelta(minutes=5)
+    )
+
+
+class Counter:
+    """An operation that counts its runs and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+        self.fail = False
+
+    async def __call__(self, call: MeteredCall) -> dict[str, Any]:
+        self.runs += 1
+        if self.fail:
+            raise BookingConflict("slot taken", {"reason": "full"})
+        return {"schedule_id": 100 + self.runs}
+
+
+async def charge_count(db: Database) -> int:
+    async with db.uow() as uow:
+        return (
+            await uow.session.execute(
+                select(func.count())
+                .select_from(LedgerTransaction)
+                .where(LedgerTransaction.kind == "charge")
+            )
+        ).scalar_one()
+
+
+async def call(
+    db: Database, config: BillingConfig, agent: int, op: Counter, key: str | None, **args: Any
+):  # type: ignore[no-untyped-def]
+    return await run_metered(
+        db,
+        agent_id=agent,
+        tool="create-schedule",
+        arguments=args,
+        idempotency_key=key,
+        operation=op,
+        config=config,
+    )
+
+
+async def test_same_key_same_arguments_returns_the_stored_result_without_a_second_charge(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    op = Counter()
+    first = await call(db, config, agent, op, "key-1", label="Mornings")
+    again = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1
+    assert again.replayed and not first.replayed
+    assert again.result == first.result == {"schedule_id": 101}
+    assert again.receipt == first.receipt
+    assert await charge_count(db) == 1
+    assert await wallet_balance(db, agent, "USDC") == 900_000
+    # Keys are per agent: another agent's identical key is its own call.
+    other = await make_agent(db)
+    await fund(db, other, "USDC", 1_000_000)
+    assert not (await call(db, config, other, op, "key-1", label="Mornings")).replayed
+
+
+async def test_same_key_other_arguments_is_a_mismatch_that_must_not_be_retried(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    op = Counter()
+    await call(db, config, agent, op, "key-1", label="Mornings")
+    with pytest.raises(IdempotencyMismatch) as refused:
+        await call(db, config, agent, op, "key-1", label="Evenings")
+    assert refused.value.details["retryable"] is False
+    assert refused.value.to_body()["error"]["status"] == 409
+    assert op.runs == 1
+    assert await charge_count(db) == 1
+
+
+async def test_a_key_in_flight_is_a_retryable_mismatch_until_it_goes_stale(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    # Another process took the key and is still running its call.
+    elsewhere = await idempotency.claim(
+        db,
+        agent_id=agent,
+        key="key-1",
+        tool="create-schedule",
+        arguments={"label": "Mornings"},
+        stale_after=config.stale_key_after,
+    )
+    assert isinstance(elsewhere, idempotency.Claim)
+    op = Counter()
+    with pytest.raises(IdempotencyMismatch) as refused:
+        await call(db, config, agent, op, "key-1", label="Mornings")
+    assert refused.value.details["retryable"] is True
+    assert op.runs == 0
+    # That process crashed; once the key is stale a retry takes it over and runs.
+    clock.advance(timedelta(minutes=6))
+    taken = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1 and not taken.replayed
+    # The crashed call, should it wake up, can no longer complete under the key.
+    with pytest.raises(IdempotencyMismatch):
+        async with db.uow() as uow:
+            await idempotency.complete(uow, elsewhere, {"schedule_id": 0}, None)
+    assert (await call(db, config, agent, op, "key-1", label="Mornings")).result == taken.result
+    assert await charge_count(db) == 1
+
+
+async def test_a_failed_call_frees_its_key_for_the_retry(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    op = Counter()
+    op.fail = True
+    with pytest.raises(BookingConflict):
+        await call(db, config, agent, op, "key-1", label="Mornings")
+    op.fail = False
+    retried = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert not retried.replayed and op.runs == 2
+    assert await charge_count(db) == 1
+    assert await wallet_balance(db, agent, "USDC") == 900_000
+
+
+async def test_keys_live_at_least_a_day_then_are_purged(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    op = Counter()
+    await call(db, config, agent, op, "old", label="a")
+    clock.advance(timedelta(hours=23))
+    await call(db, config, agent, op, "new", label="b")
+    with pytest.raises(ValueError):
+        await idempotency.purge_idempotency_keys(db, timedelta(hours=1))
+    assert await idempotency.purge_idempotency_keys(db) == 0
+    assert (await call(db, config, agent, op, "old", label="a")).replayed
+    clock.advance(timedelta(hours=2))
+    assert await idempotency.purge_idempotency_keys(db) == 1
+    async with db.uow() as uow:
+        keys = (await uow.session.execute(select(IdempotencyKey.key))).scalars().all()
+    assert keys == ["new"]
+
+
+async def test_a_malformed_key_is_refused_before_anything_runs(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    op = Counter()
+    for bad in ("", " padded ", "x" * 256, "tab\there"):
+        with pytest.raises(ValidationFailed) as refused:
+            await call(db, config, agent, op, bad, label="a")
+        assert refused.value.details["fields"][0]["field"] == "idempotency_key"
+    assert op.runs == 0
