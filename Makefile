@@ -16,11 +16,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Local chains for `make run` and the tests: anvil and bcoin from npm (package.json). No
-# install scripts: anvil ships its binary as a package, bcoin runs on its JS fallbacks.
+# Local chains for `make run` and the tests: anvil and bcoin from npm (package.json).
 NODE_STAMP := node_modules/.installed-stamp
 $(NODE_STAMP): package.json package-lock.json
-	npm ci --ignore-scripts --no-audit --no-fund
+	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
 chains: $(NODE_STAMP)
