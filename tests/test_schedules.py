@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.availability import make_slot_id
@@ -135,43 +135,41 @@ def test_usd_value_of_each_currency() -> None:
     assert usd_value(10**18, "ETH", {"ETH": 2_500_000_000}) == 2_500_000_000
 
 
-@pytest.mark.parametrize(
-    ("change_", "field"),
-    [
-        ({"timezone": "Europe/Atlantis"}, "timezone"),
-        ({"start_date": "2026-05-01", "end_date": "2026-04-30"}, "end_date"),
-        ({"slot_minutes": 10}, "slot_minutes"),
-        ({"weekly_hours": {"mon": [["09:00", "12:00"], ["11:30", "13:00"]]}}, "weekly_hours.mon"),
-        (
-            {"weekly_hours": {"tue": [["09:00", "10:00"], ["12:00", "11:00"]]}},
-            "weekly_hours.tue[1]",
-        ),
-        ({"weekly_hours": {"wed": [["9am", "10:00"]]}}, "weekly_hours.wed[0]"),
-        ({"weekly_hours": {"caturday": [["09:00", "10:00"]]}}, "weekly_hours.caturday"),
-        ({"price_amount": -1}, "price_amount"),
-        ({"price_amount": 1.5}, "price_amount"),
-        ({"price_currency": "EUR"}, "price_currency"),
-        ({"capacity": 0}, "capacity"),
-        ({"overrides": {"2026-02-30": []}}, "overrides.2026-02-30"),
-        ({"blackout_dates": ["2026-03-04", "soon"]}, "blackout_dates[1]"),
-        ({"buffer_minutes": -5}, "buffer_minutes"),
-        ({"colour": "blue"}, "colour"),
-    ],
-)
-async def test_bad_input_names_the_field_and_writes_nothing(
-    db: Database, change_: dict[str, Any], field: str
-) -> None:
+BAD_INPUTS: list[tuple[dict[str, Any], str]] = [
+    ({"timezone": "Europe/Atlantis"}, "timezone"),
+    ({"start_date": "2026-05-01", "end_date": "2026-04-30"}, "end_date"),
+    ({"slot_minutes": 10}, "slot_minutes"),
+    ({"weekly_hours": {"mon": [["09:00", "12:00"], ["11:30", "13:00"]]}}, "weekly_hours.mon"),
+    (
+        {"weekly_hours": {"tue": [["09:00", "10:00"], ["12:00", "11:00"]]}},
+        "weekly_hours.tue[1]",
+    ),
+    ({"weekly_hours": {"wed": [["9am", "10:00"]]}}, "weekly_hours.wed[0]"),
+    ({"weekly_hours": {"caturday": [["09:00", "10:00"]]}}, "weekly_hours.caturday"),
+    ({"price_amount": -1}, "price_amount"),
+    ({"price_amount": 1.5}, "price_amount"),
+    ({"price_currency": "EUR"}, "price_currency"),
+    ({"capacity": 0}, "capacity"),
+    ({"overrides": {"2026-02-30": []}}, "overrides.2026-02-30"),
+    ({"blackout_dates": ["2026-03-04", "soon"]}, "blackout_dates[1]"),
+    ({"buffer_minutes": -5}, "buffer_minutes"),
+    ({"colour": "blue"}, "colour"),
+]
+
+
+async def test_bad_input_names_the_field_and_writes_nothing(db: Database) -> None:
     agent = await make_agent(db, "alpha")
-    with pytest.raises(ValidationFailed) as err:
-        await publish(db, ScheduleOwner.agent(agent), {**GOOD, **change_})
-    body = err.value.to_body()["error"]
-    assert body["code"] == "VALIDATION_ERROR"
-    assert [f["field"] for f in body["details"]["fields"]] == [field]
-    assert body["details"]["fields"][0]["message"]
+    for change_, field in BAD_INPUTS:
+        with pytest.raises(ValidationFailed) as err:
+            await publish(db, ScheduleOwner.agent(agent), {**GOOD, **change_})
+        body = err.value.to_body()["error"]
+        assert body["code"] == "VALIDATION_ERROR"
+        assert [f["field"] for f in body["details"]["fields"]] == [field], change_
+        assert body["details"]["fields"][0]["message"]
     assert await schedule_count(db) == 0
 
 
-async def test_every_bad_field_is_listed_at_once(db: Database) -> None:
+def test_every_bad_field_is_listed_at_once() -> None:
     bad = {
         **GOOD,
         "timezone": "Nowhere/Special",
@@ -371,3 +369,21 @@ async def test_a_specialists_availability_merges_its_public_schedules(db: Databa
         with pytest.raises(NotFound):
             await get_specialist_availability(uow, specialist + 1, MON, MON + timedelta(days=1))
     assert [(s.schedule_id, s.start.hour) for s in slots] == [(a.id, 9), (b.id, 10)]
+
+
+async def test_changing_hours_forgets_the_search_bound_but_a_new_label_keeps_it(
+    db: Database,
+) -> None:
+    alpha = await make_agent(db, "alpha")
+    owner = ScheduleOwner.agent(alpha)
+    schedule = await publish(db, owner, GOOD)
+    bound = datetime(2026, 3, 2, 8, tzinfo=UTC)
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(Schedule).where(Schedule.id == schedule.id).values(next_free_at=bound)
+        )
+        await uow.commit()
+    await change(db, owner, schedule.id, {"label": "Renamed", "price_amount": 1})
+    assert (await stored(db, schedule.id)).next_free_at == bound
+    await change(db, owner, schedule.id, {"blackout_dates": ["2026-03-02"]})
+    assert (await stored(db, schedule.id)).next_free_at is None

@@ -441,6 +441,23 @@ async def create_schedule(
     return schedule
 
 
+# Fields that change which slots exist or are free.
+_AVAILABILITY_FIELDS = frozenset(
+    {
+        "timezone",
+        "weekly_hours",
+        "overrides",
+        "blackout_dates",
+        "slot_minutes",
+        "buffer_minutes",
+        "min_notice_minutes",
+        "start_date",
+        "end_date",
+        "capacity",
+    }
+)
+
+
 def _as_input_dict(schedule: Schedule) -> dict[str, Any]:
     return {
         "label": schedule.label,
@@ -516,6 +533,9 @@ async def update_schedule(
     schedule.capacity = full.capacity
     schedule.private = full.private
     schedule.auto_accept = full.auto_accept
+    if _AVAILABILITY_FIELDS & data.model_fields_set:
+        # Search's bound on the next free slot no longer holds; it recomputes unknown ones.
+        schedule.next_free_at = None
     schedule.updated_at = uow.clock.now()
     await uow.session.flush()
     return schedule
