@@ -305,6 +305,96 @@ def admin_reactivate(agent: AgentArg, reason: ReasonOpt, actor: ActorOpt = None)
     _change_status("reactivate", agent, reason, actor)
 
 
+CurrencyArg = Annotated[str, typer.Argument(help="BTC, ETH, USDT or USDC.")]
+AmountArg = Annotated[
+    str, typer.Argument(help="Whole coins as a decimal number, e.g. 25 or 0.0005.")
+]
+ReferenceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reference",
+        help="A unique id for this adjustment; running the command again with it changes "
+        "nothing (safe retries).",
+    ),
+]
+
+
+def _adjust(
+    sign: int,
+    agent: str,
+    currency: str,
+    amount: str,
+    reason: str,
+    actor: str | None,
+    reference: str | None,
+) -> None:
+    """Post an operator credit (sign 1) or debit (sign -1) to an agent's wallet."""
+    from agent_server.accounts.status import activate_if_pending, find_agent
+    from billing import adjust_balance, balances
+    from wallets.currencies import currency_info
+    from wallets.rates import StaticRateSource, base_units_to_usd
+
+    operator = _operator(actor)
+
+    async def work(runtime: Runtime) -> str:
+        info = currency_info(currency)
+        base = info.parse(amount)
+        async with runtime.db.uow() as uow:
+            found = await find_agent(uow, agent)
+            txn = await adjust_balance(
+                uow,
+                agent_id=found.id,
+                currency=info.code,
+                amount=sign * base,
+                reason=f"{reason.strip()} (by {operator})",
+                reference=f"admin:{reference}" if reference else None,
+            )
+            activated = False
+            usd = base_units_to_usd(
+                base, info.code, StaticRateSource().usd_micros_per_coin(info.code)
+            )
+            if sign > 0 and usd >= runtime.settings.activation_usd_micros:
+                activated = await activate_if_pending(
+                    uow, found.id, f"operator credit: {reason.strip()}", actor=operator
+                )
+            held = (await balances(uow, found.id))[info.code]
+            await uow.commit()
+        verb = "credited" if sign > 0 else "debited"
+        return (
+            f"agent {found.id}: {verb} {info.format(base)} {info.code} (transaction {txn}); "
+            f"balance {info.format(held)} {info.code}" + ("; agent activated" if activated else "")
+        )
+
+    typer.echo(_with_runtime(work))
+
+
+@admin_app.command("credit")
+def admin_credit(
+    agent: AgentArg,
+    currency: CurrencyArg,
+    amount: AmountArg,
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    reference: ReferenceOpt = None,
+) -> None:
+    """Credit an agent's wallet (an adjustment with a recorded reason); a credit worth at
+    least the activation amount activates a pending_deposit agent."""
+    _adjust(1, agent, currency, amount, reason, actor, reference)
+
+
+@admin_app.command("debit")
+def admin_debit(
+    agent: AgentArg,
+    currency: CurrencyArg,
+    amount: AmountArg,
+    reason: ReasonOpt,
+    actor: ActorOpt = None,
+    reference: ReferenceOpt = None,
+) -> None:
+    """Debit an agent's wallet (an adjustment with a recorded reason); never below zero."""
+    _adjust(-1, agent, currency, amount, reason, actor, reference)
+
+
 @dev_app.command("fund")
 def dev_fund(agent: int, currency: str, amount: str) -> None:
     """Send a real deposit on the embedded chain and mine its confirmations."""
