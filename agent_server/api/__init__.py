@@ -19,7 +19,7 @@ from agent_server import __version__
 from agent_server.api.errors import install_error_handlers
 from agent_server.runtime import Runtime
 
-ROUTER_MODULES: tuple[str, ...] = ("agent_server.api.agents",)
+ROUTER_MODULES: tuple[str, ...] = ("agent_server.api.agents", "agent_server.api.wallet")
 
 
 def build_api(runtime: Runtime) -> FastAPI:

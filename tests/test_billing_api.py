@@ -1,0 +1,73 @@
+"""Usage and history over REST, as an agent owner's script would read them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accounts_support import api_for, bearer
+from billing_support import fund
+
+from agent_server.clock import FakeClock
+from billing.config import BillingConfig
+from billing.meter import MeteredCall, run_metered
+from billing.prices import load_price_list
+from wallets.rates import FakeRateSource
+
+
+async def ok(call: MeteredCall) -> dict[str, Any]:
+    return {}
+
+
+async def test_usage_and_transactions_show_every_charge(
+    database_url: str, clock: FakeClock
+) -> None:
+    config = BillingConfig(prices=load_price_list(), rates=FakeRateSource())
+    async with api_for(database_url, clock, None) as api:
+        registered = await api.register("owner@example.com", currency="USDC")
+        assert registered.status_code == 201, registered.text
+        agent, key = int(registered.json()["agent_id"]), registered.json()["api_key"]
+        db = api.runtime.db
+        await fund(db, agent, "USDC", 60_000)
+        for tool in ("search-specialists", "search-specialists", "view-profile"):
+            await run_metered(
+                db,
+                agent_id=agent,
+                tool=tool,
+                arguments={},
+                idempotency_key=None,
+                operation=ok,
+                config=config,
+            )
+        usage = await api.client.get(
+            "/api/agent/wallet/usage", params={"period": "2026-03"}, headers=bearer(key)
+        )
+        assert usage.status_code == 200, usage.text
+        body = usage.json()
+        assert body["period"] == "2026-03"
+        assert body["total_usd_micros"] == 20_000 and body["total_usd_display"] == "0.02"
+        by_tool = {row["tool"]: row for row in body["usage"]}
+        assert by_tool["search-specialists"]["calls"] == 2
+        assert by_tool["search-specialists"]["amounts"] == {"USDC": 20_000}
+        assert by_tool["view-profile"]["free_calls"] == 1
+        current = await api.client.get("/api/agent/wallet/usage", headers=bearer(key))
+        assert current.json()["period"] == "2026-03"
+
+        history = await api.client.get("/api/agent/wallet/transactions", headers=bearer(key))
+        assert history.status_code == 200, history.text
+        page = history.json()
+        assert (page["current_page"], page["per_page"], page["total"]) == (1, 50, 3)
+        assert [(t["type"], t["balance_change"]) for t in page["data"]] == [
+            ("charge", -10_000),
+            ("charge", -10_000),
+            ("adjustment", 60_000),
+        ]
+        assert page["data"][0]["amount_display"] == "0.01"
+
+        bad = await api.client.get(
+            "/api/agent/wallet/usage", params={"period": "2026-13"}, headers=bearer(key)
+        )
+        assert bad.status_code == 422
+        assert bad.json()["error"]["details"]["fields"][0]["field"] == "period"
+        anonymous = await api.client.get("/api/agent/wallet/transactions")
+        assert anonymous.status_code == 401
+        assert anonymous.json()["error"]["code"] == "UNAUTHORIZED"
