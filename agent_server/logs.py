@@ -58,6 +58,9 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
+    # SQL parameters and rows carry emails, key hashes and outbox mail: never log them.
+    for chatty in ("sqlalchemy", "aiosqlite"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -116,6 +116,17 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    if status == 400:
+        # FastAPI's answer to a body it cannot decode (not UTF-8, not form data...).
+        return JSONResponse(
+            error_body(
+                "VALIDATION_ERROR",
+                422,
+                f"body: {exc.detail}",
+                {"fields": [{"field": "body", "message": "send a JSON object (UTF-8)"}]},
+            ),
+            status_code=422,
+        )
     if status == 404:
         message = f"No such endpoint: {request.method} {request.url.path}"
     elif status == 405:
