@@ -166,9 +166,45 @@ def demo_data(
 
 
 @app.command("watch-deposits")
-def watch_deposits() -> None:
-    """Run the chain watchers that credit confirmed deposits."""
-    _not_yet("The deposit watcher")
+def watch_deposits(
+    batch_blocks: Annotated[
+        int, typer.Option(min=1, help="Blocks scanned and committed together.")
+    ] = 100,
+    from_block: Annotated[
+        int | None,
+        typer.Option(min=0, help="Where a chain never scanned before starts (default: tip-100)."),
+    ] = None,
+    interval: Annotated[float, typer.Option(min=0.05, help="Seconds between polls.")] = 1.0,
+) -> None:
+    """Run the chain watchers that credit confirmed deposits (starts the embedded chain when
+    AGENT_SERVER_EVM_RPC_URL is unset)."""
+    import signal
+
+    from agent_server.runtime import Runtime
+    from wallets.embedded import start_embedded_chain_and_watcher
+
+    settings = _settings()
+    if not settings.start_watchers:
+        typer.echo("AGENT_SERVER_START_WATCHERS is false: no watcher to run.", err=True)
+        raise typer.Exit(2)
+
+    async def run() -> None:
+        runtime = Runtime.create(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            async with start_embedded_chain_and_watcher(
+                runtime, batch_blocks=batch_blocks, start_block=from_block, interval=interval
+            ) as services:
+                names = ", ".join(w.network for w in services.watchers)
+                typer.echo(f"watching {names}; Ctrl-C stops", err=True)
+                await stop.wait()
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
 
 
 @app.command()
@@ -256,9 +292,11 @@ def admin_list(
 
     async def work(runtime: Runtime) -> list[Agent]:
         async with runtime.db.uow() as uow:
-            return await list_agents(
+            agents = await list_agents(
                 uow, status=AgentStatus(status) if status else None, limit=limit
             )
+            await uow.commit()  # read only; committing keeps the loaded rows readable
+        return agents
 
     agents = _with_runtime(work)
     if as_json:
@@ -396,9 +434,58 @@ def admin_debit(
 
 
 @dev_app.command("fund")
-def dev_fund(agent: int, currency: str, amount: str) -> None:
+def dev_fund(
+    agent: Annotated[int, typer.Argument(help="The agent's id.")],
+    currency: Annotated[str, typer.Argument(help="ETH, USDT or USDC.")],
+    amount: Annotated[str, typer.Argument(help="Whole coins, e.g. 25 or 0.01.")],
+    wait: Annotated[
+        float, typer.Option(help="Seconds to wait for the watcher to credit it (0: don't).")
+    ] = 30.0,
+) -> None:
     """Send a real deposit on the embedded chain and mine its confirmations."""
-    _not_yet("dev fund")
+    from agent_server.accounts.models import Agent
+    from agent_server.errors import AgentServerError
+    from agent_server.runtime import Runtime
+    from wallets.devfund import NoDevelopmentChain, fund_agent, wait_for_credit
+
+    settings = _settings()
+
+    async def run() -> int:
+        runtime = Runtime.create(settings)
+        try:
+            funding = await fund_agent(settings, runtime.db, agent, currency, amount)
+            typer.echo(
+                f"sent {amount} {funding.currency} to {funding.address} in {funding.tx_hash} "
+                f"(block {funding.block_number}, {settings.confirmations} confirmations mined)"
+            )
+            if wait <= 0:
+                return 0
+            try:
+                async with asyncio.timeout(wait):
+                    deposit = await wait_for_credit(runtime.db, funding)
+            except TimeoutError:
+                typer.echo(
+                    "not credited yet: is `agent-server serve` or `watch-deposits` running?",
+                    err=True,
+                )
+                return 1
+            async with runtime.db.uow() as uow:
+                found = await uow.session.get(Agent, agent)
+                status = found.status if found else "?"
+            typer.echo(f"deposit {deposit.status}; agent {agent} is {status}")
+            return 0
+        except NoDevelopmentChain as exc:
+            typer.echo(str(exc), err=True)
+            return 2
+        except AgentServerError as exc:
+            typer.echo(exc.message, err=True)
+            return 2
+        finally:
+            await runtime.close()
+
+    code = asyncio.run(run())
+    if code:
+        raise typer.Exit(code)
 
 
 def main() -> None:  # pragma: no cover - console entry

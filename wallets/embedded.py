@@ -1,0 +1,229 @@
+"""Running the watchers in a server process, and the embedded development chain.
+
+``start_embedded_chain_and_watcher(runtime)`` is what ``agent-server serve`` and
+``agent-server watch-deposits`` enter for their lifetime:
+
+- with ``Settings.start_watchers`` false it does nothing;
+- with ``Settings.evm_rpc_url`` set it watches that node (tokens from ``chain_tokens`` and,
+  on Ethereum mainnet, the canonical USDT/USDC contracts);
+- without it, it starts the embedded chain: anvil from npm, its state kept in
+  ``.agent_server/chain/`` (so deposits and blocks survive a restart), the test USDT and USDC
+  deployed once and registered in ``chain_tokens``, and an ``endpoint.json`` there that
+  ``agent-server dev fund`` reads to find the node;
+- with ``Settings.btc_rpc_url`` set it also watches that Bitcoin node
+  (``http://user:pass@host:port`` for Bitcoin Core; ``bcoin+http://x:key@host:port`` for bcoin).
+
+A fresh embedded chain gets a random chain id, so a chain whose state was deleted is a new
+network to the watcher rather than a reorg of the old one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import select
+
+from agent_server.config import Settings
+from agent_server.logs import get_logger
+from agent_server.store import Database
+from wallets.btc import BtcSource
+from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
+from wallets.chains.anvil import AnvilNode
+from wallets.chains.tokens import deploy_test_tokens, has_code
+from wallets.evm import EvmSource, evm_network
+from wallets.models import ChainToken
+from wallets.rates import RateSource, StaticRateSource
+from wallets.watcher import DepositWatcher
+
+log = get_logger(__name__)
+
+CHAIN_DIR = Path(".agent_server") / "chain"
+POLL_INTERVAL = 1.0
+
+
+class RuntimeLike(Protocol):
+    settings: Settings
+    db: Database
+    extras: dict[str, Any]
+
+
+@dataclass
+class ChainServices:
+    """What is running: the watchers, and the embedded node if one was started."""
+
+    watchers: list[DepositWatcher] = field(default_factory=list)
+    anvil: AnvilNode | None = None
+    endpoint: dict[str, Any] | None = None
+
+
+def chain_dir() -> Path:
+    return Path(os.environ.get("AGENT_SERVER_CHAIN_DIR", str(CHAIN_DIR)))
+
+
+def read_endpoint(directory: Path | None = None) -> dict[str, Any] | None:
+    """The running embedded chain's endpoint (rpc_url, chain_id, tokens), if any."""
+    path = (directory or chain_dir()) / "endpoint.json"
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data
+
+
+def rate_source(runtime: RuntimeLike) -> RateSource:
+    """The runtime's rate source (``extras["rates"]``, else billing's), shared by all."""
+    rates: RateSource | None = runtime.extras.get("rates")
+    if rates is None:
+        billing = runtime.extras.get("billing")  # billing's config carries the one it uses
+        rates = getattr(billing, "rates", None) or StaticRateSource()
+        runtime.extras["rates"] = rates
+    return rates
+
+
+async def register_tokens(db: Database, network: str, tokens: dict[str, str]) -> None:
+    """Make ``chain_tokens`` hold exactly ``tokens`` (currency -> contract) for ``network``."""
+    async with db.uow() as uow:
+        rows = (
+            await uow.session.execute(select(ChainToken).where(ChainToken.network == network))
+        ).scalars()
+        existing = {row.currency: row for row in rows}
+        for currency, contract in tokens.items():
+            row = existing.get(currency)
+            if row is None:
+                uow.session.add(
+                    ChainToken(network=network, currency=currency, contract=contract, decimals=6)
+                )
+            elif row.contract != contract:
+                row.contract = contract
+        await uow.commit()
+
+
+def _load_state(directory: Path) -> tuple[dict[str, Any], Path]:
+    """The chain's id and tokens from ``chain.json``; a new id when there is no saved state."""
+    directory.mkdir(parents=True, exist_ok=True)
+    meta_path = directory / "chain.json"
+    state_path = directory / "anvil-state.json"
+    meta: dict[str, Any] = {}
+    if state_path.exists() and meta_path.exists():
+        with contextlib.suppress(ValueError):
+            meta = json.loads(meta_path.read_text())
+    if "chain_id" not in meta:
+        state_path.unlink(missing_ok=True)
+        meta = {"chain_id": 100_000 + secrets.randbelow(900_000), "tokens": {}}
+    return meta, state_path
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2))
+
+
+async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dict[str, Any]]:
+    meta, state_path = await asyncio.to_thread(_load_state, directory)
+    node = await asyncio.to_thread(
+        AnvilNode.start, chain_id=meta["chain_id"], state_path=state_path
+    )
+    w3 = node.web3()
+    try:
+        tokens: dict[str, str] = dict(meta.get("tokens") or {})
+        if len(tokens) < 2 or not all([await has_code(w3, c) for c in tokens.values()]):
+            tokens = await deploy_test_tokens(w3)
+            meta["tokens"] = tokens
+        await asyncio.to_thread(_write_json, directory / "chain.json", meta)
+    except BaseException:
+        await asyncio.to_thread(node.stop)
+        raise
+    finally:
+        await w3.provider.disconnect()
+    network = evm_network(int(meta["chain_id"]))
+    await register_tokens(db, network, tokens)
+    endpoint = {
+        "rpc_url": node.rpc_url,
+        "pid": node.pid,
+        "chain_id": meta["chain_id"],
+        "network": network,
+        "tokens": tokens,
+    }
+    await asyncio.to_thread(_write_json, directory / "endpoint.json", endpoint)
+    log.info(
+        "wallets.embedded_chain_started",
+        rpc_url=node.rpc_url,
+        chain_id=meta["chain_id"],
+        contracts=tokens,
+        message="development chain: fund agents with `agent-server dev fund AGENT USDC 25`",
+    )
+    return node, endpoint
+
+
+def bitcoin_rpc(url: str, network: str) -> BitcoinRpc:
+    """A client for ``url``: Bitcoin Core, or bcoin when the scheme is ``bcoin+http``."""
+    if url.startswith("bcoin+"):
+        return BcoinRpc(url.removeprefix("bcoin+"), network=network)
+    return BitcoinCoreRpc(url)
+
+
+@contextlib.asynccontextmanager
+async def start_embedded_chain_and_watcher(
+    runtime: RuntimeLike,
+    *,
+    batch_blocks: int = 100,
+    start_block: int | None = None,
+    interval: float = POLL_INTERVAL,
+) -> AsyncIterator[ChainServices]:
+    """Run the deposit watchers (and the embedded chain when no EVM node is configured)
+    for the duration of the block."""
+    settings = runtime.settings
+    services = ChainServices()
+    if not settings.start_watchers:
+        yield services
+        return
+    rates = rate_source(runtime)
+    directory = chain_dir()
+    evm_url = settings.evm_rpc_url
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        if not evm_url:
+            services.anvil, services.endpoint = await _start_embedded(runtime.db, directory)
+            evm_url = services.anvil.rpc_url
+        sources: list[Any] = [await EvmSource.connect(evm_url)]
+        if settings.btc_rpc_url:
+            sources.append(
+                BtcSource(
+                    bitcoin_rpc(settings.btc_rpc_url, settings.btc_network), settings.btc_network
+                )
+            )
+        for source in sources:
+            watcher = DepositWatcher(
+                runtime.db,
+                source,
+                rates=rates,
+                confirmations=settings.confirmations,
+                activation_usd_micros=settings.activation_usd_micros,
+                batch_blocks=batch_blocks,
+                start_block=start_block,
+            )
+            services.watchers.append(watcher)
+            tasks.append(asyncio.create_task(watcher.run(stop, interval), name=watcher.network))
+            log.info("wallets.watcher_started", network=watcher.network, url_set=bool(evm_url))
+        runtime.extras["chain_services"] = services
+        yield services
+    finally:
+        stop.set()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for watcher in services.watchers:
+            with contextlib.suppress(Exception):
+                await watcher.source.aclose()
+        if services.anvil is not None:
+            (directory / "endpoint.json").unlink(missing_ok=True)
+            await asyncio.to_thread(services.anvil.stop)
+            log.info("wallets.embedded_chain_stopped")

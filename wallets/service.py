@@ -1,0 +1,145 @@
+"""The wallet surface: balances per currency with their USD value, and deposit instructions.
+
+Plain async functions over a ``UnitOfWork``, called by REST (``/api/agent/wallet``,
+``/api/agent/wallet/currency``) and by the MCP tools ``get-wallet`` and
+``get-deposit-address``::
+
+    async def get_wallet(uow, agent_id: int, *, rates: RateSource) -> WalletView
+    async def choose_currency(uow, settings, agent_id: int, currency: str,
+                              *, rates: RateSource) -> DepositInstructions
+
+``choose_currency`` allocates the address on first use and opens the ledger wallet for the
+currency: the caller commits. Amounts are decimal strings of whole coins (wei do not fit a
+JSON number); base units are given as integer strings next to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from agent_server.accounts.models import Agent, AgentStatus
+from agent_server.config import Settings
+from agent_server.errors import NotFound
+from agent_server.store import UnitOfWork
+from billing.deposits import balances
+from billing.ledger import open_wallet
+from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys
+from wallets.currencies import CURRENCIES, currency_info
+from wallets.models import Deposit, DepositStatus
+from wallets.rates import RateSource, base_units_to_usd, usd_to_base_units
+
+
+def usd_text(micros: int) -> str:
+    """Micro-dollars as a decimal string with at least cents: ``15500250`` -> ``"15.50025"``."""
+    whole, frac = divmod(micros, 1_000_000)
+    digits = f"{frac:06d}".rstrip("0")
+    return f"{whole}.{digits.ljust(2, '0')}"
+
+
+@dataclass(frozen=True)
+class CurrencyBalance:
+    currency: str
+    balance: str  # whole coins
+    balance_base_units: str
+    balance_usd: str
+    balance_usd_micros: int
+    pending: str  # deposits seen on chain, waiting for confirmations
+    deposit_address: str | None
+
+
+@dataclass(frozen=True)
+class WalletView:
+    agent_id: int
+    wallets: list[CurrencyBalance]
+    total_usd: str
+    total_usd_micros: int
+
+
+@dataclass(frozen=True)
+class DepositInstructions:
+    currency: str
+    deposit_address: str
+    chain: str  # evm | btc
+    min_deposit: str  # smaller deposits are not credited
+    activation_deposit: str | None  # what activates a pending agent; None once active
+    activation_usd: str
+    confirmations: int
+    balance: str
+
+
+async def _agent(uow: UnitOfWork, agent_id: int) -> Agent:
+    agent = await uow.session.get(Agent, agent_id)
+    if agent is None or agent.deleted_at is not None:
+        raise NotFound(f"no agent with id {agent_id}")
+    return agent
+
+
+async def get_wallet(uow: UnitOfWork, agent_id: int, *, rates: RateSource) -> WalletView:
+    """Balances per currency (ledger), pending deposits and addresses, and the USD total."""
+    await _agent(uow, agent_id)
+    held = await balances(uow, agent_id)
+    addresses = await agent_addresses(uow, agent_id)
+    pending_rows = await uow.session.execute(
+        select(Deposit.currency, Deposit.amount).where(
+            Deposit.agent_id == agent_id, Deposit.status == DepositStatus.PENDING
+        )
+    )
+    pending: dict[str, int] = {}
+    for code, amount in pending_rows:
+        pending[code] = pending.get(code, 0) + int(amount)
+    # Open ledger wallets in paying order, then currencies with only unconfirmed deposits.
+    codes = list(held) + [code for code in CURRENCIES if code in pending and code not in held]
+    wallets = []
+    total = 0
+    for code in codes:
+        info = currency_info(code)
+        amount = held.get(code, 0)
+        usd = base_units_to_usd(amount, code, rates.usd_micros_per_coin(code)) if amount else 0
+        total += usd
+        record = addresses.get(info.chain.value)
+        wallets.append(
+            CurrencyBalance(
+                currency=code,
+                balance=info.format(amount),
+                balance_base_units=str(amount),
+                balance_usd=usd_text(usd),
+                balance_usd_micros=usd,
+                pending=info.format(pending.get(code, 0)),
+                deposit_address=record.address if record else None,
+            )
+        )
+    return WalletView(
+        agent_id=agent_id, wallets=wallets, total_usd=usd_text(total), total_usd_micros=total
+    )
+
+
+async def choose_currency(
+    uow: UnitOfWork, settings: Settings, agent_id: int, currency: str, *, rates: RateSource
+) -> DepositInstructions:
+    """The agent's deposit address for ``currency`` (allocated on first use), the minimum
+    deposit, and what activates a pending agent. Opens the currency's wallet. Does not commit.
+    """
+    info = currency_info(currency)
+    agent = await _agent(uow, agent_id)
+    address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
+    await open_wallet(uow, agent_id, info.code)
+    activation: str | None = None
+    if agent.status == AgentStatus.PENDING_DEPOSIT.value:
+        needed = usd_to_base_units(
+            settings.activation_usd_micros, info.code, rates.usd_micros_per_coin(info.code)
+        )
+        quantum = 10 ** max(info.decimals - 8, 0)  # at most 8 decimals, rounded up
+        activation = info.format(max(-(-needed // quantum) * quantum, info.min_deposit))
+    held = (await balances(uow, agent_id)).get(info.code, 0)
+    return DepositInstructions(
+        currency=info.code,
+        deposit_address=address.address,
+        chain=address.chain,
+        min_deposit=info.format(info.min_deposit),
+        activation_deposit=activation,
+        activation_usd=usd_text(settings.activation_usd_micros),
+        confirmations=settings.confirmations,
+        balance=info.format(held),
+    )
