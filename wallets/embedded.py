@@ -40,7 +40,7 @@ from wallets.chains.anvil import AnvilNode
 from wallets.chains.tokens import deploy_test_tokens, has_code
 from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainToken
-from wallets.rates import RateSource, StaticRateSource
+from wallets.service import rate_source
 from wallets.watcher import DepositWatcher
 
 log = get_logger(__name__)
@@ -76,16 +76,6 @@ def read_endpoint(directory: Path | None = None) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data
-
-
-def rate_source(runtime: RuntimeLike) -> RateSource:
-    """The runtime's rate source (``extras["rates"]``, else billing's), shared by all."""
-    rates: RateSource | None = runtime.extras.get("rates")
-    if rates is None:
-        billing = runtime.extras.get("billing")  # billing's config carries the one it uses
-        rates = getattr(billing, "rates", None) or StaticRateSource()
-        runtime.extras["rates"] = rates
-    return rates
 
 
 async def register_tokens(db: Database, network: str, tokens: dict[str, str]) -> None:

@@ -16,6 +16,7 @@ JSON number); base units are given as integer strings next to them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -28,7 +29,21 @@ from billing.ledger import open_wallet
 from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys
 from wallets.currencies import CURRENCIES, currency_info
 from wallets.models import Deposit, DepositStatus
-from wallets.rates import RateSource, base_units_to_usd, usd_to_base_units
+from wallets.rates import RateSource, StaticRateSource, base_units_to_usd, usd_to_base_units
+
+
+class HasExtras(Protocol):
+    extras: dict[str, Any]
+
+
+def rate_source(runtime: HasExtras) -> RateSource:
+    """The runtime's rate source (``extras["rates"]``, else billing's), shared by all."""
+    rates: RateSource | None = runtime.extras.get("rates")
+    if rates is None:
+        billing = runtime.extras.get("billing")  # billing's config carries the one it uses
+        rates = getattr(billing, "rates", None) or StaticRateSource()
+        runtime.extras["rates"] = rates
+    return rates
 
 
 def usd_text(micros: int) -> str:

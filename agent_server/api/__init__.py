@@ -19,7 +19,11 @@ from agent_server import __version__
 from agent_server.api.errors import install_error_handlers
 from agent_server.runtime import Runtime
 
-ROUTER_MODULES: tuple[str, ...] = ("agent_server.api.agents", "agent_server.api.wallet")
+ROUTER_MODULES: tuple[str, ...] = (
+    "agent_server.api.agents",
+    "agent_server.api.wallet",
+    "agent_server.api.deposits",
+)
 
 
 def build_api(runtime: Runtime) -> FastAPI:

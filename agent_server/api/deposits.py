@@ -1,0 +1,120 @@
+"""The agent's wallet over REST: balances per currency, and choosing a deposit currency.
+
+    GET  /api/agent/wallet            balances per currency, pending deposits, total in USD
+    POST /api/agent/wallet/currency   {"currency": "USDC"} -> deposit address, minimum deposit
+
+Both work for every authenticated agent, pending ones included (they need the address to
+activate). The work is done by ``wallets.service``, which the MCP tools share.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, Field
+
+from agent_server.api.auth import CurrentAgent, RuntimeDep
+from agent_server.api.errors import error_responses
+from wallets.service import choose_currency, get_wallet, rate_source
+
+router = APIRouter(tags=["wallet"], responses=error_responses(401))
+
+
+class CurrencyWallet(BaseModel):
+    currency: str = Field(examples=["USDC"])
+    balance: str = Field(description="In whole coins.", examples=["25.5"])
+    balance_base_units: str = Field(
+        description="Satoshi, wei or 10^-6 for USDT/USDC, as a string.", examples=["25500000"]
+    )
+    balance_usd: str = Field(examples=["25.50"])
+    pending: str = Field(
+        description="Deposits seen on chain, waiting for confirmations (whole coins).",
+        examples=["0"],
+    )
+    deposit_address: str | None = None
+
+
+class WalletResponse(BaseModel):
+    wallets: list[CurrencyWallet]
+    total: str = Field(description="All balances in USD.", examples=["15.50025"])
+    total_usd_micros: int
+
+
+class ChooseCurrency(BaseModel):
+    currency: Annotated[str, Field(max_length=8, examples=["USDC"])] = Field(
+        description="BTC, ETH, USDT or USDC."
+    )
+
+
+class ChosenWallet(BaseModel):
+    currency: str
+    balance: str
+    deposit_address: str
+
+
+class DepositAddressResponse(BaseModel):
+    wallet: ChosenWallet
+    deposit_address: str = Field(examples=["0x9858EfFD232B4033E47d90003D41EC34EcaEda94"])
+    currency: str = Field(examples=["USDC"])
+    chain: str = Field(description="evm (ETH, USDT, USDC share it) or btc.")
+    min_deposit: str = Field(description="Smaller deposits are not credited.", examples=["1"])
+    activation_deposit: str | None = Field(
+        description="The deposit that activates a pending agent; null once active.",
+        examples=["20"],
+    )
+    activation_usd: str = Field(examples=["20.00"])
+    confirmations: int = Field(description="Blocks before a deposit is credited.")
+
+
+@router.get("/agent/wallet", response_model=WalletResponse, summary="Get wallet balance")
+async def wallet(caller: CurrentAgent, runtime: RuntimeDep) -> WalletResponse:
+    """Every wallet of the agent with its balance, pending deposits and deposit address,
+    and the total in USD."""
+    async with runtime.db.uow() as uow:
+        view = await get_wallet(uow, caller.agent_id, rates=rate_source(runtime))
+    return WalletResponse(
+        wallets=[
+            CurrencyWallet(
+                currency=w.currency,
+                balance=w.balance,
+                balance_base_units=w.balance_base_units,
+                balance_usd=w.balance_usd,
+                pending=w.pending,
+                deposit_address=w.deposit_address,
+            )
+            for w in view.wallets
+        ],
+        total=view.total_usd,
+        total_usd_micros=view.total_usd_micros,
+    )
+
+
+@router.post(
+    "/agent/wallet/currency",
+    response_model=DepositAddressResponse,
+    summary="Select currency and get deposit address",
+    responses=error_responses(422),
+)
+async def wallet_currency(
+    body: ChooseCurrency, caller: CurrentAgent, runtime: RuntimeDep
+) -> DepositAddressResponse:
+    """Choose BTC, ETH, USDT or USDC and get the agent's deposit address for it (the same
+    one on every call), the minimum deposit and the deposit that activates the account."""
+    async with runtime.db.uow() as uow:
+        chosen = await choose_currency(
+            uow, runtime.settings, caller.agent_id, body.currency, rates=rate_source(runtime)
+        )
+        await uow.commit()
+    return DepositAddressResponse(
+        wallet=ChosenWallet(
+            currency=chosen.currency, balance=chosen.balance, deposit_address=chosen.deposit_address
+        ),
+        deposit_address=chosen.deposit_address,
+        currency=chosen.currency,
+        chain=chosen.chain,
+        min_deposit=chosen.min_deposit,
+        activation_deposit=chosen.activation_deposit,
+        activation_usd=chosen.activation_usd,
+        confirmations=chosen.confirmations,
+    )
