@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -10,22 +10,40 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from agent_server import __version__
+from agent_server.api import build_api
 from agent_server.api.middleware import RequestContext
 from agent_server.logs import get_logger
+from agent_server.mcp.http import mcp_http_app
 from agent_server.runtime import Runtime
 from agent_server.store.migrate import current_revision, head_revision
 
 log = get_logger(__name__)
 
 
-def create_app(runtime: Runtime) -> FastAPI:
-    """Build the whole HTTP surface around one runtime."""
+def create_app(
+    runtime: Runtime,
+    *,
+    bind_host: str | None = None,
+    toolsets: Iterable[str] | None = None,
+    read_only: bool = False,
+) -> FastAPI:
+    """Build the whole HTTP surface around one runtime.
+
+    ``bind_host`` is the address the server listens on (it decides which Host headers the
+    MCP endpoint accepts); ``toolsets`` and ``read_only`` choose the MCP tools served.
+    """
+    host = bind_host or runtime.settings.host
+    public_url = runtime.settings.public_url or f"http://{host}:{runtime.settings.port}"
+    mcp_app, mcp_lifetime = mcp_http_app(
+        runtime, bind_host=host, public_url=public_url, toolsets=toolsets, read_only=read_only
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("server.start", version=__version__)
         try:
-            yield
+            async with mcp_lifetime:
+                yield
         finally:
             await runtime.close()
             log.info("server.stop")
@@ -68,5 +86,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             )
         return JSONResponse({"status": "ok", "database": "ok", "revision": current})
 
+    app.mount("/api", build_api(runtime))
+    # Last: the MCP app answers /mcp and its protected-resource metadata.
+    app.mount("/", mcp_app)
     app.add_middleware(RequestContext)
     return app

@@ -12,6 +12,7 @@ from typing import Any
 from agent_server.clock import Clock, SystemClock
 from agent_server.config import Settings
 from agent_server.store import Database, make_engine
+from billing.config import BillingConfig
 
 
 @dataclass
@@ -25,6 +26,15 @@ class Runtime:
     @property
     def clock(self) -> Clock:
         return self.db.clock
+
+    @property
+    def billing(self) -> BillingConfig:
+        """Prices, rates and metering knobs, read once per process."""
+        config = self.extras.get("billing")
+        if not isinstance(config, BillingConfig):
+            config = BillingConfig.from_settings(self.settings)
+            self.extras["billing"] = config
+        return config
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:

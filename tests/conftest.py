@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_server.clock import FakeClock
+from agent_server.logs import configure_logging
 from agent_server.models import metadata
 from agent_server.store import Database, make_engine
 from agent_server.store.migrate import upgrade
@@ -28,6 +29,10 @@ from agent_server.store.migrate import upgrade
 PG_ADMIN_URL = os.environ.get(
     "AGENT_SERVER_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
+# Our logging set-up from the start, as the CLI does: never structlog's defaults, whose rich
+# tracebacks print local variables (API keys among them).
+configure_logging("INFO", "console")
+
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 

@@ -1,0 +1,74 @@
+"""MCP over streamable HTTP at ``/mcp``, inside the server's ASGI app.
+
+Stateless mode (no server-side sessions), so several processes can serve behind a load
+balancer. Bearer API keys go through the SDK's ``TokenVerifier``; unknown keys get 401 with
+``WWW-Authenticate`` and the protected-resource metadata URL. The SDK refuses unknown Host
+headers on loopback binds; ``AGENT_SERVER_ALLOWED_HOSTS``/``ALLOWED_ORIGINS`` extend that list
+for deployments behind a proxy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
+
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+
+from agent_server.logs import get_logger
+from agent_server.mcp.server import build_mcp_server, http_api_key
+from agent_server.runtime import Runtime
+
+log = get_logger(__name__)
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def transport_security(runtime: Runtime, bind_host: str) -> TransportSecuritySettings:
+    """Which Host and Origin headers the MCP endpoint accepts."""
+    settings = runtime.settings
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.allowed_hosts]
+    origins = [
+        "http://127.0.0.1:*",
+        "http://localhost:*",
+        "http://[::1]:*",
+        *settings.allowed_origins,
+    ]
+    if bind_host not in LOOPBACK_HOSTS and not settings.allowed_hosts:
+        log.warning(
+            "mcp.host_check_disabled",
+            reason="bound to a non-loopback address without AGENT_SERVER_ALLOWED_HOSTS",
+        )
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    if bind_host not in LOOPBACK_HOSTS:
+        hosts.append(f"{bind_host}:*")
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
+    )
+
+
+def mcp_http_app(
+    runtime: Runtime,
+    *,
+    bind_host: str,
+    public_url: str,
+    toolsets: Iterable[str] | None = None,
+    read_only: bool = False,
+) -> tuple[Starlette, AbstractAsyncContextManager[None]]:
+    """The MCP Starlette app (serving ``/mcp``) and the context that must wrap its lifetime."""
+    server = build_mcp_server(
+        runtime,
+        api_key_source=http_api_key,
+        toolsets=toolsets,
+        read_only=read_only,
+        http_auth=True,
+        resource_url=f"{public_url.rstrip('/')}/mcp",
+    )
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp",
+        stateless_http=True,
+        json_response=True,
+        transport_security=transport_security(runtime, bind_host),
+        host=bind_host,
+    )
+    return app, server.session_manager.run()

@@ -1,0 +1,90 @@
+"""One tool call from arguments to result: gate → validation → meter → handler → result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mcp.types import CallToolResult
+
+from agent_server.errors import AgentServerError
+from agent_server.gate import Caller, admit
+from agent_server.logs import get_logger
+from agent_server.mcp import results
+from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
+from agent_server.runtime import Runtime
+from agent_server.store import UnitOfWork
+from billing.meter import MeteredCall, run_metered
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool handler gets: the runtime, the admitted caller and the metered call
+    (its transaction, call id and the escrow of a held slot price)."""
+
+    runtime: Runtime
+    caller: Caller
+    call: MeteredCall
+
+    @property
+    def uow(self) -> UnitOfWork:
+        return self.call.uow
+
+    @property
+    def agent_id(self) -> int:
+        return self.caller.agent_id
+
+
+@dataclass(frozen=True)
+class LookupContext:
+    """What an extra-price lookup gets before the call runs: a read-only transaction."""
+
+    runtime: Runtime
+    caller: Caller
+    uow: UnitOfWork
+
+    @property
+    def agent_id(self) -> int:
+        return self.caller.agent_id
+
+
+async def run_tool(
+    runtime: Runtime, spec: ToolSpec[Any, Any], raw: dict[str, Any], api_key: str | None
+) -> CallToolResult:
+    """Run one call of ``spec``; every outcome is a result, never an exception."""
+    try:
+        caller = await admit(runtime.db, api_key, spec.name, settings=runtime.settings)
+        args = validate_arguments(spec.input_model, raw)
+        extra = None
+        if spec.extra_price is not None:
+            async with runtime.db.uow() as uow:
+                extra = await spec.extra_price(LookupContext(runtime, caller, uow), args)
+
+        async def operation(call: MeteredCall) -> dict[str, Any]:
+            output = await spec.handler(ToolContext(runtime, caller, call), args)
+            body: dict[str, Any] = output.model_dump(mode="json")
+            return body
+
+        metered = await run_metered(
+            runtime.db,
+            agent_id=caller.agent_id,
+            tool=spec.name,
+            arguments=args.model_dump(mode="json", exclude={"idempotency_key"}),
+            idempotency_key=getattr(args, "idempotency_key", None),
+            operation=operation,
+            extra_price=extra,
+            config=runtime.billing,
+        )
+        body = dict(metered.result)
+        if "receipt" in spec.output_model.model_fields:
+            body["receipt"] = metered.receipt.to_dict() if metered.receipt else None
+        output = spec.output_model.model_validate(body)
+        log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
+        return results.success(output)
+    except AgentServerError as exc:
+        log.info("tool.refused", tool=spec.name, code=exc.code)
+        return results.failure(exc)
+    except Exception as exc:
+        return internal_error_result(spec.name, exc)

@@ -1,0 +1,224 @@
+"""The one door for MCP tools: every call passes gate → validation → meter → handler.
+
+Tools are declared with ``ToolRegistry.tool`` and reach the SDK only through
+``ToolRegistry.sdk_tools``, which wraps each handler in the pipeline below. There is no other
+way to put a tool on the server, so no tool can skip the gate or the meter.
+
+    caller = admit(api key, tool)          # UNAUTHORIZED, ACCOUNT_INACTIVE, EMAIL_NOT_VERIFIED,
+                                           # RATE_LIMITED (agent_server.gate)
+    args   = InputModel.model_validate()   # VALIDATION_ERROR, one entry per field
+    result = meter(operation)              # price check, hold/charge, receipt (billing.meter)
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Generic, TypeVar
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools.base import Tool
+from mcp.types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, ValidationError
+
+from agent_server.errors import AgentServerError, ValidationFailed
+from agent_server.logs import get_logger
+from agent_server.mcp import results
+from billing.meter import ExtraPrice
+
+log = get_logger(__name__)
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+TOOLSETS = ("discovery", "booking", "wallet")
+
+
+class InternalError(AgentServerError):
+    """An unexpected failure; the details stay in the server log."""
+
+    code = "INTERNAL_ERROR"
+    status = 500
+
+
+@dataclass(frozen=True)
+class ToolSpec(Generic[In, Out]):
+    """A declared tool: its wire contract and the handler behind it."""
+
+    name: str
+    title: str
+    description: str
+    toolset: str
+    input_model: type[In]
+    output_model: type[Out]
+    handler: Callable[[Any, In], Awaitable[Out]]
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+    open_world: bool = False
+    # A price added to the tool's fee for this call (book-slot: the slot's price).
+    extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            title=self.title,
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=self.open_world,
+        )
+
+
+Invoker = Callable[[ToolSpec[Any, Any], dict[str, Any], Context], Awaitable[CallToolResult]]
+
+
+@dataclass
+class ToolRegistry:
+    """Every tool of the product; the only source of tools for the MCP server."""
+
+    specs: dict[str, ToolSpec[Any, Any]] = field(default_factory=dict)
+
+    def tool(
+        self,
+        name: str,
+        *,
+        title: str,
+        toolset: str,
+        input_model: type[In],
+        output_model: type[Out],
+        read_only: bool,
+        destructive: bool = False,
+        idempotent: bool = False,
+        open_world: bool = False,
+        extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None,
+    ) -> Callable[[Callable[[Any, In], Awaitable[Out]]], Callable[[Any, In], Awaitable[Out]]]:
+        """Declare a tool; the handler's docstring is its description."""
+        if toolset not in TOOLSETS:
+            raise ValueError(f"unknown toolset {toolset!r}")
+
+        def register(
+            handler: Callable[[Any, In], Awaitable[Out]],
+        ) -> Callable[[Any, In], Awaitable[Out]]:
+            if name in self.specs:
+                raise ValueError(f"tool {name!r} declared twice")
+            self.specs[name] = ToolSpec(
+                name=name,
+                title=title,
+                description=inspect.cleandoc(handler.__doc__ or ""),
+                toolset=toolset,
+                input_model=input_model,
+                output_model=output_model,
+                handler=handler,
+                read_only=read_only,
+                destructive=destructive,
+                idempotent=idempotent,
+                open_world=open_world,
+                extra_price=extra_price,
+            )
+            return handler
+
+        return register
+
+    def select(
+        self, toolsets: Iterable[str] | None = None, *, read_only: bool = False
+    ) -> list[ToolSpec[Any, Any]]:
+        """The specs served for a ``--toolsets`` choice and ``--read-only`` flag."""
+        chosen = set(toolsets) if toolsets else set(TOOLSETS)
+        unknown = chosen - set(TOOLSETS)
+        if unknown:
+            raise ValueError(f"unknown toolsets: {', '.join(sorted(unknown))}")
+        return [
+            s for s in self.specs.values() if s.toolset in chosen and (s.read_only or not read_only)
+        ]
+
+    def sdk_tools(
+        self,
+        invoke: Invoker,
+        toolsets: Iterable[str] | None = None,
+        *,
+        read_only: bool = False,
+        describe_price: Callable[[str], tuple[str, dict[str, Any]]] | None = None,
+    ) -> list[Tool]:
+        """SDK tool objects whose every call goes through ``invoke``."""
+        return [
+            _sdk_tool(spec, invoke, describe_price)
+            for spec in self.select(toolsets, read_only=read_only)
+        ]
+
+
+def _sdk_tool(
+    spec: ToolSpec[Any, Any],
+    invoke: Invoker,
+    describe_price: Callable[[str], tuple[str, dict[str, Any]]] | None,
+) -> Tool:
+    # The SDK validates arguments against the function signature before calling it. We want
+    # our own VALIDATION_ERROR body instead, so the function accepts anything and the
+    # advertised input schema is replaced by the input model's below.
+    async def entry(ctx: Context, **_ignored: Any) -> CallToolResult:
+        params = ctx.request_context.params or {}
+        raw = params.get("arguments") if isinstance(params, Mapping) else None
+        return await invoke(spec, dict(raw or {}), ctx)
+
+    fields = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Any)
+        for name in spec.input_model.model_fields
+    ]
+    entry.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context),
+            *fields,
+        ],
+        return_annotation=Annotated[CallToolResult, spec.output_model],
+    )
+    entry.__annotations__ = {"ctx": Context, "return": Annotated[CallToolResult, spec.output_model]}
+    description = spec.description
+    meta: dict[str, Any] | None = None
+    if describe_price is not None:
+        price_text, price_meta = describe_price(spec.name)
+        description = f"{description}\n\nPrice: {price_text}"
+        meta = {"agent-server/price": price_meta}
+    tool = Tool.from_function(
+        entry,
+        name=spec.name,
+        title=spec.title,
+        description=description,
+        annotations=spec.annotations,
+        meta=meta,
+        structured_output=True,
+    )
+    tool.parameters = spec.input_model.model_json_schema()
+    return tool
+
+
+def validate_arguments(model: type[In], raw: dict[str, Any]) -> In:
+    """Parse tool arguments, turning pydantic's errors into one VALIDATION_ERROR."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_failed(exc) from None
+
+
+def validation_failed(exc: ValidationError) -> ValidationFailed:
+    """Our VALIDATION_ERROR with one entry per bad field, from a pydantic error."""
+    entries: list[dict[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "arguments"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown argument; see the tool's input schema"
+        entries.append({"field": loc, "message": message})
+    names = ", ".join(e["field"] for e in entries)
+    return ValidationFailed(f"Invalid arguments: {names}.", entries)
+
+
+def internal_error_result(spec_name: str, exc: BaseException) -> CallToolResult:
+    """What a caller sees when a handler hits a bug: a generic error, logged with detail."""
+    log.error("tool.unexpected_error", tool=spec_name, error_type=type(exc).__name__, exc_info=exc)
+    return results.failure(InternalError("The server hit an unexpected error; it has been logged."))
+
+
+def dumps_compact(data: Any) -> str:
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

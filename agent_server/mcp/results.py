@@ -1,0 +1,77 @@
+"""Tool results on the wire: structured content for successes, SPEC error bodies for failures.
+
+A failure is a result with ``isError: true``, the ``{"error": {...}}`` body as structured
+content, and one line of text telling the agent what to do next.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mcp.types import CallToolResult, TextContent
+from pydantic import BaseModel
+
+from agent_server.errors import AgentServerError
+
+
+def success(output: BaseModel) -> CallToolResult:
+    """A successful result: the output model as structured content and as JSON text."""
+    body = output.model_dump(mode="json")
+    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body)
+
+
+def next_step(error: AgentServerError) -> str:
+    """One line that says what the agent should do about ``error``."""
+    d = error.details
+    match error.code:
+        case "UNAUTHORIZED":
+            return (
+                "Send a valid API key as 'Authorization: Bearer <key>' "
+                "(register at POST /api/agent/register)."
+            )
+        case "EMAIL_NOT_VERIFIED":
+            return str(
+                d.get("how_to_verify")
+                or "Verify your email: POST /api/agent/verify-email with {email, code}."
+            )
+        case "ACCOUNT_INACTIVE":
+            return str(d.get("unlock") or "Your account is not active; contact the operator.")
+        case "INSUFFICIENT_FUNDS":
+            address = d.get("deposit_address")
+            where = f" to {address}" if address else ""
+            return f"Top up your wallet{where}, then retry with the same idempotency key."
+        case "SPENDING_CAP":
+            resets = d.get("resets_at", "the next period")
+            return f"Your owner's spending cap is reached; it resets at {resets}."
+        case "RATE_LIMITED":
+            return f"Too many calls; retry after {d.get('retry_after', 'a few')} seconds."
+        case "BOOKING_CONFLICT":
+            nxt = d.get("next_available_slot")
+            if isinstance(nxt, dict) and nxt.get("slot_id"):
+                return f"That slot cannot be booked; the next free one is slot_id {nxt['slot_id']}."
+            return "That slot cannot be booked; search again for free slots."
+        case "IDEMPOTENCY_MISMATCH":
+            if d.get("retryable"):
+                return "The first call with this idempotency key is still running; retry shortly."
+            return "Use a new idempotency key for different arguments."
+        case "VALIDATION_ERROR":
+            fields = d.get("fields") or []
+            names = ", ".join(str(f.get("field")) for f in fields if isinstance(f, dict))
+            return f"Fix the arguments ({names}) and call again." if names else "Fix the arguments."
+        case "NOT_FOUND":
+            return "Check the id; list or search first to get a valid one."
+        case "FORBIDDEN":
+            return "That resource belongs to someone else; use your own ids."
+        case _:
+            return "Retry later; if it persists, contact the operator."
+
+
+def failure(error: AgentServerError) -> CallToolResult:
+    """An error result carrying SPEC's body."""
+    body: dict[str, Any] = error.to_body()
+    text = f"{error.code}: {error.message} Next step: {next_step(error)}"
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=body, is_error=True
+    )

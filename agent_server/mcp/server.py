@@ -1,0 +1,82 @@
+"""The MCP server: our registry's tools on the SDK's ``MCPServer``, over HTTP or stdio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import CallToolResult
+
+from agent_server import __version__
+from agent_server.errors import AgentServerError
+from agent_server.mcp import results
+from agent_server.mcp.auth import ApiKeyVerifier
+from agent_server.mcp.pipeline import run_tool
+from agent_server.mcp.registry import ToolSpec
+from agent_server.mcp.tools import REGISTRY, describe_price
+from agent_server.runtime import Runtime
+
+INSTRUCTIONS = """\
+Agent Server lets you find human experts and book time with them, paying per call from your
+prepaid wallet. Typical flow: search-specialists (each result lists free slots with a slot_id)
+→ view-profile if you need details → book-slot with that slot_id and an idempotency key you
+choose (reuse the same key when you retry) → list-bookings / cancel-booking. quote tells what a
+call costs before you make it; get-wallet shows balances. Times are ISO 8601; slot times are
+UTC unless a field says otherwise. Errors carry a code and a one-line next step."""
+
+ApiKeySource = Callable[[], str | None]
+
+
+def http_api_key() -> str | None:
+    """The bearer key the HTTP auth middleware verified for this request."""
+    token = get_access_token()
+    return token.token if token is not None else None
+
+
+def build_mcp_server(
+    runtime: Runtime,
+    *,
+    api_key_source: ApiKeySource,
+    toolsets: Iterable[str] | None = None,
+    read_only: bool = False,
+    http_auth: bool = False,
+    resource_url: str | None = None,
+) -> MCPServer[Runtime]:
+    """An ``MCPServer`` serving the selected tools through the gate and the meter."""
+
+    async def invoke(spec: ToolSpec[Any, Any], raw: dict[str, Any], ctx: Context) -> CallToolResult:
+        try:
+            return await run_tool(runtime, spec, raw, api_key_source())
+        except AgentServerError as exc:  # pragma: no cover - run_tool already maps these
+            return results.failure(exc)
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
+        yield runtime
+
+    auth_kwargs: dict[str, Any] = {}
+    if http_auth:
+        url = resource_url or f"http://{runtime.settings.host}:{runtime.settings.port}/mcp"
+        auth_kwargs = {
+            "token_verifier": ApiKeyVerifier(runtime),
+            "auth": AuthSettings(
+                issuer_url=url.rsplit("/mcp", 1)[0] or url,
+                resource_server_url=url,
+                validate_token_resource=False,
+            ),
+        }
+    return MCPServer(
+        "agent-server",
+        title="Agent Server",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        tools=REGISTRY.sdk_tools(
+            invoke, toolsets, read_only=read_only, describe_price=describe_price(runtime)
+        ),
+        lifespan=lifespan,
+        **auth_kwargs,
+    )

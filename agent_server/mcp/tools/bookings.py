@@ -1,0 +1,204 @@
+"""Tools for booking slots and managing the calling agent's bookings."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from agent_server.booking import schedules as schedule_svc
+from agent_server.booking import service as svc
+from agent_server.booking.availability import parse_slot_id
+from agent_server.booking.models import CancelledBy
+from agent_server.mcp.pipeline import LookupContext, ToolContext
+from agent_server.mcp.tools.common import (
+    MAX_ID,
+    BookingOut,
+    IdempotencyKey,
+    Input,
+    Paid,
+    booking_out,
+)
+from agent_server.mcp.tools.registry import REGISTRY
+from billing.escrow import refund_booking
+from billing.meter import ExtraPrice
+from billing.rebooking import move_escrow
+
+SlotId = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=64,
+        description=(
+            "A slot_id exactly as returned by search-specialists, view-profile or "
+            "get-availability, e.g. 42-20260504T0900Z (schedule 42, 09:00 UTC on 4 May 2026)."
+        ),
+        examples=["42-20260504T0900Z"],
+    ),
+]
+
+
+class BookSlotIn(Input):
+    slot_id: SlotId
+    idempotency_key: IdempotencyKey
+    topic: Annotated[
+        str, Field(max_length=2000, description="What the session is about, for the specialist.")
+    ] = ""
+
+
+class BookingResult(Paid):
+    booking: BookingOut
+
+
+async def _slot_price(ctx: LookupContext, args: BookSlotIn) -> ExtraPrice | None:
+    schedule_id, _start = parse_slot_id(args.slot_id)
+    schedule = await schedule_svc.get_schedule(
+        ctx.uow, schedule_id, schedule_svc.ScheduleOwner.agent(ctx.agent_id)
+    )
+    if schedule.price_amount <= 0:
+        return None
+    return ExtraPrice(amount=schedule.price_amount, currency=schedule.price_currency)
+
+
+@REGISTRY.tool(
+    "book-slot",
+    title="Book a slot",
+    toolset="booking",
+    input_model=BookSlotIn,
+    output_model=BookingResult,
+    read_only=False,
+    idempotent=True,
+    open_world=True,
+    extra_price=_slot_price,
+)
+async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
+    """Book one seat of a free slot, given its slot_id from search-specialists or
+    get-availability. The booking fee is charged and the slot's price is paid from your
+    wallet into escrow (released to the specialist after the session, refunded by policy on
+    cancellation). Always send an idempotency_key and reuse it when you retry: a retry then
+    returns the same booking and is never charged twice. If the slot was just taken you get
+    BOOKING_CONFLICT naming the next free slot_id."""
+    booking = await svc.book_slot(
+        ctx.uow,
+        agent_id=ctx.agent_id,
+        slot_id=args.slot_id,
+        idempotency_key=args.idempotency_key,
+        topic=args.topic,
+    )
+    await ctx.call.escrow(booking)
+    return BookingResult(booking=booking_out(booking))
+
+
+class ListBookingsIn(Input):
+    status: Annotated[
+        Literal["pending", "accepted", "rejected", "canceled", "completed"] | None,
+        Field(description="Only bookings in this status."),
+    ] = None
+    starts_after: Annotated[
+        datetime | None, Field(description="Only slots starting at or after this time (ISO 8601).")
+    ] = None
+    starts_before: Annotated[
+        datetime | None, Field(description="Only slots starting before this time (ISO 8601).")
+    ] = None
+    cursor: Annotated[
+        str | None, Field(max_length=200, description="next_cursor of the previous page.")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=100, description="Bookings per page.")] = 20
+
+
+class BookingList(Paid):
+    bookings: list[BookingOut]
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null at the end."
+    )
+
+
+@REGISTRY.tool(
+    "list-bookings",
+    title="List your bookings",
+    toolset="booking",
+    input_model=ListBookingsIn,
+    output_model=BookingList,
+    read_only=True,
+    idempotent=True,
+)
+async def list_bookings(ctx: ToolContext, args: ListBookingsIn) -> BookingList:
+    """List the bookings you made, newest first, with cursor pagination. Free."""
+    page = await svc.list_bookings(
+        ctx.uow,
+        agent_id=ctx.agent_id,
+        status=args.status,
+        starts_after=args.starts_after,
+        starts_before=args.starts_before,
+        cursor=args.cursor,
+        limit=args.limit,
+    )
+    return BookingList(bookings=[booking_out(b) for b in page.items], next_cursor=page.next_cursor)
+
+
+class CancelBookingIn(Input):
+    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your bookings.")]
+    reason_code: Annotated[
+        Literal["not_feeling_well", "no_time", "other"],
+        Field(description="Why you cancel."),
+    ] = "other"
+    reason: Annotated[str, Field(max_length=2000, description="Free text for the specialist.")] = ""
+
+
+class CancelResult(Paid):
+    booking: BookingOut
+    refunded: int = Field(description="Amount returned to your wallet, in its base unit.")
+    refund_currency: str | None
+
+
+@REGISTRY.tool(
+    "cancel-booking",
+    title="Cancel a booking",
+    toolset="booking",
+    input_model=CancelBookingIn,
+    output_model=CancelResult,
+    read_only=False,
+    destructive=True,
+    idempotent=False,
+    open_world=True,
+)
+async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResult:
+    """Cancel one of your pending or accepted bookings. The escrowed slot price is refunded
+    by policy: in full when you cancel at least 24 hours before the start, half of it later
+    (the rest goes to the specialist). The booking fee is not refunded. Free."""
+    booking = await svc.cancel_booking(
+        ctx.uow, args.booking_id, CancelledBy.AGENT, ctx.agent_id, args.reason_code, args.reason
+    )
+    settlement = await refund_booking(ctx.uow, booking, policy=ctx.runtime.billing.prices.booking)
+    return CancelResult(
+        booking=booking_out(booking),
+        refunded=settlement.refunded if settlement else 0,
+        refund_currency=settlement.currency if settlement else None,
+    )
+
+
+class RescheduleBookingIn(Input):
+    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your bookings.")]
+    new_slot_id: SlotId
+
+
+@REGISTRY.tool(
+    "reschedule-booking",
+    title="Move a booking to another slot",
+    toolset="booking",
+    input_model=RescheduleBookingIn,
+    output_model=BookingResult,
+    read_only=False,
+    destructive=True,
+    idempotent=False,
+    open_world=True,
+)
+async def reschedule_booking(ctx: ToolContext, args: RescheduleBookingIn) -> BookingResult:
+    """Move one of your bookings to another free slot of the same schedule. The old booking
+    is canceled (reason "rescheduled") and linked to the new one; the escrowed price moves
+    with it, no new charge. Free."""
+    new = await svc.reschedule_booking(ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id)
+    old = await svc.get_booking(ctx.uow, args.booking_id, agent_id=ctx.agent_id)
+    await move_escrow(ctx.uow, old, new)
+    return BookingResult(booking=booking_out(new))

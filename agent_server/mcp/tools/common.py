@@ -1,0 +1,188 @@
+"""Output shapes shared by several tools, and their builders from store rows."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent_server.booking.availability import Slot, make_slot_id
+from agent_server.booking.models import Booking, Schedule
+
+MAX_ID = 2**63 - 1  # the database's BIGINT
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=8,
+        max_length=255,
+        pattern=r"^[A-Za-z0-9._:\-]+$",
+        description=(
+            "A unique key you choose for this operation (8-255 of A-Z a-z 0-9 . _ : -), e.g. a "
+            "UUID. Reuse the SAME key when you retry after a timeout or error: the server then "
+            "returns the first result instead of acting (and charging) twice."
+        ),
+        examples=["3f0c9a52-6a1e-4f7e-9d1c-2b7f0d6c9e11"],
+    ),
+]
+
+
+class Input(BaseModel):
+    """Base of every tool input: unknown arguments are refused by name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Receipt(BaseModel):
+    """What a paid call cost; present on every result that was charged."""
+
+    call_id: str = Field(description="Id of this charged call in the ledger.")
+    tool: str
+    price_usd_micros: int = Field(description="Price in USD micro-dollars (1 USD = 1,000,000).")
+    currency: str | None = Field(description="Wallet currency that paid (null when free).")
+    amount: int = Field(description="Amount charged, in the currency's base unit.")
+    balance_after: int | None = Field(description="Wallet balance after the charge, in base units.")
+    rate: int | None = Field(
+        default=None, description="USD micro-dollars per whole coin used for the conversion."
+    )
+    free: bool = Field(default=False, description="True when the monthly free quota paid.")
+    escrowed: int = Field(
+        default=0, description="Slot price moved into escrow, in base units (book-slot)."
+    )
+
+
+class Paid(BaseModel):
+    receipt: Receipt | None = Field(
+        default=None, description="The charge for this call; null when the call was free."
+    )
+
+
+class SlotOut(BaseModel):
+    slot_id: str = Field(description="Pass this to book-slot to book the slot.")
+    schedule_id: int
+    start: datetime = Field(description="Slot start, UTC.")
+    end: datetime = Field(description="Slot end, UTC.")
+    start_local: str = Field(description="Slot start in the schedule's time zone (ISO 8601).")
+    seats_left: int
+
+
+def slot_out(slot: Slot, tz: str) -> SlotOut:
+    return SlotOut(
+        slot_id=slot.slot_id,
+        schedule_id=slot.schedule_id,
+        start=slot.start,
+        end=slot.end,
+        start_local=slot.start.astimezone(ZoneInfo(tz)).isoformat(),
+        seats_left=slot.seats_left,
+    )
+
+
+class Money(BaseModel):
+    amount: int = Field(description="Integer amount in the currency's base unit.")
+    currency: str = Field(
+        description="USD (micro-dollars), USDT/USDC (10^-6), ETH (wei), BTC (sat)."
+    )
+
+
+class ScheduleOut(BaseModel):
+    id: int
+    owner: dict[str, int | str]
+    label: str
+    description: str
+    skills: list[str]
+    timezone: str
+    weekly_hours: dict[str, list[list[str]]]
+    overrides: dict[str, list[list[str]]]
+    blackout_dates: list[str]
+    slot_minutes: int
+    buffer_minutes: int
+    min_notice_minutes: int
+    start_date: date
+    end_date: date | None
+    price: Money
+    capacity: int
+    private: bool
+    auto_accept: bool
+    created_at: datetime
+    deleted: bool
+
+
+def schedule_out(s: Schedule) -> ScheduleOut:
+    owner: dict[str, int | str] = (
+        {"kind": "agent", "id": s.agent_id}
+        if s.agent_id is not None
+        else {"kind": "specialist", "id": s.specialist_id or 0}
+    )
+    return ScheduleOut(
+        id=s.id,
+        owner=owner,
+        label=s.label,
+        description=s.description,
+        skills=list(s.skills or []),
+        timezone=s.timezone,
+        weekly_hours=dict(s.weekly_hours or {}),
+        overrides=dict(s.overrides or {}),
+        blackout_dates=list(s.blackout_dates or []),
+        slot_minutes=s.slot_minutes,
+        buffer_minutes=s.buffer_minutes,
+        min_notice_minutes=s.min_notice_minutes,
+        start_date=s.start_date,
+        end_date=s.end_date,
+        price=Money(amount=s.price_amount, currency=s.price_currency),
+        capacity=s.capacity,
+        private=s.private,
+        auto_accept=s.auto_accept,
+        created_at=s.created_at,
+        deleted=s.deleted_at is not None,
+    )
+
+
+class BookingOut(BaseModel):
+    id: int
+    schedule_id: int
+    specialist_id: int | None
+    slot_id: str
+    start: datetime
+    end: datetime
+    seat: int
+    status: str = Field(description="pending, accepted, rejected, canceled or completed.")
+    price: Money
+    topic: str
+    notes: str
+    cancelled_by: str | None
+    cancel_reason_code: str | None
+    cancel_reason: str | None
+    rescheduled_from_id: int | None
+    rescheduled_to_id: int | None
+    created_at: datetime
+
+
+def booking_out(b: Booking) -> BookingOut:
+    return BookingOut(
+        id=b.id,
+        schedule_id=b.schedule_id,
+        specialist_id=b.specialist_id,
+        slot_id=make_slot_id(b.schedule_id, b.slot_start),
+        start=b.slot_start,
+        end=b.slot_end,
+        seat=b.seat,
+        status=b.status,
+        price=Money(amount=b.price_amount, currency=b.price_currency),
+        topic=b.topic,
+        notes=b.notes,
+        cancelled_by=b.cancelled_by,
+        cancel_reason_code=b.cancel_reason_code,
+        cancel_reason=b.cancel_reason,
+        rescheduled_from_id=b.rescheduled_from_id,
+        rescheduled_to_id=b.rescheduled_to_id,
+        created_at=b.created_at,
+    )
+
+
+def compact(data: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty values from a mapping (keeps results short for language models)."""
+    return {k: v for k, v in data.items() if v not in (None, "", [], {})}

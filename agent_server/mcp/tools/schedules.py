@@ -1,0 +1,289 @@
+"""Tools for the calling agent's own schedules: create, list, update, delete, availability."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from agent_server.booking import schedules as svc
+from agent_server.booking.schedules import ScheduleOwner
+from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.tools.common import (
+    MAX_ID,
+    IdempotencyKey,
+    Input,
+    Paid,
+    ScheduleOut,
+    SlotOut,
+    schedule_out,
+    slot_out,
+)
+from agent_server.mcp.tools.registry import REGISTRY
+
+WEEKLY_HOURS_DOC = (
+    'Weekly opening hours in the schedule\'s local time: weekday ("mon".."sun") → list of '
+    '["HH:MM", "HH:MM"] ranges, e.g. {"mon": [["09:00", "12:00"], ["14:00", "18:00"]]}. '
+    "Ranges on one day must not overlap; end after start."
+)
+
+
+class ScheduleFields(Input):
+    label: Annotated[str, Field(max_length=255, description="Short name shown in search.")] = ""
+    description: Annotated[str, Field(max_length=5000, description="What is offered.")] = ""
+    skills: Annotated[
+        list[Annotated[str, Field(max_length=100)]],
+        Field(max_length=50, description='Skills offered, e.g. ["tax law", "german"].'),
+    ] = []
+    weekly_hours: Annotated[dict[str, Any], Field(description=WEEKLY_HOURS_DOC)] = {}
+    overrides: Annotated[
+        dict[str, Any],
+        Field(
+            description=(
+                "Per-date replacement hours, ISO date → ranges; an empty list closes that day, "
+                'e.g. {"2026-12-24": [["10:00", "12:00"]], "2026-12-25": []}.'
+            )
+        ),
+    ] = {}
+    blackout_dates: Annotated[
+        list[date], Field(max_length=1000, description='Closed dates, e.g. ["2026-12-31"].')
+    ] = []
+    slot_minutes: Annotated[
+        int, Field(ge=15, le=1440, description="Length of one bookable slot in minutes (≥ 15).")
+    ] = 60
+    buffer_minutes: Annotated[
+        int, Field(ge=0, le=1440, description="Gap left free after each slot, in minutes.")
+    ] = 0
+    min_notice_minutes: Annotated[
+        int, Field(ge=0, description="How long before its start a slot can still be booked.")
+    ] = 0
+    start_date: Annotated[
+        date | None, Field(description="First bookable date (default: today in the time zone).")
+    ] = None
+    end_date: Annotated[date | None, Field(description="Last bookable date (default: none).")] = (
+        None
+    )
+    price_amount: Annotated[
+        int,
+        Field(
+            ge=0,
+            description=(
+                "Price of one slot as an integer in price_currency's base unit: USD in "
+                "micro-dollars (25 USD = 25000000), USDT/USDC in 10^-6, ETH in wei, BTC in sat."
+            ),
+        ),
+    ] = 0
+    price_currency: Annotated[
+        str, Field(description="USD, USDT, USDC, ETH or BTC.", examples=["USD"])
+    ] = "USD"
+    capacity: Annotated[int, Field(ge=1, le=1000, description="Seats per slot.")] = 1
+    private: Annotated[
+        bool, Field(description="Private schedules are hidden from search and other agents.")
+    ] = True
+    auto_accept: Annotated[
+        bool, Field(description="Accept bookings at once (false: each waits for acceptance).")
+    ] = True
+
+
+class CreateScheduleIn(ScheduleFields):
+    timezone: Annotated[
+        str,
+        Field(
+            description="IANA time zone the hours are in, e.g. Europe/Berlin (not an offset).",
+            examples=["Europe/Berlin", "America/New_York"],
+        ),
+    ]
+    idempotency_key: IdempotencyKey
+
+
+class ScheduleResult(Paid):
+    schedule: ScheduleOut
+
+
+@REGISTRY.tool(
+    "create-schedule",
+    title="Publish your availability",
+    toolset="booking",
+    input_model=CreateScheduleIn,
+    output_model=ScheduleResult,
+    read_only=False,
+    idempotent=True,
+)
+async def create_schedule(ctx: ToolContext, args: CreateScheduleIn) -> ScheduleResult:
+    """Publish the calling agent's own availability as a schedule of bookable slots.
+
+    Weekly hours are given in the schedule's IANA time zone; slots are cut from them
+    (slot_minutes long, buffer_minutes apart) and stay correct across daylight-saving
+    changes. Private by default. Charged per creation; pass an idempotency_key and reuse it
+    on retries so a retry never creates (or charges) twice.
+    """
+    data = svc.parse_schedule_input(args.model_dump(exclude={"idempotency_key"}, exclude_none=True))
+    schedule = await svc.create_schedule(ctx.uow, ScheduleOwner.agent(ctx.agent_id), data)
+    return ScheduleResult(schedule=schedule_out(schedule))
+
+
+class ListSchedulesIn(Input):
+    page: Annotated[int, Field(ge=1, le=10_000, description="Page number, 50 per page.")] = 1
+
+
+class ScheduleList(Paid):
+    schedules: list[ScheduleOut]
+    page: int
+    per_page: int
+    total: int
+
+
+@REGISTRY.tool(
+    "list-schedules",
+    title="List your schedules",
+    toolset="booking",
+    input_model=ListSchedulesIn,
+    output_model=ScheduleList,
+    read_only=True,
+    idempotent=True,
+)
+async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleList:
+    """List the calling agent's own schedules, newest first, 50 a page. Free."""
+    page = await svc.list_schedules(ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.page)
+    return ScheduleList(
+        schedules=[schedule_out(s) for s in page.items],
+        page=page.page,
+        per_page=page.per_page,
+        total=page.total,
+    )
+
+
+class UpdateScheduleIn(Input):
+    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your schedules.")]
+    changes: Annotated[
+        dict[str, Any],
+        Field(
+            description=(
+                "Only the fields to change, with the same meaning as in create-schedule: "
+                "label, description, skills, timezone, weekly_hours, overrides, blackout_dates, "
+                "slot_minutes, buffer_minutes, min_notice_minutes, start_date, end_date, "
+                "price_amount, price_currency, capacity, private, auto_accept."
+            ),
+            examples=[{"price_amount": 30000000, "blackout_dates": ["2026-12-24"]}],
+        ),
+    ]
+
+
+@REGISTRY.tool(
+    "update-schedule",
+    title="Change one of your schedules",
+    toolset="booking",
+    input_model=UpdateScheduleIn,
+    output_model=ScheduleResult,
+    read_only=False,
+    destructive=True,
+    idempotent=True,
+)
+async def update_schedule(ctx: ToolContext, args: UpdateScheduleIn) -> ScheduleResult:
+    """Change fields of one of your schedules. Existing bookings keep their time and price. Free."""
+    data = svc.parse_schedule_update(args.changes)
+    schedule = await svc.update_schedule(
+        ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.schedule_id, data
+    )
+    return ScheduleResult(schedule=schedule_out(schedule))
+
+
+class DeleteScheduleIn(Input):
+    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your schedules.")]
+
+
+@REGISTRY.tool(
+    "delete-schedule",
+    title="Delete one of your schedules",
+    toolset="booking",
+    input_model=DeleteScheduleIn,
+    output_model=ScheduleResult,
+    read_only=False,
+    destructive=True,
+    idempotent=True,
+)
+async def delete_schedule(ctx: ToolContext, args: DeleteScheduleIn) -> ScheduleResult:
+    """Delete one of your schedules: it disappears from search and takes no new bookings. Free."""
+    schedule = await svc.delete_schedule(
+        ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.schedule_id
+    )
+    return ScheduleResult(schedule=schedule_out(schedule))
+
+
+class AvailabilityIn(Input):
+    schedule_id: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_ID, description="A schedule id (give this or specialist_id)."),
+    ] = None
+    specialist_id: Annotated[
+        int | None,
+        Field(ge=1, le=MAX_ID, description="A specialist id: free slots of all their schedules."),
+    ] = None
+    start: Annotated[
+        datetime | None,
+        Field(
+            description="Window start, ISO 8601 with offset (default: now).",
+            examples=["2026-05-04T00:00:00Z"],
+        ),
+    ] = None
+    end: Annotated[
+        datetime | None,
+        Field(
+            description="Window end, ISO 8601 with offset (default: start + 7 days; max 62 days)."
+        ),
+    ] = None
+
+
+class AvailabilityOut(Paid):
+    slots: list[SlotOut]
+    start: datetime
+    end: datetime
+
+
+@REGISTRY.tool(
+    "get-availability",
+    title="Free slots of a schedule or specialist",
+    toolset="discovery",
+    input_model=AvailabilityIn,
+    output_model=AvailabilityOut,
+    read_only=True,
+    idempotent=True,
+)
+async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> AvailabilityOut:
+    """Free slots of one schedule or of one specialist in a time window, each with a slot_id
+    that book-slot accepts. Times are UTC with the schedule-local time alongside. Free."""
+    from agent_server.errors import ValidationFailed
+
+    if (args.schedule_id is None) == (args.specialist_id is None):
+        raise ValidationFailed.field(
+            "schedule_id", "give exactly one of schedule_id or specialist_id"
+        )
+    now = ctx.uow.clock.now()
+    start = _aware(args.start, "start") if args.start else now
+    end = _aware(args.end, "end") if args.end else start + timedelta(days=7)
+    if args.schedule_id is not None:
+        schedule = await svc.get_schedule(
+            ctx.uow, args.schedule_id, ScheduleOwner.agent(ctx.agent_id)
+        )
+        slots = await svc.get_availability(
+            ctx.uow, args.schedule_id, start, end, viewer_agent_id=ctx.agent_id
+        )
+        zones = {schedule.id: schedule.timezone}
+    else:
+        slots = await svc.get_specialist_availability(ctx.uow, args.specialist_id or 0, start, end)
+        zones = {
+            sid: (await svc.get_schedule(ctx.uow, sid)).timezone
+            for sid in {s.schedule_id for s in slots}
+        }
+    return AvailabilityOut(
+        slots=[slot_out(s, zones.get(s.schedule_id, "UTC")) for s in slots], start=start, end=end
+    )
+
+
+def _aware(value: datetime, field: str) -> datetime:
+    from agent_server.errors import ValidationFailed
+
+    if value.tzinfo is None:
+        raise ValidationFailed.field(field, "include a UTC offset, e.g. 2026-05-04T09:00:00Z")
+    return value.astimezone(UTC)

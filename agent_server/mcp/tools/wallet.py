@@ -1,0 +1,233 @@
+"""Tools for the calling agent's money: wallet, deposit address, history, usage, quotes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent_server.errors import NotFound, ValidationFailed
+from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.tools.common import Input, Paid
+from agent_server.mcp.tools.registry import REGISTRY
+from billing import meter, usage
+from billing.meter import ExtraPrice
+from wallets import service as wallet_svc
+
+Currency = Literal["BTC", "ETH", "USDT", "USDC"]
+
+
+class CurrencyBalanceOut(BaseModel):
+    currency: str
+    balance: str = Field(description="In whole coins, as a decimal string.")
+    balance_base_units: str = Field(description="Exact balance in the base unit (sat, wei, 10^-6).")
+    balance_usd: str
+    balance_usd_micros: int
+    pending: str = Field(description="Deposits seen on chain, waiting for confirmations.")
+    deposit_address: str | None
+
+
+class WalletOut(Paid):
+    agent_id: int
+    wallets: list[CurrencyBalanceOut]
+    total_usd: str
+    total_usd_micros: int
+
+
+class NoInput(Input):
+    """No arguments."""
+
+
+@REGISTRY.tool(
+    "get-wallet",
+    title="Your balances",
+    toolset="wallet",
+    input_model=NoInput,
+    output_model=WalletOut,
+    read_only=True,
+    idempotent=True,
+)
+async def get_wallet(ctx: ToolContext, args: NoInput) -> WalletOut:
+    """Your balance in each currency (whole coins, base units and USD), deposits still
+    waiting for confirmations, deposit addresses, and the total in USD. Free."""
+    view = await wallet_svc.get_wallet(ctx.uow, ctx.agent_id, rates=ctx.runtime.billing.rates)
+    return WalletOut.model_validate(asdict(view))
+
+
+class DepositAddressIn(Input):
+    currency: Annotated[Currency, Field(description="BTC, ETH, USDT or USDC.")]
+
+
+class DepositAddressOut(Paid):
+    currency: str
+    deposit_address: str = Field(description="Send only this currency to this address.")
+    chain: str = Field(description="evm (ETH and the ERC-20 tokens) or btc.")
+    min_deposit: str = Field(description="Smaller deposits are not credited.")
+    activation_deposit: str | None = Field(
+        description="What activates a pending account; null once active."
+    )
+    activation_usd: str
+    confirmations: int = Field(description="Blocks before a deposit is credited.")
+    balance: str
+
+
+@REGISTRY.tool(
+    "get-deposit-address",
+    title="Where to send funds",
+    toolset="wallet",
+    input_model=DepositAddressIn,
+    output_model=DepositAddressOut,
+    read_only=False,
+    idempotent=True,
+)
+async def get_deposit_address(ctx: ToolContext, args: DepositAddressIn) -> DepositAddressOut:
+    """Your deposit address for one currency (created on first use, then always the same),
+    the minimum deposit and the confirmations needed before it is credited. Free."""
+    info = await wallet_svc.choose_currency(
+        ctx.uow, ctx.runtime.settings, ctx.agent_id, args.currency, rates=ctx.runtime.billing.rates
+    )
+    return DepositAddressOut.model_validate(asdict(info))
+
+
+class ListTransactionsIn(Input):
+    page: Annotated[int, Field(ge=1, le=100_000, description="Page number, 50 per page.")] = 1
+
+
+class TransactionOut(BaseModel):
+    id: int
+    type: str = Field(description="deposit, charge, hold, release, refund, payout, adjustment...")
+    created_at: datetime
+    currency: str
+    amount: int = Field(description="Amount in the base unit.")
+    balance_change: int = Field(description="Effect on your balance (negative: money left it).")
+    usd_micros: int | None
+    rate: int | None
+    tool: str | None
+    call_id: str | None
+    booking_id: int | None
+    description: str
+
+
+class TransactionsOut(Paid):
+    current_page: int
+    per_page: int
+    total: int
+    data: list[TransactionOut]
+
+
+@REGISTRY.tool(
+    "list-transactions",
+    title="Your ledger history",
+    toolset="wallet",
+    input_model=ListTransactionsIn,
+    output_model=TransactionsOut,
+    read_only=True,
+    idempotent=True,
+)
+async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> TransactionsOut:
+    """Your wallet's ledger transactions, newest first, 50 a page: deposits, charges,
+    holds and releases, escrow, refunds, payouts and adjustments. Free."""
+    page = await usage.transactions_for(ctx.uow, ctx.agent_id, args.page)
+    return TransactionsOut.model_validate(asdict(page))
+
+
+class UsageIn(Input):
+    period: Annotated[
+        str | None,
+        Field(
+            pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+            description="Calendar month YYYY-MM (UTC); default: the current month.",
+            examples=["2026-04"],
+        ),
+    ] = None
+
+
+class ToolUsageOut(BaseModel):
+    tool: str
+    calls: int
+    free_calls: int
+    paid_calls: int
+    price_usd_micros: int
+    amounts: dict[str, int] = Field(description="Charged per currency, in base units.")
+
+
+class UsageOut(Paid):
+    period: str
+    usage: list[ToolUsageOut]
+    total_usd_micros: int
+
+
+@REGISTRY.tool(
+    "get-usage",
+    title="Your usage per tool",
+    toolset="wallet",
+    input_model=UsageIn,
+    output_model=UsageOut,
+    read_only=True,
+    idempotent=True,
+)
+async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
+    """Calls and charges per tool for one calendar month (UTC). Free."""
+    result = await usage.usage_for(ctx.uow, ctx.agent_id, args.period)
+    return UsageOut.model_validate(asdict(result))
+
+
+class QuoteIn(Input):
+    tool: Annotated[str, Field(max_length=64, description="Tool name, e.g. book-slot.")]
+    slot_id: Annotated[
+        str | None,
+        Field(max_length=64, description="For book-slot: the slot, so its price is included."),
+    ] = None
+
+
+class QuoteOut(Paid):
+    tool: str
+    price_usd_micros: int
+    currency: str = Field(description="The wallet that would pay.")
+    amount: int = Field(description="What the call would cost, in that wallet's base unit.")
+    balance: int
+    balance_after: int
+    sufficient: bool
+    free: bool = Field(description="True when the monthly free quota covers it.")
+    free_remaining: int | None
+    rate: int
+
+
+@REGISTRY.tool(
+    "quote",
+    title="What a call would cost",
+    toolset="wallet",
+    input_model=QuoteIn,
+    output_model=QuoteOut,
+    read_only=True,
+    idempotent=True,
+)
+async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
+    """What one call of a tool would cost you now (book-slot: give slot_id to include the
+    slot's price), which wallet would pay, and your balance after. Changes nothing. Free."""
+    if args.tool not in REGISTRY.specs:
+        raise NotFound(f"no tool is named {args.tool!r}", {"tools": sorted(REGISTRY.specs)})
+    extra: ExtraPrice | None = None
+    if args.slot_id is not None:
+        if args.tool not in ("book-slot", "reschedule-booking"):
+            raise ValidationFailed.field("slot_id", "only book-slot quotes take a slot_id")
+        from agent_server.booking import schedules as schedule_svc
+        from agent_server.booking.availability import parse_slot_id
+
+        schedule_id, _ = parse_slot_id(args.slot_id)
+        schedule = await schedule_svc.get_schedule(
+            ctx.uow, schedule_id, schedule_svc.ScheduleOwner.agent(ctx.agent_id)
+        )
+        if schedule.price_amount > 0 and args.tool == "book-slot":
+            extra = ExtraPrice(amount=schedule.price_amount, currency=schedule.price_currency)
+    result = await meter.quote(
+        ctx.runtime.db,
+        agent_id=ctx.agent_id,
+        tool=args.tool,
+        extra_price=extra,
+        config=ctx.runtime.billing,
+    )
+    body: dict[str, Any] = result.to_dict()
+    return QuoteOut.model_validate(body)

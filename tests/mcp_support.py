@@ -1,0 +1,95 @@
+"""Helpers for the MCP tests: agents with real API keys in a chosen state, and tool calls."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from mcp import Client
+from mcp.types import CallToolResult
+
+from agent_server.accounts.keys import new_api_key, shown_prefix
+from agent_server.accounts.models import Agent, AgentStatus
+from agent_server.accounts.service import hash_api_key
+from agent_server.config import Settings
+from agent_server.store import Database
+from billing.deposits import adjust_balance
+from wallets.addresses import deposit_address_for
+
+SPEC_TOOLS = {
+    "search-specialists",
+    "view-profile",
+    "create-schedule",
+    "book-slot",
+    "get-availability",
+    "list-bookings",
+    "cancel-booking",
+    "reschedule-booking",
+    "list-schedules",
+    "update-schedule",
+    "delete-schedule",
+    "get-wallet",
+    "get-deposit-address",
+    "list-transactions",
+    "get-usage",
+    "quote",
+}
+
+
+async def make_agent(
+    db: Database,
+    settings: Settings,
+    *,
+    status: AgentStatus = AgentStatus.ACTIVE,
+    verified: bool = True,
+    currency: str = "USDC",
+    funds: int = 0,
+) -> tuple[int, str]:
+    """An agent with a real API key in the given state; (agent id, key)."""
+    key = new_api_key()
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        agent = Agent(
+            name="Test agent",
+            email=f"agent-{secrets.token_hex(6)}@example.com",
+            email_verified=verified,
+            status=status.value,
+            api_key_hash=hash_api_key(settings, key),
+            api_key_prefix=shown_prefix(key),
+            currency=currency,
+            profile={},
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(agent)
+        await uow.flush()
+        # As registration does: the agent's deposit address for its currency.
+        await deposit_address_for(uow, agent.id, currency)
+        if funds:
+            await adjust_balance(
+                uow, agent_id=agent.id, currency=currency, amount=funds, reason="test funding"
+            )
+        await uow.commit()
+        return agent.id, key
+
+
+def body(result: CallToolResult) -> dict[str, Any]:
+    """The structured content of a result (errors included)."""
+    assert result.structured_content is not None, result.content
+    return dict(result.structured_content)
+
+
+def error_code(result: CallToolResult) -> str:
+    assert result.is_error, f"expected an error, got {result.structured_content}"
+    return str(body(result)["error"]["code"])
+
+
+async def call_ok(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, f"{tool} failed: {result.content}"
+    data = body(result)
+    # The text block carries the same JSON for clients that only read text.
+    text = result.content[0]
+    assert json.loads(text.text) == data  # type: ignore[union-attr]
+    return data

@@ -1,0 +1,290 @@
+"""MCP tools through the SDK's in-memory client: contract, gate, meter, errors, booking flow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
+
+from agent_server.accounts.models import AgentStatus
+from agent_server.booking.demo import load_demo_data
+from agent_server.clock import FakeClock
+from agent_server.config import Settings
+from agent_server.errors import ERROR_CODES
+from agent_server.mcp.server import build_mcp_server
+from agent_server.runtime import Runtime
+from agent_server.store import Database
+from billing.prices import load_price_list
+
+USDC = 1_000_000  # base units per USDC
+
+
+@pytest.fixture
+async def runtime(database_url: str, db: Database) -> AsyncIterator[Runtime]:
+    yield Runtime(settings=Settings(database_url=database_url), db=db)
+
+
+def client_for(runtime: Runtime, key: str | None, **options: Any) -> Client:
+    return Client(build_mcp_server(runtime, api_key_source=lambda: key, **options))
+
+
+async def test_tools_list_is_the_spec_with_schemas_annotations_and_prices(
+    runtime: Runtime,
+) -> None:
+    prices = load_price_list()
+    async with client_for(runtime, None) as client:
+        tools = (await client.list_tools()).tools
+    assert {t.name for t in tools} == SPEC_TOOLS
+    for tool in tools:
+        assert tool.description and len(tool.description) > 60, tool.name
+        assert tool.output_schema is not None, tool.name
+        assert tool.input_schema["type"] == "object"
+        for name, prop in tool.input_schema.get("properties", {}).items():
+            assert "description" in prop or "$ref" in prop or "anyOf" in prop, (tool.name, name)
+        price = prices.for_tool(tool.name)
+        meta = (tool.meta or {})["agent-server/price"]
+        assert meta["price_usd_micros"] == price.price_usd_micros
+        assert meta["free_per_month"] == price.free_per_month
+        assert ("free." in tool.description) == (not price.paid)
+        ann = tool.annotations
+        assert ann is not None
+        assert ann.read_only_hint is not None and ann.destructive_hint is not None
+    by_name = {t.name: t for t in tools}
+    for read in ("search-specialists", "view-profile", "get-wallet", "list-bookings", "quote"):
+        assert by_name[read].annotations.read_only_hint is True  # type: ignore[union-attr]
+    for write in ("book-slot", "create-schedule", "cancel-booking", "delete-schedule"):
+        assert by_name[write].annotations.read_only_hint is False  # type: ignore[union-attr]
+    assert by_name["cancel-booking"].annotations.destructive_hint is True  # type: ignore[union-attr]
+    assert by_name["book-slot"].annotations.idempotent_hint is True  # type: ignore[union-attr]
+    assert "idempotency_key" in by_name["book-slot"].input_schema["required"]
+
+
+async def test_toolsets_and_read_only_choose_what_is_served(runtime: Runtime) -> None:
+    async with client_for(runtime, None, toolsets=["wallet"]) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+    assert names == {"get-wallet", "get-deposit-address", "list-transactions", "get-usage", "quote"}
+    async with client_for(runtime, None, read_only=True) as client:
+        tools = (await client.list_tools()).tools
+    assert tools and all(t.annotations and t.annotations.read_only_hint for t in tools)
+    assert "book-slot" not in {t.name for t in tools}
+
+
+@pytest.mark.parametrize(
+    ("state", "expected"),
+    [
+        ("unknown", "UNAUTHORIZED"),
+        ("unverified", "EMAIL_NOT_VERIFIED"),
+        ("unfunded", "ACCOUNT_INACTIVE"),
+        ("suspended", "ACCOUNT_INACTIVE"),
+        ("banned", "ACCOUNT_INACTIVE"),
+    ],
+)
+async def test_every_tool_refuses_callers_the_gate_stops(
+    runtime: Runtime, state: str, expected: str
+) -> None:
+    settings = runtime.settings
+    if state == "unknown":
+        key = "as_live_" + "x" * 43
+    else:
+        status = {
+            "unverified": AgentStatus.ACTIVE,
+            "unfunded": AgentStatus.PENDING_DEPOSIT,
+            "suspended": AgentStatus.SUSPENDED,
+            "banned": AgentStatus.BANNED,
+        }[state]
+        _, key = await make_agent(
+            runtime.db, settings, status=status, verified=state != "unverified"
+        )
+    async with client_for(runtime, key) as client:
+        tools = (await client.list_tools()).tools
+        assert len(tools) == len(SPEC_TOOLS)
+        for tool in tools:
+            result = await client.call_tool(tool.name, {})
+            assert error_code(result) == expected, tool.name
+            assert "Next step:" in result.content[0].text  # type: ignore[union-attr]
+    async with runtime.db.uow() as uow:
+        from sqlalchemy import func, select
+
+        from billing.models import LedgerTransaction, UsageRecord
+
+        assert await uow.session.scalar(select(func.count()).select_from(UsageRecord)) == 0
+        assert await uow.session.scalar(select(func.count()).select_from(LedgerTransaction)) == 0
+
+
+async def test_bad_arguments_get_validation_errors_naming_each_field(runtime: Runtime) -> None:
+    _, key = await make_agent(runtime.db, runtime.settings, funds=10 * USDC)
+    async with client_for(runtime, key) as client:
+        cases: list[tuple[str, dict[str, Any], str]] = [
+            ("search-specialists", {"timezone": "Mars/Olympus"}, "timezone"),
+            ("search-specialists", {"limit": 500}, "limit"),
+            ("search-specialists", {"bogus": 1}, "bogus"),
+            ("book-slot", {"slot_id": "nonsense", "idempotency_key": "k-12345678"}, "slot_id"),
+            ("book-slot", {"slot_id": "1-20260302T0900Z"}, "idempotency_key"),
+            (
+                "create-schedule",
+                {"timezone": "Nowhere/City", "idempotency_key": "k-12345678"},
+                "timezone",
+            ),
+            (
+                "create-schedule",
+                {"timezone": "UTC", "slot_minutes": 5, "idempotency_key": "k-12345678"},
+                "slot_minutes",
+            ),
+            ("get-usage", {"period": "2026-13"}, "period"),
+            ("view-profile", {"specialist_id": -3}, "specialist_id"),
+        ]
+        for tool, arguments, field in cases:
+            result = await client.call_tool(tool, arguments)
+            assert error_code(result) == "VALIDATION_ERROR", (tool, arguments)
+            fields = [f["field"] for f in body(result)["error"]["details"]["fields"]]
+            assert any(f == field or f.startswith(field) for f in fields), (tool, fields)
+        wallet = await call_ok(client, "get-wallet", {})
+    assert wallet["wallets"][0]["balance_base_units"] == str(10 * USDC)
+
+
+def _usdc(data: dict[str, Any]) -> int:
+    return int(next(w for w in data["wallets"] if w["currency"] == "USDC")["balance_base_units"])
+
+
+async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    await load_demo_data(runtime.db, 40, seed=11)
+    agent_id, key = await make_agent(runtime.db, runtime.settings, funds=500 * USDC)
+    async with client_for(runtime, key) as client:
+        found = await call_ok(client, "search-specialists", {"limit": 10, "sort": "next_available"})
+        assert found["receipt"]["price_usd_micros"] == 10_000
+        assert found["receipt"]["amount"] == 10_000  # 0.01 USDC
+        assert len(json.dumps(found, separators=(",", ":"), ensure_ascii=False)) <= 8000
+        hit = next(i for i in found["items"] if i.get("next_slots") or i.get("slots"))
+        slots = hit.get("next_slots") or hit.get("slots")
+        slot_id = slots[0]["slot_id"]
+
+        before = _usdc(await call_ok(client, "get-wallet", {}))
+        quote = await call_ok(client, "quote", {"tool": "book-slot", "slot_id": slot_id})
+        booked = await call_ok(
+            client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
+        )
+        receipt = booked["receipt"]
+        assert receipt["amount"] == quote["amount"]
+        after = _usdc(await call_ok(client, "get-wallet", {}))
+        assert before - after == quote["amount"] == receipt["amount"]
+
+        again = await call_ok(
+            client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
+        )
+        assert again["booking"]["id"] == booked["booking"]["id"]
+        assert _usdc(await call_ok(client, "get-wallet", {})) == after
+
+        other = await client.call_tool(
+            "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001", "topic": "x"}
+        )
+        assert error_code(other) == "IDEMPOTENCY_MISMATCH"
+
+        taken = await client.call_tool(
+            "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0002"}
+        )
+        capacity_left = slots[0].get("seats_left", 1) - 1
+        if capacity_left == 0:
+            assert error_code(taken) == "BOOKING_CONFLICT"
+            assert "next_available_slot" in body(taken)["error"]["details"]
+
+        cancelled = await call_ok(
+            client,
+            "cancel-booking",
+            {"booking_id": booked["booking"]["id"], "reason_code": "no_time"},
+        )
+        assert cancelled["booking"]["status"] == "canceled"
+        escrowed = receipt["escrowed"]
+        assert cancelled["refunded"] in (escrowed, -(-escrowed // 2))
+        final = _usdc(await call_ok(client, "get-wallet", {}))
+        assert final == after + cancelled["refunded"]
+
+        usage = await call_ok(client, "get-usage", {"period": clock.now().strftime("%Y-%m")})
+        by_tool = {u["tool"]: u for u in usage["usage"]}
+        assert by_tool["search-specialists"]["paid_calls"] == 1
+        assert by_tool["book-slot"]["calls"] == 1
+        history = await call_ok(client, "list-transactions", {})
+        assert sum(t["balance_change"] for t in history["data"]) == final
+    assert agent_id
+
+
+async def test_view_profile_free_quota_then_paid_and_unknown_id(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    prices = tmp_path / "prices.toml"
+    prices.write_text(
+        '[tools.view-profile]\nprice_usd = "0.02"\nfree_per_month = 2\n'
+        '[tools.search-specialists]\nprice_usd = "0.01"\n'
+    )
+    rt = Runtime(settings=runtime.settings.model_copy(update={"price_list": prices}), db=runtime.db)
+    await load_demo_data(rt.db, 3, seed=3)
+    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    async with client_for(rt, key) as client:
+        receipts = [
+            (await call_ok(client, "view-profile", {"specialist_id": 1}))["receipt"]
+            for _ in range(3)
+        ]
+        assert [r["free"] for r in receipts] == [True, True, False]
+        assert receipts[2]["amount"] == 20_000
+        missing = await client.call_tool("view-profile", {"specialist_id": 999_999})
+        assert error_code(missing) == "NOT_FOUND"
+        profile = await call_ok(client, "view-profile", {"specialist_id": 2})
+        assert profile["profile"]["email"]
+
+
+async def test_own_schedule_lifecycle_and_insufficient_funds(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    _, poor = await make_agent(runtime.db, runtime.settings, funds=50_000)  # 0.05 USDC
+    weekly = {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
+    args = {"timezone": "Europe/Berlin", "weekly_hours": weekly, "idempotency_key": "sched-0001"}
+    async with client_for(runtime, poor) as client:
+        refused = await client.call_tool("create-schedule", args)
+        assert error_code(refused) == "INSUFFICIENT_FUNDS"
+        details = body(refused)["error"]["details"]
+        assert details["deposit_address"]
+        assert _usdc(await call_ok(client, "get-wallet", {})) == 50_000
+        assert (await call_ok(client, "list-schedules", {}))["total"] == 0
+
+    _, rich = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)
+    async with client_for(runtime, rich) as client:
+        made = await call_ok(client, "create-schedule", args)
+        again = await call_ok(client, "create-schedule", args)
+        assert again["schedule"]["id"] == made["schedule"]["id"]
+        assert _usdc(await call_ok(client, "get-wallet", {})) == 5 * USDC - 100_000
+        sid = made["schedule"]["id"]
+        start = (clock.now() + timedelta(days=1)).isoformat()
+        free = await call_ok(client, "get-availability", {"schedule_id": sid, "start": start})
+        assert free["slots"]
+        updated = await call_ok(
+            client, "update-schedule", {"schedule_id": sid, "changes": {"slot_minutes": 30}}
+        )
+        assert updated["schedule"]["slot_minutes"] == 30
+        own = await client.call_tool(
+            "book-slot", {"slot_id": free["slots"][0]["slot_id"], "idempotency_key": "own-000001"}
+        )
+        assert error_code(own) == "FORBIDDEN"
+        deleted = await call_ok(client, "delete-schedule", {"schedule_id": sid})
+        assert deleted["schedule"]["deleted"] is True
+
+
+async def test_no_tool_answers_with_an_internal_error_for_odd_input(runtime: Runtime) -> None:
+    await load_demo_data(runtime.db, 5, seed=5)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)
+    odd: list[Any] = [None, -1, 0, 2**70, "", "ü" * 5000, "' OR 1=1 --", [], {}, 1.5, True]
+    async with client_for(runtime, key) as client:
+        tools = (await client.list_tools()).tools
+        for tool in tools:
+            props = list(tool.input_schema.get("properties", {}))
+            for name in props:
+                for value in odd:
+                    result = await client.call_tool(tool.name, {name: value})
+                    if result.is_error:
+                        assert error_code(result) in ERROR_CODES, (tool.name, name, value)
