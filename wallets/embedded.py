@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,7 +41,7 @@ from wallets.chains.tokens import deploy_test_tokens, has_code
 from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainToken
 from wallets.service import rate_source
-from wallets.watcher import DepositWatcher
+from wallets.watcher import ChainSource, DepositWatcher
 
 log = get_logger(__name__)
 
@@ -159,6 +159,17 @@ def bitcoin_rpc(url: str, network: str) -> BitcoinRpc:
     return BitcoinCoreRpc(url)
 
 
+SourceFactory = Callable[[], Awaitable[ChainSource]]
+
+
+async def _connected(factory: SourceFactory, name: str) -> ChainSource | None:
+    try:
+        return await factory()
+    except Exception as exc:  # the node is down or misconfigured: retried in the background
+        log.warning("wallets.node_unreachable", chain=name, error=repr(exc))
+        return None
+
+
 @contextlib.asynccontextmanager
 async def start_embedded_chain_and_watcher(
     runtime: RuntimeLike,
@@ -168,7 +179,11 @@ async def start_embedded_chain_and_watcher(
     interval: float = POLL_INTERVAL,
 ) -> AsyncIterator[ChainServices]:
     """Run the deposit watchers (and the embedded chain when no EVM node is configured)
-    for the duration of the block."""
+    for the duration of the block.
+
+    Never fails the server's start: a chain that cannot be started or reached is logged and
+    its watcher retries in the background.
+    """
     settings = runtime.settings
     services = ChainServices()
     if not settings.start_watchers:
@@ -176,33 +191,62 @@ async def start_embedded_chain_and_watcher(
         return
     rates = rate_source(runtime)
     directory = chain_dir()
-    evm_url = settings.evm_rpc_url
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+
+    async def watch(factory: SourceFactory, name: str, source: ChainSource | None) -> None:
+        while source is None:
+            try:
+                await asyncio.wait_for(stop.wait(), 5.0)
+                return
+            except TimeoutError:
+                source = await _connected(factory, name)
+        watcher = DepositWatcher(
+            runtime.db,
+            source,
+            rates=rates,
+            confirmations=settings.confirmations,
+            activation_usd_micros=settings.activation_usd_micros,
+            batch_blocks=batch_blocks,
+            start_block=start_block,
+        )
+        services.watchers.append(watcher)
+        log.info("wallets.watcher_started", network=watcher.network)
+        try:
+            await watcher.run(stop, interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await source.aclose()
+
     try:
+        factories: list[tuple[str, SourceFactory]] = []
+        evm_url = settings.evm_rpc_url
         if not evm_url:
-            services.anvil, services.endpoint = await _start_embedded(runtime.db, directory)
-            evm_url = services.anvil.rpc_url
-        sources: list[Any] = [await EvmSource.connect(evm_url)]
-        if settings.btc_rpc_url:
-            sources.append(
-                BtcSource(
-                    bitcoin_rpc(settings.btc_rpc_url, settings.btc_network), settings.btc_network
+            try:
+                services.anvil, services.endpoint = await _start_embedded(runtime.db, directory)
+                evm_url = services.anvil.rpc_url
+            except Exception as exc:
+                log.error(
+                    "wallets.embedded_chain_failed",
+                    error=repr(exc),
+                    message="no EVM deposits will be credited; run `npm ci` or set "
+                    "AGENT_SERVER_EVM_RPC_URL",
                 )
-            )
-        for source in sources:
-            watcher = DepositWatcher(
-                runtime.db,
-                source,
-                rates=rates,
-                confirmations=settings.confirmations,
-                activation_usd_micros=settings.activation_usd_micros,
-                batch_blocks=batch_blocks,
-                start_block=start_block,
-            )
-            services.watchers.append(watcher)
-            tasks.append(asyncio.create_task(watcher.run(stop, interval), name=watcher.network))
-            log.info("wallets.watcher_started", network=watcher.network, url_set=bool(evm_url))
+        if evm_url:
+            url = evm_url
+            factories.append(("evm", lambda: EvmSource.connect(url)))
+        btc_url = settings.btc_rpc_url
+        if btc_url:
+
+            async def btc_source() -> ChainSource:
+                rpc = bitcoin_rpc(btc_url, settings.btc_network)
+                return BtcSource(rpc, settings.btc_network)
+
+            factories.append(("btc", btc_source))
+        for name, factory in factories:
+            first = await _connected(factory, name)
+            tasks.append(asyncio.create_task(watch(factory, name, first), name=f"watch-{name}"))
+        await asyncio.sleep(0)  # let connected watchers register
         runtime.extras["chain_services"] = services
         yield services
     finally:
@@ -210,9 +254,6 @@ async def start_embedded_chain_and_watcher(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for watcher in services.watchers:
-            with contextlib.suppress(Exception):
-                await watcher.source.aclose()
         if services.anvil is not None:
             (directory / "endpoint.json").unlink(missing_ok=True)
             await asyncio.to_thread(services.anvil.stop)
