@@ -1,0 +1,230 @@
+"""End to end: ``agent-server serve`` and ``agent-server stdio`` as real processes, driven by the
+SDK's own client, from registration (code read from a real SMTP server) to refunds."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import httpx2
+import pytest
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
+from mcp_support import SPEC_TOOLS, body, call_ok, error_code
+from smtp_sink import SmtpSink, free_port
+
+BIN = Path(sys.executable).parent
+CLI = str(BIN / "agent-server")
+
+
+def _env(db: Path, smtp: SmtpSink, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+    env.update(
+        AGENT_SERVER_DATABASE_URL=f"sqlite+aiosqlite:///{db}",
+        AGENT_SERVER_SMTP_URL=smtp.url,
+        AGENT_SERVER_START_WATCHERS="false",
+        AGENT_SERVER_START_WORKER="false",
+        AGENT_SERVER_LOG_FORMAT="json",
+        **extra,
+    )
+    return env
+
+
+def _cli(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [CLI, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator[dict[str, Any]]:
+    """A migrated database with demo specialists, served by a real process on a free port."""
+    db = tmp_path_factory.mktemp("e2e") / "agent_server.db"
+    port = free_port()
+    env = _env(db, smtp, AGENT_SERVER_PORT=str(port))
+    _cli(env, "db", "upgrade")
+    _cli(env, "demo-data", "--specialists", "30", "--seed", "5")
+    log = (db.parent / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (db.parent / "serve.log").read_text()
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.2)
+    yield {"base": base, "env": env, "db": db, "log": db.parent / "serve.log"}
+    proc.terminate()
+    proc.wait(timeout=20)
+    log.close()
+
+
+def _register(base: str, smtp: SmtpSink, email: str, *, verify: bool = True) -> tuple[int, str]:
+    reply = httpx.post(
+        f"{base}/api/agent/register",
+        json={"name": "Booking agent", "email": email, "currency": "USDC"},
+        timeout=30,
+    )
+    assert reply.status_code in (200, 201), reply.text
+    data = reply.json()
+    assert data["status"] == "pending_deposit"
+    assert data["wallet"]["deposit_address"]
+    if verify:
+        code = smtp.latest_code(email)
+        verified = httpx.post(
+            f"{base}/api/agent/verify-email", json={"email": email, "code": code}, timeout=30
+        )
+        assert verified.status_code == 200, verified.text
+    return int(data["agent_id"]), str(data["api_key"])
+
+
+def _http_client(base: str, key: str | None) -> Client:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    http = httpx2.AsyncClient(headers=headers, timeout=30)
+    return Client(streamable_http_client(f"{base}/mcp", http_client=http))
+
+
+def _usdc(wallet: dict[str, Any]) -> int:
+    return int(next(w for w in wallet["wallets"] if w["currency"] == "USDC")["balance_base_units"])
+
+
+async def _journey(client: Client) -> None:
+    """register → ... → cancel, checking that usage and history agree with every receipt."""
+    receipts: list[dict[str, Any]] = []
+
+    async def paid(tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        data = await call_ok(client, tool, arguments)
+        if data.get("receipt"):
+            receipts.append(data["receipt"])
+        return data
+
+    names = {t.name for t in (await client.list_tools()).tools}
+    assert names == SPEC_TOOLS
+    start = _usdc(await paid("get-wallet", {}))
+    assert start == 1_000_000_000
+
+    found = await paid("search-specialists", {"limit": 10, "sort": "next_available"})
+    assert found["receipt"]["amount"] == 10_000
+    hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
+    slot_id = next(s for s in hit["schedules"] if s["slots"])["slots"][0]["slot_id"]
+
+    viewed = await paid("view-profile", {"specialist_id": hit["id"]})
+    assert viewed["receipt"]["free"] is True and viewed["receipt"]["amount"] == 0
+    assert viewed["profile"]["email"]
+
+    weekly = {d: [["09:00", "12:00"]] for d in ("mon", "wed", "fri")}
+    made = await paid(
+        "create-schedule",
+        {"timezone": "Europe/Berlin", "weekly_hours": weekly, "idempotency_key": "schedule-0001"},
+    )
+    assert made["receipt"]["amount"] == 100_000
+
+    booked = await paid("book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"})
+    assert booked["booking"]["status"] in ("accepted", "pending")
+    escrowed = booked["receipt"]["escrowed"]
+    assert booked["receipt"]["amount"] == 50_000  # the fee; the slot price went to escrow
+
+    retried = await call_ok(
+        client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
+    )
+    assert retried["booking"]["id"] == booked["booking"]["id"]
+    assert retried["receipt"]["call_id"] == booked["receipt"]["call_id"]
+
+    cancelled = await call_ok(
+        client, "cancel-booking", {"booking_id": booked["booking"]["id"], "reason_code": "no_time"}
+    )
+    assert cancelled["booking"]["status"] == "canceled"
+    assert 0 < cancelled["refunded"] <= escrowed or escrowed == 0
+
+    end = _usdc(await call_ok(client, "get-wallet", {}))
+    charged = sum(r["amount"] for r in receipts)
+    assert end == start - charged - escrowed + cancelled["refunded"]
+
+    usage = await call_ok(client, "get-usage", {})
+    by_tool = {u["tool"]: u for u in usage["usage"]}
+    for tool in ("search-specialists", "create-schedule", "book-slot"):
+        assert by_tool[tool]["paid_calls"] == 1, by_tool[tool]
+    assert by_tool["view-profile"]["free_calls"] == 1
+    fees = sum(u["amounts"].get("USDC", 0) for u in usage["usage"])
+    assert fees == charged
+
+    history = await call_ok(client, "list-transactions", {})
+    assert sum(t["balance_change"] for t in history["data"]) == end
+
+
+async def test_the_whole_journey_over_streamable_http(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    base = served["base"]
+    agent_id, key = _register(base, smtp, "http-journey@example.com")
+    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "1000", "--reason", "test top-up")
+    async with _http_client(base, key) as client:
+        await _journey(client)
+    log = served["log"].read_text()
+    assert key not in log
+    assert smtp.latest_code("http-journey@example.com") not in log
+
+
+async def test_unauthenticated_requests_get_401_with_www_authenticate(
+    served: dict[str, Any],
+) -> None:
+    base = served["base"]
+    for headers in ({}, {"Authorization": "Bearer as_live_not-a-real-key"}):
+        reply = httpx.post(
+            f"{base}/mcp",
+            json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+            headers={"Accept": "application/json, text/event-stream", **headers},
+            timeout=10,
+        )
+        assert reply.status_code == 401
+        challenge = reply.headers["www-authenticate"]
+        assert challenge.startswith("Bearer")
+        assert "resource_metadata=" in challenge
+    metadata = httpx.get(f"{base}/.well-known/oauth-protected-resource/mcp", timeout=10)
+    assert metadata.status_code == 200
+    assert metadata.json()["resource"].endswith("/mcp")
+
+
+async def test_an_unverified_agent_gets_email_not_verified_on_every_tool(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    _, key = _register(served["base"], smtp, "unverified@example.com", verify=False)
+    async with _http_client(served["base"], key) as client:
+        for tool in (await client.list_tools()).tools:
+            result = await client.call_tool(tool.name, {})
+            assert error_code(result) == "EMAIL_NOT_VERIFIED", tool.name
+            assert "verify-email" in body(result)["error"]["message"]
+
+
+async def test_the_whole_journey_over_stdio(served: dict[str, Any], smtp: SmtpSink) -> None:
+    agent_id, key = _register(served["base"], smtp, "stdio-journey@example.com")
+    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "1000", "--reason", "test top-up")
+    env = dict(served["env"], AGENT_SERVER_API_KEY=key)
+    params = StdioServerParameters(command=CLI, args=["stdio"], env=env)
+    async with Client(params) as client:
+        await _journey(client)
