@@ -152,6 +152,22 @@ async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dic
     return node, endpoint
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running anvil (a stale endpoint file names a dead or reused pid)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        return b"anvil" in cmdline.read_bytes()
+    return True
+
+
 def bitcoin_rpc(url: str, network: str) -> BitcoinRpc:
     """A client for ``url``: Bitcoin Core, or bcoin when the scheme is ``bcoin+http``."""
     if url.startswith("bcoin+"):
@@ -221,6 +237,11 @@ async def start_embedded_chain_and_watcher(
     try:
         factories: list[tuple[str, SourceFactory]] = []
         evm_url = settings.evm_rpc_url
+        running = read_endpoint(directory) if not evm_url else None
+        if running is not None and _alive(int(running.get("pid", 0))):
+            # Another process (``serve`` or ``watch-deposits``) runs the embedded chain.
+            evm_url = str(running["rpc_url"])
+            services.endpoint = running
         if not evm_url:
             try:
                 services.anvil, services.endpoint = await _start_embedded(runtime.db, directory)
