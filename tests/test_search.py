@@ -1,0 +1,501 @@
+"""Search and profile view over 200 seeded demo specialists, on SQLite and PostgreSQL.
+
+Every filter, sort and page is checked against a reference written plainly below: it reads
+all specialists and schedules, cuts each schedule's slots with the availability engine and
+filters and sorts them in Python.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from agent_server.accounts.models import Agent
+from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.models import Booking, Schedule, Specialist
+from agent_server.booking.schedules import usd_value
+from agent_server.booking.search import (
+    SearchPage,
+    SearchQuery,
+    search_specialists,
+    view_profile,
+)
+from agent_server.clock import FakeClock
+from agent_server.errors import NotFound, ValidationFailed
+from agent_server.store import Database
+
+WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+
+
+# --- the reference ---------------------------------------------------------------------------
+
+
+@dataclass
+class Catalogue:
+    specialists: list[Specialist]
+    schedules: dict[int, list[Schedule]]
+    taken: dict[int, dict[datetime, int]]
+
+
+async def catalogue(db: Database) -> Catalogue:
+    async with db.uow() as uow:
+        people = list((await uow.session.scalars(select(Specialist))).all())
+        rows = list((await uow.session.scalars(select(Schedule))).all())
+        bookings = list((await uow.session.scalars(select(Booking))).all())
+        uow.session.expunge_all()  # plain objects from here on
+    by_owner: dict[int, list[Schedule]] = {}
+    for s in rows:
+        if s.specialist_id is not None:
+            by_owner.setdefault(s.specialist_id, []).append(s)
+    taken: dict[int, dict[datetime, int]] = {}
+    for b in bookings:
+        if b.status in ("pending", "accepted", "completed"):
+            per = taken.setdefault(b.schedule_id, {})
+            per[b.slot_start] = per.get(b.slot_start, 0) + 1
+    return Catalogue(people, by_owner, taken)
+
+
+def fold(text: str) -> str:
+    return "".join(
+        c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c)
+    )
+
+
+def window(query: dict[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    tz = ZoneInfo(query.get("timezone", "UTC"))
+    if "date_from" not in query and "date_to" not in query:
+        return now, now + timedelta(days=7)
+    today = now.astimezone(tz).date()
+    first = date.fromisoformat(query["date_from"]) if "date_from" in query else today
+    last = date.fromisoformat(query["date_to"]) if "date_to" in query else first + timedelta(days=6)
+
+    def midnight(d: date) -> datetime:
+        return datetime(d.year, d.month, d.day, tzinfo=tz).astimezone(UTC)
+
+    return max(now, midnight(first)), midnight(last + timedelta(days=1))
+
+
+def fits(query: dict[str, Any], slot: Slot) -> bool:
+    local = slot.start.astimezone(ZoneInfo(query.get("timezone", "UTC")))
+    days = {WEEKDAYS[d[:3].lower()] for d in query.get("days_of_week", [])}
+    if days and local.weekday() not in days:
+        return False
+    if "hours_from" in query:
+        lo = int(query["hours_from"][:2]) * 60 + int(query["hours_from"][3:])
+        hi = int(query["hours_to"][:2]) * 60 + int(query["hours_to"][3:])
+        start = local.hour * 60 + local.minute
+        length = (slot.end - slot.start).seconds // 60
+        if lo < hi:
+            return lo <= start and start + length <= hi
+        # a range past midnight: 22:00-02:00 takes starts from 22:00 and before 02:00
+        if start >= lo:
+            return start + length <= hi + 24 * 60
+        return start + length <= hi
+    return True
+
+
+def profile_matches(p: Specialist, query: dict[str, Any]) -> bool:
+    words = [p.name, p.title, p.about, *p.skills, *(s.replace("-", " ") for s in p.skills)]
+    text = fold(" ".join(words))
+    if any(word not in text for word in fold(query.get("q", "")).split()):
+        return False
+    wanted = {s.lower().replace(" ", "-") for s in query.get("skills", [])}
+    if not wanted <= set(p.skills):
+        return False
+    languages = {code.lower() for code in query.get("languages", [])}
+    if languages and not languages & set(p.languages):
+        return False
+    if "city" in query and p.city.lower() != query["city"].lower():
+        return False
+    return not ("country" in query and p.country != query["country"].upper())
+
+
+def schedule_matches(s: Schedule, query: dict[str, Any]) -> bool:
+    if s.private or s.deleted_at is not None:
+        return False
+    currency = query.get("currency", "USD")
+    if "price_min" in query and s.price_usd_micros < usd_value(query["price_min"], currency):
+        return False
+    if "price_max" in query and s.price_usd_micros > usd_value(query["price_max"], currency):
+        return False
+    return "duration" not in query or s.slot_minutes == query["duration"]
+
+
+def expected(cat: Catalogue, query: dict[str, Any], now: datetime) -> list[int]:
+    """Specialist ids in the order the search must return them."""
+    start, end = window(query, now)
+    sort = query.get("sort", "rating")
+    desc = query.get("order", "desc" if sort == "rating" else "asc") == "desc"
+    keyed: list[tuple[Any, int]] = []
+    for p in cat.specialists:
+        if not profile_matches(p, query):
+            continue
+        matched: list[tuple[Schedule, list[Slot]]] = []
+        for s in cat.schedules.get(p.id, []):
+            if not schedule_matches(s, query):
+                continue
+            slots = free_slots(ScheduleSpec.from_row(s), now, end, now, cat.taken.get(s.id, {}))
+            if any(slot.start >= start and fits(query, slot) for slot in slots):
+                matched.append((s, slots))
+        if not matched:
+            continue
+        if sort == "rating":
+            key: Any = p.rating
+        elif sort == "price":
+            prices = [s.price_usd_micros for s, _ in matched]
+            key = max(prices) if desc else min(prices)
+        else:
+            key = min(slots[0].start for _, slots in matched)
+        keyed.append((key, p.id))
+    keyed.sort(reverse=desc)
+    return [sid for _, sid in keyed]
+
+
+async def run_search(db: Database, query: dict[str, Any]) -> SearchPage:
+    async with db.uow() as uow:
+        page = await search_specialists(uow, SearchQuery.parse(query), now=db.clock.now())
+        await uow.commit()
+    return page
+
+
+async def all_pages(db: Database, query: dict[str, Any]) -> list[int]:
+    ids: list[int] = []
+    cursor = None
+    for _ in range(100):
+        page = await run_search(db, {**query, **({"cursor": cursor} if cursor else {})})
+        ids += [item.id for item in page.items]
+        cursor = page.next_cursor
+        if cursor is None:
+            return ids
+    raise AssertionError("pagination did not end")
+
+
+@pytest.fixture
+async def loaded(db: Database) -> Catalogue:
+    await load_demo_data(db, 200, seed=7)
+    return await catalogue(db)
+
+
+# --- filters, sorts and pages ----------------------------------------------------------------
+
+
+def _common(values: list[str]) -> str:
+    return max(sorted(set(values)), key=values.count)
+
+
+async def test_every_filter_matches_the_reference(db: Database, loaded: Catalogue) -> None:
+    now = db.clock.now()
+    people = loaded.specialists
+    skill = _common([s for p in people for s in p.skills])
+    pair = next(p.skills[:2] for p in people if len(p.skills) >= 2 and skill in p.skills)
+    city = _common([p.city for p in people])
+    accented = next(p.city for p in people if fold(p.city) != p.city.lower())
+    title_word = people[0].title.split()[-1]
+    queries: list[dict[str, Any]] = [
+        {},
+        {"skills": [skill.replace("-", " ").title()]},
+        {"skills": pair},
+        {"languages": ["DE", "fr"]},
+        {"city": city.upper()},
+        {"country": "us"},
+        {"q": title_word.lower()},
+        {"q": f"{fold(accented)} {skill.split('-')[0]}"},
+        {"price_min": 50_000_000, "price_max": 150_000_000},
+        {"price_max": 60_000_000, "currency": "USDC"},
+        {"price_min": 3 * 10**16, "currency": "ETH"},
+        {"duration": 45},
+        {"days_of_week": ["sat", "Sunday"], "timezone": "Asia/Tokyo"},
+        {"hours_from": "07:00", "hours_to": "10:00", "timezone": "America/New_York"},
+        {"hours_from": "22:00", "hours_to": "02:00", "timezone": "Europe/Berlin"},
+        {"date_from": (now + timedelta(days=10)).date().isoformat(),
+         "date_to": (now + timedelta(days=12)).date().isoformat()},
+        {"date_to": now.date().isoformat(), "timezone": "Pacific/Auckland"},
+        {"days_of_week": ["mon"], "hours_from": "09:00", "hours_to": "12:00",
+         "skills": [skill], "timezone": "Europe/London"},
+    ]
+    nonempty = 0
+    for query in queries:
+        query = {**query, "limit": 50}
+        want = expected(loaded, query, now)
+        got = await all_pages(db, query)
+        assert got == want, json.dumps(query)
+        nonempty += bool(want)
+    assert nonempty >= len(queries) - 2  # the filters were exercised on real matches
+
+
+async def test_every_sort_and_order_pages_through_in_reference_order(
+    db: Database, loaded: Catalogue
+) -> None:
+    now = db.clock.now()
+    for query in (
+        {"sort": "rating"},
+        {"sort": "rating", "order": "asc", "languages": ["en"]},
+        {"sort": "price"},
+        {"sort": "price", "order": "desc", "timezone": "America/Los_Angeles"},
+        {"sort": "next_available", "timezone": "Asia/Kolkata"},
+        {"sort": "next_available", "date_from": (now + timedelta(days=3)).date().isoformat()},
+    ):
+        paged = {**query, "limit": 17}
+        got = await all_pages(db, paged)
+        assert got == expected(loaded, paged, now), json.dumps(query)
+        assert len(got) == len(set(got))
+        assert len(got) > 17  # more than one page
+
+
+async def test_bookings_take_slots_out_of_results(db: Database, loaded: Catalogue) -> None:
+    """A booked slot is not offered, and a fully booked day removes the specialist from a
+    search of that day; the next available slot moves on."""
+    now = db.clock.now()
+    person = next(
+        p for p in loaded.specialists
+        if len(loaded.schedules.get(p.id, [])) == 1
+        and loaded.schedules[p.id][0].capacity == 1
+        and not loaded.schedules[p.id][0].private
+        and loaded.schedules[p.id][0].deleted_at is None
+    )
+    sched = loaded.schedules[person.id][0]
+    spec = ScheduleSpec.from_row(sched)
+    first = free_slots(spec, now, now + timedelta(days=14), now, {})[0]
+    day = first.start.astimezone(ZoneInfo(sched.timezone)).date()
+    query = {"skills": person.skills, "city": person.city, "timezone": sched.timezone,
+             "date_from": day.isoformat(), "date_to": day.isoformat(), "limit": 50}
+    before = await run_search(db, query)
+    assert person.id in [item.id for item in before.items]
+    day_slots = [
+        s for s in free_slots(spec, now, now + timedelta(days=14), now, {})
+        if s.start.astimezone(ZoneInfo(sched.timezone)).date() == day
+    ]
+    async with db.uow() as uow:
+        for i, slot in enumerate(day_slots):
+            uow.session.add(Booking(
+                schedule_id=sched.id, specialist_id=person.id, slot_start=slot.start,
+                slot_end=slot.end, seat=1, status="accepted", idempotency_key=f"k{i}",
+                created_at=now, updated_at=now,
+            ))
+        await uow.commit()
+    after = await run_search(db, query)
+    assert person.id not in [item.id for item in after.items]
+    assert [item.id for item in after.items] == expected(await catalogue(db), query, now)
+
+    soonest = await run_search(db, {"skills": person.skills, "city": person.city,
+                                    "sort": "next_available", "limit": 50})
+    hit = next(item for item in soonest.items if item.id == person.id)
+    offered = [s.slot_id for sch in hit.schedules for s in sch.slots]
+    assert not {s.slot_id for s in day_slots} & set(offered)
+    after_day = free_slots(spec, now, now + timedelta(days=30), now,
+                           {s.start: 1 for s in day_slots})[0]
+    assert hit.next_available == after_day.start.strftime("%Y-%m-%dT%H:%MZ")
+
+
+async def test_results_show_only_public_schedules_of_specialists(
+    db: Database, loaded: Catalogue
+) -> None:
+    now = db.clock.now()
+    hidden = {s.id for rows in loaded.schedules.values() for s in rows
+              if s.private or s.deleted_at is not None}
+    assert hidden  # the demo data has some
+    async with db.uow() as uow:
+        agent = Agent(name="Scheduler bot", email="bot@example.com", api_key_hash="x" * 64,
+                      api_key_prefix="as_x", created_at=now, updated_at=now)
+        uow.session.add(agent)
+        await uow.flush()
+        template = loaded.schedules[loaded.specialists[0].id][0]
+        uow.session.add(Schedule(
+            agent_id=agent.id, timezone="UTC", weekly_hours={"mon": [["00:00", "24:00"]]},
+            slot_minutes=30, start_date=now.date(), price_amount=1, price_usd_micros=1,
+            skills=template.skills, label="agent-owned", created_at=now, updated_at=now,
+        ))
+        await uow.commit()
+    page = await run_search(db, {"limit": 50, "sort": "price"})
+    shown = {sch.id for item in page.items for sch in item.schedules}
+    assert shown and not shown & hidden
+    assert "agent-owned" not in page.model_dump_json()
+    for item in page.items:
+        assert "email" not in item.model_dump() and "phone" not in item.model_dump()
+
+
+def price_range(usd_micros: int) -> str:
+    for lo, hi in ((0, 50), (50, 100), (100, 200), (200, 500)):
+        if usd_micros < hi * 1_000_000:
+            return f"{lo}-{hi}"
+    return "500+"
+
+
+async def test_facets_count_skills_and_price_ranges(db: Database, loaded: Catalogue) -> None:
+    now = db.clock.now()
+    query: dict[str, Any] = {"languages": ["en"]}
+    page = await run_search(db, query)
+    _, end = window(query, now)
+    counted: set[int] = set()
+    skills: dict[str, int] = {}
+    buckets: dict[str, set[int]] = {}
+    for p in loaded.specialists:
+        if not profile_matches(p, query):
+            continue
+        usable = [
+            s for s in loaded.schedules.get(p.id, [])
+            if schedule_matches(s, query)
+            and free_slots(ScheduleSpec.from_row(s), now, end, now, {})
+        ]
+        if not usable:
+            continue
+        counted.add(p.id)
+        for skill in p.skills:
+            skills[skill] = skills.get(skill, 0) + 1
+        for s in usable:
+            buckets.setdefault(price_range(s.price_usd_micros), set()).add(p.id)
+    top = sorted(skills.items(), key=lambda kv: (-kv[1], kv[0]))[:8]
+    assert page.facets.complete
+    assert page.facets.counted == len(counted)
+    assert [(f.skill, f.count) for f in page.facets.skills] == top
+    assert {f.range: f.count for f in page.facets.price_ranges} == {
+        k: len(v) for k, v in buckets.items()
+    }
+
+
+# --- the page on the wire ------------------------------------------------------------------
+
+
+async def test_a_page_of_ten_fits_in_8000_characters(db: Database, loaded: Catalogue) -> None:
+    now = db.clock.now()
+    async with db.uow() as uow:  # ten specialists with the longest texts the store allows
+        for i in range(10):
+            person = Specialist(
+                name=f"Maximiliane-Alexandra {i} von Hohenzollern-Sigmaringen" + "x" * 150,
+                title="Senior international immigration and corporate tax attorney " * 4,
+                about="Long biography. " * 300, city="Rio de Janeiro", country="BR",
+                timezone="America/Sao_Paulo", languages=["pt", "en", "es", "fr", "de", "it"],
+                skills=[f"extremely-long-skill-name-number-{k}" for k in range(12)],
+                education=[], hourly_rate=1, rating=5.0, review_count=999,
+                email=f"long{i}@example.com", phone="+55 555 555 5555",
+                search_text="zzlong", created_at=now, updated_at=now,
+            )
+            uow.session.add(person)
+            await uow.flush()
+            for k in range(2):
+                uow.session.add(Schedule(
+                    specialist_id=person.id, timezone="America/Sao_Paulo",
+                    weekly_hours={d: [["00:00", "24:00"]] for d in WEEKDAYS},
+                    slot_minutes=15 + k * 15, start_date=now.date() - timedelta(days=1),
+                    price_amount=123_456_789_012, price_currency="USDC",
+                    price_usd_micros=123_456_789_012, label="A very long label " * 10,
+                    created_at=now, updated_at=now,
+                ))
+        await uow.commit()
+    queries: list[dict[str, Any]] = [{"q": "zzlong", "timezone": "Pacific/Chatham"}]
+    queries += [{"sort": s} for s in ("rating", "price", "next_available")]
+    for query in queries:
+        page = await run_search(db, query)
+        assert len(page.items) == 10
+        body = json.dumps(page.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
+        assert len(body) <= 8000, (query, len(body))
+        for item in page.items:
+            assert item.schedules and any(sch.slots for sch in item.schedules)
+
+
+async def test_slots_show_utc_and_local_times(db: Database, loaded: Catalogue) -> None:
+    page = await run_search(db, {"timezone": "Asia/Kolkata", "sort": "next_available"})
+    slot = next(s for sch in page.items[0].schedules for s in sch.slots)
+    _, stamp = slot.slot_id.split("-")
+    start = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    assert slot.utc.startswith(start.strftime("%Y-%m-%d %H:%M-"))
+    local = start.astimezone(ZoneInfo("Asia/Kolkata"))
+    assert slot.local.startswith(local.strftime("%Y-%m-%d %a %H:%M-"))
+    assert page.timezone == "Asia/Kolkata"
+
+
+# --- validation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 51}, "limit"),
+        ({"skills": ["tax!"]}, "skills"),
+        ({"languages": ["english"]}, "languages"),
+        ({"country": "Germany"}, "country"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"days_of_week": ["someday"]}, "days_of_week"),
+        ({"hours_from": "25:00", "hours_to": "26:00"}, "hours_from"),
+        ({"price_min": -1}, "price_min"),
+        ({"currency": "EUR"}, "currency"),
+        ({"sort": "name"}, "sort"),
+        ({"duration": 5}, "duration"),
+        ({"date_from": "tomorrow"}, "date_from"),
+        ({"colour": "blue"}, "colour"),
+    ],
+)
+def test_bad_query_fields_are_named(raw: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        SearchQuery.parse(raw)
+    fields = [entry["field"] for entry in caught.value.details["fields"]]
+    assert fields and fields[0].split("[")[0] == field
+
+
+async def test_bad_combinations_are_named_and_cursors_are_checked(db: Database) -> None:
+    clock = db.clock
+    assert isinstance(clock, FakeClock)
+    today = clock.now().date()
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"price_min": 10, "price_max": 5}, "price_max"),
+        ({"hours_from": "09:00"}, "hours_to"),
+        ({"hours_to": "09:00"}, "hours_from"),
+        ({"hours_from": "09:00", "hours_to": "09:00"}, "hours_to"),
+        ({"date_from": today.isoformat(), "date_to": (today - timedelta(days=1)).isoformat()},
+         "date_to"),
+        ({"date_from": today.isoformat(), "date_to": (today + timedelta(days=62)).isoformat()},
+         "date_to"),
+        ({"date_to": (today - timedelta(days=2)).isoformat()}, "date_to"),
+        ({"date_from": (today + timedelta(days=400)).isoformat()}, "date_from"),
+        ({"sort": "next_available", "order": "desc"}, "order"),
+        ({"cursor": "not-a-cursor"}, "cursor"),
+    ]
+    await load_demo_data(db, 30, seed=3)
+    first = await run_search(db, {"limit": 5})
+    assert first.next_cursor is not None
+    cases.append(({"limit": 5, "sort": "price", "cursor": first.next_cursor}, "cursor"))
+    for raw, field in cases:
+        with pytest.raises(ValidationFailed) as caught:
+            await run_search(db, raw)
+        assert caught.value.details["fields"][0]["field"] == field, raw
+    # the same filters with another page size keep the cursor valid
+    second = await run_search(db, {"limit": 7, "cursor": first.next_cursor})
+    assert second.items
+
+
+# --- view-profile ------------------------------------------------------------------------------
+
+
+async def test_view_profile_reveals_contact_and_public_schedules(
+    db: Database, loaded: Catalogue
+) -> None:
+    now = db.clock.now()
+    person = next(
+        p for p in loaded.specialists
+        if any(s.private or s.deleted_at for s in loaded.schedules.get(p.id, []))
+        and any(not s.private and s.deleted_at is None for s in loaded.schedules.get(p.id, []))
+    )
+    async with db.uow() as uow:
+        view = await view_profile(uow, person.id, now=now, timezone="Europe/Paris")
+    assert (view.email, view.phone) == (person.email, person.phone)
+    assert view.education == person.education and view.about == person.about
+    public = [s.id for s in loaded.schedules[person.id] if not s.private and s.deleted_at is None]
+    assert [s.id for s in view.schedules] == public
+    for sched in view.schedules:
+        row = next(s for s in loaded.schedules[person.id] if s.id == sched.id)
+        want = free_slots(ScheduleSpec.from_row(row), now, now + timedelta(days=14), now, {})[:5]
+        assert [s.slot_id for s in sched.next_slots] == [s.slot_id for s in want]
+        for slot in sched.next_slots:
+            assert slot.start_local.endswith(("+01:00", "+02:00"))
+    async with db.uow() as uow:
+        with pytest.raises(NotFound):
+            await view_profile(uow, 10**9, now=now)
