@@ -1,0 +1,126 @@
+"""Search with availability over 1,000 and 100,000 demo specialists.
+
+For each size: a scratch database (SQLite, or PostgreSQL with ``--pg``) gets the demo data
+(seed 7, clock fixed at 2026-03-02 08:00 UTC) and ``ANALYZE``; a fixed mix of realistic
+searches (filters, every sort, days and hours, a later date window, the second page) runs once
+to warm up, then ``rounds`` times measured. Reported: p50 and p95 per size over all calls, the
+100k/1k ratios (target: at most 3), and p50 per query in the JSON file.
+
+Options (``-o KEY VALUE``): ``sizes`` (default ``1000,100000``; ``--quick``: ``200,5000``),
+``rounds`` (default 5).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import text
+
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.search import SearchQuery, search_specialists
+from agent_server.clock import FakeClock
+from agent_server.store import Database, make_engine
+from bench import Context, percentile
+
+NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+LATER = (NOW + timedelta(days=14)).date()
+
+QUERIES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "skill": {"skills": ["python"]},
+    "skill+price": {"skills": ["tax-planning"], "sort": "price"},
+    "text+language": {"q": "immigration", "languages": ["en"]},
+    "next_available": {"sort": "next_available", "timezone": "America/New_York"},
+    "city": {"city": "Berlin"},
+    "country+max_price": {"country": "US", "price_max": 150_000_000, "sort": "price"},
+    "language+duration desc": {
+        "languages": ["es"], "duration": 60, "sort": "price", "order": "desc"},
+    "weekend": {"days_of_week": ["sat", "sun"], "timezone": "Europe/London"},
+    "evening hours+skill": {
+        "hours_from": "18:00", "hours_to": "22:00", "timezone": "Asia/Tokyo",
+        "skills": ["career-coaching"]},
+    "later window+skill": {
+        "date_from": LATER.isoformat(), "date_to": (LATER + timedelta(days=6)).isoformat(),
+        "skills": ["ux-design"], "sort": "next_available"},
+    "price range USDC+text": {
+        "price_min": 50_000_000, "price_max": 200_000_000, "currency": "USDC", "q": "startup"},
+}
+SECOND_PAGES = ("default", "next_available", "skill+price")
+
+
+async def _search(db: Database, raw: dict[str, Any]) -> tuple[float, str | None, int]:
+    started = time.perf_counter()
+    async with db.uow() as uow:
+        page = await search_specialists(uow, SearchQuery.parse(raw), now=db.clock.now())
+        await uow.commit()
+    return time.perf_counter() - started, page.next_cursor, len(page.items)
+
+
+async def _measure(url: str, size: int, rounds: int) -> dict[str, Any]:
+    db = Database(make_engine(url), FakeClock(NOW))
+    try:
+        started = time.perf_counter()
+        await load_demo_data(db, size, seed=7)
+        load_s = time.perf_counter() - started
+        async with db.engine.begin() as conn:
+            await conn.execute(text("ANALYZE"))
+        cases = dict(QUERIES)
+        for name in SECOND_PAGES:  # warm-up, and the cursors of the second pages
+            _, cursor, _ = await _search(db, QUERIES[name])
+            if cursor:
+                cases[f"{name} page 2"] = {**QUERIES[name], "cursor": cursor}
+        for raw in cases.values():
+            await _search(db, raw)
+        samples: dict[str, list[float]] = {name: [] for name in cases}
+        items: dict[str, int] = {}
+        for _ in range(rounds):
+            for name, raw in cases.items():
+                elapsed, _, count = await _search(db, raw)
+                samples[name].append(elapsed * 1000)
+                items[name] = count
+        every = [s for values in samples.values() for s in values]
+        return {
+            "size": size,
+            "load_s": load_s,
+            "calls": len(every),
+            "p50_ms": percentile(every, 50),
+            "p95_ms": percentile(every, 95),
+            "per_query_p50_ms": {n: percentile(v, 50) for n, v in samples.items()},
+            "per_query_items": items,
+        }
+    finally:
+        await db.dispose()
+
+
+async def run(ctx: Context) -> list[dict[str, Any]]:
+    default = "200,5000" if ctx.quick else "1000,100000"
+    sizes = [int(s) for s in ctx.options.get("sizes", default).split(",")]
+    rounds = int(ctx.options.get("rounds", "5"))
+    results = []
+    for size in sizes:
+        async with ctx.scratch_database(f"search_{size}") as url:
+            results.append(await _measure(url, size, rounds))
+    rows: list[dict[str, Any]] = [
+        {
+            "case": f"{r['size']} specialists",
+            "calls": r["calls"],
+            "p50_ms": r["p50_ms"],
+            "p95_ms": r["p95_ms"],
+            "load_s": r["load_s"],
+            "per_query_p50_ms": r["per_query_p50_ms"],
+            "per_query_items": r["per_query_items"],
+        }
+        for r in results
+    ]
+    if len(results) >= 2:
+        base, big = results[0], results[-1]
+        rows.append(
+            {
+                "case": f"ratio {big['size']}/{base['size']} (target <= 3)",
+                "p50_ms": big["p50_ms"] / base["p50_ms"],
+                "p95_ms": big["p95_ms"] / base["p95_ms"],
+            }
+        )
+    return rows
