@@ -258,3 +258,35 @@ async def test_admin_status_changes_are_recorded(api: Api) -> None:
         ("pending_deposit", "suspended", "tester", "chargeback investigation"),
         ("suspended", "pending_deposit", "tester", "cleared"),
     ]
+
+
+async def test_an_unreachable_mail_server_does_not_lose_the_registration(
+    database_url: str, clock: FakeClock
+) -> None:
+    from smtp_sink import free_port
+
+    down = f"smtp://127.0.0.1:{free_port()}"
+    async with api_for(database_url, clock, None, smtp_url=down) as api:
+        response = await api.register("down@example.com")
+        assert response.status_code == 201
+        assert "could not be sent" in response.json()["message"]
+        assert "resend-verification" in response.json()["message"]
+        resent = await api.resend("down@example.com")
+        assert resent.status_code == 200
+        assert "could not be sent" in resent.json()["message"]
+
+
+def test_smtp_urls() -> None:
+    from agent_server.mail import parse_smtp_url
+
+    plain = parse_smtp_url("smtp://mail.example.com:2525")
+    assert (plain.host, plain.port, plain.use_tls, plain.username) == (
+        "mail.example.com",
+        2525,
+        False,
+        None,
+    )
+    tls = parse_smtp_url("smtps://user%40x:p%3Ass@mail.example.com")
+    assert (tls.port, tls.use_tls, tls.username, tls.password) == (465, True, "user@x", "p:ss")
+    with pytest.raises(ValueError, match="smtp://"):
+        parse_smtp_url("http://mail.example.com")

@@ -16,6 +16,7 @@ from starlette.routing import Mount
 from agent_server.app import create_app
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
+from agent_server.logs import configure_logging
 from agent_server.runtime import Runtime
 from agent_server.store import Database, make_engine
 
@@ -123,6 +124,7 @@ async def test_malformed_json_is_a_validation_error(client: httpx.AsyncClient) -
 async def test_unexpected_errors_answer_a_generic_500(
     client: httpx.AsyncClient, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    configure_logging("INFO", "json")
     response = await client.get("/api/boom")
     error = _error(response, 500, "INTERNAL_ERROR")
     assert "Traceback" not in response.text and "secret detail" not in response.text
