@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from chain_support import ACTIVATION, address_of, balance, deposits, make_agent, rates, status_of
+from sqlalchemy import select
 
 from agent_server.store import Database
+from billing.models import LedgerTransaction
 from wallets.btc import BtcSource
 from wallets.chains import BcoinNode
 from wallets.watcher import DepositWatcher
@@ -68,4 +70,39 @@ async def test_two_outputs_of_one_transaction_are_two_deposits_keyed_by_vout(
     rows = await deposits(db)
     assert {r.tx_hash for r in rows} == {txid}
     assert len({r.position for r in rows}) == 2
+    await watcher.source.aclose()
+
+
+async def test_a_reorged_btc_deposit_is_reversed_then_credited_again_when_mined_anew(
+    db: Database, bcoin: BcoinNode
+) -> None:
+    watcher = await btc_watcher(db, bcoin, confirmations=1)
+    agent = await make_agent(db)
+    address = await address_of(db, agent, "BTC")
+    await bcoin.mine(1)
+    await watcher.poll_once()  # the watcher knows the block the fork starts from
+    txid = await bcoin.send(address, 60_000)
+    [block] = await bcoin.mine(1)
+    assert (await watcher.poll_once()).credited == 1
+    assert await balance(db, agent, "BTC") == 60_000
+
+    rpc = bcoin.rpc()
+    await rpc.call("invalidateblock", block)  # the block leaves the chain...
+    await bcoin.rebroadcast(txid)
+    await bcoin.mine(2)  # ...and a longer one mines the same transaction again
+    await rpc.aclose()
+    result = await watcher.poll_once()
+    assert (result.reorgs, result.orphaned, result.credited) == (1, 1, 1)
+    assert await balance(db, agent, "BTC") == 60_000  # reversed once, credited once more
+    [row] = await deposits(db)
+    assert (row.tx_hash, row.status, row.generation) == (txid, "credited", 1)
+    assert row.block_hash != block
+    async with db.uow() as uow:
+        kinds = [
+            t.kind
+            for t in (
+                await uow.session.execute(select(LedgerTransaction).order_by(LedgerTransaction.id))
+            ).scalars()
+        ]
+    assert kinds == ["deposit", "reversal", "deposit"]
     await watcher.source.aclose()

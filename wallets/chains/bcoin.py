@@ -161,3 +161,12 @@ class BcoinNode:
             "POST", "/wallet/primary/send", {"outputs": outputs, "rate": 1000}
         )
         return str(result["hash"])
+
+    async def rebroadcast(self, txid: str) -> None:
+        """Send one of the wallet's transactions to the mempool again (after a reorg)."""
+        record = await self._rest("GET", f"/wallet/primary/tx/{txid}")
+        rpc = self.rpc()
+        try:
+            await rpc.call("sendrawtransaction", record["tx"])
+        finally:
+            await rpc.aclose()
