@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent_server.accounts.models import Agent
@@ -19,7 +19,7 @@ from agent_server.booking.availability import (
     REASON_PAST,
     make_slot_id,
 )
-from agent_server.booking.models import Booking, BookingChange, CancelledBy, Specialist
+from agent_server.booking.models import Booking, BookingChange, CancelledBy, Schedule, Specialist
 from agent_server.booking.schedules import ScheduleOwner, create_schedule, parse_schedule_input
 from agent_server.booking.service import (
     REASON_INVALID_STATUS,
@@ -461,3 +461,30 @@ async def test_list_bookings_pages_newest_first_with_a_cursor(db: Database) -> N
             await list_bookings(uow, agent_id=a, cursor="garbage!")
         with pytest.raises(ValidationFailed):
             await list_bookings(uow, agent_id=a, status="lost")
+
+
+async def test_freeing_a_seat_lowers_the_search_bound_of_the_next_free_slot(db: Database) -> None:
+    _, schedule = await specialist_schedule(db)
+    a, b = await make_agents(db, 2)
+    first = await book(db, a, make_slot_id(schedule, MON_9))
+    second = await book(db, b, make_slot_id(schedule, MON_9 + timedelta(days=1)))
+    later = MON_9 + timedelta(days=7)
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(Schedule).where(Schedule.id == schedule).values(next_free_at=later)
+        )
+        await cancel_booking(uow, second.id, CancelledBy.AGENT, b, "no_time")
+        await uow.commit()
+    assert await next_free_at(db, schedule) == MON_9 + timedelta(days=1)
+    async with db.uow() as uow:
+        await cancel_booking(uow, first.id, CancelledBy.SYSTEM, None, "other")
+        await uow.commit()
+    assert await next_free_at(db, schedule) == MON_9
+
+
+async def next_free_at(db: Database, schedule_id: int) -> datetime | None:
+    async with db.uow() as uow:
+        value = await uow.session.scalar(
+            select(Schedule.next_free_at).where(Schedule.id == schedule_id)
+        )
+        return value

@@ -67,6 +67,7 @@ from agent_server.booking.models import (
     CancelledBy,
     Schedule,
 )
+from agent_server.booking.next_free import lower_next_free
 from agent_server.booking.schedules import ScheduleOwner, taken_seats
 from agent_server.errors import (
     BookingConflict,
@@ -134,6 +135,12 @@ def _key_violation(exc: IntegrityError) -> bool:
     return _violated(
         exc, "uq_bookings_idempotency", "bookings.booker_agent_id, bookings.idempotency_key"
     )
+
+
+async def _seat_freed(uow: UnitOfWork, booking: Booking) -> None:
+    """Keep search's next-free bound true: a future seat of this slot is free again."""
+    if booking.slot_start > uow.clock.now():
+        await lower_next_free(uow.session, booking.schedule_id, booking.slot_start)
 
 
 async def _schedule_of(uow: UnitOfWork, booking: Booking) -> Schedule:
@@ -389,6 +396,7 @@ async def reject_booking(
     booking.status = BookingStatus.REJECTED.value
     booking.updated_at = uow.clock.now()
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
+    await _seat_freed(uow, booking)
     await uow.session.flush()
     return booking
 
@@ -423,6 +431,7 @@ async def _cancel(
     booking.cancelled_at = now
     booking.updated_at = now
     _record(uow, booking, by, before, note or reason_code)
+    await _seat_freed(uow, booking)
 
 
 async def cancel_booking(
