@@ -37,6 +37,7 @@ from agent_server.errors import (
     Unauthorized,
 )
 from agent_server.store import Database, UnitOfWork
+from wallets.rates import RateSource
 
 # Calls per minute per agent; other tools get Settings.rate_limit_default.
 DEFAULT_TOOL_LIMITS: dict[str, int] = {"search-specialists": 100, "book-slot": 10}
@@ -122,8 +123,10 @@ def _unverified(caller: Caller) -> EmailNotVerified:
     )
 
 
-async def _unfunded(uow: UnitOfWork, settings: Settings, caller: Caller) -> AccountInactive:
-    wallet = await wallet_info(uow, settings, caller.agent_id, caller.currency)
+async def _unfunded(
+    uow: UnitOfWork, settings: Settings, caller: Caller, rates: RateSource | None
+) -> AccountInactive:
+    wallet = await wallet_info(uow, settings, caller.agent_id, caller.currency, rates)
     return AccountInactive(
         f"This agent is not active yet: deposit at least {wallet.minimum_deposit} "
         f"{wallet.currency} (~{wallet.minimum_deposit_usd} USD) to {wallet.deposit_address}. "
@@ -139,14 +142,20 @@ async def _unfunded(uow: UnitOfWork, settings: Settings, caller: Caller) -> Acco
     )
 
 
-async def _admit(uow: UnitOfWork, settings: Settings, api_key: str | None, tool: str) -> Caller:
+async def _admit(
+    uow: UnitOfWork,
+    settings: Settings,
+    api_key: str | None,
+    tool: str,
+    rates: RateSource | None,
+) -> Caller:
     caller = await authenticate(uow, settings, api_key)
     if caller.status in (AgentStatus.SUSPENDED, AgentStatus.BANNED):
         raise _blocked(caller)
     if not caller.email_verified:
         raise _unverified(caller)
     if caller.status is not AgentStatus.ACTIVE:
-        raise await _unfunded(uow, settings, caller)
+        raise await _unfunded(uow, settings, caller, rates)
     limit = tool_limit(settings, tool)
     decision = await hit(
         uow, f"tool:{caller.agent_id}:{tool}"[:200], limit=limit, window_seconds=RATE_WINDOW_SECONDS
@@ -171,22 +180,24 @@ async def admit(
     tool: str,
     *,
     settings: Settings | None = None,
+    rates: RateSource | None = None,
 ) -> Caller:
     """Let the holder of ``api_key`` call ``tool``, or raise the first failing step's error.
 
     Given a ``Database`` the gate runs in its own transaction and commits it (the rate
     counter, and a deposit address allocated for the funding hint). Given an entered
     ``UnitOfWork`` it works inside that transaction and only flushes; the caller commits.
-    Transports pass their runtime's settings; the process settings are the default.
+    Transports pass their runtime's settings (the process settings are the default) and rate
+    source (used to price the activation deposit in the funding hint; static rates if omitted).
     """
     settings = settings or get_settings()
     if isinstance(uow_or_db, Database):
         async with uow_or_db.uow() as uow:
             try:
-                caller = await _admit(uow, settings, api_key, tool)
+                caller = await _admit(uow, settings, api_key, tool, rates)
             except AgentServerError:
                 await uow.commit()
                 raise
             await uow.commit()
             return caller
-    return await _admit(uow_or_db, settings, api_key, tool)
+    return await _admit(uow_or_db, settings, api_key, tool, rates)

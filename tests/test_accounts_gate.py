@@ -23,6 +23,7 @@ from agent_server.errors import (
 )
 from agent_server.gate import Caller, admit, tool_limit
 from agent_server.store import Database, make_engine
+from wallets.rates import FakeRateSource
 
 
 @pytest.fixture
@@ -129,6 +130,12 @@ async def test_verified_but_unfunded_agent_is_told_where_to_deposit(
     assert error.details["deposit_address"].startswith("bcrt1")
     assert error.details["deposit_address"] in error.message
     assert error.details["minimum_deposit_usd"] == "20.00"
+    assert error.details["minimum_deposit"] == "0.00033334"  # at the static 60,000 USD
+    rates = FakeRateSource()
+    rates.set("BTC", 40_000_000_000)
+    with pytest.raises(AccountInactive) as priced:
+        await admit(db, key, "quote", settings=settings, rates=rates)
+    assert priced.value.details["minimum_deposit"] == "0.0005"
 
 
 async def test_active_verified_agent_is_admitted(db: Database, settings: Settings) -> None:

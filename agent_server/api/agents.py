@@ -34,6 +34,7 @@ from agent_server.api.schemas import (
 )
 from agent_server.runtime import Runtime
 from wallets.rates import RateSource
+from wallets.service import rate_source
 
 router = APIRouter(tags=["agents"], responses=error_responses(422, 429))
 
@@ -52,10 +53,9 @@ Item10 = Annotated[str, Field(max_length=10), AfterValidator(_no_nul)]
 AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The agent's id.")]
 
 
-def _rates(runtime: Runtime) -> RateSource | None:
-    """The runtime's rate source, when the wallets set one up."""
-    rates: RateSource | None = runtime.extras.get("rates")
-    return rates
+def _rates(runtime: Runtime) -> RateSource:
+    """The rate source the wallets use, so every amount shown agrees."""
+    return rate_source(runtime)
 
 
 @router.post(
