@@ -10,9 +10,11 @@ already spent this day and month.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import BindParameter, Exists, ScalarSelect, Table, bindparam, func, select, update
 
 from agent_server.errors import SpendingCapReached, ValidationFailed
 from agent_server.store import UnitOfWork
@@ -84,12 +86,38 @@ async def set_spending_caps(
             )
 
 
-async def add_spending(uow: UnitOfWork, agent_id: int, usd_micros: int, at: datetime) -> None:
-    """Count ``usd_micros`` against the agent's caps, or raise ``SpendingCapReached``."""
+@dataclass(frozen=True)
+class Caps:
+    """An agent's caps in USD micro-dollars (None: no cap)."""
+
+    daily: int | None
+    monthly: int | None
+
+
+def caps_columns() -> tuple[ScalarSelect[Any], ScalarSelect[Any], Exists]:
+    """Scalar subqueries for the caps of the agent bound as ``:agent_id``, to fetch them with
+    another query's rows."""
+    agent: BindParameter[int] = bindparam("agent_id")
+    daily = select(SpendingCap.daily_usd_micros).where(SpendingCap.agent_id == agent)
+    monthly = select(SpendingCap.monthly_usd_micros).where(SpendingCap.agent_id == agent)
+    exists = select(SpendingCap.agent_id).where(SpendingCap.agent_id == agent).exists()
+    return daily.scalar_subquery(), monthly.scalar_subquery(), exists
+
+
+async def caps_of(uow: UnitOfWork, agent_id: int) -> Caps | None:
+    """The agent's caps, or None when it has none."""
     caps = await uow.session.get(SpendingCap, agent_id)
+    return None if caps is None else Caps(caps.daily_usd_micros, caps.monthly_usd_micros)
+
+
+async def add_spending(
+    uow: UnitOfWork, agent_id: int, usd_micros: int, at: datetime, caps: Caps | None
+) -> None:
+    """Count ``usd_micros`` against the agent's ``caps`` (from ``caps_of``), or raise
+    ``SpendingCapReached``. Nothing to do without caps."""
     if caps is None or usd_micros <= 0:
         return
-    limits = {"daily": caps.daily_usd_micros, "monthly": caps.monthly_usd_micros}
+    limits = {"daily": caps.daily, "monthly": caps.monthly}
     for name, key, _start, reset in _periods(at):
         cap = limits[name]
         if cap is None:

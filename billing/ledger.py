@@ -18,13 +18,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.errors import InsufficientFunds
-from agent_server.store import UnitOfWork
+from agent_server.store import Database, UnitOfWork
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from wallets.currencies import currency_info
 
@@ -97,29 +98,34 @@ def account_key(
     return f"{kind.value}:{currency}"
 
 
-def insert_ignoring_conflict(
-    uow: UnitOfWork, table: Table, values: dict[str, Any], conflict: Sequence[str]
-) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the new id, or None on a conflict.
+_INSERT_IGNORING: dict[tuple[bool, str, tuple[str, ...]], Any] = {}
 
-    On PostgreSQL a conflicting insert waits for the other writer's transaction and then
-    does nothing if that one committed: the database, not Python, decides who was first.
-    """
-    dialect_insert = sqlite_insert if uow.db.is_sqlite else pg_insert
-    stmt = (
-        dialect_insert(table)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=list(conflict))
-        .returning(table.c.id)
-    )
+
+def _insert_ignoring(uow: UnitOfWork, table: Table, conflict: Sequence[str]) -> Any:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` for ``table``, built once per
+    dialect (the values come with each execution)."""
+    key = (uow.db.is_sqlite, table.name, tuple(conflict))
+    stmt = _INSERT_IGNORING.get(key)
+    if stmt is None:
+        dialect_insert = sqlite_insert if uow.db.is_sqlite else pg_insert
+        stmt = (
+            dialect_insert(table)
+            .on_conflict_do_nothing(index_elements=list(conflict))
+            .returning(table.c.id)
+        )
+        _INSERT_IGNORING[key] = stmt
     return stmt
 
 
 async def insert_or_none(
     uow: UnitOfWork, table: Table, values: dict[str, Any], conflict: Sequence[str]
 ) -> int | None:
-    """Insert a row unless it conflicts; the new row's id, or None if it existed."""
-    result = await uow.session.execute(insert_ignoring_conflict(uow, table, values, conflict))
+    """Insert a row unless it conflicts with ``conflict``; the new id, or None if it existed.
+
+    On PostgreSQL a conflicting insert waits for the other writer's transaction and then
+    does nothing if that one committed: the database, not Python, decides who was first.
+    """
+    result = await uow.session.execute(_insert_ignoring(uow, table, conflict), values)
     row = result.first()
     return None if row is None else int(row[0])
 
@@ -127,6 +133,13 @@ async def insert_or_none(
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
 _ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
+
+
+# Account ids never change once committed, so each database's are remembered after the
+# first look-up. Only rows known to be committed are remembered: never one this session
+# inserted itself, which a rollback could still undo.
+_KNOWN_ACCOUNTS: WeakKeyDictionary[Database, dict[str, int]] = WeakKeyDictionary()
+_CREATED_HERE = "billing.accounts_created"
 
 
 async def open_account(
@@ -140,12 +153,18 @@ async def open_account(
     """The account of that kind, currency and owner, created on first use."""
     code = currency_info(currency).code
     key = account_key(kind, code, agent_id=agent_id, specialist_id=specialist_id)
+    known = _KNOWN_ACCOUNTS.setdefault(uow.db, {})
+    if key in known:
+        return AccountRef(known[key], kind, code)
+    created_here: set[str] = uow.session.info.setdefault(_CREATED_HERE, set())
     found = (
         await uow.session.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.key == key))
     ).first()
     if found is not None:
+        if key not in created_here:
+            known[key] = int(found[0])
         return AccountRef(int(found[0]), kind, code)
-    await insert_or_none(
+    new_id = await insert_or_none(
         uow,
         _ACCOUNTS,
         {
@@ -159,9 +178,14 @@ async def open_account(
         },
         ["key"],
     )
+    if new_id is not None:
+        created_here.add(key)
+        return AccountRef(new_id, kind, code)
+    # Another transaction created it and committed first.
     account_id = (
         await uow.session.execute(select(_ACCOUNTS.c.id).where(_ACCOUNTS.c.key == key))
     ).scalar_one()
+    known[key] = int(account_id)
     return AccountRef(int(account_id), kind, code)
 
 
@@ -217,26 +241,25 @@ async def post(
     ``LedgerError`` for an unbalanced set of legs.
     """
     check_balanced(legs)
-    new_id = await insert_or_none(
-        uow,
-        _TRANSACTIONS,
-        {
-            "kind": str(kind),
-            "reference": reference,
-            "agent_id": agent_id,
-            "booking_id": booking_id,
-            "call_id": call_id,
-            "tool": tool,
-            "currency": currency,
-            "amount": amount,
-            "price_usd_micros": price_usd_micros,
-            "rate": rate,
-            "reverses_id": reverses_id,
-            "memo": memo,
-            "created_at": uow.clock.now(),
-        },
-        ["reference"],
-    )
+    values: dict[str, Any] = {
+        "kind": str(kind),
+        "reference": reference,
+        "agent_id": agent_id,
+        "booking_id": booking_id,
+        "call_id": call_id,
+        "tool": tool,
+        "currency": currency,
+        "amount": amount,
+        "price_usd_micros": price_usd_micros,
+        "rate": rate,
+        "reverses_id": reverses_id,
+        "memo": memo,
+        "created_at": uow.clock.now(),
+    }
+    if uow.db.is_sqlite:
+        new_id, balances = await _post_in_steps(uow, values, legs)
+    else:
+        new_id, balances = await _post_in_one_statement(uow, values, legs)
     if new_id is None:
         existing = (
             await uow.session.execute(
@@ -250,7 +273,34 @@ async def post(
                 f"reference {reference!r} is already a {existing.kind} of {existing.amount}"
             )
         return Posted(int(existing.id), created=False)
+    return Posted(new_id, created=True, balances=balances)
 
+
+def _wallet_changes(legs: Sequence[Leg]) -> list[tuple[int, int]]:
+    """(wallet id, net change) for the cached accounts among ``legs``, by id: a stable order,
+    so two postings touching the same wallets lock them in the same order."""
+    net: dict[int, int] = defaultdict(int)
+    for leg in legs:
+        if leg.account.cached:
+            net[leg.account.id] += leg.credit - leg.debit
+    return sorted(net.items())
+
+
+def _refused(account_id: int, change: int) -> InsufficientFunds:
+    return InsufficientFunds(
+        "The wallet balance is too low for this payment.",
+        {"account_id": account_id, "required": -change},
+    )
+
+
+async def _post_in_steps(
+    uow: UnitOfWork, values: dict[str, Any], legs: Sequence[Leg]
+) -> tuple[int | None, dict[int, int]]:
+    """The transaction row, then the wallet updates, then the entries (SQLite, where the
+    statements run in-process and cost no round trip)."""
+    new_id = await insert_or_none(uow, _TRANSACTIONS, values, ["reference"])
+    if new_id is None:
+        return None, {}
     balances = await _apply_cached_balances(uow, legs)
     await uow.session.execute(
         insert(_ENTRIES),
@@ -265,28 +315,121 @@ async def post(
             for leg in legs
         ],
     )
-    return Posted(new_id, created=True, balances=balances)
+    return new_id, balances
+
+
+_ONE_STATEMENT: dict[tuple[int, int], Any] = {}
+_TXN_COLUMNS = (
+    ("kind", "VARCHAR"),
+    ("reference", "VARCHAR"),
+    ("agent_id", "BIGINT"),
+    ("booking_id", "BIGINT"),
+    ("call_id", "VARCHAR"),
+    ("tool", "VARCHAR"),
+    ("currency", "VARCHAR"),
+    ("amount", "BIGINT"),
+    ("price_usd_micros", "BIGINT"),
+    ("rate", "BIGINT"),
+    ("reverses_id", "BIGINT"),
+    ("memo", "TEXT"),
+    ("created_at", "TIMESTAMPTZ"),
+)
+
+
+def _one_statement(legs: int, wallets: int) -> Any:
+    """PostgreSQL: the transaction, its wallet updates and its entries in ONE statement.
+
+    The wallet updates and the entries only happen if the transaction row was inserted (its
+    reference is new); a wallet whose balance does not cover its debit is not updated and
+    comes back NULL, and the caller raises so the whole transaction rolls back.
+    """
+    # The SQL is assembled from constant names and leg counters only; every value is a bound
+    # parameter (hence the S608 exemptions below).
+    shape = (legs, wallets)
+    if shape not in _ONE_STATEMENT:
+        columns = ", ".join(name for name, _ in _TXN_COLUMNS)
+        params = ", ".join(f"CAST(:{name} AS {kind})" for name, kind in _TXN_COLUMNS)
+        parts = [
+            f"t AS (INSERT INTO ledger_transactions ({columns}) VALUES ({params}) "  # noqa: S608
+            "ON CONFLICT (reference) DO NOTHING RETURNING id)"
+        ]
+        for i in range(wallets):
+            parts.append(
+                f"w{i} AS (UPDATE ledger_accounts"  # noqa: S608
+                f" SET balance = balance + CAST(:change{i} AS BIGINT)"
+                f" WHERE id = CAST(:wallet{i} AS BIGINT) AND balance >= CAST(:needed{i} AS BIGINT)"
+                " AND EXISTS (SELECT 1 FROM t) RETURNING balance)"
+            )
+        rows = ", ".join(
+            f"(CAST(:account{i} AS BIGINT), CAST(:currency{i} AS VARCHAR), "
+            f"CAST(:debit{i} AS BIGINT), CAST(:credit{i} AS BIGINT))"
+            for i in range(legs)
+        )
+        parts.append(
+            "e AS (INSERT INTO ledger_entries"  # noqa: S608
+            " (transaction_id, account_id, currency, debit, credit)"
+            " SELECT t.id, v.account_id, v.currency, v.debit, v.credit FROM t CROSS JOIN "
+            f"(VALUES {rows}) AS v(account_id, currency, debit, credit))"
+        )
+        outputs = ", ".join(
+            ["(SELECT id FROM t) AS txn"]
+            + [f"(SELECT balance FROM w{i}) AS b{i}" for i in range(wallets)]  # noqa: S608
+        )
+        _ONE_STATEMENT[shape] = text(f"WITH {', '.join(parts)} SELECT {outputs}")
+    return _ONE_STATEMENT[shape]
+
+
+async def _post_in_one_statement(
+    uow: UnitOfWork, values: dict[str, Any], legs: Sequence[Leg]
+) -> tuple[int | None, dict[int, int]]:
+    changes = _wallet_changes(legs)
+    params = dict(values)
+    for i, (wallet, change) in enumerate(changes):
+        params.update({f"wallet{i}": wallet, f"change{i}": change, f"needed{i}": max(-change, 0)})
+    for i, leg in enumerate(legs):
+        params.update(
+            {
+                f"account{i}": leg.account.id,
+                f"currency{i}": leg.account.currency,
+                f"debit{i}": leg.debit,
+                f"credit{i}": leg.credit,
+            }
+        )
+    row = (await uow.session.execute(_one_statement(len(legs), len(changes)), params)).one()
+    if row[0] is None:
+        return None, {}
+    balances: dict[int, int] = {}
+    for i, (wallet, change) in enumerate(changes):
+        if row[i + 1] is None:
+            raise _refused(wallet, change)
+        balances[wallet] = int(row[i + 1])
+    return int(row[0]), balances
+
+
+_CREDIT_WALLET = (
+    update(_ACCOUNTS)
+    .where(_ACCOUNTS.c.id == bindparam("wallet_id"))
+    .values(balance=_ACCOUNTS.c.balance + bindparam("change"))
+    .returning(_ACCOUNTS.c.balance)
+)
+# The conditional debit: no row comes back when the balance does not cover it.
+_DEBIT_WALLET = _CREDIT_WALLET.where(_ACCOUNTS.c.balance >= bindparam("needed"))
 
 
 async def _apply_cached_balances(uow: UnitOfWork, legs: Sequence[Leg]) -> dict[int, int]:
-    net: dict[int, int] = defaultdict(int)
-    for leg in legs:
-        if leg.account.cached:
-            net[leg.account.id] += leg.credit - leg.debit
     balances: dict[int, int] = {}
-    # A stable order (by id) so two postings touching the same wallets never deadlock.
-    for account_id in sorted(net):
-        change = net[account_id]
-        stmt = update(_ACCOUNTS).where(_ACCOUNTS.c.id == account_id)
+    for account_id, change in _wallet_changes(legs):
         if change < 0:
-            stmt = stmt.where(_ACCOUNTS.c.balance >= -change)
-        stmt = stmt.values(balance=_ACCOUNTS.c.balance + change).returning(_ACCOUNTS.c.balance)
-        row = (await uow.session.execute(stmt)).first()
-        if row is None:
-            raise InsufficientFunds(
-                "The wallet balance is too low for this payment.",
-                {"account_id": account_id, "required": -change},
+            result = await uow.session.execute(
+                _DEBIT_WALLET, {"wallet_id": account_id, "change": change, "needed": -change}
             )
+        else:
+            result = await uow.session.execute(
+                _CREDIT_WALLET, {"wallet_id": account_id, "change": change}
+            )
+        row = result.first()
+        if row is None:
+            raise _refused(account_id, change)
         balances[account_id] = int(row[0])
     return balances
 

@@ -38,14 +38,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import BindParameter, Table, bindparam, case, insert, select, update
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
 from agent_server.errors import AgentServerError, InsufficientFunds
 from agent_server.store import Database, UnitOfWork
 from billing import idempotency
-from billing.caps import add_spending, return_spending
+from billing.caps import Caps, add_spending, caps_columns, return_spending
 from billing.config import BillingConfig
 from billing.deposits import paying_wallets
 from billing.escrow import escrow_posting
@@ -243,6 +243,51 @@ def _usd(micros: int) -> str:
     return text + "00" if text.endswith(".") else text
 
 
+@dataclass(frozen=True)
+class Payer:
+    """The wallet that pays a call, the price in its currency, and the agent's caps."""
+
+    wallet: AccountRef
+    price: Price
+    caps: Caps | None
+
+
+def _payers_query() -> Any:
+    daily, monthly, capped = caps_columns()
+    agent: BindParameter[int] = bindparam("agent_id")
+    preferred = select(Agent.currency).where(Agent.id == agent).scalar_subquery()
+    return (
+        select(
+            _ACCOUNTS.c.id,
+            _ACCOUNTS.c.currency,
+            _ACCOUNTS.c.balance,
+            capped.label("capped"),
+            daily.label("daily"),
+            monthly.label("monthly"),
+        )
+        .where(_ACCOUNTS.c.agent_id == agent, _ACCOUNTS.c.kind == AccountKind.WALLET.value)
+        .order_by(case((_ACCOUNTS.c.currency == preferred, 0), else_=1), _ACCOUNTS.c.id)
+    )
+
+
+_PAYERS = _payers_query()
+_INSERT_USAGE = insert(_USAGE)
+
+
+async def _wallets_and_caps(
+    uow: UnitOfWork, agent_id: int
+) -> tuple[list[tuple[AccountRef, int]], Caps | None]:
+    """The agent's wallets in paying order (see ``paying_wallets``) and its spending caps,
+    in one query."""
+    rows = list(await uow.session.execute(_PAYERS, {"agent_id": agent_id}))
+    wallets = [
+        (AccountRef(int(row.id), AccountKind.WALLET, str(row.currency)), int(row.balance))
+        for row in rows
+    ]
+    caps = Caps(rows[0].daily, rows[0].monthly) if rows and rows[0].capped else None
+    return wallets, caps
+
+
 async def _choose_payer(
     uow: UnitOfWork,
     agent_id: int,
@@ -250,13 +295,13 @@ async def _choose_payer(
     fee_usd_micros: int,
     extra: ExtraPrice | None,
     config: BillingConfig,
-) -> tuple[AccountRef, Price]:
+) -> Payer:
     """The first wallet, in paying order, whose balance covers the price."""
-    wallets = await paying_wallets(uow, agent_id)
+    wallets, caps = await _wallets_and_caps(uow, agent_id)
     for ref, held in wallets:
         price = price_in(ref.currency, fee_usd_micros, extra, config)
         if held >= price.total:
-            return ref, price
+            return Payer(ref, price, caps)
     raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config)
 
 
@@ -347,34 +392,46 @@ async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> i
 async def _record_usage(
     uow: UnitOfWork, call: MeteredCall, receipt: Receipt | None, txn: int | None
 ) -> None:
+    now = uow.clock.now()
     await uow.session.execute(
-        insert(_USAGE).values(
-            call_id=call.call_id,
-            agent_id=call.agent_id,
-            tool=call.tool,
-            period=period_of(uow.clock.now()),
-            free=receipt is None or receipt.free or receipt.price_usd_micros == 0,
-            price_usd_micros=receipt.price_usd_micros if receipt else 0,
-            currency=receipt.currency if receipt else None,
-            amount=receipt.amount if receipt else 0,
-            transaction_id=txn,
-            created_at=uow.clock.now(),
-        )
+        _INSERT_USAGE,
+        {
+            "call_id": call.call_id,
+            "agent_id": call.agent_id,
+            "tool": call.tool,
+            "period": period_of(now),
+            "free": receipt is None or receipt.free or receipt.price_usd_micros == 0,
+            "price_usd_micros": receipt.price_usd_micros if receipt else 0,
+            "currency": receipt.currency if receipt else None,
+            "amount": receipt.amount if receipt else 0,
+            "transaction_id": txn,
+            "created_at": now,
+        },
     )
 
 
 async def _charge(
-    uow: UnitOfWork, call: MeteredCall, price: ToolPrice, config: BillingConfig
+    uow: UnitOfWork,
+    call: MeteredCall,
+    price: ToolPrice,
+    config: BillingConfig,
+    payer: Payer | None,
 ) -> tuple[Receipt | None, int | None]:
-    """Charge a read tool's successful call in the caller's transaction."""
+    """Charge a read tool's successful call in the caller's transaction.
+
+    ``payer`` is the wallet chosen before the operation ran, if any; the conditional debit
+    still decides, so a wallet emptied meanwhile by a concurrent call refuses the charge.
+    """
     if not price.paid:
         return None, None
     if await _use_free_quota(uow, call.agent_id, price):
         return Receipt(call.call_id, call.tool, 0, None, 0, None, free=True), None
-    wallet, priced = await _choose_payer(
-        uow, call.agent_id, call.tool, price.price_usd_micros, None, config
-    )
-    await add_spending(uow, call.agent_id, priced.total_usd_micros, uow.clock.now())
+    if payer is None:
+        payer = await _choose_payer(
+            uow, call.agent_id, call.tool, price.price_usd_micros, None, config
+        )
+    wallet, priced = payer.wallet, payer.price
+    await add_spending(uow, call.agent_id, priced.total_usd_micros, uow.clock.now(), payer.caps)
     revenue = await system_account(uow, AccountKind.REVENUE, wallet.currency)
     try:
         posted = await post(
@@ -420,9 +477,10 @@ async def place_hold(
 ) -> Hold:
     """Reserve the call's whole price in its own committed transaction (wallet -> holds)."""
     async with db.uow() as uow:
-        wallet, priced = await _choose_payer(uow, agent_id, tool, fee_usd_micros, extra, config)
+        payer = await _choose_payer(uow, agent_id, tool, fee_usd_micros, extra, config)
+        wallet, priced = payer.wallet, payer.price
         now = uow.clock.now()
-        await add_spending(uow, agent_id, priced.total_usd_micros, now)
+        await add_spending(uow, agent_id, priced.total_usd_micros, now, payer.caps)
         holds = await system_account(uow, AccountKind.HOLDS, wallet.currency)
         try:
             posted = await post(
@@ -638,12 +696,13 @@ async def _run_and_charge(
     claim: idempotency.Claim | None,
 ) -> Metered:
     async with db.uow() as uow:
+        payer: Payer | None = None
         if price.paid and await free_quota_left(uow, agent_id, price) == 0:
-            # Refuse before doing the work; the charge below is what guarantees it.
-            await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
+            # Refuse before doing the work; the conditional debit after it is the guarantee.
+            payer = await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
         call = MeteredCall(uow, agent_id, tool, call_id)
         result = await operation(call)
-        receipt, txn = await _charge(uow, call, price, config)
+        receipt, txn = await _charge(uow, call, price, config, payer)
         await _record_usage(uow, call, receipt, txn)
         if claim is not None:
             await idempotency.complete(uow, claim, result, receipt.to_dict() if receipt else None)

@@ -25,23 +25,24 @@ PG_BALANCED = """
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     txn bigint;
-    bad record;
+    currencies integer;
+    unbalanced integer;
 BEGIN
     IF TG_TABLE_NAME = 'ledger_transactions' THEN
         txn := NEW.id;
     ELSE
         txn := NEW.transaction_id;
     END IF;
-    IF NOT EXISTS (SELECT 1 FROM ledger_entries WHERE transaction_id = txn) THEN
+    SELECT count(*), count(*) FILTER (WHERE diff <> 0) INTO currencies, unbalanced
+        FROM (SELECT SUM(debit) - SUM(credit) AS diff FROM ledger_entries
+              WHERE transaction_id = txn GROUP BY currency) AS per_currency;
+    IF currencies = 0 THEN
         RAISE EXCEPTION 'ledger transaction % has no entries', txn
             USING ERRCODE = 'check_violation';
     END IF;
-    SELECT currency, SUM(debit) - SUM(credit) AS diff INTO bad
-        FROM ledger_entries WHERE transaction_id = txn
-        GROUP BY currency HAVING SUM(debit) <> SUM(credit) LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'ledger transaction % does not balance in %: debits - credits = %',
-            txn, bad.currency, bad.diff USING ERRCODE = 'check_violation';
+    IF unbalanced > 0 THEN
+        RAISE EXCEPTION 'ledger transaction % does not balance in % currencies', txn, unbalanced
+            USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
 END $$;
