@@ -16,6 +16,7 @@ from agent_server.logs import get_logger
 from agent_server.mcp.http import mcp_http_app
 from agent_server.runtime import Runtime
 from agent_server.store.migrate import current_revision, head_revision
+from wallets.embedded import start_embedded_chain_and_watcher
 
 log = get_logger(__name__)
 
@@ -42,7 +43,7 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("server.start", version=__version__)
         try:
-            async with mcp_lifetime:
+            async with mcp_lifetime, start_embedded_chain_and_watcher(runtime):
                 yield
         finally:
             await runtime.close()

@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -24,11 +23,13 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine configured for the backend the URL names."""
     if is_sqlite(url):
+        # A pool of connections: opening one costs a file open and the PRAGMAs below.
         engine = create_async_engine(
             url,
             echo=echo,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            poolclass=NullPool if ":memory:" not in url else None,
+            pool_size=pool_size,
+            max_overflow=pool_size,
         )
         _configure_sqlite(engine)
         return engine

@@ -1,0 +1,241 @@
+"""MCP calls per second: our server against a bare echo MCPServer, same transport and process
+model (a uvicorn process serving streamable HTTP, stateless), driven by the SDK's client.
+
+Cases: echo (baseline), search-specialists over 10,000 demo specialists, view-profile and
+book-slot (each booking a different free slot), sequentially (one client) and with 16
+concurrent clients. Reported: calls per second and the ratio to echo in the same mode.
+Targets: view-profile ≥ 0.5x echo, search-specialists ≥ 0.3x echo.
+
+Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), ``calls``
+(calls per case and mode, default 400; ``--quick``: 96).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from sqlalchemy import select
+
+from agent_server.accounts.keys import new_api_key, shown_prefix
+from agent_server.accounts.models import Agent, AgentStatus
+from agent_server.accounts.service import hash_api_key
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.models import Schedule
+from agent_server.booking.schedules import get_availability
+from agent_server.config import Settings
+from agent_server.store import Database, make_engine
+from bench import Context
+from billing.deposits import adjust_balance
+from wallets.addresses import deposit_address_for
+
+CONCURRENCY = 16
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
+    """Until the process accepts connections on ``port`` (bounded)."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            await writer.wait_closed()
+            return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"server on port {port} did not start")
+        await asyncio.sleep(0.2)
+
+
+async def _prepare(url: str, specialists: int, slots_wanted: int) -> tuple[str, list[str], int]:
+    """Demo data, a funded active agent; its key, free slot ids to book, a specialist id."""
+    db = Database(make_engine(url))
+    settings = Settings(database_url=url)
+    try:
+        await load_demo_data(db, specialists, seed=7)
+        key = new_api_key()
+        async with db.uow() as uow:
+            now = uow.clock.now()
+            agent = Agent(
+                name="bench",
+                email=f"bench-{secrets.token_hex(4)}@example.com",
+                email_verified=True,
+                status=AgentStatus.ACTIVE.value,
+                api_key_hash=hash_api_key(settings, key),
+                api_key_prefix=shown_prefix(key),
+                currency="USDC",
+                profile={},
+                created_at=now,
+                updated_at=now,
+            )
+            uow.session.add(agent)
+            await uow.flush()
+            await deposit_address_for(uow, agent.id, "USDC")
+            await adjust_balance(
+                uow, agent_id=agent.id, currency="USDC", amount=10**15, reason="benchmark"
+            )
+            await uow.commit()
+        slots: list[str] = []
+        async with db.uow() as uow:
+            ids = (
+                await uow.session.scalars(
+                    select(Schedule.id)
+                    .where(Schedule.private.is_(False), Schedule.specialist_id.is_not(None))
+                    .order_by(Schedule.id)
+                    .limit(400)
+                )
+            ).all()
+            start = uow.clock.now() + timedelta(hours=2)
+            for sid in ids:
+                free = await get_availability(uow, sid, start, start + timedelta(days=60))
+                slots.extend(s.slot_id for s in free for _ in range(s.seats_left))
+                if len(slots) >= slots_wanted:
+                    break
+            specialist = await uow.session.scalar(
+                select(Schedule.specialist_id).where(Schedule.id == ids[0])
+            )
+        return key, slots, int(specialist or 1)
+    finally:
+        await db.dispose()
+
+
+Call = Callable[[Client, int], Awaitable[None]]
+
+
+async def _measure(
+    url: str, headers: dict[str, str], call: Call, calls: int, clients: int
+) -> float:
+    """Calls per second of ``calls`` calls spread over ``clients`` concurrent clients, each
+    connected (and warmed up with two calls) before the clock starts."""
+    per = calls // clients
+    async with AsyncExitStack() as stack:
+        connected: list[Client] = []
+        for c in range(clients):
+            http = httpx2.AsyncClient(headers=headers, timeout=60)
+            client = Client(streamable_http_client(url, http_client=http))
+            connected.append(await stack.enter_async_context(client))
+            for w in range(2):
+                await call(connected[-1], 10**6 + c * 10 + w)
+
+        async def worker(client: Client, offset: int) -> None:
+            for i in range(per):
+                await call(client, offset + i)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(cl, c * per) for c, cl in enumerate(connected)))
+        return (per * clients) / (time.perf_counter() - started)
+
+
+def _ok(result: Any) -> None:
+    if result.is_error:
+        raise RuntimeError(result.content[0].text)
+
+
+async def run(ctx: Context) -> list[dict[str, Any]]:
+    specialists = int(ctx.options.get("specialists", 1000 if ctx.quick else 10_000))
+    calls = int(ctx.options.get("calls", 96 if ctx.quick else 400))
+    rows: list[dict[str, Any]] = []
+    async with ctx.scratch_database("mcp") as url:
+        key, slots, specialist = await _prepare(url, specialists, 2 * calls + 4 * CONCURRENCY + 8)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+        big = str(10**9)
+        env.update(
+            AGENT_SERVER_DATABASE_URL=url,
+            AGENT_SERVER_START_WATCHERS="false",
+            AGENT_SERVER_START_WORKER="false",
+            AGENT_SERVER_LOG_LEVEL="WARNING",
+            AGENT_SERVER_LOG_FORMAT="json",
+            AGENT_SERVER_RATE_LIMIT_DEFAULT=big,
+            AGENT_SERVER_RATE_LIMITS=f'{{"search-specialists": {big}, "book-slot": {big}}}',
+        )
+        ours_port, echo_port = _free_port(), _free_port()
+        logs = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
+        ours = subprocess.Popen(
+            [str(BIN / "agent-server"), "serve", "--port", str(ours_port)],
+            env=env,
+            stdout=(logs / "ours.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        echo = subprocess.Popen(
+            [sys.executable, "-m", "bench.echo_server", str(echo_port)],
+            stdout=(logs / "echo.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            await _wait_ready(ours_port, ours)
+            await _wait_ready(echo_port, echo)
+            ours_url = f"http://127.0.0.1:{ours_port}/mcp"
+            echo_url = f"http://127.0.0.1:{echo_port}/mcp"
+            auth = {"Authorization": f"Bearer {key}"}
+            slot_iter = iter(slots)
+
+            async def echo_call(client: Client, i: int) -> None:
+                _ok(await client.call_tool("echo", {"text": f"hello {i}"}))
+
+            async def search_call(client: Client, i: int) -> None:
+                queries: list[dict[str, Any]] = [
+                    {},
+                    {"skills": ["python"]},
+                    {"sort": "price", "languages": ["en"]},
+                    {"sort": "next_available"},
+                ]
+                _ok(await client.call_tool("search-specialists", queries[i % len(queries)]))
+
+            async def view_call(client: Client, i: int) -> None:
+                _ok(await client.call_tool("view-profile", {"specialist_id": specialist}))
+
+            async def book_call(client: Client, i: int) -> None:
+                slot = next(slot_iter)
+                result = await client.call_tool(
+                    "book-slot", {"slot_id": slot, "idempotency_key": f"bench-{i}-{slot}"}
+                )
+                _ok(result)
+
+            cases: list[tuple[str, str, dict[str, str], Call]] = [
+                ("echo", echo_url, {}, echo_call),
+                ("search-specialists", ours_url, auth, search_call),
+                ("view-profile", ours_url, auth, view_call),
+                ("book-slot", ours_url, auth, book_call),
+            ]
+            for mode, clients in (("sequential", 1), ("concurrent-16", CONCURRENCY)):
+                baseline = 0.0
+                for name, url_, headers, call in cases:
+                    rate = await _measure(url_, headers, call, calls, clients)
+                    if name == "echo":
+                        baseline = rate
+                    rows.append(
+                        {
+                            "case": name,
+                            "mode": mode,
+                            "specialists": specialists,
+                            "calls_per_s": round(rate, 1),
+                            "ratio_to_echo": round(rate / baseline, 3),
+                        }
+                    )
+        finally:
+            for proc in (ours, echo):
+                proc.terminate()
+                proc.wait(timeout=30)
+    return rows
