@@ -1,15 +1,15 @@
 """What the billing services are configured with: prices, rates, deposit addresses, timeouts.
 
-Build one ``BillingConfig`` per process (``BillingConfig.from_settings``) and hand it to the
-meter; tests build their own with a ``FakeRateSource`` and a price list of their choice.
+Build one ``BillingConfig`` per process (``BillingConfig.from_settings``; the runtime keeps
+it as ``Runtime.billing``) and hand it to the meter; tests build their own with a
+``FakeRateSource`` and a price list of their choice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from agent_server.config import Settings
 from agent_server.store import UnitOfWork
@@ -47,18 +47,3 @@ class BillingConfig:
             prices=load_price_list(settings.price_list),
             rates=rates or StaticRateSource(),
         )
-
-
-def shared_config(extras: MutableMapping[str, Any], settings: Settings) -> BillingConfig:
-    """The process's one ``BillingConfig``, kept in ``extras["billing"]`` (``Runtime.extras``).
-
-    Built on first use from ``settings`` and the rate source in ``extras["rates"]`` when the
-    wallets installed one. Transports (MCP tools, REST) call this; tests may put their own
-    ``BillingConfig`` there first.
-    """
-    found = extras.get("billing")
-    if isinstance(found, BillingConfig):
-        return found
-    config = BillingConfig.from_settings(settings, rates=extras.get("rates"))
-    extras["billing"] = config
-    return config

@@ -196,3 +196,32 @@ async def test_escrow_straight_from_the_wallet_never_overdraws(db: Database) -> 
     async with db.uow() as uow:
         assert (await uow.session.execute(select(Booking))).first() is None
     assert await wallet_balance(db, agent, "USDC") == 1_000_000
+
+
+async def test_a_rescheduled_booking_keeps_its_escrow_and_pays_out_once(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    from agent_server.booking.service import reschedule_booking
+    from billing.rebooking import move_escrow
+
+    agent, booking = await book(db, config)
+    async with db.uow() as uow:
+        row = await uow.session.get(Booking, booking)
+        assert row is not None
+        later = make_slot_id(row.schedule_id, START + timedelta(hours=2))
+        new = await reschedule_booking(uow, agent, booking, later)
+        old = await uow.session.get(Booking, booking)
+        assert old is not None
+        assert await move_escrow(uow, old, new)
+        # The old booking, canceled by the move, has nothing left to refund.
+        assert await refund_booking(uow, old) is None
+        await uow.commit()
+    assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE - PRICE
+    clock.set(START + timedelta(hours=3))
+    async with db.uow() as uow:
+        done = await complete_booking(uow, new.id, CancelledBy.SYSTEM, None)
+        settlement = await payout_booking(uow, done)
+        await uow.commit()
+    assert settlement is not None and settlement.paid_to_payee == 36_000_000
+    assert await payee_and_revenue(db, new.id) == (36_000_000, FEE + 4_000_000)
+    await audit_ledger(db)
