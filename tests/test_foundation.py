@@ -73,6 +73,9 @@ async def test_request_ids_and_traceparent_reach_every_log_line(
         logging.getLogger("stdlib.probe").warning("stdlib line")
         return {"ok": "yes"}
 
+    # Ahead of the catch-all mount of the MCP app.
+    app.router.routes.insert(0, app.router.routes.pop())
+
     async with client:
         response = await client.get("/log-probe", headers={"traceparent": incoming})
         generated = await client.get("/log-probe", headers={"traceparent": "garbage"})
