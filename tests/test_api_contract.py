@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +25,8 @@ from agent_server.store import Database, make_engine
 
 def _document_app() -> Any:
     """An app to read the OpenAPI document from; requests go to each test's own app."""
-    return create_app(Runtime.create(Settings(database_url="sqlite+aiosqlite:///:memory:")))
+    unused = Path(tempfile.mkdtemp()) / "never-opened.db"
+    return create_app(Runtime.create(Settings(database_url=f"sqlite+aiosqlite:///{unused}")))
 
 
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", _document_app())
@@ -145,9 +148,9 @@ async def test_openapi_and_docs_are_served_under_api(client: httpx.AsyncClient) 
     )
 
 
-def test_router_plug_in_convention_lists_the_account_router() -> None:
+def test_router_plug_in_convention_lists_the_account_router(tmp_path: Path) -> None:
     from agent_server.api import ROUTER_MODULES, build_api
 
     assert "agent_server.api.agents" in ROUTER_MODULES
-    runtime = Runtime.create(Settings(database_url="sqlite+aiosqlite:///:memory:"))
+    runtime = Runtime.create(Settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"))
     assert "/agent/register" in build_api(runtime).openapi()["paths"]
