@@ -15,12 +15,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from agent_server.accounts.models import Agent
+from agent_server.booking import search as search_module
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Booking, Schedule, Specialist
+from agent_server.booking.next_free import refresh_due
 from agent_server.booking.schedules import usd_value
 from agent_server.booking.search import (
     SearchPage,
@@ -169,7 +171,7 @@ async def run_search(db: Database, query: dict[str, Any]) -> SearchPage:
 async def all_pages(db: Database, query: dict[str, Any]) -> list[int]:
     ids: list[int] = []
     cursor = None
-    for _ in range(100):
+    for _ in range(300):
         page = await run_search(db, {**query, **({"cursor": cursor} if cursor else {})})
         ids += [item.id for item in page.items]
         cursor = page.next_cursor
@@ -499,3 +501,47 @@ async def test_view_profile_reveals_contact_and_public_schedules(
     async with db.uow() as uow:
         with pytest.raises(NotFound):
             await view_profile(uow, 10**9, now=now)
+
+
+# --- next_free_at: unknown, stale, and a short budget --------------------------------------------
+
+
+async def test_unknown_and_stale_next_free_bounds_do_not_change_results(
+    db: Database, loaded: Catalogue, clock: FakeClock
+) -> None:
+    """Schedules written without a bound, and bounds left behind by time, are repaired."""
+    async with db.uow() as uow:
+        await uow.session.execute(update(Schedule).values(next_free_at=None))
+        await uow.commit()
+    query = {"sort": "next_available", "limit": 50}
+    assert await all_pages(db, query) == expected(loaded, query, clock.now())
+
+    clock.advance(timedelta(days=2, hours=5))
+    now = clock.now()
+    for query in ({"sort": "next_available", "limit": 30}, {"sort": "price", "limit": 50}):
+        assert await all_pages(db, query) == expected(loaded, query, now), query
+    async with db.uow() as uow:
+        refreshed = await refresh_due(uow.session, now=now)
+        await uow.commit()
+    async with db.uow() as uow:
+        bounds = (await uow.session.scalars(
+            select(Schedule.next_free_at).where(Schedule.private.is_(False),
+                                                Schedule.deleted_at.is_(None))
+        )).all()
+    assert refreshed >= 0 and all(b is not None and b >= now for b in bounds)
+
+
+async def test_a_short_examination_budget_gives_short_pages_that_still_add_up(
+    db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When a call may cut slots for only a few specialists, it returns what it has and a
+    cursor; following the cursors gives exactly the reference list, in order."""
+    monkeypatch.setattr(search_module, "MAX_EXAMINED", 3)
+    now = db.clock.now()
+    for query in (
+        {"sort": "next_available", "days_of_week": ["sat"], "timezone": "Europe/Madrid"},
+        {"sort": "price", "order": "desc", "hours_from": "06:00", "hours_to": "09:00"},
+        {"sort": "rating", "duration": 90},
+    ):
+        paged = {**query, "limit": 4}
+        assert await all_pages(db, paged) == expected(loaded, paged, now), query

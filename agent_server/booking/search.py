@@ -89,11 +89,11 @@ DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 62
 MAX_DAYS_AHEAD = 365
 SLOTS_PER_RESULT = 3
-FACET_ROWS = 2000
+FACET_ROWS = 1000
 FACET_SKILLS = 8
 MAX_EXAMINED = 200
 """Specialists whose slots one search call may cut before it returns a short page."""
-NULL_REPAIR = 200
+NULL_REPAIR = 1000
 """Schedules with an unknown ``next_free_at`` one call computes before searching."""
 PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
 """Lower bounds (whole USD per slot) of the price-range facet buckets."""
