@@ -6,31 +6,30 @@ charge is a whole metered read-tool call (``run_metered`` with an operation that
 nothing): price look-up, payer choice, the conditional wallet debit, a balanced ledger
 transaction with its entries, the usage record, and (on PostgreSQL) the deferred balance
 check at commit. Both run sequentially and with concurrent workers (one agent per worker), in
-the same process and run. Target: charges/s >= 0.3 x the baseline.
+the same process and run, in alternating rounds (the medians are reported). Target:
+charges/s >= 0.3 x the baseline.
 
-    python -m bench.bench_billing [--calls N] [--workers W] [--backend sqlite|postgres]
+    python -m bench --only billing [--pg] [--quick] [-o calls 2000] [-o workers 8]
+    python -m bench.bench_billing        # both backends, one table
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import secrets
-import tempfile
+import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.store import Database, make_engine
-from agent_server.store.migrate import upgrade
+from bench import Context
 from billing.config import BillingConfig
 from billing.deposits import adjust_balance
 from billing.meter import MeteredCall, run_metered
@@ -41,6 +40,7 @@ PG_ADMIN_URL = os.environ.get(
     "AGENT_SERVER_BENCH_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 TARGET_RATIO = 0.3
+ROUNDS = 5
 
 
 @dataclass
@@ -61,15 +61,6 @@ class Result:
             f"charges {self.charges_per_s:9.0f}/s   ratio {self.ratio:5.2f}  "
             f"(target >= {TARGET_RATIO}) {verdict}"
         )
-
-
-async def _admin(sql: str) -> None:
-    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
 
 
 async def _setup(db: Database, agents: int) -> list[int]:
@@ -119,7 +110,7 @@ async def _nothing(call: MeteredCall) -> dict[str, Any]:
 
 
 async def bench_backend(backend: str, url: str, calls: int, workers: int) -> list[Result]:
-    await asyncio.to_thread(upgrade, url)
+    """Baseline and charges on the migrated database at ``url``."""
     db = Database(make_engine(url, pool_size=max(workers, 5)))
     config = BillingConfig(prices=load_price_list(), rates=StaticRateSource())
     try:
@@ -145,47 +136,38 @@ async def bench_backend(backend: str, url: str, calls: int, workers: int) -> lis
 
         results = []
         for mode, count in (("sequential", 1), (f"{workers} workers", workers)):
-            per_worker = max(calls // count, 1)
-            await _timed(count, max(per_worker // 10, 1), bare_update)  # warm up
-            await _timed(count, max(per_worker // 10, 1), charge)
-            baseline = await _timed(count, per_worker, bare_update)
-            charges = await _timed(count, per_worker, charge)
-            results.append(Result(backend, mode, baseline, charges))
+            per_round = max(calls // count // ROUNDS, 1)
+            await _timed(count, per_round, bare_update)  # warm up
+            await _timed(count, per_round, charge)
+            # Alternate short rounds so a load change on the machine hits both sides alike.
+            baselines, charged = [], []
+            for _ in range(ROUNDS):
+                baselines.append(await _timed(count, per_round, bare_update))
+                charged.append(await _timed(count, per_round, charge))
+            results.append(
+                Result(backend, mode, statistics.median(baselines), statistics.median(charged))
+            )
         return results
     finally:
         await db.dispose()
 
 
-async def run(calls: int = 2000, workers: int = 8, backends: tuple[str, ...] = ()) -> list[Result]:
-    """Measure each backend; PostgreSQL is skipped (with a note) when it does not answer."""
-    chosen = backends or ("sqlite", "postgres")
+async def run(ctx: Context) -> list[Result]:
+    """The ``python -m bench`` entry: the context's backend, in a scratch database."""
+    calls = int(ctx.options.get("calls", 300 if ctx.quick else 2000))
+    workers = int(ctx.options.get("workers", 8))
+    async with ctx.scratch_database("billing") as url:
+        return await bench_backend(ctx.backend, url, calls, workers)
+
+
+def main() -> int:
+    """Both backends in one run (PostgreSQL only if it answers), printed as one table."""
     results: list[Result] = []
-    if "sqlite" in chosen:
-        with tempfile.TemporaryDirectory() as tmp:
-            url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
-            results += await bench_backend("sqlite", url, calls, workers)
-    if "postgres" in chosen:
-        name = f"agent_server_bench_{secrets.token_hex(4)}"
+    for ctx in (Context(), Context(pg_admin_url=PG_ADMIN_URL)):
         try:
-            await _admin(f'CREATE DATABASE "{name}"')
-        except Exception as exc:  # no server: report and go on
-            print(f"postgres  skipped: {exc!r}")
-        else:
-            try:
-                base, _, _ = PG_ADMIN_URL.rpartition("/")
-                results += await bench_backend("postgres", f"{base}/{name}", calls, workers)
-            finally:
-                await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--calls", type=int, default=2000, help="Operations per measurement.")
-    parser.add_argument("--workers", type=int, default=8, help="Concurrent workers.")
-    parser.add_argument("--backend", action="append", choices=["sqlite", "postgres"])
-    args = parser.parse_args(argv)
-    results = asyncio.run(run(args.calls, args.workers, tuple(args.backend or ())))
+            results += asyncio.run(run(ctx))
+        except OSError as exc:  # no PostgreSQL server: say so and go on
+            print(f"{ctx.backend} skipped: {exc!r}")
     print("billing: charges per second vs a bare single-row UPDATE (same run)")
     for result in results:
         print("  " + result.line())
