@@ -536,12 +536,17 @@ async def test_a_short_examination_budget_gives_short_pages_that_still_add_up(
 ) -> None:
     """When a call may cut slots for only a few specialists, it returns what it has and a
     cursor; following the cursors gives exactly the reference list, in order."""
-    monkeypatch.setattr(search_module, "MAX_EXAMINED", 3)
     now = db.clock.now()
-    for query in (
+    queries: list[dict[str, Any]] = [
         {"sort": "next_available", "days_of_week": ["sat"], "timezone": "Europe/Madrid"},
         {"sort": "price", "order": "desc", "hours_from": "06:00", "hours_to": "09:00"},
         {"sort": "rating", "duration": 90},
-    ):
-        paged = {**query, "limit": 4}
-        assert await all_pages(db, paged) == expected(loaded, paged, now), query
+        {"sort": "price", "languages": ["ja"]},
+    ]
+    for budget in ({"MAX_EXAMINED": 3}, {"FIRST_SLICE": 3, "MAX_SLICE": 5, "MAX_SCANNED": 9}):
+        for name, value in budget.items():
+            monkeypatch.setattr(search_module, name, value)
+        for query in queries:
+            paged = {**query, "limit": 4}
+            assert await all_pages(db, paged) == expected(loaded, paged, now), (budget, query)
+        monkeypatch.undo()

@@ -17,9 +17,9 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 
 from agent_server.booking.availability import ScheduleSpec
 from agent_server.booking.models import Schedule, Specialist
@@ -684,13 +684,15 @@ async def load_demo_data(
     now = db.clock.now()
     rng = random.Random(seed if base == 0 else f"{seed}:{base}")  # noqa: S311 - demo data
     gen = _Generator(rng, now, base)
+    specialists = cast(Table, Specialist.__table__)  # Core inserts: plain executemany batches
+    schedules = cast(Table, Schedule.__table__)
     created = 0
     while created < count:
         people = [gen.person(created + i + 1) for i in range(min(CHUNK, count - created))]
         async with db.uow() as uow:
             ids = (
                 await uow.session.execute(
-                    insert(Specialist).returning(Specialist.id, sort_by_parameter_order=True),
+                    insert(specialists).returning(specialists.c.id, sort_by_parameter_order=True),
                     [p.specialist for p in people],
                 )
             ).scalars().all()
@@ -700,7 +702,7 @@ async def load_demo_data(
                     sched["specialist_id"] = specialist_id
                     sched["next_free_at"] = _next_free(sched, now)
                     rows.append(sched)
-            await uow.session.execute(insert(Schedule), rows)
+            await uow.session.execute(insert(schedules), rows)
             await uow.commit()
         created += len(people)
     return created

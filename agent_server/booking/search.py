@@ -18,11 +18,21 @@ Cutting slots is the expensive part, so it is done only for the specialists a pa
    its sort key is the best one among schedules that have a fitting free slot.
 3. A specialist is emitted once the walk has passed its key (nothing unseen can sort before
    it), so the order is exact even though keys are only known after slots are cut. The walk
-   stops when the page is full (plus one, to know there is more), or after a fixed number of
-   specialists were examined; then the page may be short and the cursor resumes the walk.
+   reads the index a slice at a time (the filters apply within the slice, so no query plan
+   can turn into a scan of the catalogue) and stops when the page is full (plus one, to know
+   there is more), or after ``MAX_EXAMINED`` specialists or ``MAX_SCANNED`` entries; then the
+   page may be short (even empty, when matches are rare) and the cursor resumes the walk.
+
+``sort=next_available`` orders by each result's ``next_available``: the soonest free slot
+from now among its matched schedules (the slots shown are those fitting the days and hours).
 
 Facets count specialists matching every filter except the free-slot check, among the first
 ``FACET_ROWS`` entries of the walk (``facets.complete`` says whether that was all of them).
+
+Pages stay compact (10 results within 8,000 characters of compact JSON): texts are shortened
+(view_profile has them whole); each slot is a ``utc`` and a ``local`` range under the schedule
+whose price and currency it has; a page still too long drops detail step by step
+(``DETAIL_LEVELS``: shorter about, fewer skills and languages, then fewer slots).
 
 The cursor is the walk's position, tied to the query's filters; a cursor from another query
 is refused. The service flushes, never commits (it refreshes stale ``next_free_at`` values;
@@ -93,6 +103,10 @@ FACET_ROWS = 1000
 FACET_SKILLS = 8
 MAX_EXAMINED = 200
 """Specialists whose slots one search call may cut before it returns a short page."""
+FIRST_SLICE = 256
+MAX_SLICE = 4096
+MAX_SCANNED = 12_000
+"""Walk entries one search call may read before it returns a short page (rare matches)."""
 NULL_REPAIR = 1000
 """Schedules with an unknown ``next_free_at`` one call computes before searching."""
 PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
@@ -120,6 +134,8 @@ def normalize_skill(text: str) -> str:
 
 def _fold(text: str) -> str:
     """Lower case without accents: ``"São Paulo"`` -> ``"sao paulo"``."""
+    if text.isascii():
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.lower())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -854,6 +870,45 @@ class _Walk:
     resume: Position | None  # where the next page starts, or None at the end
 
 
+def _head(plan: _Plan, after: Position | None, rows: int) -> Select[Any]:
+    """The next ``rows`` entries of the walk's index after ``after``, before any filter.
+
+    Columns: the row's key (specialist id for ``rating``, else schedule id) and its position.
+    Read from the index alone, so a slice of the walk costs the same on any catalogue size
+    whatever the planner thinks of the filters.
+    """
+    cols = _position_columns(plan)
+    if plan.sort is SortBy.RATING:
+        stmt = select(Specialist.id.label("key"), *cols)
+        order: tuple[Any, ...] = cols[:2]
+    else:
+        stmt = select(Schedule.id.label("key"), *cols)
+        order = cols
+        if plan.sort is SortBy.NEXT_AVAILABLE:
+            stmt = stmt.where(Schedule.next_free_at.is_not(None))
+    if after is not None:
+        stmt = stmt.where(_after(plan, after))
+    return stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order)).limit(rows)
+
+
+def _within(plan: _Plan, head: Select[Any]) -> Select[Any]:
+    """The walk's matching rows among the entries of ``head``, in order."""
+    keyed = Specialist.id if plan.sort is SortBy.RATING else Schedule.id
+    return _matching(plan).where(keyed.in_(select(head.subquery().c.key)))
+
+
+async def _head_end(
+    uow: UnitOfWork, plan: _Plan, head: Select[Any]
+) -> tuple[Position | None, int]:
+    """The last position of ``head`` in walk order, and how many entries it has."""
+    sub = head.subquery()
+    cols = [sub.c[i] for i in range(1, 4)]
+    last_first = [c.asc() if plan.desc else c.desc() for c in cols]
+    stmt = select(*cols, func.count().over()).order_by(*last_first).limit(1)
+    row = (await uow.session.execute(stmt)).first()
+    return (None, 0) if row is None else ((row[0], row[1], row[2]), row[3])
+
+
 async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
     want = plan.query.limit + 1
     after = plan.after
@@ -862,23 +917,25 @@ async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
     found: dict[int, _SpecialistEval] = {}
     seen: set[int] = set()
     emitted: list[_SpecialistEval] = []
-    examined = 0
-    batch = want * 2
+    examined = scanned = 0
+    slice_rows = FIRST_SLICE
     last: Position | None = after
     exhausted = False
-    while True:
-        stmt = _matching(plan)
-        if last is not None:
-            stmt = stmt.where(_after(plan, last))
-        rows = (await uow.session.execute(stmt.limit(batch))).all()
-        if not rows:
-            exhausted = True
-            break
+
+    def emit_up_to(pos: Position) -> None:
+        here = plan.rank(pos)
+        while heap and heap[0][0] <= here and len(emitted) < want:
+            emitted.append(found[heapq.heappop(heap)[1]])
+
+    while len(emitted) < want:
+        head = _head(plan, last, slice_rows)
+        need = want - len(emitted)
+        batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
+        rows = (await uow.session.execute(_within(plan, head).limit(batch))).all()
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
         evals = await _evaluate(uow, plan, new_ids)
         examined += len(new_ids)
         for row in rows:
-            pos: Position = (row[1], row[2], row[3])
             specialist_id = row[0]
             if specialist_id not in seen:
                 seen.add(specialist_id)
@@ -886,27 +943,28 @@ async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
                 if ev.key is not None and (after_rank is None or plan.rank(ev.key) > after_rank):
                     found[specialist_id] = ev
                     heapq.heappush(heap, (plan.rank(ev.key), specialist_id))
-            last = pos
-            here = plan.rank(pos)
-            while heap and heap[0][0] <= here and len(emitted) < want:
-                emitted.append(found[heapq.heappop(heap)[1]])
+            last = (row[1], row[2], row[3])
+            emit_up_to(last)
             if len(emitted) >= want:
                 break
         if len(emitted) >= want:
             break
-        if len(rows) < batch:
-            exhausted = True
+        if len(rows) < batch:  # the whole slice was read: move past it
+            end, entries = await _head_end(uow, plan, head)
+            scanned += entries
+            if end is None or entries < slice_rows:
+                exhausted = True
+                break
+            last = end
+            emit_up_to(end)
+            slice_rows = min(slice_rows * 4, MAX_SLICE)
+        if examined >= MAX_EXAMINED or scanned >= MAX_SCANNED:
             break
-        if examined >= MAX_EXAMINED:
-            break
-        batch = min(batch * 2, 200)
     if exhausted:
         while heap and len(emitted) < want:
             emitted.append(found[heapq.heappop(heap)[1]])
-        resume = None
-    else:
-        resume = last
     page = emitted[: plan.query.limit]
+    resume = None if exhausted else last
     if len(emitted) > plan.query.limit:
         assert page[-1].key is not None
         resume = page[-1].key
@@ -923,19 +981,6 @@ def _bucket_label(i: int) -> str:
     return f"{lo}+"
 
 
-def _walk_head(plan: _Plan, rows: int) -> Select[Any]:
-    """The first ``rows`` entries of the walk's index, before any filter."""
-    if plan.sort is SortBy.RATING:
-        cols: tuple[Any, ...] = (Specialist.rating, Specialist.id)
-        stmt = select(Specialist.id)
-    else:
-        cols = _position_columns(plan)
-        stmt = select(Schedule.id)
-        if plan.sort is SortBy.NEXT_AVAILABLE:
-            stmt = stmt.where(Schedule.next_free_at.is_not(None))
-    return stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in cols)).limit(rows)
-
-
 async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
     """Facet counts over the matches among the first ``FACET_ROWS`` entries of the walk.
 
@@ -943,9 +988,8 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
     matches nearest the top of the sort order (``complete`` is then false). One statement:
     the matched ids once, then three aggregates over them.
     """
-    head = _walk_head(plan, FACET_ROWS)
-    keyed = Specialist.id if plan.sort is SortBy.RATING else Schedule.id
-    walked = _matching(plan).where(keyed.in_(head)).subquery("walked")
+    head = _head(plan, None, FACET_ROWS)
+    walked = _within(plan, head).subquery("walked")
     ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
     in_ids = select(ids.c.sid)
     price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
