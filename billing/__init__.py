@@ -35,10 +35,46 @@ Which wallet pays a tool call: the agent's preferred currency (``agents.currency
 then its other wallets in the order they were opened; the first whose balance covers the
 price, converted at the current rate (rounded up), pays all of it.
 
-Tool calls (``billing.meter``): ``run_metered`` charges a successful call exactly once and a
-failed or refused one never; ``quote`` prices a call without running it. Bookings
-(``billing.escrow``): ``escrow_booking``, ``refund_booking``, ``payout_booking``. Usage and
-history: ``billing.usage``.
+Tool calls (``billing.meter``), for the MCP tool registry::
+
+    async def run_metered(db, *, agent_id: int, tool: str, arguments: dict,
+                          idempotency_key: str | None,
+                          operation: Callable[[MeteredCall], Awaitable[dict]],
+                          extra_price: ExtraPrice | None = None,
+                          config: BillingConfig) -> Metered
+        Charge a successful call exactly once and a failed or refused one never. Read tools
+        pay in the operation's own transaction; tools with ``hold = true`` in the price list
+        hold first, then capture (or release on failure). ``extra_price`` (a slot price) is
+        held too and moved to escrow when the operation calls ``await call.escrow(booking)``.
+        ``Metered.result`` is the operation's dict, ``Metered.receipt`` the ``Receipt``
+        (call_id, tool, price_usd_micros, currency, amount, balance_after, rate, free,
+        escrowed), ``Metered.replayed`` true for a stored idempotent answer. Raises what the
+        operation raises, InsufficientFunds, SpendingCapReached, IdempotencyMismatch.
+
+    async def quote(db, *, agent_id, tool, extra_price=None, config) -> Quote
+    async def release_stale_holds(db, older_than: timedelta) -> int     (run periodically)
+    billing.idempotency.purge_idempotency_keys(db, older_than=24h) -> int  (run periodically)
+
+Bookings (``billing.escrow``, ``billing.rebooking``), in the booking change's unit of work::
+
+    async def escrow_booking(uow, booking, *, amount, currency, price_usd_micros, rate,
+                             hold=None) -> int | None
+    async def refund_booking(uow, booking, *, policy=None) -> Settlement | None
+        On cancellation or rejection: 100 % when the specialist or the system cancelled or
+        the booking was rejected, or when the agent cancelled >= 24 h before the start;
+        otherwise 50 % (rest to the payee less commission). Idempotent per booking.
+    async def payout_booking(uow, booking, *, policy=None) -> Settlement | None
+        On completion: the payee gets the slot price less 10 % commission. Idempotent.
+    async def move_escrow(uow, old, new) -> bool          (a rescheduled booking)
+
+Usage and history (``billing.usage``)::
+
+    async def usage_for(uow, agent_id, period: str | None = None) -> Usage
+    async def transactions_for(uow, agent_id, page: int = 1) -> HistoryPage  (50 a page)
+
+Caps (``billing.caps``): ``set_spending_caps(uow, agent_id, *, daily_usd_micros,
+monthly_usd_micros)``. Prices (``billing.prices``): ``load_price_list(path)``; rates and
+conversions: ``wallets.rates``.
 """
 
 from billing.deposits import adjust_balance, balances, credit_deposit, reverse_deposit
