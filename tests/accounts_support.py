@@ -31,6 +31,9 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
         "secret_pepper": SecretStr(PEPPER),
         "register_per_ip_per_hour": 1000,
         "email_checks_per_ip_per_hour": 1000,
+        # No chain watchers or webhook worker: these tests drive accounts only.
+        "start_watchers": False,
+        "start_worker": False,
     }
     values.update(overrides)
     return Settings(**values)

@@ -26,7 +26,7 @@ from agent_server.store import Database, make_engine
 def _document_app() -> Any:
     """An app to read the OpenAPI document from; requests go to each test's own app."""
     unused = Path(tempfile.mkdtemp()) / "never-opened.db"
-    return create_app(Runtime.create(Settings(database_url=f"sqlite+aiosqlite:///{unused}")))
+    return create_app(Runtime.create(settings_for(f"sqlite+aiosqlite:///{unused}")))
 
 
 schema = schemathesis.openapi.from_asgi("/api/openapi.json", _document_app())
