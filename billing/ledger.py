@@ -416,7 +416,11 @@ def _one_statement(legs: int, wallets: int) -> Any:
             "e AS (INSERT INTO ledger_entries"  # noqa: S608
             " (transaction_id, account_id, currency, debit, credit)"
             " SELECT t.id, v.account_id, v.currency, v.debit, v.credit FROM t CROSS JOIN "
-            f"(VALUES {rows}) AS v(account_id, currency, debit, credit))"
+            f"(VALUES {rows}) AS v(account_id, currency, debit, credit)"
+            # Reading the wallet updates makes them run (and take their row locks) before the
+            # entries draw their ids, so a wallet's entries are numbered in lock order.
+            + "".join(f" CROSS JOIN w{i}" for i in range(wallets))
+            + ")"
         )
         outputs = ", ".join(
             ["(SELECT id FROM t) AS txn"]
