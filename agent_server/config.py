@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     # Host headers the MCP endpoint accepts besides the bound host (for proxies).
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
+    # Emails that may sign in to the dashboard's operator pages (a JSON list).
+    operator_emails: list[str] = Field(default_factory=list)
 
     log_level: str = "INFO"
     log_format: str = "auto"  # auto | json | console

@@ -1,0 +1,290 @@
+"""Signing in to the dashboard: one-time codes by mail, server-side sessions, CSRF tokens.
+
+    async def request_code(db, settings, email, *, client_ip=None) -> CodeRequest
+        Mail a 6-digit code to ``email`` when it belongs to someone who may sign in (an agent's
+        owner or the agent itself, a specialist, an operator); otherwise send nothing but
+        answer the same, so the form does not tell which emails exist. At most
+        ``CODES_PER_HOUR`` codes an hour per email.
+    async def verify_code(db, settings, email, code) -> str
+        The new session's token (for the cookie) when the code is right; ``ValidationFailed``
+        on ``code`` otherwise. Codes expire after 15 minutes and lock after 5 wrong tries.
+    async def session_email(db, settings, token) -> str | None
+    async def end_session(db, settings, token) -> None
+    def csrf_token(settings, token) -> str;  def csrf_ok(settings, token, sent) -> bool
+
+Codes, session tokens and CSRF tokens are never stored or logged in clear: codes and tokens
+are kept as peppered HMACs; a session's CSRF token is an HMAC of its token, so it needs no
+storage and changes with every session. Races on one code (two right answers at once) are
+settled by a conditional UPDATE: one wins, the other is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, func, or_, select, update
+
+from agent_server.accounts.keys import hash_secret, new_code
+from agent_server.accounts.models import Agent
+from agent_server.accounts.ratelimit import hit
+from agent_server.accounts.service import limit_ip, pepper
+from agent_server.booking.models import Specialist
+from agent_server.config import Settings
+from agent_server.dashboard.models import DashboardSession, SignInCode
+from agent_server.errors import RateLimited, ValidationFailed
+from agent_server.logs import get_logger
+from agent_server.mail import MailDeliveryFailed, OutgoingMail, masked, send_mail
+from agent_server.store import Database, UnitOfWork
+
+log = get_logger(__name__)
+
+CODE_TTL = timedelta(minutes=15)
+MAX_CODE_ATTEMPTS = 5
+CODES_PER_HOUR = 5
+SESSION_TTL = timedelta(hours=12)
+SESSION_COOKIE = "as_session"
+
+
+def normalize_email(raw: str) -> str:
+    """A lower-cased, validated email; ``ValidationFailed`` on ``email`` otherwise."""
+    text = (raw or "").strip()
+    if not text or len(text) > 255 or "\x00" in text:
+        raise ValidationFailed.field("email", "enter the email address of your account")
+    try:
+        return validate_email(text, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        raise ValidationFailed.field(
+            "email", "is not a valid email address, e.g. owner@example.com"
+        ) from None
+
+
+def _code_hash(settings: Settings, email: str, code: str) -> str:
+    return hash_secret(pepper(settings), code, context=f"dashboard-code:{email}")
+
+
+def _token_hash(settings: Settings, token: str) -> str:
+    return hash_secret(pepper(settings), token, context="dashboard-session")
+
+
+def csrf_token(settings: Settings, token: str) -> str:
+    """The CSRF token of the session whose cookie holds ``token``."""
+    return hash_secret(pepper(settings), token, context="dashboard-csrf")
+
+
+def csrf_ok(settings: Settings, token: str, sent: str | None) -> bool:
+    """Whether ``sent`` is the CSRF token of the session ``token``, in constant time."""
+    return bool(sent) and hmac.compare_digest(csrf_token(settings, token), str(sent))
+
+
+async def may_sign_in(uow: UnitOfWork, settings: Settings, email: str) -> bool:
+    """Whether ``email`` owns an agent, is an agent's email, a specialist's, or an operator's."""
+    if email in operator_emails(settings):
+        return True
+    agent = await uow.session.scalar(
+        select(Agent.id)
+        .where(Agent.deleted_at.is_(None), or_(Agent.owner_email == email, Agent.email == email))
+        .limit(1)
+    )
+    if agent is not None:
+        return True
+    specialist = await uow.session.scalar(
+        select(Specialist.id).where(func.lower(Specialist.email) == email).limit(1)
+    )
+    return specialist is not None
+
+
+def operator_emails(settings: Settings) -> frozenset[str]:
+    return frozenset(e.strip().lower() for e in settings.operator_emails if e.strip())
+
+
+@dataclass(frozen=True)
+class CodeRequest:
+    """What the sign-in form tells the person: the (normalized) email, and whether mail
+    could not be sent."""
+
+    email: str
+    mail_failed: bool = False
+
+
+def _code_mail(settings: Settings, email: str, code: str) -> OutgoingMail:
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    base = settings.public_url.rstrip("/")
+    where = f" at {base}/" if base else ""
+    body = (
+        f"Your Agent Server dashboard sign-in code is {code}\n\n"
+        f"Enter it on the sign-in page{where} within {minutes} minutes.\n"
+        "If you did not ask to sign in, ignore this message.\n"
+    )
+    return OutgoingMail(
+        to=email,
+        subject="Your Agent Server sign-in code",
+        body=body,
+        kind="dashboard_sign_in_code",
+    )
+
+
+async def request_code(
+    db: Database, settings: Settings, raw_email: str, *, client_ip: str | None = None
+) -> CodeRequest:
+    """Issue and mail a sign-in code (see the module docstring)."""
+    email = normalize_email(raw_email)
+    await limit_ip(db, "dashboard sign-in", client_ip, settings.email_checks_per_ip_per_hour)
+    async with db.uow() as uow:
+        if not await may_sign_in(uow, settings, email):
+            await uow.commit()
+            log.info("dashboard.code_not_sent", to=masked(email))
+            return CodeRequest(email)
+        decision = await hit(
+            uow, f"dashboard-code:{email}"[:200], limit=CODES_PER_HOUR, window_seconds=3600
+        )
+        if not decision.allowed:
+            await uow.commit()  # the refused hit counts too
+            raise RateLimited(
+                f"At most {CODES_PER_HOUR} codes an hour; retry in {decision.retry_after} seconds.",
+                {"retry_after": decision.retry_after},
+            )
+        now = uow.clock.now()
+        await uow.session.execute(
+            update(SignInCode)
+            .where(
+                SignInCode.email == email,
+                SignInCode.used_at.is_(None),
+                SignInCode.superseded_at.is_(None),
+            )
+            .values(superseded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        code = new_code()
+        uow.session.add(
+            SignInCode(
+                email=email,
+                code_hash=_code_hash(settings, email, code),
+                attempts=0,
+                created_at=now,
+                expires_at=now + CODE_TTL,
+            )
+        )
+        await uow.commit()
+    try:
+        await send_mail(settings, db, _code_mail(settings, email, code))
+    except MailDeliveryFailed:
+        return CodeRequest(email, mail_failed=True)
+    log.info("dashboard.code_sent", to=masked(email))
+    return CodeRequest(email)
+
+
+def _code_error(message: str) -> ValidationFailed:
+    return ValidationFailed.field("code", message)
+
+
+async def verify_code(db: Database, settings: Settings, raw_email: str, code: str) -> str:
+    """Check ``code`` for ``email`` and open a session; the session token (see above)."""
+    email = normalize_email(raw_email)
+    code = (code or "").strip()
+    if len(code) != 6 or not code.isdigit():
+        raise _code_error("enter the 6 digits from the mail")
+    async with db.uow() as uow:
+        live = (
+            await uow.session.execute(
+                select(SignInCode)
+                .where(
+                    SignInCode.email == email,
+                    SignInCode.used_at.is_(None),
+                    SignInCode.superseded_at.is_(None),
+                )
+                .order_by(SignInCode.id.desc())
+                .limit(1)
+            )
+        ).scalar_one_or_none()
+        now = uow.clock.now()
+        if live is None:
+            raise _code_error("this code is not valid; ask for a new one")
+        if live.attempts >= MAX_CODE_ATTEMPTS:
+            raise _code_error(f"locked after {MAX_CODE_ATTEMPTS} wrong tries; ask for a new code")
+        if live.expires_at <= now:
+            raise _code_error("this code has expired (codes last 15 minutes); ask for a new one")
+        if not hmac.compare_digest(_code_hash(settings, email, code), live.code_hash):
+            attempts = (
+                await uow.session.execute(
+                    update(SignInCode)
+                    .where(SignInCode.id == live.id, SignInCode.attempts < MAX_CODE_ATTEMPTS)
+                    .values(attempts=SignInCode.attempts + 1)
+                    .returning(SignInCode.attempts)
+                    .execution_options(synchronize_session=False)
+                )
+            ).scalar_one_or_none()
+            await uow.commit()
+            left = MAX_CODE_ATTEMPTS - (attempts or MAX_CODE_ATTEMPTS)
+            log.info("dashboard.code_wrong", to=masked(email), attempts_left=left)
+            if left == 0:
+                raise _code_error(
+                    f"wrong code; it is now locked after {MAX_CODE_ATTEMPTS} tries, "
+                    "ask for a new one"
+                )
+            raise _code_error(f"wrong code; {left} tries left")
+        used = await uow.session.execute(
+            update(SignInCode)
+            .where(
+                SignInCode.id == live.id,
+                SignInCode.used_at.is_(None),
+                SignInCode.superseded_at.is_(None),
+                SignInCode.attempts < MAX_CODE_ATTEMPTS,
+            )
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if used.rowcount != 1:  # type: ignore[attr-defined]
+            raise _code_error("this code was just used or replaced; ask for a new one")
+        token = secrets.token_urlsafe(32)
+        uow.session.add(
+            DashboardSession(
+                token_hash=_token_hash(settings, token),
+                email=email,
+                created_at=now,
+                expires_at=now + SESSION_TTL,
+            )
+        )
+        # Expired sessions of this person are of no use to anyone.
+        await uow.session.execute(
+            delete(DashboardSession).where(
+                DashboardSession.email == email, DashboardSession.expires_at <= now
+            )
+        )
+        await uow.commit()
+    log.info("dashboard.signed_in", to=masked(email))
+    return token
+
+
+async def session_email(db: Database, settings: Settings, token: str | None) -> str | None:
+    """The email of the live session whose cookie holds ``token``, else None."""
+    if not token or len(token) > 200:
+        return None
+    async with db.uow() as uow:
+        row = (
+            await uow.session.execute(
+                select(DashboardSession.email, DashboardSession.expires_at).where(
+                    DashboardSession.token_hash == _token_hash(settings, token)
+                )
+            )
+        ).one_or_none()
+        now = uow.clock.now()
+    if row is None or row.expires_at <= now:
+        return None
+    return str(row.email)
+
+
+async def end_session(db: Database, settings: Settings, token: str | None) -> None:
+    """Sign out: the session's row is deleted, so its cookie opens nothing any more."""
+    if not token:
+        return
+    async with db.uow() as uow:
+        await uow.session.execute(
+            delete(DashboardSession).where(
+                DashboardSession.token_hash == _token_hash(settings, token)
+            )
+        )
+        await uow.commit()
