@@ -870,43 +870,39 @@ class _Walk:
     resume: Position | None  # where the next page starts, or None at the end
 
 
-def _head(plan: _Plan, after: Position | None, rows: int) -> Select[Any]:
-    """The next ``rows`` entries of the walk's index after ``after``, before any filter.
+def _upto(plan: _Plan, pos: Position) -> ColumnElement[bool]:
+    """Rows at or before ``pos`` in the walk."""
+    a, b, c = _position_columns(plan)
+    if plan.sort is SortBy.RATING:
+        lead, value = tuple_(a, b), tuple_(pos[0], pos[1])
+    else:
+        lead, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
+    return lead >= value if plan.desc else lead <= value
 
-    Columns: the row's key (specialist id for ``rating``, else schedule id) and its position.
+
+async def _slice_end(
+    uow: UnitOfWork, plan: _Plan, after: Position | None, rows: int
+) -> Position | None:
+    """The position ``rows`` entries of the walk's index after ``after`` (before any filter),
+    or None when fewer are left.
+
     Read from the index alone, so a slice of the walk costs the same on any catalogue size
     whatever the planner thinks of the filters.
     """
     cols = _position_columns(plan)
     if plan.sort is SortBy.RATING:
-        stmt = select(Specialist.id.label("key"), *cols)
+        stmt = select(*cols)
         order: tuple[Any, ...] = cols[:2]
     else:
-        stmt = select(Schedule.id.label("key"), *cols)
+        stmt = select(*cols)
         order = cols
         if plan.sort is SortBy.NEXT_AVAILABLE:
             stmt = stmt.where(Schedule.next_free_at.is_not(None))
     if after is not None:
         stmt = stmt.where(_after(plan, after))
-    return stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order)).limit(rows)
-
-
-def _within(plan: _Plan, head: Select[Any]) -> Select[Any]:
-    """The walk's matching rows among the entries of ``head``, in order."""
-    keyed = Specialist.id if plan.sort is SortBy.RATING else Schedule.id
-    return _matching(plan).where(keyed.in_(select(head.subquery().c.key)))
-
-
-async def _head_end(
-    uow: UnitOfWork, plan: _Plan, head: Select[Any]
-) -> tuple[Position | None, int]:
-    """The last position of ``head`` in walk order, and how many entries it has."""
-    sub = head.subquery()
-    cols = [sub.c[i] for i in range(1, 4)]
-    last_first = [c.asc() if plan.desc else c.desc() for c in cols]
-    stmt = select(*cols, func.count().over()).order_by(*last_first).limit(1)
-    row = (await uow.session.execute(stmt)).first()
-    return (None, 0) if row is None else ((row[0], row[1], row[2]), row[3])
+    stmt = stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order))
+    row = (await uow.session.execute(stmt.offset(rows - 1).limit(1))).first()
+    return None if row is None else (row[0], row[1], row[2])
 
 
 async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
@@ -928,10 +924,15 @@ async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
             emitted.append(found[heapq.heappop(heap)[1]])
 
     while len(emitted) < want:
-        head = _head(plan, last, slice_rows)
+        end = await _slice_end(uow, plan, last, slice_rows)
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
-        rows = (await uow.session.execute(_within(plan, head).limit(batch))).all()
+        stmt = _matching(plan)
+        if last is not None:
+            stmt = stmt.where(_after(plan, last))
+        if end is not None:
+            stmt = stmt.where(_upto(plan, end))
+        rows = (await uow.session.execute(stmt.limit(batch))).all()
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
         evals = await _evaluate(uow, plan, new_ids)
         examined += len(new_ids)
@@ -950,13 +951,12 @@ async def _walk(uow: UnitOfWork, plan: _Plan) -> _Walk:
         if len(emitted) >= want:
             break
         if len(rows) < batch:  # the whole slice was read: move past it
-            end, entries = await _head_end(uow, plan, head)
-            scanned += entries
-            if end is None or entries < slice_rows:
+            if end is None:
                 exhausted = True
                 break
             last = end
             emit_up_to(end)
+            scanned += slice_rows
             slice_rows = min(slice_rows * 4, MAX_SLICE)
         if examined >= MAX_EXAMINED or scanned >= MAX_SCANNED:
             break
@@ -988,8 +988,9 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
     matches nearest the top of the sort order (``complete`` is then false). One statement:
     the matched ids once, then three aggregates over them.
     """
-    head = _head(plan, None, FACET_ROWS)
-    walked = _within(plan, head).subquery("walked")
+    end = await _slice_end(uow, plan, None, FACET_ROWS)
+    walk = _matching(plan)
+    walked = (walk if end is None else walk.where(_upto(plan, end))).subquery("walked")
     ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
     in_ids = select(ids.c.sid)
     price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
@@ -999,10 +1000,8 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
     )
     fn = func.json_each if plan.sqlite else func.json_array_elements_text
     items = fn(Specialist.skills).table_valued("value").alias("skill")
-    scanned = select(func.count()).select_from(head.subquery())
     parts = [
         select(literal("n"), cast(None, String), func.count()).select_from(ids),
-        select(literal("w"), cast(None, String), scanned.scalar_subquery()),
         select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
         .where(Schedule.specialist_id.in_(in_ids), *_schedule_conditions(plan))
         .group_by(bucket),
@@ -1012,14 +1011,12 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
         .where(Specialist.id.in_(in_ids))
         .group_by(items.c.value),
     ]
-    counted, walked_rows = 0, 0
+    counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
     for kind, key, count in await uow.session.execute(union_all(*parts)):
         if kind == "n":
             counted = count
-        elif kind == "w":
-            walked_rows = count
         elif kind == "p":
             buckets[int(key)] = count
         else:
@@ -1033,7 +1030,7 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
             if buckets.get(i)
         ],
         counted=counted,
-        complete=walked_rows < FACET_ROWS,
+        complete=end is None,
     )
 
 
