@@ -58,6 +58,14 @@ class Settings(BaseSettings):
 
     start_watchers: bool = True
     start_worker: bool = True
+    # Webhooks (agent_server.events): callback URLs on private, loopback or link-local
+    # addresses are refused unless this is true (development and tests only).
+    webhook_allow_private: bool = False
+    webhook_timeout_seconds: float = 10.0
+    webhook_max_attempts: int = 3
+    webhook_backoff_seconds: float = 30.0  # before the second attempt; doubles, with jitter
+    # A wallet going below this (USD micro-dollars) after a charge emits balance.low.
+    balance_low_usd_micros: int = 1_000_000
     demo_specialists: int = 1000
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import agent_server.events  # noqa: F401  (registers the deposit-event hook with the wallets)
 from agent_server.clock import Clock, SystemClock
 from agent_server.config import Settings
 from agent_server.store import Database, make_engine

@@ -1,0 +1,87 @@
+"""Booking events, emitted by the booking services in the transaction of each change.
+
+- booking.created: a slot was booked;
+- booking.confirmed: the booking was accepted (at once, by a schedule that auto-accepts);
+- booking.cancelled: canceled by anyone, or rejected by the schedule's owner (``status``
+  tells which);
+- booking.completed: marked completed after the session;
+- booking.rescheduled: moved to another slot; ``booking`` is the new booking,
+  ``previous_booking`` the old one (now canceled with reason code ``rescheduled``).
+
+The agent that booked receives each (``role: "booker"``); when the schedule belongs to an
+agent, that agent receives it too (``role: "provider"``). ``data.booking`` has the fields of
+the MCP tools' booking object.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from agent_server.booking.availability import make_slot_id
+from agent_server.booking.models import Booking, Schedule
+from agent_server.events.outbox import (
+    BOOKING_CANCELLED,
+    BOOKING_COMPLETED,
+    BOOKING_CONFIRMED,
+    BOOKING_CREATED,
+    BOOKING_RESCHEDULED,
+    emit,
+    iso,
+)
+from agent_server.store import UnitOfWork
+
+BOOKING_EVENTS = (
+    BOOKING_CREATED,
+    BOOKING_CONFIRMED,
+    BOOKING_CANCELLED,
+    BOOKING_COMPLETED,
+    BOOKING_RESCHEDULED,
+)
+
+
+def booking_data(booking: Booking) -> dict[str, Any]:
+    """A booking as events describe it."""
+    return {
+        "id": booking.id,
+        "schedule_id": booking.schedule_id,
+        "specialist_id": booking.specialist_id,
+        "slot_id": make_slot_id(booking.schedule_id, booking.slot_start),
+        "start": iso(booking.slot_start),
+        "end": iso(booking.slot_end),
+        "seat": booking.seat,
+        "status": booking.status,
+        "price": {"amount": booking.price_amount, "currency": booking.price_currency},
+        "topic": booking.topic,
+        "cancelled_by": booking.cancelled_by,
+        "cancel_reason_code": booking.cancel_reason_code,
+        "cancel_reason": booking.cancel_reason,
+        "rescheduled_from_id": booking.rescheduled_from_id,
+        "rescheduled_to_id": booking.rescheduled_to_id,
+        "created_at": iso(booking.created_at),
+        "updated_at": iso(booking.updated_at),
+    }
+
+
+async def emit_booking(
+    uow: UnitOfWork, type: str, booking: Booking, *, previous: Booking | None = None
+) -> list[str]:
+    """Emit one booking event to the booker and to the agent owning the schedule, if any.
+
+    ``previous`` is the booking a reschedule moved from. Returns the event ids. Does not
+    commit (nor flush).
+    """
+    if type not in BOOKING_EVENTS:
+        raise ValueError(f"{type!r} is not a booking event")
+    schedule = await uow.session.get(Schedule, booking.schedule_id)
+    recipients: list[tuple[int, str]] = []
+    if booking.booker_agent_id is not None:
+        recipients.append((booking.booker_agent_id, "booker"))
+    if schedule is not None and schedule.agent_id is not None:
+        recipients.append((schedule.agent_id, "provider"))
+    data: dict[str, Any] = {"booking": booking_data(booking)}
+    if previous is not None:
+        data["previous_booking"] = booking_data(previous)
+    return [
+        await emit(uow, type=type, agent_id=agent_id, data={"role": role, **data})
+        for agent_id, role in recipients
+    ]

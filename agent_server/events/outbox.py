@@ -1,0 +1,95 @@
+"""Writing events to the outbox, in the transaction of the change that causes them.
+
+``emit`` adds one row to ``outbox_events`` through the caller's unit of work and never
+commits: the event exists exactly when the change does, and a rolled-back change leaves no
+event behind. The delivery worker sends it later (``agent_server.events.worker``).
+
+The body an agent receives is ``envelope(event)`` serialised by ``body_bytes``::
+
+    {"id": "evt_...", "event": "booking.created", "created_at": "2026-03-02T08:00:00Z",
+     "agent_id": 7, "data": {...}}
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from agent_server.events.models import OutboxEvent, OutboxStatus
+from agent_server.store import UnitOfWork
+
+BOOKING_CREATED = "booking.created"
+BOOKING_CONFIRMED = "booking.confirmed"
+BOOKING_CANCELLED = "booking.cancelled"
+BOOKING_COMPLETED = "booking.completed"
+BOOKING_RESCHEDULED = "booking.rescheduled"
+DEPOSIT_CONFIRMED = "deposit.confirmed"
+DEPOSIT_REVERSED = "deposit.reversed"
+BALANCE_LOW = "balance.low"
+
+EVENT_TYPES: tuple[str, ...] = (
+    BOOKING_CREATED,
+    BOOKING_CONFIRMED,
+    BOOKING_CANCELLED,
+    BOOKING_COMPLETED,
+    BOOKING_RESCHEDULED,
+    DEPOSIT_CONFIRMED,
+    DEPOSIT_REVERSED,
+    BALANCE_LOW,
+)
+
+
+def new_event_id() -> str:
+    """A unique event id, ``evt_`` and 32 hex digits; receivers deduplicate on it."""
+    return f"evt_{uuid.uuid4().hex}"
+
+
+def iso(at: datetime) -> str:
+    """A UTC timestamp as ISO 8601 with a ``Z``."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def emit(uow: UnitOfWork, *, type: str, agent_id: int, data: Mapping[str, Any]) -> str:
+    """Add an event for ``agent_id`` to the caller's transaction; its event id.
+
+    ``data`` must be JSON-ready. Nothing is committed or flushed here: the caller's commit
+    writes the event together with the change, its rollback drops both.
+    """
+    if type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {type!r}")
+    payload = json.loads(json.dumps(dict(data)))  # JSON-ready now, not at commit time
+    now = uow.clock.now()
+    event_id = new_event_id()
+    uow.session.add(
+        OutboxEvent(
+            event_id=event_id,
+            type=type,
+            agent_id=agent_id,
+            payload=payload,
+            created_at=now,
+            status=OutboxStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            updated_at=now,
+        )
+    )
+    return event_id
+
+
+def envelope(event: OutboxEvent) -> dict[str, Any]:
+    """The JSON object delivered for ``event``."""
+    return {
+        "id": event.event_id,
+        "event": event.type,
+        "created_at": iso(event.created_at),
+        "agent_id": event.agent_id,
+        "data": event.payload,
+    }
+
+
+def body_bytes(event: OutboxEvent) -> bytes:
+    """The exact bytes POSTed (and signed) for ``event``: compact JSON, keys sorted."""
+    return json.dumps(envelope(event), separators=(",", ":"), sort_keys=True).encode()
