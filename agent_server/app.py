@@ -12,6 +12,8 @@ from sqlalchemy import text
 from agent_server import __version__
 from agent_server.api import build_api
 from agent_server.api.middleware import RequestContext
+from agent_server.events.feed_http import calendar_app
+from agent_server.events.worker import start_worker
 from agent_server.logs import get_logger
 from agent_server.mcp.http import mcp_http_app
 from agent_server.runtime import Runtime
@@ -43,7 +45,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         log.info("server.start", version=__version__)
         try:
-            async with mcp_lifetime, start_embedded_chain_and_watcher(runtime):
+            async with (
+                mcp_lifetime,
+                start_embedded_chain_and_watcher(runtime),
+                start_worker(runtime),
+            ):
                 yield
         finally:
             await runtime.close()
@@ -88,6 +94,7 @@ def create_app(
         return JSONResponse({"status": "ok", "database": "ok", "revision": current})
 
     app.mount("/api", build_api(runtime))
+    app.mount("/calendar", calendar_app(runtime))
     # Last: the MCP app answers /mcp and its protected-resource metadata.
     app.mount("/", mcp_app)
     app.add_middleware(RequestContext)

@@ -210,7 +210,9 @@ def watch_deposits(
 @app.command()
 def worker() -> None:
     """Run the webhook delivery worker."""
-    _not_yet("The webhook worker")
+    from agent_server.events.worker import run_worker
+
+    asyncio.run(run_worker(_settings()))
 
 
 def _operator(actor: str | None) -> str:

@@ -23,6 +23,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "agent_server.api.agents",
     "agent_server.api.wallet",
     "agent_server.api.deposits",
+    "agent_server.api.webhooks",
 )
 
 

@@ -32,6 +32,7 @@ from agent_server.api.schemas import (
     VerifyResponse,
     Wallet,
 )
+from agent_server.events.urls import check_callback_url
 from agent_server.runtime import Runtime
 from wallets.rates import RateSource
 from wallets.service import rate_source
@@ -69,6 +70,7 @@ async def register(body: RegisterAgent, request: Request, runtime: RuntimeDep) -
 
     The API key is returned **once**; only its hash is stored. Deposit at least the minimum to
     the wallet's address to activate the agent."""
+    await check_callback_url(body.callback_url, runtime.settings)
     result = await service.register_agent(
         runtime.db.uow(),
         runtime.settings,
@@ -185,6 +187,7 @@ async def update_me(
     body: UpdateAgent, caller: CurrentAgent, runtime: RuntimeDep
 ) -> OwnProfileResponse:
     """Change only the fields sent; `null` clears an optional field."""
+    await check_callback_url(body.callback_url, runtime.settings)
     await service.update_profile(runtime.db.uow(), caller.agent_id, body)
     return await _own(runtime, caller.agent_id)
 
