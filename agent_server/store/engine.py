@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import StaticPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -23,13 +24,18 @@ def is_sqlite(url: str) -> bool:
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
     """An async engine configured for the backend the URL names."""
     if is_sqlite(url):
-        # A pool of connections: opening one costs a file open and the PRAGMAs below.
+        pooling: dict[str, Any] = (
+            # One shared connection: each new one would be a new, empty database.
+            {"poolclass": StaticPool}
+            if ":memory:" in url or "mode=memory" in url
+            # A pool of connections: opening one costs a file open and the PRAGMAs below.
+            else {"pool_size": pool_size, "max_overflow": pool_size}
+        )
         engine = create_async_engine(
             url,
             echo=echo,
             connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            pool_size=pool_size,
-            max_overflow=pool_size,
+            **pooling,
         )
         _configure_sqlite(engine)
         return engine
