@@ -148,8 +148,9 @@ async def _admit(
     api_key: str | None,
     tool: str,
     rates: RateSource | None,
+    authenticated: Caller | None,
 ) -> Caller:
-    caller = await authenticate(uow, settings, api_key)
+    caller = authenticated or await authenticate(uow, settings, api_key)
     if caller.status in (AgentStatus.SUSPENDED, AgentStatus.BANNED):
         raise _blocked(caller)
     if not caller.email_verified:
@@ -181,6 +182,7 @@ async def admit(
     *,
     settings: Settings | None = None,
     rates: RateSource | None = None,
+    authenticated: Caller | None = None,
 ) -> Caller:
     """Let the holder of ``api_key`` call ``tool``, or raise the first failing step's error.
 
@@ -189,15 +191,18 @@ async def admit(
     ``UnitOfWork`` it works inside that transaction and only flushes; the caller commits.
     Transports pass their runtime's settings (the process settings are the default) and rate
     source (used to price the activation deposit in the funding hint; static rates if omitted).
+    ``authenticated`` is the caller a transport already resolved from this very key in this
+    request (the MCP HTTP endpoint's bearer check); step 1 then reuses it instead of reading
+    the agent again.
     """
     settings = settings or get_settings()
     if isinstance(uow_or_db, Database):
         async with uow_or_db.uow() as uow:
             try:
-                caller = await _admit(uow, settings, api_key, tool, rates)
+                caller = await _admit(uow, settings, api_key, tool, rates, authenticated)
             except AgentServerError:
                 await uow.commit()
                 raise
             await uow.commit()
             return caller
-    return await _admit(uow_or_db, settings, api_key, tool, rates)
+    return await _admit(uow_or_db, settings, api_key, tool, rates, authenticated)

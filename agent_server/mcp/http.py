@@ -16,7 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
 from agent_server.logs import get_logger
-from agent_server.mcp.server import build_mcp_server, http_api_key
+from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
 from agent_server.runtime import Runtime
 
 log = get_logger(__name__)
@@ -59,6 +59,7 @@ def mcp_http_app(
     server = build_mcp_server(
         runtime,
         api_key_source=http_api_key,
+        caller_source=http_caller,
         toolsets=toolsets,
         read_only=read_only,
         http_auth=True,

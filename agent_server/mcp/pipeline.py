@@ -15,6 +15,7 @@ from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_
 from agent_server.runtime import Runtime
 from agent_server.store import UnitOfWork
 from billing.meter import MeteredCall, run_metered
+from wallets.service import rate_source
 
 log = get_logger(__name__)
 
@@ -51,11 +52,27 @@ class LookupContext:
 
 
 async def run_tool(
-    runtime: Runtime, spec: ToolSpec[Any, Any], raw: dict[str, Any], api_key: str | None
+    runtime: Runtime,
+    spec: ToolSpec[Any, Any],
+    raw: dict[str, Any],
+    api_key: str | None,
+    *,
+    authenticated: Caller | None = None,
 ) -> CallToolResult:
-    """Run one call of ``spec``; every outcome is a result, never an exception."""
+    """Run one call of ``spec``; every outcome is a result, never an exception.
+
+    ``authenticated`` is the caller the transport already resolved from ``api_key`` in this
+    request (HTTP bearer auth), so the gate need not read the agent twice.
+    """
     try:
-        caller = await admit(runtime.db, api_key, spec.name, settings=runtime.settings)
+        caller = await admit(
+            runtime.db,
+            api_key,
+            spec.name,
+            settings=runtime.settings,
+            rates=rate_source(runtime),
+            authenticated=authenticated,
+        )
         args = validate_arguments(spec.input_model, raw)
         extra = None
         if spec.extra_price is not None:

@@ -13,8 +13,9 @@ from mcp.types import CallToolResult
 
 from agent_server import __version__
 from agent_server.errors import AgentServerError
+from agent_server.gate import Caller
 from agent_server.mcp import results
-from agent_server.mcp.auth import ApiKeyVerifier
+from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token
 from agent_server.mcp.pipeline import run_tool
 from agent_server.mcp.registry import ToolSpec
 from agent_server.mcp.tools import REGISTRY, describe_price
@@ -37,10 +38,16 @@ def http_api_key() -> str | None:
     return token.token if token is not None else None
 
 
+def http_caller() -> Caller | None:
+    """The agent the HTTP auth middleware resolved from this request's key."""
+    return caller_from_token(get_access_token())
+
+
 def build_mcp_server(
     runtime: Runtime,
     *,
     api_key_source: ApiKeySource,
+    caller_source: Callable[[], Caller | None] | None = None,
     toolsets: Iterable[str] | None = None,
     read_only: bool = False,
     http_auth: bool = False,
@@ -50,7 +57,8 @@ def build_mcp_server(
 
     async def invoke(spec: ToolSpec[Any, Any], raw: dict[str, Any], ctx: Context) -> CallToolResult:
         try:
-            return await run_tool(runtime, spec, raw, api_key_source())
+            known = caller_source() if caller_source is not None else None
+            return await run_tool(runtime, spec, raw, api_key_source(), authenticated=known)
         except AgentServerError as exc:  # pragma: no cover - run_tool already maps these
             return results.failure(exc)
 
