@@ -2,7 +2,9 @@
 
 Every function takes an entered ``UnitOfWork`` and flushes, never commits: the caller commits,
 so escrow (billing) and events join the same transaction. Every status change writes a
-``BookingChange`` line; nothing is ever deleted, so a booking's history is complete.
+``BookingChange`` line; nothing is ever deleted, so a booking's history is complete. Every
+status change also emits its ``booking.*`` event (``agent_server.events.bookings``) in the
+same transaction.
 
 Lifecycle::
 
@@ -75,6 +77,14 @@ from agent_server.errors import (
     IdempotencyMismatch,
     NotFound,
     ValidationFailed,
+)
+from agent_server.events.bookings import emit_booking
+from agent_server.events.outbox import (
+    BOOKING_CANCELLED,
+    BOOKING_COMPLETED,
+    BOOKING_CONFIRMED,
+    BOOKING_CREATED,
+    BOOKING_RESCHEDULED,
 )
 from agent_server.store import UnitOfWork
 
@@ -367,6 +377,9 @@ async def book_slot(
                 return _replay(existing, schedule_id, start, topic)
         raise await _conflict(uow, spec, start, REASON_FULL)
     _record(uow, booking, CancelledBy.AGENT, None, "booked")
+    await emit_booking(uow, BOOKING_CREATED, booking)
+    if booking.status == BookingStatus.ACCEPTED.value:
+        await emit_booking(uow, BOOKING_CONFIRMED, booking)
     await uow.session.flush()
     return booking
 
@@ -381,6 +394,7 @@ async def accept_booking(uow: UnitOfWork, owner: ScheduleOwner, booking_id: int)
     booking.accepted_at = now
     booking.updated_at = now
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
+    await emit_booking(uow, BOOKING_CONFIRMED, booking)
     await uow.session.flush()
     return booking
 
@@ -397,6 +411,7 @@ async def reject_booking(
     booking.updated_at = uow.clock.now()
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
     await _seat_freed(uow, booking)
+    await emit_booking(uow, BOOKING_CANCELLED, booking)
     await uow.session.flush()
     return booking
 
@@ -453,6 +468,7 @@ async def cancel_booking(
     booking = await _load_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
     await _cancel(uow, booking, by, code, reason, "")
+    await emit_booking(uow, BOOKING_CANCELLED, booking)
     await uow.session.flush()
     return booking
 
@@ -479,6 +495,7 @@ async def complete_booking(
     booking.completed_at = now
     booking.updated_at = now
     _record(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
+    await emit_booking(uow, BOOKING_COMPLETED, booking)
     await uow.session.flush()
     return booking
 
@@ -535,6 +552,7 @@ async def reschedule_booking(
     await _cancel(uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}")
     old.rescheduled_to_id = new.id
     _record(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
+    await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old)
     await uow.session.flush()
     return new
 
