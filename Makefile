@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint typecheck bench soak clean postgres chains
+.PHONY: run test install lint typecheck bench soak clean postgres chains browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ run: install chains
 postgres:
 	bash scripts/ensure-postgres.sh
 
-test: install postgres chains
+# The dashboard's browser tests drive Debian's chromium; installed only when missing.
+browser:
+	test -x /usr/bin/chromium || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$S apt-get update && $$S apt-get install -y --no-install-recommends chromium; }
+
+test: install postgres chains browser
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
 	$(BIN)/pytest

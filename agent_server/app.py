@@ -12,6 +12,7 @@ from sqlalchemy import text
 from agent_server import __version__
 from agent_server.api import build_api
 from agent_server.api.middleware import RequestContext
+from agent_server.dashboard.routes import install_dashboard
 from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
 from agent_server.logs import get_logger
@@ -94,6 +95,7 @@ def create_app(
         return JSONResponse({"status": "ok", "database": "ok", "revision": current})
 
     app.mount("/api", build_api(runtime))
+    install_dashboard(app, runtime)  # pages and /static, ahead of the MCP catch-all
     app.mount("/calendar", calendar_app(runtime))
     # Last: the MCP app answers /mcp and its protected-resource metadata.
     app.mount("/", mcp_app)

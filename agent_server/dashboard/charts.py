@@ -1,0 +1,85 @@
+"""Server-rendered pictures: the usage bar chart (SVG geometry) and deposit-address QR codes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import segno
+
+from agent_server.dashboard.history import usd_text
+from billing.usage import Usage
+
+CHART_WIDTH = 640
+LABEL_WIDTH = 180
+VALUE_WIDTH = 150
+BAR_HEIGHT = 26
+BAR_GAP = 10
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One tool's bar: its length stands for its calls; the label repeats calls and cost."""
+
+    tool: str
+    calls: int
+    free_calls: int
+    usd_micros: int
+    x: int
+    y: int
+    width: int
+    height: int
+
+    @property
+    def label(self) -> str:
+        calls = "1 call" if self.calls == 1 else f"{self.calls} calls"
+        return f"{calls} · ${usd_text(self.usd_micros)}"
+
+
+@dataclass(frozen=True)
+class Chart:
+    bars: list[Bar]
+    width: int
+    height: int
+    bar_area: int
+
+
+def usage_chart(usage: Usage) -> Chart:
+    """Horizontal bars, one per tool, longest for the most calls."""
+    area = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    most = max((u.calls for u in usage.usage), default=0)
+    bars = []
+    for i, u in enumerate(usage.usage):
+        width = max(2, round(area * u.calls / most)) if most else 0
+        bars.append(
+            Bar(
+                tool=u.tool,
+                calls=u.calls,
+                free_calls=u.free_calls,
+                usd_micros=u.price_usd_micros,
+                x=LABEL_WIDTH,
+                y=i * (BAR_HEIGHT + BAR_GAP),
+                width=width,
+                height=BAR_HEIGHT,
+            )
+        )
+    height = max(1, len(bars)) * (BAR_HEIGHT + BAR_GAP)
+    return Chart(bars, CHART_WIDTH, height, area)
+
+
+def recent_periods(now: datetime, count: int = 12) -> list[str]:
+    """The ``YYYY-MM`` of this month and the ``count - 1`` before it, newest first."""
+    year, month = now.year, now.month
+    out = []
+    for _ in range(count):
+        out.append(f"{year:04d}-{month:02d}")
+        month -= 1
+        if month == 0:
+            year, month = year - 1, 12
+    return out
+
+
+def qr_svg(data: str, title: str) -> str:
+    """An inline SVG QR code of ``data`` (dark on light, with its quiet zone)."""
+    code = segno.make(data, error="m")
+    return code.svg_inline(scale=5, border=4, dark="#000", light="#fff", title=title, svgclass="qr")

@@ -1,0 +1,234 @@
+"""The agent's ledger history for the dashboard: pages filtered by type, and CSV exports.
+
+Rows are ``billing.usage.HistoryItem`` (what REST and MCP list), read the same way as
+``billing.usage.transactions_for`` with a transaction type filter and a page size of the
+dashboard's choosing. CSV amounts are integers in base units with a decimal column beside them,
+so a spreadsheet and the ledger agree to the last satoshi.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Table, func, select
+
+from agent_server.errors import ValidationFailed
+from agent_server.store import UnitOfWork
+from billing.models import (
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    TransactionKind,
+)
+from billing.usage import HistoryItem, Usage
+from wallets.currencies import currency_info
+
+PER_PAGE = 25
+MAX_EXPORT_ROWS = 100_000
+TYPES: tuple[str, ...] = tuple(kind.value for kind in TransactionKind)
+
+_TXNS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
+_ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
+_ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
+
+
+def check_type(kind: str | None) -> str | None:
+    """A transaction type from a filter form ('' or None: all types)."""
+    if not kind:
+        return None
+    if kind not in TYPES:
+        raise ValidationFailed.field("type", f"choose one of {', '.join(TYPES)}")
+    return kind
+
+
+@dataclass(frozen=True)
+class HistoryView:
+    items: list[HistoryItem]
+    page: int
+    per_page: int
+    total: int
+    kind: str | None
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+
+async def _items(uow: UnitOfWork, agent_id: int, rows: Sequence[Any]) -> list[HistoryItem]:
+    changes: dict[int, int] = defaultdict(int)
+    ids = [int(row.id) for row in rows]
+    for start in range(0, len(ids), 1000):
+        chunk = ids[start : start + 1000]
+        for txn_id, change in await uow.session.execute(
+            select(_ENTRIES.c.transaction_id, func.sum(_ENTRIES.c.credit - _ENTRIES.c.debit))
+            .join(_ACCOUNTS, _ACCOUNTS.c.id == _ENTRIES.c.account_id)
+            .where(
+                _ENTRIES.c.transaction_id.in_(chunk),
+                _ACCOUNTS.c.agent_id == agent_id,
+                _ACCOUNTS.c.kind == AccountKind.WALLET.value,
+            )
+            .group_by(_ENTRIES.c.transaction_id)
+        ):
+            changes[int(txn_id)] = int(change)
+    return [
+        HistoryItem(
+            id=int(row.id),
+            type=str(row.kind),
+            created_at=row.created_at,
+            currency=str(row.currency),
+            amount=int(row.amount),
+            balance_change=changes[int(row.id)],
+            usd_micros=row.price_usd_micros,
+            rate=row.rate,
+            tool=row.tool,
+            call_id=row.call_id,
+            booking_id=row.booking_id,
+            description=str(row.memo),
+        )
+        for row in rows
+    ]
+
+
+def _where(agent_id: int, kind: str | None) -> list[Any]:
+    conditions: list[Any] = [_TXNS.c.agent_id == agent_id]
+    if kind is not None:
+        conditions.append(_TXNS.c.kind == kind)
+    return conditions
+
+
+async def history_page(
+    uow: UnitOfWork, agent_id: int, *, kind: str | None = None, page: int = 1
+) -> HistoryView:
+    """One page of the agent's transactions of type ``kind`` (all when None), newest first."""
+    kind = check_type(kind)
+    if page < 1:
+        raise ValidationFailed.field("page", "pages are numbered from 1")
+    where = _where(agent_id, kind)
+    total = (
+        await uow.session.execute(select(func.count()).select_from(_TXNS).where(*where))
+    ).scalar_one()
+    rows = list(
+        await uow.session.execute(
+            select(_TXNS)
+            .where(*where)
+            .order_by(_TXNS.c.id.desc())
+            .limit(PER_PAGE)
+            .offset((page - 1) * PER_PAGE)
+        )
+    )
+    return HistoryView(await _items(uow, agent_id, rows), page, PER_PAGE, int(total), kind)
+
+
+async def all_history(uow: UnitOfWork, agent_id: int, kind: str | None = None) -> list[HistoryItem]:
+    """Every transaction of the agent of type ``kind`` (up to ``MAX_EXPORT_ROWS``), newest
+    first, for the CSV export."""
+    kind = check_type(kind)
+    rows = list(
+        await uow.session.execute(
+            select(_TXNS)
+            .where(*_where(agent_id, kind))
+            .order_by(_TXNS.c.id.desc())
+            .limit(MAX_EXPORT_ROWS)
+        )
+    )
+    return await _items(uow, agent_id, rows)
+
+
+TRANSACTION_COLUMNS = (
+    "id",
+    "created_at",
+    "type",
+    "currency",
+    "amount",
+    "amount_display",
+    "balance_change",
+    "balance_change_display",
+    "usd_micros",
+    "rate",
+    "tool",
+    "call_id",
+    "booking_id",
+    "description",
+)
+
+
+def coins(amount: int, currency: str) -> str:
+    """Base units as a decimal amount of ``currency`` (signed)."""
+    text = currency_info(currency).format(abs(amount))
+    return f"-{text}" if amount < 0 else text
+
+
+def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow(["" if v is None else _safe_cell(v) for v in row])
+    return out.getvalue()
+
+
+def _safe_cell(value: Any) -> Any:
+    # Spreadsheets run cells that start with these as formulas; a leading quote keeps text text.
+    if isinstance(value, str) and value[:1] in ("=", "+", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+def transactions_csv(items: Iterable[HistoryItem]) -> str:
+    return _csv(
+        TRANSACTION_COLUMNS,
+        (
+            (
+                i.id,
+                i.created_at.isoformat(),
+                i.type,
+                i.currency,
+                i.amount,
+                coins(i.amount, i.currency),
+                i.balance_change,
+                coins(i.balance_change, i.currency),
+                i.usd_micros,
+                i.rate,
+                i.tool,
+                i.call_id,
+                i.booking_id,
+                i.description,
+            )
+            for i in items
+        ),
+    )
+
+
+USAGE_COLUMNS = ("period", "tool", "calls", "free_calls", "paid_calls", "usd_micros", "usd")
+
+
+def usd_text(micros: int) -> str:
+    """Micro-dollars as dollars with at least cents: ``30000`` -> ``"0.03"``."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), 1_000_000)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{sign}{whole}.{digits}"
+
+
+def usage_csv(usage: Usage) -> str:
+    return _csv(
+        USAGE_COLUMNS,
+        (
+            (
+                usage.period,
+                u.tool,
+                u.calls,
+                u.free_calls,
+                u.paid_calls,
+                u.price_usd_micros,
+                usd_text(u.price_usd_micros),
+            )
+            for u in usage.usage
+        ),
+    )

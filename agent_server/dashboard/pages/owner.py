@@ -1,0 +1,397 @@
+"""Owner pages: an agent's settings, wallet, usage, transactions, bookings and schedules.
+
+Every page loads the agent through ``owned_agent``: another person's agent is NOT_FOUND.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from sqlalchemy import select
+
+from agent_server.accounts import service as accounts
+from agent_server.accounts.schemas import UpdateAgent
+from agent_server.booking import schedules as schedule_svc
+from agent_server.booking import service as booking_svc
+from agent_server.booking.models import BookingStatus, CancelledBy, Specialist
+from agent_server.booking.schedules import ScheduleOwner, parse_model
+from agent_server.dashboard.charts import qr_svg, recent_periods, usage_chart
+from agent_server.dashboard.forms import field_errors, parse_amount, text
+from agent_server.dashboard.history import (
+    TYPES,
+    all_history,
+    history_page,
+    transactions_csv,
+    usage_csv,
+)
+from agent_server.dashboard.people import owned_agent
+from agent_server.dashboard.web import (
+    DashboardRoute,
+    Viewer,
+    posted_form,
+    redirect,
+    render,
+    runtime_of,
+    signed_in,
+)
+from agent_server.errors import ValidationFailed
+from billing.caps import caps_of, set_spending_caps
+from billing.escrow import refund_booking
+from billing.usage import check_period, usage_for
+from wallets.addresses import agent_addresses
+from wallets.currencies import CURRENCIES, currency_info
+from wallets.service import choose_currency, get_wallet, rate_source
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+AgentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+CANCELLABLE = (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value)
+
+
+async def _agent_page(
+    request: Request,
+    viewer: Viewer,
+    agent_id: int,
+    *,
+    new_key: str | None = None,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
+    status_code: int = 200,
+) -> Response:
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        caps = await caps_of(uow, agent_id)
+        await uow.commit()  # read only; keeps the loaded agent readable
+    shown = {
+        "daily_cap": "" if caps is None or caps.daily is None else _usd(caps.daily),
+        "monthly_cap": "" if caps is None or caps.monthly is None else _usd(caps.monthly),
+        "callback_url": agent.callback_url or "",
+    }
+    shown.update(values or {})
+    return render(
+        request,
+        "agent.html",
+        {
+            "title": agent.name,
+            "agent": agent,
+            "tab": "settings",
+            "new_key": new_key,
+            "values": shown,
+            "errors": errors or {},
+        },
+        viewer=viewer,
+        status_code=status_code,
+    )
+
+
+def _usd(micros: int) -> str:
+    whole, frac = divmod(micros, 1_000_000)
+    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
+    return f"{whole}.{digits}"
+
+
+@router.get("/agents/{agent_id}")
+async def agent_settings(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    return await _agent_page(request, viewer, agent_id)
+
+
+@router.post("/agents/{agent_id}/key")
+async def regenerate_key(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+    key = await accounts.regenerate_key(runtime.db.uow(), runtime.settings, agent_id)
+    return await _agent_page(request, viewer, agent_id, new_key=key)
+
+
+def _cap(form_value: str, field: str) -> int | None:
+    if not form_value:
+        return None
+    return parse_amount(form_value, "USD", field)
+
+
+@router.post("/agents/{agent_id}/caps")
+async def save_caps(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    form = await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    values = {"daily_cap": text(form, "daily_cap"), "monthly_cap": text(form, "monthly_cap")}
+    try:
+        daily = _cap(values["daily_cap"], "daily_cap")
+        monthly = _cap(values["monthly_cap"], "monthly_cap")
+        async with runtime.db.uow() as uow:
+            await owned_agent(uow, viewer.person, agent_id)
+            await set_spending_caps(
+                uow, agent_id, daily_usd_micros=daily, monthly_usd_micros=monthly
+            )
+            await uow.commit()
+    except ValidationFailed as exc:
+        errors = field_errors(exc)
+        errors = {
+            ("daily_cap" if k.startswith("daily") else "monthly_cap"): v for k, v in errors.items()
+        }
+        return await _agent_page(
+            request, viewer, agent_id, errors=errors, values=values, status_code=422
+        )
+    return redirect(f"/agents/{agent_id}", "caps")
+
+
+@router.post("/agents/{agent_id}/callback")
+async def save_callback(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    form = await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    url = text(form, "callback_url")
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+    try:
+        data = parse_model(UpdateAgent, {"callback_url": url or None})
+        await accounts.update_profile(runtime.db.uow(), agent_id, data)
+    except ValidationFailed as exc:
+        return await _agent_page(
+            request,
+            viewer,
+            agent_id,
+            errors={"callback_url": "must be an absolute http:// or https:// URL"}
+            if field_errors(exc)
+            else {},
+            values={"callback_url": url},
+            status_code=422,
+        )
+    return redirect(f"/agents/{agent_id}", "callback")
+
+
+@router.get("/agents/{agent_id}/wallet")
+async def wallet(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        view = await get_wallet(uow, agent_id, rates=rate_source(runtime))
+        addresses = await agent_addresses(uow, agent_id)
+        await uow.commit()
+    held = {w.currency: w for w in view.wallets}
+    rows = []
+    for code in CURRENCIES:
+        info = currency_info(code)
+        record = addresses.get(info.chain.value)
+        address = record.address if record else None
+        balance = held.get(code)
+        rows.append(
+            {
+                "currency": code,
+                "balance": balance.balance if balance else "0",
+                "balance_usd": balance.balance_usd if balance else "0.00",
+                "pending": balance.pending if balance else "0",
+                "address": address,
+                "qr": qr_svg(address, f"{code} deposit address") if address else None,
+            }
+        )
+    return render(
+        request,
+        "wallet.html",
+        {
+            "title": f"{agent.name}: wallet",
+            "agent": agent,
+            "tab": "wallet",
+            "view": view,
+            "rows": rows,
+        },
+        viewer=viewer,
+    )
+
+
+@router.post("/agents/{agent_id}/wallet/address")
+async def make_address(request: Request, agent_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    form = await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+        await choose_currency(
+            uow, runtime.settings, agent_id, text(form, "currency"), rates=rate_source(runtime)
+        )
+        await uow.commit()
+    return redirect(f"/agents/{agent_id}/wallet", "address")
+
+
+@router.get("/agents/{agent_id}/usage")
+async def usage(
+    request: Request,
+    agent_id: AgentId,
+    period: Annotated[str | None, Query(max_length=7)] = None,
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        result = await usage_for(uow, agent_id, period or None)
+        await uow.commit()
+    periods = recent_periods(runtime.clock.now())
+    if result.period not in periods:
+        periods.append(result.period)
+    return render(
+        request,
+        "usage.html",
+        {
+            "title": f"{agent.name}: usage",
+            "agent": agent,
+            "tab": "usage",
+            "usage": result,
+            "chart": usage_chart(result),
+            "periods": periods,
+        },
+        viewer=viewer,
+    )
+
+
+def _csv_response(body: str, filename: str) -> Response:
+    return Response(
+        body,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/agents/{agent_id}/usage.csv")
+async def usage_export(
+    request: Request,
+    agent_id: AgentId,
+    period: Annotated[str | None, Query(max_length=7)] = None,
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+        result = await usage_for(uow, agent_id, check_period(period) if period else None)
+    return _csv_response(usage_csv(result), f"agent-{agent_id}-usage-{result.period}.csv")
+
+
+@router.get("/agents/{agent_id}/transactions")
+async def transactions(
+    request: Request,
+    agent_id: AgentId,
+    type: Annotated[str | None, Query(max_length=20)] = None,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        history = await history_page(uow, agent_id, kind=type or None, page=page)
+        await uow.commit()
+    return render(
+        request,
+        "transactions.html",
+        {
+            "title": f"{agent.name}: transactions",
+            "agent": agent,
+            "tab": "transactions",
+            "history": history,
+            "types": TYPES,
+        },
+        viewer=viewer,
+    )
+
+
+@router.get("/agents/{agent_id}/transactions.csv")
+async def transactions_export(
+    request: Request,
+    agent_id: AgentId,
+    type: Annotated[str | None, Query(max_length=20)] = None,
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+        items = await all_history(uow, agent_id, type or None)
+    suffix = f"-{type}" if type else ""
+    return _csv_response(transactions_csv(items), f"agent-{agent_id}-transactions{suffix}.csv")
+
+
+@router.get("/agents/{agent_id}/bookings")
+async def bookings(
+    request: Request,
+    agent_id: AgentId,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        page = await booking_svc.list_bookings(
+            uow, agent_id=agent_id, status=status or None, cursor=cursor, limit=25
+        )
+        ids = {b.specialist_id for b in page.items if b.specialist_id is not None}
+        names: dict[int, str] = {}
+        if ids:
+            rows = await uow.session.execute(
+                select(Specialist.id, Specialist.name).where(Specialist.id.in_(ids))
+            )
+            names = {int(i): str(n) for i, n in rows}
+        await uow.commit()
+    return render(
+        request,
+        "agent_bookings.html",
+        {
+            "title": f"{agent.name}: bookings",
+            "agent": agent,
+            "tab": "bookings",
+            "page": page,
+            "names": names,
+            "status": status or "",
+            "statuses": [s.value for s in BookingStatus],
+            "cancellable": CANCELLABLE,
+            "now": runtime.clock.now(),
+        },
+        viewer=viewer,
+    )
+
+
+@router.post("/agents/{agent_id}/bookings/{booking_id}/cancel")
+async def cancel_booking(request: Request, agent_id: AgentId, booking_id: AgentId) -> Response:
+    viewer = await signed_in(request)
+    form = await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await owned_agent(uow, viewer.person, agent_id)
+        booking = await booking_svc.cancel_booking(
+            uow,
+            booking_id,
+            CancelledBy.AGENT,
+            agent_id,
+            text(form, "reason_code") or "other",
+            text(form, "reason"),
+        )
+        await refund_booking(uow, booking, policy=runtime.billing.prices.booking)
+        await uow.commit()
+    return redirect(f"/agents/{agent_id}/bookings", "cancelled")
+
+
+@router.get("/agents/{agent_id}/schedules")
+async def schedules(
+    request: Request, agent_id: AgentId, page: Annotated[int, Query(ge=1, le=10_000)] = 1
+) -> Response:
+    viewer = await signed_in(request)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        agent = await owned_agent(uow, viewer.person, agent_id)
+        listing = await schedule_svc.list_schedules(uow, ScheduleOwner.agent(agent_id), page)
+        await uow.commit()
+    return render(
+        request,
+        "agent_schedules.html",
+        {
+            "title": f"{agent.name}: schedules",
+            "agent": agent,
+            "tab": "schedules",
+            "listing": listing,
+        },
+        viewer=viewer,
+    )

@@ -1,0 +1,675 @@
+"""The dashboard in real headless Chromium against a real uvicorn serving ``create_app``.
+
+One server (SQLite file, SMTP to a local aiosmtpd sink, a fake clock shared with the test)
+and one browser for the module; each person signs in once with the code read from the SMTP
+server and keeps their browser context. Agents call tools through the MCP SDK's in-memory
+client on the same database, so what the pages show comes from real tool calls and the real
+ledger. Every page visited is saved as a screenshot under artifacts/dashboard/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from dashboard_support import CHROMIUM, CHROMIUM_ARGS, ServerThread, decode_qr, screenshot
+from mcp import Client
+from mcp_support import body, call_ok, make_agent
+from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
+from pydantic import SecretStr
+from smtp_sink import SmtpSink, free_port
+from sqlalchemy import func, select, update
+
+from agent_server.accounts.models import Agent
+from agent_server.app import create_app
+from agent_server.booking.models import Booking, Specialist
+from agent_server.clock import FakeClock
+from agent_server.config import Settings
+from agent_server.mcp.server import build_mcp_server
+from agent_server.runtime import Runtime
+from agent_server.store import Database, make_engine
+from billing.deposits import adjust_balance
+from billing.models import LedgerTransaction, UsageRecord
+from billing.usage import transactions_for
+
+START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
+USDC = 1_000_000
+OPERATOR = "ops@example.com"
+
+
+@dataclass
+class Site:
+    url: str
+    smtp: SmtpSink
+    clock: FakeClock
+    db: Database
+    runtime: Runtime  # the test's own, for MCP calls and direct checks
+    ids: dict[str, int] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
+    specialist_id: int = 0
+
+    def mcp(self, agent: str) -> Client:
+        key = self.keys[agent]
+        return Client(build_mcp_server(self.runtime, api_key_source=lambda: key))
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+async def _owned_agent(site: Site, name: str, owner: str, funds: int) -> None:
+    agent_id, key = await make_agent(site.db, site.runtime.settings, funds=funds)
+    async with site.db.uow() as uow:
+        await uow.session.execute(
+            update(Agent).where(Agent.id == agent_id).values(owner_email=owner, name=name)
+        )
+        await uow.commit()
+    site.ids[name] = agent_id
+    site.keys[name] = key
+
+
+@pytest.fixture(scope="module")
+async def site(
+    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, smtp: SmtpSink
+) -> AsyncIterator[Site]:
+    path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite+aiosqlite:///{path}"
+    clock = FakeClock(START)
+    settings = Settings(
+        database_url=url,
+        smtp_url=smtp.url,
+        secret_pepper=SecretStr("browser-test-pepper"),
+        operator_emails=[OPERATOR],
+        email_checks_per_ip_per_hour=1000,
+        start_watchers=False,
+        start_worker=False,
+    )
+    server = ServerThread(create_app(Runtime.create(settings, clock)), free_port())
+    server.start()
+    db = Database(make_engine(url), clock)
+    site = Site(server.url, smtp, clock, db, Runtime(settings=settings, db=db))
+    await _owned_agent(site, "Alpha Bot", "alice@example.com", 25 * USDC)
+    await _owned_agent(site, "Second Bot", "alice@example.com", 200 * USDC)
+    await _owned_agent(site, "Bravo Bot", "bob@example.com", 10 * USDC)
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        sam = Specialist(
+            name="Sam Steuer",
+            title="Tax advisor",
+            timezone="Europe/Berlin",
+            city="Berlin",
+            country="DE",
+            languages=["de"],
+            skills=["bookkeeping"],
+            email="sam@example.com",
+            created_at=now,
+            updated_at=now,
+        )
+        uow.session.add(sam)
+        await uow.commit()
+        site.specialist_id = sam.id
+    yield site
+    server.stop()
+    await db.dispose()
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+async def new_context(browser: Browser, site: Site) -> BrowserContext:
+    return await browser.new_context(
+        base_url=site.url, accept_downloads=True, viewport={"width": 1280, "height": 900}
+    )
+
+
+async def sign_in(page: Page, site: Site, email: str, shots: str | None = None) -> None:
+    """Sign in through the forms with the code that reached the SMTP server."""
+    mails_before = len(site.smtp.to(email))
+    await page.goto("/sign-in")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_role("button", name="Email me a code").click()
+    await expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    while len(site.smtp.to(email)) == mails_before:
+        await asyncio.sleep(0.02)
+    code = site.smtp.latest_code(email)
+    if shots:
+        await screenshot(page, f"{shots}-code")
+    await page.get_by_label("Code").fill(code)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+async def person(browser: Browser, site: Site, email: str) -> AsyncIterator[Page]:
+    context = await new_context(browser, site)
+    page = await context.new_page()
+    await sign_in(page, site, email)
+    yield page
+    await context.close()
+
+
+@pytest.fixture(scope="module")
+async def alice(browser: Browser, site: Site) -> AsyncIterator[Page]:
+    async for page in person(browser, site, "alice@example.com"):
+        yield page
+
+
+@pytest.fixture(scope="module")
+async def bob(browser: Browser, site: Site) -> AsyncIterator[Page]:
+    async for page in person(browser, site, "bob@example.com"):
+        yield page
+
+
+@pytest.fixture(scope="module")
+async def sam(browser: Browser, site: Site) -> AsyncIterator[Page]:
+    async for page in person(browser, site, "sam@example.com"):
+        yield page
+
+
+@pytest.fixture(scope="module")
+async def operator(browser: Browser, site: Site) -> AsyncIterator[Page]:
+    async for page in person(browser, site, OPERATOR):
+        yield page
+
+
+async def csrf_of(page: Page) -> str:
+    return str(await page.locator("form.signout input[name=csrf_token]").input_value())
+
+
+# --- sign-in -----------------------------------------------------------------------------------
+
+
+async def test_owner_signs_in_with_the_code_from_the_mail_using_the_keyboard(
+    browser: Browser, site: Site
+) -> None:
+    context = await new_context(browser, site)
+    page = await context.new_page()
+    await page.goto("/agents/1/wallet")
+    assert page.url.startswith(f"{site.url}/sign-in?next=")
+    await screenshot(page, "signin")
+    await page.keyboard.press("Tab")  # the skip link comes first
+    assert await page.evaluate("document.activeElement.className") == "skip"
+    await page.get_by_label("Email").focus()
+    await page.keyboard.type("Alice@Example.com")
+    await page.keyboard.press("Enter")
+    await expect(page.get_by_role("heading", name="Enter your code")).to_be_visible()
+    code = await asyncio.to_thread(site.smtp.latest_code, "alice@example.com")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    await page.get_by_label("Code").fill(wrong)
+    await page.keyboard.press("Enter")
+    await expect(page.locator("#code-error")).to_have_text("wrong code; 4 tries left")
+    await screenshot(page, "signin-wrong-code")
+    await page.get_by_label("Code").fill(code)
+    await page.keyboard.press("Enter")
+    # Back to the page that asked for the sign-in, with the session cookie set as promised.
+    await page.wait_for_url(f"{site.url}/agents/1/wallet")
+    cookie = next(c for c in await context.cookies() if c["name"] == "as_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax" and not cookie["secure"]
+    await page.goto("/")
+    await expect(page.get_by_role("heading", name="Overview")).to_be_visible()
+    names = await page.locator("table.list tbody td:first-child a").all_inner_texts()
+    assert names == ["Alpha Bot", "Second Bot"]
+    await screenshot(page, "overview")
+    # Sign out: the cookie no longer opens anything.
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_role("status")).to_have_text("You are signed out.")
+    await page.goto(f"/agents/{site.ids['Alpha Bot']}")
+    assert page.url.startswith(f"{site.url}/sign-in")
+    await context.close()
+
+
+async def test_posts_without_the_session_csrf_token_are_refused(site: Site, bob: Page) -> None:
+    agent_id = site.ids["Bravo Bot"]
+    response = await bob.context.request.post(f"/agents/{agent_id}/key", form={"x": "1"})
+    assert response.status == 403
+    response = await bob.context.request.post(
+        f"/agents/{agent_id}/key", form={"csrf_token": "0" * 64}
+    )
+    assert response.status == 403
+    async with site.mcp("Bravo Bot") as client:  # the key still works
+        assert not (await client.call_tool("get-wallet", {})).is_error
+
+
+# --- owner pages -------------------------------------------------------------------------------
+
+
+async def test_balance_changes_after_a_credit(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Alpha Bot"]
+    await alice.goto(f"/agents/{agent_id}/wallet")
+    usdc = alice.locator("#balances tr[data-currency=USDC] [data-field=balance]")
+    await expect(usdc).to_have_text("25")
+    await expect(alice.locator("[data-field=total-usd]")).to_have_text("$25.00")
+    async with site.db.uow() as uow:
+        await adjust_balance(
+            uow, agent_id=agent_id, currency="USDC", amount=7_500_000, reason="goodwill credit"
+        )
+        await uow.commit()
+    await alice.reload()
+    await expect(usdc).to_have_text("32.5")
+    await expect(alice.locator("[data-field=total-usd]")).to_have_text("$32.50")
+    await screenshot(alice, "wallet")
+
+
+async def test_qr_codes_decode_to_the_deposit_addresses(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Alpha Bot"]
+    await alice.goto(f"/agents/{agent_id}/wallet")
+    await alice.get_by_role("button", name="Get a BTC address").click()
+    await expect(alice.get_by_role("status")).to_have_text("Deposit address ready.")
+    await screenshot(alice, "wallet-addresses")
+    for currency in ("USDC", "BTC"):
+        card = alice.locator(f"article.address[data-currency={currency}]")
+        address = (await card.locator("[data-field=address]").inner_text()).strip()
+        decoded = decode_qr(await card.locator("svg.qr").screenshot())
+        assert decoded == [address], currency
+    evm = await alice.locator("article[data-currency=ETH] [data-field=address]").inner_text()
+    assert (
+        evm.startswith("0x")
+        and evm
+        == await alice.locator("article[data-currency=USDC] [data-field=address]").inner_text()
+    )
+
+
+async def test_usage_chart_shows_the_numbers_of_the_ledger(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Alpha Bot"]
+    async with site.mcp("Alpha Bot") as client:
+        for _ in range(3):
+            await call_ok(client, "search-specialists", {"limit": 5})
+        await call_ok(client, "get-wallet", {})
+    async with site.db.uow() as uow:
+        charged = {
+            str(tool): (int(n), int(usd))
+            for tool, n, usd in await uow.session.execute(
+                select(
+                    LedgerTransaction.tool,
+                    func.count(),
+                    func.sum(LedgerTransaction.price_usd_micros),
+                )
+                .where(LedgerTransaction.agent_id == agent_id, LedgerTransaction.kind == "charge")
+                .group_by(LedgerTransaction.tool)
+            )
+        }
+        calls = {
+            str(tool): int(n)
+            for tool, n in await uow.session.execute(
+                select(UsageRecord.tool, func.count())
+                .where(UsageRecord.agent_id == agent_id)
+                .group_by(UsageRecord.tool)
+            )
+        }
+        await uow.commit()
+    assert charged["search-specialists"] == (3, 30_000)
+    await alice.goto(f"/agents/{agent_id}/usage")
+    bars = alice.locator("#usage-chart g.bar")
+    await expect(bars).to_have_count(len(calls))
+    shown: dict[str, tuple[int, str]] = {}
+    for i in range(await bars.count()):
+        bar = bars.nth(i)
+        tool = str(await bar.get_attribute("data-tool"))
+        shown[tool] = (
+            int(str(await bar.get_attribute("data-calls"))),
+            await bar.locator("text.bar-value").text_content() or "",
+        )
+        width = float(str(await bar.locator("rect").get_attribute("width")))
+        assert width > 0
+    for tool, count in calls.items():
+        _, usd = charged.get(tool, (0, 0))
+        label_calls = "1 call" if count == 1 else f"{count} calls"
+        dollars = f"{usd // 1_000_000}.{usd % 1_000_000:06d}".rstrip("0")
+        dollars = dollars + "0" * (2 - len(dollars.split(".")[1]))
+        assert shown[tool] == (count, f"{label_calls} · ${dollars}"), tool
+    total = sum(usd for _, usd in charged.values())
+    await expect(alice.locator("[data-field=usage-total]")).to_have_text(
+        f"${total // 1_000_000}.{total % 1_000_000 // 10_000:02d}"
+    )
+    await screenshot(alice, "usage")
+    # The period selector swaps the chart in place (htmx) and keeps the address bar in step.
+    await alice.get_by_label("Month").select_option("2026-02")
+    await expect(alice.locator("#usage h2")).to_have_text("Usage in 2026-02")
+    await expect(alice.locator("#usage .empty")).to_have_text("No tool calls in 2026-02.")
+    assert alice.url.endswith("period=2026-02")
+    await screenshot(alice, "usage-empty-month")
+    await alice.get_by_label("Month").select_option("2026-03")
+    await expect(bars).to_have_count(len(calls))
+    async with alice.expect_download() as info:
+        await alice.get_by_role("link", name="Export CSV").click()
+    rows = list(csv.DictReader(io.StringIO(Path(await (await info.value).path()).read_text())))
+    assert {r["tool"]: int(r["calls"]) for r in rows} == calls
+    assert {r["tool"]: int(r["usd_micros"]) for r in rows if r["tool"] in charged} == {
+        t: usd for t, (_, usd) in charged.items()
+    }
+
+
+async def _page_transactions(page: Page) -> list[dict[str, str]]:
+    rows = page.locator("#transactions-table tbody tr")
+    out = []
+    for i in range(await rows.count()):
+        row = rows.nth(i)
+        cells = row.locator("td")
+        out.append(
+            {
+                "id": str(await row.get_attribute("data-id")),
+                "type": (await cells.nth(2).inner_text()).strip(),
+                "currency": (await cells.nth(3).inner_text()).strip(),
+                "amount": str(await cells.nth(4).get_attribute("data-base-units")),
+                "balance_change": str(await cells.nth(5).get_attribute("data-base-units")),
+            }
+        )
+    return out
+
+
+async def _download_csv(page: Page) -> list[dict[str, str]]:
+    async with page.expect_download() as info:
+        await page.locator("#export-transactions").click()
+    download = await info.value
+    return list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
+
+
+async def test_csv_export_matches_the_transactions(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Alpha Bot"]
+    async with site.mcp("Alpha Bot") as client:
+        await call_ok(client, "search-specialists", {"limit": 3})
+    await alice.goto(f"/agents/{agent_id}/transactions")
+    shown = await _page_transactions(alice)
+    assert shown
+    await screenshot(alice, "transactions")
+    exported = await _download_csv(alice)
+    keys = ("id", "type", "currency", "amount", "balance_change")
+    assert [{k: r[k] for k in keys} for r in exported] == shown
+    async with site.db.uow() as uow:
+        ledger = await transactions_for(uow, agent_id)
+        await uow.commit()
+    assert [
+        (int(r["id"]), r["type"], r["currency"], int(r["amount"]), int(r["balance_change"]))
+        for r in exported
+    ] == [(t.id, t.type, t.currency, t.amount, t.balance_change) for t in ledger.data]
+    assert {r["type"] for r in exported} >= {"adjustment", "charge"}
+    # Filtered by type: the table (swapped in place) and the export agree.
+    await alice.get_by_label("Type").select_option("charge")
+    await expect(alice.locator("#transactions-table tbody tr")).to_have_count(
+        sum(1 for r in exported if r["type"] == "charge")
+    )
+    charges = await _page_transactions(alice)
+    assert {r["type"] for r in charges} == {"charge"}
+    await screenshot(alice, "transactions-charges")
+    exported_charges = await _download_csv(alice)
+    assert [{k: r[k] for k in keys} for r in exported_charges] == charges
+
+
+async def test_owner_manages_key_caps_and_callback(site: Site, bob: Page) -> None:
+    agent_id = site.ids["Bravo Bot"]
+    await bob.goto(f"/agents/{agent_id}")
+    old_key = site.keys["Bravo Bot"]
+    await expect(bob.locator("[data-field=key-prefix]")).to_have_text(f"{old_key[:12]}…")
+    await screenshot(bob, "agent-settings")
+    await bob.get_by_role("button", name="Regenerate API key").click()
+    new_key = await bob.get_by_role("textbox", name="New API key").input_value()
+    assert new_key.startswith("as_live_") and new_key != old_key
+    await expect(bob.locator("[data-field=key-prefix]")).to_have_text(f"{new_key[:12]}…")
+    await screenshot(bob, "agent-new-key")
+    async with site.mcp("Bravo Bot") as client:
+        refused = await client.call_tool("get-wallet", {})
+    assert refused.is_error and body(refused)["error"]["code"] == "UNAUTHORIZED"
+    site.keys["Bravo Bot"] = new_key
+    async with site.mcp("Bravo Bot") as client:
+        assert not (await client.call_tool("get-wallet", {})).is_error
+    await bob.goto(f"/agents/{agent_id}")
+    await expect(bob.get_by_role("textbox", name="New API key")).to_have_count(0)  # shown once
+
+    await bob.get_by_label("Daily cap (USD)").fill("abc")
+    await bob.get_by_role("button", name="Save caps").click()
+    await expect(bob.locator("#daily-error")).to_be_visible()
+    await bob.get_by_label("Daily cap (USD)").fill("0.02")
+    await bob.get_by_label("Monthly cap (USD)").fill("")
+    await bob.get_by_role("button", name="Save caps").click()
+    await expect(bob.get_by_role("status")).to_have_text("Spending caps saved.")
+    await expect(bob.get_by_label("Daily cap (USD)")).to_have_value("0.02")
+    async with site.mcp("Bravo Bot") as client:
+        await call_ok(client, "search-specialists", {"limit": 1})
+        await call_ok(client, "search-specialists", {"limit": 1})
+        capped = await client.call_tool("search-specialists", {"limit": 1})
+    assert body(capped)["error"]["code"] == "SPENDING_CAP"
+
+    await bob.get_by_label("Callback URL").fill("ftp://example.com/hook")
+    await bob.get_by_role("button", name="Save callback URL").click()
+    await expect(bob.locator("#callback-error")).to_be_visible()
+    await bob.get_by_label("Callback URL").fill("https://example.com/hooks/agent")
+    await bob.get_by_role("button", name="Save callback URL").click()
+    await expect(bob.get_by_role("status")).to_have_text("Callback URL saved.")
+    async with site.db.uow() as uow:
+        agent = await uow.session.get(Agent, agent_id)
+        assert agent is not None and agent.callback_url == "https://example.com/hooks/agent"
+        await uow.commit()
+    await screenshot(bob, "agent-settings-saved")
+
+
+async def test_an_owner_cannot_open_another_owners_agent(
+    site: Site, alice: Page, bob: Page
+) -> None:
+    theirs = site.ids["Bravo Bot"]
+    for path in ("", "/wallet", "/usage", "/transactions", "/bookings", "/schedules"):
+        response = await alice.goto(f"/agents/{theirs}{path}")
+        assert response is not None and response.status == 404, path
+        await expect(alice.get_by_role("heading", name="Not found")).to_be_visible()
+        assert "Bravo Bot" not in await alice.content()
+    await screenshot(alice, "not-found")
+    for path in ("/usage.csv", "/transactions.csv"):
+        response = await alice.context.request.get(f"/agents/{theirs}{path}")
+        assert response.status == 404 and "text/csv" not in response.headers["content-type"]
+    # Her own session's CSRF token does not make his agent hers.
+    token = await csrf_of(alice)
+    for path in ("/key", "/caps", "/callback"):
+        response = await alice.context.request.post(
+            f"/agents/{theirs}{path}",
+            form={"csrf_token": token, "daily_cap": "0", "callback_url": "https://evil.example"},
+        )
+        assert response.status == 404, path
+    async with site.mcp("Bravo Bot") as client:  # his key still works
+        assert not (await client.call_tool("get-wallet", {})).is_error
+    response = await bob.goto(f"/agents/{theirs}/wallet")
+    assert response is not None and response.status == 200
+    # Nor is she an operator or a specialist.
+    response = await alice.goto("/operator/agents")
+    assert response is not None and response.status == 403
+    response = await alice.goto("/specialist/schedules")
+    assert response is not None and response.status == 403
+
+
+# --- specialist pages --------------------------------------------------------------------------
+
+
+async def test_specialist_schedule_is_found_by_search_specialists(site: Site, sam: Page) -> None:
+    await sam.goto("/specialist")
+    await screenshot(sam, "specialist-profile")
+    await sam.get_by_label("Skills").fill("Tax Law, VAT, bookkeeping")
+    await sam.get_by_label("Languages").fill("de, en")
+    await sam.get_by_role("button", name="Save profile").click()
+    await expect(sam.get_by_role("status")).to_have_text("Profile saved.")
+    await expect(sam.get_by_label("Skills")).to_have_value("tax-law, vat, bookkeeping")
+
+    await sam.goto("/specialist/schedules")
+    await sam.get_by_role("link", name="New schedule").click()
+    await sam.get_by_label("Label").fill("Tax clinic")
+    await sam.get_by_label("Time zone").fill("Europe/Berlin")
+    await sam.get_by_label("Monday").fill("9 to noon")
+    await sam.get_by_label("Price per slot").fill("40")
+    await sam.get_by_role("button", name="Publish schedule").click()
+    await expect(sam.locator("#hours_mon-error")).to_contain_text("write hours like 09:00-12:00")
+    await screenshot(sam, "schedule-errors")
+    await sam.get_by_label("Monday").fill("09:00-12:00")
+    await sam.get_by_label("Tuesday").fill("09:00-12:00, 14:00-17:00")
+    await sam.get_by_label("Blackout dates").fill("2026-03-03")
+    await sam.get_by_label("Seats per slot").fill("2")
+    await sam.get_by_label("Accept bookings automatically").uncheck()
+    await screenshot(sam, "schedule-new")
+    await sam.get_by_role("button", name="Publish schedule").click()
+    await expect(sam.get_by_role("status")).to_have_text("Schedule published.")
+    rows = sam.locator("#schedules-table tbody tr")
+    await expect(rows).to_have_count(1)
+    schedule_id = int(str(await rows.first.get_attribute("data-id")))
+    await expect(rows.first).to_contain_text("$40.00")
+    await screenshot(sam, "specialist-schedules")
+
+    async with site.mcp("Second Bot") as client:
+        found = await call_ok(
+            client,
+            "search-specialists",
+            {"skills": ["tax-law"], "timezone": "Europe/Berlin", "limit": 10},
+        )
+    hit = next(i for i in found["items"] if i["id"] == site.specialist_id)
+    schedule = next(s for s in hit["schedules"] if s["id"] == schedule_id)
+    assert schedule["label"] == "Tax clinic"
+    assert (schedule["price"], schedule["currency"], schedule["capacity"]) == (40 * USDC, "USD", 2)
+    assert schedule["slots"] and not any("2026-03-03" in s["utc"] for s in schedule["slots"])
+
+    # Edit: a new price is what search shows next.
+    await sam.get_by_role("link", name=f"Edit schedule {schedule_id}").click()
+    await screenshot(sam, "schedule-edit")
+    await expect(sam.get_by_label("Monday")).to_have_value("09:00-12:00")
+    await sam.get_by_label("Price per slot").fill("45.50")
+    await sam.get_by_role("button", name="Save schedule").click()
+    await expect(sam.get_by_role("status")).to_have_text("Schedule saved.")
+    await expect(rows.first).to_contain_text("$45.50")
+    async with site.mcp("Second Bot") as client:
+        found = await call_ok(
+            client, "search-specialists", {"skills": ["tax-law"], "timezone": "Europe/Berlin"}
+        )
+    hit = next(i for i in found["items"] if i["id"] == site.specialist_id)
+    assert next(s for s in hit["schedules"] if s["id"] == schedule_id)["price"] == 45_500_000
+    site.ids["schedule"] = schedule_id
+
+
+async def test_specialist_accepts_completes_and_notes_a_booking(site: Site, sam: Page) -> None:
+    schedule_id = site.ids["schedule"]
+    async with site.mcp("Second Bot") as client:
+        slots = await call_ok(
+            client,
+            "get-availability",
+            {
+                "schedule_id": schedule_id,
+                "start": "2026-03-02T09:00:00Z",
+                "end": "2026-03-03T00:00:00Z",
+            },
+        )
+        slot_id = slots["slots"][0]["slot_id"]
+        booked = await call_ok(
+            client,
+            "book-slot",
+            {"slot_id": slot_id, "idempotency_key": "dashboard-booking-1", "topic": "VAT return"},
+        )
+    booking_id = booked["booking"]["id"]
+    assert booked["booking"]["status"] == "pending"
+    await sam.goto("/specialist/bookings")
+    row = sam.locator(f"#booking-{booking_id}")
+    await expect(row.locator("[data-field=status]")).to_have_text("pending")
+    await screenshot(sam, "specialist-bookings")
+    await row.get_by_role("button", name=f"Accept booking {booking_id}").click()
+    await expect(row.locator("[data-field=status]")).to_have_text("accepted")
+    await expect(row).to_contain_text("Can be completed after")
+
+    async with site.db.uow() as uow:
+        booking = await uow.session.get(Booking, booking_id)
+        assert booking is not None
+        ends = booking.slot_end
+        await uow.commit()
+    site.clock.set(ends + timedelta(minutes=5))
+    await sam.reload()
+    await row.get_by_role("button", name=f"Mark completed booking {booking_id}").click()
+    await expect(row.locator("[data-field=status]")).to_have_text("completed")
+    await row.get_by_label(f"Note on booking {booking_id}").fill("Filed the VAT return together.")
+    await row.get_by_role("button", name="Add note").click()
+    await expect(row.locator("[data-field=notes]")).to_have_text("Filed the VAT return together.")
+    await screenshot(sam, "specialist-bookings-done")
+    async with site.db.uow() as uow:
+        payouts = await uow.session.scalar(
+            select(func.count()).where(
+                LedgerTransaction.booking_id == booking_id, LedgerTransaction.kind == "payout"
+            )
+        )
+        await uow.commit()
+    assert payouts == 1
+
+
+async def test_owner_cancels_a_booking_and_gets_the_refund(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Second Bot"]
+    schedule_id = site.ids["schedule"]
+    async with site.mcp("Second Bot") as client:
+        slots = await call_ok(
+            client,
+            "get-availability",
+            {
+                "schedule_id": schedule_id,
+                "start": "2026-03-09T00:00:00Z",
+                "end": "2026-03-10T00:00:00Z",
+            },
+        )
+        booked = await call_ok(
+            client,
+            "book-slot",
+            {"slot_id": slots["slots"][0]["slot_id"], "idempotency_key": "dashboard-booking-2"},
+        )
+    booking_id = booked["booking"]["id"]
+    await alice.goto(f"/agents/{agent_id}/bookings")
+    row = alice.locator(f"#bookings-table tr[data-id='{booking_id}']")
+    await expect(row.locator("[data-field=status]")).to_have_text("pending")
+    await expect(row).to_contain_text("Sam Steuer")
+    await screenshot(alice, "agent-bookings")
+    await row.get_by_label(f"Reason for cancelling booking {booking_id}").select_option("no_time")
+    await row.get_by_role("button", name="Cancel").click()
+    await expect(alice.get_by_role("status")).to_contain_text("Booking cancelled")
+    await expect(row.locator("[data-field=status]")).to_have_text("canceled")
+    await alice.goto(f"/agents/{agent_id}/transactions?type=refund")
+    refund = alice.locator("#transactions-table tbody tr").first
+    await expect(refund).to_contain_text(f"refund of booking {booking_id}: 100%")
+    await expect(refund.locator("td").nth(5)).to_have_text("45.5")
+    await alice.goto(f"/agents/{agent_id}/schedules")
+    await expect(alice.locator(".empty")).to_have_text("This agent has no schedules.")
+    await screenshot(alice, "agent-schedules")
+
+
+# --- operator pages ----------------------------------------------------------------------------
+
+
+async def test_operator_suspends_and_reactivates_an_agent(site: Site, operator: Page) -> None:
+    agent_id = site.ids["Bravo Bot"]
+    await operator.goto("/operator/agents")
+    row = operator.locator(f"#operator-agents tr[data-id='{agent_id}']")
+    await expect(row.locator("[data-field=status]")).to_have_text("active")
+    await screenshot(operator, "operator-agents")
+    await row.get_by_label(f"Action for agent {agent_id}").select_option("suspend")
+    await row.get_by_label(f"Reason for agent {agent_id}").fill("chargeback under review")
+    await row.get_by_role("button", name=f"Apply to agent {agent_id}").click()
+    await expect(operator.get_by_role("status")).to_have_text("Agent status changed.")
+    await expect(row.locator("[data-field=status]")).to_have_text("suspended")
+    async with site.mcp("Bravo Bot") as client:
+        refused = await client.call_tool("get-wallet", {})
+    assert body(refused)["error"]["code"] == "ACCOUNT_INACTIVE"
+    await row.get_by_label(f"Action for agent {agent_id}").select_option("reactivate")
+    await row.get_by_label(f"Reason for agent {agent_id}").fill("resolved")
+    await row.get_by_role("button", name=f"Apply to agent {agent_id}").click()
+    await expect(row.locator("[data-field=status]")).to_have_text("active")
+    await screenshot(operator, "operator-agents-after")
+    # A change without a reason is refused and changes nothing.
+    await row.get_by_label(f"Action for agent {agent_id}").select_option("ban")
+    response = await operator.context.request.post(
+        f"/operator/agents/{agent_id}/status",
+        form={"csrf_token": await csrf_of(operator), "action": "ban", "reason": ""},
+    )
+    assert response.status == 422
+    await operator.reload()
+    await expect(row.locator("[data-field=status]")).to_have_text("active")
