@@ -483,6 +483,13 @@ async def test_an_owner_cannot_open_another_owners_agent(
         assert not (await client.call_tool("get-wallet", {})).is_error
     response = await bob.goto(f"/agents/{theirs}/wallet")
     assert response is not None and response.status == 200
+    response = await alice.goto("/agents/not-a-number")
+    assert response is not None and response.status == 404
+    await expect(alice.get_by_role("heading", name="Not found")).to_be_visible()
+    mine = site.ids["Alpha Bot"]
+    for query in ("page=0", "type=bogus"):
+        response = await alice.goto(f"/agents/{mine}/transactions?{query}")
+        assert response is not None and response.status == 422, query
     # Nor is she an operator or a specialist.
     response = await alice.goto("/operator/agents")
     assert response is not None and response.status == 403

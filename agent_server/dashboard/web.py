@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
@@ -32,7 +33,7 @@ from agent_server.dashboard.signin import (
     csrf_token,
     session_email,
 )
-from agent_server.errors import AgentServerError, Forbidden
+from agent_server.errors import AgentServerError, Forbidden, NotFound, ValidationFailed
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
 
@@ -209,6 +210,18 @@ class DashboardRoute(APIRoute):
                 )
                 if request.headers.get("hx-request") == "true":
                     response.headers["HX-Redirect"] = "/sign-in"
+            except RequestValidationError as exc:
+                # A malformed id or query (``/agents/abc``): the page does not exist.
+                missing = NotFound(f"no page at {request.url.path}")
+                bad_query = any(e.get("loc", ("",))[0] == "query" for e in exc.errors())
+                error: AgentServerError = (
+                    ValidationFailed.field(
+                        "query", "a filter or page number in the address is not valid"
+                    )
+                    if bad_query
+                    else missing
+                )
+                response = _error_page(request, error, None)
             except AgentServerError as exc:
                 try:
                     viewer: Viewer | None = await signed_in(request)
