@@ -40,10 +40,13 @@ class BillingConfig:
     stale_hold_after: timedelta = timedelta(minutes=15)
     # An idempotency key in flight for this long belongs to a crashed call; a retry takes it over.
     stale_key_after: timedelta = timedelta(minutes=15)
+    # A charge or hold taking a wallet below this (USD micro-dollars) emits balance.low.
+    balance_low_usd_micros: int = 1_000_000
 
     @classmethod
     def from_settings(cls, settings: Settings, rates: RateSource | None = None) -> BillingConfig:
         return cls(
             prices=load_price_list(settings.price_list),
             rates=rates or StaticRateSource(),
+            balance_low_usd_micros=settings.balance_low_usd_micros,
         )

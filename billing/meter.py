@@ -43,6 +43,7 @@ from sqlalchemy import BindParameter, Table, bindparam, case, insert, select, up
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
 from agent_server.errors import AgentServerError, InsufficientFunds
+from agent_server.events.balance import emit_if_balance_low
 from agent_server.store import Database, UnitOfWork
 from billing import idempotency
 from billing.caps import Caps, add_spending, caps_columns, return_spending
@@ -302,7 +303,15 @@ async def _choose_payer(
         price = price_in(ref.currency, fee_usd_micros, extra, config)
         if held >= price.total:
             return Payer(ref, price, caps)
-    raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config)
+    raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config, wallets)
+
+
+class _LostRace(Exception):
+    """The chosen wallet was spent by a concurrent call between reading and debiting it."""
+
+
+RACE_ATTEMPTS = 2
+"""How often a call whose chosen wallet was emptied under it starts over (fresh balances)."""
 
 
 async def insufficient_funds(
@@ -312,9 +321,13 @@ async def insufficient_funds(
     fee_usd_micros: int,
     extra: ExtraPrice | None,
     config: BillingConfig,
+    wallets: list[tuple[AccountRef, int]] | None = None,
 ) -> InsufficientFunds:
-    """The INSUFFICIENT_FUNDS error for this call: price, balance and where to deposit."""
-    wallets = await paying_wallets(uow, agent_id)
+    """The INSUFFICIENT_FUNDS error for this call: price, balance and where to deposit.
+
+    ``wallets`` is the snapshot the refusal was decided on (read again when not given)."""
+    if wallets is None:
+        wallets = await paying_wallets(uow, agent_id)
     if wallets:
         currency, balance = wallets[0][0].currency, wallets[0][1]
     else:
@@ -449,10 +462,8 @@ async def _charge(
             memo=f"{call.tool} call",
         )
     except InsufficientFunds:
-        # Spent by a concurrent call since the balance was read.
-        raise await insufficient_funds(
-            uow, call.agent_id, call.tool, price.price_usd_micros, None, config
-        ) from None
+        raise _LostRace from None
+    await _balance_low(uow, call.agent_id, wallet, posted.balances, priced.fee, priced.rate, config)
     receipt = Receipt(
         call_id=call.call_id,
         tool=call.tool,
@@ -463,6 +474,28 @@ async def _charge(
         rate=priced.rate,
     )
     return receipt, posted.transaction_id
+
+
+async def _balance_low(
+    uow: UnitOfWork,
+    agent_id: int,
+    wallet: AccountRef,
+    balances: dict[int, int],
+    debited: int,
+    rate: int,
+    config: BillingConfig,
+) -> None:
+    """Emit ``balance.low`` if debiting ``debited`` took the wallet across the threshold."""
+    if wallet.id in balances:
+        await emit_if_balance_low(
+            uow,
+            agent_id=agent_id,
+            currency=wallet.currency,
+            balance_before=balances[wallet.id] + debited,
+            balance_after=balances[wallet.id],
+            rate=rate,
+            threshold_usd_micros=config.balance_low_usd_micros,
+        )
 
 
 async def place_hold(
@@ -476,6 +509,26 @@ async def place_hold(
     config: BillingConfig,
 ) -> Hold:
     """Reserve the call's whole price in its own committed transaction (wallet -> holds)."""
+    for _ in range(RACE_ATTEMPTS):
+        try:
+            return await _place_hold_once(
+                db, agent_id, tool, call_id, fee_usd_micros, extra, config
+            )
+        except _LostRace:
+            continue
+    async with db.uow() as uow:
+        raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config)
+
+
+async def _place_hold_once(
+    db: Database,
+    agent_id: int,
+    tool: str,
+    call_id: str,
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> Hold:
     async with db.uow() as uow:
         payer = await _choose_payer(uow, agent_id, tool, fee_usd_micros, extra, config)
         wallet, priced = payer.wallet, payer.price
@@ -498,9 +551,10 @@ async def place_hold(
                 memo=f"hold for a {tool} call",
             )
         except InsufficientFunds:
-            raise await insufficient_funds(
-                uow, agent_id, tool, fee_usd_micros, extra, config
-            ) from None
+            raise _LostRace from None
+        await _balance_low(
+            uow, agent_id, wallet, posted.balances, priced.total, priced.rate, config
+        )
         hold = Hold(
             call_id=call_id,
             agent_id=agent_id,
@@ -686,6 +740,30 @@ async def run_metered(
 
 
 async def _run_and_charge(
+    db: Database,
+    agent_id: int,
+    tool: str,
+    call_id: str,
+    operation: Operation,
+    price: ToolPrice,
+    config: BillingConfig,
+    claim: idempotency.Claim | None,
+) -> Metered:
+    """A read tool's call: the operation and its charge in one transaction. If a concurrent
+    call empties the chosen wallet in between, the whole call starts over once with fresh
+    balances (read tools change nothing, so running the operation again is harmless)."""
+    for _ in range(RACE_ATTEMPTS):
+        try:
+            return await _run_and_charge_once(
+                db, agent_id, tool, call_id, operation, price, config, claim
+            )
+        except _LostRace:
+            continue
+    async with db.uow() as uow:
+        raise await insufficient_funds(uow, agent_id, tool, price.price_usd_micros, None, config)
+
+
+async def _run_and_charge_once(
     db: Database,
     agent_id: int,
     tool: str,

@@ -1,0 +1,143 @@
+"""Money events: deposit.confirmed from the crediting transaction, balance.low once per
+crossing of the threshold by a charge."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from billing_support import fund, make_agent
+from events_support import outbox
+
+from agent_server.store import Database
+from billing.config import BillingConfig
+from billing.meter import MeteredCall, run_metered
+from billing.prices import PriceList, ToolPrice
+from wallets.crediting import credit_confirmed
+from wallets.models import Deposit, DepositStatus
+from wallets.rates import FakeRateSource
+
+CENTS_30 = 300_000
+
+
+@pytest.fixture
+def config() -> BillingConfig:
+    return BillingConfig(
+        prices=PriceList(
+            {
+                "search": ToolPrice("search", CENTS_30),
+                "book": ToolPrice("book", CENTS_30, hold=True),
+            }
+        ),
+        rates=FakeRateSource(),
+        balance_low_usd_micros=1_000_000,
+    )
+
+
+async def ok(call: MeteredCall) -> dict[str, Any]:
+    return {"ok": True}
+
+
+async def call(db: Database, agent: int, tool: str, config: BillingConfig) -> int | None:
+    metered = await run_metered(
+        db,
+        agent_id=agent,
+        tool=tool,
+        arguments={},
+        idempotency_key=None,
+        operation=ok,
+        config=config,
+    )
+    assert metered.receipt is not None
+    return metered.receipt.balance_after
+
+
+async def low_events(db: Database, agent: int) -> list[dict[str, Any]]:
+    return [e.payload for e in await outbox(db, agent) if e.type == "balance.low"]
+
+
+async def test_balance_low_fires_once_each_time_a_charge_crosses_the_threshold(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db, currency="USDC")
+    await fund(db, agent, "USDC", 1_500_000)
+
+    balances = [await call(db, agent, "search", config) for _ in range(4)]
+    assert balances == [1_200_000, 900_000, 600_000, 300_000]
+    events = await low_events(db, agent)
+    assert events == [
+        {
+            "currency": "USDC",
+            "balance": "0.9",
+            "balance_base_units": "900000",
+            "balance_usd_micros": 900_000,
+            "threshold_usd_micros": 1_000_000,
+            "rate_usd_micros": 1_000_000,
+        }
+    ]
+
+    await fund(db, agent, "USDC", 2_000_000)  # 2.3 USDC: above the threshold again
+    balances = [await call(db, agent, "book", config) for _ in range(5)]
+    assert balances == [2_000_000, 1_700_000, 1_400_000, 1_100_000, 800_000]
+    events = await low_events(db, agent)
+    assert [e["balance_base_units"] for e in events] == ["900000", "800000"]
+
+
+async def test_two_concurrent_charges_across_the_threshold_emit_one_event(
+    db: Database, config: BillingConfig
+) -> None:
+    agent = await make_agent(db, currency="USDC")
+    await fund(db, agent, "USDC", 1_100_000)
+    after = await asyncio.gather(*(call(db, agent, "search", config) for _ in range(2)))
+    assert sorted(b for b in after if b is not None) == [500_000, 800_000]
+    assert [e["balance_base_units"] for e in await low_events(db, agent)] == ["800000"]
+
+
+async def _deposit(db: Database, agent: int) -> Deposit:
+    async with db.uow() as uow:
+        deposit = Deposit(
+            network="eip155:31337",
+            tx_hash="0x" + "ab" * 32,
+            position=0,
+            agent_id=agent,
+            address="0x" + "11" * 20,
+            currency="USDC",
+            amount=25_000_000,
+            block_number=12,
+            block_hash="0x" + "cd" * 32,
+            status=DepositStatus.PENDING.value,
+            seen_at=uow.clock.now(),
+        )
+        uow.session.add(deposit)
+        await uow.flush()
+        await uow.commit()
+    return deposit
+
+
+async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: Database) -> None:
+    agent = await make_agent(db, currency="USDC")
+    deposit = await _deposit(db, agent)
+
+    async with db.uow() as uow:
+        assert await credit_confirmed(
+            uow, deposit, rates=FakeRateSource(), activation_usd_micros=0, confirmations=3
+        )
+        # Not committed: the credit and its event go together.
+    assert await outbox(db, agent) == []
+
+    async with db.uow() as uow:
+        fresh = await uow.session.get(Deposit, deposit.id)
+        assert fresh is not None
+        assert await credit_confirmed(
+            uow, fresh, rates=FakeRateSource(), activation_usd_micros=0, confirmations=3
+        )
+        await uow.commit()
+    (event,) = await outbox(db, agent)
+    assert event.type == "deposit.confirmed"
+    data = event.payload
+    assert (data["deposit_id"], data["currency"], data["amount"]) == (deposit.id, "USDC", "25")
+    assert data["amount_base_units"] == "25000000" and data["usd_micros"] == 25_000_000
+    assert data["tx_hash"] == deposit.tx_hash and data["confirmations"] == 3
+    assert data["ledger_transaction_id"] is not None
+    assert "kind" not in data
