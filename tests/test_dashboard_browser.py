@@ -19,7 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from dashboard_support import CHROMIUM, CHROMIUM_ARGS, ServerThread, decode_qr, screenshot
+from dashboard_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    ServerThread,
+    decode_qr,
+    screenshot,
+    truncate_all,
+)
 from mcp import Client
 from mcp_support import body, call_ok, make_agent
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
@@ -79,13 +86,23 @@ async def _owned_agent(site: Site, name: str, owner: str, funds: int) -> None:
     site.keys[name] = key
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 async def site(
-    tmp_path_factory: pytest.TempPathFactory, sqlite_template: Path, smtp: SmtpSink
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+    smtp: SmtpSink,
 ) -> AsyncIterator[Site]:
-    path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
-    shutil.copyfile(sqlite_template, path)
-    url = f"sqlite+aiosqlite:///{path}"
+    """The server on a fresh database of each backend, with three agents and a specialist."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
+        shutil.copyfile(sqlite_template, path)
+        url = f"sqlite+aiosqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        await truncate_all(url)
     clock = FakeClock(START)
     settings = Settings(
         database_url=url,
