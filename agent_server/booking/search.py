@@ -385,7 +385,10 @@ class SearchPage(BaseModel):
     timezone: str
     window_start: str
     window_end: str
-    next_cursor: str | None = Field(description="Pass as cursor for the next page; null at the end")
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null at the end. When matches are "
+        "rare a page may hold fewer results than asked, even none: go on with the cursor."
+    )
 
 
 class ProfileSlot(BaseModel):
