@@ -8,15 +8,18 @@ import time
 from typing import Any
 
 from billing_support import make_agent
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import Agent
+from agent_server.booking.models import Specialist
+from agent_server.booking.schedules import ScheduleOwner, create_schedule, parse_schedule_input
 from agent_server.events import emit
 from agent_server.events.models import OutboxEvent
 from agent_server.events.worker import WorkerConfig
 from agent_server.store import Database
 
 PEPPER = "test-pepper-events-0123"
+HOURS = {d: [["09:00", "12:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
 
 
 def worker_config(**overrides: Any) -> WorkerConfig:
@@ -72,3 +75,34 @@ def verify_like_the_readme(secret: str, header: str, body: bytes, tolerance: int
     signed = f"{timestamp}.".encode() + body
     expected = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, parts["v1"])
+
+
+async def specialist(db: Database, name: str = "Ada Lovelace") -> int:
+    async with db.uow() as uow:
+        count = (await uow.session.execute(select(func.count(Specialist.id)))).scalar_one()
+        person = Specialist(
+            name=name,
+            timezone="UTC",
+            email=f"expert{count}@example.com",
+            created_at=uow.clock.now(),
+            updated_at=uow.clock.now(),
+        )
+        uow.session.add(person)
+        await uow.flush()
+        await uow.commit()
+        return person.id
+
+
+async def schedule(db: Database, owner: ScheduleOwner, *, auto_accept: bool) -> int:
+    """A weekday 09:00-12:00 UTC schedule of hour-long slots."""
+    raw = {
+        "timezone": "UTC",
+        "weekly_hours": HOURS,
+        "price_amount": 50_000_000,
+        "start_date": "2026-03-01",
+        "auto_accept": auto_accept,
+    }
+    async with db.uow() as uow:
+        created = await create_schedule(uow, owner, parse_schedule_input(raw))
+        await uow.commit()
+        return created.id

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 from billing_support import make_agent
-from events_support import outbox
-from sqlalchemy import func, select
+from events_support import outbox, schedule, specialist
 
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import CancelledBy, Specialist
-from agent_server.booking.schedules import ScheduleOwner, create_schedule, parse_schedule_input
+from agent_server.booking.models import CancelledBy
+from agent_server.booking.schedules import ScheduleOwner
 from agent_server.booking.service import (
     accept_booking,
     book_slot,
@@ -28,40 +26,6 @@ from agent_server.store import Database
 
 # The clock starts Monday 2026-03-02 08:00 UTC.
 TUE_9 = datetime(2026, 3, 3, 9, tzinfo=UTC)
-HOURS = {d: [["09:00", "12:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
-
-
-async def specialist(db: Database) -> int:
-    async with db.uow() as uow:
-        person = Specialist(
-            name="Ada Lovelace",
-            timezone="UTC",
-            email=f"ada{await _count(uow)}@example.com",
-            created_at=uow.clock.now(),
-            updated_at=uow.clock.now(),
-        )
-        uow.session.add(person)
-        await uow.flush()
-        await uow.commit()
-        return person.id
-
-
-async def _count(uow: Any) -> int:
-    return int((await uow.session.execute(select(func.count(Specialist.id)))).scalar_one())
-
-
-async def schedule(db: Database, owner: ScheduleOwner, *, auto_accept: bool) -> int:
-    raw = {
-        "timezone": "UTC",
-        "weekly_hours": HOURS,
-        "price_amount": 50_000_000,
-        "start_date": "2026-03-01",
-        "auto_accept": auto_accept,
-    }
-    async with db.uow() as uow:
-        created = await create_schedule(uow, owner, parse_schedule_input(raw))
-        await uow.commit()
-        return created.id
 
 
 def slot(schedule_id: int, hour: int, day: datetime = TUE_9) -> str:
