@@ -88,6 +88,21 @@ async def test_a_delivery_is_signed_so_the_documented_recipe_verifies_it(db: Dat
     assert [(d.attempt, d.status_code, d.error) for d in log] == [(1, 200, None)]
 
 
+async def test_a_named_host_is_called_at_its_checked_address_with_its_own_host_header(
+    db: Database,
+) -> None:
+    with Receiver() as receiver:
+        url = f"http://localhost:{receiver.port}/named?x=1"
+        agent = await agent_with_callback(db, url)
+        event_id = await emit_one(db, agent)
+        assert await DeliveryWorker(db, worker_config()).run_once() == 1
+
+    (request,) = receiver.requests
+    assert request.path == "/named?x=1"
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert (await event_row(db, event_id)).status == "delivered"
+
+
 async def test_a_failing_receiver_gets_exactly_three_attempts_then_the_event_failed(
     db: Database, clock: FakeClock
 ) -> None:

@@ -62,13 +62,13 @@ def _literal(host: str) -> IPAddress | None:
 
 @dataclass(frozen=True)
 class Target:
-    """Where one delivery goes: the URL's parts and the address checked for it."""
+    """Where one delivery goes: the URL's parts and the addresses checked for it."""
 
     url: str
     scheme: str
     host: str
     port: int
-    address: IPAddress
+    addresses: tuple[IPAddress, ...]
 
 
 def _parts(url: str) -> tuple[str, str, int]:
@@ -120,7 +120,7 @@ async def resolve_target(url: str, *, allow_private: bool) -> Target:
         raise Unresolvable(f"the host {host} does not resolve")
     if not allow_private:
         _refuse(host, addresses)
-    return Target(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+    return Target(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
 
 
 async def check_callback_url(url: str | None, settings: Settings) -> None:

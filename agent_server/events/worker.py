@@ -43,7 +43,7 @@ from agent_server.config import Settings
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.events.outbox import body_bytes
 from agent_server.events.signing import SIGNATURE_HEADER, signature_header, webhook_secret
-from agent_server.events.urls import Target, UnsafeCallback, resolve_target
+from agent_server.events.urls import IPAddress, Target, UnsafeCallback, resolve_target
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
 from agent_server.store import Database, UnitOfWork
@@ -51,6 +51,8 @@ from agent_server.store import Database, UnitOfWork
 log = get_logger(__name__)
 
 MAX_ERROR_CHARS = 500
+# Addresses of one host tried in turn when a connection is refused.
+MAX_ADDRESSES = 3
 _random = secrets.SystemRandom()
 
 
@@ -283,9 +285,7 @@ class DeliveryWorker:
             "X-Agent-Server-Delivery-Attempt": str(claim.attempt),
         }
         try:
-            request = _pinned_request(client, target, claim.body, headers)
-            response = await client.send(request, stream=True)
-            await response.aclose()  # the answer's status is all that counts
+            response = await self._post(client, target, claim.body, headers)
         except httpx.TimeoutException:
             return outcome(None, f"timed out after {self.config.timeout_seconds:g} s")
         except httpx.HTTPError as exc:
@@ -294,6 +294,27 @@ class DeliveryWorker:
             return outcome(response.status_code, None)
         reason = response.reason_phrase or ""
         return outcome(response.status_code, f"HTTP {response.status_code} {reason}".strip())
+
+    async def _post(
+        self,
+        client: httpx.AsyncClient,
+        target: Target,
+        body: bytes,
+        headers: dict[str, str],
+    ) -> httpx.Response:
+        """POST to the checked addresses in turn, until one accepts the connection."""
+        refused: httpx.ConnectError | None = None
+        for address in target.addresses[:MAX_ADDRESSES]:
+            request = _pinned_request(client, target, address, body, headers)
+            try:
+                response = await client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                refused = exc
+                continue
+            await response.aclose()  # the answer's status is all that counts
+            return response
+        assert refused is not None
+        raise refused
 
     async def record(self, claim: Claim, result: Outcome) -> bool:
         """Log the attempt and move the event on; False if the claim was lost meanwhile."""
@@ -389,7 +410,11 @@ class DeliveryWorker:
 
 
 def _pinned_request(
-    client: httpx.AsyncClient, target: Target, body: bytes, headers: dict[str, str]
+    client: httpx.AsyncClient,
+    target: Target,
+    address: IPAddress,
+    body: bytes,
+    headers: dict[str, str],
 ) -> httpx.Request:
     """A POST to the address that was checked, with the URL's own Host and TLS name."""
     url = httpx.URL(target.url)
@@ -397,7 +422,7 @@ def _pinned_request(
     host_header = target.host if ":" not in target.host else f"[{target.host}]"
     if url.port is not None and url.port != default_port:
         host_header = f"{host_header}:{url.port}"
-    pinned = url.copy_with(host=str(target.address))
+    pinned = url.copy_with(host=str(address))
     extensions: dict[str, Any] = {}
     if target.scheme == "https":
         extensions["sni_hostname"] = target.host
