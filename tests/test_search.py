@@ -398,7 +398,7 @@ async def test_a_page_of_ten_fits_in_8000_characters(db: Database, loaded: Catal
         page = await run_search(db, query)
         assert len(page.items) == 10
         body = json.dumps(page.model_dump(mode="json"), separators=(",", ":"), ensure_ascii=False)
-        assert len(body) <= 8000, (query, len(body))
+        assert len(body) <= 7600, (query, len(body))  # 8,000 with the call's receipt
         for item in page.items:
             assert item.schedules and any(sch.slots for sch in item.schedules)
 
@@ -408,7 +408,7 @@ async def test_slots_show_utc_and_local_times(db: Database, loaded: Catalogue) -
     slot = next(s for sch in page.items[0].schedules for s in sch.slots)
     _, stamp = slot.slot_id.split("-")
     start = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
-    assert slot.utc.startswith(start.strftime("%Y-%m-%d %H:%M-"))
+    assert slot.utc.startswith(start.strftime("%H:%M-"))
     local = start.astimezone(ZoneInfo("Asia/Kolkata"))
     assert slot.local.startswith(local.strftime("%Y-%m-%d %a %H:%M-"))
     assert page.timezone == "Asia/Kolkata"

@@ -29,7 +29,8 @@ from now among its matched schedules (the slots shown are those fitting the days
 Facets count specialists matching every filter except the free-slot check, among the first
 ``FACET_ROWS`` entries of the walk (``facets.complete`` says whether that was all of them).
 
-Pages stay compact (10 results within 8,000 characters of compact JSON): texts are shortened
+Pages stay compact (10 results within 7,600 characters of compact JSON, so the tool result
+with its receipt stays within 8,000): texts are shortened
 (view_profile has them whole); each slot is a ``utc`` and a ``local`` range under the schedule
 whose price and currency it has; a page still too long drops detail step by step
 (``DETAIL_LEVELS``: shorter about, fewer skills and languages, then fewer slots).
@@ -321,7 +322,9 @@ class SlotHit(BaseModel):
     """A free slot, at its schedule's price: book it with its ``slot_id``."""
 
     slot_id: str
-    utc: str = Field(description="Date, start and end in UTC: '2026-03-02 09:00-10:00'")
+    utc: str = Field(
+        description="Start and end in UTC, on the date in slot_id: '09:00-10:00' ('+1': next day)"
+    )
     local: str = Field(description="Date, weekday, start and end in the page's time zone")
 
 
@@ -1058,13 +1061,14 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
         await refresh_next_free(uow.session, ids, now=now)
 
 
-def _time_range(slot: Slot, tz: ZoneInfo, weekday: bool) -> str:
-    """``2026-03-02 Mon 10:00-11:00`` (``+1`` after the end when it is the next day)."""
+def _time_range(slot: Slot, tz: ZoneInfo, dated: bool) -> str:
+    """``2026-03-02 Mon 10:00-11:00``, or ``10:00-11:00`` undated (``+1`` after the end when
+    it falls on the next day)."""
     start, end = slot.start.astimezone(tz), slot.end.astimezone(tz)
     days = (end.date() - start.date()).days
     later = f"+{days}" if days else ""
-    day = f"{start:%Y-%m-%d %a}" if weekday else f"{start:%Y-%m-%d}"
-    return f"{day} {start:%H:%M}-{end:%H:%M}{later}"
+    day = f"{start:%Y-%m-%d %a} " if dated else ""
+    return f"{day}{start:%H:%M}-{end:%H:%M}{later}"
 
 
 @dataclass(frozen=True)
@@ -1082,13 +1086,14 @@ class _Detail:
 DETAIL_LEVELS: tuple[_Detail, ...] = (
     _Detail(about=100, title=64, skills=5, languages=4, slots=3, label=40),
     _Detail(about=64, title=48, skills=4, languages=4, slots=3, label=32),
-    _Detail(about=40, title=48, skills=3, languages=3, slots=3, label=24),
+    _Detail(about=32, title=48, skills=3, languages=3, slots=3, label=24),
     _Detail(about=0, title=40, skills=3, languages=3, slots=3, label=16),
     _Detail(about=0, title=40, skills=3, languages=3, slots=2, label=16),
     _Detail(about=0, title=32, skills=2, languages=2, slots=1, label=0),
 )
-PAGE_BUDGET_PER_RESULT = 800
-"""A page of n results serialises to at most max(n, 10) times this many characters."""
+PAGE_BUDGET_PER_RESULT = 760
+"""A page of n results serialises to at most max(n, 10) times this many characters: 7,600
+for 10, which leaves room for the call's receipt within 8,000."""
 
 
 def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) -> SpecialistHit:
@@ -1120,8 +1125,8 @@ def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) 
                 slots=[
                     SlotHit(
                         slot_id=slot.slot_id,
-                        utc=_time_range(slot, UTC_ZONE, weekday=False),
-                        local=_time_range(slot, plan.tz, weekday=True),
+                        utc=_time_range(slot, UTC_ZONE, dated=False),
+                        local=_time_range(slot, plan.tz, dated=True),
                     )
                     for slot in shown
                     if slot.schedule_id == s.schedule.id
@@ -1144,7 +1149,7 @@ async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: dateti
     ``ValidationFailed`` names the field for a bad combination (price_max under price_min,
     hours_from without hours_to, a window past 62 days or in the past, a foreign cursor).
     The page stays compact: texts are shortened, and trimmed further when a page would pass
-    ``PAGE_BUDGET_PER_RESULT`` characters per result (8,000 for 10 results).
+    ``PAGE_BUDGET_PER_RESULT`` characters per result (7,600 for 10 results).
     Takes an entered unit of work; flushes, never commits.
     """
     plan = _plan(query, now, uow.db.is_sqlite)
