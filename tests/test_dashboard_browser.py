@@ -294,6 +294,11 @@ async def test_qr_codes_decode_to_the_deposit_addresses(site: Site, alice: Page)
         address = (await card.locator("[data-field=address]").inner_text()).strip()
         decoded = decode_qr(await card.locator("svg.qr").screenshot())
         assert decoded == [address], currency
+    # On a phone the page reflows into one column instead of scrolling sideways.
+    await alice.set_viewport_size({"width": 390, "height": 844})
+    assert await alice.evaluate("document.documentElement.scrollWidth") <= 390
+    await screenshot(alice, "wallet-phone")
+    await alice.set_viewport_size({"width": 1280, "height": 900})
     evm = await alice.locator("article[data-currency=ETH] [data-field=address]").inner_text()
     assert (
         evm.startswith("0x")
