@@ -16,6 +16,7 @@ from agent_server.dashboard.routes import install_dashboard
 from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
 from agent_server.logs import get_logger
+from agent_server.maintenance import start_maintenance
 from agent_server.mcp.http import mcp_http_app
 from agent_server.runtime import Runtime
 from agent_server.store.migrate import current_revision, head_revision
@@ -50,6 +51,7 @@ def create_app(
                 mcp_lifetime,
                 start_embedded_chain_and_watcher(runtime),
                 start_worker(runtime),
+                start_maintenance(runtime),
             ):
                 yield
         finally:

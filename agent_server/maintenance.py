@@ -1,0 +1,50 @@
+"""Housekeeping that ``serve`` (and ``agent-server worker``) runs in the background.
+
+Every ``interval`` seconds: release holds left pending by calls that crashed (their money goes
+back to the wallet) and delete idempotency keys older than their 24-hour lifetime. Each pass is
+its own transaction; a failing pass is logged and retried at the next tick, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from agent_server.logs import get_logger
+from agent_server.runtime import Runtime
+from billing.idempotency import purge_idempotency_keys
+from billing.meter import release_stale_holds
+
+log = get_logger(__name__)
+
+
+async def run_once(runtime: Runtime) -> tuple[int, int]:
+    """One pass; (holds released, keys purged)."""
+    released = await release_stale_holds(runtime.db, runtime.billing.stale_hold_after)
+    purged = await purge_idempotency_keys(runtime.db)
+    if released or purged:
+        log.info("maintenance.pass", holds_released=released, keys_purged=purged)
+    return released, purged
+
+
+async def run_forever(runtime: Runtime, interval: float) -> None:
+    while True:
+        try:
+            await run_once(runtime)
+        except Exception as exc:  # logged and retried: housekeeping must never stop serving
+            log.warning("maintenance.failed", error_type=type(exc).__name__, error=str(exc))
+        await asyncio.sleep(interval)
+
+
+@asynccontextmanager
+async def start_maintenance(runtime: Runtime, interval: float = 60.0) -> AsyncIterator[None]:
+    """Run the housekeeping loop for the lifetime of the block."""
+    task = asyncio.create_task(run_forever(runtime, interval), name="maintenance")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
