@@ -750,8 +750,14 @@ def _matching(plan: _Plan) -> Select[Any]:
     """
     cols = _position_columns(plan)
     if plan.sort is SortBy.RATING:
-        has_schedule = exists().where(
-            Schedule.specialist_id == Specialist.id, *_schedule_conditions(plan)
+        # A scalar subquery, not EXISTS: PostgreSQL may turn EXISTS into a hash join over
+        # every schedule, while this stays an index look-up per specialist walked.
+        has_schedule = (
+            select(Schedule.id)
+            .where(Schedule.specialist_id == Specialist.id, *_schedule_conditions(plan))
+            .limit(1)
+            .scalar_subquery()
+            .is_not(None)
         )
         stmt = select(Specialist.id.label("sid"), *cols).where(
             *_specialist_conditions(plan), has_schedule
@@ -995,6 +1001,31 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
     the matched ids once, then three aggregates over them.
     """
     end = await _slice_end(uow, plan, None, FACET_ROWS)
+    counted = 0
+    buckets: dict[int, int] = {}
+    skills: list[tuple[str, int]] = []
+    for kind, key, count in await uow.session.execute(_facet_counts(plan, end)):
+        if kind == "n":
+            counted = count
+        elif kind == "p":
+            buckets[int(key)] = count
+        else:
+            skills.append((key, count))
+    skills.sort(key=lambda sc: (-sc[1], sc[0]))
+    return Facets(
+        skills=[SkillCount(skill=s, count=n) for s, n in skills[:FACET_SKILLS]],
+        price_ranges=[
+            PriceRangeCount(range=_bucket_label(i), count=buckets[i])
+            for i in range(len(PRICE_BUCKETS_USD))
+            if buckets.get(i)
+        ],
+        counted=counted,
+        complete=end is None,
+    )
+
+
+def _facet_counts(plan: _Plan, end: Position | None) -> Select[Any]:
+    """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill."""
     walk = _matching(plan)
     walked = (walk if end is None else walk.where(_upto(plan, end))).subquery("walked")
     ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
@@ -1017,27 +1048,7 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
         .where(Specialist.id.in_(in_ids))
         .group_by(items.c.value),
     ]
-    counted = 0
-    buckets: dict[int, int] = {}
-    skills: list[tuple[str, int]] = []
-    for kind, key, count in await uow.session.execute(union_all(*parts)):
-        if kind == "n":
-            counted = count
-        elif kind == "p":
-            buckets[int(key)] = count
-        else:
-            skills.append((key, count))
-    skills.sort(key=lambda sc: (-sc[1], sc[0]))
-    return Facets(
-        skills=[SkillCount(skill=s, count=n) for s, n in skills[:FACET_SKILLS]],
-        price_ranges=[
-            PriceRangeCount(range=_bucket_label(i), count=buckets[i])
-            for i in range(len(bounds))
-            if buckets.get(i)
-        ],
-        counted=counted,
-        complete=end is None,
-    )
+    return union_all(*parts)  # type: ignore[return-value]
 
 
 # --- the services --------------------------------------------------------------------------------
