@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
@@ -28,9 +28,11 @@ def _pepper(runtime: Runtime) -> str:
     return runtime.settings.secret_pepper.get_secret_value()
 
 
-def _public_url(runtime: Runtime) -> str:
-    settings = runtime.settings
-    return (settings.public_url or f"http://{settings.host}:{settings.port}").rstrip("/")
+def _public_url(runtime: Runtime, request: Request) -> str:
+    """The server's public URL, or else the one the caller reached it by."""
+    if runtime.settings.public_url:
+        return runtime.settings.public_url.rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}"
 
 
 class WebhookSecretResponse(BaseModel):
@@ -154,14 +156,16 @@ async def deliveries(
     response_model=CalendarTokenResponse,
     summary="Issue a new iCal feed URL",
 )
-async def calendar_token(caller: CurrentAgent, runtime: RuntimeDep) -> CalendarTokenResponse:
+async def calendar_token(
+    caller: CurrentAgent, runtime: RuntimeDep, request: Request
+) -> CalendarTokenResponse:
     """A new secret URL of your bookings as an iCal feed, returned **once**; the previous URL
     stops working."""
     async with runtime.db.uow() as uow:
         token = await rotate_agent_calendar_token(uow, caller.agent_id, pepper=_pepper(runtime))
         await uow.commit()
     return CalendarTokenResponse(
-        feed_url=_public_url(runtime) + feed_path(token),
+        feed_url=_public_url(runtime, request) + feed_path(token),
         message="Subscribe to this URL in your calendar app. Keep it private: anyone with it "
         "can read your bookings. It will not be shown again.",
     )
