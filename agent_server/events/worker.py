@@ -29,7 +29,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -384,11 +384,18 @@ class DeliveryWorker:
         claims = await self.claim()
         if not claims:
             return 0
-        if client is None:
-            async with self.client() as own:
-                await asyncio.gather(*(self.deliver(own, c) for c in claims))
-        else:
-            await asyncio.gather(*(self.deliver(client, c) for c in claims))
+        async with AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(self.client())
+            results = await asyncio.gather(
+                *(self.deliver(client, c) for c in claims), return_exceptions=True
+            )
+        for claim, result in zip(claims, results, strict=True):
+            if isinstance(result, Exception):
+                # Not recorded (the database went away?): delivered again after the lease.
+                log.warning("webhook.record_failed", event_id=claim.event_id, error=_short(result))
+            elif isinstance(result, BaseException):
+                raise result
         return len(claims)
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
