@@ -836,30 +836,44 @@ async def quote(
     Priced in the wallet that would pay (the first, in paying order, that covers it), or in
     the preferred wallet when none does.
     """
-    price = config.prices.for_tool(tool)
     async with db.uow() as uow:
-        left = await free_quota_left(uow, agent_id, price)
-        free = price.free_per_month > 0 and left > 0
-        fee = 0 if free else price.price_usd_micros
-        wallets = await paying_wallets(uow, agent_id)
-        chosen: tuple[AccountRef, int, Price] | None = None
-        for ref, held in wallets:
-            priced = price_in(ref.currency, fee, extra_price, config)
-            if held >= priced.total:
-                chosen = (ref, held, priced)
-                break
-        if chosen is None:
-            if wallets:
-                ref, held = wallets[0]
-                currency = ref.currency
-            else:
-                preferred = (
-                    await uow.session.execute(select(Agent.currency).where(Agent.id == agent_id))
-                ).scalar_one_or_none()
-                currency, held = (preferred or DEFAULT_CURRENCY), 0
-            priced = price_in(currency, fee, extra_price, config)
+        return await quote_in(
+            uow, agent_id=agent_id, tool=tool, extra_price=extra_price, config=config
+        )
+
+
+async def quote_in(
+    uow: UnitOfWork,
+    *,
+    agent_id: int,
+    tool: str,
+    extra_price: ExtraPrice | None = None,
+    config: BillingConfig,
+) -> Quote:
+    """``quote`` inside a unit of work the caller already holds (reads only)."""
+    price = config.prices.for_tool(tool)
+    left = await free_quota_left(uow, agent_id, price)
+    free = price.free_per_month > 0 and left > 0
+    fee = 0 if free else price.price_usd_micros
+    wallets = await paying_wallets(uow, agent_id)
+    chosen: tuple[AccountRef, int, Price] | None = None
+    for ref, held in wallets:
+        priced = price_in(ref.currency, fee, extra_price, config)
+        if held >= priced.total:
+            chosen = (ref, held, priced)
+            break
+    if chosen is None:
+        if wallets:
+            ref, held = wallets[0]
+            currency = ref.currency
         else:
-            _, held, priced = chosen
+            preferred = (
+                await uow.session.execute(select(Agent.currency).where(Agent.id == agent_id))
+            ).scalar_one_or_none()
+            currency, held = (preferred or DEFAULT_CURRENCY), 0
+        priced = price_in(currency, fee, extra_price, config)
+    else:
+        _, held, priced = chosen
     return Quote(
         tool=tool,
         price_usd_micros=priced.total_usd_micros,

@@ -186,6 +186,10 @@ DEFAULT_ORDER = {SortBy.RATING: Order.DESC, SortBy.PRICE: Order.ASC,
 CurrencyCode = Literal["USD", "USDT", "USDC", "ETH", "BTC"]
 
 
+# Price bounds fit the database's BIGINT, whatever the currency.
+MAX_PRICE_BOUND = 2**63 - 1
+
+
 class SearchQuery(BaseModel):
     """Filters, sort and page of a specialist search. Every filter is optional."""
 
@@ -201,10 +205,10 @@ class SearchQuery(BaseModel):
     city: Annotated[str | None, Field(max_length=100, description="City, e.g. 'Berlin'.")] = None
     country: Annotated[str | None, Field(description=(
         "ISO 3166-1 alpha-2 country code, e.g. 'DE'."))] = None
-    price_min: Annotated[int | None, Field(ge=0, description=(
+    price_min: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
         "Lowest price per slot, in base units of `currency` (USD: micro-dollars, so 50 USD "
         "is 50000000; USDT/USDC: 10^-6; ETH: wei; BTC: satoshi)."))] = None
-    price_max: Annotated[int | None, Field(ge=0, description=(
+    price_max: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
         "Highest price per slot, in base units of `currency`."))] = None
     currency: Annotated[CurrencyCode, Field(description=(
         "Currency of price_min/price_max; prices of every currency are compared in USD."))] = "USD"
@@ -595,7 +599,8 @@ def _usd_bound(amount: int | None, currency: str, name: str) -> int | None:
     if amount is None:
         return None
     try:
-        return usd_value(amount, currency)
+        # Clamped: a bound above every storable price filters like the largest one.
+        return min(usd_value(amount, currency), MAX_PRICE_BOUND)
     except (ValueError, KeyError):
         raise ValidationFailed.field(name, f"no USD rate for {currency}") from None
 

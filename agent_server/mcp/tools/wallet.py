@@ -222,8 +222,8 @@ async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
         )
         if schedule.price_amount > 0 and args.tool == "book-slot":
             extra = ExtraPrice(amount=schedule.price_amount, currency=schedule.price_currency)
-    result = await meter.quote(
-        ctx.runtime.db,
+    result = await meter.quote_in(
+        ctx.uow,
         agent_id=ctx.agent_id,
         tool=args.tool,
         extra_price=extra,
