@@ -1,7 +1,8 @@
 """Housekeeping that ``serve`` (and ``agent-server worker``) runs in the background.
 
 Every ``interval`` seconds: release holds left pending by calls that crashed (their money goes
-back to the wallet) and delete idempotency keys older than their 24-hour lifetime. Each pass is
+back to the wallet), delete idempotency keys older than their 24-hour lifetime, and refresh
+search's next-free-slot bounds that time has passed (so searches find them fresh). Each pass is
 its own transaction; a failing pass is logged and retried at the next tick, never fatal.
 """
 
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from agent_server.booking.next_free import refresh_due
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
 from billing.idempotency import purge_idempotency_keys
@@ -24,8 +26,16 @@ async def run_once(runtime: Runtime) -> tuple[int, int]:
     """One pass; (holds released, keys purged)."""
     released = await release_stale_holds(runtime.db, runtime.billing.stale_hold_after)
     purged = await purge_idempotency_keys(runtime.db)
-    if released or purged:
-        log.info("maintenance.pass", holds_released=released, keys_purged=purged)
+    async with runtime.db.uow() as uow:
+        refreshed = await refresh_due(uow.session, now=uow.clock.now())
+        await uow.commit()
+    if released or purged or refreshed:
+        log.info(
+            "maintenance.pass",
+            holds_released=released,
+            keys_purged=purged,
+            next_free_refreshed=refreshed,
+        )
     return released, purged
 
 
