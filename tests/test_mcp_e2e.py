@@ -228,3 +228,47 @@ async def test_the_whole_journey_over_stdio(served: dict[str, Any], smtp: SmtpSi
     params = StdioServerParameters(command=CLI, args=["stdio"], env=env)
     async with Client(params) as client:
         await _journey(client)
+
+
+async def test_unknown_host_and_origin_headers_are_refused_on_a_loopback_bind(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    _, key = _register(served["base"], smtp, "hosts@example.com", verify=False)
+    request = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "Authorization": f"Bearer {key}",
+    }
+    evil_host = httpx.post(
+        f"{served['base']}/mcp",
+        json=request,
+        headers={**headers, "Host": "attacker.example"},
+        timeout=10,
+    )
+    assert evil_host.status_code == 421
+    evil_origin = httpx.post(
+        f"{served['base']}/mcp",
+        json=request,
+        headers={**headers, "Origin": "https://attacker.example"},
+        timeout=10,
+    )
+    assert evil_origin.status_code == 403
+
+
+def test_host_checks_follow_the_bind_address_and_the_allow_list() -> None:
+    from agent_server.config import Settings
+    from agent_server.mcp.http import transport_security
+    from agent_server.runtime import Runtime
+
+    def security(host: str, **settings: Any) -> Any:
+        runtime = Runtime.create(Settings(database_url="sqlite+aiosqlite:///:memory:", **settings))
+        return transport_security(runtime, host)
+
+    loopback = security("127.0.0.1")
+    assert loopback.enable_dns_rebinding_protection
+    assert "127.0.0.1:*" in loopback.allowed_hosts
+    behind_proxy = security("0.0.0.0", allowed_hosts=["api.example.com:*"])
+    assert behind_proxy.enable_dns_rebinding_protection
+    assert "api.example.com:*" in behind_proxy.allowed_hosts
+    open_bind = security("0.0.0.0")
+    assert not open_bind.enable_dns_rebinding_protection
