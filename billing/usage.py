@@ -17,6 +17,7 @@ from billing.models import (
     LedgerAccount,
     LedgerEntry,
     LedgerTransaction,
+    TransactionKind,
     UsageRecord,
 )
 
@@ -130,31 +131,44 @@ class HistoryPage:
         return body
 
 
-async def transactions_for(uow: UnitOfWork, agent_id: int, page: int = 1) -> HistoryPage:
-    """The agent's ledger transactions, newest first, ``PAGE_SIZE`` a page (pages from 1)."""
+async def transactions_for(
+    uow: UnitOfWork,
+    agent_id: int,
+    page: int = 1,
+    *,
+    kind: str | None = None,
+    per_page: int = PAGE_SIZE,
+) -> HistoryPage:
+    """The agent's ledger transactions, newest first, ``per_page`` a page (pages from 1);
+    only those of type ``kind`` when given."""
     if not isinstance(page, int) or page < 1:
         raise ValidationFailed.field("page", "pages are numbered from 1")
+    if kind is not None and kind not in {k.value for k in TransactionKind}:
+        kinds = ", ".join(k.value for k in TransactionKind)
+        raise ValidationFailed.field("type", f"choose one of {kinds}")
+    where = [_TXNS.c.agent_id == agent_id]
+    if kind is not None:
+        where.append(_TXNS.c.kind == kind)
     total = (
-        await uow.session.execute(
-            select(func.count()).select_from(_TXNS).where(_TXNS.c.agent_id == agent_id)
-        )
+        await uow.session.execute(select(func.count()).select_from(_TXNS).where(*where))
     ).scalar_one()
     rows = list(
         await uow.session.execute(
             select(_TXNS)
-            .where(_TXNS.c.agent_id == agent_id)
+            .where(*where)
             .order_by(_TXNS.c.id.desc())
-            .limit(PAGE_SIZE)
-            .offset((page - 1) * PAGE_SIZE)
+            .limit(per_page)
+            .offset((page - 1) * per_page)
         )
     )
     changes: dict[int, int] = defaultdict(int)
-    if rows:
+    ids = [int(row.id) for row in rows]
+    for start in range(0, len(ids), 1000):  # bounded IN lists for long exports
         for txn_id, change in await uow.session.execute(
             select(_ENTRIES.c.transaction_id, func.sum(_ENTRIES.c.credit - _ENTRIES.c.debit))
             .join(_ACCOUNTS, _ACCOUNTS.c.id == _ENTRIES.c.account_id)
             .where(
-                _ENTRIES.c.transaction_id.in_([row.id for row in rows]),
+                _ENTRIES.c.transaction_id.in_(ids[start : start + 1000]),
                 _ACCOUNTS.c.agent_id == agent_id,
                 _ACCOUNTS.c.kind == AccountKind.WALLET.value,
             )
@@ -163,7 +177,7 @@ async def transactions_for(uow: UnitOfWork, agent_id: int, page: int = 1) -> His
             changes[int(txn_id)] = int(change)
     return HistoryPage(
         current_page=page,
-        per_page=PAGE_SIZE,
+        per_page=per_page,
         total=int(total),
         data=[
             HistoryItem(

@@ -1,8 +1,8 @@
 """The agent's ledger history for the dashboard: pages filtered by type, and CSV exports.
 
-Rows are ``billing.usage.HistoryItem`` (what REST and MCP list), read the same way as
-``billing.usage.transactions_for`` with a transaction type filter and a page size of the
-dashboard's choosing. CSV amounts are integers in base units with a decimal column beside them,
+Rows are ``billing.usage.HistoryItem`` (what REST and MCP list), read by
+``billing.usage.transactions_for`` with a transaction type filter and the dashboard's page
+size. CSV amounts are integers in base units with a decimal column beside them,
 so a spreadsheet and the ledger agree to the last satoshi.
 """
 
@@ -10,32 +10,19 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Table, func, select
-
 from agent_server.errors import ValidationFailed
 from agent_server.store import UnitOfWork
-from billing.models import (
-    AccountKind,
-    LedgerAccount,
-    LedgerEntry,
-    LedgerTransaction,
-    TransactionKind,
-)
-from billing.usage import HistoryItem, Usage
+from billing.models import TransactionKind
+from billing.usage import HistoryItem, Usage, transactions_for
 from wallets.currencies import currency_info
 
 PER_PAGE = 25
 MAX_EXPORT_ROWS = 100_000
 TYPES: tuple[str, ...] = tuple(kind.value for kind in TransactionKind)
-
-_TXNS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
-_ENTRIES: Table = LedgerEntry.__table__  # type: ignore[assignment]
-_ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 
 
 def check_type(kind: str | None) -> str | None:
@@ -60,84 +47,21 @@ class HistoryView:
         return max(1, -(-self.total // self.per_page))
 
 
-async def _items(uow: UnitOfWork, agent_id: int, rows: Sequence[Any]) -> list[HistoryItem]:
-    changes: dict[int, int] = defaultdict(int)
-    ids = [int(row.id) for row in rows]
-    for start in range(0, len(ids), 1000):
-        chunk = ids[start : start + 1000]
-        for txn_id, change in await uow.session.execute(
-            select(_ENTRIES.c.transaction_id, func.sum(_ENTRIES.c.credit - _ENTRIES.c.debit))
-            .join(_ACCOUNTS, _ACCOUNTS.c.id == _ENTRIES.c.account_id)
-            .where(
-                _ENTRIES.c.transaction_id.in_(chunk),
-                _ACCOUNTS.c.agent_id == agent_id,
-                _ACCOUNTS.c.kind == AccountKind.WALLET.value,
-            )
-            .group_by(_ENTRIES.c.transaction_id)
-        ):
-            changes[int(txn_id)] = int(change)
-    return [
-        HistoryItem(
-            id=int(row.id),
-            type=str(row.kind),
-            created_at=row.created_at,
-            currency=str(row.currency),
-            amount=int(row.amount),
-            balance_change=changes[int(row.id)],
-            usd_micros=row.price_usd_micros,
-            rate=row.rate,
-            tool=row.tool,
-            call_id=row.call_id,
-            booking_id=row.booking_id,
-            description=str(row.memo),
-        )
-        for row in rows
-    ]
-
-
-def _where(agent_id: int, kind: str | None) -> list[Any]:
-    conditions: list[Any] = [_TXNS.c.agent_id == agent_id]
-    if kind is not None:
-        conditions.append(_TXNS.c.kind == kind)
-    return conditions
-
-
 async def history_page(
     uow: UnitOfWork, agent_id: int, *, kind: str | None = None, page: int = 1
 ) -> HistoryView:
     """One page of the agent's transactions of type ``kind`` (all when None), newest first."""
     kind = check_type(kind)
-    if page < 1:
-        raise ValidationFailed.field("page", "pages are numbered from 1")
-    where = _where(agent_id, kind)
-    total = (
-        await uow.session.execute(select(func.count()).select_from(_TXNS).where(*where))
-    ).scalar_one()
-    rows = list(
-        await uow.session.execute(
-            select(_TXNS)
-            .where(*where)
-            .order_by(_TXNS.c.id.desc())
-            .limit(PER_PAGE)
-            .offset((page - 1) * PER_PAGE)
-        )
-    )
-    return HistoryView(await _items(uow, agent_id, rows), page, PER_PAGE, int(total), kind)
+    found = await transactions_for(uow, agent_id, page, kind=kind, per_page=PER_PAGE)
+    return HistoryView(found.data, page, PER_PAGE, found.total, kind)
 
 
 async def all_history(uow: UnitOfWork, agent_id: int, kind: str | None = None) -> list[HistoryItem]:
     """Every transaction of the agent of type ``kind`` (up to ``MAX_EXPORT_ROWS``), newest
     first, for the CSV export."""
     kind = check_type(kind)
-    rows = list(
-        await uow.session.execute(
-            select(_TXNS)
-            .where(*_where(agent_id, kind))
-            .order_by(_TXNS.c.id.desc())
-            .limit(MAX_EXPORT_ROWS)
-        )
-    )
-    return await _items(uow, agent_id, rows)
+    found = await transactions_for(uow, agent_id, 1, kind=kind, per_page=MAX_EXPORT_ROWS)
+    return found.data
 
 
 TRANSACTION_COLUMNS = (
