@@ -59,6 +59,7 @@ from agent_server.booking.availability import (
 from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule, Specialist
 from agent_server.errors import Forbidden, NotFound, ValidationFailed
 from agent_server.store import UnitOfWork
+from wallets.currencies import CURRENCIES as COINS
 
 CURRENCIES: tuple[str, ...] = ("USD", "USDT", "USDC", "ETH", "BTC")
 """Currencies a schedule may be priced in. Amounts are integers in each one's base unit."""
@@ -77,7 +78,6 @@ DEFAULT_USD_MICROS_PER_UNIT: Mapping[str, int] = {
     "BTC": 60_000_000_000,
     "ETH": 3_000_000_000,
 }
-_BASE_UNITS_PER_COIN: Mapping[str, int] = {"BTC": 10**8, "ETH": 10**18}
 
 _WEEKDAY_ALIASES = {
     "monday": "mon",
@@ -95,16 +95,17 @@ def usd_value(
 ) -> int:
     """``amount`` (base units of ``currency``) in USD micro-dollars, rounded to the nearest.
 
-    USD is already micro-dollars; USDT and USDC base units are 10^-6, so 1:1. BTC and ETH use
-    ``usd_micros_per_unit`` (micro-dollars per whole coin), or a static default table.
+    USD is already micro-dollars; USDT and USDC base units are 10^-6, so 1:1. BTC (satoshi)
+    and ETH (gwei) use ``usd_micros_per_unit`` (micro-dollars per whole coin), or a static
+    default table; their base units come from ``wallets.currencies``.
     """
     code = currency.upper()
     if code in ("USD", "USDT", "USDC"):
         return amount
     rates = usd_micros_per_unit or DEFAULT_USD_MICROS_PER_UNIT
-    if code not in _BASE_UNITS_PER_COIN or code not in rates:
+    if code not in COINS or code not in rates:
         raise ValueError(f"no USD rate for {currency!r}")
-    unit = _BASE_UNITS_PER_COIN[code]
+    unit = int(10 ** COINS[code].decimals)
     return (amount * rates[code] + unit // 2) // unit
 
 
@@ -258,7 +259,7 @@ FIELD_HINTS: Mapping[str, str] = {
     "buffer_minutes": f"minutes between slots, 0 to {MAX_BUFFER_MINUTES}",
     "min_notice_minutes": f"minimum notice in minutes, 0 to {MAX_NOTICE_MINUTES}",
     "price_amount": "a whole number, 0 or more, in the currency's base unit "
-    "(USD: micro-dollars, USDT/USDC: 10^-6, ETH: wei, BTC: satoshi)",
+    "(USD: micro-dollars, USDT/USDC: 10^-6, ETH: gwei, BTC: satoshi)",
     "capacity": f"seats per slot, 1 to {MAX_CAPACITY}",
     "start_date": "an ISO date, e.g. 2026-03-02",
     "end_date": "an ISO date, e.g. 2026-12-31",

@@ -20,8 +20,9 @@ from agent_server.booking.schedules import CURRENCIES, TimeZoneName, parse_model
 from agent_server.booking.search import normalize_skill, specialist_search_text
 from agent_server.errors import ValidationFailed
 from agent_server.store import UnitOfWork
+from wallets.currencies import CURRENCIES as COINS
 
-DECIMALS: Mapping[str, int] = {"USD": 6, "USDT": 6, "USDC": 6, "ETH": 18, "BTC": 8}
+DECIMALS: Mapping[str, int] = {"USD": 6} | {code: c.decimals for code, c in COINS.items()}
 WEEKDAY_NAMES: Mapping[str, str] = {
     "mon": "Monday",
     "tue": "Tuesday",
