@@ -32,7 +32,7 @@ TOOLS = {
     "create-schedule": ToolPrice("create-schedule", 100_000, hold=True),
 }
 RATES = {"BTC": 61_234_567_891, "ETH": 2_987_654_321, "USDT": 1_000_000, "USDC": 999_800}
-DECIMALS = {"BTC": 8, "ETH": 18, "USDT": 6, "USDC": 6}
+DECIMALS = {"BTC": 8, "ETH": 9, "USDT": 6, "USDC": 6}  # ETH in gwei
 
 
 def expected_price(usd_micros: int, currency: str) -> int:

@@ -176,7 +176,7 @@ async def test_the_preferred_wallet_pays_first_then_the_others_in_opening_order(
     agent = await make_agent(db, currency="ETH")
     await fund(db, agent, "USDT", 1_000_000)
     await fund(db, agent, "BTC", 100_000)
-    await fund(db, agent, "ETH", 4 * 10**12)  # 0.012 USD at 3,000 USD/ETH
+    await fund(db, agent, "ETH", 4_000)  # 4,000 gwei: 0.012 USD at 3,000 USD/ETH
     paid = []
     for _ in range(3):
         metered = await run_metered(
@@ -190,8 +190,8 @@ async def test_the_preferred_wallet_pays_first_then_the_others_in_opening_order(
         )
         assert metered.receipt is not None
         paid.append((metered.receipt.currency, metered.receipt.amount))
-    # 0.01 USD is 3,333,333,333,334 wei rounded up; the ETH wallet covers one call.
-    assert paid == [("ETH", 3_333_333_333_334), ("USDT", 10_000), ("USDT", 10_000)]
+    # 0.01 USD is 3,334 gwei rounded up; the ETH wallet covers one call.
+    assert paid == [("ETH", 3_334), ("USDT", 10_000), ("USDT", 10_000)]
     assert await wallet_balance(db, agent, "BTC") == 100_000
     await audit_ledger(db)
 

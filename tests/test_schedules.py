@@ -111,7 +111,7 @@ async def test_create_stores_normalized_hours_and_the_usd_price(db: Database) ->
             "weekly_hours": {"Monday": [["13:00", "24:00"], ["09:00", "12:00"]], "FRI": []},
             "blackout_dates": ["2026-05-05", "2026-05-04", "2026-05-05"],
             "overrides": {"2026-04-29": [["10:00", "11:00"]]},
-            "price_amount": 10**16,  # 0.01 ETH
+            "price_amount": 10**7,  # 0.01 ETH in gwei
             "price_currency": "eth",
             "skills": [" tax ", "tax", "accounting"],
         },
@@ -132,7 +132,8 @@ def test_usd_value_of_each_currency() -> None:
     assert usd_value(1_500_000, "USD") == 1_500_000
     assert usd_value(1_500_000, "USDC") == 1_500_000
     assert usd_value(10**8, "BTC") == 60_000_000_000
-    assert usd_value(10**18, "ETH", {"ETH": 2_500_000_000}) == 2_500_000_000
+    assert usd_value(10**9, "ETH", {"ETH": 2_500_000_000}) == 2_500_000_000  # 1 ETH in gwei
+    assert usd_value(12 * 10**9, "ETH") == 36_000_000_000  # 12 ETH at 3,000 USD
 
 
 BAD_INPUTS: list[tuple[dict[str, Any], str]] = [

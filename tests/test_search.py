@@ -212,7 +212,7 @@ async def test_every_filter_matches_the_reference(db: Database, loaded: Catalogu
         {"q": f"{fold(accented)} {skill.split('-')[0]}"},
         {"price_min": 50_000_000, "price_max": 150_000_000},
         {"price_max": 60_000_000, "currency": "USDC"},
-        {"price_min": 3 * 10**16, "currency": "ETH"},
+        {"price_min": 3 * 10**7, "currency": "ETH"},  # 0.03 ETH in gwei
         {"duration": 45},
         {"days_of_week": ["sat", "Sunday"], "timezone": "Asia/Tokyo"},
         {"hours_from": "07:00", "hours_to": "10:00", "timezone": "America/New_York"},

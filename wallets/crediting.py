@@ -3,9 +3,12 @@
 ``credit_confirmed`` posts a confirmed deposit to the ledger (``billing.credit_deposit``,
 idempotent by reference) at the USD rate of that moment, activates a ``pending_deposit``
 agent when the deposit is worth at least the activation amount, and records
-``deposit.confirmed``. ``orphan`` marks a deposit whose block left the chain and, if it had
-been credited, reverses it with a new ledger transaction (``billing.reverse_deposit``) and
-records ``deposit.reversed``. Both claim the deposit row with a conditional UPDATE first, so
+``deposit.confirmed``. What is credited is the amount received on chain in base units,
+rounded down (wei to gwei for ETH; the dust below one gwei stays on the deposit row); the
+minimum deposit and the activation amount are checked against that credited amount.
+``orphan`` marks a deposit whose block left the chain and, if it had been credited, reverses
+it with a new ledger transaction (``billing.reverse_deposit``) and records
+``deposit.reversed``. Both claim the deposit row with a conditional UPDATE first, so
 two watcher processes never post the same deposit twice.
 """
 
@@ -62,13 +65,15 @@ def _event(
     kind: str, deposit: Deposit, confirmations: int, txn: int | None, activated: bool, at: str
 ) -> DepositEventData:
     info = currency_info(deposit.currency)
+    credited, _ = info.chain_to_base(deposit.amount)
     return DepositEventData(
         kind=kind,
         deposit_id=deposit.id,
         agent_id=deposit.agent_id,
         currency=info.code,
-        amount=info.format(deposit.amount),
-        amount_base_units=str(deposit.amount),
+        amount=info.format(credited),
+        amount_base_units=str(credited),
+        amount_on_chain=str(deposit.amount),
         usd_micros=deposit.usd_micros,
         network=deposit.network,
         tx_hash=deposit.tx_hash,
@@ -94,28 +99,29 @@ async def credit_confirmed(
     Runs in the caller's transaction; does not commit.
     """
     info = currency_info(deposit.currency)
-    if deposit.amount < info.min_deposit:
+    credited, dust = info.chain_to_base(deposit.amount)
+    if credited < info.min_deposit:
         if await _claim(uow, deposit, DepositStatus.PENDING, DepositStatus.BELOW_MINIMUM):
             log.warning(
                 "wallets.deposit_below_minimum",
                 deposit_id=deposit.id,
                 agent_id=deposit.agent_id,
                 currency=info.code,
-                amount=str(deposit.amount),
-                minimum=str(info.min_deposit),
+                amount=info.format_on_chain(deposit.amount),
+                minimum=info.format(info.min_deposit),
             )
             return True
         return False
     if not await _claim(uow, deposit, DepositStatus.PENDING, DepositStatus.CREDITED):
         return False
     rate = rates.usd_micros_per_coin(info.code)
-    usd = base_units_to_usd(deposit.amount, info.code, rate)
+    usd = base_units_to_usd(credited, info.code, rate)
     reference = deposit_reference(deposit)
     txn = await credit_deposit(
         uow,
         agent_id=deposit.agent_id,
         currency=info.code,
-        amount=deposit.amount,
+        amount=credited,
         usd_micros=usd,
         reference=reference,
     )
@@ -124,13 +130,19 @@ async def credit_confirmed(
         activated = await activate_if_pending(
             uow,
             deposit.agent_id,
-            f"deposit of {info.format(deposit.amount)} {info.code} "
+            f"deposit of {info.format(credited)} {info.code} "
             f"(~{usd / 1_000_000:.2f} USD) confirmed: {reference}",
         )
     await uow.session.execute(
         update(Deposit)
         .where(Deposit.id == deposit.id)
-        .values(rate_usd_micros=rate, usd_micros=usd, ledger_txn_id=txn, activated_agent=activated)
+        .values(
+            rate_usd_micros=rate,
+            usd_micros=usd,
+            ledger_txn_id=txn,
+            activated_agent=activated,
+            dust=dust,
+        )
         .execution_options(synchronize_session=False)
     )
     deposit.usd_micros = usd
@@ -150,7 +162,8 @@ async def credit_confirmed(
         deposit_id=deposit.id,
         agent_id=deposit.agent_id,
         currency=info.code,
-        amount=info.format(deposit.amount),
+        amount=info.format(credited),
+        dust_on_chain=str(dust),
         usd_micros=usd,
         activated=activated,
         reference=reference,

@@ -1,8 +1,12 @@
 """The currencies agents can deposit, their chains, base units and minimum deposits.
 
-Amounts are integers in each currency's base unit: satoshi for BTC, wei for ETH and
-10^-6 for USDT and USDC. ETH, USDT and USDC share one deposit address per agent (the EVM
-chain); BTC has its own.
+Amounts are integers in each currency's base unit: satoshi for BTC, gwei for ETH (the
+chain's wei would overflow a 64-bit integer above 9.22 ETH), and 10^-6 for USDT and USDC.
+Ledger entries, balances, holds, prices and receipts all use the base unit. The chain may
+count in a smaller unit (``chain_decimals``: 18 for ETH's wei, the same as ``decimals`` for
+the others): ``chain_to_base`` turns an amount seen on chain into base units, rounding down
+and returning the remainder (dust) that is not credited, and ``base_to_chain`` goes back.
+ETH, USDT and USDC share one deposit address per agent (the EVM chain); BTC has its own.
 """
 
 from __future__ import annotations
@@ -27,8 +31,28 @@ class CurrencyInfo:
 
     code: str
     chain: Chain
-    decimals: int
+    decimals: int  # of the base unit every amount in the product is counted in
     min_deposit: int  # base units; smaller deposits are recorded but not credited
+    chain_decimals: int  # of the unit the chain counts in (wei for ETH); >= decimals
+
+    @property
+    def chain_units_per_base_unit(self) -> int:
+        """How many of the chain's units make one base unit (10^9 wei per gwei for ETH)."""
+        return int(10 ** (self.chain_decimals - self.decimals))
+
+    def chain_to_base(self, amount_on_chain: int) -> tuple[int, int]:
+        """An amount in the chain's unit as ``(base units credited, dust left on chain)``.
+
+        Rounds down: the dust (less than one base unit, in the chain's unit) is not credited.
+        """
+        if amount_on_chain < 0:
+            raise ValueError("an amount on chain cannot be negative")
+        credited, dust = divmod(amount_on_chain, self.chain_units_per_base_unit)
+        return credited, dust
+
+    def base_to_chain(self, base: int) -> int:
+        """Base units in the chain's unit (gwei to wei for ETH); exact."""
+        return base * self.chain_units_per_base_unit
 
     def to_decimal(self, amount: int) -> Decimal:
         """Base units as a decimal amount of whole coins (for display only)."""
@@ -36,13 +60,21 @@ class CurrencyInfo:
 
     def format(self, amount: int) -> str:
         """Base units as a plain decimal string without trailing zeros, e.g. ``"25.5"``."""
-        text = format(self.to_decimal(amount), "f")
-        if "." in text:
-            text = text.rstrip("0").rstrip(".")
-        return text or "0"
+        return _plain(self.to_decimal(amount))
+
+    def format_on_chain(self, amount_on_chain: int) -> str:
+        """An amount in the chain's unit (a deposit as received) as whole coins, exactly."""
+        return _plain(Decimal(amount_on_chain).scaleb(-self.chain_decimals))
 
     def parse(self, text: str, field: str = "amount") -> int:
         """A decimal string of whole coins as base units; more decimals than exist is an error."""
+        return self._parse(text, field, self.decimals)
+
+    def parse_on_chain(self, text: str, field: str = "amount") -> int:
+        """A decimal string of whole coins in the chain's unit (wei for ETH), to send on chain."""
+        return self._parse(text, field, self.chain_decimals)
+
+    def _parse(self, text: str, field: str, decimals: int) -> int:
         try:
             value = Decimal(text.strip())
         except ArithmeticError:
@@ -51,19 +83,27 @@ class CurrencyInfo:
             ) from None
         if not value.is_finite() or value <= 0:
             raise ValidationFailed.field(field, f"give a positive amount of {self.code}")
-        base = value.scaleb(self.decimals)
+        base = value.scaleb(decimals)
         if base != base.to_integral_value():
             raise ValidationFailed.field(
-                field, f"{self.code} has {self.decimals} decimals; round the amount"
+                field, f"{self.code} has {decimals} decimals; round the amount"
             )
         return int(base)
 
 
+def _plain(value: Decimal) -> str:
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
 CURRENCIES: dict[str, CurrencyInfo] = {
-    "BTC": CurrencyInfo("BTC", Chain.BTC, 8, 10_000),  # 0.0001 BTC
-    "ETH": CurrencyInfo("ETH", Chain.EVM, 18, 10**15),  # 0.001 ETH
-    "USDT": CurrencyInfo("USDT", Chain.EVM, 6, 1_000_000),  # 1 USDT
-    "USDC": CurrencyInfo("USDC", Chain.EVM, 6, 1_000_000),  # 1 USDC
+    "BTC": CurrencyInfo("BTC", Chain.BTC, 8, 10_000, chain_decimals=8),  # 0.0001 BTC
+    # gwei: wei (18 decimals) stays on the chain side only.
+    "ETH": CurrencyInfo("ETH", Chain.EVM, 9, 10**6, chain_decimals=18),  # 0.001 ETH
+    "USDT": CurrencyInfo("USDT", Chain.EVM, 6, 1_000_000, chain_decimals=6),  # 1 USDT
+    "USDC": CurrencyInfo("USDC", Chain.EVM, 6, 1_000_000, chain_decimals=6),  # 1 USDC
 }
 
 TOKEN_CURRENCIES: tuple[str, ...] = ("USDT", "USDC")

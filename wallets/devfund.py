@@ -36,7 +36,7 @@ class NoDevelopmentChain(RuntimeError):
 class Funding:
     agent_id: int
     currency: str
-    amount: int
+    amount: int  # sent, in the chain's unit (wei for ETH)
     address: str
     tx_hash: str
     block_number: int
@@ -59,7 +59,7 @@ async def fund_agent(
         raise ValidationFailed.field(
             "currency", "the development chain is an EVM chain: fund with ETH, USDT or USDC"
         )
-    base_units = info.parse(amount)
+    on_chain = info.parse_on_chain(amount)  # wei for ETH; credited in base units (gwei)
     endpoint = read_endpoint(chain_dir)
     rpc_url = settings.evm_rpc_url or (endpoint or {}).get("rpc_url")
     if not rpc_url:
@@ -76,10 +76,10 @@ async def fund_agent(
     try:
         network = evm_network(int(await w3.eth.chain_id))
         if info.code == "ETH":
-            tx_hash = await send_value(w3, address.address, base_units)
+            tx_hash = await send_value(w3, address.address, on_chain)
         else:
             contract = await _token_contract(db, network, info.code, endpoint)
-            tx_hash = await transfer(w3, contract, address.address, base_units)
+            tx_hash = await transfer(w3, contract, address.address, on_chain)
         receipt = await w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
         await mine(w3, settings.confirmations - 1)
     finally:
@@ -87,7 +87,7 @@ async def fund_agent(
     return Funding(
         agent_id=agent_id,
         currency=info.code,
-        amount=base_units,
+        amount=on_chain,
         address=address.address,
         tx_hash=tx_hash,
         block_number=int(receipt["blockNumber"]),

@@ -33,8 +33,9 @@ class DepositEventData:
     deposit_id: int
     agent_id: int
     currency: str
-    amount: str  # whole coins, decimal string
-    amount_base_units: str  # integer string (wei can exceed JSON's safe integers)
+    amount: str  # whole coins credited, decimal string
+    amount_base_units: str  # credited, integer string (base units: gwei for ETH)
+    amount_on_chain: str  # integer string of what arrived in the chain's unit (wei for ETH)
     usd_micros: int | None
     network: str
     tx_hash: str

@@ -84,7 +84,7 @@ class EvmSource:
         )
         for row in rows.scalars():
             info = CURRENCIES.get(row.currency)
-            if info is None or info.decimals != row.decimals:
+            if info is None or info.chain_decimals != row.decimals:
                 log.error(
                     "wallets.token_ignored",
                     network=self.network,

@@ -6,8 +6,10 @@
   address; BTC has its own), unique by agent, by index and by address.
 - ``deposits``: every transfer to one of our addresses, unique by (network, tx hash,
   position) where position is the log index of an ERC-20 ``Transfer``, the output index
-  (vout) of a Bitcoin output, or -1 for the native value of an EVM transaction. The block
-  hash is kept so a reorg is noticed; ``generation`` counts re-inclusions after a reorg.
+  (vout) of a Bitcoin output, or -1 for the native value of an EVM transaction. ``amount``
+  is exactly what arrived, in the chain's unit (wei for ETH); the credit is that amount in
+  base units rounded down (gwei for ETH) and the remainder, never credited, is ``dust``. The
+  block hash is kept so a reorg is noticed; ``generation`` counts re-inclusions after a reorg.
 - ``chain_checkpoints`` and ``chain_scanned_blocks``: the last block a watcher scanned and
   the hashes of recent blocks, so a restart resumes without gaps and a reorg finds its fork.
 - ``chain_tokens``: the ERC-20 contracts the EVM watcher follows, per network.
@@ -41,7 +43,7 @@ from agent_server.store.base import Base, BigIntPK, UTCDateTime
 
 
 class BaseUnits(TypeDecorator[int]):
-    """A non-negative integer amount too large for BIGINT (wei): NUMERIC(78, 0) on
+    """A non-negative integer amount too large for BIGINT (wei on chain): NUMERIC(78, 0) on
     PostgreSQL, decimal text on SQLite (whose NUMERIC would round through a float)."""
 
     impl = Numeric(78, 0)
@@ -109,7 +111,8 @@ class Deposit(Base):
     agent_id: Mapped[int] = mapped_column(BigIntPK, ForeignKey("agents.id"), index=True)
     address: Mapped[str] = mapped_column(String(100))
     currency: Mapped[str] = mapped_column(String(8))
-    amount: Mapped[int] = mapped_column(BaseUnits)
+    amount: Mapped[int] = mapped_column(BaseUnits)  # as received, in the chain's unit (wei)
+    dust: Mapped[int] = mapped_column(BaseUnits, default=0)  # part of amount below 1 base unit
     block_number: Mapped[int] = mapped_column(BigInteger)
     block_hash: Mapped[str] = mapped_column(String(80))
     status: Mapped[str] = mapped_column(String(16), default=DepositStatus.PENDING.value)

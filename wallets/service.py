@@ -9,8 +9,9 @@ Plain async functions over a ``UnitOfWork``, called by REST (``/api/agent/wallet
                               *, rates: RateSource) -> DepositInstructions
 
 ``choose_currency`` allocates the address on first use and opens the ledger wallet for the
-currency: the caller commits. Amounts are decimal strings of whole coins (wei do not fit a
-JSON number); base units are given as integer strings next to them.
+currency: the caller commits. Amounts are decimal strings of whole coins; base units (gwei for
+ETH) are given as integer strings next to them. Pending deposits are summed as they arrived on
+chain (wei for ETH), so a pending amount may show more decimals than the balance will.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ async def get_wallet(uow: UnitOfWork, agent_id: int, *, rates: RateSource) -> Wa
                 balance_base_units=str(amount),
                 balance_usd=usd_text(usd),
                 balance_usd_micros=usd,
-                pending=info.format(pending.get(code, 0)),
+                pending=info.format_on_chain(pending.get(code, 0)),
                 deposit_address=record.address if record else None,
             )
         )

@@ -32,7 +32,7 @@ from agent_server.logs import get_logger
 from agent_server.store import Database, UnitOfWork
 from wallets.addresses import all_addresses
 from wallets.crediting import credit_confirmed, orphan
-from wallets.currencies import Chain
+from wallets.currencies import Chain, currency_info
 from wallets.models import ChainCheckpoint, Deposit, DepositStatus, ScannedBlock
 from wallets.rates import RateSource
 
@@ -54,7 +54,7 @@ class ObservedTransfer:
     position: int  # log index, vout, or -1 for the native value of an EVM transaction
     address: str
     currency: str
-    amount: int
+    amount: int  # in the chain's unit (wei for ETH), exactly as transferred
     block_number: int
     block_hash: str
 
@@ -259,6 +259,7 @@ class DepositWatcher:
                     address=transfer.address,
                     currency=transfer.currency,
                     amount=transfer.amount,
+                    dust=currency_info(transfer.currency).chain_to_base(transfer.amount)[1],
                     block_number=transfer.block_number,
                     block_hash=transfer.block_hash,
                     status=DepositStatus.PENDING.value,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from chain_support import (
@@ -10,18 +11,24 @@ from chain_support import (
     deposits,
     evm_watcher,
     make_agent,
+    rates,
     status_of,
 )
 from sqlalchemy import select, update
 from web3 import AsyncWeb3
 
+from agent_server.config import Settings
 from agent_server.store import Database
 from billing.models import LedgerTransaction
+from wallets.chains import AnvilNode
 from wallets.chains.anvil import mine, rpc, send_value
 from wallets.chains.tokens import transfer, transfer_many
+from wallets.devfund import fund_agent
 from wallets.models import ChainCheckpoint, DepositEvent, ScannedBlock
+from wallets.service import get_wallet
 
 USDC = 1_000_000  # base units per USDC
+GWEI = 10**9  # ETH's base unit is the gwei; the chain counts in wei (10^9 per gwei)
 
 
 async def test_one_transaction_with_two_transfer_logs_credits_both_agents_after_confirmations(
@@ -67,16 +74,78 @@ async def test_native_eth_deposit_is_credited_and_other_tokens_or_addresses_are_
     watcher = await evm_watcher(db, anvil, test_tokens, confirmations=2)
     agent = await make_agent(db)
     ours = await address_of(db, agent, "ETH")
-    await send_value(anvil, ours, 10**16)  # 0.01 ETH = 30 USD
+    await send_value(anvil, ours, 10**16)  # 0.01 ETH = 30 USD, in wei
     # Value to an address that is not ours is ignored.
     await send_value(anvil, "0x000000000000000000000000000000000000dEaD", 10**16)
     await mine(anvil, 1)
     result = await watcher.poll_once()
     assert result.credited == 1
-    assert await balance(db, agent, "ETH") == 10**16
+    assert await balance(db, agent, "ETH") == 10**7  # 0.01 ETH in gwei
     assert await status_of(db, agent) == "active"
     [row] = await deposits(db)
     assert (row.currency, row.position, row.usd_micros) == ("ETH", -1, 30_000_000)
+
+
+async def test_an_eth_deposit_above_the_int64_wei_limit_is_credited_in_gwei_keeping_its_dust(
+    db: Database, anvil: AsyncWeb3[Any]
+) -> None:
+    watcher = await evm_watcher(db, anvil, {}, confirmations=1)
+    agent = await make_agent(db)
+    ours = await address_of(db, agent, "ETH")
+    sent = 12_345_678_901_234_567_891  # wei: 12.345678901234567891 ETH
+    assert sent > 2**63 - 1  # more wei than a BIGINT holds
+    tx = await send_value(anvil, ours, sent)
+    # 0.000999999999999999 ETH: a wei short of the minimum once rounded down to gwei.
+    short = await send_value(anvil, ours, 10**15 - 1)
+
+    result = await watcher.poll_once()
+    assert (result.seen, result.credited) == (2, 2)  # both settled: one credited, one refused
+    assert await balance(db, agent, "ETH") == 12_345_678_901
+    assert await status_of(db, agent) == "active"
+    by_tx = {row.tx_hash: row for row in await deposits(db)}
+    credited, refused = by_tx[tx], by_tx[short]
+    assert (credited.status, credited.amount, credited.dust) == ("credited", sent, 234_567_891)
+    assert credited.usd_micros == 37_037_036_703  # 12.345678901 ETH at 3,000 USD
+    assert (refused.status, refused.amount, refused.dust) == (
+        "below_minimum",
+        10**15 - 1,
+        999_999_999,
+    )
+    async with db.uow() as uow:
+        wallet = await get_wallet(uow, agent, rates=rates())
+        [ledger] = (
+            await uow.session.execute(
+                select(LedgerTransaction).where(LedgerTransaction.kind == "deposit")
+            )
+        ).scalars()
+        [payload] = (await uow.session.execute(select(DepositEvent.payload))).scalars()
+        assert (ledger.currency, ledger.amount) == ("ETH", 12_345_678_901)
+    [eth] = wallet.wallets
+    assert (eth.currency, eth.balance, eth.balance_base_units) == (
+        "ETH",
+        "12.345678901",
+        "12345678901",
+    )
+    assert eth.balance_usd == "37037.036703"
+    assert payload["amount"] == "12.345678901"
+    assert payload["amount_base_units"] == "12345678901"
+    assert payload["amount_on_chain"] == str(sent)
+
+
+async def test_dev_fund_sends_wei_on_chain_and_the_watcher_credits_gwei(
+    db: Database, anvil: AsyncWeb3[Any], anvil_node: AnvilNode, tmp_path: Path
+) -> None:
+    watcher = await evm_watcher(db, anvil, {}, confirmations=2)
+    agent = await make_agent(db)
+    settings = Settings(evm_rpc_url=anvil_node.rpc_url, confirmations=2)
+    funding = await fund_agent(settings, db, agent, "ETH", "25", chain_dir=tmp_path)
+    assert funding.amount == 25 * 10**18  # wei, as sent
+    sent = await anvil.eth.get_transaction(funding.tx_hash)  # type: ignore[arg-type]
+    assert int(sent["value"]) == 25 * 10**18
+    assert (await watcher.poll_once()).credited == 1
+    assert await balance(db, agent, "ETH") == 25 * GWEI
+    [row] = await deposits(db)
+    assert (row.amount, row.dust, row.usd_micros) == (25 * 10**18, 0, 75_000_000_000)
 
 
 async def test_replayed_blocks_and_a_second_watcher_credit_each_deposit_once(

@@ -68,6 +68,7 @@ def upgrade() -> None:
     sa.Column('address', sa.String(length=100), nullable=False),
     sa.Column('currency', sa.String(length=8), nullable=False),
     sa.Column('amount', wallets.models.BaseUnits(precision=78, scale=0), nullable=False),
+    sa.Column('dust', wallets.models.BaseUnits(precision=78, scale=0), nullable=False),
     sa.Column('block_number', sa.BigInteger(), nullable=False),
     sa.Column('block_hash', sa.String(length=80), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
