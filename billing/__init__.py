@@ -1,6 +1,6 @@
 """Prices, metering, the double-entry ledger and usage.
 
-Every amount is an integer in a currency's base unit (satoshi, wei, 10^-6 for USDT and USDC);
+Every amount is an integer in a currency's base unit (satoshi, gwei, 10^-6 for USDT and USDC);
 USD prices are micro-dollars. Nothing here commits unless it says so: services take an entered
 ``UnitOfWork`` and the caller commits.
 

@@ -25,7 +25,7 @@ class CurrencyWallet(BaseModel):
     currency: str = Field(examples=["USDC"])
     balance: str = Field(description="In whole coins.", examples=["25.5"])
     balance_base_units: str = Field(
-        description="Satoshi, wei or 10^-6 for USDT/USDC, as a string.", examples=["25500000"]
+        description="Satoshi, gwei or 10^-6 for USDT/USDC, as a string.", examples=["25500000"]
     )
     balance_usd: str = Field(examples=["25.50"])
     pending: str = Field(

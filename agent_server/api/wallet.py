@@ -1,7 +1,7 @@
 """Wallet usage and history over REST: ``GET /api/agent/wallet/usage`` and
 ``GET /api/agent/wallet/transactions``, for the authenticated agent.
 
-Amounts are integers in each currency's base unit (satoshi, wei, 10^-6 for USDT and USDC) and
+Amounts are integers in each currency's base unit (satoshi, gwei, 10^-6 for USDT and USDC) and
 USD amounts are micro-dollars; ``*_display`` fields repeat them as decimal strings for people.
 """
 

@@ -207,7 +207,7 @@ class SearchQuery(BaseModel):
         "ISO 3166-1 alpha-2 country code, e.g. 'DE'."))] = None
     price_min: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
         "Lowest price per slot, in base units of `currency` (USD: micro-dollars, so 50 USD "
-        "is 50000000; USDT/USDC: 10^-6; ETH: wei; BTC: satoshi)."))] = None
+        "is 50000000; USDT/USDC: 10^-6; ETH: gwei; BTC: satoshi)."))] = None
     price_max: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
         "Highest price per slot, in base units of `currency`."))] = None
     currency: Annotated[CurrencyCode, Field(description=(

@@ -84,7 +84,7 @@ def slot_out(slot: Slot, tz: str) -> SlotOut:
 class Money(BaseModel):
     amount: int = Field(description="Integer amount in the currency's base unit.")
     currency: str = Field(
-        description="USD (micro-dollars), USDT/USDC (10^-6), ETH (wei), BTC (sat)."
+        description="USD (micro-dollars), USDT/USDC (10^-6), ETH (gwei), BTC (sat)."
     )
 
 

@@ -70,7 +70,7 @@ class ScheduleFields(Input):
             ge=0,
             description=(
                 "Price of one slot as an integer in price_currency's base unit: USD in "
-                "micro-dollars (25 USD = 25000000), USDT/USDC in 10^-6, ETH in wei, BTC in sat."
+                "micro-dollars (25 USD = 25000000), USDT/USDC in 10^-6, ETH in gwei, BTC in sat."
             ),
         ),
     ] = 0

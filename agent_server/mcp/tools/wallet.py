@@ -22,7 +22,7 @@ Currency = Literal["BTC", "ETH", "USDT", "USDC"]
 class CurrencyBalanceOut(BaseModel):
     currency: str
     balance: str = Field(description="In whole coins, as a decimal string.")
-    balance_base_units: str = Field(description="Exact balance in the base unit (sat, wei, 10^-6).")
+    balance_base_units: str = Field(description="Exact balance in base units (sat, gwei, 10^-6).")
     balance_usd: str
     balance_usd_micros: int
     pending: str = Field(description="Deposits seen on chain, waiting for confirmations.")
