@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, Field
 
 from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as svc
@@ -96,10 +95,12 @@ class ListBookingsIn(Input):
         Field(description="Only bookings in this status."),
     ] = None
     starts_after: Annotated[
-        datetime | None, Field(description="Only slots starting at or after this time (ISO 8601).")
+        AwareDatetime | None,
+        Field(description="Only slots starting at or after this time (ISO 8601 with offset)."),
     ] = None
     starts_before: Annotated[
-        datetime | None, Field(description="Only slots starting before this time (ISO 8601).")
+        AwareDatetime | None,
+        Field(description="Only slots starting before this time (ISO 8601 with offset)."),
     ] = None
     cursor: Annotated[
         str | None, Field(max_length=200, description="next_cursor of the previous page.")
