@@ -34,6 +34,7 @@ from billing.models import IdempotencyKey, IdempotencyStatus
 KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 MIN_KEY_LIFETIME = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
+CLAIM_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -91,29 +92,37 @@ async def claim(
     token = uuid.uuid4().hex
     async with db.uow() as uow:
         now = uow.clock.now()
-        new_id = await insert_or_none(
-            uow,
-            KEYS,
-            {
-                "agent_id": agent_id,
-                "key": key,
-                "tool": tool,
-                "request_hash": fingerprint,
-                "status": IdempotencyStatus.IN_FLIGHT.value,
-                "lock_token": token,
-                "locked_at": now,
-                "created_at": now,
-            },
-            ["agent_id", "key"],
-        )
-        if new_id is not None:
-            await uow.commit()
-            return Claim(new_id, token, key)
-        row = (
-            await uow.session.execute(
-                select(KEYS).where(KEYS.c.agent_id == agent_id, KEYS.c.key == key)
+        row = None
+        for _ in range(CLAIM_ATTEMPTS):
+            new_id = await insert_or_none(
+                uow,
+                KEYS,
+                {
+                    "agent_id": agent_id,
+                    "key": key,
+                    "tool": tool,
+                    "request_hash": fingerprint,
+                    "status": IdempotencyStatus.IN_FLIGHT.value,
+                    "lock_token": token,
+                    "locked_at": now,
+                    "created_at": now,
+                },
+                ["agent_id", "key"],
             )
-        ).one()
+            if new_id is not None:
+                await uow.commit()
+                return Claim(new_id, token, key)
+            row = (
+                await uow.session.execute(
+                    select(KEYS).where(KEYS.c.agent_id == agent_id, KEYS.c.key == key)
+                )
+            ).one_or_none()
+            if row is not None:
+                break
+            # Its holder failed and freed the key between our insert and this read (each
+            # statement sees the latest commits on PostgreSQL): try to take it again.
+        if row is None:
+            raise _in_progress(key)
         if row.request_hash != fingerprint:
             raise IdempotencyMismatch(
                 "This idempotency key was already used for a different call. Use a new key "
@@ -135,11 +144,15 @@ async def claim(
             if taken.rowcount == 1:  # type: ignore[attr-defined]
                 await uow.commit()
                 return Claim(int(row.id), token, key)
-        raise IdempotencyMismatch(
-            "A call with this idempotency key is still in progress. Retry in a few seconds "
-            "with the same key to get its result.",
-            {"idempotency_key": key, "retryable": True},
-        )
+        raise _in_progress(key)
+
+
+def _in_progress(key: str) -> IdempotencyMismatch:
+    return IdempotencyMismatch(
+        "A call with this idempotency key is still in progress. Retry in a few seconds "
+        "with the same key to get its result.",
+        {"idempotency_key": key, "retryable": True},
+    )
 
 
 async def complete(

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
 
+import psycopg
 import pytest
+from billing_support import make_agent as make_billing_agent
 from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
+from sqlalchemy import event
 
 from agent_server.config import Settings
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
 from agent_server.store import Database
+from billing.idempotency import Claim, claim
 
 USDC = 1_000_000
 
@@ -41,3 +47,49 @@ async def test_list_bookings_refuses_a_time_without_offset_naming_the_field(
             {"starts_after": "2026-03-02T09:00:00Z", "starts_before": "2026-04-01T00:00:00+02:00"},
         )
     assert listed["bookings"] == []
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_a_key_freed_by_its_failed_holder_mid_claim_is_taken_not_an_internal_error(
+    backend: str, database_url: str, db: Database
+) -> None:
+    # Found by the soak: the same key sent to two servers at once, the first call failing.
+    # The second call's insert met the first's key; the first then freed it (its call
+    # failed); the second's read of the key found nothing and raised NoResultFound.
+    # PostgreSQL only: SQLite's writers are serialised, so the read cannot miss the row.
+    agent_id = await make_billing_agent(db)
+    args: dict[str, Any] = {"slot_id": "1-20260302T0900Z"}
+    first = await claim(
+        db,
+        agent_id=agent_id,
+        key="race-key-0001",
+        tool="book-slot",
+        arguments=args,
+        stale_after=timedelta(minutes=15),
+    )
+    assert isinstance(first, Claim)
+    sync_url = database_url.replace("postgresql+asyncpg://", "postgresql://")
+    freed: list[bool] = []
+
+    def first_call_fails_now(
+        conn: Any, cursor: Any, statement: str, *_: Any
+    ) -> None:  # runs right before the second claim reads the key
+        if not freed and statement.lstrip().startswith("SELECT") and "idempotency" in statement:
+            freed.append(True)
+            with psycopg.connect(sync_url, autocommit=True) as other:
+                other.execute("DELETE FROM billing_idempotency_keys WHERE id = %s", (first.id,))
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", first_call_fails_now)
+    try:
+        second = await claim(
+            db,
+            agent_id=agent_id,
+            key="race-key-0001",
+            tool="book-slot",
+            arguments=args,
+            stale_after=timedelta(minutes=15),
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", first_call_fails_now)
+    assert freed == [True]
+    assert isinstance(second, Claim) and second.id != first.id
