@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import secrets
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.logs import bind_request, clear_request, parse_or_make_traceparent
+from agent_server.logs import (
+    bind_request,
+    clear_request,
+    get_logger,
+    parse_or_make_traceparent,
+)
+
+log = get_logger(__name__)
 
 
 class RequestContext:
@@ -40,5 +48,9 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_ids)
+        except ClientDisconnect:
+            # The client went away before its request was read: there is no one to answer
+            # and nothing failed here, so no error (and no traceback) in the log.
+            log.info("request.client_disconnected", path=scope.get("path", ""))
         finally:
             clear_request()
