@@ -8,7 +8,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from agent_server.mcp.tools import bookings, discovery, schedules, wallet  # noqa: F401
+# Each tool module declares its tools on REGISTRY when imported.
+import agent_server.mcp.tools.bookings
+import agent_server.mcp.tools.discovery
+import agent_server.mcp.tools.schedules
+import agent_server.mcp.tools.wallet  # noqa: F401
 from agent_server.mcp.tools.registry import REGISTRY
 from agent_server.runtime import Runtime
 from billing.prices import PriceList, load_price_list
