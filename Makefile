@@ -52,5 +52,12 @@ typecheck: install
 bench: install postgres
 	$(BIN)/python -m bench
 
+# Two servers on one PostgreSQL, 50 agents, 10,000 tool calls with disconnects and a SIGKILL,
+# then the audit (tests/soak.py); the figures go to artifacts/soak.json. A reduced soak runs
+# inside `make test` (tests/test_soak.py).
+soak: install postgres
+	mkdir -p artifacts
+	$(BIN)/python tests/soak.py --agents 50 --calls 10000 --json artifacts/soak.json
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache artifacts
