@@ -52,6 +52,27 @@ async def test_list_bookings_refuses_a_time_without_offset_naming_the_field(
     assert listed["bookings"] == []
 
 
+async def test_slot_ids_at_the_ends_of_the_calendar_are_refused_naming_the_field(
+    runtime: Runtime,
+) -> None:
+    # Was an INTERNAL_ERROR (OverflowError): 9999-12-31 23:59 UTC has no local date east of
+    # UTC, 0001-01-01 00:00 none west of it.
+    from agent_server.booking.demo import load_demo_data
+
+    await load_demo_data(runtime.db, 3, seed=3)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=100 * USDC)
+    async with client_for(runtime, key) as client:
+        for slot_id in ("1-99991231T2359Z", "1-00010101T0000Z", "2-19000101T0900Z"):
+            for tool, arguments in (
+                ("book-slot", {"slot_id": slot_id, "idempotency_key": "far-slot-0001"}),
+                ("quote", {"tool": "book-slot", "slot_id": slot_id}),
+            ):
+                refused = await client.call_tool(tool, arguments)
+                assert error_code(refused) == "VALIDATION_ERROR", (tool, slot_id)
+                fields = body(refused)["error"]["details"]["fields"]
+                assert fields[0]["field"] == "slot_id" and "years" in fields[0]["message"]
+
+
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_a_key_freed_by_its_failed_holder_mid_claim_is_taken_not_an_internal_error(
     backend: str, database_url: str, db: Database

@@ -72,6 +72,9 @@ Range = tuple[int, int]
 _HHMM = re.compile(r"^([01]\d|2[0-4]):([0-5]\d)$")
 _SLOT_ID = re.compile(r"^([1-9]\d{0,18})-(\d{8}T\d{4})Z$")
 SLOT_ID_FORMAT_HINT = "use '<schedule_id>-YYYYMMDDTHHMMZ' as returned by get-availability"
+# Slot times are refused outside these years: nothing is bookable there, and near the ends of
+# the calendar a slot's local date in its time zone would not exist.
+SLOT_YEARS = (2000, 2999)
 
 
 def parse_hhmm(text: str) -> int:
@@ -144,6 +147,12 @@ def parse_slot_id(slot_id: str) -> tuple[int, datetime]:
         raise ValidationFailed.field(
             "slot_id", f"{slot_id!r} names an impossible date; {SLOT_ID_FORMAT_HINT}"
         ) from None
+    if not SLOT_YEARS[0] <= start.year <= SLOT_YEARS[1]:
+        raise ValidationFailed.field(
+            "slot_id",
+            f"{slot_id!r} is not between the years {SLOT_YEARS[0]} and {SLOT_YEARS[1]}; "
+            f"{SLOT_ID_FORMAT_HINT}",
+        )
     return int(match.group(1)), start
 
 
