@@ -8,6 +8,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from accounts_support import api_for, outbox_code
 from billing_support import make_agent as make_billing_agent
 from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
@@ -15,6 +16,7 @@ from mcp_types.version import LATEST_MODERN_VERSION
 from sqlalchemy import event
 
 from agent_server.app import create_app
+from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.logs import configure_logging
 from agent_server.mcp.server import build_mcp_server
@@ -71,6 +73,24 @@ async def test_slot_ids_at_the_ends_of_the_calendar_are_refused_naming_the_field
                 assert error_code(refused) == "VALIDATION_ERROR", (tool, slot_id)
                 fields = body(refused)["error"]["details"]["fields"]
                 assert fields[0]["field"] == "slot_id" and "years" in fields[0]["message"]
+
+
+async def test_verifying_a_verified_email_with_a_wrong_code_reveals_nothing(
+    database_url: str, clock: FakeClock
+) -> None:
+    # Was 200 with the agent's id and status for any code: anyone knowing an email learned
+    # which agent it was and whether it was active, suspended or banned.
+    async with api_for(database_url, clock, None) as api:
+        registered = await api.register("verified@example.com")
+        agent_id = registered.json()["agent_id"]
+        code = await outbox_code(api.runtime.db, "verified@example.com")
+        assert (await api.verify("verified@example.com", code)).status_code == 200
+        again = await api.verify("verified@example.com", code)  # a client's retry
+        assert again.status_code == 200 and again.json()["agent_id"] == agent_id
+        for guess in ("000000", f"{(int(code) + 1) % 1_000_000:06d}"):
+            guessed = await api.verify("verified@example.com", guess)
+            assert guessed.status_code == 422
+            assert str(agent_id) not in guessed.text and "active" not in guessed.text
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -319,6 +319,18 @@ async def _live_code(uow: UnitOfWork, agent_id: int) -> EmailCode | None:
     ).scalar_one_or_none()
 
 
+async def _used_code(uow: UnitOfWork, agent_id: int) -> EmailCode | None:
+    """The code that verified the agent's email."""
+    return (
+        await uow.session.execute(
+            select(EmailCode)
+            .where(EmailCode.agent_id == agent_id, EmailCode.used_at.is_not(None))
+            .order_by(EmailCode.id.desc())
+            .limit(1)
+        )
+    ).scalar_one_or_none()
+
+
 def _code_error(email: str, message: str, **details: Any) -> ValidationFailed:
     return ValidationFailed(
         f"code: {message}",
@@ -347,6 +359,13 @@ async def verify_email(uow: UnitOfWork, settings: Settings, email: str, code: st
     async with uow:
         agent = await _agent_by_email(uow, email)
         if agent.email_verified:
+            # A retry with the code that verified it answers as the first call did; any other
+            # code learns nothing of the account (neither its id nor its status).
+            used = await _used_code(uow, agent.id)
+            if used is None or not secret_matches(
+                pepper(settings), code, used.code_hash, context=code_context(agent.id)
+            ):
+                raise _code_error(email, "is not the code that verified this email")
             await uow.commit()  # nothing written; keeps the loaded agent readable
             return agent
         now = uow.clock.now()
