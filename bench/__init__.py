@@ -1,7 +1,8 @@
 """Benchmarks of Agent Server; run them with ``python -m bench`` (see ``bench/__main__.py``).
 
 ``Context`` is what each benchmark's ``run(ctx)`` receives: the backend, scratch databases
-and options.
+and options. ``Ratio`` is one line of the table its ``ratios(rows)`` returns: a measurement
+against its baseline from the same run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import statistics
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sqlalchemy import text
@@ -68,6 +69,64 @@ async def _pg_admin(url: str, sql: str) -> None:
             await conn.execute(text(sql))
     finally:
         await engine.dispose()
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """A measurement against the baseline measured in the same run, and its target.
+
+    ``target`` is ``">= x"`` (higher is better, e.g. throughput) or ``"<= x"`` (lower is
+    better, e.g. latency growth); empty when there is none.
+    """
+
+    benchmark: str
+    backend: str
+    case: str
+    mode: str = ""
+    value: float | None = None
+    baseline_value: float | None = None
+    unit: str = ""
+    baseline: str = ""
+    target: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        if self.value is None or not self.baseline_value:
+            return None
+        return self.value / self.baseline_value
+
+    @property
+    def met(self) -> bool | None:
+        """Whether the target is met; None without a target or a measurement."""
+        if not self.target or self.ratio is None:
+            return None
+        sign, bound = self.target.split()
+        return self.ratio >= float(bound) if sign == ">=" else self.ratio <= float(bound)
+
+    def cells(self) -> tuple[str, ...]:
+        def number(x: float | None) -> str:
+            return "" if x is None else f"{x:,.1f}"
+
+        measured = f"{number(self.value)} {self.unit}".strip()
+        baseline = f"{number(self.baseline_value)} ({self.baseline})" if self.baseline else ""
+        ratio = "" if self.ratio is None else f"{self.ratio:.3f}"
+        verdict = {None: "", True: "ok", False: "BELOW TARGET"}[self.met]
+        if self.target.startswith("<=") and self.met is False:
+            verdict = "ABOVE TARGET"
+        return (
+            self.benchmark,
+            self.backend,
+            self.case,
+            self.mode,
+            measured,
+            baseline,
+            ratio,
+            self.target,
+            verdict,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {**asdict(self), "ratio": self.ratio, "met": self.met}
 
 
 def percentile(samples: Sequence[float], q: float) -> float:

@@ -1,19 +1,23 @@
-"""Run the benchmarks: ``.venv/bin/python -m bench [--pg] [--only NAME] [--quick]``.
+"""Run the benchmarks: ``.venv/bin/python -m bench [--sqlite | --pg] [--only NAME] [--quick]``.
+
+``make bench`` runs every benchmark on SQLite and on PostgreSQL (when one answers at
+``AGENT_SERVER_BENCH_PG_URL``, default the local server; ``--sqlite`` or ``--pg`` picks one),
+prints ONE table of ratios against the baselines measured in the same run, and writes every
+result as one JSON file, ``bench/results/bench-<UTC time>.json`` (git-ignored): the ratios,
+and every benchmark's raw rows.
 
 Every module ``bench/bench_<name>.py`` is a benchmark. It exposes::
 
     async def run(ctx: bench.Context) -> list[dict[str, object]]
+    def ratios(rows: list[dict[str, object]]) -> list[bench.Ratio]
 
-(a ``run()`` without parameters is called with its own defaults, and rows may also be
-dataclasses or pydantic models) and returns rows (one per measured case, e.g.
-``{"case": "100k", "p50_ms": 12.3}``); this runner adds the benchmark name, prints every row
-in one table, and writes them as JSON to
-``bench/results/<name>-<backend>-<UTC time>.json`` (git-ignored). ``ctx`` carries the backend
-(SQLite in a scratch directory by default; PostgreSQL with ``--pg`` or when
-``AGENT_SERVER_BENCH_PG_URL`` is set), helpers to create scratch databases, and ``quick``
-(smaller sizes, for a smoke run). The table shows scalar values; lists and mappings are in the
-JSON file only. Benchmarks report ratios against a baseline measured in the
-same run, never absolute thresholds, and are not part of the test suite.
+``run`` measures (a ``run()`` without parameters is called with its own defaults; rows may
+also be dataclasses or pydantic models) and returns one row per measured case;
+``ratios`` turns its rows (with ``backend`` added) into the table's lines: what was
+measured, the baseline it is compared with, their ratio and the target. ``ctx`` carries the
+backend, helpers to create scratch databases, and ``quick`` (smaller sizes, for a smoke run).
+Benchmarks report ratios against a baseline measured in the same run, never absolute
+thresholds, and are not part of the test suite.
 """
 
 from __future__ import annotations
@@ -26,16 +30,21 @@ import inspect
 import json
 import os
 import pkgutil
+import platform
 import sys
 import time
 import traceback
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
 import bench
-from bench import Context
+from bench import Context, Ratio
 
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+COLUMNS = ("benchmark", "backend", "case", "mode", "measured", "baseline", "ratio", "target", "")
 
 
 def _modules(only: list[str]) -> list[str]:
@@ -49,29 +58,22 @@ def _modules(only: list[str]) -> list[str]:
     return names
 
 
-def _table(rows: list[dict[str, Any]]) -> str:
-    """Scalar columns only; lists and mappings stay in the JSON file."""
-    if not rows:
+def _table(ratios: list[Ratio]) -> str:
+    """The ratio table: one line per comparison."""
+    if not ratios:
         return "(no results)"
-    columns: list[str] = []
-    for row in rows:
-        for key, value in row.items():
-            if key not in columns and not isinstance(value, dict | list):
-                columns.append(key)
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
-    rule = "  ".join("-" * w for w in widths)
-    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join([line, rule, *body])
+    cells = [r.cells() for r in ratios]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+    right = {"measured", "baseline", "ratio"}
 
+    def line(values: tuple[str, ...] | list[str]) -> str:
+        return "  ".join(
+            v.rjust(w) if c in right else v.ljust(w)
+            for c, v, w in zip(COLUMNS, values, widths, strict=True)
+        ).rstrip()
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.2f}"
-    return str(value)
+    rule = "  ".join("-" * w for w in widths).rstrip()
+    return "\n".join([line(COLUMNS), rule, *(line(row) for row in cells)])
 
 
 async def _run(run: Any, ctx: Context) -> list[Any]:
@@ -90,7 +92,7 @@ def _as_row(row: Any) -> dict[str, Any]:
         return row
     if dataclasses.is_dataclass(row) and not isinstance(row, type):
         data = dataclasses.asdict(row)
-        for name in dir(type(row)):  # computed properties (a ratio) belong in the table too
+        for name in dir(type(row)):  # computed properties (a ratio) belong in the JSON too
             if isinstance(getattr(type(row), name, None), property) and not name.startswith("_"):
                 value = getattr(row, name)
                 if isinstance(value, int | float | str | bool):
@@ -101,33 +103,86 @@ def _as_row(row: Any) -> dict[str, Any]:
     return {"result": str(row)}
 
 
+async def _postgres_answers(url: str) -> str | None:
+    """None when PostgreSQL answers at ``url``; else why not."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return None
+    except Exception as exc:
+        return repr(exc)
+    finally:
+        await engine.dispose()
+
+
+async def _backends(args: argparse.Namespace) -> list[str | None]:
+    """The PostgreSQL admin URL for each backend to run (None: SQLite)."""
+    pg_url = os.environ.get("AGENT_SERVER_BENCH_PG_URL") or DEFAULT_PG_URL
+    if args.sqlite:
+        return [None]
+    if args.pg:
+        return [pg_url]
+    why = await _postgres_answers(pg_url)
+    if why is not None:
+        print(f"PostgreSQL skipped (not answering at {pg_url}: {why})", file=sys.stderr)
+        return [None]
+    return [None, pg_url]
+
+
 async def _main(args: argparse.Namespace) -> int:
-    pg_url = os.environ.get("AGENT_SERVER_BENCH_PG_URL") or (DEFAULT_PG_URL if args.pg else None)
-    ctx = Context(pg_admin_url=pg_url, quick=args.quick, options=dict(args.option or []))
-    ctx.results_dir.mkdir(parents=True, exist_ok=True)
-    all_rows: list[dict[str, Any]] = []
+    options = dict(args.option or [])
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    for name in _modules(args.only):
-        module = importlib.import_module(f"bench.{name}")
-        label = name.removeprefix("bench_")
-        print(f"== {label} ({ctx.backend})", file=sys.stderr, flush=True)
-        started = time.perf_counter()
-        try:
-            rows = [{"benchmark": label, **_as_row(row)} for row in await _run(module.run, ctx)]
-        except Exception as exc:  # one broken benchmark must not hide the others
-            traceback.print_exc()
-            rows = [{"benchmark": label, "error": repr(exc)}]
-        print(f"   done in {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
-        out = ctx.results_dir / f"{label}-{ctx.backend}-{stamp}.json"
-        out.write_text(json.dumps({"backend": ctx.backend, "rows": rows}, indent=2, default=str))
-        all_rows.extend(rows)
-    print(_table(all_rows))
-    return 0
+    rows: list[dict[str, Any]] = []
+    ratios: list[Ratio] = []
+    failed = False
+    for pg_url in await _backends(args):
+        ctx = Context(pg_admin_url=pg_url, quick=args.quick, options=options)
+        ctx.results_dir.mkdir(parents=True, exist_ok=True)
+        for name in _modules(args.only):
+            module = importlib.import_module(f"bench.{name}")
+            label = name.removeprefix("bench_")
+            print(f"== {label} ({ctx.backend})", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            try:
+                measured = [
+                    {"benchmark": label, **_as_row(row), "backend": ctx.backend}
+                    for row in await _run(module.run, ctx)
+                ]
+                ratios += module.ratios(measured)
+            except Exception as exc:  # one broken benchmark must not hide the others
+                traceback.print_exc()
+                failed = True
+                measured = [{"benchmark": label, "backend": ctx.backend, "error": repr(exc)}]
+                ratios.append(Ratio(label, ctx.backend, "FAILED", repr(exc)[:80]))
+            elapsed = time.perf_counter() - started
+            print(f"   done in {elapsed:.1f}s", file=sys.stderr, flush=True)
+            rows += measured
+    out = bench.RESULTS_DIR / f"bench-{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "started": stamp,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "quick": args.quick,
+        "options": options,
+        "ratios": [r.to_dict() for r in ratios],
+        "rows": rows,
+    }
+    out.write_text(json.dumps(document, indent=2, default=str))
+    print(_table(ratios))
+    print(f"\nall results: {out}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--pg", action="store_true", help="run on PostgreSQL")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--pg", action="store_true", help="only PostgreSQL")
+    which.add_argument("--sqlite", action="store_true", help="only SQLite")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--only", nargs="*", default=[], help="benchmark names to run")
     parser.add_argument(

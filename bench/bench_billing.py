@@ -29,7 +29,7 @@ from sqlalchemy import text
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.store import Database, make_engine
-from bench import Context
+from bench import Context, Ratio
 from billing.config import BillingConfig
 from billing.deposits import adjust_balance
 from billing.meter import MeteredCall, run_metered
@@ -158,6 +158,24 @@ async def run(ctx: Context) -> list[Result]:
     workers = int(ctx.options.get("workers", 8))
     async with ctx.scratch_database("billing") as url:
         return await bench_backend(ctx.backend, url, calls, workers)
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[Ratio]:
+    """Charges per second against the bare single-row UPDATE of the same rounds."""
+    return [
+        Ratio(
+            benchmark="billing",
+            backend=str(row["backend"]),
+            case="charge (metered read call)",
+            mode=str(row["mode"]),
+            value=float(row["charges_per_s"]),
+            baseline_value=float(row["baseline_per_s"]),
+            unit="/s",
+            baseline="bare UPDATE",
+            target=f">= {TARGET_RATIO}",
+        )
+        for row in rows
+    ]
 
 
 def main() -> int:

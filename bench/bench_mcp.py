@@ -39,11 +39,12 @@ from agent_server.booking.models import Schedule
 from agent_server.booking.schedules import get_availability
 from agent_server.config import Settings
 from agent_server.store import Database, make_engine
-from bench import Context
+from bench import Context, Ratio
 from billing.deposits import adjust_balance
 from wallets.addresses import deposit_address_for
 
 CONCURRENCY = 16
+TARGETS = {"view-profile": ">= 0.5", "search-specialists": ">= 0.3"}
 BIN = Path(sys.executable).parent
 
 
@@ -239,3 +240,23 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                 proc.terminate()
                 proc.wait(timeout=30)
     return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[Ratio]:
+    """Each tool's calls per second against the bare echo MCPServer in the same mode."""
+    echo = {r["mode"]: float(r["calls_per_s"]) for r in rows if r["case"] == "echo"}
+    return [
+        Ratio(
+            benchmark="mcp",
+            backend=str(row["backend"]),
+            case=str(row["case"]),
+            mode=str(row["mode"]),
+            value=float(row["calls_per_s"]),
+            baseline_value=echo.get(str(row["mode"])),
+            unit="calls/s",
+            baseline="echo MCPServer",
+            target=TARGETS.get(str(row["case"]), ""),
+        )
+        for row in rows
+        if row["case"] != "echo"
+    ]

@@ -24,7 +24,7 @@ from agent_server.booking.demo import load_demo_data
 from agent_server.booking.search import SearchQuery, search_specialists
 from agent_server.clock import FakeClock
 from agent_server.store import Database, make_engine
-from bench import Context, percentile
+from bench import Context, Ratio, percentile
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 LATER = (NOW + timedelta(days=14)).date()
@@ -38,16 +38,30 @@ QUERIES: dict[str, dict[str, Any]] = {
     "city": {"city": "Berlin"},
     "country+max_price": {"country": "US", "price_max": 150_000_000, "sort": "price"},
     "language+duration desc": {
-        "languages": ["es"], "duration": 60, "sort": "price", "order": "desc"},
+        "languages": ["es"],
+        "duration": 60,
+        "sort": "price",
+        "order": "desc",
+    },
     "weekend": {"days_of_week": ["sat", "sun"], "timezone": "Europe/London"},
     "evening hours+skill": {
-        "hours_from": "18:00", "hours_to": "22:00", "timezone": "Asia/Tokyo",
-        "skills": ["career-coaching"]},
+        "hours_from": "18:00",
+        "hours_to": "22:00",
+        "timezone": "Asia/Tokyo",
+        "skills": ["career-coaching"],
+    },
     "later window+skill": {
-        "date_from": LATER.isoformat(), "date_to": (LATER + timedelta(days=6)).isoformat(),
-        "skills": ["ux-design"], "sort": "next_available"},
+        "date_from": LATER.isoformat(),
+        "date_to": (LATER + timedelta(days=6)).isoformat(),
+        "skills": ["ux-design"],
+        "sort": "next_available",
+    },
     "price range USDC+text": {
-        "price_min": 50_000_000, "price_max": 200_000_000, "currency": "USDC", "q": "startup"},
+        "price_min": 50_000_000,
+        "price_max": 200_000_000,
+        "currency": "USDC",
+        "q": "startup",
+    },
 }
 SECOND_PAGES = ("default", "next_available", "skill+price")
 
@@ -134,3 +148,25 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def ratios(rows: list[dict[str, Any]]) -> list[Ratio]:
+    """p50 and p95 at the largest size against the smallest (the baseline), target <= 3."""
+    sized = [r for r in rows if "load_s" in r]
+    if len(sized) < 2:
+        return []
+    base, big = sized[0], sized[-1]
+    return [
+        Ratio(
+            benchmark="search",
+            backend=str(big["backend"]),
+            case=f"search {str(big['case']).split()[0]} specialists",
+            mode=quantile,
+            value=float(big[f"{quantile}_ms"]),
+            baseline_value=float(base[f"{quantile}_ms"]),
+            unit="ms",
+            baseline=f"{str(base['case']).split()[0]} specialists",
+            target="<= 3",
+        )
+        for quantile in ("p50", "p95")
+    ]
