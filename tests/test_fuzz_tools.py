@@ -7,7 +7,7 @@ SPEC's error codes (``agent_server.errors.ERROR_CODES``), never an internal erro
 
 The examples are derandomized (the same ones every run) and bounded:
 ``AGENT_SERVER_FUZZ_EXAMPLES`` (default 40 per tool and backend) raises the count for a
-longer local run.
+longer local run, and ``AGENT_SERVER_FUZZ_RANDOM=1`` draws new examples each run.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from agent_server.store import Database, make_engine
 EXAMPLES = int(os.environ.get("AGENT_SERVER_FUZZ_EXAMPLES", "40"))
 PROOF = settings(
     max_examples=EXAMPLES,
-    derandomize=True,
+    derandomize=os.environ.get("AGENT_SERVER_FUZZ_RANDOM") != "1",
     database=None,
     deadline=None,
     print_blob=True,
