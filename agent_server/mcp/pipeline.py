@@ -97,9 +97,8 @@ async def run_tool(
         body = dict(metered.result)
         if "receipt" in spec.output_model.model_fields:
             body["receipt"] = metered.receipt.to_dict() if metered.receipt else None
-        output = spec.output_model.model_validate(body)
         log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
-        return results.success(output)
+        return results.success(body)
     except AgentServerError as exc:
         log.info("tool.refused", tool=spec.name, code=exc.code)
         return results.failure(exc)

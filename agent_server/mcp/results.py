@@ -15,9 +15,13 @@ from pydantic import BaseModel
 from agent_server.errors import AgentServerError
 
 
-def success(output: BaseModel) -> CallToolResult:
-    """A successful result: the output model as structured content and as JSON text."""
-    body = output.model_dump(mode="json")
+def success(output: BaseModel | dict[str, Any]) -> CallToolResult:
+    """A successful result: the output as structured content and as compact JSON text.
+
+    A dict must already be the JSON form of the tool's output model: the SDK validates the
+    structured content against the tool's output schema before it is sent.
+    """
+    body = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body)
 
