@@ -6,7 +6,7 @@ database, mixed with hostile values. Whatever comes in, a caller gets a result o
 SPEC's error codes (``agent_server.errors.ERROR_CODES``), never an internal error.
 
 The examples are derandomized (the same ones every run) and bounded:
-``AGENT_SERVER_FUZZ_EXAMPLES`` (default 40 per tool and backend) raises the count for a
+``AGENT_SERVER_FUZZ_EXAMPLES`` (default 60 per tool and backend) raises the count for a
 longer local run, and ``AGENT_SERVER_FUZZ_RANDOM=1`` draws new examples each run.
 """
 
@@ -35,7 +35,7 @@ from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
 from agent_server.store import Database, make_engine
 
-EXAMPLES = int(os.environ.get("AGENT_SERVER_FUZZ_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("AGENT_SERVER_FUZZ_EXAMPLES", "60"))
 PROOF = settings(
     max_examples=EXAMPLES,
     derandomize=os.environ.get("AGENT_SERVER_FUZZ_RANDOM") != "1",
