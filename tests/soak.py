@@ -196,7 +196,7 @@ class ServeProcess:
                 self.proc.wait(timeout=30)
 
 
-def server_env(database_url: str, port_hint: int = 0) -> dict[str, str]:
+def server_env(database_url: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
     env.update(
         AGENT_SERVER_DATABASE_URL=database_url,
@@ -275,9 +275,7 @@ async def hot_slots(db: Database, wanted: int, rng: random.Random) -> list[str]:
 # --- agents -------------------------------------------------------------------------------------
 
 
-async def sign_up(
-    db: Database, server: ServeProcess, index: int, callback_url: str, rng: random.Random
-) -> AgentSetup:
+async def sign_up(db: Database, server: ServeProcess, index: int, callback_url: str) -> AgentSetup:
     """Register, verify, rotate the webhook secret (REST) and fund (operator credit)."""
     email = f"soak-{index}-{secrets.token_hex(3)}@example.com"
     async with httpx.AsyncClient(base_url=f"{server.base}/api", timeout=30) as api:
@@ -788,7 +786,7 @@ async def run_soak(
         with Receiver() as receiver:
             setups = []
             for index in range(config.agents):
-                setups.append(await sign_up(db, servers[index % 2], index, receiver.url, rng))
+                setups.append(await sign_up(db, servers[index % 2], index, receiver.url))
             progress(f"{len(setups)} agents signed up and funded; calling")
             budget = Budget(config.calls, max(1, int(config.calls * config.kill_at)))
             calls: list[Call] = []
