@@ -13,28 +13,23 @@ import os
 import secrets
 import shutil
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from db_support import PG_ADMIN_URL, START, truncate_all
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_server.clock import FakeClock
 from agent_server.logs import configure_logging
-from agent_server.models import metadata
 from agent_server.store import Database, make_engine
 from agent_server.store.migrate import upgrade
 
-PG_ADMIN_URL = os.environ.get(
-    "AGENT_SERVER_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
 # Our logging set-up from the start, as the CLI does: never structlog's defaults, whose rich
 # tracebacks print local variables (API keys among them).
 configure_logging("INFO", "console")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 
 
 def _pg_url(dbname: str) -> str:
@@ -91,14 +86,7 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-async def _truncate_all(url: str) -> None:
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()
+_truncate_all = truncate_all
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import schemathesis
 from accounts_support import settings_for
-from conftest import START, _truncate_all
+from db_support import START
+from db_support import truncate_all as _truncate_all
 from hypothesis import HealthCheck, settings
 from mcp import Client
 from mcp_support import make_agent

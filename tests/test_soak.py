@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from conftest import PG_ADMIN_URL
+from db_support import PG_ADMIN_URL
 from soak import PEPPER, SoakConfig, SoakResult, run_soak
 from soak_audit import audit
 from sqlalchemy import select, text
