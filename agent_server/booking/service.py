@@ -246,6 +246,17 @@ async def _bookable_schedule(uow: UnitOfWork, schedule_id: int, agent_id: int) -
     return schedule
 
 
+async def _require_bookable(uow: UnitOfWork, schedule: Schedule, start: datetime) -> ScheduleSpec:
+    """The schedule's spec if a seat of the slot at ``start`` can be booked now; otherwise
+    ``BookingConflict`` with the reason and the next free slot."""
+    spec = ScheduleSpec.from_row(schedule)
+    held = await _seats_held(uow, schedule.id, start)
+    reason = unbookable_reason(spec, start, uow.clock.now(), {start: len(held)})
+    if reason is not None:
+        raise await _conflict(uow, spec, start, reason)
+    return spec
+
+
 async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set[int]:
     rows = await uow.session.execute(
         select(Booking.seat).where(
@@ -339,12 +350,8 @@ async def book_slot(
     if agent is None or agent.deleted_at is not None:
         raise NotFound(f"agent {agent_id} not found", {"agent_id": agent_id})
     schedule = await _bookable_schedule(uow, schedule_id, agent_id)
-    spec = ScheduleSpec.from_row(schedule)
+    spec = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
-    held = await _seats_held(uow, schedule.id, start)
-    reason = unbookable_reason(spec, start, now, {start: len(held)})
-    if reason is not None:
-        raise await _conflict(uow, spec, start, reason)
 
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
     fields: dict[str, Any] = dict(
@@ -523,12 +530,8 @@ async def reschedule_booking(
     if start == old.slot_start:
         raise ValidationFailed.field("new_slot_id", "this is the booking's current slot")
     schedule = await _bookable_schedule(uow, schedule_id, agent_id)
-    spec = ScheduleSpec.from_row(schedule)
+    spec = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
-    held = await _seats_held(uow, schedule.id, start)
-    reason = unbookable_reason(spec, start, now, {start: len(held)})
-    if reason is not None:
-        raise await _conflict(uow, spec, start, reason)
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
     fields: dict[str, Any] = dict(
         schedule_id=schedule.id,

@@ -13,7 +13,6 @@ way to put a tool on the server, so no tool can skip the gate or the meter.
 from __future__ import annotations
 
 import inspect
-import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
@@ -218,7 +217,3 @@ def internal_error_result(spec_name: str, exc: BaseException) -> CallToolResult:
     """What a caller sees when a handler hits a bug: a generic error, logged with detail."""
     log.error("tool.unexpected_error", tool=spec_name, error_type=type(exc).__name__, exc_info=exc)
     return results.failure(InternalError("The server hit an unexpected error; it has been logged."))
-
-
-def dumps_compact(data: Any) -> str:
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)

@@ -12,9 +12,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 
 from agent_server import __version__
-from agent_server.errors import AgentServerError
 from agent_server.gate import Caller
-from agent_server.mcp import results
 from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token
 from agent_server.mcp.pipeline import run_tool
 from agent_server.mcp.registry import ToolSpec
@@ -56,11 +54,8 @@ def build_mcp_server(
     """An ``MCPServer`` serving the selected tools through the gate and the meter."""
 
     async def invoke(spec: ToolSpec[Any, Any], raw: dict[str, Any], ctx: Context) -> CallToolResult:
-        try:
-            known = caller_source() if caller_source is not None else None
-            return await run_tool(runtime, spec, raw, api_key_source(), authenticated=known)
-        except AgentServerError as exc:  # pragma: no cover - run_tool already maps these
-            return results.failure(exc)
+        known = caller_source() if caller_source is not None else None
+        return await run_tool(runtime, spec, raw, api_key_source(), authenticated=known)
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
