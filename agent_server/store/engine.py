@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import StaticPool
 
+from agent_server.store.sqlite_inline import inline_connector
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -31,12 +33,7 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
             # A pool of connections: opening one costs a file open and the PRAGMAs below.
             else {"pool_size": pool_size, "max_overflow": pool_size}
         )
-        engine = create_async_engine(
-            url,
-            echo=echo,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-            **pooling,
-        )
+        engine = create_async_engine(url, echo=echo, **pooling)
         _configure_sqlite(engine)
         return engine
     return create_async_engine(
@@ -45,6 +42,11 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _inline(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        # The dialect opens our thread-less connection with the arguments it parsed.
+        cparams["async_creator_fn"] = inline_connector(SQLITE_BUSY_TIMEOUT_MS / 1000)
+
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # pysqlite's own transaction handling would defer BEGIN; we issue it ourselves
@@ -53,7 +55,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA busy_timeout=0")  # waits for the lock happen in the connection
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
