@@ -17,7 +17,7 @@ from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
 from agent_server.logs import get_logger
 from agent_server.maintenance import start_maintenance
-from agent_server.mcp.http import mcp_http_app
+from agent_server.mcp.http import McpFirst, mcp_http_app
 from agent_server.runtime import Runtime
 from agent_server.store.migrate import current_revision, head_revision
 from wallets.embedded import start_embedded_chain_and_watcher
@@ -101,5 +101,6 @@ def create_app(
     app.mount("/calendar", calendar_app(runtime))
     # Last: the MCP app answers /mcp and its protected-resource metadata.
     app.mount("/", mcp_app)
+    app.add_middleware(McpFirst, mcp_app=mcp_app)
     app.add_middleware(RequestContext)
     return app

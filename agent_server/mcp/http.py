@@ -14,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_server.logs import get_logger
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
@@ -22,6 +23,22 @@ from agent_server.runtime import Runtime
 log = get_logger(__name__)
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+MCP_PATH = "/mcp"
+
+
+class McpFirst:
+    """ASGI middleware sending ``/mcp`` requests straight to the MCP app, without matching
+    them against every REST and dashboard route first (the MCP app is mounted last)."""
+
+    def __init__(self, app: ASGIApp, mcp_app: ASGIApp) -> None:
+        self.app = app
+        self.mcp_app = mcp_app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == MCP_PATH:
+            await self.mcp_app(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def transport_security(runtime: Runtime, bind_host: str) -> TransportSecuritySettings:
@@ -66,7 +83,7 @@ def mcp_http_app(
         resource_url=f"{public_url.rstrip('/')}/mcp",
     )
     app = server.streamable_http_app(
-        streamable_http_path="/mcp",
+        streamable_http_path=MCP_PATH,
         stateless_http=True,
         json_response=True,
         transport_security=transport_security(runtime, bind_host),
