@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent_server.accounts.keys import looks_like_api_key, secret_matches
 from agent_server.accounts.models import Agent, AgentStatus
@@ -72,27 +73,40 @@ def _unauthorized() -> Unauthorized:
     )
 
 
-async def authenticate(uow: UnitOfWork, settings: Settings, api_key: str | None) -> Caller:
-    """Step 1 only: the agent whose key this is, whatever its status; ``Unauthorized`` else."""
+_BY_KEY_HASH = select(
+    Agent.id,
+    Agent.name,
+    Agent.email,
+    Agent.status,
+    Agent.email_verified,
+    Agent.api_key_prefix,
+    Agent.api_key_hash,
+    Agent.currency,
+).where(Agent.api_key_hash == bindparam("digest"), Agent.deleted_at.is_(None))
+
+
+async def authenticate(
+    uow: UnitOfWork | AsyncConnection, settings: Settings, api_key: str | None
+) -> Caller:
+    """Step 1 only: the agent whose key this is, whatever its status; ``Unauthorized`` else.
+
+    Reads in the given unit of work, or on a bare connection (one statement, no session)."""
     if not api_key or not looks_like_api_key(api_key):
         raise _unauthorized()
     digest = hash_api_key(settings, api_key)
-    agent = (
-        await uow.session.execute(
-            select(Agent).where(Agent.api_key_hash == digest, Agent.deleted_at.is_(None))
-        )
-    ).scalar_one_or_none()
+    executor = uow.session if isinstance(uow, UnitOfWork) else uow
+    row = (await executor.execute(_BY_KEY_HASH, {"digest": digest})).first()
     # The lookup found the row by its hash; compare again in constant time all the same.
-    if agent is None or not secret_matches(pepper(settings), api_key, agent.api_key_hash):
+    if row is None or not secret_matches(pepper(settings), api_key, row.api_key_hash):
         raise _unauthorized()
     return Caller(
-        agent_id=agent.id,
-        name=agent.name,
-        email=agent.email,
-        status=AgentStatus(agent.status),
-        email_verified=agent.email_verified,
-        key_prefix=agent.api_key_prefix,
-        currency=agent.currency,
+        agent_id=row.id,
+        name=row.name,
+        email=row.email,
+        status=AgentStatus(row.status),
+        email_verified=bool(row.email_verified),
+        key_prefix=row.api_key_prefix,
+        currency=row.currency,
     )
 
 

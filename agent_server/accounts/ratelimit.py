@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from sqlalchemy import case
+from typing import Any
+
+from sqlalchemy import bindparam, case
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent_server.accounts.models import RateCounter
@@ -29,20 +31,12 @@ class RateDecision:
     retry_after: int  # seconds until the window resets; 0 when allowed
 
 
-async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
-    """Count one hit of ``key`` in the current window and say whether it is within ``limit``.
-
-    Runs in the caller's transaction and does not commit. Refused hits are counted too; they
-    stop counting when the window ends.
-    """
-    now = uow.clock.now().timestamp()
-    window_start = int(now) - int(now) % window_seconds
-    session = uow.session
-    postgres = session.get_bind().dialect.name == "postgresql"
-    insert = postgresql.insert if postgres else sqlite.insert
-    stmt = insert(RateCounter).values(key=key, window_start=window_start, hits=1)
+def _upsert(insert: Any) -> Any:
+    stmt = insert(RateCounter).values(
+        key=bindparam("key"), window_start=bindparam("window_start"), hits=1
+    )
     current = RateCounter.window_start >= stmt.excluded.window_start
-    upsert = stmt.on_conflict_do_update(
+    return stmt.on_conflict_do_update(
         index_elements=["key"],
         set_={
             # A clock that lags another process's never restarts a newer window.
@@ -52,7 +46,22 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
             ),
         },
     ).returning(RateCounter.hits, RateCounter.window_start)
-    hits, started = (await session.execute(upsert)).one()
+
+
+_UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+
+
+async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+    """Count one hit of ``key`` in the current window and say whether it is within ``limit``.
+
+    Runs in the caller's transaction and does not commit. Refused hits are counted too; they
+    stop counting when the window ends.
+    """
+    now = uow.clock.now().timestamp()
+    window_start = int(now) - int(now) % window_seconds
+    upsert = _UPSERT["postgresql" if not uow.db.is_sqlite else "sqlite"]
+    result = await uow.session.execute(upsert, {"key": key, "window_start": window_start})
+    hits, started = result.one()
     allowed = hits <= limit
     retry_after = 0 if allowed else max(1, math.ceil(started + window_seconds - now))
     return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)

@@ -27,8 +27,8 @@ class ApiKeyVerifier:
 
     async def verify_token(self, token: str) -> AccessToken | None:
         try:
-            async with self.runtime.db.uow() as uow:
-                caller = await authenticate(uow, self.runtime.settings, token)
+            async with self.runtime.db.engine.connect() as conn:
+                caller = await authenticate(conn, self.runtime.settings, token)
         except Unauthorized:
             return None
         return AccessToken(

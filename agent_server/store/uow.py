@@ -28,10 +28,7 @@ class Database:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
         self.clock: Clock = clock or SystemClock()
-
-    @property
-    def is_sqlite(self) -> bool:
-        return is_sqlite(str(self.engine.url))
+        self.is_sqlite: bool = is_sqlite(engine.url.drivername)
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work."""
