@@ -12,10 +12,6 @@ import png
 import uvicorn
 import zxingcpp
 from fastapi import FastAPI
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
-
-from agent_server.models import metadata
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -76,14 +72,3 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
     while not predicate():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.02)
-
-
-async def truncate_all(url: str) -> None:
-    """Empty every table of a PostgreSQL database, ids restarting at 1."""
-    engine = create_async_engine(url)
-    try:
-        async with engine.begin() as conn:
-            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
-            await conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    finally:
-        await engine.dispose()

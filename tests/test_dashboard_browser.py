@@ -25,8 +25,8 @@ from dashboard_support import (
     ServerThread,
     decode_qr,
     screenshot,
-    truncate_all,
 )
+from db_support import truncate_all
 from mcp import Client
 from mcp_support import body, call_ok, make_agent
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect

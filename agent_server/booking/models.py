@@ -197,3 +197,24 @@ class BookingChange(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+CATALOGUE_ROW = 1
+"""The id of ``catalogue_state``'s one row."""
+
+
+class CatalogueState(Base):
+    """How often the catalogue (specialists, schedules, bookings) has changed.
+
+    One row, kept by database triggers (migration 0007): every transaction that inserts,
+    updates or deletes specialists or bookings, or changes a schedule in anything but its
+    ``next_free_at`` hint, adds to ``version``. Cached search pages and profiles
+    (``agent_server.booking.cache``) are valid while it stays the same. ``last_txid`` lets
+    PostgreSQL count each transaction once.
+    """
+
+    __tablename__ = "catalogue_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_txid: Mapped[int | None] = mapped_column(BigInteger)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from agent_server.booking import search as svc
+from agent_server.booking import cache
 from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.common import MAX_ID, Input, Paid
@@ -32,7 +32,7 @@ async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResul
     time zone); sort by rating, price or next_available; page with next_cursor. Each result
     lists its next free slots with a slot_id that book-slot accepts directly, so you can find
     and book in two calls. Contact details are only in view-profile. Charged per call."""
-    page = await svc.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
+    page = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
     return SearchResult.model_validate(page.model_dump())
 
 
@@ -67,7 +67,7 @@ async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult:
     """A specialist's full profile: contact email and phone, skills, languages, education,
     rates, rating, public schedules and their next free slots (each with a slot_id for
     book-slot). The first 100 views each calendar month (UTC) are free, then charged per view."""
-    profile = await svc.view_profile(
+    profile = await cache.view_profile(
         ctx.uow,
         args.specialist_id,
         now=ctx.uow.clock.now(),

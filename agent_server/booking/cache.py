@@ -1,0 +1,131 @@
+"""Search pages and profiles kept in the process while the catalogue stays the same.
+
+Both answers depend only on their arguments, the catalogue (specialists, schedules, bookings)
+and the time. The database counts catalogue changes: triggers on those three tables add one
+to ``catalogue_state.version`` in every transaction that changes them (migration 0007; on
+PostgreSQL at commit, as deferred constraint triggers, so the counter row is locked last and
+for a moment). Keeping ``schedules.next_free_at`` fresh is not a change: it is an index hint.
+
+An answer is reused only for the same arguments, the same version (read in the caller's
+transaction, so a change committed before the call is always seen) and the same minute: it is
+computed as of the end of the minute it was asked in, so no slot it lists starts before the
+minute is over. Every process keeps its own bounded cache per database (least recently used
+entries leave first); the version check keeps them all exact.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+from datetime import datetime, timedelta
+from typing import TypeVar
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import select
+
+from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
+from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
+from agent_server.booking.search import search_specialists as search_now
+from agent_server.booking.search import view_profile as view_now
+from agent_server.store import Database, UnitOfWork
+
+ENTRIES = 512
+"""Answers one process keeps per database (a 10-result page is about 8 KB of JSON)."""
+
+T = TypeVar("T")
+
+_VERSION = select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW)
+
+
+class AnswerCache:
+    """Answers by key, each valid for one catalogue version; least recently used leave first."""
+
+    def __init__(self, entries: int = ENTRIES) -> None:
+        self.entries = entries
+        self._answers: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable, version: int) -> object | None:
+        found = self._answers.get(key)
+        if found is None or found[0] != version:
+            self.misses += 1
+            return None
+        self._answers.move_to_end(key)
+        self.hits += 1
+        return found[1]
+
+    def put(self, key: Hashable, version: int, answer: object) -> None:
+        self._answers[key] = (version, answer)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.entries:
+            self._answers.popitem(last=False)
+
+
+_CACHES: WeakKeyDictionary[Database, AnswerCache] = WeakKeyDictionary()
+
+
+def answer_cache(db: Database) -> AnswerCache:
+    """This process's cache for ``db``."""
+    cache = _CACHES.get(db)
+    if cache is None:
+        cache = _CACHES[db] = AnswerCache()
+    return cache
+
+
+async def catalogue_version(uow: UnitOfWork) -> int | None:
+    """The catalogue's change count as this transaction sees it (None: no counter row)."""
+    version = await uow.session.scalar(_VERSION)
+    return None if version is None else int(version)
+
+
+def minute_end(now: datetime) -> datetime:
+    """The end of the minute ``now`` is in (``now`` itself on a whole minute)."""
+    start = now.replace(second=0, microsecond=0)
+    return start if start == now else start + timedelta(minutes=1)
+
+
+async def _cached(
+    uow: UnitOfWork,
+    key: tuple[Hashable, ...],
+    now: datetime,
+    compute: Callable[[datetime], Awaitable[T]],
+) -> T:
+    as_of = minute_end(now)
+    version = await catalogue_version(uow)
+    if version is None:  # no counter: nothing tells when an answer goes stale
+        return await compute(as_of)
+    cache = answer_cache(uow.db)
+    full_key = (*key, as_of)
+    found = cache.get(full_key, version)
+    if found is not None:
+        return found  # type: ignore[return-value]
+    answer = await compute(as_of)
+    cache.put(full_key, version, answer)
+    return answer
+
+
+async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: datetime) -> SearchPage:
+    """``search.search_specialists`` as of the end of ``now``'s minute, cached (see above)."""
+    key = ("search", query.model_dump_json())
+    return await _cached(uow, key, now, lambda as_of: search_now(uow, query, now=as_of))
+
+
+async def view_profile(
+    uow: UnitOfWork,
+    specialist_id: int,
+    *,
+    now: datetime,
+    window_days: int = 14,
+    timezone: str = "UTC",
+) -> ProfileView:
+    """``search.view_profile`` as of the end of ``now``'s minute, cached (see above)."""
+    key = ("profile", specialist_id, window_days, timezone)
+    return await _cached(
+        uow,
+        key,
+        now,
+        lambda as_of: view_now(
+            uow, specialist_id, now=as_of, window_days=window_days, timezone=timezone
+        ),
+    )

@@ -1,0 +1,140 @@
+"""Cached search pages and profiles: the database's catalogue counter decides when they go
+stale, on both backends, so a change is seen by the very next call."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+from test_bookings import book, make_agents, make_schedule, specialist_schedule
+
+from agent_server.booking import cache
+from agent_server.booking.availability import parse_slot_id
+from agent_server.booking.models import CancelledBy, Schedule, Specialist
+from agent_server.booking.schedules import ScheduleOwner
+from agent_server.booking.search import SearchQuery
+from agent_server.booking.service import cancel_booking
+from agent_server.clock import FakeClock
+from agent_server.store import Database
+
+
+async def version(db: Database) -> int:
+    async with db.uow() as uow:
+        found = await cache.catalogue_version(uow)
+    assert found is not None
+    return found
+
+
+async def first_search_slot(db: Database, query: SearchQuery) -> str:
+    async with db.uow() as uow:
+        page = await cache.search_specialists(uow, query, now=db.clock.now())
+    return page.items[0].schedules[0].slots[0].slot_id
+
+
+async def profile_slots(db: Database, specialist: int, timezone: str = "UTC") -> list[str]:
+    async with db.uow() as uow:
+        view = await cache.view_profile(uow, specialist, now=db.clock.now(), timezone=timezone)
+    return [slot.slot_id for sched in view.schedules for slot in sched.next_slots]
+
+
+async def test_every_catalogue_change_counts_but_the_next_free_hint_does_not(
+    db: Database, backend: str
+) -> None:
+    v0 = await version(db)
+    specialist, schedule = await specialist_schedule(db)
+    v1 = await version(db)
+    assert v1 > v0
+
+    async with db.uow() as uow:  # search keeps this hint fresh: not a change
+        await uow.session.execute(
+            update(Schedule).where(Schedule.id == schedule).values(next_free_at=None)
+        )
+        await uow.commit()
+    assert await version(db) == v1
+
+    (agent,) = await make_agents(db)
+    slot = (await profile_slots(db, specialist))[0]
+    booking = await book(db, agent, slot)
+    v2 = await version(db)
+    assert v2 > v1
+
+    async with db.uow() as uow:
+        await cancel_booking(uow, booking.id, CancelledBy.AGENT, agent, "other")
+        await uow.commit()
+    v3 = await version(db)
+    assert v3 > v2
+
+    async with db.uow() as uow:  # three rows in one transaction
+        await uow.session.execute(
+            update(Specialist).where(Specialist.id == specialist).values(about="Analyst")
+        )
+        await uow.session.execute(
+            update(Schedule).where(Schedule.id == schedule).values(label="Mornings")
+        )
+        await uow.session.execute(
+            update(Schedule).where(Schedule.id == schedule).values(capacity=2)
+        )
+        await uow.commit()
+    v4 = await version(db)
+    if backend == "postgres":
+        assert v4 == v3 + 1  # counted once per transaction, at commit
+    else:
+        assert v4 > v3
+
+    async with db.uow() as uow:  # a change rolled back is no change
+        await uow.session.execute(
+            update(Specialist).where(Specialist.id == specialist).values(about="Gone")
+        )
+    assert await version(db) == v4
+
+
+async def test_a_booking_leaves_the_cached_search_and_profile_at_once(db: Database) -> None:
+    specialist, _schedule = await specialist_schedule(db)
+    (agent,) = await make_agents(db)
+    query = SearchQuery.parse({})
+    answers = cache.answer_cache(db)
+
+    first = await first_search_slot(db, query)
+    slots = await profile_slots(db, specialist)
+    assert slots[0] == first
+    hits = answers.hits
+    assert await first_search_slot(db, query) == first
+    assert await profile_slots(db, specialist) == slots
+    assert answers.hits == hits + 2  # both answered from the cache
+
+    await book(db, agent, first)
+
+    after = await first_search_slot(db, query)
+    assert after != first
+    assert first not in await profile_slots(db, specialist)
+    assert after == (await profile_slots(db, specialist))[0]
+
+
+async def test_answers_hold_for_the_minute_they_were_asked_in(
+    db: Database, clock: FakeClock
+) -> None:
+    specialist, _schedule = await specialist_schedule(db, min_notice_minutes=0)
+    clock.set(clock.now().replace(hour=9, minute=59, second=30))
+    # As of the end of the minute: a slot starting at 10:00 is still shown.
+    first = (await profile_slots(db, specialist))[0]
+    _schedule_id, start = parse_slot_id(first)
+    assert start == clock.now().replace(hour=10, minute=0, second=0)
+
+    clock.advance(timedelta(seconds=20))
+    assert (await profile_slots(db, specialist))[0] == first  # same minute, same answer
+    clock.advance(timedelta(seconds=20))  # 10:00:10: that slot has started
+    assert (await profile_slots(db, specialist))[0] != first
+
+
+async def test_different_arguments_get_their_own_answers(db: Database) -> None:
+    specialist, schedule = await specialist_schedule(db)
+    await make_schedule(db, ScheduleOwner.specialist(specialist), label="Evenings")
+    async with db.uow() as uow:
+        utc = await cache.view_profile(uow, specialist, now=db.clock.now())
+        tokyo = await cache.view_profile(uow, specialist, now=db.clock.now(), timezone="Asia/Tokyo")
+    assert utc is not tokyo
+    assert utc.schedules[0].next_slots[0].start_local.endswith("Z") or "+00:00" in (
+        utc.schedules[0].next_slots[0].start_local
+    )
+    assert "+09:00" in tokyo.schedules[0].next_slots[0].start_local
+    assert {s.id for s in utc.schedules} >= {schedule}
