@@ -6,8 +6,12 @@ the tool's structured result as a JSON-ready dict; it must not commit.
 
 Read tools (no hold in the price list)::
 
-    one transaction: run the operation -> use the free quota or charge the paying wallet
-    (wallet -> revenue) -> record usage -> store the idempotency result -> commit
+    one transaction: take a free call of the month's quota (one conditional upsert) or choose
+    the paying wallet -> run the operation -> charge the paying wallet (wallet -> revenue)
+    -> record usage -> store the idempotency result -> commit
+
+A failing operation rolls the transaction back, free quota included: only a successful call
+uses the quota or is charged.
 
 Side-effecting tools (``hold = true``: book-slot, create-schedule), TigerBeetle's two-phase
 transfer::
@@ -39,6 +43,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import BindParameter, Table, bindparam, case, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
@@ -54,7 +60,6 @@ from billing.ledger import (
     AccountRef,
     credit,
     debit,
-    insert_or_none,
     post,
     system_account,
 )
@@ -362,28 +367,47 @@ async def insufficient_funds(
     )
 
 
-async def _use_free_quota(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> bool:
-    """Take one free call of this month's quota, if any is left (a conditional update)."""
+def _take_free_call_statement(sqlite: bool) -> Any:
+    """``INSERT ... ON CONFLICT DO UPDATE SET used = used + 1 WHERE used < :limit RETURNING
+    used`` for the free quota: a row back is a free call taken, none means the month's quota
+    is used up. The database settles concurrent calls: a conflicting insert waits for the
+    other writer and then updates the committed row only if it is still under the limit."""
+    dialect_insert = sqlite_insert if sqlite else pg_insert
+    stmt = dialect_insert(_QUOTA).values(
+        agent_id=bindparam("agent_id"),
+        tool=bindparam("tool"),
+        period=bindparam("period"),
+        used=1,
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[_QUOTA.c.agent_id, _QUOTA.c.tool, _QUOTA.c.period],
+        set_={"used": _QUOTA.c.used + 1},
+        where=_QUOTA.c.used < bindparam("limit"),
+    ).returning(_QUOTA.c.used)
+
+
+_TAKE_FREE_CALL = {sqlite: _take_free_call_statement(sqlite) for sqlite in (True, False)}
+
+
+async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> bool:
+    """Take one free call of this month's quota, if any is left, in ONE statement.
+
+    Taken before the operation runs, in the call's transaction: a call that fails rolls it
+    back with everything else, so only a successful call uses the quota. On PostgreSQL the
+    upsert locks the agent's quota row of the tool until the call commits (also when the
+    quota is used up), so concurrent calls of one agent to that tool take turns."""
     if price.free_per_month <= 0:
         return False
-    period = period_of(uow.clock.now())
-    await insert_or_none(
-        uow,
-        _QUOTA,
-        {"agent_id": agent_id, "tool": price.tool, "period": period, "used": 0},
-        ["agent_id", "tool", "period"],
-    )
     taken = await uow.session.execute(
-        update(_QUOTA)
-        .where(
-            _QUOTA.c.agent_id == agent_id,
-            _QUOTA.c.tool == price.tool,
-            _QUOTA.c.period == period,
-            _QUOTA.c.used < price.free_per_month,
-        )
-        .values(used=_QUOTA.c.used + 1)
+        _TAKE_FREE_CALL[uow.db.is_sqlite],
+        {
+            "agent_id": agent_id,
+            "tool": price.tool,
+            "period": period_of(uow.clock.now()),
+            "limit": price.free_per_month,
+        },
     )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+    return taken.first() is not None
 
 
 async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
@@ -426,23 +450,14 @@ async def _record_usage(
 async def _charge(
     uow: UnitOfWork,
     call: MeteredCall,
-    price: ToolPrice,
     config: BillingConfig,
-    payer: Payer | None,
-) -> tuple[Receipt | None, int | None]:
+    payer: Payer,
+) -> tuple[Receipt, int]:
     """Charge a read tool's successful call in the caller's transaction.
 
-    ``payer`` is the wallet chosen before the operation ran, if any; the conditional debit
-    still decides, so a wallet emptied meanwhile by a concurrent call refuses the charge.
+    ``payer`` is the wallet chosen before the operation ran; the conditional debit still
+    decides, so a wallet emptied meanwhile by a concurrent call refuses the charge.
     """
-    if not price.paid:
-        return None, None
-    if await _use_free_quota(uow, call.agent_id, price):
-        return Receipt(call.call_id, call.tool, 0, None, 0, None, free=True), None
-    if payer is None:
-        payer = await _choose_payer(
-            uow, call.agent_id, call.tool, price.price_usd_micros, None, config
-        )
     wallet, priced = payer.wallet, payer.price
     await add_spending(uow, call.agent_id, priced.total_usd_micros, uow.clock.now(), payer.caps)
     revenue = await system_account(uow, AccountKind.REVENUE, wallet.currency)
@@ -775,12 +790,18 @@ async def _run_and_charge_once(
 ) -> Metered:
     async with db.uow() as uow:
         payer: Payer | None = None
-        if price.paid and await free_quota_left(uow, agent_id, price) == 0:
+        free = price.paid and await _take_free_call(uow, agent_id, price)
+        if price.paid and not free:
             # Refuse before doing the work; the conditional debit after it is the guarantee.
             payer = await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
         call = MeteredCall(uow, agent_id, tool, call_id)
         result = await operation(call)
-        receipt, txn = await _charge(uow, call, price, config, payer)
+        receipt: Receipt | None = None
+        txn: int | None = None
+        if free:
+            receipt = Receipt(call_id, tool, 0, None, 0, None, free=True)
+        elif payer is not None:
+            receipt, txn = await _charge(uow, call, config, payer)
         await _record_usage(uow, call, receipt, txn)
         if claim is not None:
             await idempotency.complete(uow, claim, result, receipt.to_dict() if receipt else None)

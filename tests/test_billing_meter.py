@@ -28,6 +28,7 @@ from billing.meter import (
     ExtraPrice,
     MeteredCall,
     Operation,
+    Receipt,
     place_hold,
     quote,
     release_stale_holds,
@@ -264,6 +265,79 @@ async def test_the_free_quota_is_used_first_and_renews_at_the_month_boundary(
             20_000,
         )
     assert await wallet_balance(db, agent, "USDC") == 960_000
+
+
+async def test_a_failed_call_leaves_the_free_quota_untouched_and_a_used_up_quota_refuses_first(
+    db: Database,
+) -> None:
+    config = BillingConfig(
+        prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000, free_per_month=1)}),
+        rates=FakeRateSource(),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 30_000)
+    ran: list[str] = []
+
+    async def works(call: MeteredCall) -> dict[str, Any]:
+        ran.append(call.call_id)
+        return {"ok": True}
+
+    async def view(operation: Operation) -> Receipt | None:
+        metered = await run_metered(
+            db,
+            agent_id=agent,
+            tool="view-profile",
+            arguments={},
+            idempotency_key=None,
+            operation=operation,
+            config=config,
+        )
+        return metered.receipt
+
+    async def free_left() -> int | None:
+        return (await quote(db, agent_id=agent, tool="view-profile", config=config)).free_remaining
+
+    # The free call is taken before the operation runs; its failure gives it back.
+    before = await count_rows(db)
+    with pytest.raises(BookingConflict):
+        await view(fails)
+    assert await count_rows(db) == before
+    assert await free_left() == 1
+    free = await view(works)
+    assert free == Receipt(ran[-1], "view-profile", 0, None, 0, None, free=True)
+    assert free is not None and free.to_dict() == {
+        "call_id": ran[-1],
+        "tool": "view-profile",
+        "price_usd_micros": 0,
+        "currency": None,
+        "amount": 0,
+        "balance_after": None,
+        "rate": None,
+        "free": True,
+        "escrowed": 0,
+    }
+    assert await free_left() == 0
+    # A failed call once the quota is used up costs nothing either.
+    before = await count_rows(db)
+    with pytest.raises(BookingConflict):
+        await view(fails)
+    assert await count_rows(db) == before
+    paid = await view(works)
+    assert paid is not None and (paid.free, paid.amount, paid.balance_after) == (
+        False,
+        20_000,
+        10_000,
+    )
+    # Used up and unable to pay: refused before the operation runs, nothing written.
+    before, calls = await count_rows(db), len(ran)
+    with pytest.raises(InsufficientFunds):
+        await view(works)
+    assert (await count_rows(db), len(ran)) == (before, calls)
+    assert await wallet_balance(db, agent, "USDC") == 10_000
+    async with db.uow() as uow:
+        (row,) = (await usage_for(uow, agent, "2026-03")).usage
+    assert (row.calls, row.free_calls, row.paid_calls) == (2, 1, 1)
+    await audit_ledger(db)
 
 
 async def test_the_default_price_list_is_specs(config: BillingConfig) -> None:
