@@ -312,16 +312,24 @@ _SQLITE_WALLET = (
     "UPDATE ledger_accounts SET balance = balance + ? WHERE id = ? AND balance >= ? "
     "RETURNING balance"
 )
-_SQLITE_ENTRY = (
-    "INSERT INTO ledger_entries (transaction_id, account_id, currency, debit, credit) "
-    "VALUES (?, ?, ?, ?, ?)"
-)
+_SQLITE_ENTRIES: dict[int, str] = {}
+
+
+def _sqlite_entries(legs: int) -> str:
+    """One ``INSERT`` of all the transaction's entries, in leg order (built once per count)."""
+    if legs not in _SQLITE_ENTRIES:
+        _SQLITE_ENTRIES[legs] = (
+            "INSERT INTO ledger_entries (transaction_id, account_id, currency, debit, credit) "
+            "VALUES " + ", ".join(["(?, ?, ?, ?, ?)"] * legs)
+        )
+    return _SQLITE_ENTRIES[legs]
 
 
 async def _post_in_steps(
     uow: UnitOfWork, values: dict[str, Any], legs: Sequence[Leg]
 ) -> tuple[int | None, dict[int, int]]:
-    """SQLite: the transaction row, then the conditional wallet updates, then the entries.
+    """SQLite: the transaction row, then the conditional wallet updates, then the entries
+    (one multi-row insert).
 
     These three statements go straight to the driver connection of the unit of work (same
     connection, same transaction): through the async adapter each statement would cost four
@@ -358,9 +366,13 @@ async def _post_in_steps(
         if not rows:
             raise _refused(wallet, change)
         balances[wallet] = int(next(iter(rows))[0])
-    await driver.executemany(
-        _SQLITE_ENTRY,
-        [(new_id, leg.account.id, leg.account.currency, leg.debit, leg.credit) for leg in legs],
+    await driver.execute(
+        _sqlite_entries(len(legs)),
+        [
+            value
+            for leg in legs
+            for value in (new_id, leg.account.id, leg.account.currency, leg.debit, leg.credit)
+        ],
     )
     return new_id, balances
 

@@ -3,16 +3,18 @@ refuses unbalanced or edited transactions."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from billing_support import audit_ledger, fund, make_agent
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from agent_server.errors import InsufficientFunds, ValidationFailed
 from agent_server.store import Database
 from billing import adjust_balance, balances, credit_deposit, open_wallet, reverse_deposit
 from billing.ledger import LedgerError, credit, debit, post, system_account
-from billing.models import AccountKind, LedgerEntry, LedgerTransaction
+from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 
 
 async def test_a_deposit_is_credited_once_however_often_it_is_reported(db: Database) -> None:
@@ -96,6 +98,33 @@ async def test_an_operator_debit_never_overdraws(db: Database) -> None:
     async with db.uow() as uow:
         assert await balances(uow, agent) == {"BTC": 1000}
     await audit_ledger(db)
+
+
+async def test_account_ids_are_remembered_only_once_committed(db: Database) -> None:
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    async with db.uow() as uow:
+        await system_account(uow, AccountKind.REVENUE, "ETH")
+        # Never committed: the account and its id are gone with the rollback.
+    async with db.uow() as uow:
+        revenue = await system_account(uow, AccountKind.REVENUE, "ETH")
+        key = await uow.session.scalar(
+            select(LedgerAccount.key).where(LedgerAccount.id == revenue.id)
+        )
+        await uow.commit()
+    assert key == "revenue:ETH"
+    async with db.uow() as uow:
+        assert await system_account(uow, AccountKind.REVENUE, "ETH") == revenue
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with db.uow() as uow:
+            assert await system_account(uow, AccountKind.REVENUE, "ETH") == revenue
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert statements == []
 
 
 async def test_posting_refuses_unbalanced_legs_before_writing(db: Database) -> None:
