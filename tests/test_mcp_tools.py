@@ -44,6 +44,9 @@ async def test_tools_list_is_the_spec_with_schemas_annotations_and_prices(
     for tool in tools:
         assert tool.description and len(tool.description) > 60, tool.name
         assert tool.output_schema is not None, tool.name
+        # Self-contained, so clients validate results without resolving references.
+        assert "$ref" not in json.dumps(tool.output_schema), tool.name
+        assert tool.output_schema["properties"], tool.name
         assert tool.input_schema["type"] == "object"
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert "description" in prop or "$ref" in prop or "anyOf" in prop, (tool.name, name)
