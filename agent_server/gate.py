@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent_server.accounts.keys import looks_like_api_key, secret_matches
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.accounts.ratelimit import hit
+from agent_server.accounts.ratelimit import RateDecision, hit
 from agent_server.accounts.service import (
     RESEND_ENDPOINT,
     VERIFY_ENDPOINT,
@@ -156,25 +156,48 @@ async def _unfunded(
     )
 
 
-async def _admit(
+def _first_refusal(caller: Caller) -> AgentServerError | None:
+    """Steps 2-3 on a caller already read, or None when they pass."""
+    if caller.status in (AgentStatus.SUSPENDED, AgentStatus.BANNED):
+        return _blocked(caller)
+    if not caller.email_verified:
+        return _unverified(caller)
+    return None
+
+
+async def _check(
     uow: UnitOfWork,
     settings: Settings,
     api_key: str | None,
-    tool: str,
     rates: RateSource | None,
     authenticated: Caller | None,
 ) -> Caller:
     caller = authenticated or await authenticate(uow, settings, api_key)
-    if caller.status in (AgentStatus.SUSPENDED, AgentStatus.BANNED):
-        raise _blocked(caller)
-    if not caller.email_verified:
-        raise _unverified(caller)
+    refusal = _first_refusal(caller)
+    if refusal is not None:
+        raise refusal
     if caller.status is not AgentStatus.ACTIVE:
         raise await _unfunded(uow, settings, caller, rates)
-    limit = tool_limit(settings, tool)
-    decision = await hit(
-        uow, f"tool:{caller.agent_id}:{tool}"[:200], limit=limit, window_seconds=RATE_WINDOW_SECONDS
+    return caller
+
+
+async def record_call(
+    uow: UnitOfWork, settings: Settings, caller: Caller, tool: str
+) -> RateDecision:
+    """Count one call of ``tool`` by ``caller`` in the given transaction (no refusal)."""
+    return await hit(
+        uow,
+        f"tool:{caller.agent_id}:{tool}"[:200],
+        limit=tool_limit(settings, tool),
+        window_seconds=RATE_WINDOW_SECONDS,
     )
+
+
+async def count_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: str) -> None:
+    """Step 5: count this call against the agent's per-minute limit for ``tool``, in the
+    given transaction; ``RateLimited`` when it is over."""
+    decision = await record_call(uow, settings, caller, tool)
+    limit = decision.limit
     if not decision.allowed:
         raise RateLimited(
             f"Rate limit of {limit} {tool} calls a minute reached; retry in "
@@ -186,6 +209,43 @@ async def _admit(
                 "tool": tool,
             },
         )
+
+
+async def check(
+    db: Database,
+    api_key: str | None,
+    *,
+    settings: Settings,
+    rates: RateSource | None = None,
+    authenticated: Caller | None = None,
+) -> Caller:
+    """Steps 1-4 of ``admit``; the caller then counts the call (``count_call``) in a
+    transaction of its own choosing. With ``authenticated`` given and every step passing,
+    no database work at all; a refusal's funding hint may allocate a deposit address, which
+    is committed."""
+    if authenticated is not None and authenticated.status is AgentStatus.ACTIVE:
+        refusal = _first_refusal(authenticated)
+        if refusal is not None:
+            raise refusal
+        return authenticated
+    async with db.uow() as uow:
+        try:
+            return await _check(uow, settings, api_key, rates, authenticated)
+        except AgentServerError:
+            await uow.commit()
+            raise
+
+
+async def _admit(
+    uow: UnitOfWork,
+    settings: Settings,
+    api_key: str | None,
+    tool: str,
+    rates: RateSource | None,
+    authenticated: Caller | None,
+) -> Caller:
+    caller = await _check(uow, settings, api_key, rates, authenticated)
+    await count_call(uow, settings, caller, tool)
     return caller
 
 

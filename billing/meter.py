@@ -201,6 +201,7 @@ class MeteredCall:
 
 
 Operation = Callable[[MeteredCall], Awaitable[JSONDict]]
+Admission = Callable[[UnitOfWork], Awaitable[None]]
 
 
 def price_in(
@@ -714,15 +715,25 @@ async def run_metered(
     operation: Operation,
     extra_price: ExtraPrice | None = None,
     config: BillingConfig,
+    admission: Admission | None = None,
 ) -> Metered:
     """Run one tool call and charge for it exactly once if, and only if, it succeeds.
 
     ``arguments`` identify the call for idempotency (same key + same arguments -> the stored
     result). ``extra_price`` is a slot price the operation moves into escrow with
-    ``call.escrow(booking)``. Raises what the operation raises (after releasing any hold),
+    ``call.escrow(booking)``. ``admission`` is the caller's last check before the call (the
+    gate's rate count): it runs first in the transaction of a read tool's call, so it commits
+    only with a successful call, and in a committed transaction of its own before the call
+    otherwise. Raises what ``admission`` and the operation raise (after releasing any hold),
     ``InsufficientFunds``, ``SpendingCapReached`` and ``IdempotencyMismatch``.
     """
     price = config.prices.for_tool(tool)
+    held = price.hold or (extra_price is not None and extra_price.amount > 0)
+    if admission is not None and (held or idempotency_key is not None):
+        async with db.uow() as uow:
+            await admission(uow)
+            await uow.commit()
+        admission = None
     claim: idempotency.Claim | None = None
     if idempotency_key is not None:
         claimed = await idempotency.claim(
@@ -743,11 +754,13 @@ async def run_metered(
         claim = claimed
     call_id = uuid.uuid4().hex
     try:
-        if price.hold or (extra_price is not None and extra_price.amount > 0):
+        if held:
             return await _run_with_hold(
                 db, agent_id, tool, call_id, operation, price, extra_price, config, claim
             )
-        return await _run_and_charge(db, agent_id, tool, call_id, operation, price, config, claim)
+        return await _run_and_charge(
+            db, agent_id, tool, call_id, operation, price, config, claim, admission
+        )
     except BaseException:
         if claim is not None:
             await idempotency.abandon(db, claim)
@@ -763,6 +776,7 @@ async def _run_and_charge(
     price: ToolPrice,
     config: BillingConfig,
     claim: idempotency.Claim | None,
+    admission: Admission | None,
 ) -> Metered:
     """A read tool's call: the operation and its charge in one transaction. If a concurrent
     call empties the chosen wallet in between, the whole call starts over once with fresh
@@ -770,7 +784,7 @@ async def _run_and_charge(
     for _ in range(RACE_ATTEMPTS):
         try:
             return await _run_and_charge_once(
-                db, agent_id, tool, call_id, operation, price, config, claim
+                db, agent_id, tool, call_id, operation, price, config, claim, admission
             )
         except _LostRace:
             continue
@@ -787,8 +801,11 @@ async def _run_and_charge_once(
     price: ToolPrice,
     config: BillingConfig,
     claim: idempotency.Claim | None,
+    admission: Admission | None,
 ) -> Metered:
     async with db.uow() as uow:
+        if admission is not None:
+            await admission(uow)
         payer: Payer | None = None
         free = price.paid and await _take_free_call(uow, agent_id, price)
         if price.paid and not free:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -293,3 +294,45 @@ async def test_no_tool_answers_with_an_internal_error_for_odd_input(runtime: Run
                     result = await client.call_tool(tool.name, {name: value})
                     if result.is_error:
                         assert error_code(result) in ERROR_CODES, (tool.name, name, value)
+
+
+async def test_rate_limit_counts_every_admitted_call_and_charges_only_successes(
+    runtime: Runtime,
+) -> None:
+    """A read tool's count rides in the call's own transaction; failed calls count too."""
+    rt = Runtime(
+        settings=runtime.settings.model_copy(update={"rate_limits": {"search-specialists": 4}}),
+        db=runtime.db,
+    )
+    await load_demo_data(rt.db, 3, seed=3)
+    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    async with client_for(rt, key) as client:
+        await call_ok(client, "search-specialists", {})
+        bad = await client.call_tool("search-specialists", {"price_min": 9, "price_max": 1})
+        assert error_code(bad) == "VALIDATION_ERROR"
+        wrong = await client.call_tool("search-specialists", {"cursor": "not-a-cursor"})
+        assert error_code(wrong) == "VALIDATION_ERROR"
+        await call_ok(client, "search-specialists", {"sort": "price"})
+        limited = await client.call_tool("search-specialists", {})
+        assert error_code(limited) == "RATE_LIMITED"
+        details = body(limited)["error"]["details"]
+        assert details["limit"] == 4 and 1 <= details["retry_after"] <= 60
+        usage = await call_ok(client, "get-usage", {})
+    searches = [t for t in usage["usage"] if t["tool"] == "search-specialists"]
+    assert searches[0]["calls"] == searches[0]["paid_calls"] == 2  # successes, charged once
+
+
+async def test_concurrent_calls_never_pass_the_rate_limit(runtime: Runtime) -> None:
+    rt = Runtime(
+        settings=runtime.settings.model_copy(update={"rate_limits": {"search-specialists": 5}}),
+        db=runtime.db,
+    )
+    await load_demo_data(rt.db, 3, seed=3)
+    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    async with client_for(rt, key) as client:
+        results = await asyncio.gather(
+            *(client.call_tool("search-specialists", {}) for _ in range(12))
+        )
+    codes = [error_code(r) if r.is_error else "OK" for r in results]
+    assert codes.count("OK") == 5
+    assert codes.count("RATE_LIMITED") == 7

@@ -7,8 +7,8 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-from agent_server.errors import AgentServerError
-from agent_server.gate import Caller, admit
+from agent_server.errors import AgentServerError, RateLimited
+from agent_server.gate import Caller, check, count_call, record_call
 from agent_server.logs import get_logger
 from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
@@ -64,11 +64,18 @@ async def run_tool(
     ``authenticated`` is the caller the transport already resolved from ``api_key`` in this
     request (HTTP bearer auth), so the gate need not read the agent twice.
     """
+    caller: Caller | None = None
+    counted: list[UnitOfWork] = []
+
+    async def admission(uow: UnitOfWork) -> None:
+        assert caller is not None
+        await count_call(uow, runtime.settings, caller, spec.name)
+        counted.append(uow)
+
     try:
-        caller = await admit(
+        caller = await check(
             runtime.db,
             api_key,
-            spec.name,
             settings=runtime.settings,
             rates=rate_source(runtime),
             authenticated=authenticated,
@@ -80,6 +87,7 @@ async def run_tool(
                 extra = await spec.extra_price(LookupContext(runtime, caller, uow), args)
 
         async def operation(call: MeteredCall) -> dict[str, Any]:
+            assert caller is not None
             output = await spec.handler(ToolContext(runtime, caller, call), args)
             body: dict[str, Any] = output.model_dump(mode="json")
             return body
@@ -93,6 +101,7 @@ async def run_tool(
             operation=operation,
             extra_price=extra,
             config=runtime.billing,
+            admission=admission,
         )
         body = dict(metered.result)
         if "receipt" in spec.output_model.model_fields:
@@ -101,6 +110,27 @@ async def run_tool(
         return results.success(body)
     except AgentServerError as exc:
         log.info("tool.refused", tool=spec.name, code=exc.code)
+        await _count_failed(runtime, caller, spec.name, counted, exc)
         return results.failure(exc)
     except Exception as exc:
+        await _count_failed(runtime, caller, spec.name, counted, exc)
         return internal_error_result(spec.name, exc)
+
+
+async def _count_failed(
+    runtime: Runtime,
+    caller: Caller | None,
+    tool: str,
+    counted: list[UnitOfWork],
+    exc: Exception,
+) -> None:
+    """Count an admitted call that failed against the rate limit too, unless its count was
+    already committed (or it was refused for the limit itself)."""
+    if caller is None or isinstance(exc, RateLimited) or any(u.committed for u in counted):
+        return
+    try:
+        async with runtime.db.uow() as uow:
+            await record_call(uow, runtime.settings, caller, tool)
+            await uow.commit()
+    except Exception as error:
+        log.warning("tool.count_failed", tool=tool, error=type(error).__name__)

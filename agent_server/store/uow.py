@@ -69,6 +69,11 @@ class UnitOfWork:
         await self.session.commit()
         self._committed = True
 
+    @property
+    def committed(self) -> bool:
+        """Whether this unit of work's transaction was committed."""
+        return self._committed
+
     async def rollback(self) -> None:
         await self.session.rollback()
 
