@@ -272,3 +272,52 @@ def test_host_checks_follow_the_bind_address_and_the_allow_list() -> None:
     assert "api.example.com:*" in behind_proxy.allowed_hosts
     open_bind = security("0.0.0.0")
     assert not open_bind.enable_dns_rebinding_protection
+
+
+def _raw_call(base: str, key: str, tool: str) -> httpx.Response:
+    return httpx.post(
+        f"{base}/mcp",
+        json={
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": {}},
+        },
+        headers={
+            "Accept": "application/json, text/event-stream",
+            "Authorization": f"Bearer {key}",
+        },
+        timeout=30,
+    )
+
+
+async def test_a_revoked_key_or_a_suspension_takes_effect_on_the_next_call(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    """The HTTP layer remembers keys it has read; the call itself reads the agent again."""
+    base = served["base"]
+    agent_id, old = _register(base, smtp, "revoked@example.com")
+    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "50", "--reason", "test top-up")
+    for _ in range(2):  # the second request is admitted from memory
+        reply = _raw_call(base, old, "get-wallet")
+        assert reply.status_code == 200 and not reply.json()["result"]["isError"], reply.text
+
+    regenerated = httpx.post(
+        f"{base}/api/agent/regenerate-key", headers={"Authorization": f"Bearer {old}"}, timeout=30
+    )
+    assert regenerated.status_code == 200, regenerated.text
+    new = regenerated.json()["api_key"]
+
+    refused = _raw_call(base, old, "get-wallet")  # remembered, but the call reads again
+    assert refused.status_code == 200
+    assert refused.json()["result"]["structuredContent"]["error"]["code"] == "UNAUTHORIZED"
+    assert _raw_call(base, old, "get-wallet").status_code == 401  # and it is forgotten
+
+    for _ in range(2):
+        reply = _raw_call(base, new, "get-wallet")
+        assert reply.status_code == 200 and not reply.json()["result"]["isError"], reply.text
+    _cli(served["env"], "admin", "suspend", str(agent_id), "--reason", "test")
+    suspended = _raw_call(base, new, "get-wallet")
+    assert suspended.json()["result"]["structuredContent"]["error"]["code"] == "ACCOUNT_INACTIVE"
+    again = _raw_call(base, new, "search-specialists")
+    assert again.json()["result"]["structuredContent"]["error"]["code"] == "ACCOUNT_INACTIVE"

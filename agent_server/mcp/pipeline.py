@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.types import CallToolResult
 
-from agent_server.errors import AgentServerError, RateLimited
-from agent_server.gate import Caller, check, count_call, record_call
+from agent_server.errors import AgentServerError, RateLimited, Unauthorized
+from agent_server.gate import Caller, authenticate, check, count_call, record_call
 from agent_server.logs import get_logger
 from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
@@ -58,17 +59,35 @@ async def run_tool(
     api_key: str | None,
     *,
     authenticated: Caller | None = None,
+    recheck: bool = False,
+    forget_key: Callable[[], None] | None = None,
 ) -> CallToolResult:
     """Run one call of ``spec``; every outcome is a result, never an exception.
 
-    ``authenticated`` is the caller the transport already resolved from ``api_key`` in this
-    request (HTTP bearer auth), so the gate need not read the agent twice.
+    ``authenticated`` is the caller the transport resolved from ``api_key`` (HTTP bearer
+    auth), so the gate need not read the agent again. ``recheck``: that caller was
+    remembered from an earlier request rather than read now, so the call's own first
+    transaction reads the agent again and, if the key was revoked or the agent changed, the
+    call is refused or gated afresh (and ``forget_key`` tells the transport to stop trusting
+    the key).
     """
     caller: Caller | None = None
+    admitted = False
     counted: list[UnitOfWork] = []
 
     async def admission(uow: UnitOfWork) -> None:
+        nonlocal admitted
         assert caller is not None
+        if recheck:
+            admitted = False
+            current = await authenticate(uow, runtime.settings, api_key)
+            if (current.agent_id, current.status, current.email_verified) != (
+                caller.agent_id,
+                caller.status,
+                caller.email_verified,
+            ):
+                raise _CallerChanged
+            admitted = True
         await count_call(uow, runtime.settings, caller, spec.name)
         counted.append(uow)
 
@@ -80,6 +99,7 @@ async def run_tool(
             rates=rate_source(runtime),
             authenticated=authenticated,
         )
+        admitted = True
         args = validate_arguments(spec.input_model, raw)
         extra = None
         if spec.extra_price is not None:
@@ -108,13 +128,26 @@ async def run_tool(
             body["receipt"] = metered.receipt.to_dict() if metered.receipt else None
         log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
         return results.success(body)
+    except _CallerChanged:
+        # Suspended, banned or otherwise changed since the key was last read: gate afresh.
+        if forget_key is not None:
+            forget_key()
+        return await run_tool(runtime, spec, raw, api_key)
     except AgentServerError as exc:
         log.info("tool.refused", tool=spec.name, code=exc.code)
-        await _count_failed(runtime, caller, spec.name, counted, exc)
+        if isinstance(exc, Unauthorized) and forget_key is not None:
+            forget_key()
+        if admitted:
+            await _count_failed(runtime, caller, spec.name, counted, exc)
         return results.failure(exc)
     except Exception as exc:
-        await _count_failed(runtime, caller, spec.name, counted, exc)
+        if admitted:
+            await _count_failed(runtime, caller, spec.name, counted, exc)
         return internal_error_result(spec.name, exc)
+
+
+class _CallerChanged(Exception):
+    """The agent behind a remembered key is not as it was when the key was last read."""
 
 
 async def _count_failed(

@@ -13,7 +13,7 @@ from mcp.types import CallToolResult
 
 from agent_server import __version__
 from agent_server.gate import Caller
-from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token
+from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token, remembered
 from agent_server.mcp.pipeline import run_tool
 from agent_server.mcp.registry import ToolSpec
 from agent_server.mcp.tools import REGISTRY, describe_price
@@ -53,9 +53,22 @@ def build_mcp_server(
 ) -> MCPServer[Runtime]:
     """An ``MCPServer`` serving the selected tools through the gate and the meter."""
 
+    verifier = ApiKeyVerifier(runtime) if http_auth else None
+
     async def invoke(spec: ToolSpec[Any, Any], raw: dict[str, Any], ctx: Context) -> CallToolResult:
         known = caller_source() if caller_source is not None else None
-        return await run_tool(runtime, spec, raw, api_key_source(), authenticated=known)
+        key = api_key_source()
+        if verifier is None or key is None:
+            return await run_tool(runtime, spec, raw, key, authenticated=known)
+        return await run_tool(
+            runtime,
+            spec,
+            raw,
+            key,
+            authenticated=known,
+            recheck=remembered(get_access_token()),
+            forget_key=lambda: verifier.forget(key),
+        )
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
@@ -65,7 +78,7 @@ def build_mcp_server(
     if http_auth:
         url = resource_url or f"http://{runtime.settings.host}:{runtime.settings.port}/mcp"
         auth_kwargs = {
-            "token_verifier": ApiKeyVerifier(runtime),
+            "token_verifier": verifier,
             "auth": AuthSettings(
                 issuer_url=url.rsplit("/mcp", 1)[0] or url,
                 resource_server_url=url,
