@@ -50,7 +50,7 @@ from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
 from agent_server.errors import AgentServerError, InsufficientFunds
 from agent_server.events.balance import emit_if_balance_low
-from agent_server.store import Database, UnitOfWork
+from agent_server.store import Database, Direct, UnitOfWork, direct_execute, direct_rows
 from billing import idempotency
 from billing.caps import Caps, add_spending, caps_columns, return_spending
 from billing.config import BillingConfig
@@ -277,8 +277,20 @@ def _payers_query() -> Any:
     )
 
 
-_PAYERS = _payers_query()
-_INSERT_USAGE = insert(_USAGE)
+_PAYERS = Direct(_payers_query())
+_USAGE_COLUMNS = (
+    "call_id",
+    "agent_id",
+    "tool",
+    "period",
+    "free",
+    "price_usd_micros",
+    "currency",
+    "amount",
+    "transaction_id",
+    "created_at",
+)
+_INSERT_USAGE = Direct(insert(_USAGE).values({name: bindparam(name) for name in _USAGE_COLUMNS}))
 
 
 async def _wallets_and_caps(
@@ -286,12 +298,13 @@ async def _wallets_and_caps(
 ) -> tuple[list[tuple[AccountRef, int]], Caps | None]:
     """The agent's wallets in paying order (see ``paying_wallets``) and its spending caps,
     in one query."""
-    rows = list(await uow.session.execute(_PAYERS, {"agent_id": agent_id}))
+    rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
     wallets = [
-        (AccountRef(int(row.id), AccountKind.WALLET, str(row.currency)), int(row.balance))
-        for row in rows
+        (AccountRef(int(account_id), AccountKind.WALLET, str(currency)), int(balance))
+        for account_id, currency, balance, _capped, _daily, _monthly in rows
     ]
-    caps = Caps(rows[0].daily, rows[0].monthly) if rows and rows[0].capped else None
+    # capped, daily, monthly: the same on every row; capped is 0 or 1 on SQLite
+    caps = Caps(rows[0][4], rows[0][5]) if rows and rows[0][3] else None
     return wallets, caps
 
 
@@ -387,7 +400,7 @@ def _take_free_call_statement(sqlite: bool) -> Any:
     ).returning(_QUOTA.c.used)
 
 
-_TAKE_FREE_CALL = {sqlite: _take_free_call_statement(sqlite) for sqlite in (True, False)}
+_TAKE_FREE_CALL = {sqlite: Direct(_take_free_call_statement(sqlite)) for sqlite in (True, False)}
 
 
 async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> bool:
@@ -399,7 +412,8 @@ async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> b
     quota is used up), so concurrent calls of one agent to that tool take turns."""
     if price.free_per_month <= 0:
         return False
-    taken = await uow.session.execute(
+    taken = await direct_rows(
+        uow,
         _TAKE_FREE_CALL[uow.db.is_sqlite],
         {
             "agent_id": agent_id,
@@ -408,7 +422,7 @@ async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> b
             "limit": price.free_per_month,
         },
     )
-    return taken.first() is not None
+    return bool(taken)
 
 
 async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
@@ -431,7 +445,8 @@ async def _record_usage(
     uow: UnitOfWork, call: MeteredCall, receipt: Receipt | None, txn: int | None
 ) -> None:
     now = uow.clock.now()
-    await uow.session.execute(
+    await direct_execute(
+        uow,
         _INSERT_USAGE,
         {
             "call_id": call.call_id,

@@ -12,11 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, case
+from sqlalchemy import Table, bindparam, case
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent_server.accounts.models import RateCounter
-from agent_server.store import UnitOfWork
+from agent_server.store import Direct, UnitOfWork, direct_rows
 
 
 @dataclass(frozen=True)
@@ -30,24 +30,32 @@ class RateDecision:
     retry_after: int  # seconds until the window resets; 0 when allowed
 
 
+_COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
+
+
 def _upsert(insert: Any) -> Any:
-    stmt = insert(RateCounter).values(
+    # On the table, not the mapped class: a Core statement, which the session runs without
+    # the ORM's bulk-insert handling and SQLite runs directly.
+    stmt = insert(_COUNTERS).values(
         key=bindparam("key"), window_start=bindparam("window_start"), hits=1
     )
-    current = RateCounter.window_start >= stmt.excluded.window_start
+    current = _COUNTERS.c.window_start >= stmt.excluded.window_start
     return stmt.on_conflict_do_update(
         index_elements=["key"],
         set_={
             # A clock that lags another process's never restarts a newer window.
-            "hits": case((current, RateCounter.hits + 1), else_=1),
+            "hits": case((current, _COUNTERS.c.hits + 1), else_=1),
             "window_start": case(
-                (current, RateCounter.window_start), else_=stmt.excluded.window_start
+                (current, _COUNTERS.c.window_start), else_=stmt.excluded.window_start
             ),
         },
-    ).returning(RateCounter.hits, RateCounter.window_start)
+    ).returning(_COUNTERS.c.hits, _COUNTERS.c.window_start)
 
 
-_UPSERT = {"postgresql": _upsert(postgresql.insert), "sqlite": _upsert(sqlite.insert)}
+_UPSERT = {
+    "postgresql": Direct(_upsert(postgresql.insert)),
+    "sqlite": Direct(_upsert(sqlite.insert)),
+}
 
 
 async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
@@ -59,8 +67,7 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
     now = uow.clock.now().timestamp()
     window_start = int(now) - int(now) % window_seconds
     upsert = _UPSERT["postgresql" if not uow.db.is_sqlite else "sqlite"]
-    result = await uow.session.execute(upsert, {"key": key, "window_start": window_start})
-    hits, started = result.one()
+    ((hits, started),) = await direct_rows(uow, upsert, {"key": key, "window_start": window_start})
     allowed = hits <= limit
     retry_after = 0 if allowed else max(1, math.ceil(started + window_seconds - now))
     return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)

@@ -27,14 +27,14 @@ from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
 from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
 from agent_server.booking.search import search_specialists as search_now
 from agent_server.booking.search import view_profile as view_now
-from agent_server.store import Database, UnitOfWork
+from agent_server.store import Database, Direct, UnitOfWork, direct_rows
 
 ENTRIES = 512
 """Answers one process keeps per database (a 10-result page is about 8 KB of JSON)."""
 
 T = TypeVar("T")
 
-_VERSION = select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW)
+_VERSION = Direct(select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW))
 
 
 class AnswerCache:
@@ -75,8 +75,8 @@ def answer_cache(db: Database) -> AnswerCache:
 
 async def catalogue_version(uow: UnitOfWork) -> int | None:
     """The catalogue's change count as this transaction sees it (None: no counter row)."""
-    version = await uow.session.scalar(_VERSION)
-    return None if version is None else int(version)
+    rows = await direct_rows(uow, _VERSION, {})
+    return None if not rows or rows[0][0] is None else int(rows[0][0])
 
 
 def minute_end(now: datetime) -> datetime:

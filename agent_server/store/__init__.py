@@ -1,6 +1,7 @@
 """The store layer: declarative base, engines and the unit of work."""
 
 from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.store.direct import Direct, direct_execute, direct_rows
 from agent_server.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.store.uow import Database, UnitOfWork
 
@@ -8,8 +9,11 @@ __all__ = [
     "Base",
     "BigIntPK",
     "Database",
+    "Direct",
     "UTCDateTime",
     "UnitOfWork",
+    "direct_execute",
+    "direct_rows",
     "is_sqlite",
     "make_engine",
     "make_sessionmaker",

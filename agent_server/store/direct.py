@@ -1,0 +1,205 @@
+"""Hot SQLAlchemy Core statements sent straight to the driver on SQLite.
+
+Through the ORM session a statement costs tens of microseconds of SQLAlchemy machinery
+(session, result and row objects, cache-key lookup) while SQLite itself takes a few. For the
+few statements every tool call runs, ``Direct`` keeps the statement written in SQLAlchemy Core
+(built once, with ``bindparam``\\ s) and does SQLAlchemy's per-call work once:
+
+* on SQLite it compiles the statement once per dialect and keeps the SQL, the order of its
+  positional parameters, the values of its literal binds and each bind's processor (a
+  ``TypeDecorator``'s ``process_bind_param``, ``Boolean``, ``DateTime``...), so the driver gets
+  exactly the parameters SQLAlchemy would send. The statement runs on the unit of work's own
+  driver connection, in its transaction; pending ORM changes are flushed first, as the
+  session's autoflush would, and errors are raised as SQLAlchemy raises them
+  (``IntegrityError``, ``StatementError``...);
+* on PostgreSQL it is simply ``uow.session.execute(statement, params)``.
+
+Rows come back as plain tuples with the values as the driver gives them: on SQLite no result
+processing happens (booleans are 0 and 1, timestamps are text), so use ``Direct`` only for
+statements whose result columns need none (integers, strings, NULL; truth values read as
+such). Build DML on the ``Table``, not the mapped class, so the session runs the same Core
+statement on PostgreSQL. Statements that need SQLAlchemy at execution time are refused when
+compiled: expanding (``IN``) or literal-execute parameters, callable binds, Python-side
+column defaults SQLAlchemy would compute (give every column a value) and bind names that need
+escaping.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+from weakref import WeakKeyDictionary
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
+from sqlalchemy.sql import ClauseElement, Executable
+
+from agent_server.store.uow import UnitOfWork
+
+_REQUIRED: Any = object()
+"""The default of a bind that has no value: the caller must give one."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One positional parameter: where its value comes from and how it is processed."""
+
+    key: str  # the bindparam's key, looked up in the call's parameters first...
+    name: str  # ...then its compiled name, as SQLAlchemy does
+    default: Any  # the bind's own value, or _REQUIRED
+    process: Callable[[Any], Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledDirect:
+    """A statement compiled for one dialect: its SQL and how to build its parameters."""
+
+    sql: str
+    slots: tuple[_Slot, ...]
+    dml: bool
+    keys: frozenset[str]  # the parameter names the statement takes
+
+    def arguments(self, params: Mapping[str, Any]) -> list[Any]:
+        """The positional parameters the driver gets for ``params``, processed."""
+        if self.dml and not self.keys.issuperset(params):
+            # An INSERT or UPDATE run through SQLAlchemy would add a column for such a key.
+            unknown = sorted(set(params) - self.keys)
+            raise ArgumentError(f"parameters the statement does not take: {unknown}")
+        values: list[Any] = []
+        for slot in self.slots:
+            if slot.key in params:
+                value = params[slot.key]
+            elif slot.name in params:
+                value = params[slot.name]
+            elif slot.default is _REQUIRED:
+                raise InvalidRequestError(
+                    f"A value is required for bind parameter {slot.key!r}", code="cd3x"
+                )
+            else:
+                value = slot.default
+            values.append(value if slot.process is None else slot.process(value))
+        return values
+
+
+def compile_direct(statement: Executable, dialect: Dialect) -> CompiledDirect:
+    """``statement`` compiled for ``dialect`` (a positional one, such as SQLite's)."""
+    compiled: Any = cast(ClauseElement, statement).compile(dialect=dialect)
+    if not compiled.positional or compiled.positiontup is None:
+        raise ArgumentError(f"{dialect.name} does not take positional parameters")
+    if compiled.literal_execute_params or compiled.post_compile_params:
+        raise ArgumentError("expanding and literal-execute parameters are not supported")
+    if getattr(compiled, "insert_prefetch", ()) or getattr(compiled, "update_prefetch", ()):
+        raise ArgumentError("give every column a value: column defaults are not computed")
+    if compiled.escaped_bind_names:
+        raise ArgumentError("bind names that need escaping are not supported")
+    binds: dict[str, Any] = {}
+    processors: dict[str, Callable[[Any], Any]] = {}
+    for bind, name in compiled.bind_names.items():
+        if bind.callable is not None:
+            raise ArgumentError(f"callable bind {bind.key!r} is not supported")
+        binds[name] = bind
+        # What SQLAlchemy applies: the processor of the type's implementation for the dialect.
+        process = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if process is not None:
+            processors[name] = process
+    slots = tuple(
+        _Slot(
+            key=binds[name].key,
+            name=name,
+            default=_REQUIRED if binds[name].required else binds[name].value,
+            process=processors.get(name),
+        )
+        for name in compiled.positiontup
+    )
+    return CompiledDirect(
+        sql=str(compiled),
+        slots=slots,
+        dml=bool(compiled.isinsert or compiled.isupdate or compiled.isdelete),
+        keys=frozenset(
+            key for bind, name in compiled.bind_names.items() for key in (bind.key, name)
+        ),
+    )
+
+
+class Direct:
+    """A Core statement (built once, with ``bindparam``\\ s) for ``direct_rows`` and
+    ``direct_execute``; compiled once per SQLite dialect, on first use."""
+
+    __slots__ = ("_compiled", "_last", "returns_rows", "statement")
+
+    def __init__(self, statement: Executable) -> None:
+        self.statement = statement
+        dml: Any = statement
+        # A SELECT, or an INSERT, UPDATE or DELETE with RETURNING.
+        self.returns_rows = not dml.is_dml or len(dml.exported_columns) > 0
+        self._last: tuple[Dialect, CompiledDirect] | None = None
+        self._compiled: WeakKeyDictionary[Dialect, CompiledDirect] = WeakKeyDictionary()
+
+    def compiled(self, dialect: Dialect) -> CompiledDirect:
+        """The statement compiled for ``dialect`` (kept per dialect)."""
+        last = self._last
+        if last is not None and last[0] is dialect:
+            return last[1]
+        found = self._compiled.get(dialect)
+        if found is None:
+            found = self._compiled[dialect] = compile_direct(self.statement, dialect)
+        self._last = (dialect, found)
+        return found
+
+    def __repr__(self) -> str:
+        return f"Direct({self.statement})"
+
+
+async def _flushed_driver(uow: UnitOfWork) -> tuple[Dialect, Any]:
+    session = uow.session
+    if session.autoflush and (session.new or session.deleted or session.dirty):
+        await session.flush()
+    return await uow.driver_connection()
+
+
+async def direct_rows(
+    uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]
+) -> list[tuple[Any, ...]]:
+    """Run ``direct`` in ``uow``'s transaction; its rows as tuples of driver values (see the
+    module's docstring)."""
+    if not uow.db.is_sqlite:
+        result = await uow.session.execute(direct.statement, params)
+        return [tuple(row) for row in result]
+    dialect, driver = await _flushed_driver(uow)
+    compiled = direct.compiled(dialect)
+    try:
+        return list(await driver.execute_fetchall(compiled.sql, compiled.arguments(params)))
+    except Exception as exc:
+        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+
+
+async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]) -> int:
+    """Run ``direct`` in ``uow``'s transaction; how many rows it changed (for a statement
+    that returns rows, how many it returned)."""
+    if not uow.db.is_sqlite:
+        result: Any = await uow.session.execute(direct.statement, params)
+        return len(result.all()) if direct.returns_rows else int(result.rowcount)
+    dialect, driver = await _flushed_driver(uow)
+    compiled = direct.compiled(dialect)
+    try:
+        arguments = compiled.arguments(params)
+        if direct.returns_rows:
+            return len(await driver.execute_fetchall(compiled.sql, arguments))
+        cursor = await driver.execute(compiled.sql, arguments)
+        try:
+            return int(cursor.rowcount)
+        finally:
+            await cursor.close()
+    except Exception as exc:
+        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+
+
+def _as_sqlalchemy_raises(
+    exc: Exception, dialect: Dialect, compiled: CompiledDirect, params: Mapping[str, Any]
+) -> BaseException:
+    """The error SQLAlchemy raises for ``exc``: the driver's errors as their
+    ``sqlalchemy.exc`` class (``IntegrityError``...), any other as a ``StatementError``."""
+    return DBAPIError.instance(
+        compiled.sql, dict(params), exc, dialect.loaded_dbapi.Error, dialect=dialect
+    )
