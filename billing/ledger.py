@@ -335,9 +335,10 @@ async def _post_in_steps(
     connection, same transaction): through the async adapter each statement would cost four
     hops to the driver's thread (cursor, execute, fetch, close), here it costs one.
     """
-    connection = await uow.session.connection()
-    driver: Any = (await connection.get_raw_connection()).driver_connection
-    stamp = _TRANSACTIONS.c.created_at.type.bind_processor(connection.dialect)
+    dialect, driver = await uow.driver_connection()
+    # The processor SQLAlchemy applies (the column type's implementation for the dialect):
+    # the timestamp stored as the same text as every other one, microseconds included.
+    stamp = _TRANSACTIONS.c.created_at.type.dialect_impl(dialect).bind_processor(dialect)
     created_at = stamp(values["created_at"]) if stamp else values["created_at"]
     cursor = await driver.execute(
         _SQLITE_TRANSACTION,

@@ -217,3 +217,22 @@ async def test_an_entry_must_match_its_account_currency(db: Database) -> None:
                 ),
                 {"t": txn, "a": wallet.id},
             )
+
+
+async def test_a_posting_stores_its_time_as_every_other_timestamp(db: Database) -> None:
+    # SQLite postings bypass the session; a whole-second time was stored without its
+    # ".000000", so it sorted before the same instant written by SQLAlchemy.
+    agent = await make_agent(db)  # created_at: the clock's whole-second time
+    await fund(db, agent, "USDC", 1_000)
+    async with db.uow() as uow:
+        posted = (
+            await uow.session.execute(text("SELECT created_at FROM ledger_transactions"))
+        ).scalar_one()
+        created = (
+            await uow.session.execute(
+                text("SELECT created_at FROM agents WHERE id = :id"), {"id": agent}
+            )
+        ).scalar_one()
+        at = (await uow.session.execute(select(LedgerTransaction.created_at))).scalar_one()
+    assert posted == created
+    assert at == db.clock.now()
