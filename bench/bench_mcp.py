@@ -6,6 +6,11 @@ book-slot (each booking a different free slot), sequentially (one client) and wi
 concurrent clients. Reported: calls per second and the ratio to echo in the same mode.
 Targets: view-profile ≥ 0.5x echo, search-specialists ≥ 0.3x echo.
 
+search-specialists cycles through four common queries, as agents repeat searches; their
+answers are cached while the catalogue is unchanged (``agent_server.booking.cache``). The
+``search-specialists (distinct)`` case sends a query no call has sent before each time, so
+every answer is computed: it shows the cost of a search itself (no target).
+
 Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), ``calls``
 (calls per case and mode, default 400; ``--quick``: 96).
 """
@@ -13,6 +18,7 @@ Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import secrets
 import socket
@@ -209,6 +215,14 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                 ]
                 _ok(await client.call_tool("search-specialists", queries[i % len(queries)]))
 
+            fresh = itertools.count()
+
+            async def distinct_search_call(client: Client, i: int) -> None:
+                # A price ceiling never asked before: the answer cannot come from the cache.
+                n = next(fresh)
+                query = {"price_max": 10**9 - n, "sort": ("rating", "price")[n % 2]}
+                _ok(await client.call_tool("search-specialists", query))
+
             async def view_call(client: Client, i: int) -> None:
                 _ok(await client.call_tool("view-profile", {"specialist_id": specialist}))
 
@@ -222,6 +236,7 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
             cases: list[tuple[str, str, dict[str, str], Call]] = [
                 ("echo", echo_url, {}, echo_call),
                 ("search-specialists", ours_url, auth, search_call),
+                ("search-specialists (distinct)", ours_url, auth, distinct_search_call),
                 ("view-profile", ours_url, auth, view_call),
                 ("book-slot", ours_url, auth, book_call),
             ]
