@@ -37,7 +37,7 @@ from agent_server.errors import (
     RateLimited,
     Unauthorized,
 )
-from agent_server.store import Database, UnitOfWork
+from agent_server.store import Database, Direct, UnitOfWork, direct_rows
 from wallets.rates import RateSource
 
 # Calls per minute per agent; other tools get Settings.rate_limit_default.
@@ -73,16 +73,18 @@ def _unauthorized() -> Unauthorized:
     )
 
 
-_BY_KEY_HASH = select(
-    Agent.id,
-    Agent.name,
-    Agent.email,
-    Agent.status,
-    Agent.email_verified,
-    Agent.api_key_prefix,
-    Agent.api_key_hash,
-    Agent.currency,
-).where(Agent.api_key_hash == bindparam("digest"), Agent.deleted_at.is_(None))
+_BY_KEY_HASH = Direct(
+    select(
+        Agent.id,
+        Agent.name,
+        Agent.email,
+        Agent.status,
+        Agent.email_verified,
+        Agent.api_key_prefix,
+        Agent.api_key_hash,
+        Agent.currency,
+    ).where(Agent.api_key_hash == bindparam("digest"), Agent.deleted_at.is_(None))
+)
 
 
 async def authenticate(
@@ -94,19 +96,24 @@ async def authenticate(
     if not api_key or not looks_like_api_key(api_key):
         raise _unauthorized()
     digest = hash_api_key(settings, api_key)
-    executor = uow.session if isinstance(uow, UnitOfWork) else uow
-    row = (await executor.execute(_BY_KEY_HASH, {"digest": digest})).first()
+    if isinstance(uow, UnitOfWork):
+        rows = await direct_rows(uow, _BY_KEY_HASH, {"digest": digest})
+        row = rows[0] if rows else None
+    else:
+        found = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
+        row = tuple(found) if found is not None else None
     # The lookup found the row by its hash; compare again in constant time all the same.
-    if row is None or not secret_matches(pepper(settings), api_key, row.api_key_hash):
+    if row is None or not secret_matches(pepper(settings), api_key, row[6]):
         raise _unauthorized()
+    agent_id, name, email, status, verified, prefix, _hash, currency = row
     return Caller(
-        agent_id=row.id,
-        name=row.name,
-        email=row.email,
-        status=AgentStatus(row.status),
-        email_verified=bool(row.email_verified),
-        key_prefix=row.api_key_prefix,
-        currency=row.currency,
+        agent_id=int(agent_id),
+        name=name,
+        email=email,
+        status=AgentStatus(status),
+        email_verified=bool(verified),
+        key_prefix=prefix,
+        currency=currency,
     )
 
 

@@ -33,7 +33,10 @@ async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResul
     lists its next free slots with a slot_id that book-slot accepts directly, so you can find
     and book in two calls. Contact details are only in view-profile. Charged per call."""
     page = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
-    return SearchResult.model_validate(page.model_dump())
+    # The page is already valid: copy its fields instead of dumping and validating it again.
+    return SearchResult.model_construct(
+        receipt=None, **{name: getattr(page, name) for name in SearchPage.model_fields}
+    )
 
 
 class ViewProfileIn(Input):
