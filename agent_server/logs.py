@@ -2,7 +2,10 @@
 
 Each request binds ``request_id`` and the W3C ``traceparent`` (accepted from the caller or
 generated) with structlog's contextvars, so every line logged while serving it carries them.
-Secrets never reach a log line: ``redact`` masks any value under a secret-looking key.
+Secrets never reach a log line: ``redact`` masks the value under any key that names a secret
+(``api_key``, ``authorization``, ``webhook_secret``, ``access_token``, ``secret_pepper``,
+``verification_code``...), while ordinary fields that merely contain such a word, such as an
+error's ``code`` or a ``key_prefix``, are shown.
 """
 
 from __future__ import annotations
@@ -16,14 +19,30 @@ from typing import Any
 
 import structlog
 
-_SECRET_KEYS = re.compile(r"(api_?key|authorization|code|secret|token|password|pepper)", re.I)
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+
+# A key names a secret when, lower-cased with "-" read as "_", it is one of these words or ends
+# in "_" and one of them: ``webhook_secret``, ``access_token``, ``secret_pepper``, ``x_api_key``.
+# Substrings do not count: ``code`` (an error code), ``key_prefix`` and ``claim_token_id`` show.
+_MASKED_WORDS = (
+    r"api_?key|authorization|cookie|password|passwd|passphrase|secret|token|pepper"
+    r"|private_key|mnemonic|seed_phrase"
+)
+# The one-time codes mailed for sign-up and dashboard sign-in, under any name they could be
+# logged by; a bare ``code`` is an error code (``tool.refused code=RATE_LIMITED``).
+_MASKED_CODES = r"(?:verification|verify|email|signin|sign_in|login|one_time|otp)_code|otp"
+_MASKED_KEYS = re.compile(rf"^(?:\w*_)?(?:{_MASKED_WORDS})$|^(?:{_MASKED_CODES})$")
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a log field of this name holds a secret and must be masked."""
+    return bool(_MASKED_KEYS.match(key.lower().replace("-", "_")))
 
 
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Mask values whose key looks like a secret."""
+    """Mask the values of fields whose key names a secret (see ``is_secret_key``)."""
     for key in list(event):
-        if key != "event" and _SECRET_KEYS.search(key):
+        if key != "event" and is_secret_key(key):
             event[key] = "***"
     return event
 
