@@ -406,10 +406,10 @@ _TAKE_FREE_CALL = {sqlite: Direct(_take_free_call_statement(sqlite)) for sqlite 
 async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> bool:
     """Take one free call of this month's quota, if any is left, in ONE statement.
 
-    Taken before the operation runs, in the call's transaction: a call that fails rolls it
-    back with everything else, so only a successful call uses the quota. On PostgreSQL the
-    upsert locks the agent's quota row of the tool until the call commits (also when the
-    quota is used up), so concurrent calls of one agent to that tool take turns."""
+    Run just before the call commits, in its transaction: a call that fails rolls it back
+    with everything else, so only a successful call uses the quota, and on PostgreSQL the
+    quota row is locked only while the call commits. ``False`` when a concurrent call took
+    the last free one meanwhile: this call is then charged."""
     if price.free_per_month <= 0:
         return False
     taken = await direct_rows(
@@ -425,20 +425,26 @@ async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> b
     return bool(taken)
 
 
+_QUOTA_USED = Direct(
+    select(_QUOTA.c.used).where(
+        _QUOTA.c.agent_id == bindparam("agent_id"),
+        _QUOTA.c.tool == bindparam("tool"),
+        _QUOTA.c.period == bindparam("period"),
+    )
+)
+
+
 async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
-    """Free calls of ``price.tool`` the agent has left this month."""
+    """Free calls of ``price.tool`` the agent has left this month (a read; no lock)."""
     if price.free_per_month <= 0:
         return 0
-    used = (
-        await uow.session.execute(
-            select(_QUOTA.c.used).where(
-                _QUOTA.c.agent_id == agent_id,
-                _QUOTA.c.tool == price.tool,
-                _QUOTA.c.period == period_of(uow.clock.now()),
-            )
-        )
-    ).scalar_one_or_none()
-    return max(price.free_per_month - int(used or 0), 0)
+    rows = await direct_rows(
+        uow,
+        _QUOTA_USED,
+        {"agent_id": agent_id, "tool": price.tool, "period": period_of(uow.clock.now())},
+    )
+    used = int(rows[0][0]) if rows else 0
+    return max(price.free_per_month - used, 0)
 
 
 async def _record_usage(
@@ -822,17 +828,21 @@ async def _run_and_charge_once(
         if admission is not None:
             await admission(uow)
         payer: Payer | None = None
-        free = price.paid and await _take_free_call(uow, agent_id, price)
-        if price.paid and not free:
+        free_left = price.paid and await free_quota_left(uow, agent_id, price) > 0
+        if price.paid and not free_left:
             # Refuse before doing the work; the conditional debit after it is the guarantee.
             payer = await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
         call = MeteredCall(uow, agent_id, tool, call_id)
         result = await operation(call)
         receipt: Receipt | None = None
         txn: int | None = None
-        if free:
+        if free_left and await _take_free_call(uow, agent_id, price):
             receipt = Receipt(call_id, tool, 0, None, 0, None, free=True)
-        elif payer is not None:
+        elif price.paid:
+            if payer is None:  # the last free call went to a concurrent call meanwhile
+                payer = await _choose_payer(
+                    uow, agent_id, tool, price.price_usd_micros, None, config
+                )
             receipt, txn = await _charge(uow, call, config, payer)
         await _record_usage(uow, call, receipt, txn)
         if claim is not None:

@@ -3,6 +3,7 @@ refusals write nothing; holds, escrow, free quotas and caps behave as an owner e
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -529,3 +530,46 @@ async def test_usage_counts_every_successful_call_per_tool(
         ("get-availability", 1, 0, 0),
     }
     assert usage.total_usd_micros == 30_000
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_free_quota(
+    db: Database,
+) -> None:
+    """A call still running must not hold the agent's quota row: another call of the same
+    agent and tool completes meanwhile, free while quota is left and charged after."""
+    config = BillingConfig(
+        prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000, free_per_month=1)}),
+        rates=FakeRateSource(),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(call: MeteredCall) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"ok": True}
+
+    def view(operation: Any) -> Any:
+        return run_metered(
+            db,
+            agent_id=agent,
+            tool="view-profile",
+            arguments={"specialist_id": 1},
+            idempotency_key=None,
+            operation=operation,
+            config=config,
+        )
+
+    first = asyncio.create_task(view(slow))
+    await asyncio.wait_for(started.wait(), 10)
+    second = await asyncio.wait_for(view(ok), 10)  # would wait on a locked quota row
+    release.set()
+    slow_one = await asyncio.wait_for(first, 10)
+    assert second.receipt is not None and slow_one.receipt is not None
+    # The quick call took the one free view; the slow one found it gone and paid.
+    assert (second.receipt.free, slow_one.receipt.free) == (True, False)
+    assert slow_one.receipt.amount == 20_000
+    assert await wallet_balance(db, agent, "USDC") == 980_000
