@@ -27,9 +27,12 @@ from agent_server.booking.next_free import next_free_bound
 from agent_server.booking.schedules import usd_value
 from agent_server.booking.search import specialist_search_text
 from agent_server.store import Database
+from agent_server.store.statistics import analyze
 
 CHUNK = 2000
 """Specialists per transaction."""
+CATALOGUE_TABLES = ("specialists", "schedules", "bookings")
+"""The tables search plans over, analysed once loaded."""
 
 
 @dataclass(frozen=True)
@@ -672,7 +675,8 @@ async def load_demo_data(
 
     Deterministic: the same ``seed`` on the same database state gives the same rows. With
     ``if_empty``, does nothing (returns 0) when any specialist exists. Each schedule's
-    ``next_free_at`` is computed as it is written, so search is fast from the first call.
+    ``next_free_at`` is computed as it is written, and the tables' planner statistics are
+    refreshed once loaded, so search is fast from the first call.
     """
     if count < 0:
         raise ValueError("count must be zero or more")
@@ -705,6 +709,8 @@ async def load_demo_data(
             await uow.session.execute(insert(schedules), rows)
             await uow.commit()
         created += len(people)
+    if created:
+        await analyze(db, CATALOGUE_TABLES)  # or search plans for empty tables until autovacuum
     return created
 
 
