@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.errors import InsufficientFunds
-from agent_server.store import Database, UnitOfWork
+from agent_server.store import Database, Direct, UnitOfWork, direct_rows
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from wallets.currencies import currency_info
 
@@ -378,7 +378,7 @@ async def _post_in_steps(
     return new_id, balances
 
 
-_ONE_STATEMENT: dict[tuple[int, int], Any] = {}
+_ONE_STATEMENT: dict[tuple[int, int], Direct] = {}
 _TXN_COLUMNS = (
     ("kind", "VARCHAR"),
     ("reference", "VARCHAR"),
@@ -396,7 +396,7 @@ _TXN_COLUMNS = (
 )
 
 
-def _one_statement(legs: int, wallets: int) -> Any:
+def _one_statement(legs: int, wallets: int) -> Direct:
     """PostgreSQL: the transaction, its wallet updates and its entries in ONE statement.
 
     The wallet updates and the entries only happen if the transaction row was inserted (its
@@ -439,7 +439,7 @@ def _one_statement(legs: int, wallets: int) -> Any:
             ["(SELECT id FROM t) AS txn"]
             + [f"(SELECT balance FROM w{i}) AS b{i}" for i in range(wallets)]  # noqa: S608
         )
-        _ONE_STATEMENT[shape] = text(f"WITH {', '.join(parts)} SELECT {outputs}")
+        _ONE_STATEMENT[shape] = Direct(text(f"WITH {', '.join(parts)} SELECT {outputs}"))
     return _ONE_STATEMENT[shape]
 
 
@@ -459,7 +459,7 @@ async def _post_in_one_statement(
                 f"credit{i}": leg.credit,
             }
         )
-    row = (await uow.session.execute(_one_statement(len(legs), len(changes)), params)).one()
+    (row,) = await direct_rows(uow, _one_statement(len(legs), len(changes)), params)
     if row[0] is None:
         return None, {}
     balances: dict[int, int] = {}

@@ -12,7 +12,13 @@ few statements every tool call runs, ``Direct`` keeps the statement written in S
   driver connection, in its transaction; pending ORM changes are flushed first, as the
   session's autoflush would, and errors are raised as SQLAlchemy raises them
   (``IntegrityError``, ``StatementError``...);
-* on PostgreSQL it is simply ``uow.session.execute(statement, params)``.
+* on PostgreSQL it is compiled the same way and sent on the unit of work's asyncpg
+  connection, inside the transaction SQLAlchemy's asyncpg adapter manages (begun first if
+  the statement is the transaction's first, under the adapter's own lock), with errors
+  translated as the adapter translates them. This uses the adapter's private attributes
+  (``_execute_mutex``, ``_transaction``, ``_start_transaction``, ``_connection``,
+  ``_handle_exception``) of the pinned SQLAlchemy version; the tests run every direct
+  statement on PostgreSQL.
 
 Rows come back as plain tuples with the values as the driver gives them: on SQLite no result
 processing happens (booleans are 0 and 1, timestamps are text), so use ``Direct`` only for
@@ -164,8 +170,9 @@ async def direct_rows(
     """Run ``direct`` in ``uow``'s transaction; its rows as tuples of driver values (see the
     module's docstring)."""
     if not uow.db.is_sqlite:
-        result = await uow.session.execute(direct.statement, params)
-        return [tuple(row) for row in result]
+        rows = await _on_asyncpg(uow, direct, params, fetch=True)
+        assert isinstance(rows, list)
+        return rows
     dialect, driver = await _flushed_driver(uow)
     compiled = direct.compiled(dialect)
     try:
@@ -178,8 +185,8 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
     """Run ``direct`` in ``uow``'s transaction; how many rows it changed (for a statement
     that returns rows, how many it returned)."""
     if not uow.db.is_sqlite:
-        result: Any = await uow.session.execute(direct.statement, params)
-        return len(result.all()) if direct.returns_rows else int(result.rowcount)
+        done = await _on_asyncpg(uow, direct, params, fetch=direct.returns_rows)
+        return len(done) if isinstance(done, list) else done
     dialect, driver = await _flushed_driver(uow)
     compiled = direct.compiled(dialect)
     try:
@@ -193,6 +200,48 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
             await cursor.close()
     except Exception as exc:
         raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+
+
+async def _on_asyncpg(
+    uow: UnitOfWork, direct: Direct, params: Mapping[str, Any], *, fetch: bool
+) -> list[tuple[Any, ...]] | int:
+    """PostgreSQL: the rows (``fetch``) or the count of rows changed."""
+    session = uow.session
+    if session.autoflush and (session.new or session.deleted or session.dirty):
+        await session.flush()
+    dialect, adapter = await uow.dbapi_connection()
+    compiled = direct.compiled(dialect)
+    try:
+        arguments = compiled.arguments(params)
+    except Exception as exc:
+        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+    try:
+        async with adapter._execute_mutex:
+            if adapter._transaction is None:
+                await adapter._start_transaction()
+            if fetch:
+                return [
+                    tuple(row) for row in await adapter._connection.fetch(compiled.sql, *arguments)
+                ]
+            status: str = await adapter._connection.execute(compiled.sql, *arguments)
+    except Exception as exc:
+        raise _as_sqlalchemy_raises(
+            _translated(adapter, dialect, exc), dialect, compiled, params
+        ) from exc
+    # "INSERT 0 1", "UPDATE 3", "DELETE 0": the count is the last word.
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
+
+
+def _translated(adapter: Any, dialect: Dialect, exc: Exception) -> Exception:
+    """An asyncpg error as the adapter's DBAPI error class (``IntegrityError``...)."""
+    if isinstance(exc, dialect.loaded_dbapi.Error):
+        return exc
+    try:
+        adapter._handle_exception(exc)
+    except Exception as translated:
+        return translated
+    return exc
 
 
 def _as_sqlalchemy_raises(

@@ -48,7 +48,7 @@ class UnitOfWork:
         self.db = db
         self.clock = db.clock
         self._committed = False
-        self._driver: tuple[object, Dialect, Any] | None = None
+        self._driver: tuple[object, Dialect, Any, Any] | None = None
 
     async def __aenter__(self) -> Self:
         self.session = self.db.sessions()
@@ -93,12 +93,27 @@ class UnitOfWork:
         its async adapter (some 20 microseconds), which a statement sent straight to SQLite
         would otherwise spend mostly here.
         """
+        dialect, driver, _adapter = await self._connections()
+        return dialect, driver
+
+    async def dbapi_connection(self) -> tuple[Dialect, Any]:
+        """The dialect and SQLAlchemy's DBAPI adapter around the driver's connection (kept as
+        ``driver_connection`` is)."""
+        dialect, _driver, adapter = await self._connections()
+        return dialect, adapter
+
+    async def _connections(self) -> tuple[Dialect, Any, Any]:
         transaction = self.session.sync_session.get_transaction()
         known = self._driver
         if known is not None and transaction is known[0] and transaction is not None:
             if transaction.is_active:  # not left unusable by a failed flush
-                return known[1], known[2]
+                return known[1], known[2], known[3]
         connection = await self.session.connection()
-        driver = (await connection.get_raw_connection()).driver_connection
-        self._driver = (self.session.sync_session.get_transaction(), connection.dialect, driver)
-        return connection.dialect, driver
+        raw = await connection.get_raw_connection()
+        self._driver = (
+            self.session.sync_session.get_transaction(),
+            connection.dialect,
+            raw.driver_connection,
+            raw.dbapi_connection,
+        )
+        return connection.dialect, raw.driver_connection, raw.dbapi_connection
