@@ -1,9 +1,11 @@
 """Housekeeping that ``serve`` (and ``agent-server worker``) runs in the background.
 
 Every ``interval`` seconds: release holds left pending by calls that crashed (their money goes
-back to the wallet), delete idempotency keys older than their 24-hour lifetime, and refresh
-search's next-free-slot bounds that time has passed (so searches find them fresh). Each pass is
-its own transaction; a failing pass is logged and retried at the next tick, never fatal.
+back to the wallet), delete idempotency keys older than their 24-hour lifetime, refresh
+search's next-free-slot bounds that time has passed (so searches find them fresh), delete
+rate counters whose window ended (started over an hour ago) and webhook events settled
+(delivered, failed or skipped) over 30 days ago. Each step runs in its own transactions (the
+deletions in bounded batches); a failing pass is logged and retried at the next tick, never fatal.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from agent_server.accounts.ratelimit import purge_rate_counters
 from agent_server.booking.next_free import refresh_due
+from agent_server.events.retention import purge_settled_events
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
 from billing.idempotency import purge_idempotency_keys
@@ -29,12 +33,16 @@ async def run_once(runtime: Runtime) -> tuple[int, int]:
     async with runtime.db.uow() as uow:
         refreshed = await refresh_due(uow.session, now=uow.clock.now())
         await uow.commit()
-    if released or purged or refreshed:
+    counters = await purge_rate_counters(runtime.db)
+    events = await purge_settled_events(runtime.db)
+    if released or purged or refreshed or counters or events:
         log.info(
             "maintenance.pass",
             holds_released=released,
             keys_purged=purged,
             next_free_refreshed=refreshed,
+            rate_counters_purged=counters,
+            events_purged=events,
         )
     return released, purged
 

@@ -3,20 +3,26 @@
 One row per limited key holds the current window's start and hit count. A hit is one
 ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement (SQLite and PostgreSQL alike):
 the database serialises concurrent hits on the same key, so the count is exact across
-processes without Redis.
+processes without Redis. Housekeeping deletes the rows of windows that have ended
+(``purge_rate_counters``): a key's next hit starts a new window whether its row is there or not.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, bindparam, case
+from sqlalchemy import Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent_server.accounts.models import RateCounter
-from agent_server.store import Direct, UnitOfWork, direct_rows
+from agent_server.store import Database, Direct, UnitOfWork, direct_rows
+
+MAX_WINDOW_SECONDS = 3600
+"""The longest window a limit may use: a row whose window started longer ago than this has
+ended, which is what lets ``purge_rate_counters`` delete it."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,8 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
     Runs in the caller's transaction and does not commit. Refused hits are counted too; they
     stop counting when the window ends.
     """
+    if not 0 < window_seconds <= MAX_WINDOW_SECONDS:
+        raise ValueError(f"a rate window lasts 1 to {MAX_WINDOW_SECONDS} seconds")
     now = uow.clock.now().timestamp()
     window_start = int(now) - int(now) % window_seconds
     upsert = _UPSERT["postgresql" if not uow.db.is_sqlite else "sqlite"]
@@ -71,3 +79,38 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
     allowed = hits <= limit
     retry_after = 0 if allowed else max(1, math.ceil(started + window_seconds - now))
     return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)
+
+
+async def purge_rate_counters(
+    db: Database,
+    older_than: timedelta = timedelta(hours=1),
+    *,
+    batch_size: int = 1000,
+    max_batches: int = 100,
+) -> int:
+    """Delete the counters whose window started more than ``older_than`` ago; how many.
+
+    Such a window has ended (no window is longer than ``MAX_WINDOW_SECONDS``), so deleting its
+    row changes no decision: the key's next hit starts a new window either way. Deletes at most
+    ``batch_size`` rows per transaction, so a large backlog never holds long locks, and at most
+    ``max_batches`` batches per call; the next call goes on where this one stopped.
+    """
+    if older_than.total_seconds() < MAX_WINDOW_SECONDS:
+        raise ValueError("only windows that have ended may be purged")
+    total = 0
+    for _ in range(max_batches):
+        async with db.uow() as uow:
+            cutoff = int(uow.clock.now().timestamp() - older_than.total_seconds())
+            stale = _COUNTERS.c.window_start < cutoff
+            batch = select(_COUNTERS.c.key).where(stale).limit(batch_size).scalar_subquery()
+            # The age is checked again on the row itself: a hit that started a new window
+            # since the batch was chosen keeps its row.
+            deleted = await uow.session.execute(
+                delete(_COUNTERS).where(_COUNTERS.c.key.in_(batch), stale)
+            )
+            await uow.commit()
+        count = int(deleted.rowcount)  # type: ignore[attr-defined]
+        total += count
+        if count < batch_size:
+            break
+    return total

@@ -114,7 +114,10 @@ async def deliveries(
     per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
     status: Annotated[Literal["pending", "delivered", "failed", "skipped"] | None, Query()] = None,
 ) -> DeliveriesResponse:
-    """Your events, newest first, each with its delivery status and every attempt."""
+    """Your events, newest first, each with its delivery status and every attempt.
+
+    Events that were delivered, failed or skipped more than 30 days ago are deleted; pending
+    ones stay until they settle."""
     async with runtime.db.uow() as uow:
         found = await list_deliveries(
             uow, caller.agent_id, page=page, per_page=per_page, status=status
