@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent_server.accounts.keys import looks_like_api_key, secret_matches
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.accounts.ratelimit import RateDecision, hit
+from agent_server.accounts.ratelimit import RateDecision, hit, peek
 from agent_server.accounts.service import (
     RESEND_ENDPOINT,
     VERIFY_ENDPOINT,
@@ -188,13 +188,30 @@ async def _check(
     return caller
 
 
+def _counter_key(caller: Caller, tool: str) -> str:
+    return f"tool:{caller.agent_id}:{tool}"[:200]
+
+
+def _rate_limited(decision: RateDecision, tool: str) -> RateLimited:
+    return RateLimited(
+        f"Rate limit of {decision.limit} {tool} calls a minute reached; retry in "
+        f"{decision.retry_after} seconds.",
+        {
+            "retry_after": decision.retry_after,
+            "limit": decision.limit,
+            "window_seconds": RATE_WINDOW_SECONDS,
+            "tool": tool,
+        },
+    )
+
+
 async def record_call(
     uow: UnitOfWork, settings: Settings, caller: Caller, tool: str
 ) -> RateDecision:
     """Count one call of ``tool`` by ``caller`` in the given transaction (no refusal)."""
     return await hit(
         uow,
-        f"tool:{caller.agent_id}:{tool}"[:200],
+        _counter_key(caller, tool),
         limit=tool_limit(settings, tool),
         window_seconds=RATE_WINDOW_SECONDS,
     )
@@ -204,18 +221,22 @@ async def count_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: 
     """Step 5: count this call against the agent's per-minute limit for ``tool``, in the
     given transaction; ``RateLimited`` when it is over."""
     decision = await record_call(uow, settings, caller, tool)
-    limit = decision.limit
     if not decision.allowed:
-        raise RateLimited(
-            f"Rate limit of {limit} {tool} calls a minute reached; retry in "
-            f"{decision.retry_after} seconds.",
-            {
-                "retry_after": decision.retry_after,
-                "limit": limit,
-                "window_seconds": RATE_WINDOW_SECONDS,
-                "tool": tool,
-            },
-        )
+        raise _rate_limited(decision, tool)
+
+
+async def precheck_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: str) -> None:
+    """Step 5 read ahead: ``RateLimited`` when the limit is already reached, counting nothing
+    and locking nothing. ``count_call`` still decides, later in the same transaction, so a
+    call can do its work before it takes the counter's row lock, just before it commits."""
+    decision = await peek(
+        uow,
+        _counter_key(caller, tool),
+        limit=tool_limit(settings, tool),
+        window_seconds=RATE_WINDOW_SECONDS,
+    )
+    if not decision.allowed:
+        raise _rate_limited(decision, tool)
 
 
 async def check(

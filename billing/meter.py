@@ -737,24 +737,30 @@ async def run_metered(
     extra_price: ExtraPrice | None = None,
     config: BillingConfig,
     admission: Admission | None = None,
+    settle: Admission | None = None,
 ) -> Metered:
     """Run one tool call and charge for it exactly once if, and only if, it succeeds.
 
     ``arguments`` identify the call for idempotency (same key + same arguments -> the stored
     result). ``extra_price`` is a slot price the operation moves into escrow with
-    ``call.escrow(booking)``. ``admission`` is the caller's last check before the call (the
-    gate's rate count): it runs first in the transaction of a read tool's call, so it commits
-    only with a successful call, and in a committed transaction of its own before the call
-    otherwise. Raises what ``admission`` and the operation raise (after releasing any hold),
-    ``InsufficientFunds``, ``SpendingCapReached`` and ``IdempotencyMismatch``.
+    ``call.escrow(booking)``. ``admission`` and ``settle`` are the caller's last checks (the
+    gate's: a read-ahead of the rate limit, then the count itself): in a read tool's call they
+    run first and just before commit in its one transaction, so the count commits only with a
+    successful call and its row is locked only while the call commits; otherwise both run in
+    a committed transaction of their own before the call. Raises what they and the operation
+    raise (after releasing any hold), ``InsufficientFunds``, ``SpendingCapReached`` and
+    ``IdempotencyMismatch``.
     """
     price = config.prices.for_tool(tool)
     held = price.hold or (extra_price is not None and extra_price.amount > 0)
-    if admission is not None and (held or idempotency_key is not None):
+    if (admission is not None or settle is not None) and (held or idempotency_key is not None):
         async with db.uow() as uow:
-            await admission(uow)
+            if admission is not None:
+                await admission(uow)
+            if settle is not None:
+                await settle(uow)
             await uow.commit()
-        admission = None
+        admission = settle = None
     claim: idempotency.Claim | None = None
     if idempotency_key is not None:
         claimed = await idempotency.claim(
@@ -780,7 +786,7 @@ async def run_metered(
                 db, agent_id, tool, call_id, operation, price, extra_price, config, claim
             )
         return await _run_and_charge(
-            db, agent_id, tool, call_id, operation, price, config, claim, admission
+            db, agent_id, tool, call_id, operation, price, config, claim, admission, settle
         )
     except BaseException:
         if claim is not None:
@@ -798,6 +804,7 @@ async def _run_and_charge(
     config: BillingConfig,
     claim: idempotency.Claim | None,
     admission: Admission | None,
+    settle: Admission | None,
 ) -> Metered:
     """A read tool's call: the operation and its charge in one transaction. If a concurrent
     call empties the chosen wallet in between, the whole call starts over once with fresh
@@ -805,7 +812,7 @@ async def _run_and_charge(
     for _ in range(RACE_ATTEMPTS):
         try:
             return await _run_and_charge_once(
-                db, agent_id, tool, call_id, operation, price, config, claim, admission
+                db, agent_id, tool, call_id, operation, price, config, claim, admission, settle
             )
         except _LostRace:
             continue
@@ -823,6 +830,7 @@ async def _run_and_charge_once(
     config: BillingConfig,
     claim: idempotency.Claim | None,
     admission: Admission | None,
+    settle: Admission | None,
 ) -> Metered:
     async with db.uow() as uow:
         if admission is not None:
@@ -847,6 +855,8 @@ async def _run_and_charge_once(
         await _record_usage(uow, call, receipt, txn)
         if claim is not None:
             await idempotency.complete(uow, claim, result, receipt.to_dict() if receipt else None)
+        if settle is not None:
+            await settle(uow)
         await uow.commit()
     return Metered(result=result, receipt=receipt)
 

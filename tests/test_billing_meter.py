@@ -21,7 +21,12 @@ from sqlalchemy import func, select
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.service import book_slot
 from agent_server.clock import FakeClock
-from agent_server.errors import BookingConflict, InsufficientFunds, SpendingCapReached
+from agent_server.errors import (
+    BookingConflict,
+    InsufficientFunds,
+    RateLimited,
+    SpendingCapReached,
+)
 from agent_server.store import Database
 from billing.caps import set_spending_caps
 from billing.config import BillingConfig
@@ -573,3 +578,59 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_free_quot
     assert (second.receipt.free, slow_one.receipt.free) == (True, False)
     assert slow_one.receipt.amount == 20_000
     assert await wallet_balance(db, agent, "USDC") == 980_000
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_rate_counter(
+    db: Database,
+) -> None:
+    """The gate's count rides in the call's transaction but takes its row lock only at the
+    end: a call still running does not hold up the next call of the same agent and tool."""
+    from agent_server.accounts.models import AgentStatus
+    from agent_server.config import Settings
+    from agent_server.gate import Caller, count_call, precheck_call
+
+    config = BillingConfig(
+        prices=PriceList({"search-specialists": ToolPrice("search-specialists", 10_000)}),
+        rates=FakeRateSource(),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    settings = Settings(rate_limits={"search-specialists": 2})
+    caller = Caller(agent, "a", "a@example.com", AgentStatus.ACTIVE, True, "as_", "USDC")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(call: MeteredCall) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"ok": True}
+
+    async def admission(uow: Any) -> None:
+        await precheck_call(uow, settings, caller, "search-specialists")
+
+    async def settle(uow: Any) -> None:
+        await count_call(uow, settings, caller, "search-specialists")
+
+    def search(operation: Any) -> Any:
+        return run_metered(
+            db,
+            agent_id=agent,
+            tool="search-specialists",
+            arguments={},
+            idempotency_key=None,
+            operation=operation,
+            config=config,
+            admission=admission,
+            settle=settle,
+        )
+
+    first = asyncio.create_task(search(slow))
+    await asyncio.wait_for(started.wait(), 10)
+    await asyncio.wait_for(search(ok), 10)  # would wait on a locked counter row
+    release.set()
+    await asyncio.wait_for(first, 10)
+    # Both counted: the limit of 2 is reached, so a third call is refused before it runs.
+    with pytest.raises(RateLimited):
+        await search(fails)
+    assert await charges(db) == 2

@@ -81,6 +81,26 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
     return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)
 
 
+_CURRENT = Direct(
+    select(_COUNTERS.c.hits, _COUNTERS.c.window_start).where(_COUNTERS.c.key == bindparam("key"))
+)
+
+
+async def peek(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
+    """Whether one more hit of ``key`` would be within ``limit`` now, without counting it (a
+    read: no lock). ``hit`` decides; this lets a caller refuse before doing any work."""
+    now = uow.clock.now().timestamp()
+    window_start = int(now) - int(now) % window_seconds
+    rows = await direct_rows(uow, _CURRENT, {"key": key})
+    if not rows or int(rows[0][1]) < window_start:
+        return RateDecision(True, 0, limit, window_seconds, 0)
+    hits, started = int(rows[0][0]), int(rows[0][1])
+    if hits < limit:
+        return RateDecision(True, hits, limit, window_seconds, 0)
+    retry_after = max(1, math.ceil(started + window_seconds - now))
+    return RateDecision(False, hits, limit, window_seconds, retry_after)
+
+
 async def purge_rate_counters(
     db: Database,
     older_than: timedelta = timedelta(hours=1),

@@ -9,7 +9,14 @@ from typing import Any
 from mcp.types import CallToolResult
 
 from agent_server.errors import AgentServerError, RateLimited, Unauthorized
-from agent_server.gate import Caller, authenticate, check, count_call, record_call
+from agent_server.gate import (
+    Caller,
+    authenticate,
+    check,
+    count_call,
+    precheck_call,
+    record_call,
+)
 from agent_server.logs import get_logger
 from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
@@ -88,6 +95,10 @@ async def run_tool(
             ):
                 raise _CallerChanged
             admitted = True
+        await precheck_call(uow, runtime.settings, caller, spec.name)
+
+    async def settle(uow: UnitOfWork) -> None:
+        assert caller is not None
         await count_call(uow, runtime.settings, caller, spec.name)
         counted.append(uow)
 
@@ -122,6 +133,7 @@ async def run_tool(
             extra_price=extra,
             config=runtime.billing,
             admission=admission,
+            settle=settle,
         )
         body = dict(metered.result)
         if "receipt" in spec.output_model.model_fields:
