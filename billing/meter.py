@@ -278,6 +278,19 @@ def _payers_query() -> Any:
 
 
 _PAYERS = Direct(_payers_query())
+# The same, with this month's free calls used of one tool on every row (NULL: none yet).
+_PAYERS_AND_QUOTA = Direct(
+    _payers_query().add_columns(
+        select(_QUOTA.c.used)
+        .where(
+            _QUOTA.c.agent_id == bindparam("agent_id"),
+            _QUOTA.c.tool == bindparam("tool"),
+            _QUOTA.c.period == bindparam("period"),
+        )
+        .scalar_subquery()
+        .label("quota_used")
+    )
+)
 _USAGE_COLUMNS = (
     "call_id",
     "agent_id",
@@ -298,10 +311,57 @@ async def _wallets_and_caps(
 ) -> tuple[list[tuple[AccountRef, int]], Caps | None]:
     """The agent's wallets in paying order (see ``paying_wallets``) and its spending caps,
     in one query."""
-    rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
+    return _wallets_from(await direct_rows(uow, _PAYERS, {"agent_id": agent_id}))
+
+
+async def _free_or_payer(
+    uow: UnitOfWork, agent_id: int, price: ToolPrice, config: BillingConfig
+) -> tuple[bool, Payer | None]:
+    """Before a paid read call's work, in one read: whether a free call of this month's
+    quota is left (taken later by ``_take_free_call``) or else the wallet that will pay.
+    ``InsufficientFunds`` when neither."""
+    if price.free_per_month <= 0:
+        return False, await _choose_payer(
+            uow, agent_id, price.tool, price.price_usd_micros, None, config
+        )
+    rows = await direct_rows(
+        uow,
+        _PAYERS_AND_QUOTA,
+        {"agent_id": agent_id, "tool": price.tool, "period": period_of(uow.clock.now())},
+    )
+    used = int(rows[0][6] or 0) if rows else await _used_without_wallets(uow, agent_id, price)
+    if used < price.free_per_month:
+        return True, None
+    return False, _payer_from(rows, price.price_usd_micros, None, config) or await _choose_payer(
+        uow, agent_id, price.tool, price.price_usd_micros, None, config
+    )
+
+
+async def _used_without_wallets(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
+    return price.free_per_month - await free_quota_left(uow, agent_id, price)
+
+
+def _payer_from(
+    rows: list[tuple[Any, ...]],
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> Payer | None:
+    """The first of these wallet rows (``_PAYERS`` columns first) that covers the price."""
+    wallets, caps = _wallets_from(rows)
+    for ref, held in wallets:
+        priced = price_in(ref.currency, fee_usd_micros, extra, config)
+        if held >= priced.total:
+            return Payer(ref, priced, caps)
+    return None
+
+
+def _wallets_from(
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[tuple[AccountRef, int]], Caps | None]:
+    """Wallets in paying order and the spending caps, from ``_PAYERS`` rows."""
     wallets = [
-        (AccountRef(int(account_id), AccountKind.WALLET, str(currency)), int(balance))
-        for account_id, currency, balance, _capped, _daily, _monthly in rows
+        (AccountRef(int(row[0]), AccountKind.WALLET, str(row[1])), int(row[2])) for row in rows
     ]
     # capped, daily, monthly: the same on every row; capped is 0 or 1 on SQLite
     caps = Caps(rows[0][4], rows[0][5]) if rows and rows[0][3] else None
@@ -317,11 +377,11 @@ async def _choose_payer(
     config: BillingConfig,
 ) -> Payer:
     """The first wallet, in paying order, whose balance covers the price."""
-    wallets, caps = await _wallets_and_caps(uow, agent_id)
-    for ref, held in wallets:
-        price = price_in(ref.currency, fee_usd_micros, extra, config)
-        if held >= price.total:
-            return Payer(ref, price, caps)
+    rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
+    payer = _payer_from(rows, fee_usd_micros, extra, config)
+    if payer is not None:
+        return payer
+    wallets, _caps = _wallets_from(rows)
     raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config, wallets)
 
 
@@ -836,10 +896,10 @@ async def _run_and_charge_once(
         if admission is not None:
             await admission(uow)
         payer: Payer | None = None
-        free_left = price.paid and await free_quota_left(uow, agent_id, price) > 0
-        if price.paid and not free_left:
+        free_left = False
+        if price.paid:
             # Refuse before doing the work; the conditional debit after it is the guarantee.
-            payer = await _choose_payer(uow, agent_id, tool, price.price_usd_micros, None, config)
+            free_left, payer = await _free_or_payer(uow, agent_id, price, config)
         call = MeteredCall(uow, agent_id, tool, call_id)
         result = await operation(call)
         receipt: Receipt | None = None
