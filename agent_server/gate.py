@@ -15,13 +15,14 @@ but the rate counter (only step 5 counts, and only calls that passed steps 1-4).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from agent_server.accounts.keys import looks_like_api_key, secret_matches
-from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.accounts.ratelimit import RateDecision, hit, peek
+from agent_server.accounts.models import Agent, AgentStatus, RateCounter
+from agent_server.accounts.ratelimit import RateDecision, hit, peek, window_decision
 from agent_server.accounts.service import (
     RESEND_ENDPOINT,
     VERIFY_ENDPOINT,
@@ -73,18 +74,17 @@ def _unauthorized() -> Unauthorized:
     )
 
 
-_BY_KEY_HASH = Direct(
-    select(
-        Agent.id,
-        Agent.name,
-        Agent.email,
-        Agent.status,
-        Agent.email_verified,
-        Agent.api_key_prefix,
-        Agent.api_key_hash,
-        Agent.currency,
-    ).where(Agent.api_key_hash == bindparam("digest"), Agent.deleted_at.is_(None))
-)
+_AGENT_BY_KEY_HASH = select(
+    Agent.id,
+    Agent.name,
+    Agent.email,
+    Agent.status,
+    Agent.email_verified,
+    Agent.api_key_prefix,
+    Agent.api_key_hash,
+    Agent.currency,
+).where(Agent.api_key_hash == bindparam("digest"), Agent.deleted_at.is_(None))
+_BY_KEY_HASH = Direct(_AGENT_BY_KEY_HASH)
 
 
 async def authenticate(
@@ -102,10 +102,25 @@ async def authenticate(
     else:
         found = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
         row = tuple(found) if found is not None else None
+    return _caller_from(row, settings, api_key)
+
+
+_COUNTERS = RateCounter.__table__
+_BY_KEY_HASH_WITH_COUNTER = Direct(
+    _AGENT_BY_KEY_HASH.add_columns(
+        select(_COUNTERS.c.hits).where(_COUNTERS.c.key == bindparam("counter")).scalar_subquery(),
+        select(_COUNTERS.c.window_start)
+        .where(_COUNTERS.c.key == bindparam("counter"))
+        .scalar_subquery(),
+    )
+)
+
+
+def _caller_from(row: tuple[Any, ...] | None, settings: Settings, api_key: str) -> Caller:
     # The lookup found the row by its hash; compare again in constant time all the same.
     if row is None or not secret_matches(pepper(settings), api_key, row[6]):
         raise _unauthorized()
-    agent_id, name, email, status, verified, prefix, _hash, currency = row
+    agent_id, name, email, status, verified, prefix, _hash, currency = row[:8]
     return Caller(
         agent_id=int(agent_id),
         name=name,
@@ -115,6 +130,32 @@ async def authenticate(
         key_prefix=prefix,
         currency=currency,
     )
+
+
+async def reread(
+    uow: UnitOfWork, settings: Settings, api_key: str | None, caller: Caller, tool: str
+) -> tuple[Caller, RateDecision]:
+    """Step 1 again for a caller remembered from an earlier request, with step 5's
+    read-ahead (``precheck_call``), in one statement: the agent as it is now (``Unauthorized``
+    when the key no longer is one) and whether one more call of ``tool`` would be within the
+    limit. The caller compares the agent with what it remembered before using the decision."""
+    if not api_key or not looks_like_api_key(api_key):
+        raise _unauthorized()
+    rows = await direct_rows(
+        uow,
+        _BY_KEY_HASH_WITH_COUNTER,
+        {"digest": hash_api_key(settings, api_key), "counter": _counter_key(caller, tool)},
+    )
+    row = rows[0] if rows else None
+    current = _caller_from(row, settings, api_key)
+    assert row is not None
+    decision = window_decision(
+        uow,
+        None if row[8] is None else (int(row[8]), int(row[9])),
+        limit=tool_limit(settings, tool),
+        window_seconds=RATE_WINDOW_SECONDS,
+    )
+    return current, decision
 
 
 def _blocked(caller: Caller) -> AccountInactive:
@@ -221,6 +262,12 @@ async def count_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: 
     """Step 5: count this call against the agent's per-minute limit for ``tool``, in the
     given transaction; ``RateLimited`` when it is over."""
     decision = await record_call(uow, settings, caller, tool)
+    if not decision.allowed:
+        raise _rate_limited(decision, tool)
+
+
+def refuse_if_over(decision: RateDecision, tool: str) -> None:
+    """``RateLimited`` for a read-ahead that found the limit reached."""
     if not decision.allowed:
         raise _rate_limited(decision, tool)
 

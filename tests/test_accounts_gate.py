@@ -9,7 +9,7 @@ import pytest
 from accounts_support import outbox_code, registered, settings_for
 from sqlalchemy import select
 
-from agent_server.accounts.models import RateCounter
+from agent_server.accounts.models import AgentStatus, RateCounter
 from agent_server.accounts.service import verify_email
 from agent_server.accounts.status import StatusAction, change_status
 from agent_server.clock import FakeClock
@@ -21,7 +21,7 @@ from agent_server.errors import (
     RateLimited,
     Unauthorized,
 )
-from agent_server.gate import Caller, admit, tool_limit
+from agent_server.gate import Caller, admit, reread, tool_limit
 from agent_server.store import Database, make_engine
 from wallets.rates import FakeRateSource
 
@@ -241,3 +241,32 @@ async def test_admit_inside_a_callers_unit_of_work(db: Database, settings: Setti
     async with db.uow() as uow:
         with pytest.raises(Unauthorized):
             await admit(uow, "as_live_" + "x" * 43, "quote", settings=settings)
+
+
+async def test_rereading_a_remembered_caller_sees_the_agent_and_the_limit_as_they_are_now(
+    db: Database, settings: Settings, clock: FakeClock
+) -> None:
+    """What a remembered HTTP request's call reads in its first statement."""
+    tight = settings.model_copy(update={"rate_limits": {"search-specialists": 2}})
+    key = await _active_agent(db, tight, "reread@example.com")
+    caller = await admit(db, key, "search-specialists", settings=tight)
+    async with db.uow() as uow:
+        current, decision = await reread(uow, tight, key, caller, "search-specialists")
+    assert current == caller
+    assert decision.allowed and decision.hits == 1
+    await admit(db, key, "search-specialists", settings=tight)
+    async with db.uow() as uow:
+        _current, decision = await reread(uow, tight, key, caller, "search-specialists")
+    assert not decision.allowed and 1 <= decision.retry_after <= 60
+    clock.advance(timedelta(minutes=1))
+    async with db.uow() as uow:
+        _current, decision = await reread(uow, tight, key, caller, "search-specialists")
+    assert decision.allowed  # a new window
+
+    await _status(db, caller.agent_id, StatusAction.SUSPEND)
+    async with db.uow() as uow:
+        current, _decision = await reread(uow, tight, key, caller, "search-specialists")
+    assert current.status is AgentStatus.SUSPENDED
+    with pytest.raises(Unauthorized):
+        async with db.uow() as uow:
+            await reread(uow, tight, key[:-1] + ("A" if key[-1] != "A" else "B"), caller, "quote")

@@ -89,12 +89,24 @@ _CURRENT = Direct(
 async def peek(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> RateDecision:
     """Whether one more hit of ``key`` would be within ``limit`` now, without counting it (a
     read: no lock). ``hit`` decides; this lets a caller refuse before doing any work."""
+    rows = await direct_rows(uow, _CURRENT, {"key": key})
+    current = (int(rows[0][0]), int(rows[0][1])) if rows else None
+    return window_decision(uow, current, limit=limit, window_seconds=window_seconds)
+
+
+def window_decision(
+    uow: UnitOfWork,
+    current: tuple[int, int] | None,
+    *,
+    limit: int,
+    window_seconds: int,
+) -> RateDecision:
+    """``peek``'s answer from a counter row already read: (hits, window start) or None."""
     now = uow.clock.now().timestamp()
     window_start = int(now) - int(now) % window_seconds
-    rows = await direct_rows(uow, _CURRENT, {"key": key})
-    if not rows or int(rows[0][1]) < window_start:
+    if current is None or current[1] < window_start:
         return RateDecision(True, 0, limit, window_seconds, 0)
-    hits, started = int(rows[0][0]), int(rows[0][1])
+    hits, started = current
     if hits < limit:
         return RateDecision(True, hits, limit, window_seconds, 0)
     retry_after = max(1, math.ceil(started + window_seconds - now))

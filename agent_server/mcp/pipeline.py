@@ -11,11 +11,12 @@ from mcp.types import CallToolResult
 from agent_server.errors import AgentServerError, RateLimited, Unauthorized
 from agent_server.gate import (
     Caller,
-    authenticate,
     check,
     count_call,
     precheck_call,
     record_call,
+    refuse_if_over,
+    reread,
 )
 from agent_server.logs import get_logger
 from agent_server.mcp import results
@@ -85,17 +86,19 @@ async def run_tool(
     async def admission(uow: UnitOfWork) -> None:
         nonlocal admitted
         assert caller is not None
-        if recheck:
-            admitted = False
-            current = await authenticate(uow, runtime.settings, api_key)
-            if (current.agent_id, current.status, current.email_verified) != (
-                caller.agent_id,
-                caller.status,
-                caller.email_verified,
-            ):
-                raise _CallerChanged
-            admitted = True
-        await precheck_call(uow, runtime.settings, caller, spec.name)
+        if not recheck:
+            await precheck_call(uow, runtime.settings, caller, spec.name)
+            return
+        admitted = False
+        current, decision = await reread(uow, runtime.settings, api_key, caller, spec.name)
+        if (current.agent_id, current.status, current.email_verified) != (
+            caller.agent_id,
+            caller.status,
+            caller.email_verified,
+        ):
+            raise _CallerChanged
+        admitted = True
+        refuse_if_over(decision, spec.name)
 
     async def settle(uow: UnitOfWork) -> None:
         assert caller is not None
