@@ -296,16 +296,20 @@ async def test_no_tool_answers_with_an_internal_error_for_odd_input(runtime: Run
                         assert error_code(result) in ERROR_CODES, (tool.name, name, value)
 
 
+async def _searcher_limited_to(runtime: Runtime, calls: int) -> tuple[Runtime, str]:
+    """A runtime allowing ``calls`` searches a minute, a small catalogue, a funded key."""
+    limited = {"rate_limits": {"search-specialists": calls}}
+    rt = Runtime(settings=runtime.settings.model_copy(update=limited), db=runtime.db)
+    await load_demo_data(rt.db, 3, seed=3)
+    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    return rt, key
+
+
 async def test_rate_limit_counts_every_admitted_call_and_charges_only_successes(
     runtime: Runtime,
 ) -> None:
     """A read tool's count rides in the call's own transaction; failed calls count too."""
-    rt = Runtime(
-        settings=runtime.settings.model_copy(update={"rate_limits": {"search-specialists": 4}}),
-        db=runtime.db,
-    )
-    await load_demo_data(rt.db, 3, seed=3)
-    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    rt, key = await _searcher_limited_to(runtime, 4)
     async with client_for(rt, key) as client:
         await call_ok(client, "search-specialists", {})
         bad = await client.call_tool("search-specialists", {"price_min": 9, "price_max": 1})
@@ -323,12 +327,7 @@ async def test_rate_limit_counts_every_admitted_call_and_charges_only_successes(
 
 
 async def test_concurrent_calls_never_pass_the_rate_limit(runtime: Runtime) -> None:
-    rt = Runtime(
-        settings=runtime.settings.model_copy(update={"rate_limits": {"search-specialists": 5}}),
-        db=runtime.db,
-    )
-    await load_demo_data(rt.db, 3, seed=3)
-    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    rt, key = await _searcher_limited_to(runtime, 5)
     async with client_for(rt, key) as client:
         results = await asyncio.gather(
             *(client.call_tool("search-specialists", {}) for _ in range(12))
