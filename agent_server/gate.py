@@ -261,13 +261,11 @@ async def record_call(
 async def count_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: str) -> None:
     """Step 5: count this call against the agent's per-minute limit for ``tool``, in the
     given transaction; ``RateLimited`` when it is over."""
-    decision = await record_call(uow, settings, caller, tool)
-    if not decision.allowed:
-        raise _rate_limited(decision, tool)
+    refuse_if_over(await record_call(uow, settings, caller, tool), tool)
 
 
 def refuse_if_over(decision: RateDecision, tool: str) -> None:
-    """``RateLimited`` for a read-ahead that found the limit reached."""
+    """``RateLimited`` when ``decision`` (a count or a read-ahead) is over the limit."""
     if not decision.allowed:
         raise _rate_limited(decision, tool)
 
@@ -282,8 +280,7 @@ async def precheck_call(uow: UnitOfWork, settings: Settings, caller: Caller, too
         limit=tool_limit(settings, tool),
         window_seconds=RATE_WINDOW_SECONDS,
     )
-    if not decision.allowed:
-        raise _rate_limited(decision, tool)
+    refuse_if_over(decision, tool)
 
 
 async def check(

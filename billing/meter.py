@@ -306,14 +306,6 @@ _USAGE_COLUMNS = (
 _INSERT_USAGE = Direct(insert(_USAGE).values({name: bindparam(name) for name in _USAGE_COLUMNS}))
 
 
-async def _wallets_and_caps(
-    uow: UnitOfWork, agent_id: int
-) -> tuple[list[tuple[AccountRef, int]], Caps | None]:
-    """The agent's wallets in paying order (see ``paying_wallets``) and its spending caps,
-    in one query."""
-    return _wallets_from(await direct_rows(uow, _PAYERS, {"agent_id": agent_id}))
-
-
 async def _free_or_payer(
     uow: UnitOfWork, agent_id: int, price: ToolPrice, config: BillingConfig
 ) -> tuple[bool, Payer | None]:
@@ -329,31 +321,12 @@ async def _free_or_payer(
         _PAYERS_AND_QUOTA,
         {"agent_id": agent_id, "tool": price.tool, "period": period_of(uow.clock.now())},
     )
-    used = int(rows[0][6] or 0) if rows else await _used_without_wallets(uow, agent_id, price)
+    used = int(rows[0][6] or 0) if rows else await _quota_used(uow, agent_id, price)
     if used < price.free_per_month:
         return True, None
-    return False, _payer_from(rows, price.price_usd_micros, None, config) or await _choose_payer(
-        uow, agent_id, price.tool, price.price_usd_micros, None, config
+    return False, await _payer_in(
+        uow, rows, agent_id, price.tool, price.price_usd_micros, None, config
     )
-
-
-async def _used_without_wallets(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
-    return price.free_per_month - await free_quota_left(uow, agent_id, price)
-
-
-def _payer_from(
-    rows: list[tuple[Any, ...]],
-    fee_usd_micros: int,
-    extra: ExtraPrice | None,
-    config: BillingConfig,
-) -> Payer | None:
-    """The first of these wallet rows (``_PAYERS`` columns first) that covers the price."""
-    wallets, caps = _wallets_from(rows)
-    for ref, held in wallets:
-        priced = price_in(ref.currency, fee_usd_micros, extra, config)
-        if held >= priced.total:
-            return Payer(ref, priced, caps)
-    return None
 
 
 def _wallets_from(
@@ -378,10 +351,25 @@ async def _choose_payer(
 ) -> Payer:
     """The first wallet, in paying order, whose balance covers the price."""
     rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
-    payer = _payer_from(rows, fee_usd_micros, extra, config)
-    if payer is not None:
-        return payer
-    wallets, _caps = _wallets_from(rows)
+    return await _payer_in(uow, rows, agent_id, tool, fee_usd_micros, extra, config)
+
+
+async def _payer_in(
+    uow: UnitOfWork,
+    rows: list[tuple[Any, ...]],
+    agent_id: int,
+    tool: str,
+    fee_usd_micros: int,
+    extra: ExtraPrice | None,
+    config: BillingConfig,
+) -> Payer:
+    """The first of these wallet rows (``_PAYERS`` columns first) that covers the price;
+    ``InsufficientFunds`` decided on them when none does."""
+    wallets, caps = _wallets_from(rows)
+    for ref, held in wallets:
+        priced = price_in(ref.currency, fee_usd_micros, extra, config)
+        if held >= priced.total:
+            return Payer(ref, priced, caps)
     raise await insufficient_funds(uow, agent_id, tool, fee_usd_micros, extra, config, wallets)
 
 
@@ -494,17 +482,21 @@ _QUOTA_USED = Direct(
 )
 
 
-async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
-    """Free calls of ``price.tool`` the agent has left this month (a read; no lock)."""
-    if price.free_per_month <= 0:
-        return 0
+async def _quota_used(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
+    """Free calls of ``price.tool`` the agent has used this month (a read; no lock)."""
     rows = await direct_rows(
         uow,
         _QUOTA_USED,
         {"agent_id": agent_id, "tool": price.tool, "period": period_of(uow.clock.now())},
     )
-    used = int(rows[0][0]) if rows else 0
-    return max(price.free_per_month - used, 0)
+    return int(rows[0][0]) if rows else 0
+
+
+async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
+    """Free calls of ``price.tool`` the agent has left this month (a read; no lock)."""
+    if price.free_per_month <= 0:
+        return 0
+    return max(price.free_per_month - await _quota_used(uow, agent_id, price), 0)
 
 
 async def _record_usage(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
@@ -58,16 +59,15 @@ def build_mcp_server(
     async def invoke(spec: ToolSpec[Any, Any], raw: dict[str, Any], ctx: Context) -> CallToolResult:
         known = caller_source() if caller_source is not None else None
         key = api_key_source()
-        if verifier is None or key is None:
-            return await run_tool(runtime, spec, raw, key, authenticated=known)
+        forget = None if verifier is None or key is None else partial(verifier.forget, key)
         return await run_tool(
             runtime,
             spec,
             raw,
             key,
             authenticated=known,
-            recheck=remembered(get_access_token()),
-            forget_key=lambda: verifier.forget(key),
+            recheck=forget is not None and remembered(get_access_token()),
+            forget_key=forget,
         )
 
     @asynccontextmanager
