@@ -39,6 +39,11 @@ def settings_for(database_url: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def wrong_code(code: str) -> str:
+    """A six-digit code that is not ``code``."""
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 

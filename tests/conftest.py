@@ -16,9 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from db_support import PG_ADMIN_URL, START, truncate_all
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+from db_support import PG_ADMIN_URL, START, pg_admin, truncate_all
 
 from agent_server.clock import FakeClock
 from agent_server.logs import configure_logging
@@ -44,16 +42,7 @@ def _in_thread(fn, *args):  # type: ignore[no-untyped-def]
 
 
 def _pg_admin_sync(sql: str) -> None:
-    asyncio.run(_pg_admin(sql))
-
-
-async def _pg_admin(sql: str) -> None:
-    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
+    asyncio.run(pg_admin(PG_ADMIN_URL, sql))
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +68,13 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sqlite") / "template.db"
     _in_thread(upgrade, f"sqlite+aiosqlite:///{path}")
     return path
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """For tests that reconfigure logging: the suite's configuration again afterwards."""
+    yield
+    configure_logging("INFO", "console")
 
 
 @pytest.fixture

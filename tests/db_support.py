@@ -20,6 +20,16 @@ PG_ADMIN_URL = os.environ.get(
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 
 
+async def pg_admin(admin_url: str, sql: str) -> None:
+    """Run one statement outside a transaction (CREATE or DROP DATABASE) at ``admin_url``."""
+    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text(sql))
+    finally:
+        await engine.dispose()
+
+
 SEEDED_TABLES = {"catalogue_state"}
 """Tables whose rows the migrations create and the product expects to find: kept."""
 

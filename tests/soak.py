@@ -51,7 +51,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_server.accounts.models import OutboxMail
 from agent_server.accounts.status import activate_if_pending
@@ -63,6 +62,7 @@ from agent_server.store.migrate import upgrade
 from billing.deposits import adjust_balance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from db_support import pg_admin
 from proof_support import Connection
 from soak_audit import AgentSetup, AuditReport, Call, audit
 from webhook_receiver import Receiver
@@ -221,23 +221,14 @@ def server_env(database_url: str) -> dict[str, str]:
 # --- the database -------------------------------------------------------------------------------
 
 
-async def _pg_admin(admin_url: str, sql: str) -> None:
-    engine = create_async_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            await conn.execute(text(sql))
-    finally:
-        await engine.dispose()
-
-
 async def drop_database(admin_url: str, name: str) -> None:
-    await _pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await pg_admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 async def fresh_database(admin_url: str) -> tuple[str, str]:
     """A new, migrated PostgreSQL database; (its name, its URL)."""
     name = f"agent_server_soak_{secrets.token_hex(4)}"
-    await _pg_admin(admin_url, f'CREATE DATABASE "{name}"')
+    await pg_admin(admin_url, f'CREATE DATABASE "{name}"')
     base, _, _ = admin_url.rpartition("/")
     url = f"{base}/{name}"
     await asyncio.to_thread(upgrade, url)

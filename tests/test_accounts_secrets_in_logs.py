@@ -6,7 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from accounts_support import api_for, bearer, outbox_code
+from accounts_support import api_for, bearer, outbox_code, wrong_code
 from smtp_sink import SmtpSink
 
 from agent_server.clock import FakeClock
@@ -23,14 +23,7 @@ def smtp() -> Iterator[SmtpSink]:
     sink.stop()
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    yield
-    configure_logging("INFO", "console")
-
-
-def _wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 @pytest.mark.parametrize("fmt", ["json", "console"])
@@ -51,11 +44,11 @@ async def test_sign_up_flow_logs_no_secrets(
         key = registered.json()["api_key"]
         first = api.code_for("quiet@example.com")
         secrets += [key, first]
-        await api.verify("quiet@example.com", _wrong(first))
+        await api.verify("quiet@example.com", wrong_code(first))
         await api.resend("quiet@example.com")
         second = api.code_for("quiet@example.com")
         secrets.append(second)
-        await api.verify("quiet@example.com", _wrong(second))
+        await api.verify("quiet@example.com", wrong_code(second))
         settings = api.runtime.settings
         for candidate in (key, key + "x"):
             with pytest.raises(AgentServerError):

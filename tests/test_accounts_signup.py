@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
-from accounts_support import Api, api_for, bearer
+from accounts_support import Api, api_for, bearer, wrong_code
 from smtp_sink import SmtpSink
 from sqlalchemy import select
 
@@ -28,10 +28,6 @@ def smtp() -> Iterator[SmtpSink]:
 async def api(database_url: str, clock: FakeClock, smtp: SmtpSink) -> AsyncIterator[Api]:
     async with api_for(database_url, clock, smtp) as api:
         yield api
-
-
-def _wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
 
 
 def _error(response_json: dict[str, object]) -> dict[str, object]:
@@ -120,7 +116,7 @@ async def test_missing_or_wrong_authorization_is_401(api: Api) -> None:
 async def test_a_wrong_code_is_refused_and_counts_a_try(api: Api) -> None:
     await api.signup("wrong@example.com", verify=False)
     code = api.code_for("wrong@example.com")
-    response = await api.verify("wrong@example.com", _wrong(code))
+    response = await api.verify("wrong@example.com", wrong_code(code))
     assert response.status_code == 422
     error = _error(response.json())
     assert error["code"] == "VALIDATION_ERROR"
@@ -135,7 +131,7 @@ async def test_five_wrong_tries_lock_the_code(api: Api) -> None:
     await api.signup("lock@example.com", verify=False)
     code = api.code_for("lock@example.com")
     for left in (4, 3, 2, 1, 0):
-        response = await api.verify("lock@example.com", _wrong(code))
+        response = await api.verify("lock@example.com", wrong_code(code))
         assert response.status_code == 422
         assert _error(response.json())["details"]["attempts_left"] == left  # type: ignore[index]
     locked = await api.verify("lock@example.com", code)

@@ -18,15 +18,18 @@ from billing_support import (
 )
 from sqlalchemy import func, select
 
+from agent_server.accounts.models import AgentStatus
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.service import book_slot
 from agent_server.clock import FakeClock
+from agent_server.config import Settings
 from agent_server.errors import (
     BookingConflict,
     InsufficientFunds,
     RateLimited,
     SpendingCapReached,
 )
+from agent_server.gate import Caller, count_call, precheck_call
 from agent_server.store import Database
 from billing.caps import set_spending_caps
 from billing.config import BillingConfig
@@ -587,10 +590,6 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_rate_coun
 ) -> None:
     """The gate's count rides in the call's transaction but takes its row lock only at the
     end: a call still running does not hold up the next call of the same agent and tool."""
-    from agent_server.accounts.models import AgentStatus
-    from agent_server.config import Settings
-    from agent_server.gate import Caller, count_call, precheck_call
-
     config = BillingConfig(
         prices=PriceList({"search-specialists": ToolPrice("search-specialists", 10_000)}),
         rates=FakeRateSource(),

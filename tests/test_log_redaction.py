@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from mcp import Client
@@ -62,10 +61,7 @@ SHOWN_KEYS = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    yield
-    configure_logging("INFO", "console")
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def test_secret_fields_are_masked_and_ordinary_ones_shown() -> None:

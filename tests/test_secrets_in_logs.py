@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import httpx2
 import pytest
-from accounts_support import outbox_code, settings_for
+from accounts_support import outbox_code, settings_for, wrong_code
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from webhook_receiver import Receiver
@@ -39,14 +38,7 @@ BASE = "http://127.0.0.1:8000"
 EMAIL = "whole-flow@example.com"
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    yield
-    configure_logging("INFO", "console")
-
-
-def _wrong(code: str) -> str:
-    return f"{(int(code) + 1) % 1_000_000:06d}"
+pytestmark = pytest.mark.usefixtures("restore_logging")
 
 
 def _csrf(page: str) -> str:
@@ -72,7 +64,7 @@ async def _flow(runtime: Runtime, receiver: Receiver) -> list[str]:
         key, agent_id = registered.json()["api_key"], registered.json()["agent_id"]
         code = await outbox_code(runtime.db, EMAIL)
         secrets += [key, code]
-        await web.post("/api/agent/verify-email", json={"email": EMAIL, "code": _wrong(code)})
+        await web.post("/api/agent/verify-email", json={"email": EMAIL, "code": wrong_code(code)})
         verified = await web.post("/api/agent/verify-email", json={"email": EMAIL, "code": code})
         assert verified.status_code == 200, verified.text
 
@@ -139,7 +131,7 @@ async def _dashboard_sign_in(web: httpx.AsyncClient, runtime: Runtime) -> list[s
     asked = await web.post("/sign-in", data=form)
     assert asked.status_code == 200, asked.text[:500]
     code = await outbox_code(runtime.db, EMAIL)
-    wrong = await web.post("/sign-in/code", data={**form, "code": _wrong(code)})
+    wrong = await web.post("/sign-in/code", data={**form, "code": wrong_code(code)})
     assert wrong.status_code == 422
     signed = await web.post("/sign-in/code", data={**form, "code": code})
     assert signed.status_code == 303, signed.text[:500]
