@@ -135,7 +135,17 @@ class Receipt:
     escrowed: int = 0
 
     def to_dict(self) -> JSONDict:
-        return asdict(self)
+        return {
+            "call_id": self.call_id,
+            "tool": self.tool,
+            "price_usd_micros": self.price_usd_micros,
+            "currency": self.currency,
+            "amount": self.amount,
+            "balance_after": self.balance_after,
+            "rate": self.rate,
+            "free": self.free,
+            "escrowed": self.escrowed,
+        }
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ refusals write nothing; holds, escrow, free quotas and caps behave as an owner e
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -325,6 +326,7 @@ async def test_a_failed_call_leaves_the_free_quota_untouched_and_a_used_up_quota
         "free": True,
         "escrowed": 0,
     }
+    assert free.to_dict() == dataclasses.asdict(free)  # every field, including any added later
     assert await free_left() == 0
     # A failed call once the quota is used up costs nothing either.
     before = await count_rows(db)

@@ -27,13 +27,15 @@ async def version(db: Database) -> int:
 
 async def first_search_slot(db: Database, query: SearchQuery) -> str:
     async with db.uow() as uow:
-        page = await cache.search_specialists(uow, query, now=db.clock.now())
+        page = (await cache.search_specialists(uow, query, now=db.clock.now())).value
     return page.items[0].schedules[0].slots[0].slot_id
 
 
 async def profile_slots(db: Database, specialist: int, timezone: str = "UTC") -> list[str]:
     async with db.uow() as uow:
-        view = await cache.view_profile(uow, specialist, now=db.clock.now(), timezone=timezone)
+        view = (
+            await cache.view_profile(uow, specialist, now=db.clock.now(), timezone=timezone)
+        ).value
     return [slot.slot_id for sched in view.schedules for slot in sched.next_slots]
 
 
@@ -130,8 +132,10 @@ async def test_different_arguments_get_their_own_answers(db: Database) -> None:
     specialist, schedule = await specialist_schedule(db)
     await make_schedule(db, ScheduleOwner.specialist(specialist), label="Evenings")
     async with db.uow() as uow:
-        utc = await cache.view_profile(uow, specialist, now=db.clock.now())
-        tokyo = await cache.view_profile(uow, specialist, now=db.clock.now(), timezone="Asia/Tokyo")
+        utc = (await cache.view_profile(uow, specialist, now=db.clock.now())).value
+        tokyo = (
+            await cache.view_profile(uow, specialist, now=db.clock.now(), timezone="Asia/Tokyo")
+        ).value
     assert utc is not tokyo
     assert utc.schedules[0].next_slots[0].start_local.endswith("Z") or "+00:00" in (
         utc.schedules[0].next_slots[0].start_local

@@ -15,12 +15,14 @@ entries leave first); the version check keeps them all exact.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
+from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
@@ -32,7 +34,25 @@ from agent_server.store import Database, Direct, UnitOfWork, direct_rows
 ENTRIES = 512
 """Answers one process keeps per database (a 10-result page is about 8 KB of JSON)."""
 
-T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+
+class Answer(Generic[M]):
+    """A cached answer and its JSON form, made the first time it is asked for: an answer
+    served many times is serialised once. The JSON form is shared, so it is never changed."""
+
+    __slots__ = ("_json", "value")
+
+    def __init__(self, value: M) -> None:
+        self.value = value
+        self._json: tuple[dict[str, Any], str] | None = None
+
+    def as_json(self) -> tuple[dict[str, Any], str]:
+        """``value.model_dump(mode="json")``, and that as compact JSON text."""
+        if self._json is None:
+            body = self.value.model_dump(mode="json")
+            self._json = (body, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+        return self._json
 
 _VERSION = Direct(select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW))
 
@@ -89,23 +109,25 @@ async def _cached(
     uow: UnitOfWork,
     key: tuple[Hashable, ...],
     now: datetime,
-    compute: Callable[[datetime], Awaitable[T]],
-) -> T:
+    compute: Callable[[datetime], Awaitable[M]],
+) -> Answer[M]:
     as_of = minute_end(now)
     version = await catalogue_version(uow)
     if version is None:  # no counter: nothing tells when an answer goes stale
-        return await compute(as_of)
+        return Answer(await compute(as_of))
     cache = answer_cache(uow.db)
     full_key = (*key, as_of)
     found = cache.get(full_key, version)
     if found is not None:
         return found  # type: ignore[return-value]
-    answer = await compute(as_of)
+    answer = Answer(await compute(as_of))
     cache.put(full_key, version, answer)
     return answer
 
 
-async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: datetime) -> SearchPage:
+async def search_specialists(
+    uow: UnitOfWork, query: SearchQuery, *, now: datetime
+) -> Answer[SearchPage]:
     """``search.search_specialists`` as of the end of ``now``'s minute, cached (see above)."""
     key = ("search", query.model_dump_json())
     return await _cached(uow, key, now, lambda as_of: search_now(uow, query, now=as_of))
@@ -118,7 +140,7 @@ async def view_profile(
     now: datetime,
     window_days: int = 14,
     timezone: str = "UTC",
-) -> ProfileView:
+) -> Answer[ProfileView]:
     """``search.view_profile`` as of the end of ``now``'s minute, cached (see above)."""
     key = ("profile", specialist_id, window_days, timezone)
     return await _cached(

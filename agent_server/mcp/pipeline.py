@@ -82,6 +82,7 @@ async def run_tool(
     caller: Caller | None = None
     admitted = False
     counted: list[UnitOfWork] = []
+    prepared: results.JsonOutput | None = None  # the handler's output, already serialised
 
     async def admission(uow: UnitOfWork) -> None:
         nonlocal admitted
@@ -121,8 +122,12 @@ async def run_tool(
                 extra = await spec.extra_price(LookupContext(runtime, caller, uow), args)
 
         async def operation(call: MeteredCall) -> dict[str, Any]:
+            nonlocal prepared
             assert caller is not None
             output = await spec.handler(ToolContext(runtime, caller, call), args)
+            if isinstance(output, results.JsonOutput):
+                prepared = output
+                return output.body
             body: dict[str, Any] = output.model_dump(mode="json")
             return body
 
@@ -138,10 +143,16 @@ async def run_tool(
             admission=admission,
             settle=settle,
         )
-        body = dict(metered.result)
-        if "receipt" in spec.output_model.model_fields:
-            body["receipt"] = metered.receipt.to_dict() if metered.receipt else None
         log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
+        receipt = metered.receipt.to_dict() if metered.receipt else None
+        has_receipt = "receipt" in spec.output_model.model_fields
+        if prepared is not None and not metered.replayed:
+            if not has_receipt:
+                return results.success(prepared.body, prepared.text)
+            return results.success(*results.with_receipt(prepared, receipt))
+        body = dict(metered.result)
+        if has_receipt:
+            body["receipt"] = receipt
         return results.success(body)
     except _CallerChanged:
         # Suspended, banned or otherwise changed since the key was last read: gate afresh.

@@ -52,7 +52,8 @@ class ToolSpec(Generic[In, Out]):
     toolset: str
     input_model: type[In]
     output_model: type[Out]
-    handler: Callable[[Any, In], Awaitable[Out]]
+    # A handler returns its output model, or that output already serialised.
+    handler: Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
     read_only: bool
     destructive: bool
     idempotent: bool
@@ -71,6 +72,7 @@ class ToolSpec(Generic[In, Out]):
         )
 
 
+Handler = Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
 Invoker = Callable[[ToolSpec[Any, Any], dict[str, Any], Context], Awaitable[CallToolResult]]
 
 
@@ -93,14 +95,12 @@ class ToolRegistry:
         idempotent: bool = False,
         open_world: bool = False,
         extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None,
-    ) -> Callable[[Callable[[Any, In], Awaitable[Out]]], Callable[[Any, In], Awaitable[Out]]]:
+    ) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
         """Declare a tool; the handler's docstring is its description."""
         if toolset not in TOOLSETS:
             raise ValueError(f"unknown toolset {toolset!r}")
 
-        def register(
-            handler: Callable[[Any, In], Awaitable[Out]],
-        ) -> Callable[[Any, In], Awaitable[Out]]:
+        def register(handler: Handler[In, Out]) -> Handler[In, Out]:
             if name in self.specs:
                 raise ValueError(f"tool {name!r} declared twice")
             self.specs[name] = ToolSpec(
@@ -193,6 +193,9 @@ def _sdk_tool(
         # Clients validate every result against it: the same schema without references
         # validates several times faster (no reference resolution per nested object).
         tool.fn_metadata.output_schema = inline_refs(tool.fn_metadata.output_schema)
+        # The schema stays advertised; the SDK does not validate each result against the model
+        # again: the pipeline builds every structured result from the output model itself.
+        tool.fn_metadata.output_model = None
     return tool
 
 

@@ -7,6 +7,7 @@ content, and one line of text telling the agent what to do next.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
@@ -15,15 +16,45 @@ from pydantic import BaseModel
 from agent_server.errors import AgentServerError
 
 
-def success(output: BaseModel | dict[str, Any]) -> CallToolResult:
-    """A successful result: the output as structured content and as compact JSON text.
+@dataclass(frozen=True)
+class JsonOutput:
+    """A tool's output already in its JSON form (its output model's ``model_dump(mode="json")``)
+    and that form as compact JSON text: what a handler returns for an answer it serves many
+    times, so that it is not serialised again on every call. Both are shared: never changed."""
 
-    A dict must already be the JSON form of the tool's output model: the SDK validates the
-    structured content against the tool's output schema before it is sent.
+    body: dict[str, Any]
+    text: str
+
+    def nested(self, field: str) -> JsonOutput:
+        """This output as the one field of an enclosing object."""
+        return JsonOutput({field: self.body}, f"{{{json.dumps(field)}:{self.text}}}")
+
+
+def compact(body: Any) -> str:
+    """``body`` as compact JSON text."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def success(output: BaseModel | dict[str, Any], text: str | None = None) -> CallToolResult:
+    """A successful result: the output as structured content and as compact JSON text
+    (``text`` when the caller already has it).
+
+    A dict must already be the JSON form of the tool's output model: clients validate the
+    structured content against the tool's output schema.
     """
     body = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
-    text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=body)
+    return CallToolResult(
+        content=[TextContent(type="text", text=compact(body) if text is None else text)],
+        structured_content=body,
+    )
+
+
+def with_receipt(output: JsonOutput, receipt: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """``output`` (whose body has no receipt) with the call's receipt first, as a new body
+    and its text."""
+    rest = output.text[1:]
+    text = '{"receipt":' + compact(receipt) + ("}" if rest == "}" else "," + rest)
+    return {"receipt": receipt, **output.body}, text
 
 
 def next_step(error: AgentServerError) -> str:

@@ -65,6 +65,10 @@ class InlineConnection(aiosqlite.Connection):
             self._connection = self._connector()
         return self
 
+    async def begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE``: take the write lock now (waiting for it as any call does)."""
+        await self._execute(self._conn.execute, "BEGIN IMMEDIATE")
+
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         if not self._running or self._connection is None:
             raise ValueError("Connection closed")

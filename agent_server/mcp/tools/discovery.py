@@ -9,6 +9,7 @@ from pydantic import Field
 from agent_server.booking import cache
 from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
 from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.results import JsonOutput
 from agent_server.mcp.tools.common import MAX_ID, Input, Paid
 from agent_server.mcp.tools.registry import REGISTRY
 
@@ -26,17 +27,14 @@ class SearchResult(SearchPage, Paid):
     read_only=True,
     idempotent=True,
 )
-async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResult:
+async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResult | JsonOutput:
     """Find human specialists who have free slots in a date window: filter by free text,
     skills, languages, city, country, price range, slot length, weekdays and hours (in your
     time zone); sort by rating, price or next_available; page with next_cursor. Each result
     lists its next free slots with a slot_id that book-slot accepts directly, so you can find
     and book in two calls. Contact details are only in view-profile. Charged per call."""
-    page = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
-    # The page is already valid: copy its fields instead of dumping and validating it again.
-    return SearchResult.model_construct(
-        receipt=None, **{name: getattr(page, name) for name in SearchPage.model_fields}
-    )
+    answer = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
+    return JsonOutput(*answer.as_json())
 
 
 class ViewProfileIn(Input):
@@ -66,15 +64,15 @@ class ProfileResult(Paid):
     read_only=True,
     idempotent=True,
 )
-async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult:
+async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult | JsonOutput:
     """A specialist's full profile: contact email and phone, skills, languages, education,
     rates, rating, public schedules and their next free slots (each with a slot_id for
     book-slot). The first 100 views each calendar month (UTC) are free, then charged per view."""
-    profile = await cache.view_profile(
+    answer = await cache.view_profile(
         ctx.uow,
         args.specialist_id,
         now=ctx.uow.clock.now(),
         window_days=args.window_days,
         timezone=args.timezone,
     )
-    return ProfileResult(profile=profile)
+    return JsonOutput(*answer.as_json()).nested("profile")
