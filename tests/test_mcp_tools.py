@@ -18,6 +18,7 @@ from agent_server.booking.demo import load_demo_data
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.errors import ERROR_CODES
+from agent_server.mcp.results import JsonOutput, with_receipt
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
 from agent_server.store import Database
@@ -335,3 +336,17 @@ async def test_concurrent_calls_never_pass_the_rate_limit(runtime: Runtime) -> N
     codes = [error_code(r) if r.is_error else "OK" for r in results]
     assert codes.count("OK") == 5
     assert codes.count("RATE_LIMITED") == 7
+
+
+def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:
+    answer = {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
+    text = json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+    receipt = {"call_id": "c1", "amount": 10_000, "free": False}
+    body, sent = with_receipt(JsonOutput(answer, text), receipt)
+    assert body == {"receipt": receipt, **answer} == json.loads(sent)
+    assert list(body) == ["receipt", "items", "next_cursor"]
+    assert answer == {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
+    empty, sent = with_receipt(JsonOutput({}, "{}"), None)
+    assert empty == {"receipt": None} == json.loads(sent)
+    nested = JsonOutput(answer, text).nested("profile")
+    assert nested.body == {"profile": answer} == json.loads(nested.text)

@@ -15,7 +15,6 @@ entries leave first); the version check keeps them all exact.
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
@@ -26,7 +25,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
-from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
+from agent_server.booking.search import ProfileView, SearchPage, SearchQuery, compact_json
 from agent_server.booking.search import search_specialists as search_now
 from agent_server.booking.search import view_profile as view_now
 from agent_server.store import Database, Direct, UnitOfWork, direct_rows
@@ -51,7 +50,7 @@ class Answer(Generic[M]):
         """``value.model_dump(mode="json")``, and that as compact JSON text."""
         if self._json is None:
             body = self.value.model_dump(mode="json")
-            self._json = (body, json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+            self._json = (body, compact_json(body))
         return self._json
 
 _VERSION = Direct(select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW))

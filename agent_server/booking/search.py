@@ -1153,10 +1153,14 @@ def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) 
     )
 
 
+def compact_json(body: Any) -> str:
+    """``body`` as compact JSON text, as answers are sent."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
 def _page_size(page: SearchPage) -> int:
     """Characters of the page as sent: compact JSON, UTF-8 text."""
-    body = page.model_dump(mode="json")
-    return len(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+    return len(compact_json(page.model_dump(mode="json")))
 
 
 async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: datetime) -> SearchPage:

@@ -42,6 +42,10 @@ class InternalError(AgentServerError):
     status = 500
 
 
+# A handler returns its output model, or that output already serialised.
+Handler = Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
+
+
 @dataclass(frozen=True)
 class ToolSpec(Generic[In, Out]):
     """A declared tool: its wire contract and the handler behind it."""
@@ -52,8 +56,7 @@ class ToolSpec(Generic[In, Out]):
     toolset: str
     input_model: type[In]
     output_model: type[Out]
-    # A handler returns its output model, or that output already serialised.
-    handler: Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
+    handler: Handler[In, Out]
     read_only: bool
     destructive: bool
     idempotent: bool
@@ -72,7 +75,6 @@ class ToolSpec(Generic[In, Out]):
         )
 
 
-Handler = Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
 Invoker = Callable[[ToolSpec[Any, Any], dict[str, Any], Context], Awaitable[CallToolResult]]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
+from agent_server.booking.search import compact_json
 from agent_server.errors import AgentServerError
 
 
@@ -30,11 +31,6 @@ class JsonOutput:
         return JsonOutput({field: self.body}, f"{{{json.dumps(field)}:{self.text}}}")
 
 
-def compact(body: Any) -> str:
-    """``body`` as compact JSON text."""
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-
-
 def success(output: BaseModel | dict[str, Any], text: str | None = None) -> CallToolResult:
     """A successful result: the output as structured content and as compact JSON text
     (``text`` when the caller already has it).
@@ -44,7 +40,7 @@ def success(output: BaseModel | dict[str, Any], text: str | None = None) -> Call
     """
     body = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
     return CallToolResult(
-        content=[TextContent(type="text", text=compact(body) if text is None else text)],
+        content=[TextContent(type="text", text=compact_json(body) if text is None else text)],
         structured_content=body,
     )
 
@@ -53,7 +49,7 @@ def with_receipt(output: JsonOutput, receipt: dict[str, Any] | None) -> tuple[di
     """``output`` (whose body has no receipt) with the call's receipt first, as a new body
     and its text."""
     rest = output.text[1:]
-    text = '{"receipt":' + compact(receipt) + ("}" if rest == "}" else "," + rest)
+    text = '{"receipt":' + compact_json(receipt) + ("}" if rest == "}" else "," + rest)
     return {"receipt": receipt, **output.body}, text
 
 
