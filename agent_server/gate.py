@@ -233,19 +233,6 @@ def _counter_key(caller: Caller, tool: str) -> str:
     return f"tool:{caller.agent_id}:{tool}"[:200]
 
 
-def _rate_limited(decision: RateDecision, tool: str) -> RateLimited:
-    return RateLimited(
-        f"Rate limit of {decision.limit} {tool} calls a minute reached; retry in "
-        f"{decision.retry_after} seconds.",
-        {
-            "retry_after": decision.retry_after,
-            "limit": decision.limit,
-            "window_seconds": RATE_WINDOW_SECONDS,
-            "tool": tool,
-        },
-    )
-
-
 async def record_call(
     uow: UnitOfWork, settings: Settings, caller: Caller, tool: str
 ) -> RateDecision:
@@ -267,7 +254,16 @@ async def count_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: 
 def refuse_if_over(decision: RateDecision, tool: str) -> None:
     """``RateLimited`` when ``decision`` (a count or a read-ahead) is over the limit."""
     if not decision.allowed:
-        raise _rate_limited(decision, tool)
+        raise RateLimited(
+            f"Rate limit of {decision.limit} {tool} calls a minute reached; retry in "
+            f"{decision.retry_after} seconds.",
+            {
+                "retry_after": decision.retry_after,
+                "limit": decision.limit,
+                "window_seconds": RATE_WINDOW_SECONDS,
+                "tool": tool,
+            },
+        )
 
 
 async def precheck_call(uow: UnitOfWork, settings: Settings, caller: Caller, tool: str) -> None:

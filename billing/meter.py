@@ -288,18 +288,15 @@ def _payers_query() -> Any:
 
 
 _PAYERS = Direct(_payers_query())
-# The same, with this month's free calls used of one tool on every row (NULL: none yet).
+# The free calls one agent has used of one tool's quota in one month (no row: none yet).
+_QUOTA_USED_SELECT = select(_QUOTA.c.used).where(
+    _QUOTA.c.agent_id == bindparam("agent_id"),
+    _QUOTA.c.tool == bindparam("tool"),
+    _QUOTA.c.period == bindparam("period"),
+)
+# The paying wallets, with this month's free calls used of one tool on every row (NULL: none).
 _PAYERS_AND_QUOTA = Direct(
-    _payers_query().add_columns(
-        select(_QUOTA.c.used)
-        .where(
-            _QUOTA.c.agent_id == bindparam("agent_id"),
-            _QUOTA.c.tool == bindparam("tool"),
-            _QUOTA.c.period == bindparam("period"),
-        )
-        .scalar_subquery()
-        .label("quota_used")
-    )
+    _payers_query().add_columns(_QUOTA_USED_SELECT.scalar_subquery().label("quota_used"))
 )
 _USAGE_COLUMNS = (
     "call_id",
@@ -334,8 +331,8 @@ async def _free_or_payer(
     used = int(rows[0][6] or 0) if rows else await _quota_used(uow, agent_id, price)
     if used < price.free_per_month:
         return True, None
-    return False, await _payer_in(
-        uow, rows, agent_id, price.tool, price.price_usd_micros, None, config
+    return False, await _choose_payer(
+        uow, agent_id, price.tool, price.price_usd_micros, None, config, rows
     )
 
 
@@ -358,23 +355,13 @@ async def _choose_payer(
     fee_usd_micros: int,
     extra: ExtraPrice | None,
     config: BillingConfig,
+    rows: list[tuple[Any, ...]] | None = None,
 ) -> Payer:
-    """The first wallet, in paying order, whose balance covers the price."""
-    rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
-    return await _payer_in(uow, rows, agent_id, tool, fee_usd_micros, extra, config)
-
-
-async def _payer_in(
-    uow: UnitOfWork,
-    rows: list[tuple[Any, ...]],
-    agent_id: int,
-    tool: str,
-    fee_usd_micros: int,
-    extra: ExtraPrice | None,
-    config: BillingConfig,
-) -> Payer:
-    """The first of these wallet rows (``_PAYERS`` columns first) that covers the price;
-    ``InsufficientFunds`` decided on them when none does."""
+    """The first wallet, in paying order, whose balance covers the price: from ``rows``
+    (``_PAYERS`` columns first) when the caller already read them. ``InsufficientFunds``,
+    decided on those same rows, when none does."""
+    if rows is None:
+        rows = await direct_rows(uow, _PAYERS, {"agent_id": agent_id})
     wallets, caps = _wallets_from(rows)
     for ref, held in wallets:
         priced = price_in(ref.currency, fee_usd_micros, extra, config)
@@ -483,13 +470,7 @@ async def _take_free_call(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> b
     return bool(taken)
 
 
-_QUOTA_USED = Direct(
-    select(_QUOTA.c.used).where(
-        _QUOTA.c.agent_id == bindparam("agent_id"),
-        _QUOTA.c.tool == bindparam("tool"),
-        _QUOTA.c.period == bindparam("period"),
-    )
-)
+_QUOTA_USED = Direct(_QUOTA_USED_SELECT)
 
 
 async def _quota_used(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:

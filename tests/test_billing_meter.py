@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +37,7 @@ from billing.caps import set_spending_caps
 from billing.config import BillingConfig
 from billing.meter import (
     ExtraPrice,
+    Metered,
     MeteredCall,
     Operation,
     Receipt,
@@ -63,6 +65,39 @@ async def fails(call: MeteredCall) -> dict[str, Any]:
     raise BookingConflict("slot taken", {"reason": "full"})
 
 
+def metered_call(
+    db: Database,
+    agent: int,
+    tool: str,
+    config: BillingConfig,
+    operation: Operation = ok,
+    **options: Any,
+) -> Coroutine[Any, Any, Metered]:
+    """One metered call of ``tool`` without an idempotency key (``options``: run_metered's)."""
+    return run_metered(
+        db,
+        agent_id=agent,
+        tool=tool,
+        arguments=options.pop("arguments", {}),
+        idempotency_key=None,
+        operation=operation,
+        config=config,
+        **options,
+    )
+
+
+def held_open() -> tuple[asyncio.Event, asyncio.Event, Operation]:
+    """An operation that succeeds once released: (started, release, the operation)."""
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow(call: MeteredCall) -> dict[str, Any]:
+        started.set()
+        await release.wait()
+        return {"ok": True}
+
+    return started, release, slow
+
+
 async def charges(db: Database) -> int:
     async with db.uow() as uow:
         return (
@@ -79,14 +114,8 @@ async def test_a_read_tool_is_charged_on_success_with_a_receipt(
 ) -> None:
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
-    metered = await run_metered(
-        db,
-        agent_id=agent,
-        tool="search-specialists",
-        arguments={"query": "tax"},
-        idempotency_key=None,
-        operation=ok,
-        config=config,
+    metered = await metered_call(
+        db, agent, "search-specialists", config, ok, arguments={"query": "tax"}
     )
     assert metered.result["ok"] is True
     receipt = metered.receipt
@@ -119,15 +148,7 @@ async def test_a_failed_call_costs_nothing(db: Database, config: BillingConfig) 
     before = await count_rows(db)
     for tool in ("search-specialists", "create-schedule"):
         with pytest.raises(BookingConflict):
-            await run_metered(
-                db,
-                agent_id=agent,
-                tool=tool,
-                arguments={},
-                idempotency_key=None,
-                operation=fails,
-                config=config,
-            )
+            await metered_call(db, agent, tool, config, fails)
     after = await count_rows(db)
     assert await wallet_balance(db, agent, "USDC") == 1_000_000
     assert await charges(db) == 0
@@ -190,15 +211,7 @@ async def test_the_preferred_wallet_pays_first_then_the_others_in_opening_order(
     await fund(db, agent, "ETH", 4_000)  # 4,000 gwei: 0.012 USD at 3,000 USD/ETH
     paid = []
     for _ in range(3):
-        metered = await run_metered(
-            db,
-            agent_id=agent,
-            tool="search-specialists",
-            arguments={},
-            idempotency_key=None,
-            operation=ok,
-            config=config,
-        )
+        metered = await metered_call(db, agent, "search-specialists", config)
         assert metered.receipt is not None
         paid.append((metered.receipt.currency, metered.receipt.amount))
     # 0.01 USD is 3,334 gwei rounded up; the ETH wallet covers one call.
@@ -243,14 +256,8 @@ async def test_the_free_quota_is_used_first_and_renews_at_the_month_boundary(
     clock.set(datetime(2026, 3, 31, 23, 58, tzinfo=UTC))
 
     async def view() -> tuple[bool, int]:
-        metered = await run_metered(
-            db,
-            agent_id=agent,
-            tool="view-profile",
-            arguments={"specialist_id": 1},
-            idempotency_key=None,
-            operation=ok,
-            config=config,
+        metered = await metered_call(
+            db, agent, "view-profile", config, ok, arguments={"specialist_id": 1}
         )
         assert metered.receipt is not None
         return metered.receipt.free, metered.receipt.amount
@@ -293,15 +300,7 @@ async def test_a_failed_call_leaves_the_free_quota_untouched_and_a_used_up_quota
         return {"ok": True}
 
     async def view(operation: Operation) -> Receipt | None:
-        metered = await run_metered(
-            db,
-            agent_id=agent,
-            tool="view-profile",
-            arguments={},
-            idempotency_key=None,
-            operation=operation,
-            config=config,
-        )
+        metered = await metered_call(db, agent, "view-profile", config, operation)
         return metered.receipt
 
     async def free_left() -> int | None:
@@ -379,14 +378,8 @@ async def test_a_side_effecting_tool_holds_then_captures(
         balances_seen.append(await wallet_balance(db, agent, "USDC"))
         return {"schedule_id": 7}
 
-    metered = await run_metered(
-        db,
-        agent_id=agent,
-        tool="create-schedule",
-        arguments={"label": "x"},
-        idempotency_key=None,
-        operation=create,
-        config=config,
+    metered = await metered_call(
+        db, agent, "create-schedule", config, create, arguments={"label": "x"}
     )
     assert metered.receipt is not None
     assert metered.receipt.amount == 100_000 and metered.receipt.balance_after == 900_000
@@ -477,15 +470,7 @@ async def test_a_spending_cap_refuses_the_call_that_would_pass_it_and_resets_nex
     await fund(db, agent, "USDC", 1_000_000)
 
     async def search() -> None:
-        await run_metered(
-            db,
-            agent_id=agent,
-            tool="search-specialists",
-            arguments={},
-            idempotency_key=None,
-            operation=ok,
-            config=config,
-        )
+        await metered_call(db, agent, "search-specialists", config)
 
     await search()  # spent before the cap is set still counts
     async with db.uow() as uow:
@@ -521,15 +506,7 @@ async def test_usage_counts_every_successful_call_per_tool(
     await fund(db, agent, "USDC", 10_000_000)
     for tool, n in (("search-specialists", 3), ("view-profile", 2), ("get-availability", 1)):
         for _ in range(n):
-            await run_metered(
-                db,
-                agent_id=agent,
-                tool=tool,
-                arguments={},
-                idempotency_key=None,
-                operation=ok,
-                config=config,
-            )
+            await metered_call(db, agent, tool, config)
     async with db.uow() as uow:
         usage = await usage_for(uow, agent)
         rows = (await uow.session.execute(select(func.count(UsageRecord.id)))).scalar_one()
@@ -555,22 +532,11 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_free_quot
     )
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(call: MeteredCall) -> dict[str, Any]:
-        started.set()
-        await release.wait()
-        return {"ok": True}
+    started, release, slow = held_open()
 
     def view(operation: Any) -> Any:
-        return run_metered(
-            db,
-            agent_id=agent,
-            tool="view-profile",
-            arguments={"specialist_id": 1},
-            idempotency_key=None,
-            operation=operation,
-            config=config,
+        return metered_call(
+            db, agent, "view-profile", config, operation, arguments={"specialist_id": 1}
         )
 
     first = asyncio.create_task(view(slow))
@@ -600,12 +566,7 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_rate_coun
     await fund(db, agent, "USDC", 1_000_000)
     settings = Settings(rate_limits={"search-specialists": 2})
     caller = Caller(agent, "a", "a@example.com", AgentStatus.ACTIVE, True, "as_", "USDC")
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow(call: MeteredCall) -> dict[str, Any]:
-        started.set()
-        await release.wait()
-        return {"ok": True}
+    started, release, slow = held_open()
 
     async def admission(uow: Any) -> None:
         await precheck_call(uow, settings, caller, "search-specialists")
@@ -614,16 +575,8 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_rate_coun
         await count_call(uow, settings, caller, "search-specialists")
 
     def search(operation: Any) -> Any:
-        return run_metered(
-            db,
-            agent_id=agent,
-            tool="search-specialists",
-            arguments={},
-            idempotency_key=None,
-            operation=operation,
-            config=config,
-            admission=admission,
-            settle=settle,
+        return metered_call(
+            db, agent, "search-specialists", config, operation, admission=admission, settle=settle
         )
 
     first = asyncio.create_task(search(slow))

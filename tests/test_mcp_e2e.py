@@ -103,6 +103,14 @@ def _register(base: str, smtp: SmtpSink, email: str, *, verify: bool = True) -> 
     return int(data["agent_id"]), str(data["api_key"])
 
 
+def _funded(served: dict[str, Any], smtp: SmtpSink, email: str, usdc: int) -> tuple[int, str]:
+    """A registered, verified agent credited ``usdc`` USDC by the operator: its id and key."""
+    agent_id, key = _register(served["base"], smtp, email)
+    credit = ["admin", "credit", str(agent_id), "USDC", str(usdc), "--reason", "test top-up"]
+    _cli(served["env"], *credit)
+    return agent_id, key
+
+
 def _http_client(base: str, key: str | None) -> Client:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     http = httpx2.AsyncClient(headers=headers, timeout=30)
@@ -180,10 +188,8 @@ async def _journey(client: Client) -> None:
 async def test_the_whole_journey_over_streamable_http(
     served: dict[str, Any], smtp: SmtpSink
 ) -> None:
-    base = served["base"]
-    agent_id, key = _register(base, smtp, "http-journey@example.com")
-    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "1000", "--reason", "test top-up")
-    async with _http_client(base, key) as client:
+    _agent_id, key = _funded(served, smtp, "http-journey@example.com", 1000)
+    async with _http_client(served["base"], key) as client:
         await _journey(client)
     log = served["log"].read_text()
     assert key not in log
@@ -222,8 +228,7 @@ async def test_an_unverified_agent_gets_email_not_verified_on_every_tool(
 
 
 async def test_the_whole_journey_over_stdio(served: dict[str, Any], smtp: SmtpSink) -> None:
-    agent_id, key = _register(served["base"], smtp, "stdio-journey@example.com")
-    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "1000", "--reason", "test top-up")
+    _agent_id, key = _funded(served, smtp, "stdio-journey@example.com", 1000)
     env = dict(served["env"], AGENT_SERVER_API_KEY=key)
     params = StdioServerParameters(command=CLI, args=["stdio"], env=env)
     async with Client(params) as client:
@@ -296,8 +301,7 @@ async def test_a_revoked_key_or_a_suspension_takes_effect_on_the_next_call(
 ) -> None:
     """The HTTP layer remembers keys it has read; the call itself reads the agent again."""
     base = served["base"]
-    agent_id, old = _register(base, smtp, "revoked@example.com")
-    _cli(served["env"], "admin", "credit", str(agent_id), "USDC", "50", "--reason", "test top-up")
+    agent_id, old = _funded(served, smtp, "revoked@example.com", 50)
     for _ in range(2):  # the second request is admitted from memory
         reply = _raw_call(base, old, "get-wallet")
         assert reply.status_code == 200 and not reply.json()["result"]["isError"], reply.text

@@ -15,6 +15,7 @@ from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.demo import load_demo_data
+from agent_server.booking.search import compact_json
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.errors import ERROR_CODES
@@ -340,11 +341,11 @@ async def test_concurrent_calls_never_pass_the_rate_limit(runtime: Runtime) -> N
 
 def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:
     answer = {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
-    text = json.dumps(answer, separators=(",", ":"), ensure_ascii=False)
+    text = compact_json(answer)
     receipt = {"call_id": "c1", "amount": 10_000, "free": False}
-    body, sent = with_receipt(JsonOutput(answer, text), receipt)
-    assert body == {"receipt": receipt, **answer} == json.loads(sent)
-    assert list(body) == ["receipt", "items", "next_cursor"]
+    sent_body, sent = with_receipt(JsonOutput(answer, text), receipt)
+    assert sent_body == {"receipt": receipt, **answer} == json.loads(sent)
+    assert list(sent_body) == ["receipt", "items", "next_cursor"]
     assert answer == {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
     empty, sent = with_receipt(JsonOutput({}, "{}"), None)
     assert empty == {"receipt": None} == json.loads(sent)

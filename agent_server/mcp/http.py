@@ -80,7 +80,7 @@ def mcp_http_app(
         toolsets=toolsets,
         read_only=read_only,
         http_auth=True,
-        resource_url=f"{public_url.rstrip('/')}/mcp",
+        resource_url=f"{public_url.rstrip('/')}{MCP_PATH}",
     )
     app = server.streamable_http_app(
         streamable_http_path=MCP_PATH,

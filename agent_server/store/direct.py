@@ -157,10 +157,15 @@ class Direct:
         return f"Direct({self.statement})"
 
 
-async def _flushed_driver(uow: UnitOfWork) -> tuple[Dialect, Any]:
+async def _autoflush(uow: UnitOfWork) -> None:
+    """Flush pending ORM changes first, as the session would before a statement of its own."""
     session = uow.session
     if session.autoflush and (session.new or session.deleted or session.dirty):
         await session.flush()
+
+
+async def _flushed_driver(uow: UnitOfWork) -> tuple[Dialect, Any]:
+    await _autoflush(uow)
     return await uow.driver_connection()
 
 
@@ -206,9 +211,7 @@ async def _on_asyncpg(
     uow: UnitOfWork, direct: Direct, params: Mapping[str, Any], *, fetch: bool
 ) -> list[tuple[Any, ...]] | int:
     """PostgreSQL: the rows (``fetch``) or the count of rows changed."""
-    session = uow.session
-    if session.autoflush and (session.new or session.deleted or session.dirty):
-        await session.flush()
+    await _autoflush(uow)
     dialect, adapter = await uow.dbapi_connection()
     compiled = direct.compiled(dialect)
     try:
