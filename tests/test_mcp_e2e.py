@@ -139,7 +139,7 @@ async def _journey(client: Client) -> None:
     found = await paid("search-specialists", {"limit": 10, "sort": "next_available"})
     assert found["receipt"]["amount"] == 10_000
     hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
-    slot_id = next(s for s in hit["schedules"] if s["slots"])["slots"][0]["slot_id"]
+    slot_id = next(iter(next(s for s in hit["schedules"] if s["slots"])["slots"]))
 
     viewed = await paid("view-profile", {"specialist_id": hit["id"]})
     assert viewed["receipt"]["free"] is True and viewed["receipt"]["amount"] == 0

@@ -170,7 +170,7 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
         assert len(json.dumps(found, separators=(",", ":"), ensure_ascii=False)) <= 8000
         hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
         schedule = next(s for s in hit["schedules"] if s["slots"])
-        slot_id = schedule["slots"][0]["slot_id"]
+        slot_id = next(iter(schedule["slots"]))
 
         before = _usdc(await call_ok(client, "get-wallet", {}))
         quote = await call_ok(client, "quote", {"tool": "book-slot", "slot_id": slot_id})

@@ -116,7 +116,7 @@ async def _mcp_calls(app: Any, key: str, *, refused: bool = False) -> None:
         assert not found.is_error, found.structured_content
         data = found.structured_content or {}
         slot = next(
-            s["slot_id"] for i in data["items"] for sc in i["schedules"] for s in sc["slots"]
+            slot_id for i in data["items"] for sc in i["schedules"] for slot_id in sc["slots"]
         )
         booked = await client.call_tool(
             "book-slot", {"slot_id": slot, "idempotency_key": "flow-booking-0001"}

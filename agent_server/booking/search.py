@@ -31,9 +31,12 @@ Facets count specialists matching every filter except the free-slot check, among
 
 Pages stay compact (10 results within 7,600 characters of compact JSON, so the tool result
 with its receipt stays within 8,000): texts are shortened
-(view_profile has them whole); each slot is a ``utc`` and a ``local`` range under the schedule
-whose price and currency it has; a page still too long drops detail step by step
-(``DETAIL_LEVELS``: shorter about, fewer skills and languages, then fewer slots).
+(view_profile has them whole); slots are a ``{slot_id: local date and times}`` mapping under
+the schedule whose price and currency they have (the slot_id holds the UTC start, so nothing
+repeats it); facets are ``{value: count}`` mappings; a page still too long drops detail step
+by step (``DETAIL_LEVELS``: shorter about, fewer skills and languages, then fewer slots).
+Each JSON value costs a client that checks results against the output schema (the SDK's does)
+a few microseconds, so the shape counts values as well as characters.
 
 The cursor is the walk's position, tied to the query's filters; a cursor from another query
 is refused. The service flushes, never commits (it refreshes stale ``next_free_at`` values;
@@ -114,7 +117,6 @@ PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
 """Lower bounds (whole USD per slot) of the price-range facet buckets."""
 
 
-UTC_ZONE = ZoneInfo("UTC")
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKDAY_ALIASES = {full: short for short, full in zip(_WEEKDAYS, (
     "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"), strict=True)}
@@ -159,11 +161,6 @@ def _clip(text: str, limit: int) -> str:
 
 def _iso_utc(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
-
-
-def _iso_local(when: datetime, tz: ZoneInfo) -> str:
-    local = when.astimezone(tz).isoformat(timespec="minutes")
-    return local.replace("+00:00", "Z")
 
 
 # --- the query ---------------------------------------------------------------------------------
@@ -322,14 +319,16 @@ class SearchQuery(BaseModel):
 # --- the answer ----------------------------------------------------------------------------------
 
 
-class SlotHit(BaseModel):
-    """A free slot, at its schedule's price: book it with its ``slot_id``."""
-
-    slot_id: str
-    utc: str = Field(
-        description="Start and end in UTC, on the date in slot_id: '09:00-10:00' ('+1': next day)"
-    )
-    local: str = Field(description="Date, weekday, start and end in the page's time zone")
+FreeSlots = Annotated[
+    dict[str, str],
+    Field(
+        description="Free slots, soonest first: each key is a slot_id to pass to book-slot "
+        "(it holds the start in UTC), each value the date, weekday, start and end in the "
+        'time zone asked for, e.g. {"13324-20261123T0900Z": "2026-11-23 Mon 10:00-11:00"} '
+        "for Europe/Berlin ('+1' after the end: it ends the next day)"
+    ),
+]
+"""Slots as agents read them: ``{slot_id: local date and time range}``."""
 
 
 class ScheduleHit(BaseModel):
@@ -341,7 +340,7 @@ class ScheduleHit(BaseModel):
     price: int = Field(description="Per slot, in base units of currency")
     currency: str
     capacity: int = Field(description="Seats per slot (above 1: a group session)")
-    slots: list[SlotHit]
+    slots: FreeSlots
 
 
 class SpecialistHit(BaseModel):
@@ -365,21 +364,16 @@ class SpecialistHit(BaseModel):
     schedules: list[ScheduleHit]
 
 
-class SkillCount(BaseModel):
-    skill: str
-    count: int
-
-
-class PriceRangeCount(BaseModel):
-    range: str = Field(description="USD per slot, e.g. '50-100' or '500+'")
-    count: int
-
-
 class Facets(BaseModel):
     """Counts of specialists matching the filters (free slots not checked)."""
 
-    skills: list[SkillCount]
-    price_ranges: list[PriceRangeCount]
+    skills: dict[str, int] = Field(
+        description='Specialists per skill, the most common first, e.g. {"seo": 58}'
+    )
+    price_ranges: dict[str, int] = Field(
+        description="Specialists per price range in USD per slot, cheapest first, "
+        'e.g. {"50-100": 333, "500+": 9}'
+    )
     counted: int = Field(description="Specialists counted")
     complete: bool = Field(description="False when only the first matches were counted")
 
@@ -396,17 +390,6 @@ class SearchPage(BaseModel):
         description="Pass as cursor for the next page; null at the end. When matches are "
         "rare a page may hold fewer results than asked, even none: go on with the cursor."
     )
-
-
-class ProfileSlot(BaseModel):
-    """A free slot of a schedule: book it with its ``slot_id``."""
-
-    slot_id: str
-    start: str = Field(description="UTC, ISO 8601")
-    end: str = Field(description="UTC, ISO 8601")
-    start_local: str = Field(description="In the requested time zone, ISO 8601")
-    end_local: str = Field(description="In the requested time zone, ISO 8601")
-    seats_left: int
 
 
 class ProfileSchedule(BaseModel):
@@ -428,7 +411,7 @@ class ProfileSchedule(BaseModel):
     currency: str
     price_usd_micros: int
     capacity: int
-    next_slots: list[ProfileSlot]
+    next_slots: FreeSlots
 
 
 class ProfileView(BaseModel):
@@ -1018,12 +1001,10 @@ async def _facets(uow: UnitOfWork, plan: _Plan) -> Facets:
             skills.append((key, count))
     skills.sort(key=lambda sc: (-sc[1], sc[0]))
     return Facets(
-        skills=[SkillCount(skill=s, count=n) for s, n in skills[:FACET_SKILLS]],
-        price_ranges=[
-            PriceRangeCount(range=_bucket_label(i), count=buckets[i])
-            for i in range(len(PRICE_BUCKETS_USD))
-            if buckets.get(i)
-        ],
+        skills=dict(skills[:FACET_SKILLS]),
+        price_ranges={
+            _bucket_label(i): buckets[i] for i in range(len(PRICE_BUCKETS_USD)) if buckets.get(i)
+        },
         counted=counted,
         complete=end is None,
     )
@@ -1077,14 +1058,13 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
         await refresh_next_free(uow.session, ids, now=now)
 
 
-def _time_range(slot: Slot, tz: ZoneInfo, dated: bool) -> str:
-    """``2026-03-02 Mon 10:00-11:00``, or ``10:00-11:00`` undated (``+1`` after the end when
-    it falls on the next day)."""
+def _time_range(slot: Slot, tz: ZoneInfo) -> str:
+    """``2026-03-02 Mon 10:00-11:00`` in ``tz`` (``+1`` after the end when it falls on the
+    next day)."""
     start, end = slot.start.astimezone(tz), slot.end.astimezone(tz)
     days = (end.date() - start.date()).days
     later = f"+{days}" if days else ""
-    day = f"{start:%Y-%m-%d %a} " if dated else ""
-    return f"{day}{start:%H:%M}-{end:%H:%M}{later}"
+    return f"{start:%Y-%m-%d %a %H:%M}-{end:%H:%M}{later}"
 
 
 @dataclass(frozen=True)
@@ -1138,15 +1118,11 @@ def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) 
                 price=s.schedule.price_amount,
                 currency=s.schedule.price_currency,
                 capacity=s.schedule.capacity,
-                slots=[
-                    SlotHit(
-                        slot_id=slot.slot_id,
-                        utc=_time_range(slot, UTC_ZONE, dated=False),
-                        local=_time_range(slot, plan.tz, dated=True),
-                    )
+                slots={
+                    slot.slot_id: _time_range(slot, plan.tz)
                     for slot in shown
                     if slot.schedule_id == s.schedule.id
-                ],
+                },
             )
             for s in matched
         ],
@@ -1262,17 +1238,9 @@ async def view_profile(
                 currency=sched.price_currency,
                 price_usd_micros=sched.price_usd_micros,
                 capacity=sched.capacity,
-                next_slots=[
-                    ProfileSlot(
-                        slot_id=slot.slot_id,
-                        start=_iso_utc(slot.start),
-                        end=_iso_utc(slot.end),
-                        start_local=_iso_local(slot.start, tz),
-                        end_local=_iso_local(slot.end, tz),
-                        seats_left=slot.seats_left,
-                    )
-                    for slot in slots[:slots_per_schedule]
-                ],
+                next_slots={
+                    slot.slot_id: _time_range(slot, tz) for slot in slots[:slots_per_schedule]
+                },
             )
         )
     return ProfileView(

@@ -31,8 +31,9 @@ async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResul
     """Find human specialists who have free slots in a date window: filter by free text,
     skills, languages, city, country, price range, slot length, weekdays and hours (in your
     time zone); sort by rating, price or next_available; page with next_cursor. Each result
-    lists its next free slots with a slot_id that book-slot accepts directly, so you can find
-    and book in two calls. Contact details are only in view-profile. Charged per call."""
+    lists its next free slots as {slot_id: local date and time}; book-slot accepts the slot_id
+    directly, so you can find and book in two calls. Contact details are only in view-profile.
+    Charged per call."""
     answer = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
     return JsonOutput(*answer.as_json())
 
@@ -66,8 +67,9 @@ class ProfileResult(Paid):
 )
 async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult | JsonOutput:
     """A specialist's full profile: contact email and phone, skills, languages, education,
-    rates, rating, public schedules and their next free slots (each with a slot_id for
-    book-slot). The first 100 views each calendar month (UTC) are free, then charged per view."""
+    rates, rating, public schedules and their next free slots ({slot_id: local date and time},
+    the slot_id for book-slot; get-availability has seats left and exact times). The first
+    100 views each calendar month (UTC) are free, then charged per view."""
     answer = await cache.view_profile(
         ctx.uow,
         args.specialist_id,
