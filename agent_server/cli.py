@@ -29,9 +29,10 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
 
 
-def _settings() -> Settings:
+def _settings(*, server: bool = False) -> Settings:
+    """The settings, with logging set up by them (``server``: for the life of the process)."""
     settings = get_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, for_good=server)
     return settings
 
 
@@ -80,7 +81,7 @@ def serve(
     from agent_server.app import create_app
     from agent_server.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(server=True)
     chosen = _toolsets(toolsets)
     bind_host = host or settings.host
     runtime = Runtime.create(settings)
@@ -105,7 +106,7 @@ def stdio(
     from agent_server.mcp.server import build_mcp_server
     from agent_server.runtime import Runtime
 
-    settings = _settings()
+    settings = _settings(server=True)
     chosen = _toolsets(toolsets)
     key = settings.api_key.get_secret_value() if settings.api_key else None
     if not key:

@@ -64,8 +64,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
-    """Set up structlog and route the standard library's logging through it."""
+def configure_logging(level: str = "INFO", fmt: str = "auto", *, for_good: bool = False) -> None:
+    """Set up structlog and route the standard library's logging through it.
+
+    ``for_good``: this configuration lasts as long as the process (a server), so each logger
+    is bound once, on first use, instead of on every call; a process that configures logging
+    again (the tests) must leave it off, or loggers already used would keep the old setup.
+    """
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -85,7 +90,7 @@ def configure_logging(level: str = "INFO", fmt: str = "auto") -> None:
             logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
         ),
         logger_factory=_stderr_logger,
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=for_good,
     )
     handler = _StderrHandler()
     handler.setFormatter(
