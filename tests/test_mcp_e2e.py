@@ -139,7 +139,8 @@ async def _journey(client: Client) -> None:
     found = await paid("search-specialists", {"limit": 10, "sort": "next_available"})
     assert found["receipt"]["amount"] == 10_000
     hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
-    slot_id = next(iter(next(s for s in hit["schedules"] if s["slots"])["slots"]))
+    slots = next(s["slots"] for s in hit["schedules"] if s["slots"])
+    slot_id = next(iter(slots))  # the soonest slot's id
 
     viewed = await paid("view-profile", {"specialist_id": hit["id"]})
     assert viewed["receipt"]["free"] is True and viewed["receipt"]["amount"] == 0
