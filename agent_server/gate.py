@@ -14,20 +14,20 @@ but the rate counter (only step 5 counts, and only calls that passed steps 1-4).
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from agent_server.accounts.keys import looks_like_api_key, secret_matches
+from agent_server.accounts.keys import looks_like_api_key
 from agent_server.accounts.models import Agent, AgentStatus, RateCounter
 from agent_server.accounts.ratelimit import RateDecision, hit, peek, window_decision
 from agent_server.accounts.service import (
     RESEND_ENDPOINT,
     VERIFY_ENDPOINT,
     hash_api_key,
-    pepper,
     wallet_info,
 )
 from agent_server.config import Settings, get_settings
@@ -102,7 +102,7 @@ async def authenticate(
     else:
         found = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
         row = tuple(found) if found is not None else None
-    return _caller_from(row, settings, api_key)
+    return _caller_from(row, digest)
 
 
 _COUNTERS = RateCounter.__table__
@@ -116,9 +116,10 @@ _BY_KEY_HASH_WITH_COUNTER = Direct(
 )
 
 
-def _caller_from(row: tuple[Any, ...] | None, settings: Settings, api_key: str) -> Caller:
-    # The lookup found the row by its hash; compare again in constant time all the same.
-    if row is None or not secret_matches(pepper(settings), api_key, row[6]):
+def _caller_from(row: tuple[Any, ...] | None, digest: str) -> Caller:
+    # The lookup found the row by the key's digest; compare the digests again in constant
+    # time all the same (the key itself is hashed once per lookup, not twice).
+    if row is None or not hmac.compare_digest(digest, row[6]):
         raise _unauthorized()
     agent_id, name, email, status, verified, prefix, _hash, currency = row[:8]
     return Caller(
@@ -141,13 +142,14 @@ async def reread(
     limit. The caller compares the agent with what it remembered before using the decision."""
     if not api_key or not looks_like_api_key(api_key):
         raise _unauthorized()
+    digest = hash_api_key(settings, api_key)
     rows = await direct_rows(
         uow,
         _BY_KEY_HASH_WITH_COUNTER,
-        {"digest": hash_api_key(settings, api_key), "counter": _counter_key(caller, tool)},
+        {"digest": digest, "counter": _counter_key(caller, tool)},
     )
     row = rows[0] if rows else None
-    current = _caller_from(row, settings, api_key)
+    current = _caller_from(row, digest)
     assert row is not None
     decision = window_decision(
         uow,
