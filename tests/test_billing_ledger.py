@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from billing_support import audit_ledger, fund, make_agent
 from sqlalchemy import event, func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from agent_server.errors import InsufficientFunds, ValidationFailed
@@ -118,12 +119,12 @@ async def test_account_ids_are_remembered_only_once_committed(db: Database) -> N
     assert key == "revenue:ETH"
     async with db.uow() as uow:
         assert await system_account(uow, AccountKind.REVENUE, "ETH") == revenue
-    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    event.listen(Engine, "before_cursor_execute", count)
     try:
         async with db.uow() as uow:
             assert await system_account(uow, AccountKind.REVENUE, "ETH") == revenue
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+        event.remove(Engine, "before_cursor_execute", count)
     assert statements == []
 
 

@@ -10,6 +10,7 @@ import pytest
 from billing_support import make_agent
 from sqlalchemy import Table, bindparam, event, insert, select, text, update
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
 
 from agent_server.accounts import ratelimit
@@ -189,14 +190,14 @@ async def test_the_hot_statements_send_what_sqlalchemy_sends(db: Database, name:
 
     agent = await make_agent(db)
     params = {**params, "agent_id": agent} if "agent_id" in params else params
-    event.listen(db.engine.sync_engine, "before_cursor_execute", capture)
+    event.listen(Engine, "before_cursor_execute", capture)
     try:
         async with db.uow() as uow:
             await uow.session.connection()
             sent.clear()
             await uow.session.execute(direct.statement, params)
     finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", capture)
+        event.remove(Engine, "before_cursor_execute", capture)
     compiled = direct.compiled(db.engine.dialect)
     assert sent == [(compiled.sql, tuple(compiled.arguments(params)))]
 

@@ -158,9 +158,17 @@ class Direct:
 
 
 async def _autoflush(uow: UnitOfWork) -> None:
-    """Flush pending ORM changes first, as the session would before a statement of its own."""
+    """Flush pending ORM changes first, as the session would before a statement of its own.
+
+    Asks the sync session whether it is clean, as its own ``flush`` does first: the async
+    session's ``new``, ``dirty`` and ``deleted`` build a set each through the proxy."""
+    if uow._session is None:
+        return
+    if not uow.has_session:
+        return
     session = uow.session
-    if session.autoflush and (session.new or session.deleted or session.dirty):
+    sync = session.sync_session
+    if sync.autoflush and not sync._is_clean():
         await session.flush()
 
 

@@ -42,6 +42,14 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
     )
 
 
+def make_lent_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+    """A SQLite engine over ONE connection, configured as ``make_engine``'s are: the engine
+    of a connection that ``SqlitePool`` lends to units of work."""
+    engine = create_async_engine(url, echo=echo, poolclass=StaticPool)
+    _configure_sqlite(engine)
+    return engine
+
+
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "do_connect")
     def _inline(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
@@ -63,8 +71,12 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
         # Straight to our connection: through ``exec_driver_sql`` this one statement would
-        # cost more than most of the statements of the transaction it begins.
-        await_(conn.connection.driver_connection.begin_immediate())
+        # cost more than most of the statements of the transaction it begins. A lent
+        # connection's unit of work may have begun it already (``SqlitePool``): the session
+        # then joins that transaction, and its commit or rollback ends it.
+        driver = conn.connection.driver_connection
+        if not driver.in_transaction:
+            await_(driver.begin_immediate())
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

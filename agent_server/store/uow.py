@@ -19,39 +19,60 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agent_server.clock import Clock, SystemClock
-from agent_server.store.engine import is_sqlite, make_sessionmaker
+from agent_server.store.engine import is_sqlite, make_lent_engine, make_sessionmaker
+from agent_server.store.sqlite_pool import Lent, SqlitePool, is_file_database
 
 
 class Database:
-    """The engine, its session factory and the clock the services read time from."""
+    """The engine, its session factory and the clock the services read time from.
+
+    On a SQLite file, units of work borrow their connection from ``lent`` (see
+    ``agent_server.store.sqlite_pool``) rather than from the engine's pool.
+    """
 
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
         self.clock: Clock = clock or SystemClock()
         self.is_sqlite: bool = is_sqlite(engine.url.drivername)
+        self.lent: SqlitePool | None = None
+        if self.is_sqlite and is_file_database(engine.url):
+            # Keep as many idle as the engine's pool may hold: its size plus as many overflow.
+            pool: Any = engine.sync_engine.pool
+            keep = 2 * int(pool.size()) if hasattr(pool, "size") else 10
+            echo = bool(engine.echo)
+            self.lent = SqlitePool(
+                engine.url,
+                lambda url: make_lent_engine(url, echo=echo),
+                make_sessionmaker,
+                keep=keep,
+            )
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work."""
         return UnitOfWork(self)
 
     async def dispose(self) -> None:
+        if self.lent is not None:
+            await self.lent.close()
         await self.engine.dispose()
 
 
 class UnitOfWork:
-    """A session bound to one transaction; rolled back unless committed."""
-
-    session: AsyncSession
+    """One transaction: statements sent straight to the driver and, when asked for, an ORM
+    session in the same transaction; rolled back unless committed."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.clock = db.clock
         self._committed = False
+        self._session: AsyncSession | None = None
+        self._lent: Lent | None = None
         self._driver: tuple[object, Dialect, Any, Any] | None = None
 
     async def __aenter__(self) -> Self:
-        self.session = self.db.sessions()
+        self._session = None
+        self._lent = None
         self._committed = False
         self._driver = None
         return self
@@ -62,15 +83,42 @@ class UnitOfWork:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        session, lent = self._session, self._lent
+        self._session = self._lent = None
+        self._driver = None
         try:
-            if not self._committed:
-                await self.session.rollback()
+            if session is not None:
+                try:
+                    if not self._committed:
+                        await session.rollback()
+                finally:
+                    await session.close()
         finally:
-            self._driver = None
-            await self.session.close()
+            if lent is not None and self.db.lent is not None:
+                await self.db.lent.give_back(lent)
+
+    @property
+    def session(self) -> AsyncSession:
+        """The ORM session of this unit of work, made on first use."""
+        if self._session is None:
+            if self.db.lent is not None:
+                if self._lent is None:
+                    self._lent = self.db.lent.take()
+                self._session = self._lent.sessions()
+            else:
+                self._session = self.db.sessions()
+        return self._session
+
+    @property
+    def has_session(self) -> bool:
+        """Whether the ORM session was made (only then can it hold pending changes)."""
+        return self._session is not None
 
     async def commit(self) -> None:
-        await self.session.commit()
+        if self._session is not None:
+            await self._session.commit()
+        if self._lent is not None and self._lent.in_transaction:
+            await (await self._lent.driver()).commit()
         self._committed = True
 
     @property
@@ -79,7 +127,10 @@ class UnitOfWork:
         return self._committed
 
     async def rollback(self) -> None:
-        await self.session.rollback()
+        if self._session is not None:
+            await self._session.rollback()
+        if self._lent is not None:
+            await self._lent.end()
 
     async def flush(self) -> None:
         await self.session.flush()
@@ -103,6 +154,14 @@ class UnitOfWork:
         return dialect, adapter
 
     async def _connections(self) -> tuple[Dialect, Any, Any]:
+        if self._session is None and self.db.lent is not None:
+            # No session: the lent connection itself, in a transaction begun here.
+            if self._lent is None:
+                self._lent = self.db.lent.take()
+            driver = await self._lent.driver()
+            if not driver.in_transaction:
+                await driver.begin_immediate()
+            return self.db.engine.dialect, driver, None
         transaction = self.session.sync_session.get_transaction()
         known = self._driver
         if known is not None and transaction is known[0] and transaction is not None:

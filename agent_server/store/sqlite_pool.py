@@ -1,0 +1,115 @@
+"""SQLite connections lent to units of work, with or without an ORM session.
+
+Most tool calls run only statements sent straight to the driver (``Direct``). Through an ORM
+session each such transaction also pays for the session itself, a checkout from SQLAlchemy's
+pool and the trips through its async adapter to begin, commit and close: more than all of
+the call's statements together. So on a file database a unit of work borrows a ``Lent``
+connection instead: its statements begin (``BEGIN IMMEDIATE``), run and commit on the driver
+connection directly, and the ORM session is only made if the unit of work asks for one.
+
+That session must see the same transaction, so each lent connection comes with an engine of
+its own whose one pooled connection (``StaticPool``) is that very connection, configured by
+``configure`` exactly as the main engine's are. When the session begins while the unit of
+work's direct statements already began the transaction, the engine's ``begin`` hook leaves
+it as it is; the session's commit or rollback then ends the whole transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from agent_server.store.sqlite_inline import InlineConnection
+
+
+class Lent:
+    """One SQLite connection, and the engine and sessions that use only it."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.engine = engine
+        self.sessions = sessions
+        self._driver: InlineConnection | None = None
+
+    async def driver(self) -> InlineConnection:
+        """The driver connection, opened (and configured) on first use."""
+        driver = self._driver
+        if driver is None:
+            async with self.engine.connect() as conn:
+                driver = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(driver, InlineConnection)
+            self._driver = driver
+        return driver
+
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open on the connection (``False`` before it opens)."""
+        return self._driver is not None and self._driver.in_transaction
+
+    async def end(self) -> None:
+        """Roll back whatever the borrower left open."""
+        if self._driver is not None and self._driver.in_transaction:
+            await self._driver.rollback()
+
+
+class SqlitePool:
+    """Idle ``Lent`` connections of one database file; at most ``keep`` stay open."""
+
+    def __init__(
+        self,
+        url: URL,
+        make_engine: Callable[[str], AsyncEngine],
+        make_sessions: Callable[[AsyncEngine], async_sessionmaker[AsyncSession]],
+        keep: int,
+    ) -> None:
+        self._url = url.render_as_string(hide_password=False)
+        self._make_engine = make_engine
+        self._make_sessions = make_sessions
+        self._keep = keep
+        self._idle: list[Lent] = []
+
+    def take(self) -> Lent:
+        """An idle connection, or a new one (opened when first used)."""
+        if self._idle:
+            return self._idle.pop()
+        engine = self._make_engine(self._url)
+        return Lent(engine, self._make_sessions(engine))
+
+    async def give_back(self, lent: Lent) -> None:
+        """Take ``lent`` back, rolled back; closed if it failed or enough are idle."""
+        try:
+            await lent.end()
+        except Exception:
+            await lent.engine.dispose()
+            raise
+        if len(self._idle) < self._keep:
+            self._idle.append(lent)
+        else:
+            await lent.engine.dispose()
+
+    async def close(self) -> None:
+        """Close the idle connections (lent ones close when given back)."""
+        self._keep = 0
+        idle, self._idle = self._idle, []
+        for lent in idle:
+            await lent.engine.dispose()
+
+    @property
+    def idle(self) -> int:
+        """How many connections wait to be lent."""
+        return len(self._idle)
+
+    def __repr__(self) -> str:
+        return f"SqlitePool({self.idle} idle)"
+
+
+def is_file_database(url: Any) -> bool:
+    """Whether a SQLite URL names a file (an in-memory database exists once per connection)."""
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and "mode=memory" not in str(url)

@@ -1,0 +1,123 @@
+"""Units of work: statements sent straight to the driver and ORM statements share one
+transaction, whichever comes first; on a SQLite file the connection is lent (see
+``agent_server.store.sqlite_pool``) and the ORM session is only made when asked for."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import Table, bindparam, insert, select
+
+from agent_server.accounts.models import RateCounter
+from agent_server.store import Database, Direct, direct_execute, direct_rows
+
+_COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
+ADD = Direct(insert(_COUNTERS).values(key=bindparam("key"), window_start=1, hits=1))
+HITS = Direct(select(_COUNTERS.c.hits).where(_COUNTERS.c.key == bindparam("key")))
+
+
+async def _stored(db: Database, key: str) -> bool:
+    async with db.uow() as uow:
+        return bool(await direct_rows(uow, HITS, {"key": key}))
+
+
+async def test_direct_statements_alone_make_no_session_and_commit(db: Database) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "alone"})
+        # On PostgreSQL direct statements are sent on the session's own connection.
+        assert uow.has_session is not db.is_sqlite
+        await uow.commit()
+    assert await _stored(db, "alone")
+
+
+async def test_orm_statements_after_direct_ones_see_them_and_roll_back_with_them(
+    db: Database,
+) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "direct-first"})
+        seen = await uow.session.scalar(
+            select(RateCounter.hits).where(RateCounter.key == "direct-first")
+        )
+        assert seen == 1
+        uow.session.add(RateCounter(key="orm-second", window_start=1, hits=2))
+        assert await direct_rows(uow, HITS, {"key": "orm-second"}) == [(2,)]  # flushed first
+        # Not committed: both go.
+    assert not await _stored(db, "direct-first")
+    assert not await _stored(db, "orm-second")
+
+
+async def test_direct_statements_after_orm_ones_commit_with_them(db: Database) -> None:
+    async with db.uow() as uow:
+        uow.session.add(RateCounter(key="orm-first", window_start=1, hits=1))
+        await uow.flush()
+        await direct_execute(uow, ADD, {"key": "direct-second"})
+        await uow.commit()
+    assert await _stored(db, "orm-first")
+    assert await _stored(db, "direct-second")
+
+
+async def test_work_after_a_commit_is_rolled_back_unless_committed_again(db: Database) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "kept"})
+        await uow.commit()
+        await direct_execute(uow, ADD, {"key": "dropped"})
+        assert uow.committed
+    assert await _stored(db, "kept")
+    assert not await _stored(db, "dropped")
+
+
+async def test_an_explicit_rollback_undoes_direct_and_orm_work(db: Database) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "undone-direct"})
+        uow.session.add(RateCounter(key="undone-orm", window_start=1, hits=1))
+        await uow.flush()
+        await uow.rollback()
+        await direct_execute(uow, ADD, {"key": "after-rollback"})
+        await uow.commit()
+    assert not await _stored(db, "undone-direct")
+    assert not await _stored(db, "undone-orm")
+    assert await _stored(db, "after-rollback")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_failed_unit_of_work_leaves_its_lent_connection_idle_and_unlocked(
+    db: Database,
+) -> None:
+    assert db.lent is not None
+    with pytest.raises(RuntimeError):
+        async with db.uow() as uow:
+            await direct_execute(uow, ADD, {"key": "failed"})  # takes the write lock
+            raise RuntimeError("the operation failed")
+    assert db.lent.idle == 1
+    # The lock went with the rollback: another writer gets it at once (it would wait 30 s).
+    async with asyncio.timeout(5), db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "next"})
+        await uow.commit()
+    assert db.lent.idle == 1  # the same connection, lent again
+    assert not await _stored(db, "failed")
+    assert await _stored(db, "next")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_concurrent_units_of_work_each_get_a_connection_and_all_commit(
+    db: Database,
+) -> None:
+    assert db.lent is not None
+
+    async def write(n: int) -> None:
+        async with db.uow() as uow:
+            await direct_execute(uow, ADD, {"key": f"writer-{n}"})
+            await asyncio.sleep(0)  # the others try to begin meanwhile
+            seen = await uow.session.scalar(
+                select(RateCounter.hits).where(RateCounter.key == f"writer-{n}")
+            )
+            assert seen == 1
+            await uow.commit()
+
+    await asyncio.wait_for(asyncio.gather(*(write(n) for n in range(8))), 30)
+    for n in range(8):
+        assert await _stored(db, f"writer-{n}")
+    assert 1 <= db.lent.idle <= 8
+    await db.lent.close()
+    assert db.lent.idle == 0
