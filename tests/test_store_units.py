@@ -11,6 +11,7 @@ from sqlalchemy import Table, bindparam, insert, select
 
 from agent_server.accounts.models import RateCounter
 from agent_server.store import Database, Direct, direct_execute, direct_rows
+from agent_server.store.engine import WAL_PAGES
 
 _COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
 ADD = Direct(insert(_COUNTERS).values(key=bindparam("key"), window_start=1, hits=1))
@@ -121,3 +122,17 @@ async def test_concurrent_units_of_work_each_get_a_connection_and_all_commit(
     assert 1 <= db.lent.idle <= 8
     await db.lent.close()
     assert db.lent.idle == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Database) -> None:
+    pragmas = ("journal_mode", "foreign_keys", "synchronous", "wal_autocheckpoint")
+    expected = ["wal", 1, 1, WAL_PAGES]  # synchronous 1 is NORMAL
+
+    async with db.engine.connect() as conn:
+        pooled = [(await conn.exec_driver_sql(f"PRAGMA {p}")).scalar() for p in pragmas]
+    async with db.uow() as uow:
+        _, driver = await uow.driver_connection()
+        lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
+    assert pooled == expected
+    assert lent == expected
