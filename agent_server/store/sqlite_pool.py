@@ -8,10 +8,15 @@ connection instead: its statements begin (``BEGIN IMMEDIATE``), run and commit o
 connection directly, and the ORM session is only made if the unit of work asks for one.
 
 That session must see the same transaction, so each lent connection comes with an engine of
-its own whose one pooled connection (``StaticPool``) is that very connection, configured by
-``configure`` exactly as the main engine's are. When the session begins while the unit of
-work's direct statements already began the transaction, the engine's ``begin`` hook leaves
-it as it is; the session's commit or rollback then ends the whole transaction.
+its own whose one pooled connection (``StaticPool``) is that very connection, configured
+exactly as the main engine's are (``store.engine.make_lent_engine``). When the session begins
+while the unit of work's direct statements already began the transaction, the engine's
+``begin`` hook leaves it as it is; the session's commit or rollback then ends the whole
+transaction.
+
+An event listener on the main engine does not see the ORM statements of a unit of work:
+they run on the lent connection's engine. Listen on ``sqlalchemy.engine.Engine`` (every
+engine) instead.
 """
 
 from __future__ import annotations
