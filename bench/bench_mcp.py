@@ -172,6 +172,14 @@ async def _measure(
         return (per * clients) / (time.perf_counter() - started)
 
 
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error at the bottom of nested exception groups."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 def _ok(result: Any) -> None:
     if result.is_error:
         raise RuntimeError(result.content[0].text)
@@ -307,8 +315,11 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                     # carry that drift into the ratio.
                     pairs = []
                     for _round in range(ROUNDS):
-                        base = await _measure(echo_url, {}, echo_call, calls, clients)
-                        rate = await _measure(url_, headers, call, calls, clients)
+                        try:
+                            base = await _measure(echo_url, {}, echo_call, calls, clients)
+                            rate = await _measure(url_, headers, call, calls, clients)
+                        except BaseExceptionGroup as group:  # the client's task groups
+                            raise RuntimeError(f"{name}, {mode}: {_first(group)!r}") from group
                         pairs.append((base, rate))
                     # The median round by ratio: the machine's speed moves both rates of a
                     # round together, so a round's ratio is steadier than either of its rates.
