@@ -131,12 +131,18 @@ async def run_tool(
             body: dict[str, Any] = output.model_dump(mode="json")
             return body
 
+        idempotency_key = getattr(args, "idempotency_key", None)
         metered = await run_metered(
             runtime.db,
             agent_id=caller.agent_id,
             tool=spec.name,
-            arguments=args.model_dump(mode="json", exclude={"idempotency_key"}),
-            idempotency_key=getattr(args, "idempotency_key", None),
+            # What identifies the call for its idempotency key; without a key, nothing.
+            arguments=(
+                args.model_dump(mode="json", exclude={"idempotency_key"})
+                if idempotency_key is not None
+                else {}
+            ),
+            idempotency_key=idempotency_key,
             operation=operation,
             extra_price=extra,
             config=runtime.billing,
