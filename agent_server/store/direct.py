@@ -160,10 +160,10 @@ class Direct:
 async def _autoflush(uow: UnitOfWork) -> None:
     """Flush pending ORM changes first, as the session would before a statement of its own.
 
-    Asks the sync session whether it is clean, as its own ``flush`` does first: the async
-    session's ``new``, ``dirty`` and ``deleted`` build a set each through the proxy."""
-    if uow._session is None:
-        return
+    Asks the sync session whether it is clean (its private ``_is_clean``, in the pinned
+    SQLAlchemy), as its own ``flush`` does first: the async session's ``new``, ``dirty`` and
+    ``deleted`` build a set each through the proxy. A unit of work without a session has
+    nothing to flush."""
     if not uow.has_session:
         return
     session = uow.session
