@@ -21,12 +21,10 @@ engine) instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from agent_server.store.engine import make_lent_engine, make_sessionmaker
 from agent_server.store.sqlite_inline import InlineConnection
 
 
@@ -57,6 +55,11 @@ class Lent:
         """Whether a transaction is open on the connection (``False`` before it opens)."""
         return self._driver is not None and self._driver.in_transaction
 
+    async def commit(self) -> None:
+        """Commit the transaction open on the connection, if one is."""
+        if self._driver is not None and self._driver.in_transaction:
+            await self._driver.commit()
+
     async def end(self) -> None:
         """Roll back whatever the borrower left open."""
         if self._driver is not None and self._driver.in_transaction:
@@ -66,25 +69,18 @@ class Lent:
 class SqlitePool:
     """Idle ``Lent`` connections of one database file; at most ``keep`` stay open."""
 
-    def __init__(
-        self,
-        url: URL,
-        make_engine: Callable[[str], AsyncEngine],
-        make_sessions: Callable[[AsyncEngine], async_sessionmaker[AsyncSession]],
-        keep: int,
-    ) -> None:
+    def __init__(self, url: URL, *, keep: int, echo: bool = False) -> None:
         self._url = url.render_as_string(hide_password=False)
-        self._make_engine = make_engine
-        self._make_sessions = make_sessions
         self._keep = keep
+        self._echo = echo
         self._idle: list[Lent] = []
 
     def take(self) -> Lent:
         """An idle connection, or a new one (opened when first used)."""
         if self._idle:
             return self._idle.pop()
-        engine = self._make_engine(self._url)
-        return Lent(engine, self._make_sessions(engine))
+        engine = make_lent_engine(self._url, echo=self._echo)
+        return Lent(engine, make_sessionmaker(engine))
 
     async def give_back(self, lent: Lent) -> None:
         """Take ``lent`` back, rolled back; closed if it failed or enough are idle."""
@@ -110,11 +106,8 @@ class SqlitePool:
         """How many connections wait to be lent."""
         return len(self._idle)
 
-    def __repr__(self) -> str:
-        return f"SqlitePool({self.idle} idle)"
 
-
-def is_file_database(url: Any) -> bool:
+def is_file_database(url: URL) -> bool:
     """Whether a SQLite URL names a file (an in-memory database exists once per connection)."""
     database = url.database or ""
     return bool(database) and database != ":memory:" and "mode=memory" not in str(url)

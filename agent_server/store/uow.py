@@ -19,7 +19,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agent_server.clock import Clock, SystemClock
-from agent_server.store.engine import is_sqlite, make_lent_engine, make_sessionmaker
+from agent_server.store.engine import is_sqlite, make_sessionmaker
 from agent_server.store.sqlite_pool import Lent, SqlitePool, is_file_database
 
 
@@ -40,13 +40,7 @@ class Database:
             # Keep as many idle as the engine's pool may hold: its size plus as many overflow.
             pool: Any = engine.sync_engine.pool
             keep = 2 * int(pool.size()) if hasattr(pool, "size") else 10
-            echo = bool(engine.echo)
-            self.lent = SqlitePool(
-                engine.url,
-                lambda url: make_lent_engine(url, echo=echo),
-                make_sessionmaker,
-                keep=keep,
-            )
+            self.lent = SqlitePool(engine.url, keep=keep, echo=bool(engine.echo))
 
     def uow(self) -> UnitOfWork:
         """A fresh unit of work."""
@@ -101,13 +95,16 @@ class UnitOfWork:
     def session(self) -> AsyncSession:
         """The ORM session of this unit of work, made on first use."""
         if self._session is None:
-            if self.db.lent is not None:
-                if self._lent is None:
-                    self._lent = self.db.lent.take()
-                self._session = self._lent.sessions()
-            else:
-                self._session = self.db.sessions()
+            lent = self._borrowed()
+            self._session = lent.sessions() if lent is not None else self.db.sessions()
         return self._session
+
+    def _borrowed(self) -> Lent | None:
+        """The connection lent to this unit of work (borrowed now if need be); None where
+        connections are not lent."""
+        if self._lent is None and self.db.lent is not None:
+            self._lent = self.db.lent.take()
+        return self._lent
 
     @property
     def has_session(self) -> bool:
@@ -117,8 +114,8 @@ class UnitOfWork:
     async def commit(self) -> None:
         if self._session is not None:
             await self._session.commit()
-        if self._lent is not None and self._lent.in_transaction:
-            await (await self._lent.driver()).commit()
+        if self._lent is not None:
+            await self._lent.commit()
         self._committed = True
 
     @property
@@ -154,11 +151,10 @@ class UnitOfWork:
         return dialect, adapter
 
     async def _connections(self) -> tuple[Dialect, Any, Any]:
-        if self._session is None and self.db.lent is not None:
+        lent = self._borrowed() if self._session is None else None
+        if lent is not None:
             # No session: the lent connection itself, in a transaction begun here.
-            if self._lent is None:
-                self._lent = self.db.lent.take()
-            driver = await self._lent.driver()
+            driver = await lent.driver()
             if not driver.in_transaction:
                 await driver.begin_immediate()
             return self.db.engine.dialect, driver, None
