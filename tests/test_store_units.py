@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, insert, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.pool import NullPool
 
 from agent_server.accounts.models import RateCounter
 from agent_server.store import Database, Direct, direct_execute, direct_rows
@@ -136,3 +138,24 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
         lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
     assert pooled == expected
     assert lent == expected
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(db: Database) -> None:
+    pid = Direct(text("SELECT pg_backend_pid()"))
+    async with db.uow() as uow:
+        ((dropped,),) = await direct_rows(uow, pid, {})
+    # The server ends that pooled, idle connection (a restart or an idle timeout would).
+    admin = create_async_engine(db.engine.url, poolclass=NullPool)
+    try:
+        async with admin.connect() as other:
+            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": dropped})
+    finally:
+        await admin.dispose()
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "after-drop"})
+        ((now,),) = await direct_rows(uow, pid, {})
+        await uow.commit()
+    assert now != dropped
+    assert await _stored(db, "after-drop")
