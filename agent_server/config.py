@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     # defaults (search-specialists 100, book-slot 10) gets rate_limit_default.
     rate_limits: dict[str, int] = Field(default_factory=dict)
     rate_limit_default: int = 60
+    # Whether a read-only tool call's transaction (its charge, usage row and rate count) waits
+    # for PostgreSQL to flush it to disk before the call answers. Off: a crash of the database
+    # server may lose the last fraction of a second of them, as SQLite's WAL mode may lose
+    # any transaction; bookings, holds, deposits and every other write always wait.
+    durable_read_charges: bool = False
     register_per_ip_per_hour: int = 20
     email_checks_per_ip_per_hour: int = 60  # verify-email and resend-verification
     resend_per_hour: int = 3

@@ -50,7 +50,14 @@ from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
 from agent_server.errors import AgentServerError, InsufficientFunds
 from agent_server.events.balance import emit_if_balance_low
-from agent_server.store import Database, Direct, UnitOfWork, direct_execute, direct_rows
+from agent_server.store import (
+    Database,
+    Direct,
+    UnitOfWork,
+    direct_execute,
+    direct_rows,
+    skip_flush_wait,
+)
 from billing import idempotency
 from billing.caps import Caps, add_spending, caps_columns, return_spending
 from billing.config import BillingConfig
@@ -781,6 +788,7 @@ async def run_metered(
     config: BillingConfig,
     admission: Admission | None = None,
     settle: Admission | None = None,
+    durable: bool = True,
 ) -> Metered:
     """Run one tool call and charge for it exactly once if, and only if, it succeeds.
 
@@ -793,6 +801,10 @@ async def run_metered(
     a committed transaction of their own before the call. Raises what they and the operation
     raise (after releasing any hold), ``InsufficientFunds``, ``SpendingCapReached`` and
     ``IdempotencyMismatch``.
+
+    ``durable=False``, for a call whose operation changes nothing: a read tool's transaction
+    (its charge, usage row and rate count) commits without waiting for the database to flush
+    it to disk (``store.skip_flush_wait``). Held calls always wait.
     """
     price = config.prices.for_tool(tool)
     held = price.hold or (extra_price is not None and extra_price.amount > 0)
@@ -829,7 +841,7 @@ async def run_metered(
                 db, agent_id, tool, call_id, operation, price, extra_price, config, claim
             )
         return await _run_and_charge(
-            db, agent_id, tool, call_id, operation, price, config, claim, admission, settle
+            db, agent_id, tool, call_id, operation, price, config, claim, admission, settle, durable
         )
     except BaseException:
         if claim is not None:
@@ -848,6 +860,7 @@ async def _run_and_charge(
     claim: idempotency.Claim | None,
     admission: Admission | None,
     settle: Admission | None,
+    durable: bool,
 ) -> Metered:
     """A read tool's call: the operation and its charge in one transaction. If a concurrent
     call empties the chosen wallet in between, the whole call starts over once with fresh
@@ -855,7 +868,17 @@ async def _run_and_charge(
     for _ in range(RACE_ATTEMPTS):
         try:
             return await _run_and_charge_once(
-                db, agent_id, tool, call_id, operation, price, config, claim, admission, settle
+                db,
+                agent_id,
+                tool,
+                call_id,
+                operation,
+                price,
+                config,
+                claim,
+                admission,
+                settle,
+                durable,
             )
         except _LostRace:
             continue
@@ -874,8 +897,11 @@ async def _run_and_charge_once(
     claim: idempotency.Claim | None,
     admission: Admission | None,
     settle: Admission | None,
+    durable: bool,
 ) -> Metered:
     async with db.uow() as uow:
+        if not durable:
+            await skip_flush_wait(uow)
         if admission is not None:
             await admission(uow)
         payer: Payer | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from mcp import Client
 from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
+from sqlalchemy import text
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.demo import load_demo_data
@@ -21,8 +23,9 @@ from agent_server.config import Settings
 from agent_server.errors import ERROR_CODES
 from agent_server.mcp.results import JsonOutput, with_receipt
 from agent_server.mcp.server import build_mcp_server
+from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
-from agent_server.store import Database
+from agent_server.store import Database, Direct, direct_rows
 from billing.prices import load_price_list
 
 USDC = 1_000_000  # base units per USDC
@@ -351,3 +354,58 @@ def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:
     assert empty == {"receipt": None} == json.loads(sent)
     nested = JsonOutput(answer, text).nested("profile")
     assert nested.body == {"profile": answer} == json.loads(nested.text)
+
+
+def _record_commit_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Each tool's ``synchronous_commit`` in its handler's transaction, on PostgreSQL, as
+    the calls made after this happen."""
+    setting = Direct(text("SELECT current_setting('synchronous_commit')"))
+    seen: dict[str, str] = {}
+    for name, spec in list(REGISTRY.specs.items()):
+
+        async def recording(ctx: Any, args: Any, _spec: Any = spec, _name: str = name) -> Any:
+            ((seen[_name],),) = await direct_rows(ctx.uow, setting, {})
+            return await _spec.handler(ctx, args)
+
+        monkeypatch.setitem(REGISTRY.specs, name, dataclasses.replace(spec, handler=recording))
+    return seen
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_only_read_only_calls_commit_without_waiting_for_the_disk(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load_demo_data(runtime.db, 3, seed=3)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)
+    seen = _record_commit_waits(monkeypatch)
+    weekly = {"mon": [["09:00", "17:00"]]}
+    made = {"timezone": "UTC", "weekly_hours": weekly, "idempotency_key": "sched-wait-1"}
+    async with client_for(runtime, key) as client:
+        await call_ok(client, "search-specialists", {})
+        await call_ok(client, "get-wallet", {})
+        schedule = (await call_ok(client, "create-schedule", made))["schedule"]
+        await call_ok(client, "list-schedules", {})
+        changes = {"schedule_id": schedule["id"], "changes": {"slot_minutes": 30}}
+        await call_ok(client, "update-schedule", changes)
+    assert seen == {
+        "search-specialists": "off",
+        "get-wallet": "off",
+        "create-schedule": "on",  # a write with a hold: transactions of its own
+        "list-schedules": "off",
+        "update-schedule": "on",  # a write without a hold: the read tools' path
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_durable_read_charges_make_read_calls_wait_too(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    durable = runtime.settings.model_copy(update={"durable_read_charges": True})
+    rt = Runtime(settings=durable, db=runtime.db)
+    _, key = await make_agent(rt.db, rt.settings, funds=5 * USDC)
+    seen = _record_commit_waits(monkeypatch)
+    async with client_for(rt, key) as client:
+        await call_ok(client, "get-wallet", {})
+    assert seen == {"get-wallet": "on"}

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from agent_server.accounts.models import RateCounter
-from agent_server.store import Database, Direct, direct_execute, direct_rows
+from agent_server.store import Database, Direct, direct_execute, direct_rows, skip_flush_wait
 from agent_server.store.engine import WAL_PAGES
 
 _COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
@@ -138,6 +138,24 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
         lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
     assert pooled == expected
     assert lent == expected
+
+
+SYNCHRONOUS_COMMIT = Direct(text("SELECT current_setting('synchronous_commit')"))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_commit_may_skip_the_flush_wait_for_its_own_transaction_only(
+    db: Database,
+) -> None:
+    async with db.uow() as uow:
+        await skip_flush_wait(uow)
+        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("off",)]
+        await direct_execute(uow, ADD, {"key": "relaxed"})
+        await uow.commit()
+    assert await _stored(db, "relaxed")
+    async with db.uow() as uow:  # the next transaction on a pooled connection waits again
+        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
 
 
 @pytest.mark.postgres

@@ -148,6 +148,7 @@ async def run_tool(
             config=runtime.billing,
             admission=admission,
             settle=settle,
+            durable=not spec.read_only or runtime.settings.durable_read_charges,
         )
         log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
         receipt = metered.receipt.to_dict() if metered.receipt else None

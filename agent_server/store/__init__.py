@@ -1,7 +1,7 @@
 """The store layer: declarative base, engines and the unit of work."""
 
 from agent_server.store.base import Base, BigIntPK, UTCDateTime
-from agent_server.store.direct import Direct, direct_execute, direct_rows
+from agent_server.store.direct import Direct, direct_execute, direct_rows, skip_flush_wait
 from agent_server.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.store.uow import Database, UnitOfWork
 
@@ -17,4 +17,5 @@ __all__ = [
     "is_sqlite",
     "make_engine",
     "make_sessionmaker",
+    "skip_flush_wait",
 ]

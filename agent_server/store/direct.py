@@ -39,7 +39,7 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
-from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql import ClauseElement, Executable, text
 
 from agent_server.store.uow import UnitOfWork
 
@@ -213,6 +213,22 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
             await cursor.close()
     except Exception as exc:
         raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+
+
+_NO_FLUSH_WAIT = Direct(text("SET LOCAL synchronous_commit TO OFF"))
+
+
+async def skip_flush_wait(uow: UnitOfWork) -> None:
+    """Let ``uow``'s commit answer without waiting for the database to flush it to disk.
+
+    On PostgreSQL this turns ``synchronous_commit`` off for this transaction only (one round
+    trip): the commit stays atomic and isolated, but if the database server itself crashes
+    (not this process) within a fraction of a second after it, at most three times
+    ``wal_writer_delay``, the transaction may be lost, never half kept. SQLite in WAL mode with
+    ``synchronous=NORMAL`` (``store.engine``) commits every transaction that way, so there
+    this does nothing."""
+    if not uow.db.is_sqlite:
+        await direct_execute(uow, _NO_FLUSH_WAIT, {})
 
 
 async def _on_asyncpg(
