@@ -19,6 +19,11 @@ echo baseline) that returns answers recorded from our server, with our output sc
 does nothing else. The SDK's client validates every structured result against its schema and
 both sides serialise it, so these ratios bound what any server could reach with such answers.
 
+Every row also holds the CPU time the server process spent per call (``server_cpu_ms_per_call``,
+and echo's beside it; read from ``/proc``, absent elsewhere). In a sequential round the client
+and the server take turns, so calls per second mix the server's cost with the client's; the
+CPU time is the server's own share, the part a server can change.
+
 Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), ``calls``
 (calls per measurement, default 400; ``--quick``: 96).
 """
@@ -148,11 +153,21 @@ async def _prepare(url: str, specialists: int, slots_wanted: int) -> tuple[str, 
 Call = Callable[[Client, int], Awaitable[None]]
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """CPU time (user and system) the process has used so far; None without ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(
-    url: str, headers: dict[str, str], call: Call, calls: int, clients: int
-) -> float:
+    url: str, headers: dict[str, str], call: Call, calls: int, clients: int, server: int
+) -> tuple[float, float | None]:
     """Calls per second of ``calls`` calls spread over ``clients`` concurrent clients, each
-    connected (and warmed up with two calls) before the clock starts."""
+    connected (and warmed up with two calls) before the clock starts, and the CPU time the
+    server process (pid ``server``) spent per call meanwhile, in milliseconds."""
     per = calls // clients
     async with AsyncExitStack() as stack:
         connected: list[Client] = []
@@ -167,9 +182,15 @@ async def _measure(
             for i in range(per):
                 await call(client, offset + i)
 
+        cpu_before = _cpu_seconds(server)
         started = time.perf_counter()
         await asyncio.gather(*(worker(cl, c * per) for c, cl in enumerate(connected)))
-        return (per * clients) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        cpu_after = _cpu_seconds(server)
+        cpu = None
+        if cpu_before is not None and cpu_after is not None:
+            cpu = round((cpu_after - cpu_before) * 1000 / (per * clients), 3)
+        return (per * clients) / elapsed, cpu
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -300,30 +321,37 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                 )
                 _ok(result)
 
-            cases: list[tuple[str, str, dict[str, str], Call]] = [
-                ("search-specialists", ours_url, auth, search_call),
-                ("search-specialists (ceiling)", canned_url, {}, canned_search_call),
-                ("search-specialists (distinct)", ours_url, auth, distinct_search_call),
-                ("view-profile", ours_url, auth, view_call),
-                ("view-profile (ceiling)", canned_url, {}, canned_view_call),
-                ("book-slot", ours_url, auth, book_call),
+            cases: list[tuple[str, str, dict[str, str], Call, int]] = [
+                ("search-specialists", ours_url, auth, search_call, ours.pid),
+                (
+                    "search-specialists (ceiling)",
+                    canned_url,
+                    {},
+                    canned_search_call,
+                    canned.pid,
+                ),
+                ("search-specialists (distinct)", ours_url, auth, distinct_search_call, ours.pid),
+                ("view-profile", ours_url, auth, view_call, ours.pid),
+                ("view-profile (ceiling)", canned_url, {}, canned_view_call, canned.pid),
+                ("book-slot", ours_url, auth, book_call, ours.pid),
             ]
             for mode, clients in (("sequential", 1), ("concurrent-16", CONCURRENCY)):
-                for name, url_, headers, call in cases:
+                for name, url_, headers, call, pid in cases:
                     # Each round measures echo, then the case right after it: the machine's
                     # speed drifts over a run, and a baseline taken minutes earlier would
                     # carry that drift into the ratio.
                     pairs = []
                     for _round in range(ROUNDS):
                         try:
-                            base = await _measure(echo_url, {}, echo_call, calls, clients)
-                            rate = await _measure(url_, headers, call, calls, clients)
+                            base = await _measure(echo_url, {}, echo_call, calls, clients, echo.pid)
+                            measured = await _measure(url_, headers, call, calls, clients, pid)
                         except BaseExceptionGroup as group:  # the client's task groups
                             raise RuntimeError(f"{name}, {mode}: {_first(group)!r}") from group
-                        pairs.append((base, rate))
+                        pairs.append((base, measured))
                     # The median round by ratio: the machine's speed moves both rates of a
                     # round together, so a round's ratio is steadier than either of its rates.
-                    echo_rate, rate = sorted(pairs, key=lambda p: p[1] / p[0])[ROUNDS // 2]
+                    median = sorted(pairs, key=lambda p: p[1][0] / p[0][0])[ROUNDS // 2]
+                    (echo_rate, echo_cpu), (rate, cpu) = median
                     rows.append(
                         {
                             "case": name,
@@ -332,8 +360,18 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                             "calls_per_s": round(rate, 1),
                             "echo_calls_per_s": round(echo_rate, 1),
                             "ratio_to_echo": round(rate / echo_rate, 3),
+                            # The server's own share of a call: its process's CPU time per
+                            # call (the client, the same for every server, is not counted).
+                            "server_cpu_ms_per_call": cpu,
+                            "echo_server_cpu_ms_per_call": echo_cpu,
                             "rounds": [
-                                {"echo": round(b, 1), "case": round(r, 1)} for b, r in pairs
+                                {
+                                    "echo": round(b[0], 1),
+                                    "case": round(r[0], 1),
+                                    "echo_server_cpu_ms": b[1],
+                                    "case_server_cpu_ms": r[1],
+                                }
+                                for b, r in pairs
                             ],
                         }
                     )
