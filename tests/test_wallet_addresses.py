@@ -6,7 +6,15 @@ import asyncio
 from datetime import datetime
 
 import pytest
-from bip_utils import Bip39SeedGenerator, Bip44, Bip44Changes, Bip44Coins, Bip84, Bip84Coins
+from bip_utils import (
+    Bip39SeedGenerator,
+    Bip44,
+    Bip44Changes,
+    Bip44Coins,
+    Bip84,
+    Bip84Coins,
+    SegwitBech32Encoder,
+)
 from sqlalchemy import select
 
 from agent_server.accounts.models import Agent
@@ -21,6 +29,7 @@ from wallets.addresses import (
     deposit_address_for,
     existing_deposit_address,
 )
+from wallets.btc_rpc import reencode_bech32
 from wallets.models import DepositAddressRecord
 
 MNEMONIC = " ".join(["abandon"] * 11 + ["about"])
@@ -159,3 +168,15 @@ async def test_unknown_currency_is_a_validation_error_and_writes_nothing(db: Dat
     assert raised.value.details["fields"][0]["field"] == "currency"
     async with db.uow() as uow:
         assert (await uow.session.execute(select(DepositAddressRecord))).first() is None
+
+
+def test_bcoin_regtest_segwit_addresses_read_as_bcrt_and_others_stay_as_they_are() -> None:
+    program = bytes(range(20))
+    bcoin_style = SegwitBech32Encoder.Encode("rb", 0, program)
+    assert reencode_bech32(bcoin_style, "rb", "bcrt") == SegwitBech32Encoder.Encode(
+        "bcrt", 0, program
+    )
+    # A base58 (P2PKH) address of bcoin's regtest that happens to start with the same letters.
+    base58 = "RB1HVprBkadms7P4Akztd9wbscNV8dkzjq"
+    assert reencode_bech32(base58, "rb", "bcrt") == base58
+    assert reencode_bech32("rb1notbech32", "rb", "bcrt") == "rb1notbech32"

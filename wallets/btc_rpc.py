@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
-from bip_utils import SegwitBech32Decoder, SegwitBech32Encoder
+from bip_utils import Bech32ChecksumError, SegwitBech32Decoder, SegwitBech32Encoder
 
 SATOSHI_PER_BTC = 100_000_000
 
@@ -79,7 +79,12 @@ def reencode_bech32(address: str, from_hrp: str, to_hrp: str) -> str:
     """The same segwit program under another human-readable prefix (``rb1...`` ↔ ``bcrt1...``)."""
     if not address.lower().startswith(from_hrp + "1"):
         return address
-    version, program = SegwitBech32Decoder.Decode(from_hrp, address)
+    try:
+        version, program = SegwitBech32Decoder.Decode(from_hrp, address)
+    except (ValueError, Bech32ChecksumError):
+        # Not bech32 after all: a base58 address can start with the same three letters
+        # (bcoin's regtest P2PKH and P2SH addresses start with R), e.g. RB1HVprBk...
+        return address
     return str(SegwitBech32Encoder.Encode(to_hrp, version, program))
 
 
