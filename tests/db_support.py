@@ -13,11 +13,14 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agent_server.models import metadata
+from agent_server.store import Direct
 
 PG_ADMIN_URL = os.environ.get(
     "AGENT_SERVER_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
 )
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+# PostgreSQL: whether the current transaction's commit waits for the WAL flush ("on", "off").
+SYNCHRONOUS_COMMIT = Direct(text("SELECT current_setting('synchronous_commit')"))
 
 
 async def pg_admin(admin_url: str, sql: str) -> None:

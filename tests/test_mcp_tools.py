@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from db_support import SYNCHRONOUS_COMMIT
 from mcp import Client
 from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
-from sqlalchemy import text
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.demo import load_demo_data
@@ -25,7 +25,7 @@ from agent_server.mcp.results import JsonOutput, with_receipt
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
-from agent_server.store import Database, Direct, direct_rows
+from agent_server.store import Database, direct_rows
 from billing.prices import load_price_list
 
 USDC = 1_000_000  # base units per USDC
@@ -359,12 +359,11 @@ def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:
 def _record_commit_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """Each tool's ``synchronous_commit`` in its handler's transaction, on PostgreSQL, as
     the calls made after this happen."""
-    setting = Direct(text("SELECT current_setting('synchronous_commit')"))
     seen: dict[str, str] = {}
     for name, spec in list(REGISTRY.specs.items()):
 
         async def recording(ctx: Any, args: Any, _spec: Any = spec, _name: str = name) -> Any:
-            ((seen[_name],),) = await direct_rows(ctx.uow, setting, {})
+            ((seen[_name],),) = await direct_rows(ctx.uow, SYNCHRONOUS_COMMIT, {})
             return await _spec.handler(ctx, args)
 
         monkeypatch.setitem(REGISTRY.specs, name, dataclasses.replace(spec, handler=recording))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from db_support import SYNCHRONOUS_COMMIT
 from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
@@ -138,9 +139,6 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
         lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
     assert pooled == expected
     assert lent == expected
-
-
-SYNCHRONOUS_COMMIT = Direct(text("SELECT current_setting('synchronous_commit')"))
 
 
 @pytest.mark.postgres
