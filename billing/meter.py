@@ -48,8 +48,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
-from agent_server.errors import AgentServerError, InsufficientFunds
+from agent_server.errors import InsufficientFunds, RateLimited
 from agent_server.events.balance import emit_if_balance_low
+from agent_server.logs import get_logger
 from agent_server.store import (
     Database,
     Direct,
@@ -85,6 +86,8 @@ from wallets.rates import base_units_to_usd, usd_to_base_units
 
 JSONDict = dict[str, Any]
 
+log = get_logger(__name__)
+
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 _HOLDS: Table = Hold.__table__  # type: ignore[assignment]
 _QUOTA: Table = FreeQuotaUse.__table__  # type: ignore[assignment]
@@ -92,8 +95,12 @@ _USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
 DEFAULT_CURRENCY = "USDC"
 
 
-class HoldExpired(AgentServerError):
-    """The sweeper released a call's hold while the call was still running (it is undone)."""
+class _HoldLost(Exception):
+    """The sweeper released the call's hold while its operation ran (stale_hold_after passed)."""
+
+
+HOLD_RETRY_AFTER = 60
+"""Seconds an agent is told to wait when a call lost its payment reservation twice in a row."""
 
 
 @dataclass(frozen=True)
@@ -698,14 +705,12 @@ async def _return_to_wallet(uow: UnitOfWork, hold: Hold, amount: int, reference:
 
 
 async def _capture(uow: UnitOfWork, call: MeteredCall, hold: Hold) -> tuple[Receipt, int | None]:
-    """Turn the hold into the charge (and escrow), in the operation's transaction."""
+    """Turn the hold into the charge (and escrow), in the operation's transaction.
+
+    ``_HoldLost`` when the sweeper released the hold while the operation ran: the money is
+    back in the wallet, and the operation's transaction must be rolled back."""
     if not await _settle_hold(uow, hold, HoldStatus.CAPTURED):
-        # The sweeper released it while the operation ran: the money is back in the wallet.
-        raise HoldExpired(
-            "This call ran so long that its payment reservation was released; nothing was "
-            "charged or changed. Retry the call.",
-            {"call_id": call.call_id, "retryable": True},
-        )
+        raise _HoldLost
     txn: int | None = None
     if hold.fee_amount:
         holds = await system_account(uow, AccountKind.HOLDS, hold.currency)
@@ -799,8 +804,9 @@ async def run_metered(
     run first and just before commit in its one transaction, so the count commits only with a
     successful call and its row is locked only while the call commits; otherwise both run in
     a committed transaction of their own before the call. Raises what they and the operation
-    raise (after releasing any hold), ``InsufficientFunds``, ``SpendingCapReached`` and
-    ``IdempotencyMismatch``.
+    raise (after releasing any hold), ``InsufficientFunds``, ``SpendingCapReached``,
+    ``IdempotencyMismatch``, and ``RateLimited`` for a held call whose hold the sweeper
+    released twice while it ran (see ``_run_with_hold``).
 
     ``durable=False``, for a call whose operation changes nothing: a read tool's transaction
     (its charge, usage row and rate count) commits without waiting for the database to flush
@@ -941,28 +947,45 @@ async def _run_with_hold(
     config: BillingConfig,
     claim: idempotency.Claim | None,
 ) -> Metered:
-    hold = await place_hold(
-        db,
-        agent_id=agent_id,
-        tool=tool,
-        call_id=call_id,
-        fee_usd_micros=price.price_usd_micros,
-        extra=extra,
-        config=config,
+    """A side-effecting call: its whole price held in a committed transaction, then the
+    operation and the capture in another. A call that ran so long that the sweeper released
+    its hold meanwhile is rolled back and starts over once with a new hold and call id (the
+    operation's work was undone, so running it again is safe); if that happens again, the
+    server is too busy to finish it and the agent is told to retry later."""
+    for attempt in range(RACE_ATTEMPTS):
+        if attempt:
+            call_id = uuid.uuid4().hex
+        hold = await place_hold(
+            db,
+            agent_id=agent_id,
+            tool=tool,
+            call_id=call_id,
+            fee_usd_micros=price.price_usd_micros,
+            extra=extra,
+            config=config,
+        )
+        try:
+            async with db.uow() as uow:
+                call = MeteredCall(uow, agent_id, tool, call_id, hold=hold)
+                result = await operation(call)
+                receipt, txn = await _capture(uow, call, hold)
+                await _record_usage(uow, call, receipt, txn)
+                if claim is not None:
+                    await idempotency.complete(uow, claim, result, receipt.to_dict())
+                await uow.commit()
+        except _HoldLost:
+            log.warning("billing.hold_lost", tool=tool, call_id=call_id, attempt=attempt + 1)
+            continue
+        except BaseException:
+            await release_hold(db, hold)
+            raise
+        return Metered(result=result, receipt=receipt)
+    raise RateLimited(
+        f"The server is too busy to finish this {tool} call: it ran so long that its payment "
+        f"reservation was released, twice. Nothing was charged or changed; retry in "
+        f"{HOLD_RETRY_AFTER} seconds.",
+        {"retry_after": HOLD_RETRY_AFTER, "tool": tool},
     )
-    try:
-        async with db.uow() as uow:
-            call = MeteredCall(uow, agent_id, tool, call_id, hold=hold)
-            result = await operation(call)
-            receipt, txn = await _capture(uow, call, hold)
-            await _record_usage(uow, call, receipt, txn)
-            if claim is not None:
-                await idempotency.complete(uow, claim, result, receipt.to_dict())
-            await uow.commit()
-    except BaseException:
-        await release_hold(db, hold)
-        raise
-    return Metered(result=result, receipt=receipt)
 
 
 async def quote(

@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.availability import make_slot_id
+from agent_server.booking.models import Booking
 from agent_server.booking.service import book_slot
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
@@ -460,6 +461,100 @@ async def test_book_slot_pays_fee_and_escrows_the_slot_price_with_the_booking(
         )
     assert await wallet_balance(db, agent, "USDC") == 100_000_000 - 40_050_000
     assert await charges(db) == 1
+    await audit_ledger(db)
+
+
+async def bookings_of(db: Database, agent: int) -> int:
+    async with db.uow() as uow:
+        return (
+            await uow.session.execute(
+                select(func.count()).select_from(Booking).where(Booking.booker_agent_id == agent)
+            )
+        ).scalar_one()
+
+
+def book_losing_its_hold(
+    db: Database, clock: FakeClock, agent: int, slot: str, losses: int
+) -> tuple[list[str], Operation]:
+    """A book-slot operation whose first ``losses`` runs last so long that the sweeper
+    releases their hold before they finish; (the call ids it ran as, the operation)."""
+    runs: list[str] = []
+
+    async def operation(call: MeteredCall) -> dict[str, Any]:
+        runs.append(call.call_id)
+        if len(runs) <= losses:
+            # The sweeper, in its own transaction, finds the hold past stale_hold_after.
+            # (It runs before this run's transaction begins: on SQLite it would otherwise
+            # wait for this transaction's write lock.)
+            clock.advance(timedelta(minutes=16))
+            assert await release_stale_holds(db, timedelta(minutes=15)) == 1
+        booking = await book_slot(call.uow, agent_id=agent, slot_id=slot, idempotency_key="k")
+        await call.escrow(booking)
+        return {"booking_id": booking.id}
+
+    return runs, operation
+
+
+async def test_a_call_whose_hold_was_swept_while_it_ran_starts_over_and_is_charged_once(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 100_000_000)
+    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
+    slot = make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+    runs, operation = book_losing_its_hold(db, clock, agent, slot, losses=1)
+
+    def call() -> Coroutine[Any, Any, Metered]:
+        return run_metered(
+            db,
+            agent_id=agent,
+            tool="book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key="b1",
+            operation=operation,
+            extra_price=ExtraPrice(40_000_000, "USD"),
+            config=config,
+        )
+
+    metered = await call()
+    assert len(runs) == 2 and runs[0] != runs[1]  # ran again, as a new call
+    assert metered.receipt is not None and metered.receipt.call_id == runs[1]
+    assert (metered.receipt.amount, metered.receipt.escrowed) == (50_000, 40_000_000)
+    assert metered.receipt.balance_after == 100_000_000 - 40_050_000
+    # The first run's booking was undone with it: one booking, one charge, one escrow.
+    assert await bookings_of(db, agent) == 1
+    replay = await call()
+    assert replay.replayed and replay.result == metered.result and len(runs) == 2
+    assert await wallet_balance(db, agent, "USDC") == 100_000_000 - 40_050_000
+    assert await charges(db) == 1
+    await audit_ledger(db)
+
+
+async def test_a_call_that_loses_its_hold_twice_is_rate_limited_and_changes_nothing(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 100_000_000)
+    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
+    slot = make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+    runs, operation = book_losing_its_hold(db, clock, agent, slot, losses=2)
+    with pytest.raises(RateLimited) as refused:
+        await run_metered(
+            db,
+            agent_id=agent,
+            tool="book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key=None,
+            operation=operation,
+            extra_price=ExtraPrice(40_000_000, "USD"),
+            config=config,
+        )
+    assert refused.value.details["retry_after"] == 60
+    assert "Nothing was charged" in refused.value.message
+    assert len(runs) == 2
+    assert await bookings_of(db, agent) == 0
+    assert await wallet_balance(db, agent, "USDC") == 100_000_000
+    assert await charges(db) == 0
     await audit_ledger(db)
 
 
