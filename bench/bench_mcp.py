@@ -4,7 +4,7 @@ model (a uvicorn process serving streamable HTTP, stateless), driven by the SDK'
 Cases: echo (baseline), search-specialists over 10,000 demo specialists, view-profile and
 book-slot (each booking a different free slot), sequentially (one client) and with 16
 concurrent clients. Reported: calls per second and the ratio to echo in the same mode; each
-case is measured in ``ROUNDS`` rounds, each right after an echo measurement, and the round
+case is measured in ``ROUNDS`` rounds, each taking turns with an echo measurement, and the round
 with the median ratio is reported (every round is kept in the rows).
 Targets: view-profile ≥ 0.5x echo, search-specialists ≥ 0.3x echo.
 
@@ -42,6 +42,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ CONCURRENCY = 16
 ROUNDS = 5
 """Rounds per case and mode (odd: the median round is one of them); each pairs an echo
 measurement with the case's."""
+BLOCKS = 8
+"""Blocks per side in a round, at most, the sides taking turns (``_measure_pair``)."""
+MIN_BLOCK = 6
+"""Calls per client in a block, at least."""
 TARGETS = {"view-profile": ">= 0.5", "search-specialists": ">= 0.3"}
 BIN = Path(sys.executable).parent
 
@@ -162,35 +167,78 @@ def _cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _measure(
-    url: str, headers: dict[str, str], call: Call, calls: int, clients: int, server: int
-) -> tuple[float, float | None]:
-    """Calls per second of ``calls`` calls spread over ``clients`` concurrent clients, each
-    connected (and warmed up with two calls) before the clock starts, and the CPU time the
-    server process (pid ``server``) spent per call meanwhile, in milliseconds."""
-    per = calls // clients
+@dataclass
+class _Side:
+    """One server's clients in a paired measurement, and what they have measured so far."""
+
+    url: str
+    headers: dict[str, str]
+    call: Call
+    pid: int
+    clients: list[Client] = field(default_factory=list)
+    calls: int = 0
+    seconds: float = 0.0
+    cpu: float | None = 0.0
+
+
+async def _connect(stack: AsyncExitStack, side: _Side, clients: int) -> None:
+    """Connect ``clients`` clients to ``side`` and warm each up with two calls."""
+    for c in range(clients):
+        http = httpx2.AsyncClient(headers=side.headers, timeout=60)
+        client = Client(streamable_http_client(side.url, http_client=http))
+        side.clients.append(await stack.enter_async_context(client))
+        for w in range(2):
+            await side.call(side.clients[-1], 10**6 + c * 10 + w)
+
+
+async def _block(side: _Side, per_client: int, offset: int) -> None:
+    """``per_client`` calls on each of ``side``'s clients at once, added to its totals."""
+
+    async def worker(client: Client, start: int) -> None:
+        for i in range(per_client):
+            await side.call(client, start + i)
+
+    cpu_before = _cpu_seconds(side.pid)
+    started = time.perf_counter()
+    await asyncio.gather(
+        *(worker(cl, offset + c * per_client) for c, cl in enumerate(side.clients))
+    )
+    side.seconds += time.perf_counter() - started
+    side.calls += per_client * len(side.clients)
+    cpu_after = _cpu_seconds(side.pid)
+    if side.cpu is None or cpu_before is None or cpu_after is None:
+        side.cpu = None
+    else:
+        side.cpu += cpu_after - cpu_before
+
+
+def _rate(side: _Side) -> tuple[float, float | None]:
+    cpu = None if side.cpu is None else round(side.cpu * 1000 / side.calls, 3)
+    return side.calls / side.seconds, cpu
+
+
+async def _measure_pair(
+    base: _Side, case: _Side, calls: int, clients: int
+) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+    """Calls per second of ``calls`` calls to each side, spread over ``clients`` concurrent
+    clients per side (each connected and warmed up before the clock starts), and the CPU
+    time each server process spent per call meanwhile, in milliseconds.
+
+    The two sides take turns in up to ``BLOCKS`` blocks, in the order ABBA ABBA...: the machine's
+    speed drifts, sometimes by tens of percent within a minute, and this way both sides see
+    the same drift (a linear one cancels out exactly)."""
+    # Blocks of at least MIN_BLOCK calls per client: as a block ends, its last calls run
+    # with fewer clients at once.
+    blocks = max(2, min(BLOCKS, calls // (clients * MIN_BLOCK)))
+    per_client = max(1, calls // (clients * blocks))
     async with AsyncExitStack() as stack:
-        connected: list[Client] = []
-        for c in range(clients):
-            http = httpx2.AsyncClient(headers=headers, timeout=60)
-            client = Client(streamable_http_client(url, http_client=http))
-            connected.append(await stack.enter_async_context(client))
-            for w in range(2):
-                await call(connected[-1], 10**6 + c * 10 + w)
-
-        async def worker(client: Client, offset: int) -> None:
-            for i in range(per):
-                await call(client, offset + i)
-
-        cpu_before = _cpu_seconds(server)
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(cl, c * per) for c, cl in enumerate(connected)))
-        elapsed = time.perf_counter() - started
-        cpu_after = _cpu_seconds(server)
-        cpu = None
-        if cpu_before is not None and cpu_after is not None:
-            cpu = round((cpu_after - cpu_before) * 1000 / (per * clients), 3)
-        return (per * clients) / elapsed, cpu
+        await _connect(stack, base, clients)
+        await _connect(stack, case, clients)
+        for b in range(blocks):
+            first, second = (base, case) if b % 2 == 0 else (case, base)
+            for side in (first, second):
+                await _block(side, per_client, b * clients * per_client)
+    return _rate(base), _rate(case)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -337,17 +385,22 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
             ]
             for mode, clients in (("sequential", 1), ("concurrent-16", CONCURRENCY)):
                 for name, url_, headers, call, pid in cases:
-                    # Each round measures echo, then the case right after it: the machine's
-                    # speed drifts over a run, and a baseline taken minutes earlier would
-                    # carry that drift into the ratio.
+                    # Each round measures echo and the case in alternating blocks: the
+                    # machine's speed drifts over a run, and a baseline taken minutes earlier
+                    # would carry that drift into the ratio.
                     pairs = []
                     for _round in range(ROUNDS):
                         try:
-                            base = await _measure(echo_url, {}, echo_call, calls, clients, echo.pid)
-                            measured = await _measure(url_, headers, call, calls, clients, pid)
+                            pairs.append(
+                                await _measure_pair(
+                                    _Side(echo_url, {}, echo_call, echo.pid),
+                                    _Side(url_, headers, call, pid),
+                                    calls,
+                                    clients,
+                                )
+                            )
                         except BaseExceptionGroup as group:  # the client's task groups
                             raise RuntimeError(f"{name}, {mode}: {_first(group)!r}") from group
-                        pairs.append((base, measured))
                     # The median round by ratio: the machine's speed moves both rates of a
                     # round together, so a round's ratio is steadier than either of its rates.
                     median = sorted(pairs, key=lambda p: p[1][0] / p[0][0])[ROUNDS // 2]
