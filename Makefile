@@ -39,6 +39,7 @@ browser:
 
 test: install postgres chains browser
 	$(BIN)/ruff check agent_server billing wallets tests bench
+	$(BIN)/ruff format --check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
 	$(BIN)/pytest
 

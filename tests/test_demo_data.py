@@ -85,8 +85,9 @@ async def test_demo_specialists_are_varied_and_consistent(db: Database) -> None:
     assert all(p.email.endswith("@example.com") and p.phone for p in people)
     assert len({p.email for p in people}) == len(people)
     assert all(p.education and p.about and p.title for p in people)
-    assert all(p.search_text == specialist_search_text(p.name, p.title, p.about, p.skills)
-               for p in people)
+    assert all(
+        p.search_text == specialist_search_text(p.name, p.title, p.about, p.skills) for p in people
+    )
     rated = [p for p in people if p.review_count]
     assert rated and all(1.0 <= p.rating <= 5.0 for p in rated)
     assert all(p.rating == 0.0 for p in people if not p.review_count)

@@ -217,11 +217,18 @@ async def test_every_filter_matches_the_reference(db: Database, loaded: Catalogu
         {"days_of_week": ["sat", "Sunday"], "timezone": "Asia/Tokyo"},
         {"hours_from": "07:00", "hours_to": "10:00", "timezone": "America/New_York"},
         {"hours_from": "22:00", "hours_to": "02:00", "timezone": "Europe/Berlin"},
-        {"date_from": (now + timedelta(days=10)).date().isoformat(),
-         "date_to": (now + timedelta(days=12)).date().isoformat()},
+        {
+            "date_from": (now + timedelta(days=10)).date().isoformat(),
+            "date_to": (now + timedelta(days=12)).date().isoformat(),
+        },
         {"date_to": now.date().isoformat(), "timezone": "Pacific/Auckland"},
-        {"days_of_week": ["mon"], "hours_from": "09:00", "hours_to": "12:00",
-         "skills": [skill], "timezone": "Europe/London"},
+        {
+            "days_of_week": ["mon"],
+            "hours_from": "09:00",
+            "hours_to": "12:00",
+            "skills": [skill],
+            "timezone": "Europe/London",
+        },
     ]
     nonempty = 0
     for query in queries:
@@ -257,7 +264,8 @@ async def test_bookings_take_slots_out_of_results(db: Database, loaded: Catalogu
     search of that day; the next available slot moves on."""
     now = db.clock.now()
     person = next(
-        p for p in loaded.specialists
+        p
+        for p in loaded.specialists
         if len(loaded.schedules.get(p.id, [])) == 1
         and loaded.schedules[p.id][0].capacity == 1
         and not loaded.schedules[p.id][0].private
@@ -267,33 +275,50 @@ async def test_bookings_take_slots_out_of_results(db: Database, loaded: Catalogu
     spec = ScheduleSpec.from_row(sched)
     first = free_slots(spec, now, now + timedelta(days=14), now, {})[0]
     day = first.start.astimezone(ZoneInfo(sched.timezone)).date()
-    query = {"skills": person.skills, "city": person.city, "timezone": sched.timezone,
-             "date_from": day.isoformat(), "date_to": day.isoformat(), "limit": 50}
+    query = {
+        "skills": person.skills,
+        "city": person.city,
+        "timezone": sched.timezone,
+        "date_from": day.isoformat(),
+        "date_to": day.isoformat(),
+        "limit": 50,
+    }
     before = await run_search(db, query)
     assert person.id in [item.id for item in before.items]
     day_slots = [
-        s for s in free_slots(spec, now, now + timedelta(days=14), now, {})
+        s
+        for s in free_slots(spec, now, now + timedelta(days=14), now, {})
         if s.start.astimezone(ZoneInfo(sched.timezone)).date() == day
     ]
     async with db.uow() as uow:
         for i, slot in enumerate(day_slots):
-            uow.session.add(Booking(
-                schedule_id=sched.id, specialist_id=person.id, slot_start=slot.start,
-                slot_end=slot.end, seat=1, status="accepted", idempotency_key=f"k{i}",
-                created_at=now, updated_at=now,
-            ))
+            uow.session.add(
+                Booking(
+                    schedule_id=sched.id,
+                    specialist_id=person.id,
+                    slot_start=slot.start,
+                    slot_end=slot.end,
+                    seat=1,
+                    status="accepted",
+                    idempotency_key=f"k{i}",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
         await uow.commit()
     after = await run_search(db, query)
     assert person.id not in [item.id for item in after.items]
     assert [item.id for item in after.items] == expected(await catalogue(db), query, now)
 
-    soonest = await run_search(db, {"skills": person.skills, "city": person.city,
-                                    "sort": "next_available", "limit": 50})
+    soonest = await run_search(
+        db, {"skills": person.skills, "city": person.city, "sort": "next_available", "limit": 50}
+    )
     hit = next(item for item in soonest.items if item.id == person.id)
     offered = [slot_id for sch in hit.schedules for slot_id in sch.slots]
     assert not {s.slot_id for s in day_slots} & set(offered)
-    after_day = free_slots(spec, now, now + timedelta(days=30), now,
-                           {s.start: 1 for s in day_slots})[0]
+    after_day = free_slots(
+        spec, now, now + timedelta(days=30), now, {s.start: 1 for s in day_slots}
+    )[0]
     assert hit.next_available == after_day.start.strftime("%Y-%m-%dT%H:%MZ")
 
 
@@ -301,20 +326,40 @@ async def test_results_show_only_public_schedules_of_specialists(
     db: Database, loaded: Catalogue
 ) -> None:
     now = db.clock.now()
-    hidden = {s.id for rows in loaded.schedules.values() for s in rows
-              if s.private or s.deleted_at is not None}
+    hidden = {
+        s.id
+        for rows in loaded.schedules.values()
+        for s in rows
+        if s.private or s.deleted_at is not None
+    }
     assert hidden  # the demo data has some
     async with db.uow() as uow:
-        agent = Agent(name="Scheduler bot", email="bot@example.com", api_key_hash="x" * 64,
-                      api_key_prefix="as_x", created_at=now, updated_at=now)
+        agent = Agent(
+            name="Scheduler bot",
+            email="bot@example.com",
+            api_key_hash="x" * 64,
+            api_key_prefix="as_x",
+            created_at=now,
+            updated_at=now,
+        )
         uow.session.add(agent)
         await uow.flush()
         template = loaded.schedules[loaded.specialists[0].id][0]
-        uow.session.add(Schedule(
-            agent_id=agent.id, timezone="UTC", weekly_hours={"mon": [["00:00", "24:00"]]},
-            slot_minutes=30, start_date=now.date(), price_amount=1, price_usd_micros=1,
-            skills=template.skills, label="agent-owned", created_at=now, updated_at=now,
-        ))
+        uow.session.add(
+            Schedule(
+                agent_id=agent.id,
+                timezone="UTC",
+                weekly_hours={"mon": [["00:00", "24:00"]]},
+                slot_minutes=30,
+                start_date=now.date(),
+                price_amount=1,
+                price_usd_micros=1,
+                skills=template.skills,
+                label="agent-owned",
+                created_at=now,
+                updated_at=now,
+            )
+        )
         await uow.commit()
     page = await run_search(db, {"limit": 50, "sort": "price"})
     shown = {sch.id for item in page.items for sch in item.schedules}
@@ -343,7 +388,8 @@ async def test_facets_count_skills_and_price_ranges(db: Database, loaded: Catalo
         if not profile_matches(p, query):
             continue
         usable = [
-            s for s in loaded.schedules.get(p.id, [])
+            s
+            for s in loaded.schedules.get(p.id, [])
             if schedule_matches(s, query)
             and free_slots(ScheduleSpec.from_row(s), now, end, now, {})
         ]
@@ -374,24 +420,40 @@ async def test_a_page_of_ten_fits_in_8000_characters(db: Database, loaded: Catal
             person = Specialist(
                 name=f"Maximiliane-Alexandra {i} von Hohenzollern-Sigmaringen" + "x" * 150,
                 title="Senior international immigration and corporate tax attorney " * 4,
-                about="Long biography. " * 300, city="Rio de Janeiro", country="BR",
-                timezone="America/Sao_Paulo", languages=["pt", "en", "es", "fr", "de", "it"],
+                about="Long biography. " * 300,
+                city="Rio de Janeiro",
+                country="BR",
+                timezone="America/Sao_Paulo",
+                languages=["pt", "en", "es", "fr", "de", "it"],
                 skills=[f"extremely-long-skill-name-number-{k}" for k in range(12)],
-                education=[], hourly_rate=1, rating=5.0, review_count=999,
-                email=f"long{i}@example.com", phone="+55 555 555 5555",
-                search_text="zzlong", created_at=now, updated_at=now,
+                education=[],
+                hourly_rate=1,
+                rating=5.0,
+                review_count=999,
+                email=f"long{i}@example.com",
+                phone="+55 555 555 5555",
+                search_text="zzlong",
+                created_at=now,
+                updated_at=now,
             )
             uow.session.add(person)
             await uow.flush()
             for k in range(2):
-                uow.session.add(Schedule(
-                    specialist_id=person.id, timezone="America/Sao_Paulo",
-                    weekly_hours={d: [["00:00", "24:00"]] for d in WEEKDAYS},
-                    slot_minutes=15 + k * 15, start_date=now.date() - timedelta(days=1),
-                    price_amount=123_456_789_012, price_currency="USDC",
-                    price_usd_micros=123_456_789_012, label="A very long label " * 10,
-                    created_at=now, updated_at=now,
-                ))
+                uow.session.add(
+                    Schedule(
+                        specialist_id=person.id,
+                        timezone="America/Sao_Paulo",
+                        weekly_hours={d: [["00:00", "24:00"]] for d in WEEKDAYS},
+                        slot_minutes=15 + k * 15,
+                        start_date=now.date() - timedelta(days=1),
+                        price_amount=123_456_789_012,
+                        price_currency="USDC",
+                        price_usd_micros=123_456_789_012,
+                        label="A very long label " * 10,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
         await uow.commit()
     queries: list[dict[str, Any]] = [{"q": "zzlong", "timezone": "Pacific/Chatham"}]
     queries += [{"sort": s} for s in ("rating", "price", "next_available")]
@@ -404,13 +466,15 @@ async def test_a_page_of_ten_fits_in_8000_characters(db: Database, loaded: Catal
             assert item.schedules and any(sch.slots for sch in item.schedules)
 
 
-async def test_slots_map_each_slot_id_to_its_local_times(
-    db: Database, loaded: Catalogue
-) -> None:
+async def test_slots_map_each_slot_id_to_its_local_times(db: Database, loaded: Catalogue) -> None:
     page = await run_search(db, {"timezone": "Asia/Kolkata", "sort": "next_available"})
     assert page.timezone == "Asia/Kolkata"
-    shown = [(sch, slot_id, text) for item in page.items for sch in item.schedules
-             for slot_id, text in sch.slots.items()]
+    shown = [
+        (sch, slot_id, text)
+        for item in page.items
+        for sch in item.schedules
+        for slot_id, text in sch.slots.items()
+    ]
     assert shown
     for sch, slot_id, text in shown:
         _, stamp = slot_id.split("-")
@@ -459,10 +523,14 @@ async def test_bad_combinations_are_named_and_cursors_are_checked(db: Database) 
         ({"hours_from": "09:00"}, "hours_to"),
         ({"hours_to": "09:00"}, "hours_from"),
         ({"hours_from": "09:00", "hours_to": "09:00"}, "hours_to"),
-        ({"date_from": today.isoformat(), "date_to": (today - timedelta(days=1)).isoformat()},
-         "date_to"),
-        ({"date_from": today.isoformat(), "date_to": (today + timedelta(days=62)).isoformat()},
-         "date_to"),
+        (
+            {"date_from": today.isoformat(), "date_to": (today - timedelta(days=1)).isoformat()},
+            "date_to",
+        ),
+        (
+            {"date_from": today.isoformat(), "date_to": (today + timedelta(days=62)).isoformat()},
+            "date_to",
+        ),
         ({"date_to": (today - timedelta(days=2)).isoformat()}, "date_to"),
         ({"date_from": (today + timedelta(days=400)).isoformat()}, "date_from"),
         ({"sort": "next_available", "order": "desc"}, "order"),
@@ -489,7 +557,8 @@ async def test_view_profile_reveals_contact_and_public_schedules(
 ) -> None:
     now = db.clock.now()
     person = next(
-        p for p in loaded.specialists
+        p
+        for p in loaded.specialists
         if any(s.private or s.deleted_at for s in loaded.schedules.get(p.id, []))
         and any(not s.private and s.deleted_at is None for s in loaded.schedules.get(p.id, []))
     )
@@ -532,10 +601,13 @@ async def test_unknown_and_stale_next_free_bounds_do_not_change_results(
         refreshed = await refresh_due(uow.session, now=now)
         await uow.commit()
     async with db.uow() as uow:
-        bounds = (await uow.session.scalars(
-            select(Schedule.next_free_at).where(Schedule.private.is_(False),
-                                                Schedule.deleted_at.is_(None))
-        )).all()
+        bounds = (
+            await uow.session.scalars(
+                select(Schedule.next_free_at).where(
+                    Schedule.private.is_(False), Schedule.deleted_at.is_(None)
+                )
+            )
+        ).all()
     assert refreshed >= 0 and all(b is not None and b >= now for b in bounds)
 
 

@@ -53,6 +53,7 @@ class Answer(Generic[M]):
             self._json = (body, compact_json(body))
         return self._json
 
+
 _VERSION = Direct(select(CatalogueState.version).where(CatalogueState.id == CATALOGUE_ROW))
 
 

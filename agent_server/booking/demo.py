@@ -120,6 +120,8 @@ CITIES: tuple[City, ...] = (
     City("Reykjavik", "IS", "Atlantic/Reykjavik", ("is", "en"), "nordic", "354"),
 )
 
+# Data tables, laid out by hand.
+# fmt: off
 NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "en": (
         ("James", "Olivia", "Michael", "Emma", "David", "Sophia", "Daniel", "Grace", "Ryan",
@@ -485,6 +487,7 @@ NOTICE_MINUTES = (0, 60, 120, 240, 720, 1440)
 NOTICE_WEIGHTS = (20, 30, 20, 10, 10, 10)
 BUFFER_MINUTES = (0, 5, 10, 15)
 BUFFER_WEIGHTS = (50, 15, 20, 15)
+# fmt: on
 
 
 def _ascii(text: str) -> str:
@@ -640,11 +643,13 @@ def _languages(rng: random.Random, city: City) -> list[str]:
     return langs
 
 
+# fmt: off
 LANGUAGE_NAMES = {
     "en": "English", "es": "Spanish", "fr": "French", "de": "German", "pt": "Portuguese",
     "it": "Italian", "zh": "Mandarin", "ja": "Japanese", "ar": "Arabic", "hi": "Hindi",
     "ru": "Russian", "nl": "Dutch", "ko": "Korean", "tr": "Turkish", "pl": "Polish",
 }
+# fmt: on
 
 
 def _about(
@@ -668,9 +673,7 @@ def _about(
     return " ".join(parts)
 
 
-async def load_demo_data(
-    db: Database, count: int, *, seed: int = 7, if_empty: bool = False
-) -> int:
+async def load_demo_data(db: Database, count: int, *, seed: int = 7, if_empty: bool = False) -> int:
     """Create ``count`` demo specialists with schedules; returns how many were created.
 
     Deterministic: the same ``seed`` on the same database state gives the same rows. With
@@ -695,11 +698,17 @@ async def load_demo_data(
         people = [gen.person(created + i + 1) for i in range(min(CHUNK, count - created))]
         async with db.uow() as uow:
             ids = (
-                await uow.session.execute(
-                    insert(specialists).returning(specialists.c.id, sort_by_parameter_order=True),
-                    [p.specialist for p in people],
+                (
+                    await uow.session.execute(
+                        insert(specialists).returning(
+                            specialists.c.id, sort_by_parameter_order=True
+                        ),
+                        [p.specialist for p in people],
+                    )
                 )
-            ).scalars().all()
+                .scalars()
+                .all()
+            )
             rows = []
             for specialist_id, person in zip(ids, people, strict=True):
                 for sched in person.schedules:

@@ -118,8 +118,14 @@ PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WEEKDAY_ALIASES = {full: short for short, full in zip(_WEEKDAYS, (
-    "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"), strict=True)}
+_WEEKDAY_ALIASES = {
+    full: short
+    for short, full in zip(
+        _WEEKDAYS,
+        ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"),
+        strict=True,
+    )
+}
 _SKILL = re.compile(r"^[a-z0-9][a-z0-9+#.-]{0,63}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -177,8 +183,11 @@ class Order(StrEnum):
     DESC = "desc"
 
 
-DEFAULT_ORDER = {SortBy.RATING: Order.DESC, SortBy.PRICE: Order.ASC,
-                 SortBy.NEXT_AVAILABLE: Order.ASC}
+DEFAULT_ORDER = {
+    SortBy.RATING: Order.DESC,
+    SortBy.PRICE: Order.ASC,
+    SortBy.NEXT_AVAILABLE: Order.ASC,
+}
 
 CurrencyCode = Literal["USD", "USDT", "USDC", "ETH", "BTC"]
 
@@ -192,48 +201,130 @@ class SearchQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    q: Annotated[str | None, Field(max_length=200, description=(
-        "Free text; every word must appear in the name, title, about or skills."))] = None
-    skills: Annotated[list[str], Field(max_length=10, description=(
-        "Skills the specialist must ALL have, e.g. ['tax-law', 'vat'] (case and spaces "
-        "are normalised: 'Tax Law' = 'tax-law')."))] = []
-    languages: Annotated[list[str], Field(max_length=10, description=(
-        "ISO 639-1 codes; the specialist must speak ANY of them, e.g. ['en', 'de']."))] = []
+    q: Annotated[
+        str | None,
+        Field(
+            max_length=200,
+            description=("Free text; every word must appear in the name, title, about or skills."),
+        ),
+    ] = None
+    skills: Annotated[
+        list[str],
+        Field(
+            max_length=10,
+            description=(
+                "Skills the specialist must ALL have, e.g. ['tax-law', 'vat'] (case and spaces "
+                "are normalised: 'Tax Law' = 'tax-law')."
+            ),
+        ),
+    ] = []
+    languages: Annotated[
+        list[str],
+        Field(
+            max_length=10,
+            description=(
+                "ISO 639-1 codes; the specialist must speak ANY of them, e.g. ['en', 'de']."
+            ),
+        ),
+    ] = []
     city: Annotated[str | None, Field(max_length=100, description="City, e.g. 'Berlin'.")] = None
-    country: Annotated[str | None, Field(description=(
-        "ISO 3166-1 alpha-2 country code, e.g. 'DE'."))] = None
-    price_min: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
-        "Lowest price per slot, in base units of `currency` (USD: micro-dollars, so 50 USD "
-        "is 50000000; USDT/USDC: 10^-6; ETH: gwei; BTC: satoshi)."))] = None
-    price_max: Annotated[int | None, Field(ge=0, le=MAX_PRICE_BOUND, description=(
-        "Highest price per slot, in base units of `currency`."))] = None
-    currency: Annotated[CurrencyCode, Field(description=(
-        "Currency of price_min/price_max; prices of every currency are compared in USD."))] = "USD"
-    duration: Annotated[int | None, Field(ge=15, le=1440, description=(
-        "Slot length in minutes, e.g. 60."))] = None
-    days_of_week: Annotated[list[str], Field(max_length=7, description=(
-        "Days with a free slot, in `timezone`: 'mon'..'sun' (or full names)."))] = []
-    hours_from: Annotated[str | None, Field(description=(
-        "Earliest slot start, HH:MM in `timezone`; give hours_to too."))] = None
-    hours_to: Annotated[str | None, Field(description=(
-        "Latest slot end, HH:MM in `timezone` (24:00 for midnight; before hours_from wraps "
-        "past midnight)."))] = None
-    date_from: Annotated[date | None, Field(description=(
-        "First day of the window (in `timezone`); default today."))] = None
-    date_to: Annotated[date | None, Field(description=(
-        f"Last day of the window, inclusive; default a week after date_from; at most "
-        f"{MAX_WINDOW_DAYS} days in all."))] = None
-    timezone: Annotated[str, Field(max_length=64, description=(
-        "Your IANA time zone, e.g. 'Europe/Berlin'; days, hours, dates and local slot times "
-        "use it."))] = "UTC"
-    sort: Annotated[SortBy, Field(description=(
-        "rating (best first), price (cheapest first) or next_available (soonest first)."))] = (
-        SortBy.RATING)
-    order: Annotated[Order | None, Field(description=(
-        "asc or desc; default desc for rating, asc otherwise (next_available is asc only)."
-    ))] = None
-    cursor: Annotated[str | None, Field(max_length=512, description=(
-        "next_cursor of the previous page, with the same filters."))] = None
+    country: Annotated[
+        str | None, Field(description=("ISO 3166-1 alpha-2 country code, e.g. 'DE'."))
+    ] = None
+    price_min: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=MAX_PRICE_BOUND,
+            description=(
+                "Lowest price per slot, in base units of `currency` (USD: micro-dollars, so 50 USD "
+                "is 50000000; USDT/USDC: 10^-6; ETH: gwei; BTC: satoshi)."
+            ),
+        ),
+    ] = None
+    price_max: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            le=MAX_PRICE_BOUND,
+            description=("Highest price per slot, in base units of `currency`."),
+        ),
+    ] = None
+    currency: Annotated[
+        CurrencyCode,
+        Field(
+            description=(
+                "Currency of price_min/price_max; prices of every currency are compared in USD."
+            )
+        ),
+    ] = "USD"
+    duration: Annotated[
+        int | None, Field(ge=15, le=1440, description=("Slot length in minutes, e.g. 60."))
+    ] = None
+    days_of_week: Annotated[
+        list[str],
+        Field(
+            max_length=7,
+            description=("Days with a free slot, in `timezone`: 'mon'..'sun' (or full names)."),
+        ),
+    ] = []
+    hours_from: Annotated[
+        str | None,
+        Field(description=("Earliest slot start, HH:MM in `timezone`; give hours_to too.")),
+    ] = None
+    hours_to: Annotated[
+        str | None,
+        Field(
+            description=(
+                "Latest slot end, HH:MM in `timezone` (24:00 for midnight; before hours_from wraps "
+                "past midnight)."
+            )
+        ),
+    ] = None
+    date_from: Annotated[
+        date | None, Field(description=("First day of the window (in `timezone`); default today."))
+    ] = None
+    date_to: Annotated[
+        date | None,
+        Field(
+            description=(
+                f"Last day of the window, inclusive; default a week after date_from; at most "
+                f"{MAX_WINDOW_DAYS} days in all."
+            )
+        ),
+    ] = None
+    timezone: Annotated[
+        str,
+        Field(
+            max_length=64,
+            description=(
+                "Your IANA time zone, e.g. 'Europe/Berlin'; days, hours, dates and local slot "
+                "times use it."
+            ),
+        ),
+    ] = "UTC"
+    sort: Annotated[
+        SortBy,
+        Field(
+            description=(
+                "rating (best first), price (cheapest first) or next_available (soonest first)."
+            )
+        ),
+    ] = SortBy.RATING
+    order: Annotated[
+        Order | None,
+        Field(
+            description=(
+                "asc or desc; default desc for rating, asc otherwise (next_available is asc only)."
+            )
+        ),
+    ] = None
+    cursor: Annotated[
+        str | None,
+        Field(
+            max_length=512, description=("next_cursor of the previous page, with the same filters.")
+        ),
+    ] = None
     limit: Annotated[int, Field(ge=1, le=50, description="Results per page.")] = 10
 
     @field_validator("q", "city", "hours_from", "hours_to", "cursor", "country")
@@ -479,10 +570,10 @@ class _Plan:
         last = self.window_end.astimezone(self.tz).date()
         while day <= last:
             if not self.days or wraps or day.weekday() in self.days:
-                start = max(_midnight(day, self.tz) + timedelta(minutes=lo) - margin,
-                            self.window_start)
-                end = min(_midnight(day, self.tz) + timedelta(minutes=hi) + margin,
-                          self.window_end)
+                start = max(
+                    _midnight(day, self.tz) + timedelta(minutes=lo) - margin, self.window_start
+                )
+                end = min(_midnight(day, self.tz) + timedelta(minutes=hi) + margin, self.window_end)
                 if start < end:
                     if out and start <= out[-1][1]:
                         out[-1] = (out[-1][0], max(out[-1][1], end))
@@ -1094,9 +1185,9 @@ for 10, which leaves room for the call's receipt within 8,000."""
 
 def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) -> SpecialistHit:
     matched = ev.matched
-    shown = sorted(
-        (slot for s in matched for slot in s.fitting), key=lambda slot: slot.start
-    )[: detail.slots]
+    shown = sorted((slot for s in matched for slot in s.fitting), key=lambda slot: slot.start)[
+        : detail.slots
+    ]
     first = min(s.first_free.start for s in matched if s.first_free is not None)
     return SpecialistHit(
         id=person.id,
