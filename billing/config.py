@@ -38,8 +38,10 @@ class BillingConfig:
     deposit_address: DepositAddressLookup = existing_deposit_address
     # A hold still pending after this long belongs to a crashed call; the sweeper releases it.
     stale_hold_after: timedelta = timedelta(minutes=15)
-    # An idempotency key in flight for this long belongs to a crashed call; a retry takes it over.
-    stale_key_after: timedelta = timedelta(minutes=15)
+    # A running call renews its idempotency key's claim this often; a claim not renewed for
+    # stale_key_after belongs to a process that stopped, and a retry takes the key over.
+    key_renew_every: timedelta = timedelta(seconds=10)
+    stale_key_after: timedelta = timedelta(seconds=60)
     # A charge or hold taking a wallet below this (USD micro-dollars) emits balance.low.
     balance_low_usd_micros: int = 1_000_000
 

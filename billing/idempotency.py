@@ -6,8 +6,9 @@
   nothing is charged again.
 * Same key, other tool or arguments: ``IdempotencyMismatch`` (409), ``retryable: false``.
 * Same key while the first call is still running: ``IdempotencyMismatch`` (409),
-  ``retryable: true``. A key left in flight by a crashed process is taken over after
-  ``stale_after``; the crashed call can then no longer complete (its token no longer matches).
+  ``retryable: true``. A running call renews its claim (``leased``), so a key whose claim
+  was not renewed for ``stale_after`` belongs to a process that stopped: a retry takes it
+  over, and the stopped call can no longer complete (its token no longer matches).
 * A call that fails or is refused stores nothing: the key is free again, so a corrected retry
   (after a top-up, say) runs.
 * Keys live at least 24 hours; ``purge_idempotency_keys`` deletes older ones.
@@ -17,9 +18,12 @@ Who owns a key is settled by the unique constraint on (agent, key), never by a r
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -27,9 +31,12 @@ from typing import Any
 from sqlalchemy import Table, delete, select, update
 
 from agent_server.errors import IdempotencyMismatch, ValidationFailed
+from agent_server.logs import get_logger
 from agent_server.store import Database, UnitOfWork
 from billing.ledger import insert_or_none
 from billing.models import IdempotencyKey, IdempotencyStatus
+
+log = get_logger(__name__)
 
 KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 MIN_KEY_LIFETIME = timedelta(hours=24)
@@ -182,6 +189,45 @@ async def complete(
             "Another call with this idempotency key took over; retry with the same key.",
             {"idempotency_key": held.key, "retryable": True},
         )
+
+
+async def renew(db: Database, held: Claim) -> bool:
+    """Mark the claim as alive now (own transaction); False if it is no longer this call's."""
+    async with db.uow() as uow:
+        renewed = await uow.session.execute(
+            update(KEYS)
+            .where(
+                KEYS.c.id == held.id,
+                KEYS.c.lock_token == held.token,
+                KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+            )
+            .values(locked_at=uow.clock.now())
+        )
+        await uow.commit()
+        return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _keep_renewing(db: Database, held: Claim, every: float) -> None:
+    while True:
+        await asyncio.sleep(every)
+        try:
+            if not await renew(db, held):
+                return  # completed, abandoned or taken over: nothing left to keep
+        except Exception as exc:  # the next turn tries again; the call itself goes on
+            log.warning("idempotency.renew_failed", key_id=held.id, error=type(exc).__name__)
+
+
+@asynccontextmanager
+async def leased(db: Database, held: Claim, every: timedelta) -> AsyncIterator[None]:
+    """Renew ``held`` every ``every`` while the block runs, so that a call running for longer
+    than ``stale_after`` keeps its key, and a key whose process stopped frees up soon."""
+    renewing = asyncio.create_task(_keep_renewing(db, held, every.total_seconds()))
+    try:
+        yield
+    finally:
+        renewing.cancel()
+        with suppress(asyncio.CancelledError):
+            await renewing
 
 
 async def abandon(db: Database, held: Claim) -> None:

@@ -798,7 +798,8 @@ async def run_metered(
     """Run one tool call and charge for it exactly once if, and only if, it succeeds.
 
     ``arguments`` identify the call for idempotency (same key + same arguments -> the stored
-    result). ``extra_price`` is a slot price the operation moves into escrow with
+    result); while the call runs, its key's claim is renewed every ``key_renew_every``.
+    ``extra_price`` is a slot price the operation moves into escrow with
     ``call.escrow(booking)``. ``admission`` and ``settle`` are the caller's last checks (the
     gate's: a read-ahead of the rate limit, then the count itself): in a read tool's call they
     run first and just before commit in its one transaction, so the count commits only with a
@@ -841,7 +842,8 @@ async def run_metered(
             )
         claim = claimed
     call_id = uuid.uuid4().hex
-    try:
+
+    async def run() -> Metered:
         if held:
             return await _run_with_hold(
                 db, agent_id, tool, call_id, operation, price, extra_price, config, claim
@@ -849,9 +851,14 @@ async def run_metered(
         return await _run_and_charge(
             db, agent_id, tool, call_id, operation, price, config, claim, admission, settle, durable
         )
+
+    if claim is None:
+        return await run()
+    try:
+        async with idempotency.leased(db, claim, config.key_renew_every):
+            return await run()
     except BaseException:
-        if claim is not None:
-            await idempotency.abandon(db, claim)
+        await idempotency.abandon(db, claim)
         raise
 
 

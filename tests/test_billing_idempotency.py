@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -130,6 +131,96 @@ async def test_a_key_in_flight_is_a_retryable_mismatch_until_it_goes_stale(
         async with db.uow() as uow:
             await idempotency.complete(uow, elsewhere, {"schedule_id": 0}, None)
     assert (await call(db, config, agent, op, "key-1", label="Mornings")).result == taken.result
+    assert await charge_count(db) == 1
+
+
+async def claimed_at(db: Database, agent: int, key: str) -> datetime:
+    async with db.uow() as uow:
+        return (
+            await uow.session.execute(
+                select(IdempotencyKey.locked_at).where(
+                    IdempotencyKey.agent_id == agent, IdempotencyKey.key == key
+                )
+            )
+        ).scalar_one()
+
+
+async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_claim(
+    db: Database, clock: FakeClock
+) -> None:
+    config = BillingConfig(
+        prices=load_price_list(),
+        rates=FakeRateSource(),
+        stale_key_after=timedelta(minutes=5),
+        key_renew_every=timedelta(milliseconds=20),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    started, release = asyncio.Event(), asyncio.Event()
+    runs: list[int] = []
+
+    async def slow(call: MeteredCall) -> dict[str, Any]:
+        runs.append(1)
+        started.set()
+        await release.wait()
+        return {"schedule_id": 7}
+
+    first = asyncio.create_task(
+        run_metered(
+            db,
+            agent_id=agent,
+            tool="create-schedule",
+            arguments={"label": "Mornings"},
+            idempotency_key="key-1",
+            operation=slow,
+            config=config,
+        )
+    )
+    await started.wait()
+    clock.advance(timedelta(minutes=6))  # longer than stale_after: only renewal keeps the key
+    for _ in range(300):
+        if await claimed_at(db, agent, "key-1") == clock.now():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the running call did not renew its claim")
+    op = Counter()
+    with pytest.raises(IdempotencyMismatch) as refused:
+        await call(db, config, agent, op, "key-1", label="Mornings")
+    assert refused.value.details["retryable"] is True
+    assert op.runs == 0 and len(runs) == 1
+    release.set()
+    done = await first
+    replay = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert replay.replayed and replay.result == done.result == {"schedule_id": 7}
+    assert op.runs == 0 and len(runs) == 1
+    assert await charge_count(db) == 1
+
+
+async def test_a_key_left_by_a_stopped_process_is_free_again_after_a_minute(
+    db: Database, clock: FakeClock
+) -> None:
+    config = BillingConfig(prices=load_price_list(), rates=FakeRateSource())  # the defaults
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    # A process claimed the key, then stopped (killed, or its machine went down): nothing
+    # renews the claim any more.
+    stopped = await idempotency.claim(
+        db,
+        agent_id=agent,
+        key="key-1",
+        tool="create-schedule",
+        arguments={"label": "Mornings"},
+        stale_after=config.stale_key_after,
+    )
+    assert isinstance(stopped, idempotency.Claim)
+    op = Counter()
+    clock.advance(timedelta(seconds=30))
+    with pytest.raises(IdempotencyMismatch):
+        await call(db, config, agent, op, "key-1", label="Mornings")
+    clock.advance(timedelta(seconds=31))
+    taken = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1 and not taken.replayed
     assert await charge_count(db) == 1
 
 
