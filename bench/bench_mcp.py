@@ -141,7 +141,9 @@ async def _prepare(url: str, specialists: int, slots_wanted: int) -> tuple[str, 
                     .limit(400)
                 )
             ).all()
-            start = uow.clock.now() + timedelta(hours=2)
+            # Past the longest notice a demo schedule asks (a day) with a day to spare: a
+            # slot must still be bookable when the run reaches it, many minutes later.
+            start = uow.clock.now() + timedelta(days=2)
             for sid in ids:
                 free = await get_availability(uow, sid, start, start + timedelta(days=60))
                 slots.extend(s.slot_id for s in free for _ in range(s.seats_left))
