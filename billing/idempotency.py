@@ -23,7 +23,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -226,8 +226,9 @@ async def leased(db: Database, held: Claim, every: timedelta) -> AsyncIterator[N
         yield
     finally:
         renewing.cancel()
-        with suppress(asyncio.CancelledError):
-            await renewing
+        # Waits for it to stop without raising its cancellation (a cancellation of this task
+        # meanwhile still propagates).
+        await asyncio.wait([renewing])
 
 
 async def abandon(db: Database, held: Claim) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -194,6 +195,43 @@ async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_cla
     replay = await call(db, config, agent, op, "key-1", label="Mornings")
     assert replay.replayed and replay.result == done.result == {"schedule_id": 7}
     assert op.runs == 0 and len(runs) == 1
+    assert await charge_count(db) == 1
+
+
+async def test_a_keyed_call_cancelled_while_running_frees_its_key_and_stops_renewing(
+    db: Database, config: BillingConfig
+) -> None:
+    config = dataclasses.replace(config, key_renew_every=timedelta(milliseconds=10))
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    started = asyncio.Event()
+
+    async def hangs(call: MeteredCall) -> dict[str, Any]:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never released")
+
+    running = asyncio.create_task(
+        run_metered(
+            db,
+            agent_id=agent,
+            tool="create-schedule",
+            arguments={"label": "Mornings"},
+            idempotency_key="key-1",
+            operation=hangs,
+            config=config,
+        )
+    )
+    await started.wait()
+    await asyncio.sleep(0.05)  # a few renewals
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
+    assert renewals == []
+    op = Counter()
+    retried = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1 and not retried.replayed
     assert await charge_count(db) == 1
 
 
