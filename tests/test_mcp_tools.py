@@ -20,8 +20,8 @@ from agent_server.booking.demo import load_demo_data
 from agent_server.booking.search import compact_json
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
-from agent_server.errors import ERROR_CODES
-from agent_server.mcp.results import JsonOutput, with_receipt
+from agent_server.errors import ERROR_CODES, RateLimited
+from agent_server.mcp.results import JsonOutput, failure, with_receipt
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
@@ -340,6 +340,26 @@ async def test_concurrent_calls_never_pass_the_rate_limit(runtime: Runtime) -> N
     codes = [error_code(r) if r.is_error else "OK" for r in results]
     assert codes.count("OK") == 5
     assert codes.count("RATE_LIMITED") == 7
+
+
+def test_a_rate_limited_result_says_whether_the_caller_or_the_server_was_too_busy() -> None:
+    over = failure(RateLimited("Rate limit reached.", {"retry_after": 12, "limit": 60}))
+    assert over.content[0].text.endswith(  # type: ignore[union-attr]
+        "Next step: Too many calls; retry after 12 seconds."
+    )
+    # The meter's answer to a call that lost its payment reservation twice (no limit passed).
+    busy = failure(RateLimited("Too busy to finish.", {"retry_after": 60, "tool": "book-slot"}))
+    assert busy.content[0].text.endswith(  # type: ignore[union-attr]
+        "Next step: The server is busy; retry after 60 seconds."
+    )
+    assert busy.structured_content == {
+        "error": {
+            "code": "RATE_LIMITED",
+            "status": 429,
+            "message": "Too busy to finish.",
+            "details": {"retry_after": 60, "tool": "book-slot"},
+        }
+    }
 
 
 def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:

@@ -77,7 +77,9 @@ def next_step(error: AgentServerError) -> str:
             resets = d.get("resets_at", "the next period")
             return f"Your owner's spending cap is reached; it resets at {resets}."
         case "RATE_LIMITED":
-            return f"Too many calls; retry after {d.get('retry_after', 'a few')} seconds."
+            wait = f"retry after {d.get('retry_after', 'a few')} seconds"
+            # Without a limit, the server itself was too busy to finish the call.
+            return f"Too many calls; {wait}." if "limit" in d else f"The server is busy; {wait}."
         case "BOOKING_CONFLICT":
             nxt = d.get("next_available_slot")
             if isinstance(nxt, dict) and nxt.get("slot_id"):
