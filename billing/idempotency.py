@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import ColumnElement, Table, and_, delete, select, update
 
 from agent_server.errors import IdempotencyMismatch, ValidationFailed
 from agent_server.logs import get_logger
@@ -154,6 +154,15 @@ async def claim(
         raise _in_progress(key)
 
 
+def _still_held(held: Claim) -> ColumnElement[bool]:
+    """The key's row while ``held`` still owns it: in flight under this call's token."""
+    return and_(
+        KEYS.c.id == held.id,
+        KEYS.c.lock_token == held.token,
+        KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+    )
+
+
 def _in_progress(key: str) -> IdempotencyMismatch:
     return IdempotencyMismatch(
         "A call with this idempotency key is still in progress. Retry in a few seconds "
@@ -172,11 +181,7 @@ async def complete(
     """
     done = await uow.session.execute(
         update(KEYS)
-        .where(
-            KEYS.c.id == held.id,
-            KEYS.c.lock_token == held.token,
-            KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
-        )
+        .where(_still_held(held))
         .values(
             status=IdempotencyStatus.DONE.value,
             result=result,
@@ -195,13 +200,7 @@ async def renew(db: Database, held: Claim) -> bool:
     """Mark the claim as alive now (own transaction); False if it is no longer this call's."""
     async with db.uow() as uow:
         renewed = await uow.session.execute(
-            update(KEYS)
-            .where(
-                KEYS.c.id == held.id,
-                KEYS.c.lock_token == held.token,
-                KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
-            )
-            .values(locked_at=uow.clock.now())
+            update(KEYS).where(_still_held(held)).values(locked_at=uow.clock.now())
         )
         await uow.commit()
         return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
@@ -234,13 +233,7 @@ async def leased(db: Database, held: Claim, every: timedelta) -> AsyncIterator[N
 async def abandon(db: Database, held: Claim) -> None:
     """Free the key after a failed or refused call (nothing of it was stored)."""
     async with db.uow() as uow:
-        await uow.session.execute(
-            delete(KEYS).where(
-                KEYS.c.id == held.id,
-                KEYS.c.lock_token == held.token,
-                KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
-            )
-        )
+        await uow.session.execute(delete(KEYS).where(_still_held(held)))
         await uow.commit()
 
 

@@ -68,6 +68,23 @@ async def call(
     )
 
 
+async def claimed_elsewhere(
+    db: Database, config: BillingConfig, agent: int, key: str = "key-1"
+) -> idempotency.Claim:
+    """A claim on ``key`` for create-schedule {"label": "Mornings"} taken by another
+    process, whose call has not finished (and which does not renew it)."""
+    claimed = await idempotency.claim(
+        db,
+        agent_id=agent,
+        key=key,
+        tool="create-schedule",
+        arguments={"label": "Mornings"},
+        stale_after=config.stale_key_after,
+    )
+    assert isinstance(claimed, idempotency.Claim)
+    return claimed
+
+
 async def test_same_key_same_arguments_returns_the_stored_result_without_a_second_charge(
     db: Database, config: BillingConfig
 ) -> None:
@@ -109,15 +126,7 @@ async def test_a_key_in_flight_is_a_retryable_mismatch_until_it_goes_stale(
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
     # Another process took the key and is still running its call.
-    elsewhere = await idempotency.claim(
-        db,
-        agent_id=agent,
-        key="key-1",
-        tool="create-schedule",
-        arguments={"label": "Mornings"},
-        stale_after=config.stale_key_after,
-    )
-    assert isinstance(elsewhere, idempotency.Claim)
+    elsewhere = await claimed_elsewhere(db, config, agent)
     op = Counter()
     with pytest.raises(IdempotencyMismatch) as refused:
         await call(db, config, agent, op, "key-1", label="Mornings")
@@ -166,17 +175,7 @@ async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_cla
         await release.wait()
         return {"schedule_id": 7}
 
-    first = asyncio.create_task(
-        run_metered(
-            db,
-            agent_id=agent,
-            tool="create-schedule",
-            arguments={"label": "Mornings"},
-            idempotency_key="key-1",
-            operation=slow,
-            config=config,
-        )
-    )
+    first = asyncio.create_task(call(db, config, agent, slow, "key-1", label="Mornings"))
     await started.wait()
     clock.advance(timedelta(minutes=6))  # longer than stale_after: only renewal keeps the key
     for _ in range(300):
@@ -211,17 +210,7 @@ async def test_a_keyed_call_cancelled_while_running_frees_its_key_and_stops_rene
         await asyncio.Event().wait()
         raise AssertionError("never released")
 
-    running = asyncio.create_task(
-        run_metered(
-            db,
-            agent_id=agent,
-            tool="create-schedule",
-            arguments={"label": "Mornings"},
-            idempotency_key="key-1",
-            operation=hangs,
-            config=config,
-        )
-    )
+    running = asyncio.create_task(call(db, config, agent, hangs, "key-1", label="Mornings"))
     await started.wait()
     await asyncio.sleep(0.05)  # a few renewals
     running.cancel()
@@ -243,15 +232,7 @@ async def test_a_key_left_by_a_stopped_process_is_free_again_after_a_minute(
     await fund(db, agent, "USDC", 1_000_000)
     # A process claimed the key, then stopped (killed, or its machine went down): nothing
     # renews the claim any more.
-    stopped = await idempotency.claim(
-        db,
-        agent_id=agent,
-        key="key-1",
-        tool="create-schedule",
-        arguments={"label": "Mornings"},
-        stale_after=config.stale_key_after,
-    )
-    assert isinstance(stopped, idempotency.Claim)
+    await claimed_elsewhere(db, config, agent)
     op = Counter()
     clock.advance(timedelta(seconds=30))
     with pytest.raises(IdempotencyMismatch):

@@ -473,6 +473,34 @@ async def bookings_of(db: Database, agent: int) -> int:
         ).scalar_one()
 
 
+async def funded_booker_and_slot(db: Database) -> tuple[int, str]:
+    """An agent with 100 USDC and a free slot priced 40 USD."""
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 100_000_000)
+    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
+    return agent, make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+
+
+def book_slot_call(
+    db: Database,
+    config: BillingConfig,
+    agent: int,
+    slot: str,
+    operation: Operation,
+    key: str | None,
+) -> Coroutine[Any, Any, Metered]:
+    return run_metered(
+        db,
+        agent_id=agent,
+        tool="book-slot",
+        arguments={"slot_id": slot},
+        idempotency_key=key,
+        operation=operation,
+        extra_price=ExtraPrice(40_000_000, "USD"),
+        config=config,
+    )
+
+
 def book_losing_its_hold(
     db: Database, clock: FakeClock, agent: int, slot: str, losses: int
 ) -> tuple[list[str], Operation]:
@@ -498,32 +526,16 @@ def book_losing_its_hold(
 async def test_a_call_whose_hold_was_swept_while_it_ran_starts_over_and_is_charged_once(
     db: Database, config: BillingConfig, clock: FakeClock
 ) -> None:
-    agent = await make_agent(db)
-    await fund(db, agent, "USDC", 100_000_000)
-    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
-    slot = make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+    agent, slot = await funded_booker_and_slot(db)
     runs, operation = book_losing_its_hold(db, clock, agent, slot, losses=1)
-
-    def call() -> Coroutine[Any, Any, Metered]:
-        return run_metered(
-            db,
-            agent_id=agent,
-            tool="book-slot",
-            arguments={"slot_id": slot},
-            idempotency_key="b1",
-            operation=operation,
-            extra_price=ExtraPrice(40_000_000, "USD"),
-            config=config,
-        )
-
-    metered = await call()
+    metered = await book_slot_call(db, config, agent, slot, operation, "b1")
     assert len(runs) == 2 and runs[0] != runs[1]  # ran again, as a new call
     assert metered.receipt is not None and metered.receipt.call_id == runs[1]
     assert (metered.receipt.amount, metered.receipt.escrowed) == (50_000, 40_000_000)
     assert metered.receipt.balance_after == 100_000_000 - 40_050_000
     # The first run's booking was undone with it: one booking, one charge, one escrow.
     assert await bookings_of(db, agent) == 1
-    replay = await call()
+    replay = await book_slot_call(db, config, agent, slot, operation, "b1")
     assert replay.replayed and replay.result == metered.result and len(runs) == 2
     assert await wallet_balance(db, agent, "USDC") == 100_000_000 - 40_050_000
     assert await charges(db) == 1
@@ -533,22 +545,10 @@ async def test_a_call_whose_hold_was_swept_while_it_ran_starts_over_and_is_charg
 async def test_a_call_that_loses_its_hold_twice_is_rate_limited_and_changes_nothing(
     db: Database, config: BillingConfig, clock: FakeClock
 ) -> None:
-    agent = await make_agent(db)
-    await fund(db, agent, "USDC", 100_000_000)
-    schedule = await make_schedule(db, price_amount=40_000_000, price_currency="USD")
-    slot = make_slot_id(schedule, datetime(2026, 3, 5, 10, 0, tzinfo=UTC))
+    agent, slot = await funded_booker_and_slot(db)
     runs, operation = book_losing_its_hold(db, clock, agent, slot, losses=2)
     with pytest.raises(RateLimited) as refused:
-        await run_metered(
-            db,
-            agent_id=agent,
-            tool="book-slot",
-            arguments={"slot_id": slot},
-            idempotency_key=None,
-            operation=operation,
-            extra_price=ExtraPrice(40_000_000, "USD"),
-            config=config,
-        )
+        await book_slot_call(db, config, agent, slot, operation, None)
     assert refused.value.details["retry_after"] == 60
     assert "Nothing was charged" in refused.value.message
     assert len(runs) == 2
