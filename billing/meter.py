@@ -99,8 +99,10 @@ class _HoldLost(Exception):
     """The sweeper released the call's hold while its operation ran (stale_hold_after passed)."""
 
 
+HOLD_ATTEMPTS = 2
+"""Runs of a held call whose hold the sweeper keeps releasing before it gives up."""
 HOLD_RETRY_AFTER = 60
-"""Seconds an agent is told to wait when a call lost its payment reservation twice in a row."""
+"""Seconds an agent is told to wait when a call lost its payment reservation every time."""
 
 
 @dataclass(frozen=True)
@@ -959,7 +961,7 @@ async def _run_with_hold(
     its hold meanwhile is rolled back and starts over once with a new hold and call id (the
     operation's work was undone, so running it again is safe); if that happens again, the
     server is too busy to finish it and the agent is told to retry later."""
-    for attempt in range(RACE_ATTEMPTS):
+    for attempt in range(HOLD_ATTEMPTS):
         if attempt:
             call_id = uuid.uuid4().hex
         hold = await place_hold(

@@ -156,14 +156,9 @@ async def claimed_at(db: Database, agent: int, key: str) -> datetime:
 
 
 async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_claim(
-    db: Database, clock: FakeClock
+    db: Database, config: BillingConfig, clock: FakeClock
 ) -> None:
-    config = BillingConfig(
-        prices=load_price_list(),
-        rates=FakeRateSource(),
-        stale_key_after=timedelta(minutes=5),
-        key_renew_every=timedelta(milliseconds=20),
-    )
+    config = dataclasses.replace(config, key_renew_every=timedelta(milliseconds=20))
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
     started, release = asyncio.Event(), asyncio.Event()
@@ -177,7 +172,7 @@ async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_cla
 
     first = asyncio.create_task(call(db, config, agent, slow, "key-1", label="Mornings"))
     await started.wait()
-    clock.advance(timedelta(minutes=6))  # longer than stale_after: only renewal keeps the key
+    clock.advance(config.stale_key_after + timedelta(minutes=1))  # only renewal keeps it
     for _ in range(300):
         if await claimed_at(db, agent, "key-1") == clock.now():
             break
