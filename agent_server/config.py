@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     register_per_ip_per_hour: int = 20
     email_checks_per_ip_per_hour: int = 60  # verify-email and resend-verification
     resend_per_hour: int = 3
+    # iCal feeds: fetches an hour per feed (calendar clients poll every few minutes at most),
+    # and lookups of tokens that open no feed per client address; 0 turns a limit off.
+    calendar_feed_per_hour: int = 60
+    calendar_misses_per_ip_per_hour: int = 60
 
     smtp_url: str | None = None
     mail_from: str = "Agent Server <no-reply@agent-server.local>"

@@ -56,6 +56,12 @@ class Api:
     runtime: Runtime
     smtp: SmtpSink | None
     clock: FakeClock
+    app: Any
+
+    def from_address(self, host: str) -> httpx.AsyncClient:
+        """Another client of the same app, calling from ``host``."""
+        transport = httpx.ASGITransport(app=self.app, client=(host, 40000))
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
 
     async def register(self, email: str = "bot@example.com", **fields: Any) -> httpx.Response:
         return await self.client.post(
@@ -103,7 +109,7 @@ async def api_for(
     app = create_app(runtime)
     transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-        yield Api(client, runtime, smtp, clock)
+        yield Api(client, runtime, smtp, clock, app)
     await runtime.close()
 
 

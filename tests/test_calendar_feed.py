@@ -4,9 +4,10 @@ owner's bookings with stable UIDs and their status."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from accounts_support import Api, api_for, bearer
 from events_support import PEPPER, schedule, specialist
@@ -146,3 +147,70 @@ async def test_a_specialist_feed_lists_the_bookings_of_its_schedules(api: Api) -
     events = events_of(response.content)
     assert set(events) == {f"booking-{a}@agent-server", f"booking-{b}@agent-server"}
     assert events[f"booking-{a}@agent-server"]["summary"] == "Booking by Booking Bot: question at 9"
+
+
+@pytest.fixture
+async def limited(database_url: str, clock: FakeClock) -> AsyncIterator[Api]:
+    async with api_for(
+        database_url,
+        clock,
+        None,
+        secret_pepper=SecretStr(PEPPER),
+        calendar_feed_per_hour=3,
+        calendar_misses_per_ip_per_hour=2,
+    ) as api:
+        yield api
+
+
+def assert_rate_limited(response: httpx.Response, limit: int) -> None:
+    assert response.status_code == 429, response.text
+    error = response.json()["error"]
+    assert error["code"] == "RATE_LIMITED"
+    assert error["details"]["limit"] == limit
+    retry_after = int(response.headers["Retry-After"])
+    assert 0 < retry_after <= 3600 and error["details"]["retry_after"] == retry_after
+
+
+async def test_a_feed_answers_its_hourly_fetches_then_429_until_the_hour_is_over(
+    limited: Api, clock: FakeClock
+) -> None:
+    db = limited.runtime.db
+    expert = await specialist(db, "Grace Hopper")
+    other = await specialist(db, "Someone Else")
+    tokens = {}
+    async with db.uow() as uow:
+        for who in (expert, other):
+            tokens[who] = await rotate_specialist_calendar_token(uow, who, pepper=PEPPER)
+        await uow.commit()
+    path = f"/calendar/feed/{tokens[expert]}.ics"
+
+    for _ in range(3):
+        assert (await limited.client.get(path)).status_code == 200
+    refused = await limited.client.get(path)
+    assert_rate_limited(refused, 3)
+    assert refused.json()["error"]["message"].startswith("This feed answers 3 fetches an hour")
+    # One feed's limit is its own: the other specialist's feed still answers.
+    assert (await limited.client.get(f"/calendar/feed/{tokens[other]}.ics")).status_code == 200
+
+    clock.advance(timedelta(seconds=int(refused.headers["Retry-After"])))
+    again = await limited.client.get(path)
+    assert again.status_code == 200 and again.headers["content-type"].startswith("text/calendar")
+
+
+async def test_urls_that_open_no_feed_are_limited_per_address(limited: Api) -> None:
+    db = limited.runtime.db
+    expert = await specialist(db, "Grace Hopper")
+    async with db.uow() as uow:
+        token = await rotate_specialist_calendar_token(uow, expert, pepper=PEPPER)
+        await uow.commit()
+    unknown = "/calendar/feed/cal_unknown-token-123456789.ics"
+
+    for bad in (unknown, "/calendar/feed/x.ics"):
+        assert (await limited.client.get(bad)).status_code == 404
+    assert_rate_limited(await limited.client.get(unknown), 2)
+    # Feeds that exist are not counted as misses and still answer from that address.
+    assert (await limited.client.get(f"/calendar/feed/{token}.ics")).status_code == 200
+
+    # Another address has its own count.
+    async with limited.from_address("198.51.100.9") as elsewhere:
+        assert (await elsewhere.get(unknown)).status_code == 404

@@ -94,12 +94,17 @@ def validation_fields(errors: Any) -> list[dict[str, str]]:
     return [{"field": name, "message": message} for name, message in fields.items()]
 
 
-async def _agent_server_error(_request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, AgentServerError)
+def error_response(exc: AgentServerError) -> JSONResponse:
+    """SPEC's error body for ``exc`` with its status (and ``Retry-After`` when rate limited)."""
     headers = None
     if isinstance(exc, RateLimited) and "retry_after" in exc.details:
         headers = {"Retry-After": str(exc.details["retry_after"])}
     return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
+
+
+async def _agent_server_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AgentServerError)
+    return error_response(exc)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
