@@ -251,6 +251,35 @@ async def test_owner_signs_in_with_the_code_from_the_mail_using_the_keyboard(
     await context.close()
 
 
+async def test_a_regenerate_form_sent_again_keeps_the_key_it_made(site: Site, bob: Page) -> None:
+    agent_id = site.ids["Bravo Bot"]
+    await bob.goto(f"/agents/{agent_id}")
+    await bob.get_by_role("button", name="Regenerate API key").click()
+    made = await bob.get_by_role("textbox", name="New API key").input_value()
+    assert made != site.keys["Bravo Bot"]
+
+    await bob.reload()  # the browser sends the same form again
+    await expect(bob.get_by_role("status")).to_contain_text("nothing changed")
+    await expect(bob.get_by_role("textbox", name="New API key")).to_have_count(0)
+    await expect(bob.locator("[data-field=key-prefix]")).to_have_text(f"{made[:12]}…")
+    site.keys["Bravo Bot"] = made
+    async with site.mcp("Bravo Bot") as client:  # the key shown once still works
+        assert not (await client.call_tool("get-wallet", {})).is_error
+
+    # A page shown before that regeneration is just as stale.
+    stale = await bob.context.new_page()
+    await stale.goto(f"/agents/{agent_id}")
+    await bob.goto(f"/agents/{agent_id}")
+    await bob.get_by_role("button", name="Regenerate API key").click()
+    newest = await bob.get_by_role("textbox", name="New API key").input_value()
+    await stale.get_by_role("button", name="Regenerate API key").click()
+    await expect(stale.get_by_role("status")).to_contain_text("nothing changed")
+    await stale.close()
+    site.keys["Bravo Bot"] = newest
+    async with site.mcp("Bravo Bot") as client:
+        assert not (await client.call_tool("get-wallet", {})).is_error
+
+
 async def test_posts_without_the_session_csrf_token_are_refused(site: Site, bob: Page) -> None:
     agent_id = site.ids["Bravo Bot"]
     response = await bob.context.request.post(f"/agents/{agent_id}/key", form={"x": "1"})

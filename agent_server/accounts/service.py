@@ -466,14 +466,27 @@ async def resend_verification(
 # --- key, profile, deletion -------------------------------------------------------------
 
 
-async def regenerate_key(uow: UnitOfWork, settings: Settings, agent_id: int) -> str:
-    """A new API key for the agent; the old one stops working when this commits."""
+class KeyAlreadyReplaced(Exception):
+    """``regenerate_key(replacing=...)``: that key had been replaced already; nothing changed."""
+
+
+async def regenerate_key(
+    uow: UnitOfWork, settings: Settings, agent_id: int, *, replacing: str | None = None
+) -> str:
+    """A new API key for the agent; the old one stops working when this commits.
+
+    ``replacing``: the shown prefix of the key the caller means to replace. If the agent's
+    key is no longer that one (a form sent twice, or from a page shown before another
+    regeneration), nothing changes and ``KeyAlreadyReplaced`` is raised: the key made in
+    between, which its owner may already use, keeps working.
+    """
     api_key = new_api_key()
     async with uow:
         now = uow.clock.now()
+        current = [Agent.api_key_prefix == replacing] if replacing is not None else []
         result = await uow.session.execute(
             update(Agent)
-            .where(Agent.id == agent_id, Agent.deleted_at.is_(None))
+            .where(Agent.id == agent_id, Agent.deleted_at.is_(None), *current)
             .values(
                 api_key_hash=hash_api_key(settings, api_key),
                 api_key_prefix=shown_prefix(api_key),
@@ -483,6 +496,9 @@ async def regenerate_key(uow: UnitOfWork, settings: Settings, agent_id: int) -> 
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
+            if replacing is not None:
+                await find_agent(uow, agent_id)  # NotFound without the agent
+                raise KeyAlreadyReplaced(replacing)
             raise NotFound(f"no agent {agent_id}")
         await uow.commit()
     log.info("agent.key_regenerated", agent_id=agent_id, key_prefix=shown_prefix(api_key))

@@ -158,6 +158,10 @@ def redirect(path: str, done: str | None = None) -> RedirectResponse:
 MESSAGES = {
     "caps": "Spending caps saved.",
     "callback": "Callback URL saved.",
+    "key-kept": (
+        "That form was for a key that had already been replaced, so nothing changed: the key "
+        "shown after the first regeneration works. Regenerate again only if you no longer have it."
+    ),
     "address": "Deposit address ready.",
     "cancelled": "Booking cancelled; the refund is in the transactions.",
     "profile": "Profile saved.",

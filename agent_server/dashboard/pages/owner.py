@@ -101,11 +101,18 @@ async def agent_settings(request: Request, agent_id: AgentId) -> Response:
 @router.post("/agents/{agent_id}/key")
 async def regenerate_key(request: Request, agent_id: AgentId) -> Response:
     viewer = await signed_in(request)
-    await posted_form(request, viewer)
+    form = await posted_form(request, viewer)
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
         await owned_agent(uow, viewer.person, agent_id)
-    key = await accounts.regenerate_key(runtime.db.uow(), runtime.settings, agent_id)
+    try:
+        # Only the key the page showed: sent again (a reload, the back button, a second
+        # tab), the form must not replace the key it has just made.
+        key = await accounts.regenerate_key(
+            runtime.db.uow(), runtime.settings, agent_id, replacing=text(form, "replaces")
+        )
+    except accounts.KeyAlreadyReplaced:
+        return redirect(f"/agents/{agent_id}", "key-kept")
     return await _agent_page(request, viewer, agent_id, new_key=key)
 
 
