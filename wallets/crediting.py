@@ -8,15 +8,18 @@ rounded down (wei to gwei for ETH; the dust below one gwei stays on the deposit 
 minimum deposit and the activation amount are checked against that credited amount.
 ``orphan`` marks a deposit whose block left the chain and, if it had been credited, reverses
 it with a new ledger transaction (``billing.reverse_deposit``) and records
-``deposit.reversed``. Both claim the deposit row with a conditional UPDATE first, so
-two watcher processes never post the same deposit twice.
+``deposit.reversed``; an agent that a deposit activated goes back to ``pending_deposit`` once
+none of its credited deposits left reaches the activation amount (a deposit that activates
+an account and is then reorged away must not leave the account open). Both claim the deposit
+row with a conditional UPDATE first, so two watcher processes never post the same deposit
+twice.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import exists, select, update
 
-from agent_server.accounts.status import activate_if_pending
+from agent_server.accounts.status import activate_if_pending, return_to_pending
 from agent_server.logs import get_logger
 from agent_server.store import UnitOfWork
 from billing.deposits import credit_deposit, reverse_deposit
@@ -171,8 +174,11 @@ async def credit_confirmed(
     return True
 
 
-async def orphan(uow: UnitOfWork, deposit: Deposit, reason: str) -> int | None:
-    """Mark a deposit whose block left the chain; reverse its credit. The reversal's id.
+async def orphan(
+    uow: UnitOfWork, deposit: Deposit, reason: str, *, activation_usd_micros: int
+) -> int | None:
+    """Mark a deposit whose block left the chain; reverse its credit (and the activation it
+    paid for, see the module docstring). The reversal's id.
 
     Runs in the caller's transaction; does not commit.
     """
@@ -194,6 +200,7 @@ async def orphan(uow: UnitOfWork, deposit: Deposit, reason: str) -> int | None:
             uow,
             _event(DEPOSIT_REVERSED, deposit, 0, reversal, False, uow.clock.now().isoformat()),
         )
+        await _unfund_if_activated(uow, deposit, activation_usd_micros)
     log.warning(
         "wallets.deposit_orphaned",
         deposit_id=deposit.id,
@@ -203,3 +210,25 @@ async def orphan(uow: UnitOfWork, deposit: Deposit, reason: str) -> int | None:
         reason=reason,
     )
     return reversal
+
+
+async def _unfund_if_activated(
+    uow: UnitOfWork, deposit: Deposit, activation_usd_micros: int
+) -> None:
+    """After ``deposit``'s credit was reversed: if deposits activated its agent and no credited
+    deposit left is worth the activation amount, the agent is pending a deposit again."""
+    agent = deposit.agent_id
+    mine = Deposit.agent_id == agent
+    activated_by_deposit = exists().where(mine, Deposit.activated_agent.is_(True))
+    still_funded = exists().where(
+        mine,
+        Deposit.status == DepositStatus.CREDITED,
+        Deposit.usd_micros >= activation_usd_micros,
+    )
+    unfunded = (
+        await uow.session.execute(select(activated_by_deposit & ~still_funded))
+    ).scalar_one()
+    if unfunded and await return_to_pending(
+        uow, agent, f"the deposit {deposit_reference(deposit)} that funded it left the chain"
+    ):
+        log.warning("wallets.agent_unfunded", agent_id=agent, deposit_id=deposit.id)

@@ -355,7 +355,12 @@ class DepositWatcher:
                 .all()
             )
             for deposit in gone:
-                await orphan(uow, deposit, f"block {deposit.block_number} left the chain (reorg)")
+                await orphan(
+                    uow,
+                    deposit,
+                    f"block {deposit.block_number} left the chain (reorg)",
+                    activation_usd_micros=self.activation_usd_micros,
+                )
                 result.orphaned += 1
             await uow.session.execute(
                 delete(ScannedBlock).where(

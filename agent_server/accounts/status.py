@@ -6,6 +6,7 @@ functions never commit: the deposit credit that activates an agent, or the opera
 that suspends one, commits them together with its own writes.
 
     pending_deposit --activate--> active
+    active --its funding deposits left the chain--> pending_deposit
     pending_deposit, active --suspend--> suspended
     pending_deposit, active, suspended --ban--> banned
     suspended, banned --reactivate--> the status held before the suspension or ban
@@ -87,6 +88,42 @@ async def activate_if_pending(
             agent_id=agent_id,
             from_status=AgentStatus.PENDING_DEPOSIT.value,
             to_status=AgentStatus.ACTIVE.value,
+            actor=actor[:MAX_ACTOR_CHARS],
+            reason=reason[:MAX_REASON_CHARS],
+            at=now,
+        )
+    )
+    await uow.session.flush()
+    return True
+
+
+async def return_to_pending(
+    uow: UnitOfWork, agent_id: int, reason: str, *, actor: str = "deposits"
+) -> bool:
+    """Turn an ``active`` agent back to ``pending_deposit`` (the deposits that activated it
+    left the chain); False when it was in any other status.
+
+    One conditional UPDATE and a status change row, as ``activate_if_pending``. Runs in the
+    caller's transaction; does not commit.
+    """
+    now = uow.clock.now()
+    result = await uow.session.execute(
+        update(Agent)
+        .where(
+            Agent.id == agent_id,
+            Agent.status == AgentStatus.ACTIVE.value,
+            Agent.deleted_at.is_(None),
+        )
+        .values(status=AgentStatus.PENDING_DEPOSIT.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    uow.session.add(
+        AgentStatusChange(
+            agent_id=agent_id,
+            from_status=AgentStatus.ACTIVE.value,
+            to_status=AgentStatus.PENDING_DEPOSIT.value,
             actor=actor[:MAX_ACTOR_CHARS],
             reason=reason[:MAX_REASON_CHARS],
             at=now,

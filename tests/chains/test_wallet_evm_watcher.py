@@ -17,6 +17,7 @@ from chain_support import (
 from sqlalchemy import select, update
 from web3 import AsyncWeb3
 
+from agent_server.accounts.status import status_history
 from agent_server.config import Settings
 from agent_server.store import Database
 from billing.models import LedgerTransaction
@@ -201,6 +202,7 @@ async def test_a_reorg_reverses_a_credited_deposit_with_a_new_ledger_transaction
     await mine(anvil, 1)
     assert (await watcher.poll_once()).credited == 1
     assert await balance(db, agent, "USDC") == 40 * USDC
+    assert await status_of(db, agent) == "active"  # the deposit activated the account
 
     # The blocks holding the deposit are replaced by a longer chain without it.
     assert await rpc(anvil, "evm_revert", snapshot) is True
@@ -208,6 +210,13 @@ async def test_a_reorg_reverses_a_credited_deposit_with_a_new_ledger_transaction
     result = await watcher.poll_once()
     assert (result.reorgs, result.orphaned) == (1, 1)
     assert await balance(db, agent, "USDC") == 0
+    # ...and the activation it paid for goes with it, on the record.
+    assert await status_of(db, agent) == "pending_deposit"
+    async with db.uow() as uow:
+        last = (await status_history(uow, agent))[-1]
+        change = (last.from_status, last.to_status, last.actor, last.reason)
+    assert change[:3] == ("active", "pending_deposit", "deposits")
+    assert "left the chain" in change[3]
     [row] = await deposits(db)
     assert row.status == "orphaned" and row.reversal_txn_id is not None
     async with db.uow() as uow:
@@ -223,3 +232,25 @@ async def test_a_reorg_reverses_a_credited_deposit_with_a_new_ledger_transaction
     # Polling again changes nothing.
     again = await watcher.poll_once()
     assert (again.reorgs, again.orphaned, again.credited) == (0, 0, 0)
+
+
+async def test_a_reorged_deposit_leaves_an_agent_active_that_another_deposit_funds(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str]
+) -> None:
+    watcher = await evm_watcher(db, anvil, test_tokens, confirmations=2)
+    agent = await make_agent(db)
+    to = await address_of(db, agent, "USDC")
+    await transfer(anvil, test_tokens["USDC"], to, 30 * USDC)  # activates; stays on the chain
+    await mine(anvil, 2)
+    assert (await watcher.poll_once()).credited == 1
+    assert await status_of(db, agent) == "active"
+    snapshot = await rpc(anvil, "evm_snapshot")
+    await transfer(anvil, test_tokens["USDC"], to, 25 * USDC)
+    await mine(anvil, 2)
+    assert (await watcher.poll_once()).credited == 1
+
+    assert await rpc(anvil, "evm_revert", snapshot) is True
+    await mine(anvil, 4)
+    assert (await watcher.poll_once()).orphaned == 1
+    assert await balance(db, agent, "USDC") == 30 * USDC
+    assert await status_of(db, agent) == "active"
