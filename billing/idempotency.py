@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import anyio
 from sqlalchemy import ColumnElement, Table, and_, delete, select, update
 
 from agent_server.errors import IdempotencyMismatch, ValidationFailed
@@ -225,9 +226,10 @@ async def leased(db: Database, held: Claim, every: timedelta) -> AsyncIterator[N
         yield
     finally:
         renewing.cancel()
-        # Waits for it to stop without raising its cancellation (a cancellation of this task
-        # meanwhile still propagates).
-        await asyncio.wait([renewing])
+        # Waits for it to stop without raising its cancellation; shielded, so that a block
+        # stopped by a cancel scope still waits (the scope would cancel the wait itself).
+        with anyio.CancelScope(shield=True):
+            await asyncio.wait([renewing])
 
 
 async def abandon(db: Database, held: Claim) -> None:

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 from sqlalchemy import BindParameter, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -860,7 +861,10 @@ async def run_metered(
         async with idempotency.leased(db, claim, config.key_renew_every):
             return await run()
     except BaseException:
-        await idempotency.abandon(db, claim)
+        # Shielded: a call stopped by a cancel scope (its client went away) must still free
+        # its key, and the scope would cancel every await made in it.
+        with anyio.CancelScope(shield=True):
+            await idempotency.abandon(db, claim)
         raise
 
 
@@ -986,7 +990,8 @@ async def _run_with_hold(
             log.warning("billing.hold_lost", tool=tool, call_id=call_id, attempt=attempt + 1)
             continue
         except BaseException:
-            await release_hold(db, hold)
+            with anyio.CancelScope(shield=True):  # as run_metered frees the key
+                await release_hold(db, hold)
             raise
         return Metered(result=result, receipt=receipt)
     raise RateLimited(

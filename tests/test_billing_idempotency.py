@@ -7,6 +7,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
+import anyio
 import pytest
 from billing_support import fund, make_agent, wallet_balance
 from sqlalchemy import func, select
@@ -211,6 +212,30 @@ async def test_a_keyed_call_cancelled_while_running_frees_its_key_and_stops_rene
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
+    renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
+    assert renewals == []
+    op = Counter()
+    retried = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1 and not retried.replayed
+    assert await charge_count(db) == 1
+
+
+async def test_a_keyed_call_stopped_by_a_cancel_scope_frees_its_key_at_once(
+    db: Database, config: BillingConfig
+) -> None:
+    # The SDK runs a request in anyio task groups: when the client goes away, a cancel scope
+    # cancels the call, and cancels again every await made inside that scope.
+    config = dataclasses.replace(config, key_renew_every=timedelta(milliseconds=10))
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+
+    async def hangs(call: MeteredCall) -> dict[str, Any]:
+        await asyncio.Event().wait()
+        raise AssertionError("never released")
+
+    with anyio.move_on_after(0.05) as scope:
+        await call(db, config, agent, hangs, "key-1", label="Mornings")
+    assert scope.cancelled_caught
     renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
     assert renewals == []
     op = Counter()

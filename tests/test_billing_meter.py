@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import anyio
 import pytest
 from billing_support import (
     audit_ledger,
@@ -365,6 +366,30 @@ async def test_the_default_price_list_is_specs(config: BillingConfig) -> None:
     assert prices.booking.commission_percent == 10
     assert prices.booking.late_refund_percent == 50
     assert prices.booking.full_refund_before == timedelta(hours=24)
+
+
+async def test_a_held_call_stopped_by_a_cancel_scope_gives_its_hold_back_at_once(
+    db: Database, config: BillingConfig
+) -> None:
+    # As when an MCP client goes away: the SDK's cancel scope stops the call and cancels
+    # every await made inside it, the release of the hold included unless it is shielded.
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    started, _release, slow = held_open()
+
+    with anyio.move_on_after(5) as scope:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(metered_call, db, agent, "create-schedule", config, slow)
+            await started.wait()
+            assert await wallet_balance(db, agent, "USDC") == 900_000  # held
+            scope.cancel()
+    assert scope.cancelled_caught
+    assert await wallet_balance(db, agent, "USDC") == 1_000_000
+    assert await charges(db) == 0
+    async with db.uow() as uow:
+        history = await transactions_for(uow, agent)
+    assert [i.type for i in history.data] == ["release", "hold", "adjustment"]
+    await audit_ledger(db)
 
 
 async def test_a_side_effecting_tool_holds_then_captures(
