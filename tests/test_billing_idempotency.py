@@ -193,6 +193,29 @@ async def test_a_running_call_keeps_its_key_past_stale_after_by_renewing_its_cla
     assert await charge_count(db) == 1
 
 
+async def hanging_call(
+    db: Database, config: BillingConfig, agent: int, started: asyncio.Event
+) -> None:
+    """A call with key-1 whose operation never ends (``started`` is set once it runs)."""
+
+    async def hangs(call: MeteredCall) -> dict[str, Any]:
+        started.set()
+        await asyncio.Event().wait()
+        raise AssertionError("never released")
+
+    await call(db, config, agent, hangs, "key-1", label="Mornings")
+
+
+async def assert_key_free(db: Database, config: BillingConfig, agent: int) -> None:
+    """No renewal is left running, and a retry with key-1 runs and is charged."""
+    renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
+    assert renewals == []
+    op = Counter()
+    retried = await call(db, config, agent, op, "key-1", label="Mornings")
+    assert op.runs == 1 and not retried.replayed
+    assert await charge_count(db) == 1
+
+
 async def test_a_keyed_call_cancelled_while_running_frees_its_key_and_stops_renewing(
     db: Database, config: BillingConfig
 ) -> None:
@@ -200,24 +223,13 @@ async def test_a_keyed_call_cancelled_while_running_frees_its_key_and_stops_rene
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
     started = asyncio.Event()
-
-    async def hangs(call: MeteredCall) -> dict[str, Any]:
-        started.set()
-        await asyncio.Event().wait()
-        raise AssertionError("never released")
-
-    running = asyncio.create_task(call(db, config, agent, hangs, "key-1", label="Mornings"))
+    running = asyncio.create_task(hanging_call(db, config, agent, started))
     await started.wait()
     await asyncio.sleep(0.05)  # a few renewals
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
-    assert renewals == []
-    op = Counter()
-    retried = await call(db, config, agent, op, "key-1", label="Mornings")
-    assert op.runs == 1 and not retried.replayed
-    assert await charge_count(db) == 1
+    await assert_key_free(db, config, agent)
 
 
 async def test_a_keyed_call_stopped_by_a_cancel_scope_frees_its_key_at_once(
@@ -228,20 +240,10 @@ async def test_a_keyed_call_stopped_by_a_cancel_scope_frees_its_key_at_once(
     config = dataclasses.replace(config, key_renew_every=timedelta(milliseconds=10))
     agent = await make_agent(db)
     await fund(db, agent, "USDC", 1_000_000)
-
-    async def hangs(call: MeteredCall) -> dict[str, Any]:
-        await asyncio.Event().wait()
-        raise AssertionError("never released")
-
     with anyio.move_on_after(0.05) as scope:
-        await call(db, config, agent, hangs, "key-1", label="Mornings")
+        await hanging_call(db, config, agent, asyncio.Event())
     assert scope.cancelled_caught
-    renewals = [t for t in asyncio.all_tasks() if "_keep_renewing" in repr(t.get_coro())]
-    assert renewals == []
-    op = Counter()
-    retried = await call(db, config, agent, op, "key-1", label="Mornings")
-    assert op.runs == 1 and not retried.replayed
-    assert await charge_count(db) == 1
+    await assert_key_free(db, config, agent)
 
 
 async def test_a_key_left_by_a_stopped_process_is_free_again_after_a_minute(

@@ -70,31 +70,9 @@ async def activate_if_pending(
     One conditional UPDATE, so two deposits confirmed at once activate the agent once and
     record one status change. Runs in the caller's transaction; does not commit.
     """
-    now = uow.clock.now()
-    result = await uow.session.execute(
-        update(Agent)
-        .where(
-            Agent.id == agent_id,
-            Agent.status == AgentStatus.PENDING_DEPOSIT.value,
-            Agent.deleted_at.is_(None),
-        )
-        .values(status=AgentStatus.ACTIVE.value, updated_at=now)
-        .execution_options(synchronize_session=False)
+    return await _move_if(
+        uow, agent_id, AgentStatus.PENDING_DEPOSIT, AgentStatus.ACTIVE, reason, actor
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return False
-    uow.session.add(
-        AgentStatusChange(
-            agent_id=agent_id,
-            from_status=AgentStatus.PENDING_DEPOSIT.value,
-            to_status=AgentStatus.ACTIVE.value,
-            actor=actor[:MAX_ACTOR_CHARS],
-            reason=reason[:MAX_REASON_CHARS],
-            at=now,
-        )
-    )
-    await uow.session.flush()
-    return True
 
 
 async def return_to_pending(
@@ -106,15 +84,29 @@ async def return_to_pending(
     One conditional UPDATE and a status change row, as ``activate_if_pending``. Runs in the
     caller's transaction; does not commit.
     """
+    return await _move_if(
+        uow, agent_id, AgentStatus.ACTIVE, AgentStatus.PENDING_DEPOSIT, reason, actor
+    )
+
+
+async def _move_if(
+    uow: UnitOfWork,
+    agent_id: int,
+    current: AgentStatus,
+    target: AgentStatus,
+    reason: str,
+    actor: str,
+) -> bool:
+    """``current`` -> ``target`` with its status change row, if the agent is ``current``."""
     now = uow.clock.now()
     result = await uow.session.execute(
         update(Agent)
         .where(
             Agent.id == agent_id,
-            Agent.status == AgentStatus.ACTIVE.value,
+            Agent.status == current.value,
             Agent.deleted_at.is_(None),
         )
-        .values(status=AgentStatus.PENDING_DEPOSIT.value, updated_at=now)
+        .values(status=target.value, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
@@ -122,8 +114,8 @@ async def return_to_pending(
     uow.session.add(
         AgentStatusChange(
             agent_id=agent_id,
-            from_status=AgentStatus.ACTIVE.value,
-            to_status=AgentStatus.PENDING_DEPOSIT.value,
+            from_status=current.value,
+            to_status=target.value,
             actor=actor[:MAX_ACTOR_CHARS],
             reason=reason[:MAX_REASON_CHARS],
             at=now,
