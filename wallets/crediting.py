@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from sqlalchemy import exists, select, update
 
-from agent_server.accounts.status import activate_if_pending, return_to_pending
+from agent_server.accounts.status import activate_if_pending, lock_agent, return_to_pending
 from agent_server.logs import get_logger
 from agent_server.store import UnitOfWork
 from billing.deposits import credit_deposit, reverse_deposit
@@ -130,6 +130,9 @@ async def credit_confirmed(
     )
     activated = False
     if usd >= activation_usd_micros:
+        # A reversal deciding meanwhile that nothing funds the agent waits for this credit
+        # to commit, or this activation waits for its return to pending_deposit.
+        await lock_agent(uow, deposit.agent_id)
         activated = await activate_if_pending(
             uow,
             deposit.agent_id,
@@ -218,6 +221,7 @@ async def _unfund_if_activated(
     """After ``deposit``'s credit was reversed: if deposits activated its agent and no credited
     deposit left is worth the activation amount, the agent is pending a deposit again."""
     agent = deposit.agent_id
+    await lock_agent(uow, agent)  # one decision at a time per agent (see credit_confirmed)
     mine = Deposit.agent_id == agent
     activated_by_deposit = exists().where(mine, Deposit.activated_agent.is_(True))
     still_funded = exists().where(

@@ -89,6 +89,13 @@ async def return_to_pending(
     )
 
 
+async def lock_agent(uow: UnitOfWork, agent_id: int) -> None:
+    """Lock the agent's row until the caller's transaction ends (PostgreSQL; SQLite's writer
+    lock serialises writers already): status decisions that read other rows first, such as
+    whether deposits still fund an agent, are then taken one at a time per agent."""
+    await uow.session.execute(select(Agent.id).where(Agent.id == agent_id).with_for_update())
+
+
 async def _move_if(
     uow: UnitOfWork,
     agent_id: int,
