@@ -1,4 +1,4 @@
-"""Helpers shared by the billing tests: agents, funding and ledger audits."""
+"""Helpers shared by the billing tests: agents, funding, deposits and ledger audits."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.store import Database
 from billing.deposits import adjust_balance
 from billing.models import AccountKind, LedgerAccount, LedgerEntry
+from wallets.models import Deposit, DepositStatus
 
 
 async def make_agent(db: Database, *, currency: str | None = None, name: str = "agent") -> int:
@@ -157,3 +158,25 @@ async def wallet_balance(db: Database, agent_id: int, currency: str) -> int:
 
     async with db.uow() as uow:
         return (await balances(uow, agent_id)).get(currency, 0)
+
+
+async def pending_deposit(db: Database, agent: int, currency: str, amount: int) -> Deposit:
+    """A deposit seen on chain (``amount`` in the chain's unit), waiting for confirmations."""
+    async with db.uow() as uow:
+        deposit = Deposit(
+            network="eip155:31337",
+            tx_hash="0x" + secrets.token_hex(32),
+            position=0,
+            agent_id=agent,
+            address="0x" + "11" * 20,
+            currency=currency,
+            amount=amount,
+            block_number=12,
+            block_hash="0x" + "cd" * 32,
+            status=DepositStatus.PENDING.value,
+            seen_at=uow.clock.now(),
+        )
+        uow.session.add(deposit)
+        await uow.flush()
+        await uow.commit()
+    return deposit

@@ -7,7 +7,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from billing_support import fund, make_agent
+from billing_support import fund, make_agent, pending_deposit
 from events_support import outbox
 
 from agent_server.store import Database
@@ -15,7 +15,7 @@ from billing.config import BillingConfig
 from billing.meter import MeteredCall, run_metered
 from billing.prices import PriceList, ToolPrice
 from wallets.crediting import credit_confirmed
-from wallets.models import Deposit, DepositStatus
+from wallets.models import Deposit
 from wallets.rates import FakeRateSource
 
 CENTS_30 = 300_000
@@ -94,30 +94,9 @@ async def test_two_concurrent_charges_across_the_threshold_emit_one_event(
     assert [e["balance_base_units"] for e in await low_events(db, agent)] == ["800000"]
 
 
-async def _deposit(db: Database, agent: int) -> Deposit:
-    async with db.uow() as uow:
-        deposit = Deposit(
-            network="eip155:31337",
-            tx_hash="0x" + "ab" * 32,
-            position=0,
-            agent_id=agent,
-            address="0x" + "11" * 20,
-            currency="USDC",
-            amount=25_000_000,
-            block_number=12,
-            block_hash="0x" + "cd" * 32,
-            status=DepositStatus.PENDING.value,
-            seen_at=uow.clock.now(),
-        )
-        uow.session.add(deposit)
-        await uow.flush()
-        await uow.commit()
-    return deposit
-
-
 async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: Database) -> None:
     agent = await make_agent(db, currency="USDC")
-    deposit = await _deposit(db, agent)
+    deposit = await pending_deposit(db, agent, "USDC", 25_000_000)
 
     async with db.uow() as uow:
         assert await credit_confirmed(

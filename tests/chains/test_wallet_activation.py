@@ -4,42 +4,20 @@ new deposit's credit run at the same moment."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Awaitable, Callable
 
 import pytest
+from billing_support import pending_deposit
 from chain_support import deposits, make_agent, status_of
 
 from agent_server.store import Database, UnitOfWork
 from wallets.crediting import credit_confirmed, orphan
-from wallets.models import Deposit, DepositStatus
+from wallets.models import Deposit
 from wallets.rates import FakeRateSource
 
 Step = Callable[[UnitOfWork, Deposit], Awaitable[None]]
 ACTIVATION = 20_000_000  # 20 USD
 UNIT = 1_000_000  # base units per USDC or USDT
-
-
-async def pending_deposit(db: Database, agent: int, currency: str, whole: int) -> Deposit:
-    """A pending deposit of ``whole`` coins of a 6-decimal stablecoin."""
-    async with db.uow() as uow:
-        deposit = Deposit(
-            network="eip155:31337",
-            tx_hash="0x" + secrets.token_hex(32),
-            position=0,
-            agent_id=agent,
-            address="0x" + "11" * 20,
-            currency=currency,
-            amount=whole * UNIT,
-            block_number=12,
-            block_hash="0x" + "cd" * 32,
-            status=DepositStatus.PENDING.value,
-            seen_at=uow.clock.now(),
-        )
-        uow.session.add(deposit)
-        await uow.flush()
-        await uow.commit()
-    return deposit
 
 
 async def credit(uow: UnitOfWork, deposit: Deposit) -> None:
@@ -68,10 +46,10 @@ async def test_a_credit_racing_the_reversal_of_the_activating_deposit_keeps_the_
 ) -> None:
     agent = await make_agent(db)
     # Two currencies, two wallets: no wallet row lock orders the two transactions.
-    activating = await pending_deposit(db, agent, "USDT", 30)
+    activating = await pending_deposit(db, agent, "USDT", 30 * UNIT)
     await committed(db, credit, activating)
     assert await status_of(db, agent) == "active"
-    another = await pending_deposit(db, agent, "USDC", 25)
+    another = await pending_deposit(db, agent, "USDC", 25 * UNIT)
     steps: list[tuple[Step, Deposit]] = [(credit, another), (reverse, activating)]
     (step, deposit), (then, other) = steps if first == "credit" else steps[::-1]
 
