@@ -233,10 +233,14 @@ async def leased(db: Database, held: Claim, every: timedelta) -> AsyncIterator[N
 
 
 async def abandon(db: Database, held: Claim) -> None:
-    """Free the key after a failed or refused call (nothing of it was stored)."""
-    async with db.uow() as uow:
-        await uow.session.execute(delete(KEYS).where(_still_held(held)))
-        await uow.commit()
+    """Free the key after a failed, refused or stopped call (nothing of it was stored).
+
+    Shielded from cancellation, as ``leased``'s wait: a call stopped by a cancel scope (its
+    client went away) must still free its key, and the scope would cancel every await."""
+    with anyio.CancelScope(shield=True):
+        async with db.uow() as uow:
+            await uow.session.execute(delete(KEYS).where(_still_held(held)))
+            await uow.commit()
 
 
 async def purge_idempotency_keys(db: Database, older_than: timedelta = MIN_KEY_LIFETIME) -> int:

@@ -753,14 +753,18 @@ async def _capture(uow: UnitOfWork, call: MeteredCall, hold: Hold) -> tuple[Rece
 
 
 async def release_hold(db: Database, hold: Hold) -> bool:
-    """Give a pending hold back to its wallet (own transaction); False if already settled."""
-    async with db.uow() as uow:
-        if not await _settle_hold(uow, hold, HoldStatus.RELEASED):
-            return False
-        await _return_to_wallet(uow, hold, hold.amount, f"release:{hold.call_id}")
-        await return_spending(uow, hold.agent_id, hold.price_usd_micros, hold.created_at)
-        await uow.commit()
-        return True
+    """Give a pending hold back to its wallet (own transaction); False if already settled.
+
+    Shielded from cancellation: it cleans up after calls that were stopped, often by a
+    cancel scope (a client that went away), which would otherwise cancel its every await."""
+    with anyio.CancelScope(shield=True):
+        async with db.uow() as uow:
+            released = await _settle_hold(uow, hold, HoldStatus.RELEASED)
+            if released:
+                await _return_to_wallet(uow, hold, hold.amount, f"release:{hold.call_id}")
+                await return_spending(uow, hold.agent_id, hold.price_usd_micros, hold.created_at)
+                await uow.commit()
+    return released
 
 
 async def release_stale_holds(db: Database, older_than: timedelta) -> int:
@@ -861,10 +865,7 @@ async def run_metered(
         async with idempotency.leased(db, claim, config.key_renew_every):
             return await run()
     except BaseException:
-        # Shielded: a call stopped by a cancel scope (its client went away) must still free
-        # its key, and the scope would cancel every await made in it.
-        with anyio.CancelScope(shield=True):
-            await idempotency.abandon(db, claim)
+        await idempotency.abandon(db, claim)
         raise
 
 
@@ -990,8 +991,7 @@ async def _run_with_hold(
             log.warning("billing.hold_lost", tool=tool, call_id=call_id, attempt=attempt + 1)
             continue
         except BaseException:
-            with anyio.CancelScope(shield=True):  # as run_metered frees the key
-                await release_hold(db, hold)
+            await release_hold(db, hold)
             raise
         return Metered(result=result, receipt=receipt)
     raise RateLimited(
