@@ -11,6 +11,10 @@ transaction, so a change committed before the call is always seen) and the same 
 computed as of the end of the minute it was asked in, so no slot it lists starts before the
 minute is over. Every process keeps its own bounded cache per database (least recently used
 entries leave first); the version check keeps them all exact.
+
+A search's facets are kept the same way, by the search's ``fingerprint`` (its filters and
+sort, not its cursor or page size): the next page of a search, or the same search with
+another page size, counts no facets when an earlier page did in the same minute.
 """
 
 from __future__ import annotations
@@ -25,7 +29,13 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
-from agent_server.booking.search import ProfileView, SearchPage, SearchQuery, compact_json
+from agent_server.booking.search import (
+    Facets,
+    ProfileView,
+    SearchPage,
+    SearchQuery,
+    compact_json,
+)
 from agent_server.booking.search import search_specialists as search_now
 from agent_server.booking.search import view_profile as view_now
 from agent_server.store import Database, Direct, UnitOfWork, direct_rows
@@ -105,32 +115,67 @@ def minute_end(now: datetime) -> datetime:
     return start if start == now else start + timedelta(minutes=1)
 
 
+class _Kept:
+    """What is kept for one catalogue version and one minute: looks up and stores values by
+    key. Without a counter it keeps nothing."""
+
+    def __init__(self, cache: AnswerCache | None, version: int, as_of: datetime) -> None:
+        self._cache = cache
+        self._version = version
+        self.as_of = as_of
+
+    def get(self, key: tuple[Hashable, ...]) -> object | None:
+        if self._cache is None:
+            return None
+        return self._cache.get((*key, self.as_of), self._version)
+
+    def put(self, key: tuple[Hashable, ...], value: object) -> None:
+        if self._cache is not None:
+            self._cache.put((*key, self.as_of), self._version, value)
+
+
 async def _cached(
     uow: UnitOfWork,
     key: tuple[Hashable, ...],
     now: datetime,
-    compute: Callable[[datetime], Awaitable[M]],
+    compute: Callable[[_Kept], Awaitable[M]],
 ) -> Answer[M]:
     as_of = minute_end(now)
     version = await catalogue_version(uow)
     if version is None:  # no counter: nothing tells when an answer goes stale
-        return Answer(await compute(as_of))
-    cache = answer_cache(uow.db)
-    full_key = (*key, as_of)
-    found = cache.get(full_key, version)
+        return Answer(await compute(_Kept(None, 0, as_of)))
+    kept = _Kept(answer_cache(uow.db), version, as_of)
+    found = kept.get(key)
     if found is not None:
         return found  # type: ignore[return-value]
-    answer = Answer(await compute(as_of))
-    cache.put(full_key, version, answer)
+    answer = Answer(await compute(kept))
+    kept.put(key, answer)
     return answer
 
 
 async def search_specialists(
     uow: UnitOfWork, query: SearchQuery, *, now: datetime
 ) -> Answer[SearchPage]:
-    """``search.search_specialists`` as of the end of ``now``'s minute, cached (see above)."""
+    """``search.search_specialists`` as of the end of ``now``'s minute, cached (see above).
+
+    A page not asked for before still reuses its search's facets when another page of it
+    (another cursor or page size) was found in the same minute on the same catalogue."""
     key = ("search", query.model_dump_json())
-    return await _cached(uow, key, now, lambda as_of: search_now(uow, query, now=as_of))
+    facets_key = ("facets", query.fingerprint())
+
+    async def compute(kept: _Kept) -> SearchPage:
+        known = kept.get(facets_key)
+        page = await search_now(
+            uow,
+            query,
+            now=kept.as_of,
+            facets=known if isinstance(known, Facets) else None,
+        )
+        if known is None:
+            kept.put(facets_key, page.facets)
+        return page
+
+    return await _cached(uow, key, now, compute)
 
 
 async def view_profile(
@@ -147,7 +192,7 @@ async def view_profile(
         uow,
         key,
         now,
-        lambda as_of: view_now(
-            uow, specialist_id, now=as_of, window_days=window_days, timezone=timezone
+        lambda kept: view_now(
+            uow, specialist_id, now=kept.as_of, window_days=window_days, timezone=timezone
         ),
     )

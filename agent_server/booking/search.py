@@ -28,6 +28,9 @@ from now among its matched schedules (the slots shown are those fitting the days
 
 Facets count specialists matching every filter except the free-slot check, among the first
 ``FACET_ROWS`` entries of the walk (``facets.complete`` says whether that was all of them).
+The cursor and the page size play no part in them, so every page of a search has the same
+facets: the caller may pass those it already has (``agent_server.booking.cache`` does), and
+the page is then found in about half the time.
 
 Pages stay compact (10 results within 7,600 characters of compact JSON, so the tool result
 with its receipt stays within 8,000): texts are shortened
@@ -1230,13 +1233,18 @@ def _page_size(page: SearchPage) -> int:
     return len(compact_json(page.model_dump(mode="json")))
 
 
-async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: datetime) -> SearchPage:
+async def search_specialists(
+    uow: UnitOfWork, query: SearchQuery, *, now: datetime, facets: Facets | None = None
+) -> SearchPage:
     """One page of specialists matching ``query`` at ``now`` (see the module docstring).
 
     ``ValidationFailed`` names the field for a bad combination (price_max under price_min,
     hours_from without hours_to, a window past 62 days or in the past, a foreign cursor).
     The page stays compact: texts are shortened, and trimmed further when a page would pass
     ``PAGE_BUDGET_PER_RESULT`` characters per result (7,600 for 10 results).
+    ``facets``, when given, are this search's facets as counted for another page of it (the
+    same ``fingerprint``) at the same ``now`` on the same catalogue: they do not depend on
+    the cursor or the page size, so the page uses them instead of counting again.
     Takes an entered unit of work; flushes, never commits.
     """
     plan = _plan(query, now, uow.db.is_sqlite)
@@ -1247,7 +1255,8 @@ async def search_specialists(uow: UnitOfWork, query: SearchQuery, *, now: dateti
         ids = [ev.specialist_id for ev in walk.emitted]
         result = await uow.session.scalars(select(Specialist).where(Specialist.id.in_(ids)))
         people = {p.id: p for p in result}
-    facets = await _facets(uow, plan)
+    if facets is None:
+        facets = await _facets(uow, plan)
     await uow.flush()
     budget = PAGE_BUDGET_PER_RESULT * max(query.limit, 10)
     page: SearchPage | None = None
