@@ -138,6 +138,22 @@ class RateLimited(AgentServerError):
     status = 429
 
 
+class ServiceUnavailable(AgentServerError):
+    """The server cannot serve the call right now (its database is unreachable, overloaded or
+    chose this transaction as a deadlock's victim); retry after ``details.retry_after``
+    seconds. Not one of SPEC's codes: it says nothing about the call itself."""
+
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"The server's database cannot serve this right now; try again in {retry_after} "
+            "seconds.",
+            {"retry_after": retry_after},
+        )
+
+
 ALL_ERRORS: tuple[type[AgentServerError], ...] = (
     Unauthorized,
     InsufficientFunds,

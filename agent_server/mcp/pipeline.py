@@ -8,7 +8,7 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-from agent_server.errors import AgentServerError, RateLimited, Unauthorized
+from agent_server.errors import AgentServerError, RateLimited, ServiceUnavailable, Unauthorized
 from agent_server.gate import (
     Caller,
     check,
@@ -23,6 +23,7 @@ from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
 from agent_server.runtime import Runtime
 from agent_server.store import UnitOfWork
+from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from billing.meter import MeteredCall, run_metered
 from wallets.service import rate_source
 
@@ -174,6 +175,10 @@ async def run_tool(
             await _count_failed(runtime, caller, spec.name, counted, exc)
         return results.failure(exc)
     except Exception as exc:
+        if database_unavailable(exc):
+            # Nothing to count it in either: the database is what failed.
+            log.warning("tool.database_unavailable", tool=spec.name, error=type(exc).__name__)
+            return results.failure(ServiceUnavailable(RETRY_AFTER_SECONDS))
         if admitted:
             await _count_failed(runtime, caller, spec.name, counted, exc)
         return internal_error_result(spec.name, exc)

@@ -97,6 +97,11 @@ def next_step(error: AgentServerError) -> str:
             return "Check the id; list or search first to get a valid one."
         case "FORBIDDEN":
             return "That resource belongs to someone else; use your own ids."
+        case "SERVICE_UNAVAILABLE":
+            return (
+                f"Retry in {d.get('retry_after', 'a few')} seconds, with the same "
+                "idempotency_key if the call takes one, so that it cannot happen twice."
+            )
         case _:
             return "Retry later; if it persists, contact the operator."
 

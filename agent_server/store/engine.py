@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_
 
+from agent_server.store.outage import connect_postgres
 from agent_server.store.sqlite_inline import inline_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -42,6 +43,13 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         return engine
     engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
     _ping_on_checkout(engine)
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        # asyncpg.connect with the arguments the dialect parsed, a server that cannot be
+        # reached raised as such (``store.outage``), not as a bare network error.
+        cparams["async_creator_fn"] = connect_postgres
+
     return engine
 
 
