@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from agent_server import __version__
 from agent_server.api import build_api
+from agent_server.api.errors import CatchAll
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.events.feed_http import calendar_app
@@ -102,5 +103,8 @@ def create_app(
     # Last: the MCP app answers /mcp and its protected-resource metadata.
     app.mount("/", mcp_app)
     app.add_middleware(McpFirst, mcp_app=mcp_app)
+    # Around everything (the MCP endpoint's bearer check reads the database too): no
+    # exception reaches the client as a bare 500 or a traceback.
+    app.add_middleware(CatchAll)
     app.add_middleware(RequestContext)
     return app

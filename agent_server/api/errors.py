@@ -4,6 +4,8 @@
   ``Retry-After`` header);
 - request validation becomes VALIDATION_ERROR with one ``details.fields`` entry per field;
 - unknown routes and methods become NOT_FOUND (404) and METHOD_NOT_ALLOWED (405);
+- a database that cannot serve right now (``store.outage``) becomes SERVICE_UNAVAILABLE
+  (503, ``Retry-After``);
 - anything else is logged with its traceback and answered with a generic INTERNAL_ERROR.
 """
 
@@ -17,10 +19,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.errors import AgentServerError, RateLimited
+from agent_server.errors import AgentServerError, RateLimited, ServiceUnavailable
 from agent_server.logs import get_logger
+from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
 
@@ -95,9 +99,10 @@ def validation_fields(errors: Any) -> list[dict[str, str]]:
 
 
 def error_response(exc: AgentServerError) -> JSONResponse:
-    """SPEC's error body for ``exc`` with its status (and ``Retry-After`` when rate limited)."""
+    """SPEC's error body for ``exc`` with its status (and ``Retry-After`` when rate limited
+    or unavailable)."""
     headers = None
-    if isinstance(exc, RateLimited) and "retry_after" in exc.details:
+    if isinstance(exc, RateLimited | ServiceUnavailable) and "retry_after" in exc.details:
         headers = {"Retry-After": str(exc.details["retry_after"])}
     return JSONResponse(exc.to_body(), status_code=exc.status, headers=headers)
 
@@ -180,7 +185,21 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            raise  # no one to answer: ``RequestContext`` notes it
         except Exception as exc:
+            if database_unavailable(exc):
+                log.warning(
+                    "api.database_unavailable",
+                    method=scope.get("method"),
+                    path=scope.get("path"),
+                    error=type(exc).__name__,
+                )
+                if not started:
+                    await error_response(ServiceUnavailable(RETRY_AFTER_SECONDS))(
+                        scope, receive, send
+                    )
+                return
             # A plain traceback string: renderers that print local variables could
             # otherwise write request bodies and headers (codes, keys) into the log.
             log.error(

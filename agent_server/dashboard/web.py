@@ -33,9 +33,16 @@ from agent_server.dashboard.signin import (
     csrf_token,
     session_email,
 )
-from agent_server.errors import AgentServerError, Forbidden, NotFound, ValidationFailed
+from agent_server.errors import (
+    AgentServerError,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
+from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
 
@@ -186,7 +193,13 @@ def set_session_cookie(request: Request, response: Response, token: str) -> None
 
 
 def _error_page(request: Request, exc: AgentServerError, viewer: Viewer | None) -> HTMLResponse:
-    titles = {401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Not possible now"}
+    titles = {
+        401: "Sign in",
+        403: "Not allowed",
+        404: "Not found",
+        409: "Not possible now",
+        503: "Unavailable for a moment",
+    }
     return render(
         request,
         "error.html",
@@ -232,6 +245,16 @@ class DashboardRoute(APIRoute):
                 except SignInRequired:
                     viewer = None
                 response = _error_page(request, exc, viewer)
+            except Exception as exc:
+                if not database_unavailable(exc):
+                    raise
+                log.warning(
+                    "dashboard.database_unavailable",
+                    path=request.url.path,
+                    error=type(exc).__name__,
+                )
+                response = _error_page(request, ServiceUnavailable(RETRY_AFTER_SECONDS), None)
+                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

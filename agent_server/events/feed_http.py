@@ -13,6 +13,7 @@ not cost more than a polling calendar does. Over a limit the answer is 429 RATE_
 from __future__ import annotations
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from agent_server.accounts.ratelimit import hit
 from agent_server.accounts.service import limit_ip
 from agent_server.api.auth import client_ip
-from agent_server.api.errors import error_response
+from agent_server.api.errors import CatchAll, error_response
 from agent_server.errors import NotFound, RateLimited
 from agent_server.events.calendar import FeedOwner, feed_for, owner_of
 from agent_server.runtime import Runtime
@@ -87,4 +88,7 @@ def calendar_app(runtime: Runtime) -> Starlette:
             headers={"Cache-Control": "private, max-age=60"},
         )
 
-    return Starlette(routes=[Route("/feed/{token}.ics", feed, methods=["GET", "HEAD"])])
+    return Starlette(
+        routes=[Route("/feed/{token}.ics", feed, methods=["GET", "HEAD"])],
+        middleware=[Middleware(CatchAll)],
+    )

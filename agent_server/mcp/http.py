@@ -16,6 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from agent_server.api.errors import CatchAll
 from agent_server.logs import get_logger
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
 from agent_server.runtime import Runtime
@@ -89,4 +90,7 @@ def mcp_http_app(
         transport_security=transport_security(runtime, bind_host),
         host=bind_host,
     )
+    # Inside the app's own 500 handler, around its bearer check (which reads the database):
+    # a database that cannot serve gets a 503 with Retry-After, not a bare 500.
+    app.add_middleware(CatchAll)
     return app, server.session_manager.run()
