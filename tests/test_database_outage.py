@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import httpx2
 import pytest
@@ -302,3 +303,43 @@ async def test_only_database_errors_count_as_the_database_being_unavailable(
     failures = [o for o in outcomes if isinstance(o, BaseException)]
     assert len(failures) == 1, outcomes
     assert database_unavailable(failures[0]), repr(failures[0])
+
+
+@pytest.mark.postgres
+async def test_a_call_whose_connection_is_cut_mid_transaction_charges_nothing(
+    proxied: tuple[str, str, TcpProxy], clock: FakeClock
+) -> None:
+    direct_url, through_proxy, proxy = proxied
+    db = Database(make_engine(through_proxy))
+    runtime = Runtime(settings=Settings(database_url=through_proxy), db=db)
+    _agent, key = await make_agent(db, runtime.settings, funds=50 * USDC)
+    await load_demo_data(db, 5, seed=5)
+    locker = await asyncpg.connect(direct_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with client_for(runtime, key) as client:
+            before = await call_ok(client, "get-wallet", {})
+            # Another transaction holds the wallets, so the search stops at its charge...
+            await locker.execute("BEGIN")
+            await locker.execute("SELECT id FROM ledger_accounts FOR UPDATE")
+            call = asyncio.create_task(client.call_tool("search-specialists", {"q": "tax"}))
+            for _ in range(200):
+                waiting = await locker.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.05)
+            assert waiting, "the search never waited for the wallet"
+            proxy.cut()  # ...and loses its connection there.
+            assert_unavailable(await asyncio.wait_for(call, 30))
+            await locker.execute("ROLLBACK")
+            proxy.restore()
+            assert await call_ok(client, "get-wallet", {}) == before
+            usage = await call_ok(client, "get-usage", {})
+            assert "search-specialists" not in {row["tool"] for row in usage["usage"]}
+            assert usage["total_usd_micros"] == 0
+            await call_ok(client, "search-specialists", {"q": "tax"})  # and it serves again
+    finally:
+        await locker.close()
+        await runtime.close()
