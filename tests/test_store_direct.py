@@ -3,6 +3,7 @@ SQLAlchemy sends, in the unit of work's transaction; on PostgreSQL they are the 
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
 from agent_server.accounts import ratelimit
 from agent_server.accounts.models import RateCounter
 from agent_server.booking import cache
-from agent_server.store import Database, Direct, direct_execute, direct_rows
+from agent_server.store import Database, Direct, direct_execute, direct_rows, make_engine
 from agent_server.store.direct import compile_direct
 from billing import meter
 from billing.models import UsageRecord
@@ -223,3 +224,24 @@ def test_statements_that_need_sqlalchemy_at_execution_are_refused() -> None:
     # ...but through SQLAlchemy a key that names no bind would add a column to the INSERT.
     with pytest.raises(ArgumentError, match="does not take"):
         INSERT_USAGE.compiled(dialect).arguments({**usage(1, "x", MOMENTS[0], True), "id": 5})
+
+
+async def test_with_echo_on_direct_statements_are_logged_too(
+    database_url: str, clock: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    echoing = Database(make_engine(database_url, echo=True), clock)
+    try:
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"):
+            async with echoing.uow() as uow:
+                await direct_rows(uow, COUNTER, {"key": "echo:1"})  # rows back
+                await direct_execute(uow, BUMP, {"prefix": "echo:%", "by": 2})  # a count back
+                await uow.session.execute(text("SELECT :marker"), {"marker": "echo:orm"})
+                await uow.commit()
+    finally:
+        await echoing.dispose()
+    logged = [r.getMessage() for r in caplog.records if r.name == "sqlalchemy.engine.Engine"]
+    assert any(m.startswith("INSERT INTO rate_counters") for m in logged), logged
+    assert any(m.startswith("UPDATE rate_counters") for m in logged), logged
+    assert sum(m.startswith("[direct] [SQL parameters hidden") for m in logged) == 2, logged
+    # Parameters never reach the log: some hold one-time codes (a mail body for the outbox).
+    assert not any("echo:" in m for m in logged), logged

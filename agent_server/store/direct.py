@@ -20,6 +20,10 @@ few statements every tool call runs, ``Direct`` keeps the statement written in S
   ``_handle_exception``) of the pinned SQLAlchemy version; the tests run every direct
   statement on PostgreSQL.
 
+With the engine's ``echo`` on (``AGENT_SERVER_DATABASE_ECHO``), each statement is logged on
+the engine's logger, marked ``[direct]``, as SQLAlchemy logs its own (parameters hidden when
+the engine hides them).
+
 Rows come back as plain tuples with the values as the driver gives them: on SQLite no result
 processing happens (booleans are 0 and 1, timestamps are text), so use ``Direct`` only for
 statements whose result columns need none (integers, strings, NULL; truth values read as
@@ -189,7 +193,10 @@ async def direct_rows(
     dialect, driver = await _flushed_driver(uow)
     compiled = direct.compiled(dialect)
     try:
-        return list(await driver.execute_fetchall(compiled.sql, compiled.arguments(params)))
+        arguments = compiled.arguments(params)
+        if uow.db.echo:
+            _echo(uow, compiled, arguments)
+        return list(await driver.execute_fetchall(compiled.sql, arguments))
     except Exception as exc:
         raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
 
@@ -204,6 +211,8 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
     compiled = direct.compiled(dialect)
     try:
         arguments = compiled.arguments(params)
+        if uow.db.echo:
+            _echo(uow, compiled, arguments)
         if direct.returns_rows:
             return len(await driver.execute_fetchall(compiled.sql, arguments))
         cursor = await driver.execute(compiled.sql, arguments)
@@ -213,6 +222,17 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
             await cursor.close()
     except Exception as exc:
         raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+
+
+def _echo(uow: UnitOfWork, compiled: CompiledDirect, arguments: list[Any]) -> None:
+    """Log the statement as the engine's ``echo`` logs its own: its parameters too, unless
+    the engine hides them (``store.engine`` engines do)."""
+    engine = uow.db.engine.sync_engine
+    engine.logger.info("%s", compiled.sql)
+    if engine.hide_parameters:
+        engine.logger.info("[direct] [SQL parameters hidden due to hide_parameters=True]")
+    else:
+        engine.logger.info("[direct] %r", tuple(arguments))
 
 
 _NO_FLUSH_WAIT = Direct(text("SET LOCAL synchronous_commit TO OFF"))
@@ -242,6 +262,8 @@ async def _on_asyncpg(
         arguments = compiled.arguments(params)
     except Exception as exc:
         raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+    if uow.db.echo:
+        _echo(uow, compiled, arguments)
     try:
         async with adapter._execute_mutex:
             if adapter._transaction is None:

@@ -29,7 +29,11 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
-    """An async engine configured for the backend the URL names."""
+    """An async engine configured for the backend the URL names.
+
+    Statement parameters never reach a log, neither ``echo``'s nor an error's message: some
+    hold what must not be logged (a mail body with its one-time code, on its way to the
+    outbox)."""
     if is_sqlite(url):
         pooling: dict[str, Any] = (
             # One shared connection: each new one would be a new, empty database.
@@ -38,10 +42,12 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
             # A pool of connections: opening one costs a file open and the PRAGMAs below.
             else {"pool_size": pool_size, "max_overflow": pool_size}
         )
-        engine = create_async_engine(url, echo=echo, **pooling)
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, **pooling)
         _configure_sqlite(engine)
         return engine
-    engine = create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=pool_size)
+    engine = create_async_engine(
+        url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size
+    )
     _ping_on_checkout(engine)
 
     @event.listens_for(engine.sync_engine, "do_connect")
@@ -75,7 +81,7 @@ def _ping_on_checkout(engine: AsyncEngine) -> None:
 def make_lent_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """A SQLite engine over ONE connection, configured as ``make_engine``'s are: the engine
     of a connection that ``SqlitePool`` lends to units of work."""
-    engine = create_async_engine(url, echo=echo, poolclass=StaticPool)
+    engine = create_async_engine(url, echo=echo, hide_parameters=True, poolclass=StaticPool)
     _configure_sqlite(engine)
     return engine
 

@@ -35,6 +35,7 @@ class Database:
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
         self.clock: Clock = clock or SystemClock()
         self.is_sqlite: bool = is_sqlite(engine.url.drivername)
+        self.echo: bool = bool(engine.echo)  # statements sent straight to the driver log too
         self.lent: SqlitePool | None = None
         if self.is_sqlite and is_file_database(engine.url):
             # Keep as many idle as the engine's pool may hold: its size plus as many overflow.
