@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any
 
+import httpx
 from mcp import Client
 from mcp.types import CallToolResult
 
@@ -16,6 +21,8 @@ from agent_server.config import Settings
 from agent_server.store import Database
 from billing.deposits import adjust_balance
 from wallets.addresses import deposit_address_for
+
+CLI = str(Path(sys.executable).parent / "agent-server")
 
 SPEC_TOOLS = {
     "search-specialists",
@@ -93,3 +100,24 @@ async def call_ok(client: Client, tool: str, arguments: dict[str, Any]) -> dict[
     text = result.content[0]
     assert json.loads(text.text) == data  # type: ignore[union-attr]
     return data
+
+
+def start_serve(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``agent-server serve`` on 127.0.0.1:``port`` with ``env``, its output in ``log``,
+    once its ``/readyz`` answers (bounded)."""
+    proc = subprocess.Popen(
+        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.2)

@@ -14,7 +14,6 @@ import os
 import sqlite3
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +25,10 @@ import pytest
 from db_support import truncate_all
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import body, call_ok, error_code, make_agent
+from mcp_support import body, call_ok, error_code, make_agent, start_serve
 from smtp_sink import free_port
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from test_mcp_e2e import CLI
 from test_mcp_tools import client_for
 
 from agent_server.booking.demo import load_demo_data
@@ -125,23 +123,8 @@ async def proxied(pg_url: str) -> AsyncIterator[tuple[str, str, TcpProxy]]:
 
 def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    proc = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=dict(env, AGENT_SERVER_PORT=str(port)),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.2)
+    proc = start_serve(dict(env, AGENT_SERVER_PORT=str(port)), port, log)
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def _mcp(base: str, key: str) -> Client:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +14,8 @@ import httpx2
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import SPEC_TOOLS, body, call_ok, error_code
+from mcp_support import CLI, SPEC_TOOLS, body, call_ok, error_code, start_serve
 from smtp_sink import SmtpSink, free_port
-
-BIN = Path(sys.executable).parent
-CLI = str(BIN / "agent-server")
 
 
 def _env(db: Path, smtp: SmtpSink, **extra: str) -> dict[str, str]:
@@ -60,28 +55,11 @@ def served(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator
     env = _env(db, smtp, AGENT_SERVER_PORT=str(port))
     _cli(env, "db", "upgrade")
     _cli(env, "demo-data", "--specialists", "30", "--seed", "5")
-    log = (db.parent / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [CLI, "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_serve(env, port, db.parent / "serve.log")
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, (db.parent / "serve.log").read_text()
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.2)
     yield {"base": base, "env": env, "db": db, "log": db.parent / "serve.log"}
     proc.terminate()
     proc.wait(timeout=20)
-    log.close()
 
 
 def _register(base: str, smtp: SmtpSink, email: str, *, verify: bool = True) -> tuple[int, str]:
