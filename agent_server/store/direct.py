@@ -198,7 +198,7 @@ async def direct_rows(
             _echo(uow, compiled, arguments)
         return list(await driver.execute_fetchall(compiled.sql, arguments))
     except Exception as exc:
-        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+        raise _as_sqlalchemy_raises(uow, exc, dialect, compiled, params) from exc
 
 
 async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]) -> int:
@@ -221,7 +221,7 @@ async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, A
         finally:
             await cursor.close()
     except Exception as exc:
-        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+        raise _as_sqlalchemy_raises(uow, exc, dialect, compiled, params) from exc
 
 
 def _echo(uow: UnitOfWork, compiled: CompiledDirect, arguments: list[Any]) -> None:
@@ -261,7 +261,7 @@ async def _on_asyncpg(
     try:
         arguments = compiled.arguments(params)
     except Exception as exc:
-        raise _as_sqlalchemy_raises(exc, dialect, compiled, params) from exc
+        raise _as_sqlalchemy_raises(uow, exc, dialect, compiled, params) from exc
     if uow.db.echo:
         _echo(uow, compiled, arguments)
     try:
@@ -275,7 +275,7 @@ async def _on_asyncpg(
             status: str = await adapter._connection.execute(compiled.sql, *arguments)
     except Exception as exc:
         raise _as_sqlalchemy_raises(
-            _translated(adapter, dialect, exc), dialect, compiled, params
+            uow, _translated(adapter, dialect, exc), dialect, compiled, params
         ) from exc
     # "INSERT 0 1", "UPDATE 3", "DELETE 0": the count is the last word.
     last = status.rsplit(" ", 1)[-1]
@@ -294,10 +294,20 @@ def _translated(adapter: Any, dialect: Dialect, exc: Exception) -> Exception:
 
 
 def _as_sqlalchemy_raises(
-    exc: Exception, dialect: Dialect, compiled: CompiledDirect, params: Mapping[str, Any]
+    uow: UnitOfWork,
+    exc: Exception,
+    dialect: Dialect,
+    compiled: CompiledDirect,
+    params: Mapping[str, Any],
 ) -> BaseException:
     """The error SQLAlchemy raises for ``exc``: the driver's errors as their
-    ``sqlalchemy.exc`` class (``IntegrityError``...), any other as a ``StatementError``."""
+    ``sqlalchemy.exc`` class (``IntegrityError``...), any other as a ``StatementError``; its
+    message shows the parameters only if the engine's would."""
     return DBAPIError.instance(
-        compiled.sql, dict(params), exc, dialect.loaded_dbapi.Error, dialect=dialect
+        compiled.sql,
+        dict(params),
+        exc,
+        dialect.loaded_dbapi.Error,
+        hide_parameters=uow.db.engine.sync_engine.hide_parameters,
+        dialect=dialect,
     )
