@@ -18,6 +18,10 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite+aiosqlite:///./agent_server.db"
     database_echo: bool = False
+    # PostgreSQL: connections kept open, and as many more opened under load; how long a
+    # request waits for one before it is answered SERVICE_UNAVAILABLE (retry later).
+    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_timeout: float = Field(default=10.0, gt=0)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -326,3 +326,24 @@ async def test_a_call_whose_connection_is_cut_mid_transaction_charges_nothing(
     finally:
         await locker.close()
         await runtime.close()
+
+
+@pytest.mark.postgres
+async def test_a_call_that_finds_every_connection_busy_past_the_pool_timeout_gets_503(
+    pg_url: str,
+) -> None:
+    await truncate_all(pg_url)
+    settings = Settings(database_url=pg_url, database_pool_size=1, database_pool_timeout=0.3)
+    runtime = Runtime.create(settings)
+    pool: Any = runtime.db.engine.sync_engine.pool
+    assert (pool.size(), pool.timeout()) == (1, 0.3)
+    try:
+        _agent, key = await make_agent(runtime.db, settings, funds=50 * USDC)
+        async with client_for(runtime, key) as client:
+            before = await call_ok(client, "get-wallet", {})
+            # Two connections: the pool's one and its one extra, both taken.
+            async with runtime.db.engine.connect(), runtime.db.engine.connect():
+                assert_unavailable(await client.call_tool("get-wallet", {}))
+            assert await call_ok(client, "get-wallet", {}) == before
+    finally:
+        await runtime.close()

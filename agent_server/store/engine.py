@@ -28,8 +28,14 @@ def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
 
-def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEngine:
+def make_engine(
+    url: str, *, echo: bool = False, pool_size: int = 10, pool_timeout: float = 10.0
+) -> AsyncEngine:
     """An async engine configured for the backend the URL names.
+
+    On PostgreSQL ``pool_size`` connections stay open and as many more open under load; a
+    unit of work that finds them all busy for ``pool_timeout`` seconds fails (``store.outage``
+    counts that as the database being unavailable).
 
     Statement parameters never reach a log, neither ``echo``'s nor an error's message: some
     hold what must not be logged (a mail body with its one-time code, on its way to the
@@ -46,7 +52,12 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> AsyncEn
         _configure_sqlite(engine)
         return engine
     engine = create_async_engine(
-        url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=pool_size
+        url,
+        echo=echo,
+        hide_parameters=True,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_timeout=pool_timeout,
     )
     _ping_on_checkout(engine)
 
