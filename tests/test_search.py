@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select, update
+from test_bookings import specialist_schedule
 
 from agent_server.accounts.models import Agent
 from agent_server.booking import search as search_module
@@ -483,6 +484,46 @@ async def test_slots_map_each_slot_id_to_its_local_times(db: Database, loaded: C
         end = local + timedelta(minutes=sch.minutes)
         later = f"+{(end.date() - local.date()).days}" if end.date() != local.date() else ""
         assert text == f"{local:%Y-%m-%d %a %H:%M}-{end:%H:%M}{later}"
+
+
+async def test_slots_the_clock_shows_twice_carry_their_offset(
+    db: Database, clock: FakeClock
+) -> None:
+    # New York's clocks go back at 02:00 on 2026-11-01: 01:00-02:00 happens twice. A schedule
+    # kept in UTC offers half-hour slots from 05:00 to 07:00 UTC on Sundays, which is that
+    # hour, twice.
+    clock.set(datetime(2026, 10, 30, 12, 0, tzinfo=UTC))
+    specialist, schedule = await specialist_schedule(
+        db,
+        weekly_hours={"sun": [["05:00", "07:00"], ["12:00", "12:30"]]},
+        slot_minutes=30,
+        start_date="2026-10-01",
+    )
+    new_york = "America/New_York"
+    async with db.uow() as uow:
+        profile = await view_profile(uow, specialist, now=clock.now(), timezone=new_york)
+        page = await search_specialists(
+            uow,
+            SearchQuery.parse({"timezone": new_york, "date_from": "2026-11-01"}),
+            now=clock.now(),
+        )
+    texts = profile.schedules[0].next_slots
+    assert list(texts.values()) == [
+        "2026-11-01 Sun 01:00 (UTC-04:00)-01:30 (UTC-04:00)",
+        "2026-11-01 Sun 01:30 (UTC-04:00)-01:00 (UTC-05:00)",
+        "2026-11-01 Sun 01:00 (UTC-05:00)-01:30 (UTC-05:00)",
+        "2026-11-01 Sun 01:30 (UTC-05:00)-02:00",
+        "2026-11-01 Sun 07:00-07:30",  # 12:00 UTC: an hour the clock shows once
+    ]
+    assert list(texts) == [
+        f"{schedule}-20261101T{hhmm}Z" for hhmm in ("0500", "0530", "0600", "0630", "1200")
+    ]
+    [hit] = page.items
+    shown = hit.schedules[0].slots
+    assert shown and all(texts[slot_id] == text for slot_id, text in shown.items())
+    async with db.uow() as uow:  # in UTC every time reads once
+        in_utc = await view_profile(uow, specialist, now=clock.now())
+    assert "(UTC" not in " ".join(in_utc.schedules[0].next_slots.values())
 
 
 # --- validation --------------------------------------------------------------------------------

@@ -419,7 +419,8 @@ FreeSlots = Annotated[
         description="Free slots, soonest first: each key is a slot_id to pass to book-slot "
         "(it holds the start in UTC), each value the date, weekday, start and end in the "
         'time zone asked for, e.g. {"13324-20261123T0900Z": "2026-11-23 Mon 10:00-11:00"} '
-        "for Europe/Berlin ('+1' after the end: it ends the next day)"
+        "for Europe/Berlin ('+1' after the end: it ends the next day; a time the clock "
+        "shows twice, as the hour it goes back, carries its offset: '01:30 (UTC-04:00)')"
     ),
 ]
 """Slots as agents read them: ``{slot_id: local date and time range}``."""
@@ -1152,13 +1153,22 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
         await refresh_next_free(uow.session, ids, now=now)
 
 
+def _clock(moment: datetime) -> str:
+    """``10:00``; with the UTC offset, ``01:30 (UTC-04:00)``, when the clock shows that time
+    twice that night (the hour it goes back), so that two slots never read the same."""
+    text = f"{moment:%H:%M}"
+    if moment.replace(fold=1 - moment.fold).utcoffset() != moment.utcoffset():
+        text += f" (UTC{moment.isoformat()[-6:]})"
+    return text
+
+
 def _time_range(slot: Slot, tz: ZoneInfo) -> str:
     """``2026-03-02 Mon 10:00-11:00`` in ``tz`` (``+1`` after the end when it falls on the
-    next day)."""
+    next day; an offset after a time the clock shows twice, see ``_clock``)."""
     start, end = slot.start.astimezone(tz), slot.end.astimezone(tz)
     days = (end.date() - start.date()).days
     later = f"+{days}" if days else ""
-    return f"{start:%Y-%m-%d %a %H:%M}-{end:%H:%M}{later}"
+    return f"{start:%Y-%m-%d %a} {_clock(start)}-{_clock(end)}{later}"
 
 
 @dataclass(frozen=True)
