@@ -22,7 +22,10 @@ both sides serialise it, so these ratios bound what any server could reach with 
 Every row also holds the CPU time the server process spent per call (``server_cpu_ms_per_call``,
 and echo's beside it; read from ``/proc``, absent elsewhere). In a sequential round the client
 and the server take turns, so calls per second mix the server's cost with the client's; the
-CPU time is the server's own share, the part a server can change.
+CPU time is the server's own share, the part a server can change. ``client_cpu_ms_per_call``
+(and echo's) is the clients' share: all clients run in this process, so at 16 clients a case
+whose answers cost a client much more than echo's is bound by this process, whatever the
+server does (the ceiling cases show where).
 
 Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), ``calls``
 (calls per measurement, default 400; ``--quick``: 96).
@@ -181,6 +184,7 @@ class _Side:
     calls: int = 0
     seconds: float = 0.0
     cpu: float | None = 0.0
+    client_cpu: float = 0.0  # this process's CPU time while the side's clients ran
 
 
 async def _connect(stack: AsyncExitStack, side: _Side, clients: int) -> None:
@@ -201,11 +205,13 @@ async def _block(side: _Side, per_client: int, offset: int) -> None:
             await side.call(client, start + i)
 
     cpu_before = _cpu_seconds(side.pid)
+    client_before = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(
         *(worker(cl, offset + c * per_client) for c, cl in enumerate(side.clients))
     )
     side.seconds += time.perf_counter() - started
+    side.client_cpu += time.process_time() - client_before
     side.calls += per_client * len(side.clients)
     cpu_after = _cpu_seconds(side.pid)
     if side.cpu is None or cpu_before is None or cpu_after is None:
@@ -214,14 +220,24 @@ async def _block(side: _Side, per_client: int, offset: int) -> None:
         side.cpu += cpu_after - cpu_before
 
 
-def _rate(side: _Side) -> tuple[float, float | None]:
+@dataclass(frozen=True)
+class _Measured:
+    """One side of a round: calls per second, and CPU milliseconds per call of its server
+    process and of the clients (this process)."""
+
+    rate: float
+    server_cpu: float | None
+    client_cpu: float
+
+
+def _rate(side: _Side) -> _Measured:
     cpu = None if side.cpu is None else round(side.cpu * 1000 / side.calls, 3)
-    return side.calls / side.seconds, cpu
+    return _Measured(side.calls / side.seconds, cpu, round(side.client_cpu * 1000 / side.calls, 3))
 
 
 async def _measure_pair(
     base: _Side, case: _Side, calls: int, clients: int
-) -> tuple[tuple[float, float | None], tuple[float, float | None]]:
+) -> tuple[_Measured, _Measured]:
     """Calls per second of ``calls`` calls to each side, spread over ``clients`` concurrent
     clients per side (each connected and warmed up before the clock starts), and the CPU
     time each server process spent per call meanwhile, in milliseconds.
@@ -405,8 +421,9 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                             raise RuntimeError(f"{name}, {mode}: {_first(group)!r}") from group
                     # The median round by ratio: the machine's speed moves both rates of a
                     # round together, so a round's ratio is steadier than either of its rates.
-                    median = sorted(pairs, key=lambda p: p[1][0] / p[0][0])[ROUNDS // 2]
-                    (echo_rate, echo_cpu), (rate, cpu) = median
+                    median = sorted(pairs, key=lambda p: p[1].rate / p[0].rate)[ROUNDS // 2]
+                    echo_side, ours_side = median
+                    echo_rate, rate = echo_side.rate, ours_side.rate
                     rows.append(
                         {
                             "case": name,
@@ -417,14 +434,20 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
                             "ratio_to_echo": round(rate / echo_rate, 3),
                             # The server's own share of a call: its process's CPU time per
                             # call (the client, the same for every server, is not counted).
-                            "server_cpu_ms_per_call": cpu,
-                            "echo_server_cpu_ms_per_call": echo_cpu,
+                            "server_cpu_ms_per_call": ours_side.server_cpu,
+                            "echo_server_cpu_ms_per_call": echo_side.server_cpu,
+                            # The clients' share (all in this process): what checking and
+                            # decoding this server's answers costs a client, next to echo's.
+                            "client_cpu_ms_per_call": ours_side.client_cpu,
+                            "echo_client_cpu_ms_per_call": echo_side.client_cpu,
                             "rounds": [
                                 {
-                                    "echo": round(b[0], 1),
-                                    "case": round(r[0], 1),
-                                    "echo_server_cpu_ms": b[1],
-                                    "case_server_cpu_ms": r[1],
+                                    "echo": round(b.rate, 1),
+                                    "case": round(r.rate, 1),
+                                    "echo_server_cpu_ms": b.server_cpu,
+                                    "case_server_cpu_ms": r.server_cpu,
+                                    "echo_client_cpu_ms": b.client_cpu,
+                                    "case_client_cpu_ms": r.client_cpu,
                                 }
                                 for b, r in pairs
                             ],
