@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     # request waits for one before it is answered SERVICE_UNAVAILABLE (retry later).
     database_pool_size: int = Field(default=10, ge=1)
     database_pool_timeout: float = Field(default=10.0, gt=0)
+    # PostgreSQL: how long a statement waits for a lock another transaction holds before the
+    # call is answered SERVICE_UNAVAILABLE (0: as long as it takes).
+    database_lock_timeout: float = Field(default=10.0, ge=0)
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -44,6 +44,7 @@ class Runtime:
             echo=settings.database_echo,
             pool_size=settings.database_pool_size,
             pool_timeout=settings.database_pool_timeout,
+            lock_timeout=settings.database_lock_timeout or None,
         )
         return cls(settings=settings, db=Database(engine, clock or SystemClock()))
 

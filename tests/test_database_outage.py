@@ -347,3 +347,35 @@ async def test_a_call_that_finds_every_connection_busy_past_the_pool_timeout_get
             assert await call_ok(client, "get-wallet", {}) == before
     finally:
         await runtime.close()
+
+
+@pytest.mark.postgres
+async def test_a_call_that_waits_past_the_lock_timeout_gets_503_and_the_next_one_is_served(
+    pg_url: str,
+) -> None:
+    await truncate_all(pg_url)
+    settings = Settings(database_url=pg_url, database_lock_timeout=0.3)
+    runtime = Runtime.create(settings)
+    locker = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await load_demo_data(runtime.db, 5, seed=5)
+        _agent, key = await make_agent(runtime.db, settings, funds=50 * USDC)
+        async with client_for(runtime, key) as client:
+            before = await call_ok(client, "get-wallet", {})
+            # A transaction that keeps the wallets locked (a stuck one, say)...
+            await locker.execute("BEGIN")
+            await locker.execute("SELECT id FROM ledger_accounts FOR UPDATE")
+            # ...holds a paid search up only as long as the lock timeout: it does not hang.
+            held = client.call_tool("search-specialists", {"q": "tax"})
+            assert_unavailable(await asyncio.wait_for(held, 30))
+            await locker.execute("ROLLBACK")
+            assert await call_ok(client, "get-wallet", {}) == before  # it charged nothing
+            page = await call_ok(client, "search-specialists", {"q": "tax"})
+            after = await call_ok(client, "get-wallet", {})
+        charged = page["receipt"]["amount"]
+        assert charged > 0
+        usdc = {w["currency"]: w["balance_base_units"] for w in after["wallets"]}
+        assert int(usdc["USDC"]) == 50 * USDC - charged
+    finally:
+        await locker.close()
+        await runtime.close()

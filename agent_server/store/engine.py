@@ -29,13 +29,21 @@ def is_sqlite(url: str) -> bool:
 
 
 def make_engine(
-    url: str, *, echo: bool = False, pool_size: int = 10, pool_timeout: float = 10.0
+    url: str,
+    *,
+    echo: bool = False,
+    pool_size: int = 10,
+    pool_timeout: float = 10.0,
+    lock_timeout: float | None = None,
 ) -> AsyncEngine:
     """An async engine configured for the backend the URL names.
 
     On PostgreSQL ``pool_size`` connections stay open and as many more open under load; a
     unit of work that finds them all busy for ``pool_timeout`` seconds fails (``store.outage``
-    counts that as the database being unavailable).
+    counts that as the database being unavailable). With ``lock_timeout`` (seconds), a
+    PostgreSQL statement that waits longer than that for a row or table lock fails (lock
+    not available, counted the same) instead of waiting for as long as the holder keeps it;
+    SQLite's waits are bounded by its busy timeout anyway.
 
     Statement parameters never reach a log, neither ``echo``'s nor an error's message: some
     hold what must not be logged (a mail body with its one-time code, on its way to the
@@ -51,6 +59,9 @@ def make_engine(
         engine = create_async_engine(url, echo=echo, hide_parameters=True, **pooling)
         _configure_sqlite(engine)
         return engine
+    server_settings = {}
+    if lock_timeout is not None:
+        server_settings["lock_timeout"] = f"{max(1, round(lock_timeout * 1000))}ms"
     engine = create_async_engine(
         url,
         echo=echo,
@@ -58,6 +69,7 @@ def make_engine(
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_timeout=pool_timeout,
+        connect_args={"server_settings": server_settings} if server_settings else {},
     )
     _ping_on_checkout(engine)
 

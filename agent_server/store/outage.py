@@ -11,7 +11,8 @@ database could not be reached or used at that moment, whatever the statement was
   cannot connect now) and class 53 (too many connections, disk full, out of memory);
 * the engine's connection pool stayed exhausted for its whole timeout;
 * the transaction lost to another one and may simply be retried: a deadlock (40P01), a
-  serialization failure (40001), or a SQLite lock held past the busy timeout.
+  serialization failure (40001), a lock held past the lock timeout (55P03) or a SQLite lock
+  held past the busy timeout.
 
 Only database errors count: a network error of anything else (mail, a chain node) is not one,
 even when it is the cause of the error raised. Callers answer such a failure with a retryable
@@ -34,7 +35,7 @@ RETRY_AFTER_SECONDS = 5
 """What a caller is told to wait before retrying."""
 
 _SQLSTATE_CLASSES = ("08", "53", "57P")
-_SQLSTATES = ("40001", "40P01")
+_SQLSTATES = ("40001", "40P01", "55P03")
 
 
 class DatabaseUnreachable(ConnectionError):
