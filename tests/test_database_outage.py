@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import threading
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -288,35 +289,45 @@ async def test_only_database_errors_count_as_the_database_being_unavailable(
     assert database_unavailable(failures[0]), repr(failures[0])
 
 
+@asynccontextmanager
+async def wallets_locked(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Another session's transaction holding every wallet row, rolled back on leaving."""
+    locker = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await locker.execute("BEGIN")
+        await locker.execute("SELECT id FROM ledger_accounts FOR UPDATE")
+        yield locker
+        await locker.execute("ROLLBACK")
+    finally:
+        await locker.close()
+
+
 @pytest.mark.postgres
 async def test_a_call_whose_connection_is_cut_mid_transaction_charges_nothing(
-    proxied: tuple[str, str, TcpProxy], clock: FakeClock
+    proxied: tuple[str, str, TcpProxy],
 ) -> None:
     direct_url, through_proxy, proxy = proxied
     db = Database(make_engine(through_proxy))
     runtime = Runtime(settings=Settings(database_url=through_proxy), db=db)
     _agent, key = await make_agent(db, runtime.settings, funds=50 * USDC)
     await load_demo_data(db, 5, seed=5)
-    locker = await asyncpg.connect(direct_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         async with client_for(runtime, key) as client:
             before = await call_ok(client, "get-wallet", {})
             # Another transaction holds the wallets, so the search stops at its charge...
-            await locker.execute("BEGIN")
-            await locker.execute("SELECT id FROM ledger_accounts FOR UPDATE")
-            call = asyncio.create_task(client.call_tool("search-specialists", {"q": "tax"}))
-            for _ in range(200):
-                waiting = await locker.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
-                )
-                if waiting:
-                    break
-                await asyncio.sleep(0.05)
-            assert waiting, "the search never waited for the wallet"
-            proxy.cut()  # ...and loses its connection there.
-            assert_unavailable(await asyncio.wait_for(call, 30))
-            await locker.execute("ROLLBACK")
+            async with wallets_locked(direct_url) as locker:
+                call = asyncio.create_task(client.call_tool("search-specialists", {"q": "tax"}))
+                for _ in range(200):
+                    waiting = await locker.fetchval(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                    )
+                    if waiting:
+                        break
+                    await asyncio.sleep(0.05)
+                assert waiting, "the search never waited for the wallet"
+                proxy.cut()  # ...and loses its connection there.
+                assert_unavailable(await asyncio.wait_for(call, 30))
             proxy.restore()
             assert await call_ok(client, "get-wallet", {}) == before
             usage = await call_ok(client, "get-usage", {})
@@ -324,7 +335,6 @@ async def test_a_call_whose_connection_is_cut_mid_transaction_charges_nothing(
             assert usage["total_usd_micros"] == 0
             await call_ok(client, "search-specialists", {"q": "tax"})  # and it serves again
     finally:
-        await locker.close()
         await runtime.close()
 
 
@@ -356,19 +366,16 @@ async def test_a_call_that_waits_past_the_lock_timeout_gets_503_and_the_next_one
     await truncate_all(pg_url)
     settings = Settings(database_url=pg_url, database_lock_timeout=0.3)
     runtime = Runtime.create(settings)
-    locker = await asyncpg.connect(pg_url.replace("postgresql+asyncpg", "postgresql"))
     try:
         await load_demo_data(runtime.db, 5, seed=5)
         _agent, key = await make_agent(runtime.db, settings, funds=50 * USDC)
         async with client_for(runtime, key) as client:
             before = await call_ok(client, "get-wallet", {})
             # A transaction that keeps the wallets locked (a stuck one, say)...
-            await locker.execute("BEGIN")
-            await locker.execute("SELECT id FROM ledger_accounts FOR UPDATE")
-            # ...holds a paid search up only as long as the lock timeout: it does not hang.
-            held = client.call_tool("search-specialists", {"q": "tax"})
-            assert_unavailable(await asyncio.wait_for(held, 30))
-            await locker.execute("ROLLBACK")
+            async with wallets_locked(pg_url):
+                # ...holds a paid search up only as long as the lock timeout: no hang.
+                held = client.call_tool("search-specialists", {"q": "tax"})
+                assert_unavailable(await asyncio.wait_for(held, 30))
             assert await call_ok(client, "get-wallet", {}) == before  # it charged nothing
             page = await call_ok(client, "search-specialists", {"q": "tax"})
             after = await call_ok(client, "get-wallet", {})
@@ -377,5 +384,4 @@ async def test_a_call_that_waits_past_the_lock_timeout_gets_503_and_the_next_one
         usdc = {w["currency"]: w["balance_base_units"] for w in after["wallets"]}
         assert int(usdc["USDC"]) == 50 * USDC - charged
     finally:
-        await locker.close()
         await runtime.close()
