@@ -348,13 +348,19 @@ WEIGHTS: dict[str, int] = {
 
 
 class Budget:
-    """The calls left to make, shared by every agent; the kill fires part-way through."""
+    """The calls left to make, shared by every agent; the kill fires part-way through.
+
+    Half the calls left after the kill point wait until the killed server is back
+    (``restarted``): on a fast machine the survivor alone could otherwise make them all
+    before the restart, and no call would show the restarted server serving."""
 
     def __init__(self, total: int, kill_after: int) -> None:
         self.total = total
         self.used = 0
         self.kill_after = kill_after
+        self.hold_after = kill_after + (total - kill_after) // 2
         self.kill_due = asyncio.Event()
+        self.restarted = asyncio.Event()
 
     def take(self) -> bool:
         if self.used >= self.total:
@@ -363,6 +369,11 @@ class Budget:
         if self.used >= self.kill_after:
             self.kill_due.set()
         return True
+
+    async def until_restarted(self) -> None:
+        """Past the hold point, wait until the killed server is back."""
+        if self.used > self.hold_after:
+            await self.restarted.wait()
 
 
 def _slot_ids(data: Any) -> list[str]:
@@ -538,6 +549,7 @@ class Actor:
         weights = [WEIGHTS[t] for t in tools]
         try:
             while self.budget.take():
+                await self.budget.until_restarted()
                 tool = self.rng.choices(tools, weights)[0]
                 await getattr(self, "op_" + tool.replace("-", "_"))()
         finally:
@@ -728,9 +740,12 @@ async def chaos(budget: Budget, victim: ServeProcess, down_seconds: float) -> in
             break
         await asyncio.sleep(0.01)
     in_flight = len(victim.in_flight)
-    victim.kill()
-    await asyncio.sleep(down_seconds)
-    await victim.start()
+    try:
+        victim.kill()
+        await asyncio.sleep(down_seconds)
+        await victim.start()
+    finally:
+        budget.restarted.set()  # even when the restart failed: nobody waits forever
     return in_flight
 
 
