@@ -9,6 +9,9 @@ Refund policy (``BookingPolicy``, from the price list):
 
 * the specialist or the system cancelled, or the booking was rejected: 100 % back;
 * the agent cancelled at least ``full_refund_before`` (24 h) before the start: 100 % back;
+  "the start" is the booking's ``refund_anchor_at``, the slot start it was paid for: a
+  reschedule keeps the earlier of that and the new slot's start, so moving a booking later
+  never widens the window and moving it earlier can only shorten it;
 * the agent cancelled later: ``late_refund_percent`` (50 %) back, rounded up in the agent's
   favour; the rest goes to the payee as a late-cancellation fee, less the commission.
 
@@ -69,7 +72,8 @@ def refund_percent(booking: Booking, policy: BookingPolicy, at: datetime) -> int
         return 100
     if booking.cancelled_by in (CancelledBy.SPECIALIST.value, CancelledBy.SYSTEM.value):
         return 100
-    if booking.slot_start - at >= policy.full_refund_before:
+    anchor = booking.refund_anchor_at or booking.slot_start
+    if anchor - at >= policy.full_refund_before:
         return 100
     return policy.late_refund_percent
 

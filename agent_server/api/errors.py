@@ -6,6 +6,8 @@
 - unknown routes and methods become NOT_FOUND (404) and METHOD_NOT_ALLOWED (405);
 - a database that cannot serve right now (``store.outage``) becomes SERVICE_UNAVAILABLE
   (503, ``Retry-After``);
+- a booking change that lost to a concurrent one (``store.conflicts``) becomes
+  BOOKING_CONFLICT (409);
 - anything else is logged with its traceback and answered with a generic INTERNAL_ERROR.
 """
 
@@ -24,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_server.errors import AgentServerError, RateLimited, ServiceUnavailable
 from agent_server.logs import get_logger
+from agent_server.store.conflicts import lost_update
 from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
@@ -188,6 +191,11 @@ class CatchAll:
         except ClientDisconnect:
             raise  # no one to answer: ``RequestContext`` notes it
         except Exception as exc:
+            conflict = lost_update(exc)
+            if conflict is not None:
+                if not started:
+                    await error_response(conflict)(scope, receive, send)
+                return
             if database_unavailable(exc):
                 log.warning(
                     "api.database_unavailable",

@@ -183,6 +183,14 @@ class Booking(Base):
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The slot start the cancellation refund band is measured from: the start the booking
+    # was paid for, never moved later by a reschedule (``billing.escrow.refund_percent``).
+    refund_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The ORM's version counter: every UPDATE names the version it read
+    # (``WHERE id = ? AND version = ?``); a row changed meanwhile raises ``StaleDataError``.
+    version: Mapped[int] = mapped_column(Integer, server_default="1")
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class BookingChange(Base):

@@ -22,6 +22,17 @@ SAVEPOINT; the partial unique index on (schedule, slot start, seat) over the sea
 statuses refuses a second holder, and the loser tries the next seat up to the capacity. Seats
 read beforehand only choose the order of the attempts; the index is the guard.
 
+One change at a time: every status change (accept, reject, cancel, complete, reschedule, a
+note) reads the booking with a row lock (``SELECT ... FOR UPDATE``; SQLite's write
+transactions are serialised already), so of two concurrent changes the second waits, reads
+the first's result and is refused with ``invalid_status`` before it writes anything: history
+lines and events are written once per real transition, in the transaction of its money step.
+The ORM's version column (``bookings.version``) stays as the database's guard: an UPDATE of a
+booking that changed since it was read matches no row and becomes ``changed_meanwhile``.
+
+Refund band: ``refund_anchor_at`` is the slot start the booking was paid for; a reschedule
+keeps the earlier of the old anchor and the new slot's start (``billing.escrow``).
+
 Errors:
 
 * a slot that cannot be booked (taken, outside hours, blackout, notice, past, outside the date
@@ -31,6 +42,9 @@ Errors:
   pending one) is ``BookingConflict`` with reason ``invalid_status`` and the current status;
 * completing a booking before its slot ended is ``BookingConflict`` with reason ``not_ended``
   and ``ends_at``: the request is well formed, the booking's state is what refuses it;
+* a booking changed by another transaction between this one's read and its write is
+  ``BookingConflict`` with reason ``changed_meanwhile`` (the version check's
+  ``StaleDataError``; see "One change at a time" below);
 * booking one's own agent-owned schedule is ``Forbidden``; another agent's booking is
   ``Forbidden``; unknown ids are ``NotFound``.
 """
@@ -47,6 +61,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.availability import (
@@ -87,6 +102,7 @@ from agent_server.events.outbox import (
     BOOKING_RESCHEDULED,
 )
 from agent_server.store import UnitOfWork
+from agent_server.store.conflicts import changed_meanwhile
 
 REASON_INVALID_STATUS = "invalid_status"
 REASON_NOT_ENDED = "not_ended"
@@ -164,6 +180,30 @@ async def _load_booking(uow: UnitOfWork, booking_id: int) -> Booking:
     if booking is None:
         raise NotFound(f"booking {booking_id} not found", {"booking_id": booking_id})
     return booking
+
+
+async def _lock_booking(uow: UnitOfWork, booking_id: int) -> Booking:
+    """The booking, read afresh under a row lock held until the transaction ends: a
+    concurrent change of it waits here and then reads this transaction's result."""
+    query = (
+        select(Booking)
+        .where(Booking.id == booking_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    booking = (await uow.session.execute(query)).scalar_one_or_none()
+    if booking is None:
+        raise NotFound(f"booking {booking_id} not found", {"booking_id": booking_id})
+    return booking
+
+
+async def _flush(uow: UnitOfWork, booking: Booking) -> None:
+    """Flush a booking's change; a lost version check is ``BookingConflict``."""
+    booking_id = booking.id
+    try:
+        await uow.session.flush()
+    except StaleDataError:
+        raise changed_meanwhile(booking_id) from None
 
 
 def _status_conflict(booking: Booking, action: str, allowed: Iterable[BookingStatus]) -> None:
@@ -369,6 +409,7 @@ async def book_slot(
         updated_at=now,
         accepted_at=now if status is BookingStatus.ACCEPTED else None,
         rescheduled_from_id=None,
+        refund_anchor_at=start,
     )
     try:
         booking = await _take_seat(uow, schedule.capacity, fields)
@@ -393,13 +434,14 @@ async def book_slot(
 
 async def accept_booking(uow: UnitOfWork, owner: ScheduleOwner, booking_id: int) -> Booking:
     """The schedule's owner accepts a pending booking."""
-    booking = await _load_booking(uow, booking_id)
+    booking = await _lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
     _status_conflict(booking, "accepted", [BookingStatus.PENDING])
     now = uow.clock.now()
     booking.status = BookingStatus.ACCEPTED.value
     booking.accepted_at = now
     booking.updated_at = now
+    await _flush(uow, booking)
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
     await emit_booking(uow, BOOKING_CONFIRMED, booking)
     await uow.session.flush()
@@ -411,11 +453,12 @@ async def reject_booking(
 ) -> Booking:
     """The schedule's owner rejects a pending booking, which frees its seat."""
     reason = _check_text("reason", reason, MAX_REASON)
-    booking = await _load_booking(uow, booking_id)
+    booking = await _lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
     _status_conflict(booking, "rejected", [BookingStatus.PENDING])
     booking.status = BookingStatus.REJECTED.value
     booking.updated_at = uow.clock.now()
+    await _flush(uow, booking)
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
     await _seat_freed(uow, booking)
     await emit_booking(uow, BOOKING_CANCELLED, booking)
@@ -452,6 +495,7 @@ async def _cancel(
     booking.cancel_reason = reason
     booking.cancelled_at = now
     booking.updated_at = now
+    await _flush(uow, booking)
     _record(uow, booking, by, before, note or reason_code)
     await _seat_freed(uow, booking)
 
@@ -472,7 +516,7 @@ async def cancel_booking(
     """
     code = normalize_reason_code(reason_code)
     reason = _check_text("reason", reason, MAX_REASON)
-    booking = await _load_booking(uow, booking_id)
+    booking = await _lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
     await _cancel(uow, booking, by, code, reason, "")
     await emit_booking(uow, BOOKING_CANCELLED, booking)
@@ -488,7 +532,7 @@ async def complete_booking(
     The booker (``by=agent``), the schedule's owner (``by=specialist``) or the system may.
     Before the slot's end: ``BookingConflict`` with reason ``not_ended`` and ``ends_at``.
     """
-    booking = await _load_booking(uow, booking_id)
+    booking = await _lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
     _status_conflict(booking, "completed", [BookingStatus.ACCEPTED])
     now = uow.clock.now()
@@ -501,6 +545,7 @@ async def complete_booking(
     booking.status = BookingStatus.COMPLETED.value
     booking.completed_at = now
     booking.updated_at = now
+    await _flush(uow, booking)
     _record(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
     await emit_booking(uow, BOOKING_COMPLETED, booking)
     await uow.session.flush()
@@ -517,7 +562,7 @@ async def reschedule_booking(
     is ``BookingConflict`` and changes nothing.
     """
     schedule_id, start = parse_slot_id(new_slot_id)
-    old = await _load_booking(uow, booking_id)
+    old = await _lock_booking(uow, booking_id)
     if old.booker_agent_id != agent_id:
         raise Forbidden(f"booking {booking_id} belongs to someone else", {"booking_id": booking_id})
     _status_conflict(old, "rescheduled", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
@@ -548,12 +593,14 @@ async def reschedule_booking(
         updated_at=now,
         accepted_at=now if status is BookingStatus.ACCEPTED else None,
         rescheduled_from_id=old.id,
+        # The refund band stays where the money was paid: never later than before.
+        refund_anchor_at=min(old.refund_anchor_at or old.slot_start, start),
     )
     new = await _take_seat(uow, schedule.capacity, fields)
     if new is None:
         raise await _conflict(uow, spec, start, REASON_FULL)
-    await _cancel(uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}")
     old.rescheduled_to_id = new.id
+    await _cancel(uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}")
     _record(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
     await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old)
     await uow.session.flush()
@@ -568,7 +615,7 @@ async def add_note(
     if not text:
         raise ValidationFailed.field("note", "write a note of at least one character")
     _check_text("note", text, MAX_NOTE)
-    booking = await _load_booking(uow, booking_id)
+    booking = await _lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
     _status_conflict(booking, "given notes", [BookingStatus.ACCEPTED, BookingStatus.COMPLETED])
     if uow.clock.now() < booking.slot_end:
@@ -579,6 +626,7 @@ async def add_note(
         )
     booking.notes = f"{booking.notes}\n{text}" if booking.notes else text
     booking.updated_at = uow.clock.now()
+    await _flush(uow, booking)
     _record(uow, booking, by, booking.status, text)
     await uow.session.flush()
     return booking

@@ -42,6 +42,7 @@ from agent_server.errors import (
 )
 from agent_server.logs import get_logger
 from agent_server.runtime import Runtime
+from agent_server.store.conflicts import lost_update
 from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
@@ -246,15 +247,20 @@ class DashboardRoute(APIRoute):
                     viewer = None
                 response = _error_page(request, exc, viewer)
             except Exception as exc:
-                if not database_unavailable(exc):
+                conflict = lost_update(exc)
+                if conflict is not None:
+                    # A booking changed by another request meanwhile: nothing was written.
+                    response = _error_page(request, conflict, None)
+                elif database_unavailable(exc):
+                    log.warning(
+                        "dashboard.database_unavailable",
+                        path=request.url.path,
+                        error=type(exc).__name__,
+                    )
+                    response = _error_page(request, ServiceUnavailable(RETRY_AFTER_SECONDS), None)
+                    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+                else:
                     raise
-                log.warning(
-                    "dashboard.database_unavailable",
-                    path=request.url.path,
-                    error=type(exc).__name__,
-                )
-                response = _error_page(request, ServiceUnavailable(RETRY_AFTER_SECONDS), None)
-                response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

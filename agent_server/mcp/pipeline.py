@@ -23,6 +23,7 @@ from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
 from agent_server.runtime import Runtime
 from agent_server.store import UnitOfWork
+from agent_server.store.conflicts import lost_update
 from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from billing.meter import MeteredCall, run_metered
 from wallets.service import rate_source
@@ -175,6 +176,13 @@ async def run_tool(
             await _count_failed(runtime, caller, spec.name, counted, exc)
         return results.failure(exc)
     except Exception as exc:
+        conflict = lost_update(exc)
+        if conflict is not None:
+            # Another call changed the same booking first; this one wrote nothing.
+            log.info("tool.refused", tool=spec.name, code=conflict.code)
+            if admitted:
+                await _count_failed(runtime, caller, spec.name, counted, conflict)
+            return results.failure(conflict)
         if database_unavailable(exc):
             # Nothing to count it in either: the database is what failed.
             log.warning("tool.database_unavailable", tool=spec.name, error=type(exc).__name__)
