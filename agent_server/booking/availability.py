@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from agent_server.errors import ValidationFailed
+from agent_server.inputs import BIGINT_MAX, YEARS
 
 if TYPE_CHECKING:
     from agent_server.booking.models import Schedule
@@ -74,7 +75,7 @@ _SLOT_ID = re.compile(r"^([1-9]\d{0,18})-(\d{8}T\d{4})Z$")
 SLOT_ID_FORMAT_HINT = "use '<schedule_id>-YYYYMMDDTHHMMZ' as returned by get-availability"
 # Slot times are refused outside these years: nothing is bookable there, and near the ends of
 # the calendar a slot's local date in its time zone would not exist.
-SLOT_YEARS = (2000, 2999)
+SLOT_YEARS = YEARS
 
 
 def parse_hhmm(text: str) -> int:
@@ -153,7 +154,12 @@ def parse_slot_id(slot_id: str) -> tuple[int, datetime]:
             f"{slot_id!r} is not between the years {SLOT_YEARS[0]} and {SLOT_YEARS[1]}; "
             f"{SLOT_ID_FORMAT_HINT}",
         )
-    return int(match.group(1)), start
+    schedule_id = int(match.group(1))
+    if schedule_id > BIGINT_MAX:
+        raise ValidationFailed.field(
+            "slot_id", f"{slot_id!r} names no schedule (ids end at {BIGINT_MAX})"
+        )
+    return schedule_id, start
 
 
 @lru_cache(maxsize=1024)

@@ -28,10 +28,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from itertools import pairwise
 from typing import Annotated, Any, Literal, TypeVar
-from zoneinfo import available_timezones
 
 from pydantic import (
     AfterValidator,
@@ -39,7 +37,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictInt,
+    Strict,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -58,6 +56,15 @@ from agent_server.booking.availability import (
 )
 from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule, Specialist
 from agent_server.errors import Forbidden, NotFound, ValidationFailed
+from agent_server.inputs import (
+    Amount,
+    Day,
+    MultilineText,
+    Text,
+    TimeZone,
+    check_moment,
+    require,
+)
 from agent_server.store import UnitOfWork
 from wallets.currencies import CURRENCIES as COINS
 
@@ -112,20 +119,6 @@ def usd_value(
 # --- input models ----------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=1)
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
-def _check_timezone(value: str) -> str:
-    key = value.strip()
-    if key not in _zones():
-        raise ValueError(
-            f"{value!r} is not an IANA time zone; use a name like 'Europe/Berlin' or 'UTC'"
-        )
-    return key
-
-
 def _check_range(value: tuple[str, str]) -> tuple[str, str]:
     lo, hi = parse_hhmm(value[0]), parse_hhmm(value[1])
     if lo >= hi:
@@ -172,10 +165,10 @@ DayRanges = Annotated[list[HourRange], Field(max_length=48), AfterValidator(_che
 Weekday = Annotated[
     Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], BeforeValidator(_norm_weekday)
 ]
-TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+TimeZoneName = TimeZone
 Currency = Annotated[Literal["USD", "USDT", "USDC", "ETH", "BTC"], BeforeValidator(_norm_currency)]
 Skills = Annotated[
-    list[Annotated[str, Field(max_length=64)]], Field(max_length=50), AfterValidator(_norm_skills)
+    list[Annotated[Text, Field(max_length=64)]], Field(max_length=50), AfterValidator(_norm_skills)
 ]
 
 
@@ -196,19 +189,19 @@ class _ScheduleFields(BaseModel):
 class ScheduleInput(_ScheduleFields):
     """A new schedule. Amounts are integers in the currency's base unit (USD: micro-dollars)."""
 
-    label: Annotated[str, Field(max_length=255)] = ""
-    description: Annotated[str, Field(max_length=5000)] = ""
+    label: Annotated[Text, Field(max_length=255)] = ""
+    description: Annotated[MultilineText, Field(max_length=5000)] = ""
     skills: Skills = []
     timezone: TimeZoneName
     weekly_hours: dict[Weekday, DayRanges] = {}
-    overrides: Annotated[dict[date, DayRanges], Field(max_length=1000)] = {}
-    blackout_dates: Annotated[list[date], Field(max_length=1000)] = []
+    overrides: Annotated[dict[Day, DayRanges], Field(max_length=1000)] = {}
+    blackout_dates: Annotated[list[Day], Field(max_length=1000)] = []
     slot_minutes: Annotated[int, Field(ge=MIN_SLOT_MINUTES, le=MAX_SLOT_MINUTES)] = 60
     buffer_minutes: Annotated[int, Field(ge=0, le=MAX_BUFFER_MINUTES)] = 0
     min_notice_minutes: Annotated[int, Field(ge=0, le=MAX_NOTICE_MINUTES)] = 0
-    start_date: date | None = None
-    end_date: date | None = None
-    price_amount: Annotated[StrictInt, Field(ge=0, le=MAX_PRICE)] = 0
+    start_date: Day | None = None
+    end_date: Day | None = None
+    price_amount: Annotated[Amount, Strict()] = 0
     price_currency: Currency = "USD"
     capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY)] = 1
     private: bool = False
@@ -218,19 +211,19 @@ class ScheduleInput(_ScheduleFields):
 class ScheduleUpdate(_ScheduleFields):
     """A partial change: only the fields given are changed (``end_date: null`` clears it)."""
 
-    label: Annotated[str, Field(max_length=255)] | None = None
-    description: Annotated[str, Field(max_length=5000)] | None = None
+    label: Annotated[Text, Field(max_length=255)] | None = None
+    description: Annotated[MultilineText, Field(max_length=5000)] | None = None
     skills: Skills | None = None
     timezone: TimeZoneName | None = None
     weekly_hours: dict[Weekday, DayRanges] | None = None
-    overrides: Annotated[dict[date, DayRanges], Field(max_length=1000)] | None = None
-    blackout_dates: Annotated[list[date], Field(max_length=1000)] | None = None
+    overrides: Annotated[dict[Day, DayRanges], Field(max_length=1000)] | None = None
+    blackout_dates: Annotated[list[Day], Field(max_length=1000)] | None = None
     slot_minutes: Annotated[int, Field(ge=MIN_SLOT_MINUTES, le=MAX_SLOT_MINUTES)] | None = None
     buffer_minutes: Annotated[int, Field(ge=0, le=MAX_BUFFER_MINUTES)] | None = None
     min_notice_minutes: Annotated[int, Field(ge=0, le=MAX_NOTICE_MINUTES)] | None = None
-    start_date: date | None = None
-    end_date: date | None = None
-    price_amount: Annotated[StrictInt, Field(ge=0, le=MAX_PRICE)] | None = None
+    start_date: Day | None = None
+    end_date: Day | None = None
+    price_amount: Annotated[Amount, Strict()] | None = None
     price_currency: Currency | None = None
     capacity: Annotated[int, Field(ge=1, le=MAX_CAPACITY)] | None = None
     private: bool | None = None
@@ -610,12 +603,8 @@ async def taken_seats(
 
 def check_window(window_start: datetime, window_end: datetime) -> tuple[datetime, datetime]:
     """A valid availability window in UTC, or ``ValidationFailed`` naming the bad end."""
-    for name, value in (("window_start", window_start), ("window_end", window_end)):
-        if value.tzinfo is None:
-            raise ValidationFailed.field(
-                name, "give a time with a UTC offset, e.g. 2026-03-02T00:00:00Z"
-            )
-    start, end = window_start.astimezone(UTC), window_end.astimezone(UTC)
+    start = require("window_start", check_moment, window_start)
+    end = require("window_end", check_moment, window_end)
     if end <= start:
         raise ValidationFailed.field("window_end", "must be after window_start")
     if end - start > MAX_AVAILABILITY_WINDOW:

@@ -52,6 +52,7 @@ import base64
 import hashlib
 import heapq
 import json
+import math
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
@@ -100,6 +101,7 @@ from agent_server.booking.next_free import (
 )
 from agent_server.booking.schedules import parse_model, usd_value
 from agent_server.errors import NotFound, ValidationFailed
+from agent_server.inputs import Day, Text, TimeZone, check_int, check_moment
 from agent_server.store import UnitOfWork
 
 DEFAULT_WINDOW_DAYS = 7
@@ -205,14 +207,14 @@ class SearchQuery(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     q: Annotated[
-        str | None,
+        Text | None,
         Field(
             max_length=200,
             description=("Free text; every word must appear in the name, title, about or skills."),
         ),
     ] = None
     skills: Annotated[
-        list[str],
+        list[Text],
         Field(
             max_length=10,
             description=(
@@ -222,7 +224,7 @@ class SearchQuery(BaseModel):
         ),
     ] = []
     languages: Annotated[
-        list[str],
+        list[Text],
         Field(
             max_length=10,
             description=(
@@ -230,9 +232,9 @@ class SearchQuery(BaseModel):
             ),
         ),
     ] = []
-    city: Annotated[str | None, Field(max_length=100, description="City, e.g. 'Berlin'.")] = None
+    city: Annotated[Text | None, Field(max_length=100, description="City, e.g. 'Berlin'.")] = None
     country: Annotated[
-        str | None, Field(description=("ISO 3166-1 alpha-2 country code, e.g. 'DE'."))
+        Text | None, Field(description=("ISO 3166-1 alpha-2 country code, e.g. 'DE'."))
     ] = None
     price_min: Annotated[
         int | None,
@@ -265,18 +267,18 @@ class SearchQuery(BaseModel):
         int | None, Field(ge=15, le=1440, description=("Slot length in minutes, e.g. 60."))
     ] = None
     days_of_week: Annotated[
-        list[str],
+        list[Text],
         Field(
             max_length=7,
             description=("Days with a free slot, in `timezone`: 'mon'..'sun' (or full names)."),
         ),
     ] = []
     hours_from: Annotated[
-        str | None,
+        Text | None,
         Field(description=("Earliest slot start, HH:MM in `timezone`; give hours_to too.")),
     ] = None
     hours_to: Annotated[
-        str | None,
+        Text | None,
         Field(
             description=(
                 "Latest slot end, HH:MM in `timezone` (24:00 for midnight; before hours_from wraps "
@@ -285,10 +287,10 @@ class SearchQuery(BaseModel):
         ),
     ] = None
     date_from: Annotated[
-        date | None, Field(description=("First day of the window (in `timezone`); default today."))
+        Day | None, Field(description=("First day of the window (in `timezone`); default today."))
     ] = None
     date_to: Annotated[
-        date | None,
+        Day | None,
         Field(
             description=(
                 f"Last day of the window, inclusive; default a week after date_from; at most "
@@ -297,7 +299,7 @@ class SearchQuery(BaseModel):
         ),
     ] = None
     timezone: Annotated[
-        str,
+        TimeZone,
         Field(
             max_length=64,
             description=(
@@ -323,7 +325,7 @@ class SearchQuery(BaseModel):
         ),
     ] = None
     cursor: Annotated[
-        str | None,
+        Text | None,
         Field(
             max_length=512, description=("next_cursor of the previous page, with the same filters.")
         ),
@@ -709,17 +711,16 @@ def _with_cursor(plan: _Plan, cursor: str) -> _Plan:
         raise ValidationFailed.field(
             "cursor", "belongs to a search with other filters; repeat the search without it"
         )
-    if not isinstance(specialist_id, int) or not isinstance(schedule_id, int):
-        raise bad
+        check_int(specialist_id)
+        check_int(schedule_id)
     try:
         if plan.sort is SortBy.NEXT_AVAILABLE:
-            value = datetime.fromisoformat(value)
-            if value.tzinfo is None:
-                raise ValueError
+            value = check_moment(datetime.fromisoformat(value))
         elif plan.sort is SortBy.PRICE:
-            if not isinstance(value, int):
-                raise ValueError
-        elif not isinstance(value, int | float):
+            check_int(value)
+        elif isinstance(value, int):
+            check_int(value)
+        elif not isinstance(value, float) or not math.isfinite(value):
             raise ValueError
     except (ValueError, TypeError):
         raise bad from None

@@ -101,6 +101,7 @@ from agent_server.events.outbox import (
     BOOKING_CREATED,
     BOOKING_RESCHEDULED,
 )
+from agent_server.inputs import check_id, check_moment, require
 from agent_server.store import UnitOfWork
 from agent_server.store.conflicts import changed_meanwhile
 
@@ -693,10 +694,7 @@ def _decode_cursor(cursor: str) -> int:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        before = value["before"]
-        if not isinstance(before, int) or before < 1:
-            raise ValueError(before)
-        return before
+        return check_id(value["before"])
     except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
         raise ValidationFailed.field(
             "cursor", "pass the next_cursor of the previous page unchanged"
@@ -747,8 +745,10 @@ async def list_bookings(
     if wanted is not None:
         query = query.where(Booking.status.in_(wanted))
     if starts_after is not None:
+        starts_after = require("starts_after", check_moment, starts_after)
         query = query.where(Booking.slot_start >= starts_after)
     if starts_before is not None:
+        starts_before = require("starts_before", check_moment, starts_before)
         query = query.where(Booking.slot_start < starts_before)
     if cursor is not None:
         query = query.where(Booking.id < _decode_cursor(cursor))

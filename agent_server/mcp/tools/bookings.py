@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as svc
 from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.models import CancelledBy
+from agent_server.inputs import Moment, MultilineText, Text
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.common import (
     MAX_ID,
@@ -25,7 +26,7 @@ from billing.meter import ExtraPrice
 from billing.rebooking import move_escrow
 
 SlotId = Annotated[
-    str,
+    Text,
     Field(
         min_length=3,
         max_length=64,
@@ -42,7 +43,8 @@ class BookSlotIn(Input):
     slot_id: SlotId
     idempotency_key: IdempotencyKey
     topic: Annotated[
-        str, Field(max_length=2000, description="What the session is about, for the specialist.")
+        MultilineText,
+        Field(max_length=2000, description="What the session is about, for the specialist."),
     ] = ""
 
 
@@ -95,15 +97,15 @@ class ListBookingsIn(Input):
         Field(description="Only bookings in this status."),
     ] = None
     starts_after: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Field(description="Only slots starting at or after this time (ISO 8601 with offset)."),
     ] = None
     starts_before: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Field(description="Only slots starting before this time (ISO 8601 with offset)."),
     ] = None
     cursor: Annotated[
-        str | None, Field(max_length=200, description="next_cursor of the previous page.")
+        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
     ] = None
     limit: Annotated[int, Field(ge=1, le=100, description="Bookings per page.")] = 20
 
@@ -144,7 +146,9 @@ class CancelBookingIn(Input):
         Literal["not_feeling_well", "no_time", "other"],
         Field(description="Why you cancel."),
     ] = "other"
-    reason: Annotated[str, Field(max_length=2000, description="Free text for the specialist.")] = ""
+    reason: Annotated[
+        MultilineText, Field(max_length=2000, description="Free text for the specialist.")
+    ] = ""
 
 
 class CancelResult(Paid):

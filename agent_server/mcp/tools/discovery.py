@@ -8,6 +8,7 @@ from pydantic import Field
 
 from agent_server.booking import cache
 from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
+from agent_server.inputs import TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput
 from agent_server.mcp.tools.common import MAX_ID, Input, Paid
@@ -41,7 +42,7 @@ async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResul
 class ViewProfileIn(Input):
     specialist_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id from search-specialists.")]
     timezone: Annotated[
-        str,
+        TimeZone,
         Field(
             max_length=64,
             description="Your IANA time zone for local slot times, e.g. Europe/Paris.",

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
 
 from pydantic import Field
 
 from agent_server.booking import schedules as svc
 from agent_server.booking.schedules import ScheduleOwner
+from agent_server.inputs import (
+    Amount,
+    Day,
+    Int32,
+    JsonObject,
+    Moment,
+    MultilineText,
+    Text,
+    TimeZone,
+)
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.common import (
     MAX_ID,
@@ -30,15 +40,17 @@ WEEKLY_HOURS_DOC = (
 
 
 class ScheduleFields(Input):
-    label: Annotated[str, Field(max_length=255, description="Short name shown in search.")] = ""
-    description: Annotated[str, Field(max_length=5000, description="What is offered.")] = ""
+    label: Annotated[Text, Field(max_length=255, description="Short name shown in search.")] = ""
+    description: Annotated[
+        MultilineText, Field(max_length=5000, description="What is offered.")
+    ] = ""
     skills: Annotated[
-        list[Annotated[str, Field(max_length=100)]],
+        list[Annotated[Text, Field(max_length=100)]],
         Field(max_length=50, description='Skills offered, e.g. ["tax law", "german"].'),
     ] = []
-    weekly_hours: Annotated[dict[str, Any], Field(description=WEEKLY_HOURS_DOC)] = {}
+    weekly_hours: Annotated[JsonObject, Field(description=WEEKLY_HOURS_DOC)] = {}
     overrides: Annotated[
-        dict[str, Any],
+        JsonObject,
         Field(
             description=(
                 "Per-date replacement hours, ISO date → ranges; an empty list closes that day, "
@@ -47,7 +59,7 @@ class ScheduleFields(Input):
         ),
     ] = {}
     blackout_dates: Annotated[
-        list[date], Field(max_length=1000, description='Closed dates, e.g. ["2026-12-31"].')
+        list[Day], Field(max_length=1000, description='Closed dates, e.g. ["2026-12-31"].')
     ] = []
     slot_minutes: Annotated[
         int, Field(ge=15, le=1440, description="Length of one bookable slot in minutes (≥ 15).")
@@ -56,16 +68,14 @@ class ScheduleFields(Input):
         int, Field(ge=0, le=1440, description="Gap left free after each slot, in minutes.")
     ] = 0
     min_notice_minutes: Annotated[
-        int, Field(ge=0, description="How long before its start a slot can still be booked.")
+        Int32, Field(ge=0, description="How long before its start a slot can still be booked.")
     ] = 0
     start_date: Annotated[
-        date | None, Field(description="First bookable date (default: today in the time zone).")
+        Day | None, Field(description="First bookable date (default: today in the time zone).")
     ] = None
-    end_date: Annotated[date | None, Field(description="Last bookable date (default: none).")] = (
-        None
-    )
+    end_date: Annotated[Day | None, Field(description="Last bookable date (default: none).")] = None
     price_amount: Annotated[
-        int,
+        Amount,
         Field(
             ge=0,
             description=(
@@ -88,7 +98,7 @@ class ScheduleFields(Input):
 
 class CreateScheduleIn(ScheduleFields):
     timezone: Annotated[
-        str,
+        TimeZone,
         Field(
             description="IANA time zone the hours are in, e.g. Europe/Berlin (not an offset).",
             examples=["Europe/Berlin", "America/New_York"],
@@ -157,7 +167,7 @@ async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleLis
 class UpdateScheduleIn(Input):
     schedule_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your schedules.")]
     changes: Annotated[
-        dict[str, Any],
+        JsonObject,
         Field(
             description=(
                 "Only the fields to change, with the same meaning as in create-schedule: "
@@ -221,14 +231,14 @@ class AvailabilityIn(Input):
         Field(ge=1, le=MAX_ID, description="A specialist id: free slots of all their schedules."),
     ] = None
     start: Annotated[
-        datetime | None,
+        Moment | None,
         Field(
             description="Window start, ISO 8601 with offset (default: now).",
             examples=["2026-05-04T00:00:00Z"],
         ),
     ] = None
     end: Annotated[
-        datetime | None,
+        Moment | None,
         Field(
             description="Window end, ISO 8601 with offset (default: start + 7 days; max 62 days)."
         ),

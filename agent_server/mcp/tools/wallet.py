@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field
 
 from agent_server.errors import NotFound, ValidationFailed
+from agent_server.inputs import Text
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.common import Input, Paid
 from agent_server.mcp.tools.registry import REGISTRY
@@ -175,9 +176,9 @@ async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
 
 
 class QuoteIn(Input):
-    tool: Annotated[str, Field(max_length=64, description="Tool name, e.g. book-slot.")]
+    tool: Annotated[Text, Field(max_length=64, description="Tool name, e.g. book-slot.")]
     slot_id: Annotated[
-        str | None,
+        Text | None,
         Field(max_length=64, description="For book-slot: the slot, so its price is included."),
     ] = None
 
