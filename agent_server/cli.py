@@ -257,10 +257,20 @@ ActorOpt = Annotated[
 ]
 
 
+def _check_operator_text(**values: str | None) -> None:
+    """``ValidationFailed`` naming the option whose text holds control characters."""
+    from agent_server.inputs import check_text, require
+
+    for name, value in values.items():
+        if value is not None:
+            require(f"--{name}", check_text, value)
+
+
 def _change_status(action: str, agent: str, reason: str, actor: str | None) -> None:
     from agent_server.accounts.status import StatusAction, change_status
 
     async def work(runtime: Runtime) -> str:
+        _check_operator_text(reason=reason, actor=actor)
         async with runtime.db.uow() as uow:
             change = await change_status(
                 uow, agent, StatusAction(action), actor=_operator(actor), reason=reason
@@ -378,6 +388,7 @@ def _adjust(
     operator = _operator(actor)
 
     async def work(runtime: Runtime) -> str:
+        _check_operator_text(reason=reason, actor=actor, reference=reference)
         info = currency_info(currency)
         base = info.parse(amount)
         async with runtime.db.uow() as uow:
@@ -438,7 +449,7 @@ def admin_debit(
 
 @dev_app.command("fund")
 def dev_fund(
-    agent: Annotated[int, typer.Argument(help="The agent's id.")],
+    agent: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="The agent's id.")],
     currency: Annotated[str, typer.Argument(help="ETH, USDT or USDC.")],
     amount: Annotated[str, typer.Argument(help="Whole coins, e.g. 25 or 0.01.")],
     wait: Annotated[

@@ -16,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from agent_server.errors import ValidationFailed
+from agent_server.inputs import BIGINT_MAX
 
 
 class Chain(StrEnum):
@@ -68,7 +69,13 @@ class CurrencyInfo:
 
     def parse(self, text: str, field: str = "amount") -> int:
         """A decimal string of whole coins as base units; more decimals than exist is an error."""
-        return self._parse(text, field, self.decimals)
+        base = self._parse(text, field, self.decimals)
+        if base > BIGINT_MAX:
+            most = Decimal(BIGINT_MAX).scaleb(-self.decimals)
+            raise ValidationFailed.field(
+                field, f"give at most {_plain(most)} {self.code}, the most the ledger holds"
+            )
+        return base
 
     def parse_on_chain(self, text: str, field: str = "amount") -> int:
         """A decimal string of whole coins in the chain's unit (wei for ETH), to send on chain."""
@@ -83,6 +90,8 @@ class CurrencyInfo:
             ) from None
         if not value.is_finite() or value <= 0:
             raise ValidationFailed.field(field, f"give a positive amount of {self.code}")
+        if value.adjusted() + decimals > 80:  # no amount is this large; keep the int small
+            raise ValidationFailed.field(field, f"give a smaller amount of {self.code}")
         base = value.scaleb(decimals)
         if base != base.to_integral_value():
             raise ValidationFailed.field(

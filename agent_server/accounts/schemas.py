@@ -1,18 +1,19 @@
 """What an agent may send about itself, with the Ceki seed's field names and length limits.
 
 These pydantic models are the boundary: anything that passes them fits the database on both
-backends (no NUL characters, bounded sizes, http(s) URLs, valid emails).
+backends (no control characters, bounded sizes, http(s) URLs, valid emails).
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WrapValidator
+
+from agent_server.inputs import check_json, check_moment, check_text
 
 CURRENCY_CODES = ("BTC", "ETH", "USDT", "USDC")
 DEFAULT_CURRENCY = "USDT"
@@ -21,9 +22,11 @@ MAX_OBJECT_CHARS = 10_000
 
 
 def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
+    return check_text(value)
+
+
+def _no_nul_multiline(value: str) -> str:
+    return check_text(value, multiline=True)
 
 
 def _http_url(value: str) -> str:
@@ -42,12 +45,7 @@ def _email(value: str) -> str:
 
 
 def _object(value: dict[str, Any]) -> dict[str, Any]:
-    text = json.dumps(value, ensure_ascii=False)
-    if len(text) > MAX_OBJECT_CHARS:
-        raise ValueError(f"must be at most {MAX_OBJECT_CHARS} characters as JSON")
-    if "\\u0000" in text:
-        raise ValueError("must not contain NUL characters")
-    return value
+    return check_json(value, max_chars=MAX_OBJECT_CHARS)
 
 
 def _upper(value: Any) -> Any:
@@ -55,7 +53,7 @@ def _upper(value: Any) -> Any:
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return check_moment(value.replace(tzinfo=UTC) if value.tzinfo is None else value)
 
 
 Name = Annotated[
@@ -79,11 +77,11 @@ Url = Annotated[
 ]
 Text50 = Annotated[str, Field(max_length=50), AfterValidator(_no_nul)]
 Text100 = Annotated[str, Field(max_length=100), AfterValidator(_no_nul)]
-Text500 = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
-Text5000 = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul)]
+Text500 = Annotated[str, Field(max_length=500), AfterValidator(_no_nul_multiline)]
+Text5000 = Annotated[str, Field(max_length=5000), AfterValidator(_no_nul_multiline)]
 Label100 = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_no_nul)]
 Label10 = Annotated[str, Field(min_length=1, max_length=10), AfterValidator(_no_nul)]
-JsonObject = Annotated[dict[str, Any], AfterValidator(_object)]
+JsonObject = Annotated[dict[str, Any], WrapValidator(lambda v, handler: handler(_object(v)))]
 Currency = Annotated[Literal["BTC", "ETH", "USDT", "USDC"], BeforeValidator(_upper)]
 Timestamp = Annotated[datetime, AfterValidator(_utc)]
 VerificationCode = Annotated[

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 
 from agent_server.accounts.models import Agent, AgentStatus, AgentStatusChange
 from agent_server.errors import NotFound, ValidationFailed
+from agent_server.inputs import BIGINT_MAX, check_text, require
 from agent_server.store import UnitOfWork
 
 MAX_REASON_CHARS = 2000
@@ -135,8 +136,11 @@ async def _move_if(
 async def find_agent(uow: UnitOfWork, ref: str | int, *, for_update: bool = False) -> Agent:
     """The (not deleted) agent with id ``ref``, or with email ``ref``; ``NotFound`` otherwise."""
     text = str(ref).strip()
+    require("agent", check_text, text)
     query = select(Agent).where(Agent.deleted_at.is_(None))
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
+        if len(text) > 19 or int(text) > BIGINT_MAX:
+            raise NotFound(f"no agent {text!r}", {"agent": text})
         query = query.where(Agent.id == int(text))
     else:
         query = query.where(Agent.email == text.lower())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
-from pydantic import AfterValidator, Field
+from pydantic import Field
 
 from agent_server.accounts import service
 from agent_server.accounts.keys import shown_prefix
@@ -33,6 +33,7 @@ from agent_server.api.schemas import (
     Wallet,
 )
 from agent_server.events.urls import check_callback_url
+from agent_server.inputs import Text
 from agent_server.runtime import Runtime
 from wallets.rates import RateSource
 from wallets.service import rate_source
@@ -42,15 +43,9 @@ router = APIRouter(tags=["agents"], responses=error_responses(422, 429))
 MAX_ID = 2**63 - 1
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
-QueryText = Annotated[str, AfterValidator(_no_nul)]
-Item100 = Annotated[str, Field(max_length=100), AfterValidator(_no_nul)]
-Item10 = Annotated[str, Field(max_length=10), AfterValidator(_no_nul)]
+QueryText = Text
+Item100 = Annotated[Text, Field(max_length=100)]
+Item10 = Annotated[Text, Field(max_length=10)]
 AgentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The agent's id.")]
 
 

@@ -19,6 +19,17 @@ from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.schedules import CURRENCIES, TimeZoneName, parse_model
 from agent_server.booking.search import normalize_skill, specialist_search_text
 from agent_server.errors import ValidationFailed
+from agent_server.inputs import (
+    BIGINT_MAX,
+    INT_MAX,
+    INT_MIN,
+    Amount,
+    MultilineText,
+    Text,
+    check_text,
+    parse_int,
+    require,
+)
 from agent_server.store import UnitOfWork
 from wallets.currencies import CURRENCIES as COINS
 
@@ -37,8 +48,12 @@ _SPLIT = re.compile(r"[,;\n]+")
 
 
 def text(form: Mapping[str, Any], name: str) -> str:
+    """The form field ``name``, trimmed ("" when absent); ``ValidationFailed`` naming it when
+    it holds control characters other than tabs and line breaks."""
     value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    return require(name, lambda v: check_text(v, multiline=True), value).strip()
 
 
 def split_list(value: str) -> list[str]:
@@ -57,10 +72,19 @@ def parse_amount(value: str, currency: str, field: str) -> int:
         raise ValidationFailed.field(field, "enter a number like 25 or 25.50") from None
     if not amount.is_finite() or amount < 0:
         raise ValidationFailed.field(field, "enter an amount of 0 or more")
+    if amount.adjusted() + places > 19:
+        raise ValidationFailed.field(field, _too_large(currency, places))
     base = amount.scaleb(places)
     if base != base.to_integral_value():
         raise ValidationFailed.field(field, f"{currency} has at most {places} decimals")
+    if base > BIGINT_MAX:
+        raise ValidationFailed.field(field, _too_large(currency, places))
     return int(base)
+
+
+def _too_large(currency: str, places: int) -> str:
+    most = format_amount(BIGINT_MAX, currency) if places else str(BIGINT_MAX)
+    return f"enter at most {most} {currency.upper()}"
 
 
 def format_amount(amount: int | None, currency: str) -> str:
@@ -98,7 +122,7 @@ def _int(form: Mapping[str, Any], name: str, default: int) -> int:
     if not value:
         return default
     try:
-        return int(value)
+        return parse_int(value, low=INT_MIN, high=INT_MAX)
     except ValueError:
         raise ValidationFailed.field(name, "enter a whole number") from None
 
@@ -184,7 +208,8 @@ def form_values(form: Mapping[str, Any], names: list[str]) -> dict[str, str | bo
         if name in ("private", "auto_accept"):
             out[name] = form.get(name) == "on"
         else:
-            out[name] = text(form, name)
+            value = form.get(name)
+            out[name] = value.strip() if isinstance(value, str) else ""
     return out
 
 
@@ -235,17 +260,17 @@ class SpecialistProfile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: Annotated[str, Field(min_length=1, max_length=255)]
-    title: Annotated[str, Field(max_length=255)] = ""
-    about: Annotated[str, Field(max_length=5000)] = ""
-    city: Annotated[str, Field(max_length=100)] = ""
+    name: Annotated[Text, Field(min_length=1, max_length=255)]
+    title: Annotated[Text, Field(max_length=255)] = ""
+    about: Annotated[MultilineText, Field(max_length=5000)] = ""
+    city: Annotated[Text, Field(max_length=100)] = ""
     country: Annotated[str, Field(pattern=r"^([A-Z]{2})?$")] = ""
     timezone: TimeZoneName
-    languages: Annotated[list[str], Field(max_length=20)] = []
-    skills: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=50)] = []
-    hourly_rate: Annotated[int, Field(ge=0)] | None = None
+    languages: Annotated[list[Text], Field(max_length=20)] = []
+    skills: Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length=50)] = []
+    hourly_rate: Amount | None = None
     rate_currency: str = "USD"
-    phone: Annotated[str, Field(max_length=40)] | None = None
+    phone: Annotated[Text, Field(max_length=40)] | None = None
 
     @field_validator("languages")
     @classmethod
@@ -264,13 +289,6 @@ class SpecialistProfile(BaseModel):
         if code not in CURRENCIES:
             raise ValueError(f"choose one of {', '.join(CURRENCIES)}")
         return code
-
-    @field_validator("name", "title", "about", "city", "phone")
-    @classmethod
-    def _no_nul(cls, value: str | None) -> str | None:
-        if value is not None and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
 
 
 PROFILE_FORM_FIELDS = [
