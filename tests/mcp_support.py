@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
@@ -96,9 +95,11 @@ async def call_ok(client: Client, tool: str, arguments: dict[str, Any]) -> dict[
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, f"{tool} failed: {result.content}"
     data = body(result)
-    # The text block carries the same JSON for clients that only read text.
-    text = result.content[0]
-    assert json.loads(text.text) == data  # type: ignore[union-attr]
+    # The text block is what a model reads: a rendering with the receipt's call id first.
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text and not text.startswith("{"), text
+    if data.get("receipt"):
+        assert data["receipt"]["call_id"] in text.splitlines()[0], text
     return data
 
 

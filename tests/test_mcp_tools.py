@@ -17,11 +17,10 @@ from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.demo import load_demo_data
-from agent_server.booking.search import compact_json
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.errors import ERROR_CODES, RateLimited
-from agent_server.mcp.results import JsonOutput, failure, with_receipt
+from agent_server.mcp.results import JsonOutput, failure, prepared
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
@@ -48,22 +47,32 @@ async def test_tools_list_is_the_spec_with_schemas_annotations_and_prices(
         tools = (await client.list_tools()).tools
     assert {t.name for t in tools} == SPEC_TOOLS
     for tool in tools:
-        assert tool.description and len(tool.description) > 60, tool.name
-        assert tool.output_schema is not None, tool.name
-        # Self-contained, so clients validate results without resolving references.
-        assert "$ref" not in json.dumps(tool.output_schema), tool.name
-        assert tool.output_schema["properties"], tool.name
+        assert tool.description and len(tool.description) > 50, tool.name
+        out = tool.output_schema
+        assert out is not None and out["type"] == "object", tool.name
+        # One schema admits the success body and the error body, and nothing requires both.
+        assert out["properties"]["error"]["required"] == [
+            "code",
+            "status",
+            "message",
+            "details",
+            "next_step",
+        ]
+        success, failed = out["anyOf"]
+        assert failed == {"required": ["error"]} and "error" not in success["required"]
+        assert set(success["required"]) <= set(out["properties"]), tool.name
         assert tool.input_schema["type"] == "object"
         for name, prop in tool.input_schema.get("properties", {}).items():
             assert "description" in prop or "$ref" in prop or "anyOf" in prop, (tool.name, name)
+            assert "title" not in prop, (tool.name, name)
         price = prices.for_tool(tool.name)
         meta = (tool.meta or {})["agent-server/price"]
         assert meta["price_usd_micros"] == price.price_usd_micros
-        assert meta["free_per_month"] == price.free_per_month
+        assert meta.get("free_per_month", 0) == price.free_per_month
         assert ("free." in tool.description) == (not price.paid)
         ann = tool.annotations
-        assert ann is not None
-        assert ann.read_only_hint is not None and ann.destructive_hint is not None
+        assert ann is not None and ann.read_only_hint is not None, tool.name
+        assert ann.read_only_hint or ann.destructive_hint is not None, tool.name
     by_name = {t.name: t for t in tools}
     for read in ("search-specialists", "view-profile", "get-wallet", "list-bookings", "quote"):
         assert by_name[read].annotations.read_only_hint is True  # type: ignore[union-attr]
@@ -151,10 +160,22 @@ async def test_bad_arguments_get_validation_errors_naming_each_field(runtime: Ru
         for tool, arguments, field in cases:
             result = await client.call_tool(tool, arguments)
             assert error_code(result) == "VALIDATION_ERROR", (tool, arguments)
-            fields = [f["field"] for f in body(result)["error"]["details"]["fields"]]
+            entries = body(result)["error"]["details"]["fields"]
+            fields = [f["field"] for f in entries]
             assert any(f == field or f.startswith(field) for f in fields), (tool, fields)
+            # The text names each field with the reason, and the next step.
+            text = result.content[0].text  # type: ignore[union-attr]
+            for entry in entries:
+                assert f"- {entry['field']}: {entry['message']}" in text, text
+            assert "Next step: Fix the arguments" in text, text
         wallet = await call_ok(client, "get-wallet", {})
     assert wallet["wallets"][0]["balance_base_units"] == str(10 * USDC)
+
+
+async def _text_of(client: Client, tool: str, arguments: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    return str(result.content[0].text)  # type: ignore[union-attr]
 
 
 def _usdc(data: dict[str, Any]) -> int:
@@ -171,6 +192,8 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
         assert found["receipt"]["price_usd_micros"] == 10_000
         assert found["receipt"]["amount"] == 10_000  # 0.01 USDC
         assert len(json.dumps(found, separators=(",", ":"), ensure_ascii=False)) <= 8000
+        text = await _text_of(client, "search-specialists", {"limit": 10})
+        assert len(text) <= 8000 and "USDC" in text.splitlines()[0]
         hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
         schedule = next(s for s in hit["schedules"] if s["slots"])
         slot_id = next(iter(schedule["slots"]))
@@ -219,7 +242,7 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
 
         usage = await call_ok(client, "get-usage", {"period": clock.now().strftime("%Y-%m")})
         by_tool = {u["tool"]: u for u in usage["usage"]}
-        assert by_tool["search-specialists"]["paid_calls"] == 1
+        assert by_tool["search-specialists"]["paid_calls"] == 2  # the page, then its text
         assert by_tool["book-slot"]["calls"] == (1 if schedule["capacity"] == 1 else 2)
         history = await call_ok(client, "list-transactions", {})
         assert sum(t["balance_change"] for t in history["data"]) == final
@@ -358,22 +381,31 @@ def test_a_rate_limited_result_says_whether_the_caller_or_the_server_was_too_bus
             "status": 429,
             "message": "Too busy to finish.",
             "details": {"retry_after": 60, "tool": "book-slot"},
+            "next_step": "The server is busy; retry after 60 seconds.",
         }
     }
 
 
-def test_an_answer_serialised_once_gets_the_call_receipt_in_front() -> None:
+def test_an_answer_rendered_once_gets_the_call_receipt_in_front() -> None:
     answer = {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
-    text = compact_json(answer)
-    receipt = {"call_id": "c1", "amount": 10_000, "free": False}
-    sent_body, sent = with_receipt(JsonOutput(answer, text), receipt)
-    assert sent_body == {"receipt": receipt, **answer} == json.loads(sent)
-    assert list(sent_body) == ["receipt", "items", "next_cursor"]
+    receipt = {
+        "call_id": "c1",
+        "tool": "search-specialists",
+        "amount": 10_000,
+        "currency": "USDC",
+        "balance_after": 990_000,
+        "free": False,
+    }
+    sent = prepared(JsonOutput(answer, "1 specialist"), receipt, has_receipt=True)
+    assert sent.structured_content == {"receipt": receipt, **answer}
+    assert list(sent.structured_content) == ["receipt", "items", "next_cursor"]
+    assert sent.content[0].text == (  # type: ignore[union-attr]
+        "Charged 0.01 USDC for search-specialists, call_id c1; balance 0.99 USDC.\n1 specialist"
+    )
     assert answer == {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
-    empty, sent = with_receipt(JsonOutput({}, "{}"), None)
-    assert empty == {"receipt": None} == json.loads(sent)
-    nested = JsonOutput(answer, text).nested("profile")
-    assert nested.body == {"profile": answer} == json.loads(nested.text)
+    free = prepared(JsonOutput({}, "nothing"), None, has_receipt=True)
+    assert free.structured_content == {"receipt": None}
+    assert free.content[0].text == "nothing"  # type: ignore[union-attr]
 
 
 def _record_commit_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

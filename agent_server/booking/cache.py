@@ -50,11 +50,19 @@ class Answer(Generic[M]):
     """A cached answer and its JSON form, made the first time it is asked for: an answer
     served many times is serialised once. The JSON form is shared, so it is never changed."""
 
-    __slots__ = ("_json", "value")
+    __slots__ = ("_json", "_text", "value")
 
     def __init__(self, value: M) -> None:
         self.value = value
         self._json: tuple[dict[str, Any], str] | None = None
+        self._text: str | None = None
+
+    def text(self, render: Callable[[dict[str, Any]], str]) -> str:
+        """The JSON form as ``render`` writes it for a reader, made the first time it is asked
+        for (every caller of one answer renders it the same way)."""
+        if self._text is None:
+            self._text = render(self.as_json()[0])
+        return self._text
 
     def as_json(self) -> tuple[dict[str, Any], str]:
         """``value.model_dump(mode="json")``, and that as compact JSON text."""

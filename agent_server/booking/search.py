@@ -218,8 +218,7 @@ class SearchQuery(BaseModel):
         Field(
             max_length=10,
             description=(
-                "Skills the specialist must ALL have, e.g. ['tax-law', 'vat'] (case and spaces "
-                "are normalised: 'Tax Law' = 'tax-law')."
+                "Skills they must ALL have, e.g. ['tax-law', 'vat'] ('Tax Law' = 'tax-law')."
             ),
         ),
     ] = []
@@ -242,8 +241,8 @@ class SearchQuery(BaseModel):
             ge=0,
             le=MAX_PRICE_BOUND,
             description=(
-                "Lowest price per slot, in base units of `currency` (USD: micro-dollars, so 50 USD "
-                "is 50000000; USDT/USDC: 10^-6; ETH: gwei; BTC: satoshi)."
+                "Lowest price per slot in base units of `currency` (50 USD = 50000000; "
+                "USDT/USDC 10^-6, ETH gwei, BTC sat)."
             ),
         ),
     ] = None
@@ -259,7 +258,7 @@ class SearchQuery(BaseModel):
         CurrencyCode,
         Field(
             description=(
-                "Currency of price_min/price_max; prices of every currency are compared in USD."
+                "Currency of price_min/price_max (prices compare in USD across currencies)."
             )
         ),
     ] = "USD"
@@ -320,7 +319,7 @@ class SearchQuery(BaseModel):
         Order | None,
         Field(
             description=(
-                "asc or desc; default desc for rating, asc otherwise (next_available is asc only)."
+                "Default desc for rating, else asc (next_available: asc only)."
             )
         ),
     ] = None

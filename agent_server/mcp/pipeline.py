@@ -156,13 +156,11 @@ async def run_tool(
         receipt = metered.receipt.to_dict() if metered.receipt else None
         has_receipt = "receipt" in spec.output_model.model_fields
         if prepared is not None and not metered.replayed:
-            if not has_receipt:
-                return results.success(prepared.body, prepared.text)
-            return results.success(*results.with_receipt(prepared, receipt))
+            return results.prepared(prepared, receipt, has_receipt=has_receipt)
         body = dict(metered.result)
         if has_receipt:
             body["receipt"] = receipt
-        return results.success(body)
+        return results.success(spec.name, body)
     except _CallerChanged:
         # Suspended, banned or otherwise changed since the key was last read: gate afresh.
         if forget_key is not None:

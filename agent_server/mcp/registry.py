@@ -24,7 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent_server.errors import AgentServerError, ValidationFailed
 from agent_server.logs import get_logger
-from agent_server.mcp import results
+from agent_server.mcp import results, schemas
 from billing.meter import ExtraPrice
 
 log = get_logger(__name__)
@@ -66,9 +66,12 @@ class ToolSpec(Generic[In, Out]):
 
     @property
     def annotations(self) -> ToolAnnotations:
+        # The title is the tool's own; the annotations need not repeat it. The destructive
+        # and idempotent hints mean something only for a tool that writes (MCP spec).
+        if self.read_only:
+            return ToolAnnotations(read_only_hint=True, open_world_hint=self.open_world)
         return ToolAnnotations(
-            title=self.title,
-            read_only_hint=self.read_only,
+            read_only_hint=False,
             destructive_hint=self.destructive,
             idempotent_hint=self.idempotent,
             open_world_hint=self.open_world,
@@ -190,43 +193,13 @@ def _sdk_tool(
         meta=meta,
         structured_output=True,
     )
-    tool.parameters = spec.input_model.model_json_schema()
-    if tool.fn_metadata.output_schema is not None:
-        # Clients validate every result against it: the same schema without references
-        # validates several times faster (no reference resolution per nested object).
-        tool.fn_metadata.output_schema = inline_refs(tool.fn_metadata.output_schema)
-        # The schema stays advertised; the SDK does not validate each result against the model
-        # again: the pipeline builds every structured result from the output model itself.
-        tool.fn_metadata.output_model = None
+    tool.parameters = schemas.input_schema(spec.input_model)
+    # One schema for the success body and the error body: clients check both against it.
+    # The SDK does not validate each result against the model again: the pipeline builds
+    # every structured result from the output model itself.
+    tool.fn_metadata.output_schema = schemas.output_schema(spec.output_model)
+    tool.fn_metadata.output_model = None
     return tool
-
-
-def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with every local ``#/$defs/...`` reference replaced by its definition
-    (keywords beside a reference, such as its description, are kept). Recursive definitions
-    stay references, with the ``$defs`` they need."""
-    defs: dict[str, Any] = schema.get("$defs", {})
-    kept: set[str] = set()
-
-    def expand(node: Any, seen: tuple[str, ...]) -> Any:
-        if isinstance(node, list):
-            return [expand(item, seen) for item in node]
-        if not isinstance(node, dict):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            name = ref.removeprefix("#/$defs/")
-            if name in seen or name not in defs:
-                kept.add(name)
-                return {key: expand(value, seen) for key, value in node.items()}
-            siblings = {k: expand(v, seen) for k, v in node.items() if k != "$ref"}
-            return {**expand(defs[name], (*seen, name)), **siblings}
-        return {key: expand(value, seen) for key, value in node.items() if key != "$defs"}
-
-    inlined: dict[str, Any] = expand(schema, ())
-    if kept:
-        inlined["$defs"] = {name: expand(defs[name], (name,)) for name in sorted(kept)}
-    return inlined
 
 
 def validate_arguments(model: type[In], raw: dict[str, Any]) -> In:

@@ -1,56 +1,61 @@
 """Tool results on the wire: structured content for successes, SPEC error bodies for failures.
 
-A failure is a result with ``isError: true``, the ``{"error": {...}}`` body as structured
-content, and one line of text telling the agent what to do next.
+A success carries its output model's JSON as structured content and a readable rendering of
+it as text (``agent_server.mcp.text``). A failure is a result with ``isError: true``, the
+``{"error": {code, status, message, details, next_step}}`` body as structured content (the
+tool's output schema admits it, see ``agent_server.mcp.schemas``) and the same as text: the
+code, the message, each invalid field and why, and the next step.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from agent_server.booking.search import compact_json
 from agent_server.errors import AgentServerError
+from agent_server.mcp.text import error_text, receipt_text, render
 
 
 @dataclass(frozen=True)
 class JsonOutput:
-    """A tool's output already in its JSON form (its output model's ``model_dump(mode="json")``)
-    and that form as compact JSON text: what a handler returns for an answer it serves many
-    times, so that it is not serialised again on every call. Both are shared: never changed."""
+    """A tool's output already in its JSON form (its output model's ``model_dump(mode="json")``,
+    without a receipt) and its text (``text.render``): what a handler returns for an answer it
+    serves many times, so that it is not serialised or rendered again on every call. Both are
+    shared: never changed."""
 
     body: dict[str, Any]
     text: str
 
-    def nested(self, field: str) -> JsonOutput:
-        """This output as the one field of an enclosing object."""
-        return JsonOutput({field: self.body}, f"{{{json.dumps(field)}:{self.text}}}")
 
-
-def success(output: BaseModel | dict[str, Any], text: str | None = None) -> CallToolResult:
-    """A successful result: the output as structured content and as compact JSON text
-    (``text`` when the caller already has it).
+def success(tool: str, output: BaseModel | dict[str, Any]) -> CallToolResult:
+    """A successful result of ``tool``: the output as structured content, rendered as text.
 
     A dict must already be the JSON form of the tool's output model: clients validate the
     structured content against the tool's output schema.
     """
     body = output.model_dump(mode="json") if isinstance(output, BaseModel) else output
     return CallToolResult(
-        content=[TextContent(type="text", text=compact_json(body) if text is None else text)],
-        structured_content=body,
+        content=[TextContent(type="text", text=render(tool, body))], structured_content=body
     )
 
 
-def with_receipt(output: JsonOutput, receipt: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
-    """``output`` (whose body has no receipt) with the call's receipt first, as a new body
-    and its text."""
-    rest = output.text[1:]
-    text = '{"receipt":' + compact_json(receipt) + ("}" if rest == "}" else "," + rest)
-    return {"receipt": receipt, **output.body}, text
+def prepared(
+    output: JsonOutput, receipt: dict[str, Any] | None, *, has_receipt: bool
+) -> CallToolResult:
+    """A successful result from an output serialised and rendered before; a tool that
+    ``has_receipt`` puts the call's receipt first in the body and in the text."""
+    if not has_receipt:
+        return CallToolResult(
+            content=[TextContent(type="text", text=output.text)], structured_content=output.body
+        )
+    text = output.text if receipt is None else receipt_text(receipt) + "\n" + output.text
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content={"receipt": receipt, **output.body},
+    )
 
 
 def next_step(error: AgentServerError) -> str:
@@ -107,9 +112,11 @@ def next_step(error: AgentServerError) -> str:
 
 
 def failure(error: AgentServerError) -> CallToolResult:
-    """An error result carrying SPEC's body."""
+    """An error result carrying SPEC's body and its next step, in structure and in text."""
+    step = next_step(error)
     body: dict[str, Any] = error.to_body()
-    text = f"{error.code}: {error.message} Next step: {next_step(error)}"
+    body["error"]["next_step"] = step
+    text = error_text(error.code, error.status, error.message, error.details, step)
     return CallToolResult(
         content=[TextContent(type="text", text=text)], structured_content=body, is_error=True
     )

@@ -26,7 +26,9 @@ prepaid wallet. Typical flow: search-specialists (each result lists free slots w
 → view-profile if you need details → book-slot with that slot_id and an idempotency key you
 choose (reuse the same key when you retry) → list-bookings / cancel-booking. quote tells what a
 call costs before you make it; get-wallet shows balances. Times are ISO 8601; slot times are
-UTC unless a field says otherwise. Errors carry a code and a one-line next step."""
+UTC unless a field says otherwise. Prices read like "25.00 USDC"; the structured part gives
+amounts as integers in base units (USD micro-dollars, USDT/USDC 10^-6, ETH gwei, BTC sat).
+Failed or refused calls cost nothing; an error carries a code and a next step."""
 
 ApiKeySource = Callable[[], str | None]
 

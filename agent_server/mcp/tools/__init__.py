@@ -16,29 +16,26 @@ import agent_server.mcp.tools.wallet  # noqa: F401
 from agent_server.mcp.tools.registry import REGISTRY
 from agent_server.runtime import Runtime
 from billing.prices import PriceList, load_price_list
-
-
-def _usd(micros: int) -> str:
-    whole, frac = divmod(micros, 1_000_000)
-    return f"{whole}.{frac:06d}".rstrip("0").rstrip(".") if frac else f"{whole}.00"
+from wallets.money import usd_text
 
 
 def price_text(prices: PriceList, tool: str) -> tuple[str, dict[str, Any]]:
     """How a tool's price reads in its description, and the same as metadata."""
     p = prices.for_tool(tool)
-    meta: dict[str, Any] = {
-        "price_usd_micros": p.price_usd_micros,
-        "free_per_month": p.free_per_month,
-        "hold": p.hold,
-    }
+    # Only what applies: a free tool's metadata is its price, 0.
+    meta: dict[str, Any] = {"price_usd_micros": p.price_usd_micros}
+    if p.free_per_month:
+        meta["free_per_month"] = p.free_per_month
+    if p.hold:
+        meta["hold"] = True
     if not p.paid:
         return "free.", meta
-    text = f"{_usd(p.price_usd_micros)} USD per successful call"
+    text = f"{usd_text(p.price_usd_micros)} per call"
     if p.free_per_month:
-        text = f"first {p.free_per_month} calls per calendar month (UTC) free, then {text}"
+        text = f"first {p.free_per_month} a month (UTC) free, then {text}"
     if tool == "book-slot":
-        text += " (booking fee) plus the slot's price, held in escrow until the session"
-    return text + "; failed or refused calls cost nothing.", meta
+        text += " (booking fee), plus the slot's price into escrow"
+    return text + ".", meta
 
 
 def describe_price(runtime: Runtime) -> Callable[[str], tuple[str, dict[str, Any]]]:

@@ -74,12 +74,11 @@ async def _slot_price(ctx: LookupContext, args: BookSlotIn) -> ExtraPrice | None
     extra_price=_slot_price,
 )
 async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
-    """Book one seat of a free slot, given its slot_id from search-specialists or
-    get-availability. The booking fee is charged and the slot's price is paid from your
-    wallet into escrow (released to the specialist after the session, refunded by policy on
-    cancellation). Always send an idempotency_key and reuse it when you retry: a retry then
-    returns the same booking and is never charged twice. If the slot was just taken you get
-    BOOKING_CONFLICT naming the next free slot_id."""
+    """Book one seat of a free slot by its slot_id. Charges the booking fee and moves the
+    slot's price from your wallet into escrow (paid to the specialist after the session,
+    refunded by policy if you cancel). Reuse the idempotency_key when you retry: you get the
+    same booking, never a second charge. A slot just taken gives BOOKING_CONFLICT with the
+    next free slot_id."""
     booking = await svc.book_slot(
         ctx.uow,
         agent_id=ctx.agent_id,
@@ -127,7 +126,7 @@ class BookingList(Paid):
     idempotent=True,
 )
 async def list_bookings(ctx: ToolContext, args: ListBookingsIn) -> BookingList:
-    """List the bookings you made, newest first, with cursor pagination. Free."""
+    """The bookings you made, newest first; page with next_cursor."""
     page = await svc.list_bookings(
         ctx.uow,
         agent_id=ctx.agent_id,
@@ -169,9 +168,9 @@ class CancelResult(Paid):
     open_world=True,
 )
 async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResult:
-    """Cancel one of your pending or accepted bookings. The escrowed slot price is refunded
-    by policy: in full when you cancel at least 24 hours before the start, half of it later
-    (the rest goes to the specialist). The booking fee is not refunded. Free."""
+    """Cancel one of your pending or accepted bookings. The escrowed slot price comes back in
+    full at least 24 hours before the start (of the earliest slot a rescheduled booking had),
+    half of it later (the rest goes to the specialist). The booking fee is not refunded."""
     booking = await svc.cancel_booking(
         ctx.uow, args.booking_id, CancelledBy.AGENT, ctx.agent_id, args.reason_code, args.reason
     )
@@ -200,9 +199,9 @@ class RescheduleBookingIn(Input):
     open_world=True,
 )
 async def reschedule_booking(ctx: ToolContext, args: RescheduleBookingIn) -> BookingResult:
-    """Move one of your bookings to another free slot of the same schedule. The old booking
-    is canceled (reason "rescheduled") and linked to the new one; the escrowed price moves
-    with it, no new charge. Free."""
+    """Move one of your bookings to another free slot of the same schedule, at no charge: the
+    old booking is canceled (reason "rescheduled") and linked to the new one, and its escrow
+    moves along. The full-refund window counts from the earlier of the two slots."""
     new = await svc.reschedule_booking(ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id)
     old = await svc.get_booking(ctx.uow, args.booking_id, agent_id=ctx.agent_id)
     await move_escrow(ctx.uow, old, new)

@@ -22,11 +22,9 @@ IdempotencyKey = Annotated[
         max_length=255,
         pattern=r"^[A-Za-z0-9._:\-]+$",
         description=(
-            "A unique key you choose for this operation (8-255 of A-Z a-z 0-9 . _ : -), e.g. a "
-            "UUID. Reuse the SAME key when you retry after a timeout or error: the server then "
-            "returns the first result instead of acting (and charging) twice."
+            "A key you choose per operation (8-255 of A-Z a-z 0-9 . _ : -), e.g. a UUID. "
+            "Retry with the SAME key: you get the first result, never a second action or charge."
         ),
-        examples=["3f0c9a52-6a1e-4f7e-9d1c-2b7f0d6c9e11"],
     ),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import Field
 
@@ -11,6 +11,7 @@ from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
 from agent_server.inputs import TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput
+from agent_server.mcp.text import render
 from agent_server.mcp.tools.common import MAX_ID, Input, Paid
 from agent_server.mcp.tools.registry import REGISTRY
 
@@ -29,14 +30,12 @@ class SearchResult(SearchPage, Paid):
     idempotent=True,
 )
 async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResult | JsonOutput:
-    """Find human specialists who have free slots in a date window: filter by free text,
-    skills, languages, city, country, price range, slot length, weekdays and hours (in your
-    time zone); sort by rating, price or next_available; page with next_cursor. Each result
-    lists its next free slots as {slot_id: local date and time}; book-slot accepts the slot_id
-    directly, so you can find and book in two calls. Contact details are only in view-profile.
-    Charged per call."""
+    """Find human specialists with free slots in a date window. Filter by text, skills,
+    languages, city, country, price, slot length, weekdays and hours (in your time zone); sort
+    by rating, price or next_available; page with next_cursor. Each result lists free slots by
+    slot_id, which book-slot takes directly. Contact details are in view-profile."""
     answer = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
-    return JsonOutput(*answer.as_json())
+    return JsonOutput(answer.as_json()[0], answer.text(_search_text))
 
 
 class ViewProfileIn(Input):
@@ -68,9 +67,8 @@ class ProfileResult(Paid):
 )
 async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult | JsonOutput:
     """A specialist's full profile: contact email and phone, skills, languages, education,
-    rates, rating, public schedules and their next free slots ({slot_id: local date and time},
-    the slot_id for book-slot; get-availability has seats left and exact times). The first
-    100 views each calendar month (UTC) are free, then charged per view."""
+    rates, rating, and public schedules with their next free slots (slot_id for book-slot;
+    get-availability has seats left)."""
     answer = await cache.view_profile(
         ctx.uow,
         args.specialist_id,
@@ -78,4 +76,12 @@ async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult |
         window_days=args.window_days,
         timezone=args.timezone,
     )
-    return JsonOutput(*answer.as_json()).nested("profile")
+    return JsonOutput({"profile": answer.as_json()[0]}, answer.text(_profile_text))
+
+
+def _search_text(page: dict[str, Any]) -> str:
+    return render("search-specialists", page)
+
+
+def _profile_text(profile: dict[str, Any]) -> str:
+    return render("view-profile", {"profile": profile})

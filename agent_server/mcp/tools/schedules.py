@@ -33,9 +33,8 @@ from agent_server.mcp.tools.common import (
 from agent_server.mcp.tools.registry import REGISTRY
 
 WEEKLY_HOURS_DOC = (
-    'Weekly opening hours in the schedule\'s local time: weekday ("mon".."sun") → list of '
-    '["HH:MM", "HH:MM"] ranges, e.g. {"mon": [["09:00", "12:00"], ["14:00", "18:00"]]}. '
-    "Ranges on one day must not overlap; end after start."
+    "Opening hours in the schedule's time zone, weekday (mon..sun) → [start, end] ranges that "
+    'do not overlap, e.g. {"mon": [["09:00", "12:00"], ["14:00", "18:00"]]}.'
 )
 
 
@@ -53,8 +52,8 @@ class ScheduleFields(Input):
         JsonObject,
         Field(
             description=(
-                "Per-date replacement hours, ISO date → ranges; an empty list closes that day, "
-                'e.g. {"2026-12-24": [["10:00", "12:00"]], "2026-12-25": []}.'
+                "Hours for given dates instead (an empty list closes the day), e.g. "
+                '{"2026-12-24": [["10:00", "12:00"]], "2026-12-25": []}.'
             )
         ),
     ] = {}
@@ -79,8 +78,8 @@ class ScheduleFields(Input):
         Field(
             ge=0,
             description=(
-                "Price of one slot as an integer in price_currency's base unit: USD in "
-                "micro-dollars (25 USD = 25000000), USDT/USDC in 10^-6, ETH in gwei, BTC in sat."
+                "Price per slot in base units of price_currency (25 USD = 25000000; USDT/USDC "
+                "10^-6, ETH gwei, BTC sat)."
             ),
         ),
     ] = 0
@@ -121,13 +120,10 @@ class ScheduleResult(Paid):
     idempotent=True,
 )
 async def create_schedule(ctx: ToolContext, args: CreateScheduleIn) -> ScheduleResult:
-    """Publish the calling agent's own availability as a schedule of bookable slots.
-
-    Weekly hours are given in the schedule's IANA time zone; slots are cut from them
-    (slot_minutes long, buffer_minutes apart) and stay correct across daylight-saving
-    changes. Private by default. Charged per creation; pass an idempotency_key and reuse it
-    on retries so a retry never creates (or charges) twice.
-    """
+    """Publish your own availability as a schedule of bookable slots: weekly hours in the
+    schedule's IANA time zone, cut into slots of slot_minutes, buffer_minutes apart (right
+    across daylight-saving changes). Private by default. Reuse the idempotency_key on retries:
+    nothing is created or charged twice."""
     data = svc.parse_schedule_input(args.model_dump(exclude={"idempotency_key"}, exclude_none=True))
     schedule = await svc.create_schedule(ctx.uow, ScheduleOwner.agent(ctx.agent_id), data)
     return ScheduleResult(schedule=schedule_out(schedule))
@@ -154,7 +150,7 @@ class ScheduleList(Paid):
     idempotent=True,
 )
 async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleList:
-    """List the calling agent's own schedules, newest first, 50 a page. Free."""
+    """Your own schedules, newest first, 50 a page."""
     page = await svc.list_schedules(ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.page)
     return ScheduleList(
         schedules=[schedule_out(s) for s in page.items],
@@ -170,10 +166,8 @@ class UpdateScheduleIn(Input):
         JsonObject,
         Field(
             description=(
-                "Only the fields to change, with the same meaning as in create-schedule: "
-                "label, description, skills, timezone, weekly_hours, overrides, blackout_dates, "
-                "slot_minutes, buffer_minutes, min_notice_minutes, start_date, end_date, "
-                "price_amount, price_currency, capacity, private, auto_accept."
+                "Only the fields to change, named and meant as in create-schedule's arguments "
+                "(timezone, weekly_hours, price_amount, private...)."
             ),
             examples=[{"price_amount": 30000000, "blackout_dates": ["2026-12-24"]}],
         ),
@@ -191,7 +185,7 @@ class UpdateScheduleIn(Input):
     idempotent=True,
 )
 async def update_schedule(ctx: ToolContext, args: UpdateScheduleIn) -> ScheduleResult:
-    """Change fields of one of your schedules. Existing bookings keep their time and price. Free."""
+    """Change fields of one of your schedules. Existing bookings keep their time and price."""
     data = svc.parse_schedule_update(args.changes)
     schedule = await svc.update_schedule(
         ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.schedule_id, data
@@ -214,7 +208,7 @@ class DeleteScheduleIn(Input):
     idempotent=True,
 )
 async def delete_schedule(ctx: ToolContext, args: DeleteScheduleIn) -> ScheduleResult:
-    """Delete one of your schedules: it disappears from search and takes no new bookings. Free."""
+    """Delete one of your schedules: it leaves search and takes no new bookings."""
     schedule = await svc.delete_schedule(
         ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.schedule_id
     )
@@ -262,7 +256,7 @@ class AvailabilityOut(Paid):
 )
 async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> AvailabilityOut:
     """Free slots of one schedule or of one specialist in a time window, each with a slot_id
-    that book-slot accepts. Times are UTC with the schedule-local time alongside. Free."""
+    that book-slot accepts. Times are UTC with the schedule-local time alongside."""
     from agent_server.errors import ValidationFailed
 
     if (args.schedule_id is None) == (args.specialist_id is None):

@@ -52,7 +52,7 @@ class NoInput(Input):
 )
 async def get_wallet(ctx: ToolContext, args: NoInput) -> WalletOut:
     """Your balance in each currency (whole coins, base units and USD), deposits still
-    waiting for confirmations, deposit addresses, and the total in USD. Free."""
+    waiting for confirmations, deposit addresses, and the total in USD."""
     view = await wallet_svc.get_wallet(ctx.uow, ctx.agent_id, rates=ctx.runtime.billing.rates)
     return WalletOut.model_validate(asdict(view))
 
@@ -85,7 +85,7 @@ class DepositAddressOut(Paid):
 )
 async def get_deposit_address(ctx: ToolContext, args: DepositAddressIn) -> DepositAddressOut:
     """Your deposit address for one currency (created on first use, then always the same),
-    the minimum deposit and the confirmations needed before it is credited. Free."""
+    the minimum deposit and the confirmations needed before it is credited."""
     info = await wallet_svc.choose_currency(
         ctx.uow, ctx.runtime.settings, ctx.agent_id, args.currency, rates=ctx.runtime.billing.rates
     )
@@ -129,7 +129,7 @@ class TransactionsOut(Paid):
 )
 async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> TransactionsOut:
     """Your wallet's ledger transactions, newest first, 50 a page: deposits, charges,
-    holds and releases, escrow, refunds, payouts and adjustments. Free."""
+    holds and releases, escrow, refunds, payouts and adjustments."""
     page = await usage.transactions_for(ctx.uow, ctx.agent_id, args.page)
     return TransactionsOut.model_validate(asdict(page))
 
@@ -170,7 +170,7 @@ class UsageOut(Paid):
     idempotent=True,
 )
 async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
-    """Calls and charges per tool for one calendar month (UTC). Free."""
+    """Calls and charges per tool for one calendar month (UTC)."""
     result = await usage.usage_for(ctx.uow, ctx.agent_id, args.period)
     return UsageOut.model_validate(asdict(result))
 
@@ -207,7 +207,7 @@ class QuoteOut(Paid):
 )
 async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
     """What one call of a tool would cost you now (book-slot: give slot_id to include the
-    slot's price), which wallet would pay, and your balance after. Changes nothing. Free."""
+    slot's price), which wallet would pay, and your balance after. Changes nothing."""
     if args.tool not in REGISTRY.specs:
         raise NotFound(f"no tool is named {args.tool!r}", {"tools": sorted(REGISTRY.specs)})
     extra: ExtraPrice | None = None
