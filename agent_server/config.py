@@ -51,8 +51,12 @@ class Settings(BaseSettings):
     # any transaction; bookings, holds, deposits and every other write always wait.
     durable_read_charges: bool = False
     register_per_ip_per_hour: int = 20
-    email_checks_per_ip_per_hour: int = 60  # verify-email and resend-verification
-    resend_per_hour: int = 3
+    # verify-email and resend-verification; dashboard sign-in codes asked for, and tried
+    email_checks_per_ip_per_hour: int = 60
+    resend_per_hour: int = 3  # per email, registered or not
+    # Tries of a mailed code (verify-email, dashboard sign-in) per email an hour, whether the
+    # email is registered or not; each code also locks after 5 wrong tries.
+    code_tries_per_email_per_hour: int = 20
     # iCal feeds: fetches an hour per feed (calendar clients poll every few minutes at most),
     # and lookups of tokens that open no feed per client address; 0 turns a limit off.
     calendar_feed_per_hour: int = 60

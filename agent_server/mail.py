@@ -9,6 +9,7 @@ logged: bodies carry one-time codes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -117,3 +118,16 @@ async def send_mail(settings: Settings, db: Database, mail: OutgoingMail) -> Non
         uow.session.add(row)
         await uow.commit()
     log.info("mail.outboxed", kind=mail.kind, to=masked(mail.to), outbox_id=row.id)
+
+
+MailLater = Callable[[OutgoingMail], None]
+"""Takes a message to send once the answer to the request has gone out: an answer that must
+not tell whether an address is registered cannot wait for (or report on) the mail server."""
+
+
+async def send_quietly(settings: Settings, db: Database, mail: OutgoingMail) -> None:
+    """``send_mail`` for a message nobody waits for: a failure is logged and dropped."""
+    try:
+        await send_mail(settings, db, mail)
+    except MailDeliveryFailed:
+        pass

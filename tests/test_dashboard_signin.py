@@ -143,7 +143,7 @@ async def test_unknown_emails_get_no_mail_and_codes_per_hour_are_limited(
 ) -> None:
     settings = settings_for(database_url, smtp)
     answer = await request_code(db, settings, "nobody@example.com")
-    assert answer.email == "nobody@example.com" and not answer.mail_failed
+    assert answer.email == "nobody@example.com"
     await asyncio.sleep(0.2)
     assert smtp.to("nobody@example.com") == []
     with pytest.raises(ValidationFailed):

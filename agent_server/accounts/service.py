@@ -44,12 +44,12 @@ from agent_server.accounts.schemas import (
     SortBy,
     UpdateAgent,
 )
-from agent_server.accounts.status import find_agent
+from agent_server.accounts.status import READ_ONLY_STATUSES, find_agent, refuse_if_read_only
 from agent_server.booking.models import Schedule
 from agent_server.config import Settings
 from agent_server.errors import NotFound, RateLimited, ValidationFailed
 from agent_server.logs import get_logger
-from agent_server.mail import MailDeliveryFailed, OutgoingMail, send_mail
+from agent_server.mail import MailDeliveryFailed, MailLater, OutgoingMail, send_mail, send_quietly
 from agent_server.store import Database, UnitOfWork
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.currencies import currency_info
@@ -59,7 +59,6 @@ log = get_logger(__name__)
 
 CODE_TTL = timedelta(minutes=15)
 MAX_CODE_ATTEMPTS = 5
-RESEND_WINDOW = timedelta(hours=1)
 PUBLIC_SCHEDULES = 20
 VERIFY_ENDPOINT = "POST /api/agent/verify-email"
 RESEND_ENDPOINT = "POST /api/agent/resend-verification"
@@ -303,6 +302,16 @@ async def register_agent(
 
 # --- email verification -----------------------------------------------------------------
 
+CODE_REFUSED = (
+    "is wrong, expired (15 minutes), replaced or locked (5 tries); request a new one with "
+    + RESEND_ENDPOINT
+)
+"""The one answer to a code that does not verify an email, whatever the reason and whether
+the email is registered or not, so no answer tells which emails exist."""
+
+_NO_CODE_HASH = "0" * 64
+"""Compared against when the email has no code to try, so every try does the same work."""
+
 
 async def _live_code(uow: UnitOfWork, agent_id: int) -> EmailCode | None:
     return (
@@ -331,84 +340,98 @@ async def _used_code(uow: UnitOfWork, agent_id: int) -> EmailCode | None:
     ).scalar_one_or_none()
 
 
-def _code_error(email: str, message: str, **details: Any) -> ValidationFailed:
+def _code_refused(email: str) -> ValidationFailed:
     return ValidationFailed(
-        f"code: {message}",
-        [{"field": "code", "message": message}],
-        {"resend": {"endpoint": RESEND_ENDPOINT, "body": {"email": email}}} | details,
+        f"code: {CODE_REFUSED}",
+        [{"field": "code", "message": CODE_REFUSED}],
+        {"resend": {"endpoint": RESEND_ENDPOINT, "body": {"email": email}}},
     )
 
 
-async def _agent_by_email(uow: UnitOfWork, email: str) -> Agent:
-    agent = (
+async def _agent_by_email(uow: UnitOfWork, email: str) -> Agent | None:
+    """The (not deleted) agent registered with ``email``, its row locked; None without one."""
+    return (
         await uow.session.execute(
             select(Agent).where(Agent.email == email, Agent.deleted_at.is_(None)).with_for_update()
         )
     ).scalar_one_or_none()
-    if agent is None:
-        raise ValidationFailed.field("email", "no agent is registered with this email")
-    return agent
+
+
+async def _count_try(uow: UnitOfWork, settings: Settings, key: str, limit: int, what: str) -> None:
+    """Count one ``what`` for ``key`` (an email, registered or not) this hour; past ``limit``,
+    commit the count and raise ``RateLimited``."""
+    decision = await hit(uow, key[:200], limit=limit, window_seconds=3600)
+    if not decision.allowed:
+        await uow.commit()  # the refused hit counts too
+        raise RateLimited(
+            f"At most {limit} {what} an hour for one email; retry in "
+            f"{decision.retry_after} seconds.",
+            {"retry_after": decision.retry_after, "limit": limit, "window_seconds": 3600},
+        )
+
+
+def _matches(settings: Settings, code: str, code_hash: str, agent_id: int) -> bool:
+    return secret_matches(pepper(settings), code, code_hash, context=code_context(agent_id))
 
 
 async def verify_email(uow: UnitOfWork, settings: Settings, email: str, code: str) -> Agent:
     """Check the 6-digit ``code`` mailed to ``email`` and mark the email verified.
 
-    A wrong code uses up one of 5 tries (committed even though the call fails); an expired,
-    locked or superseded code is refused with a pointer to the resend endpoint.
+    Every refusal is the same ``CODE_REFUSED`` (see there). A try is compared only once it
+    has taken one of the live code's 5 tries in one conditional UPDATE, so however many tries
+    arrive at once, from however many processes, at most 5 are compared; that try is committed
+    even though the call fails. Tries are also counted per email (registered or not):
+    ``RateLimited`` past ``code_tries_per_email_per_hour``.
     """
     async with uow:
+        await _count_try(
+            uow, settings, f"verify-tries:{email}", settings.code_tries_per_email_per_hour, "tries"
+        )
         agent = await _agent_by_email(uow, email)
+        if agent is None:
+            _matches(settings, code, _NO_CODE_HASH, 0)  # the same work as a real try
+            await uow.commit()
+            raise _code_refused(email)
         if agent.email_verified:
-            # A retry with the code that verified it answers as the first call did; any other
-            # code learns nothing of the account (neither its id nor its status).
+            # A retry with the code that verified it answers as the first call did.
             used = await _used_code(uow, agent.id)
-            if used is None or not secret_matches(
-                pepper(settings), code, used.code_hash, context=code_context(agent.id)
-            ):
-                raise _code_error(email, "is not the code that verified this email")
-            await uow.commit()  # nothing written; keeps the loaded agent readable
+            if not _matches(settings, code, used.code_hash if used else _NO_CODE_HASH, agent.id):
+                await uow.commit()
+                raise _code_refused(email)
+            await uow.commit()  # nothing written but the count; keeps the agent readable
             return agent
         now = uow.clock.now()
         live = await _live_code(uow, agent.id)
-        if live is None:
-            raise _code_error(email, "no code is pending; request one with " + RESEND_ENDPOINT)
-        if live.attempts >= MAX_CODE_ATTEMPTS:
-            raise _code_error(
-                email,
-                f"locked after {MAX_CODE_ATTEMPTS} wrong tries; request a new code with "
-                + RESEND_ENDPOINT,
-                attempts_left=0,
-            )
-        if live.expires_at <= now:
-            raise _code_error(
-                email,
-                "has expired (codes are valid 15 minutes); request a new one with "
-                + RESEND_ENDPOINT,
-                expired=True,
-            )
-        if not secret_matches(
-            pepper(settings), code, live.code_hash, context=code_context(agent.id)
-        ):
-            attempts = (
+        taken = None
+        if live is not None and live.expires_at > now:
+            # The try takes one of the code's tries first; only a try that got one is compared.
+            taken = (
                 await uow.session.execute(
                     update(EmailCode)
-                    .where(EmailCode.id == live.id, EmailCode.attempts < MAX_CODE_ATTEMPTS)
+                    .where(
+                        EmailCode.id == live.id,
+                        EmailCode.used_at.is_(None),
+                        EmailCode.superseded_at.is_(None),
+                        EmailCode.attempts < MAX_CODE_ATTEMPTS,
+                    )
                     .values(attempts=EmailCode.attempts + 1)
                     .returning(EmailCode.attempts)
                     .execution_options(synchronize_session=False)
                 )
             ).scalar_one_or_none()
+        if live is None or taken is None:
+            _matches(settings, code, _NO_CODE_HASH, agent.id)
             await uow.commit()
-            left = MAX_CODE_ATTEMPTS - (attempts or MAX_CODE_ATTEMPTS)
-            log.info("agent.verification_failed", agent_id=agent.id, attempts_left=left)
-            if left == 0:
-                raise _code_error(
-                    email,
-                    f"is wrong; the code is now locked after {MAX_CODE_ATTEMPTS} wrong tries, "
-                    f"request a new one with {RESEND_ENDPOINT}",
-                    attempts_left=0,
-                )
-            raise _code_error(email, f"is wrong; {left} tries left", attempts_left=left)
+            raise _code_refused(email)
+        if not _matches(settings, code, live.code_hash, agent.id):
+            await uow.commit()
+            log.info(
+                "agent.verification_failed",
+                agent_id=agent.id,
+                attempts_left=MAX_CODE_ATTEMPTS - taken,
+            )
+            raise _code_refused(email)
+        # This transaction holds the code's row since its UPDATE: no other try can use it.
         live.used_at = now
         agent.email_verified = True
         agent.email_verified_at = now
@@ -418,49 +441,42 @@ async def verify_email(uow: UnitOfWork, settings: Settings, email: str, code: st
     return agent
 
 
-@dataclass(frozen=True)
-class Resend:
-    """The outcome of a resend request."""
-
-    sent: bool
-    already_verified: bool
+RESENT = (
+    "If an agent registered with this email is waiting for its verification, a new code is "
+    "on its way and earlier codes no longer work."
+)
+"""The one answer to a resend, whether the email is registered, verified or neither."""
 
 
 async def resend_verification(
-    uow: UnitOfWork, settings: Settings, email: str, *, client_ip: str | None = None
-) -> Resend:
-    """Invalidate the live code and mail a new one; at most 3 resends an hour per agent."""
+    uow: UnitOfWork,
+    settings: Settings,
+    email: str,
+    *,
+    client_ip: str | None = None,
+    mail_later: MailLater | None = None,
+) -> None:
+    """Invalidate the live code and mail a new one, if an unverified agent has this email.
+
+    Answers the same for every email: at most ``resend_per_hour`` requests an hour per email,
+    counted for every email, and nothing that tells whether one was sent. ``mail_later``:
+    hand the mail over to be sent after the answer (without it, it is sent before returning).
+    """
     await limit_ip(uow.db, "verification", client_ip, settings.email_checks_per_ip_per_hour)
     async with uow:
+        await _count_try(uow, settings, f"resend:{email}", settings.resend_per_hour, "codes")
         agent = await _agent_by_email(uow, email)
-        if agent.email_verified:
-            return Resend(sent=False, already_verified=True)
-        now = uow.clock.now()
-        recent = list(
-            (
-                await uow.session.execute(
-                    select(EmailCode.created_at)
-                    .where(
-                        EmailCode.agent_id == agent.id,
-                        EmailCode.reason == "resend",
-                        EmailCode.created_at > now - RESEND_WINDOW,
-                    )
-                    .order_by(EmailCode.created_at)
-                )
-            ).scalars()
-        )
-        limit = settings.resend_per_hour
-        if len(recent) >= limit:
-            retry_after = max(1, int((recent[0] + RESEND_WINDOW - now).total_seconds()) + 1)
-            raise RateLimited(
-                f"At most {limit} codes an hour; retry in {retry_after} seconds.",
-                {"retry_after": retry_after, "limit": limit, "window_seconds": 3600},
-            )
+        if agent is None or agent.email_verified:
+            await uow.commit()
+            return
         code = await _issue_code(uow, settings, agent.id, "resend")
         await uow.commit()
     log.info("agent.verification_resent", agent_id=agent.id)
-    sent = await _mail_code(settings, uow.db, agent.email, code)
-    return Resend(sent=sent, already_verified=False)
+    mail = _code_mail(settings, agent.email, code)
+    if mail_later is not None:
+        mail_later(mail)
+    else:
+        await send_quietly(settings, uow.db, mail)
 
 
 # --- key, profile, deletion -------------------------------------------------------------
@@ -479,6 +495,9 @@ async def regenerate_key(
     key is no longer that one (a form sent twice, or from a page shown before another
     regeneration), nothing changes and ``KeyAlreadyReplaced`` is raised: the key made in
     between, which its owner may already use, keeps working.
+
+    A banned agent's key is not replaced (``AccountInactive``): the UPDATE names the statuses
+    it may change, so a ban committed first always wins.
     """
     api_key = new_api_key()
     async with uow:
@@ -486,7 +505,12 @@ async def regenerate_key(
         current = [Agent.api_key_prefix == replacing] if replacing is not None else []
         result = await uow.session.execute(
             update(Agent)
-            .where(Agent.id == agent_id, Agent.deleted_at.is_(None), *current)
+            .where(
+                Agent.id == agent_id,
+                Agent.deleted_at.is_(None),
+                Agent.status.not_in([s.value for s in READ_ONLY_STATUSES]),
+                *current,
+            )
             .values(
                 api_key_hash=hash_api_key(settings, api_key),
                 api_key_prefix=shown_prefix(api_key),
@@ -496,10 +520,8 @@ async def regenerate_key(
             .execution_options(synchronize_session=False)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            if replacing is not None:
-                await find_agent(uow, agent_id)  # NotFound without the agent
-                raise KeyAlreadyReplaced(replacing)
-            raise NotFound(f"no agent {agent_id}")
+            refuse_if_read_only(await find_agent(uow, agent_id))  # NotFound without the agent
+            raise KeyAlreadyReplaced(replacing or "")
         await uow.commit()
     log.info("agent.key_regenerated", agent_id=agent_id, key_prefix=shown_prefix(api_key))
     return api_key
@@ -514,7 +536,10 @@ async def get_agent(uow: UnitOfWork, agent_id: int) -> Agent:
 
 
 async def update_profile(uow: UnitOfWork, agent_id: int, data: UpdateAgent) -> Agent:
-    """Change the fields sent in ``data``; ``null`` clears an optional field."""
+    """Change the fields sent in ``data``; ``null`` clears an optional field.
+
+    A banned agent is not changed (``AccountInactive``); its row is locked first, so a ban
+    and a change never cross."""
     fields = set(data.model_fields_set)
     if "name" in fields and data.name is None:
         raise ValidationFailed.field(
@@ -522,6 +547,7 @@ async def update_profile(uow: UnitOfWork, agent_id: int, data: UpdateAgent) -> A
         )
     async with uow:
         agent = await find_agent(uow, agent_id, for_update=True)
+        refuse_if_read_only(agent)
         _apply_metadata(agent, data, fields)
         agent.updated_at = uow.clock.now()
         if fields & {"skills", "languages", "tags"}:

@@ -21,7 +21,7 @@ from enum import StrEnum
 from sqlalchemy import select, update
 
 from agent_server.accounts.models import Agent, AgentStatus, AgentStatusChange
-from agent_server.errors import NotFound, ValidationFailed
+from agent_server.errors import AccountInactive, NotFound, ValidationFailed
 from agent_server.inputs import BIGINT_MAX, check_text, require
 from agent_server.store import UnitOfWork
 
@@ -240,3 +240,19 @@ async def list_agents(
         query = query.where(Agent.status == status.value)
     query = query.order_by(Agent.id.desc()).limit(limit).offset(offset)
     return list((await uow.session.execute(query)).scalars())
+
+
+READ_ONLY_STATUSES = frozenset({AgentStatus.BANNED})
+"""Statuses in which the agent's owner may read everything but change nothing (key, profile,
+callback URL, caps, addresses, bookings), on every surface. A ban is an operator's final
+decision; a suspension is a hold on tool calls while the owner keeps the account in order."""
+
+
+def refuse_if_read_only(agent: Agent) -> None:
+    """``AccountInactive`` if the agent's owner may not change it any more (see above)."""
+    if AgentStatus(agent.status) in READ_ONLY_STATUSES:
+        raise AccountInactive(
+            f"agent {agent.id} is {agent.status}: its pages and records can be read, but "
+            "nothing of it can be changed; ask an operator if you think this is a mistake",
+            {"agent_id": agent.id, "status": agent.status},
+        )

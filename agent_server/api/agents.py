@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
 from pydantic import Field
 
 from agent_server.accounts import service
@@ -34,6 +34,7 @@ from agent_server.api.schemas import (
 )
 from agent_server.events.urls import check_callback_url
 from agent_server.inputs import Text
+from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
 from wallets.rates import RateSource
 from wallets.service import rate_source
@@ -100,7 +101,8 @@ async def register(body: RegisterAgent, request: Request, runtime: RuntimeDep) -
 @router.post("/agent/verify-email", response_model=VerifyResponse, summary="Verify agent email")
 async def verify_email(body: VerifyEmail, request: Request, runtime: RuntimeDep) -> VerifyResponse:
     """Confirm the email with the 6-digit code. Codes expire after 15 minutes and lock after 5
-    wrong tries; `POST /api/agent/resend-verification` issues a new one."""
+    tries; `POST /api/agent/resend-verification` issues a new one. Every refusal is the same
+    answer, for registered emails and others alike."""
     await service.limit_ip(
         runtime.db,
         "verification",
@@ -122,17 +124,19 @@ async def verify_email(body: VerifyEmail, request: Request, runtime: RuntimeDep)
     summary="Resend verification code",
 )
 async def resend_verification(
-    body: ResendVerification, request: Request, runtime: RuntimeDep
+    body: ResendVerification, request: Request, runtime: RuntimeDep, mail: BackgroundTasks
 ) -> MessageResponse:
-    """Mail a new code and invalidate the previous one. At most 3 an hour."""
-    result = await service.resend_verification(
-        runtime.db.uow(), runtime.settings, body.email, client_ip=client_ip(request)
+    """Mail a new code and invalidate the previous one, if an agent registered with this
+    email is waiting for verification. At most 3 requests an hour per email. The answer is
+    the same for every email, registered or not, and the mail goes out after it."""
+    await service.resend_verification(
+        runtime.db.uow(),
+        runtime.settings,
+        body.email,
+        client_ip=client_ip(request),
+        mail_later=lambda m: mail.add_task(send_quietly, runtime.settings, runtime.db, m),
     )
-    if result.already_verified:
-        return MessageResponse(message="Email already verified; no code was sent.")
-    if not result.sent:
-        return MessageResponse(message="The verification email could not be sent; try later.")
-    return MessageResponse(message="Verification code resent")
+    return MessageResponse(message=service.RESENT)
 
 
 @router.post(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func, or_, select
 
 from agent_server.accounts.models import Agent
+from agent_server.accounts.status import refuse_if_read_only
 from agent_server.booking.models import Specialist
 from agent_server.config import Settings
 from agent_server.dashboard.signin import operator_emails
@@ -68,6 +69,17 @@ async def owned_agent(uow: UnitOfWork, person: Person, agent_id: int) -> Agent:
     )
     if agent is None:
         raise NotFound(f"no agent {agent_id} of yours", {"agent_id": agent_id})
+    return agent
+
+
+async def changeable_agent(uow: UnitOfWork, person: Person, agent_id: int) -> Agent:
+    """``owned_agent`` for a change: ``AccountInactive`` if the agent is banned.
+
+    Read without a lock: a ban that commits while the change is under way changes nothing the
+    change read but the status, so the two are as if the change came first. (Locking the row
+    would order it before the wallet's rows, against the order deposits take them.)"""
+    agent = await owned_agent(uow, person, agent_id)
+    refuse_if_read_only(agent)
     return agent
 
 

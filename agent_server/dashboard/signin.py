@@ -1,21 +1,24 @@
 """Signing in to the dashboard: one-time codes by mail, server-side sessions, CSRF tokens.
 
-    async def request_code(db, settings, email, *, client_ip=None) -> CodeRequest
+    async def request_code(db, settings, email, *, client_ip=None, mail_later=None)
         Mail a 6-digit code to ``email`` when it belongs to someone who may sign in (an agent's
-        owner or the agent itself, a specialist, an operator); otherwise send nothing but
-        answer the same, so the form does not tell which emails exist. At most
-        ``CODES_PER_HOUR`` codes an hour per email.
-    async def verify_code(db, settings, email, code) -> str
+        owner or the agent itself, a specialist, an operator); otherwise send nothing but do
+        and answer the same, so neither the form nor the tries that follow tell which emails
+        exist. At most ``CODES_PER_HOUR`` codes an hour per email.
+    async def verify_code(db, settings, email, code, *, client_ip=None) -> str
         The new session's token (for the cookie) when the code is right; ``ValidationFailed``
-        on ``code`` otherwise. Codes expire after 15 minutes and lock after 5 wrong tries.
+        on ``code`` otherwise. Codes expire after 15 minutes and lock after 5 tries; tries are
+        limited per email and per client address too.
     async def session_email(db, settings, token) -> str | None
     async def end_session(db, settings, token) -> None
     def csrf_token(settings, token) -> str;  def csrf_ok(settings, token, sent) -> bool
 
 Codes, session tokens and CSRF tokens are never stored or logged in clear: codes and tokens
 are kept as peppered HMACs; a session's CSRF token is an HMAC of its token, so it needs no
-storage and changes with every session. Races on one code (two right answers at once) are
-settled by a conditional UPDATE: one wins, the other is refused.
+storage and changes with every session. Races on one code are settled by the database: a try
+is compared only after it has taken one of the code's tries in a conditional UPDATE, and the
+row stays locked until the try's transaction ends, so two right answers at once open one
+session and many wrong ones at once are compared at most 5 times.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from agent_server.config import Settings
 from agent_server.dashboard.models import DashboardSession, SignInCode
 from agent_server.errors import RateLimited, ValidationFailed
 from agent_server.logs import get_logger
-from agent_server.mail import MailDeliveryFailed, OutgoingMail, masked, send_mail
+from agent_server.mail import MailLater, OutgoingMail, masked, send_quietly
 from agent_server.store import Database, UnitOfWork
 
 log = get_logger(__name__)
@@ -103,11 +106,10 @@ def operator_emails(settings: Settings) -> frozenset[str]:
 
 @dataclass(frozen=True)
 class CodeRequest:
-    """What the sign-in form tells the person: the (normalized) email, and whether mail
-    could not be sent."""
+    """What the sign-in form tells the person: the (normalized) email. The same for every
+    email, whether anyone may sign in with it or not."""
 
     email: str
-    mail_failed: bool = False
 
 
 def _code_mail(settings: Settings, email: str, code: str) -> OutgoingMail:
@@ -128,16 +130,23 @@ def _code_mail(settings: Settings, email: str, code: str) -> OutgoingMail:
 
 
 async def request_code(
-    db: Database, settings: Settings, raw_email: str, *, client_ip: str | None = None
+    db: Database,
+    settings: Settings,
+    raw_email: str,
+    *,
+    client_ip: str | None = None,
+    mail_later: MailLater | None = None,
 ) -> CodeRequest:
-    """Issue and mail a sign-in code (see the module docstring)."""
+    """Issue and mail a sign-in code (see the module docstring).
+
+    Every email gets the same treatment up to the mail: the per-hour count, and a code row
+    (for an email nobody signs in with, one no code matches), so the answer, its timing and
+    the later tries of a code cannot tell which emails exist. ``mail_later``: hand the mail
+    over to be sent after the answer (without it, it is sent before returning).
+    """
     email = normalize_email(raw_email)
     await limit_ip(db, "dashboard sign-in", client_ip, settings.email_checks_per_ip_per_hour)
     async with db.uow() as uow:
-        if not await may_sign_in(uow, settings, email):
-            await uow.commit()
-            log.info("dashboard.code_not_sent", to=masked(email))
-            return CodeRequest(email)
         decision = await hit(
             uow, f"dashboard-code:{email}"[:200], limit=CODES_PER_HOUR, window_seconds=3600
         )
@@ -147,6 +156,7 @@ async def request_code(
                 f"At most {CODES_PER_HOUR} codes an hour; retry in {decision.retry_after} seconds.",
                 {"retry_after": decision.retry_after},
             )
+        known = await may_sign_in(uow, settings, email)
         now = uow.clock.now()
         await uow.session.execute(
             update(SignInCode)
@@ -159,21 +169,27 @@ async def request_code(
             .execution_options(synchronize_session=False)
         )
         code = new_code()
+        # For an unknown email, the hash of a secret that is never shown: no code matches it.
+        hashed = _code_hash(settings, email, code if known else secrets.token_urlsafe(32))
         uow.session.add(
             SignInCode(
                 email=email,
-                code_hash=_code_hash(settings, email, code),
+                code_hash=hashed,
                 attempts=0,
                 created_at=now,
                 expires_at=now + CODE_TTL,
             )
         )
         await uow.commit()
-    try:
-        await send_mail(settings, db, _code_mail(settings, email, code))
-    except MailDeliveryFailed:
-        return CodeRequest(email, mail_failed=True)
-    log.info("dashboard.code_sent", to=masked(email))
+    if not known:
+        log.info("dashboard.code_not_sent", to=masked(email))
+        return CodeRequest(email)
+    mail = _code_mail(settings, email, code)
+    if mail_later is not None:
+        mail_later(mail)
+    else:
+        await send_quietly(settings, db, mail)
+    log.info("dashboard.code_issued", to=masked(email))
     return CodeRequest(email)
 
 
@@ -181,16 +197,36 @@ def _code_error(message: str) -> ValidationFailed:
     return ValidationFailed.field("code", message)
 
 
-async def verify_code(db: Database, settings: Settings, raw_email: str, code: str) -> str:
-    """Check ``code`` for ``email`` and open a session; the session token (see above)."""
+async def verify_code(
+    db: Database, settings: Settings, raw_email: str, code: str, *, client_ip: str | None = None
+) -> str:
+    """Check ``code`` for ``email`` and open a session; the session token (see above).
+
+    A try is compared only once it has taken one of the code's 5 tries in one conditional
+    UPDATE, so however many tries arrive at once, from however many processes, at most 5 are
+    ever compared. Tries are also counted per client address and per email (registered or
+    not), across processes; ``RateLimited`` past either limit.
+    """
     email = normalize_email(raw_email)
     code = (code or "").strip()
     if len(code) != 6 or not code.isdigit():
         raise _code_error("enter the 6 digits from the mail")
+    await limit_ip(db, "dashboard sign-in code", client_ip, settings.email_checks_per_ip_per_hour)
     async with db.uow() as uow:
+        limit = settings.code_tries_per_email_per_hour
+        decision = await hit(
+            uow, f"dashboard-code-tries:{email}"[:200], limit=limit, window_seconds=3600
+        )
+        if not decision.allowed:
+            await uow.commit()  # the refused hit counts too
+            raise RateLimited(
+                f"At most {limit} code tries an hour for one email; retry in "
+                f"{decision.retry_after} seconds.",
+                {"retry_after": decision.retry_after},
+            )
         live = (
             await uow.session.execute(
-                select(SignInCode)
+                select(SignInCode.id, SignInCode.code_hash, SignInCode.expires_at)
                 .where(
                     SignInCode.email == email,
                     SignInCode.used_at.is_(None),
@@ -199,26 +235,38 @@ async def verify_code(db: Database, settings: Settings, raw_email: str, code: st
                 .order_by(SignInCode.id.desc())
                 .limit(1)
             )
-        ).scalar_one_or_none()
+        ).one_or_none()
         now = uow.clock.now()
         if live is None:
-            raise _code_error("this code is not valid; ask for a new one")
-        if live.attempts >= MAX_CODE_ATTEMPTS:
-            raise _code_error(f"locked after {MAX_CODE_ATTEMPTS} wrong tries; ask for a new code")
-        if live.expires_at <= now:
-            raise _code_error("this code has expired (codes last 15 minutes); ask for a new one")
-        if not hmac.compare_digest(_code_hash(settings, email, code), live.code_hash):
-            attempts = (
-                await uow.session.execute(
-                    update(SignInCode)
-                    .where(SignInCode.id == live.id, SignInCode.attempts < MAX_CODE_ATTEMPTS)
-                    .values(attempts=SignInCode.attempts + 1)
-                    .returning(SignInCode.attempts)
-                    .execution_options(synchronize_session=False)
-                )
-            ).scalar_one_or_none()
             await uow.commit()
-            left = MAX_CODE_ATTEMPTS - (attempts or MAX_CODE_ATTEMPTS)
+            raise _code_error("this code is not valid; ask for a new one")
+        if live.expires_at <= now:
+            await uow.commit()
+            raise _code_error("this code has expired (codes last 15 minutes); ask for a new one")
+        # The try takes one of the code's tries first; only a try that got one is compared.
+        attempts = (
+            await uow.session.execute(
+                update(SignInCode)
+                .where(
+                    SignInCode.id == live.id,
+                    SignInCode.used_at.is_(None),
+                    SignInCode.superseded_at.is_(None),
+                    SignInCode.attempts < MAX_CODE_ATTEMPTS,
+                )
+                .values(attempts=SignInCode.attempts + 1)
+                .returning(SignInCode.attempts)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalar_one_or_none()
+        if attempts is None:
+            await uow.commit()
+            raise _code_error(
+                f"this code is locked after {MAX_CODE_ATTEMPTS} wrong tries, or was just used "
+                "or replaced; ask for a new one"
+            )
+        if not hmac.compare_digest(_code_hash(settings, email, code), live.code_hash):
+            await uow.commit()
+            left = MAX_CODE_ATTEMPTS - attempts
             log.info("dashboard.code_wrong", to=masked(email), attempts_left=left)
             if left == 0:
                 raise _code_error(
@@ -226,19 +274,13 @@ async def verify_code(db: Database, settings: Settings, raw_email: str, code: st
                     "ask for a new one"
                 )
             raise _code_error(f"wrong code; {left} tries left")
-        used = await uow.session.execute(
+        # This transaction holds the code's row since its UPDATE: no other try can use it.
+        await uow.session.execute(
             update(SignInCode)
-            .where(
-                SignInCode.id == live.id,
-                SignInCode.used_at.is_(None),
-                SignInCode.superseded_at.is_(None),
-                SignInCode.attempts < MAX_CODE_ATTEMPTS,
-            )
+            .where(SignInCode.id == live.id)
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
-        if used.rowcount != 1:  # type: ignore[attr-defined]
-            raise _code_error("this code was just used or replaced; ask for a new one")
         token = secrets.token_urlsafe(32)
         uow.session.add(
             DashboardSession(

@@ -25,7 +25,7 @@ from agent_server.dashboard.history import (
     transactions_csv,
     usage_csv,
 )
-from agent_server.dashboard.people import owned_agent
+from agent_server.dashboard.people import changeable_agent, owned_agent
 from agent_server.dashboard.web import (
     DashboardRoute,
     Viewer,
@@ -36,6 +36,7 @@ from agent_server.dashboard.web import (
     signed_in,
 )
 from agent_server.errors import ValidationFailed
+from agent_server.events.urls import check_callback_url
 from billing.caps import caps_of, set_spending_caps
 from billing.escrow import refund_booking
 from billing.usage import check_period, usage_for
@@ -104,7 +105,7 @@ async def regenerate_key(request: Request, agent_id: AgentId) -> Response:
     form = await posted_form(request, viewer)
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
-        await owned_agent(uow, viewer.person, agent_id)
+        await changeable_agent(uow, viewer.person, agent_id)
     try:
         # Only the key the page showed: sent again (a reload, the back button, a second
         # tab), the form must not replace the key it has just made.
@@ -132,7 +133,7 @@ async def save_caps(request: Request, agent_id: AgentId) -> Response:
         daily = _cap(values["daily_cap"], "daily_cap")
         monthly = _cap(values["monthly_cap"], "monthly_cap")
         async with runtime.db.uow() as uow:
-            await owned_agent(uow, viewer.person, agent_id)
+            await changeable_agent(uow, viewer.person, agent_id)
             await set_spending_caps(
                 uow, agent_id, daily_usd_micros=daily, monthly_usd_micros=monthly
             )
@@ -155,18 +156,23 @@ async def save_callback(request: Request, agent_id: AgentId) -> Response:
     runtime = runtime_of(request)
     url = text(form, "callback_url")
     async with runtime.db.uow() as uow:
-        await owned_agent(uow, viewer.person, agent_id)
+        await changeable_agent(uow, viewer.person, agent_id)
     try:
         data = parse_model(UpdateAgent, {"callback_url": url or None})
+        # The same check as the REST API's: no loopback, private or metadata addresses.
+        await check_callback_url(data.callback_url, runtime.settings)
         await accounts.update_profile(runtime.db.uow(), agent_id, data)
     except ValidationFailed as exc:
+        shown = field_errors(exc)
         return await _agent_page(
             request,
             viewer,
             agent_id,
-            errors={"callback_url": "must be an absolute http:// or https:// URL"}
-            if field_errors(exc)
-            else {},
+            errors={
+                "callback_url": shown.get(
+                    "callback_url", "must be an absolute http:// or https:// URL"
+                )
+            },
             values={"callback_url": url},
             status_code=422,
         )
@@ -219,7 +225,7 @@ async def make_address(request: Request, agent_id: AgentId) -> Response:
     form = await posted_form(request, viewer)
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
-        await owned_agent(uow, viewer.person, agent_id)
+        await changeable_agent(uow, viewer.person, agent_id)
         await choose_currency(
             uow, runtime.settings, agent_id, text(form, "currency"), rates=rate_source(runtime)
         )
@@ -367,7 +373,7 @@ async def cancel_booking(request: Request, agent_id: AgentId, booking_id: AgentI
     form = await posted_form(request, viewer)
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
-        await owned_agent(uow, viewer.person, agent_id)
+        await changeable_agent(uow, viewer.person, agent_id)
         booking = await booking_svc.cancel_booking(
             uow,
             booking_id,

@@ -6,7 +6,7 @@ import hmac
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
 from agent_server.api.auth import client_ip
@@ -28,6 +28,7 @@ from agent_server.dashboard.web import (
     signin_csrf,
 )
 from agent_server.errors import Forbidden, RateLimited, ValidationFailed
+from agent_server.mail import send_quietly
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -102,8 +103,15 @@ async def sign_in(request: Request) -> Response:
     runtime = runtime_of(request)
     email = text(form, "email")
     target = _safe_next(form.get("next"))
+    mail = BackgroundTasks()
     try:
-        sent = await request_code(runtime.db, runtime.settings, email, client_ip=client_ip(request))
+        sent = await request_code(
+            runtime.db,
+            runtime.settings,
+            email,
+            client_ip=client_ip(request),
+            mail_later=lambda m: mail.add_task(send_quietly, runtime.settings, runtime.db, m),
+        )
     except ValidationFailed as exc:
         return _signin_page(
             request,
@@ -122,11 +130,12 @@ async def sign_in(request: Request) -> Response:
             {"email": email, "next": target, "errors": {"email": exc.message}},
             status_code=429,
         )
-    return _signin_page(
-        request,
-        "signin_code.html",
-        {"email": sent.email, "next": target, "mail_failed": sent.mail_failed, "errors": {}},
+    # The mail goes out after the answer, so the answer's timing tells nothing either.
+    response = _signin_page(
+        request, "signin_code.html", {"email": sent.email, "next": target, "errors": {}}
     )
+    response.background = mail
+    return response
 
 
 @router.post("/sign-in/code")
@@ -136,7 +145,9 @@ async def sign_in_code(request: Request) -> Response:
     email = text(form, "email")
     target = _safe_next(form.get("next"))
     try:
-        token = await verify_code(runtime.db, runtime.settings, email, text(form, "code"))
+        token = await verify_code(
+            runtime.db, runtime.settings, email, text(form, "code"), client_ip=client_ip(request)
+        )
     except ValidationFailed as exc:
         return _signin_page(
             request,
@@ -144,10 +155,16 @@ async def sign_in_code(request: Request) -> Response:
             {
                 "email": email,
                 "next": target,
-                "mail_failed": False,
                 "errors": {"code": exc.details["fields"][0]["message"]},
             },
             status_code=422,
+        )
+    except RateLimited as exc:
+        return _signin_page(
+            request,
+            "signin_code.html",
+            {"email": email, "next": target, "errors": {"code": exc.message}},
+            status_code=429,
         )
     response = RedirectResponse(target, status_code=303)
     set_session_cookie(request, response, token)
