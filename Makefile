@@ -1,6 +1,10 @@
 # The two set-up commands are `make run` and `make test`; everything else is a helper.
 SHELL := /bin/bash
-PYTHON ?= python3
+# The project runs on Python 3.11 (pyproject.toml): python3.11 when it is on PATH.
+PYTHON ?= $(shell command -v python3.11 || echo python3)
+# Where `make run` serves: `make run PORT=8080 HOST=0.0.0.0`.
+HOST ?= 127.0.0.1
+PORT ?= 8000
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -9,7 +13,9 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 .PHONY: run test install lint typecheck bench soak clean postgres chains browser
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/python || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
+		|| { echo "Python 3.11 is needed: install it, or make PYTHON=/path/to/python3.11"; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install --quiet --upgrade pip==25.3
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
@@ -27,7 +33,7 @@ chains: $(NODE_STAMP)
 run: install chains
 	$(BIN)/agent-server db upgrade
 	$(BIN)/agent-server demo-data --if-empty --specialists 1000
-	$(BIN)/agent-server serve --host 127.0.0.1 --port 8000
+	$(BIN)/agent-server serve --host $(HOST) --port $(PORT)
 
 postgres:
 	bash scripts/ensure-postgres.sh

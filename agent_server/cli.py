@@ -36,6 +36,30 @@ def _settings(*, server: bool = False) -> Settings:
     return settings
 
 
+def _database_problem(settings: Settings) -> str | None:
+    """Why the configured database cannot serve (see ``store.migrate.database_problem``)."""
+    from agent_server.store import make_engine
+    from agent_server.store.migrate import database_problem
+
+    async def check() -> str | None:
+        engine = make_engine(settings.database_url)
+        try:
+            return await database_problem(engine, settings.database_url)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(check())
+
+
+def _require_database(settings: Settings) -> None:
+    """Exit with one line on stderr unless the database is reachable and migrated: a server
+    on a missing or empty database would answer every call with an error."""
+    problem = _database_problem(settings)
+    if problem:
+        typer.echo(f"agent-server: {problem}", err=True)
+        raise typer.Exit(1)
+
+
 def _not_yet(what: str) -> None:
     typer.echo(f"{what} is not available in this version yet.", err=True)
     raise typer.Exit(2)
@@ -83,6 +107,7 @@ def serve(
 
     settings = _settings(server=True)
     chosen = _toolsets(toolsets)
+    _require_database(settings)
     bind_host = host or settings.host
     runtime = Runtime.create(settings)
     uvicorn.run(
@@ -115,6 +140,7 @@ def stdio(
             err=True,
         )
         raise typer.Exit(2)
+    _require_database(settings)
     runtime = Runtime.create(settings)
     server = build_mcp_server(
         runtime, api_key_source=lambda: key, toolsets=chosen, read_only=read_only
@@ -127,6 +153,55 @@ def stdio(
             await runtime.close()
 
     anyio.run(run)
+
+
+@app.command("mcp-config")
+def mcp_config(
+    client: Annotated[
+        str,
+        typer.Option(
+            "--client", help="claude-desktop, claude-code, cursor or vscode.", show_default=False
+        ),
+    ],
+    http: Annotated[
+        bool,
+        typer.Option(
+            "--http/--stdio",
+            help="Connect over streamable HTTP to a running `serve`, or start `stdio` (default).",
+        ),
+    ] = False,
+    api_key: Annotated[
+        str | None,
+        typer.Option("--api-key", help="The agent's API key (default: a placeholder to replace)."),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="The MCP endpoint for --http (default: PUBLIC_URL, else http://HOST:PORT/mcp).",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option("--name", help="The server's name in the client.")] = (
+        "agent-server"
+    ),
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="claude-code: the .mcp.json document, not the command."),
+    ] = False,
+) -> None:
+    """Print a client's configuration entry for this install: absolute paths, the client's
+    own file shape (Claude Code: a `claude mcp add-json` command line)."""
+    from agent_server.mcp.client_config import CLIENTS, entry, render
+
+    chosen = next((c for c in CLIENTS if c == client), None)
+    if chosen is None:
+        raise typer.BadParameter(f"choose one of {', '.join(CLIENTS)}", param_hint="--client")
+    settings = _settings()
+    document = entry(chosen, http=http, settings=settings, api_key=api_key, url=url, name=name)
+    typer.echo(render(chosen, document, as_json=as_json))
+    problem = None if http else _database_problem(settings)
+    if problem:
+        typer.echo(f"warning: the server this starts will refuse to run: {problem}", err=True)
 
 
 @db_app.command("upgrade")

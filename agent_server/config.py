@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -89,7 +90,12 @@ class Settings(BaseSettings):
     demo_specialists: int = 1000
 
 
+ENV_FILE_VARIABLE = "AGENT_SERVER_ENV_FILE"
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read once."""
-    return Settings()
+    """The process-wide settings, read once: from the environment, then from the file named
+    by ``AGENT_SERVER_ENV_FILE`` (for a process a client starts in another directory), else
+    from ``.env`` in the current directory."""
+    return Settings(_env_file=os.environ.get(ENV_FILE_VARIABLE) or ".env")
