@@ -29,7 +29,7 @@ _MASKED_WORDS = (
     r"|private_key|mnemonic|seed_phrase"
 )
 # The one-time codes mailed for sign-up and dashboard sign-in, under any name they could be
-# logged by; a bare ``code`` is an error code (``tool.refused code=RATE_LIMITED``).
+# logged by; a bare ``code`` is an error code (``tool.call code=RATE_LIMITED``).
 _MASKED_CODES = r"(?:verification|verify|email|signin|sign_in|login|one_time|otp)_code|otp"
 _MASKED_KEYS = re.compile(rf"^(?:\w*_)?(?:{_MASKED_WORDS})$|^(?:{_MASKED_CODES})$")
 
@@ -105,6 +105,10 @@ def configure_logging(level: str = "INFO", fmt: str = "auto", *, for_good: bool 
     # SQL parameters and rows carry emails, key hashes and outbox mail: never log them.
     for chatty in ("sqlalchemy", "aiosqlite"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
+    # Lines that say nothing: Alembic's plugin set-up on every start, and the SDK's
+    # "Terminating session: None" after every stateless MCP request.
+    for quiet in ("alembic.runtime.plugins", "mcp.server.streamable_http"):
+        logging.getLogger(quiet).setLevel(logging.WARNING)
 
 
 def get_logger(name: str | None = None) -> Any:

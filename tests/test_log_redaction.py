@@ -81,7 +81,7 @@ def test_an_error_code_reaches_the_log_line(capsys: pytest.CaptureFixture[str]) 
     assert line["api_key"] == "***"
 
 
-async def test_tool_refused_lines_show_the_error_code(
+async def test_tool_call_lines_show_the_error_code(
     db: Database, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings = Settings(database_url=database_url, rate_limits={"get-wallet": 1})
@@ -95,6 +95,13 @@ async def test_tool_refused_lines_show_the_error_code(
     assert error_code(limited) == "RATE_LIMITED"
     logged = capsys.readouterr()
     lines = [json.loads(x) for x in logged.err.splitlines() if x.startswith("{")]
-    refused = [x for x in lines if x["event"] == "tool.refused"]
-    assert [(x["tool"], x["code"]) for x in refused] == [("get-wallet", "RATE_LIMITED")]
+    calls = [x for x in lines if x["event"] == "tool.call"]
+    assert [(x["tool"], x["outcome"]) for x in calls] == [
+        ("get-wallet", "ok"),
+        ("get-wallet", "error"),
+    ]
+    refused = [x for x in calls if x["outcome"] == "error"]
+    assert [(x["tool"], x["code"], x["charged"]) for x in refused] == [
+        ("get-wallet", "RATE_LIMITED", False)
+    ]
     assert key not in logged.out + logged.err

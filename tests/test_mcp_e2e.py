@@ -172,7 +172,7 @@ async def test_the_whole_journey_over_streamable_http(
         await _journey(client)
     log = served["log"].read_text()
     # The server logs every call (its loggers are bound once, for the life of the process)...
-    assert "tool.ok" in log and "search-specialists" in log and "book-slot" in log
+    assert "tool.call" in log and "search-specialists" in log and "book-slot" in log
     # ...and never a secret.
     assert key not in log
     assert smtp.latest_code("http-journey@example.com") not in log

@@ -160,7 +160,7 @@ async def test_a_whole_flow_logs_no_secret(
     # The test's own HTTP client logs the URLs it requests (the calendar feed's among them);
     # the server never requests its own address.
     logged = "\n".join(line for line in lines if not ("HTTP Request:" in line and BASE in line))
-    for event in ("agent.registered", "agent.email_verified", "tool.ok", "webhook."):
+    for event in ("agent.registered", "agent.email_verified", "tool.call", "webhook."):
         assert event in logged, f"the flow did not log {event}"
     leaked = [s[:6] + "..." for s in secrets if s in logged]
     assert leaked == [], f"secrets in the log: {leaked}"

@@ -1,8 +1,10 @@
-"""ASGI middleware binding a request id and the W3C traceparent to every log line."""
+"""ASGI middleware binding a request id and the W3C traceparent to every log line, and
+writing one line per request: method, path, status and duration."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,6 +17,19 @@ from agent_server.logs import (
 )
 
 log = get_logger(__name__)
+
+# Probes that a load balancer sends every few seconds: logged only when they fail.
+_PROBES = ("/healthz", "/readyz")
+# A path that is itself a secret (an iCal feed's token) is logged without it.
+_SECRET_PATHS = ("/calendar/feed/",)
+
+
+def logged_path(path: str) -> str:
+    """The request path as a log line may show it."""
+    for prefix in _SECRET_PATHS:
+        if path.startswith(prefix):
+            return f"{prefix}***"
+    return path
 
 
 class RequestContext:
@@ -36,9 +51,13 @@ class RequestContext:
         scope["state"]["request_id"] = request_id
         scope["state"]["traceparent"] = traceparent
         bind_request(request_id, traceparent)
+        started = time.perf_counter()
+        status = 0
 
         async def send_with_ids(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = int(message["status"])
                 extra = [
                     (b"x-request-id", request_id.encode()),
                     (b"traceparent", traceparent.encode()),
@@ -51,6 +70,15 @@ class RequestContext:
         except ClientDisconnect:
             # The client went away before its request was read: there is no one to answer
             # and nothing failed here, so no error (and no traceback) in the log.
-            log.info("request.client_disconnected", path=scope.get("path", ""))
+            log.info("request.client_disconnected", path=logged_path(scope.get("path", "")))
         finally:
+            path = scope.get("path", "")
+            quiet = path in _PROBES and 0 < status < 400
+            (log.debug if quiet else log.info)(
+                "http.request",
+                method=scope.get("method", ""),
+                path=logged_path(path),
+                status=status or None,  # None: no answer was sent
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
             clear_request()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,12 +63,65 @@ class LookupContext:
         return self.caller.agent_id
 
 
+@dataclass
+class _CallFacts:
+    """What the call's one log line tells besides its result: who, and whether it paid."""
+
+    agent_id: int | None = None
+    charged: bool = False
+    replayed: bool = False
+    error: str | None = None  # the exception type behind SERVICE_UNAVAILABLE
+
+
 async def run_tool(
     runtime: Runtime,
     spec: ToolSpec[Any, Any],
     raw: dict[str, Any],
     api_key: str | None,
     *,
+    authenticated: Caller | None = None,
+    recheck: bool = False,
+    forget_key: Callable[[], None] | None = None,
+) -> CallToolResult:
+    """Run one call of ``spec`` (see ``_run_tool``) and log it in one line: the tool, its
+    outcome (``ok`` or ``error`` and the code), the agent, whether it was charged, and its
+    duration."""
+    facts = _CallFacts(agent_id=authenticated.agent_id if authenticated else None)
+    started = time.perf_counter()
+    result = await _run_tool(
+        runtime,
+        spec,
+        raw,
+        api_key,
+        facts=facts,
+        authenticated=authenticated,
+        recheck=recheck,
+        forget_key=forget_key,
+    )
+    error = (result.structured_content or {}).get("error") if result.is_error else None
+    code = str(error.get("code")) if isinstance(error, dict) else None
+    level = log.warning if code in ("SERVICE_UNAVAILABLE", "INTERNAL_ERROR") else log.info
+    level(
+        "tool.call",
+        tool=spec.name,
+        outcome="error" if result.is_error else "ok",
+        **({"code": code} if result.is_error else {}),
+        agent_id=facts.agent_id,
+        charged=facts.charged,
+        duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        **({"replayed": True} if facts.replayed else {}),
+        **({"error": facts.error} if facts.error else {}),
+    )
+    return result
+
+
+async def _run_tool(
+    runtime: Runtime,
+    spec: ToolSpec[Any, Any],
+    raw: dict[str, Any],
+    api_key: str | None,
+    *,
+    facts: _CallFacts,
     authenticated: Caller | None = None,
     recheck: bool = False,
     forget_key: Callable[[], None] | None = None,
@@ -116,6 +170,7 @@ async def run_tool(
             rates=rate_source(runtime),
             authenticated=authenticated,
         )
+        facts.agent_id = caller.agent_id
         admitted = True
         args = validate_arguments(spec.input_model, raw)
         extra = None
@@ -152,7 +207,8 @@ async def run_tool(
             settle=settle,
             durable=not spec.read_only or runtime.settings.durable_read_charges,
         )
-        log.info("tool.ok", tool=spec.name, agent_id=caller.agent_id, replayed=metered.replayed)
+        facts.replayed = metered.replayed
+        facts.charged = bool(metered.receipt and metered.receipt.amount) and not metered.replayed
         receipt = metered.receipt.to_dict() if metered.receipt else None
         has_receipt = "receipt" in spec.output_model.model_fields
         if prepared is not None and not metered.replayed:
@@ -165,9 +221,8 @@ async def run_tool(
         # Suspended, banned or otherwise changed since the key was last read: gate afresh.
         if forget_key is not None:
             forget_key()
-        return await run_tool(runtime, spec, raw, api_key)
+        return await _run_tool(runtime, spec, raw, api_key, facts=facts)
     except AgentServerError as exc:
-        log.info("tool.refused", tool=spec.name, code=exc.code)
         if isinstance(exc, Unauthorized) and forget_key is not None:
             forget_key()
         if admitted:
@@ -177,13 +232,12 @@ async def run_tool(
         conflict = lost_update(exc)
         if conflict is not None:
             # Another call changed the same booking first; this one wrote nothing.
-            log.info("tool.refused", tool=spec.name, code=conflict.code)
             if admitted:
                 await _count_failed(runtime, caller, spec.name, counted, conflict)
             return results.failure(conflict)
         if database_unavailable(exc):
             # Nothing to count it in either: the database is what failed.
-            log.warning("tool.database_unavailable", tool=spec.name, error=type(exc).__name__)
+            facts.error = type(exc).__name__
             return results.failure(ServiceUnavailable(RETRY_AFTER_SECONDS))
         if admitted:
             await _count_failed(runtime, caller, spec.name, counted, exc)
