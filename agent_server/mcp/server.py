@@ -11,6 +11,7 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
+from mcp.types import Tool as ListedTool
 
 from agent_server import __version__
 from agent_server.gate import Caller
@@ -42,6 +43,18 @@ def http_api_key() -> str | None:
 def http_caller() -> Caller | None:
     """The agent the HTTP auth middleware resolved from this request's key."""
     return caller_from_token(get_access_token())
+
+
+class ToolServer(MCPServer[Runtime]):
+    """An ``MCPServer`` whose tools/list answer is built once: it changes only with the tool
+    set, which is fixed when the server is built."""
+
+    _listed: list[ListedTool] | None = None
+
+    async def list_tools(self) -> list[ListedTool]:
+        if self._listed is None:
+            self._listed = await super().list_tools()
+        return self._listed
 
 
 def build_mcp_server(
@@ -87,7 +100,7 @@ def build_mcp_server(
                 validate_token_resource=False,
             ),
         }
-    return MCPServer(
+    return ToolServer(
         "agent-server",
         title="Agent Server",
         instructions=INSTRUCTIONS,
