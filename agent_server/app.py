@@ -5,25 +5,45 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
+from starlette.types import ASGIApp, Scope
 
 from agent_server import __version__
 from agent_server.api import build_api
-from agent_server.api.errors import CatchAll
+from agent_server.api.body_limits import BodyLimits
+from agent_server.api.errors import CatchAll, error_response
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
+from agent_server.dashboard.web import error_page
+from agent_server.errors import ValidationFailed
 from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
 from agent_server.logs import get_logger
 from agent_server.maintenance import start_maintenance
-from agent_server.mcp.http import McpFirst, mcp_http_app
+from agent_server.mcp.http import MCP_PATH, McpFirst, mcp_http_app, refused_body
+from agent_server.recursion import restore_recursion_limit
 from agent_server.runtime import Runtime
 from agent_server.store.migrate import current_revision, head_revision
 from wallets.embedded import start_embedded_chain_and_watcher
 
 log = get_logger(__name__)
+
+# Paths whose errors are SPEC's JSON body whoever asks; /mcp answers JSON-RPC errors.
+JSON_PATHS = ("/api/", "/calendar/", "/.well-known/", "/healthz", "/readyz")
+
+
+def refused(scope: Scope, error: ValidationFailed) -> ASGIApp:
+    """The answer to a request body refused before parsing, in its surface's language: a
+    browser (or htmx) on the dashboard gets the error page, any other client SPEC's body."""
+    request = Request(scope)
+    if request.url.path == MCP_PATH:
+        return refused_body(error)
+    browser = "text/html" in request.headers.get("accept", "") or "hx-request" in request.headers
+    if request.url.path.startswith(JSON_PATHS) or not browser:
+        return error_response(error)
+    return error_page(request, error)
 
 
 def create_app(
@@ -38,6 +58,8 @@ def create_app(
     ``bind_host`` is the address the server listens on (it decides which Host headers the
     MCP endpoint accepts); ``toolsets`` and ``read_only`` choose the MCP tools served.
     """
+    # Whatever the imports did, request bodies are parsed under the default limit.
+    restore_recursion_limit()
     host = bind_host or runtime.settings.host
     public_url = runtime.settings.public_url or f"http://{host}:{runtime.settings.port}"
     mcp_app, mcp_lifetime = mcp_http_app(
@@ -103,6 +125,13 @@ def create_app(
     # Last: the MCP app answers /mcp and its protected-resource metadata.
     app.mount("/", mcp_app)
     app.add_middleware(McpFirst, mcp_app=mcp_app)
+    # Before any parser (REST, forms, MCP) sees a body: bounded size and JSON nesting.
+    app.add_middleware(
+        BodyLimits,
+        max_bytes=runtime.settings.max_body_bytes,
+        max_json_depth=runtime.settings.max_json_depth,
+        refuse=refused,
+    )
     # Around everything (the MCP endpoint's bearer check reads the database too): no
     # exception reaches the client as a bare 500 or a traceback.
     app.add_middleware(CatchAll)

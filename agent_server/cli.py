@@ -10,6 +10,7 @@ import typer
 
 from agent_server.config import Settings, get_settings
 from agent_server.logs import configure_logging
+from agent_server.recursion import restore_recursion_limit
 
 if TYPE_CHECKING:
     from agent_server.runtime import Runtime
@@ -31,6 +32,7 @@ app.add_typer(dev_app, name="dev")
 
 def _settings(*, server: bool = False) -> Settings:
     """The settings, with logging set up by them (``server``: for the life of the process)."""
+    restore_recursion_limit()  # every command parses input; see agent_server.recursion
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, for_good=server)
     return settings
@@ -109,6 +111,7 @@ def serve(
     chosen = _toolsets(toolsets)
     _require_database(settings)
     bind_host = host or settings.host
+    proxies = [p.strip() for p in settings.forwarded_allow_ips.split(",") if p.strip()]
     runtime = Runtime.create(settings)
     uvicorn.run(
         create_app(runtime, bind_host=bind_host, toolsets=chosen, read_only=read_only),
@@ -116,7 +119,10 @@ def serve(
         port=settings.port if port is None else port,
         log_config=None,
         access_log=False,
-        proxy_headers=True,
+        # X-Forwarded-For only from the configured proxies: from anyone else it would let a
+        # client choose the address its per-address limits are counted against.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=proxies,
     )
 
 
@@ -145,6 +151,8 @@ def stdio(
     server = build_mcp_server(
         runtime, api_key_source=lambda: key, toolsets=chosen, read_only=read_only
     )
+
+    restore_recursion_limit()  # after the imports above: stdin lines are untrusted JSON
 
     async def run() -> None:
         try:

@@ -33,6 +33,15 @@ class Settings(BaseSettings):
     # Host headers the MCP endpoint accepts besides the bound host (for proxies).
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
+    # Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or
+    # networks, comma-separated ("*": any peer). Empty: none, so per-address limits count the
+    # connecting peer itself.
+    forwarded_allow_ips: str = ""
+    # Every request body (REST, MCP, dashboard forms) is refused above this size (413), and a
+    # JSON body nested deeper than max_json_depth arrays and objects is refused (422) before
+    # any parser reads it.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_json_depth: int = Field(default=64, ge=2, le=500)
     # Emails that may sign in to the dashboard's operator pages (a JSON list).
     operator_emails: list[str] = Field(default_factory=list)
 

@@ -15,12 +15,47 @@ body, ``{"error": {"code", "status", "message", "details"}}``, with the HTTP sta
     ├── BookingConflict         BOOKING_CONFLICT      409
     ├── IdempotencyMismatch     IDEMPOTENCY_MISMATCH  409
     ├── ValidationFailed        VALIDATION_ERROR      422
+    │   └── BodyTooLarge        VALIDATION_ERROR      413
     └── RateLimited             RATE_LIMITED          429
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
+
+# An error body stays small whatever the input: at most this many ``details.fields`` entries
+# (then one saying how many more), and no echoed name or message longer than MAX_ECHO_CHARS.
+MAX_FIELD_ENTRIES = 20
+MAX_ECHO_CHARS = 200
+MAX_MESSAGE_CHARS = 1000
+
+
+def clipped(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """``text``, cut to ``limit`` characters (marked with "...") when longer."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def field_names(names: Sequence[str]) -> str:
+    """Field names for a message: the first MAX_FIELD_ENTRIES, then how many more."""
+    shown = ", ".join(clipped(n) for n in names[:MAX_FIELD_ENTRIES])
+    more = len(names) - MAX_FIELD_ENTRIES
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def bounded_fields(fields: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """At most MAX_FIELD_ENTRIES entries with clipped texts, then one entry counting the rest."""
+    kept = [{k: clipped(str(v)) for k, v in f.items()} for f in fields[:MAX_FIELD_ENTRIES]]
+    more = len(fields) - MAX_FIELD_ENTRIES
+    if more > 0:
+        kept.append(
+            {
+                "field": "...",
+                "message": f"{more} more fields are invalid; fix the ones listed and send again "
+                "to see the rest",
+            }
+        )
+    return kept
 
 
 class AgentServerError(Exception):
@@ -122,13 +157,23 @@ class ValidationFailed(AgentServerError):
         details: dict[str, Any] | None = None,
     ) -> None:
         merged = dict(details or {})
-        merged["fields"] = fields or []
-        super().__init__(message, merged)
+        merged["fields"] = bounded_fields(fields or [])
+        super().__init__(clipped(message, MAX_MESSAGE_CHARS), merged)
 
     @classmethod
     def field(cls, field: str, message: str) -> ValidationFailed:
         """One bad field, with a message that says how to fix it."""
         return cls(f"{field}: {message}", [{"field": field, "message": message}])
+
+
+class BodyTooLarge(ValidationFailed):
+    """The request body is larger than the server accepts: VALIDATION_ERROR with HTTP 413."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        message = f"the request body is larger than {limit:,} bytes; send a smaller one"
+        super().__init__(f"body: {message}", [{"field": "body", "message": message}])
 
 
 class RateLimited(AgentServerError):

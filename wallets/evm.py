@@ -25,11 +25,14 @@ from web3 import AsyncWeb3
 from web3.exceptions import BlockNotFound
 
 from agent_server.logs import get_logger
+from agent_server.recursion import restore_recursion_limit
 from agent_server.store import UnitOfWork
 from wallets.chains.anvil import connect
 from wallets.currencies import CURRENCIES, Chain
 from wallets.models import ChainToken
 from wallets.watcher import ObservedBlock, ObservedTransfer, ScanBatch
+
+restore_recursion_limit()  # importing web3 raised it (py_ecc)
 
 log = get_logger(__name__)
 

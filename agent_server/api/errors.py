@@ -24,7 +24,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.errors import AgentServerError, RateLimited, ServiceUnavailable
+from agent_server.errors import (
+    AgentServerError,
+    RateLimited,
+    ServiceUnavailable,
+    ValidationFailed,
+    clipped,
+    field_names,
+)
 from agent_server.logs import get_logger
 from agent_server.store.conflicts import lost_update
 from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
@@ -118,12 +125,10 @@ async def _agent_server_error(_request: Request, exc: Exception) -> JSONResponse
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     fields = validation_fields(exc.errors())
-    names = ", ".join(f["field"] for f in fields)
+    names = field_names([f["field"] for f in fields])
     first = f"{fields[0]['field']}: {fields[0]['message']}" if fields else "invalid input"
     message = first if len(fields) == 1 else f"{len(fields)} fields are invalid: {names}"
-    return JSONResponse(
-        error_body("VALIDATION_ERROR", 422, message, {"fields": fields}), status_code=422
-    )
+    return error_response(ValidationFailed(message, fields))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -140,11 +145,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
             ),
             status_code=422,
         )
+    path = clipped(request.url.path)
     if status == 404:
-        message = f"No such endpoint: {request.method} {request.url.path}"
+        message = f"No such endpoint: {request.method} {path}"
     elif status == 405:
         allowed = (exc.headers or {}).get("Allow", "")
-        message = f"{request.method} is not allowed on {request.url.path}"
+        message = f"{request.method} is not allowed on {path}"
         if allowed:
             message += f"; use {allowed}"
     else:

@@ -210,6 +210,14 @@ def _error_page(request: Request, exc: AgentServerError, viewer: Viewer | None) 
     )
 
 
+def error_page(request: Request, exc: AgentServerError) -> HTMLResponse:
+    """The error page for a request refused before it reached a page (no session read)."""
+    response = _error_page(request, exc, None)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
 class DashboardRoute(APIRoute):
     """Turns the product's errors into error pages and adds the security headers."""
 

@@ -13,10 +13,13 @@ from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 from starlette.applications import Starlette
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_server.api.errors import CatchAll
+from agent_server.errors import ValidationFailed
 from agent_server.logs import get_logger
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
 from agent_server.runtime import Runtime
@@ -40,6 +43,23 @@ class McpFirst:
             await self.mcp_app(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def refused_body(error: ValidationFailed) -> Response:
+    """A request body refused before parsing, answered as the SDK answers one it cannot parse:
+    a JSON-RPC error with a null id (parse error, or invalid request for a body too large),
+    SPEC's error body in its ``data``."""
+    code = INVALID_REQUEST if error.status == 413 else PARSE_ERROR
+    reply = JSONRPCError(
+        jsonrpc="2.0",
+        id=None,
+        error=ErrorData(code=code, message=error.message, data=error.to_body()),
+    )
+    return Response(
+        reply.model_dump_json(by_alias=True, exclude_unset=True),
+        status_code=413 if error.status == 413 else 400,
+        media_type="application/json",
+    )
 
 
 def transport_security(runtime: Runtime, bind_host: str) -> TransportSecuritySettings:

@@ -22,7 +22,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
-from agent_server.errors import AgentServerError, ValidationFailed
+from agent_server.errors import AgentServerError, ValidationFailed, field_names
 from agent_server.logs import get_logger
 from agent_server.mcp import results, schemas
 from billing.meter import ExtraPrice
@@ -219,7 +219,7 @@ def validation_failed(exc: ValidationError) -> ValidationFailed:
         if err["type"] == "extra_forbidden":
             message = "unknown argument; see the tool's input schema"
         entries.append({"field": loc, "message": message})
-    names = ", ".join(e["field"] for e in entries)
+    names = field_names([e["field"] for e in entries])
     return ValidationFailed(f"Invalid arguments: {names}.", entries)
 
 

@@ -18,7 +18,10 @@ from typing import Any
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import Wei
 
+from agent_server.recursion import restore_recursion_limit
 from wallets.chains.processes import ChainProcessError, NodeProcess, node_modules_dir
+
+restore_recursion_limit()  # importing web3 raised it (py_ecc)
 
 _LISTENING = re.compile(r"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
 # anvil's well-known first development account (unlocked on every anvil node).

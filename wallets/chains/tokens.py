@@ -13,8 +13,11 @@ from typing import Any
 
 from web3 import AsyncWeb3
 
+from agent_server.recursion import restore_recursion_limit
 from wallets.chains.anvil import DEV_ACCOUNT
 from wallets.chains.processes import ChainProcessError
+
+restore_recursion_limit()  # importing web3 raised it (py_ecc)
 
 CONTRACT_SOURCE = Path(__file__).resolve().parent.parent / "contracts" / "test_token.vy"
 TEST_TOKENS = {"USDT": "Tether USD (test)", "USDC": "USD Coin (test)"}
