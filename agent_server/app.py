@@ -46,22 +46,32 @@ def refused(scope: Scope, error: ValidationFailed) -> ASGIApp:
     return error_page(request, error)
 
 
+def listening_url(host: str, port: int) -> str:
+    """The base URL of a server listening on ``host``:``port``."""
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 def create_app(
     runtime: Runtime,
     *,
     bind_host: str | None = None,
+    port: int | None = None,
     toolsets: Iterable[str] | None = None,
     read_only: bool = False,
 ) -> FastAPI:
     """Build the whole HTTP surface around one runtime.
 
-    ``bind_host`` is the address the server listens on (it decides which Host headers the
-    MCP endpoint accepts); ``toolsets`` and ``read_only`` choose the MCP tools served.
+    ``bind_host`` and ``port`` are where the server listens (the host decides which Host
+    headers the MCP endpoint accepts; without ``AGENT_SERVER_PUBLIC_URL`` both name the URL in
+    the OAuth metadata and the 401's ``WWW-Authenticate``); ``toolsets`` and ``read_only``
+    choose the MCP tools served.
     """
     # Whatever the imports did, request bodies are parsed under the default limit.
     restore_recursion_limit()
     host = bind_host or runtime.settings.host
-    public_url = runtime.settings.public_url or f"http://{host}:{runtime.settings.port}"
+    public_url = runtime.settings.public_url or listening_url(
+        host, runtime.settings.port if port is None else port
+    )
     mcp_app, mcp_lifetime = mcp_http_app(
         runtime, bind_host=host, public_url=public_url, toolsets=toolsets, read_only=read_only
     )

@@ -94,6 +94,15 @@ def _toolsets(value: str | None) -> list[str] | None:
     return chosen
 
 
+def _free_port(host: str) -> int:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind.")] = None,
@@ -112,11 +121,16 @@ def serve(
     _require_database(settings)
     bind_host = host or settings.host
     proxies = [p.strip() for p in settings.forwarded_allow_ips.split(",") if p.strip()]
+    chosen_port = settings.port if port is None else port
+    if chosen_port == 0:  # the URL the server names (OAuth metadata) needs the real port
+        chosen_port = _free_port(bind_host)
     runtime = Runtime.create(settings)
     uvicorn.run(
-        create_app(runtime, bind_host=bind_host, toolsets=chosen, read_only=read_only),
+        create_app(
+            runtime, bind_host=bind_host, port=chosen_port, toolsets=chosen, read_only=read_only
+        ),
         host=bind_host,
-        port=settings.port if port is None else port,
+        port=chosen_port,
         log_config=None,
         access_log=False,
         # X-Forwarded-For only from the configured proxies: from anyone else it would let a

@@ -8,7 +8,6 @@ from functools import partial
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult
 from mcp.types import Tool as ListedTool
@@ -19,6 +18,7 @@ from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token, remembered
 from agent_server.mcp.pipeline import run_tool
 from agent_server.mcp.registry import ToolSpec
 from agent_server.mcp.tools import REGISTRY, describe_price
+from agent_server.oauth.provider import http_auth as http_auth_kwargs
 from agent_server.runtime import Runtime
 
 INSTRUCTIONS = """\
@@ -90,16 +90,10 @@ def build_mcp_server(
         yield runtime
 
     auth_kwargs: dict[str, Any] = {}
-    if http_auth:
+    if verifier is not None:
+        # API keys and OAuth access tokens, and the OAuth endpoints when the URL allows them.
         url = resource_url or f"http://{runtime.settings.host}:{runtime.settings.port}/mcp"
-        auth_kwargs = {
-            "token_verifier": verifier,
-            "auth": AuthSettings(
-                issuer_url=url.rsplit("/mcp", 1)[0] or url,
-                resource_server_url=url,
-                validate_token_resource=False,
-            ),
-        }
+        auth_kwargs = http_auth_kwargs(runtime, verifier, url)
     return ToolServer(
         "agent-server",
         title="Agent Server",
