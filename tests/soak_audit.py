@@ -15,6 +15,10 @@ is empty when all of this holds:
 * every priced booking has its escrow and every escrow its booking (a rescheduled booking's
   escrow moved to its successor), held while the booking holds a seat, refunded once it is
   canceled; no slot has more seat-holding bookings than seats;
+* whatever raced (``booking_consistency``): every active (pending, accepted) priced booking
+  has exactly one escrow, held; no settled booking (canceled, rejected, completed) has a held
+  one; each booking's history is one chain of transitions from its creation to its status; and
+  the outbox holds exactly one booking event per transition and recipient;
 * every outbox event is delivered or pending (none failed or skipped), every delivered event
   reached the receiver, and every request the receiver got carries a valid signature;
 * a reference model, plain Python replaying the receipts and refunds the clients saw (and,
@@ -29,13 +33,23 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import func, select
 
-from agent_server.booking.models import Booking, BookingStatus, Schedule
+from agent_server.booking.models import Booking, BookingChange, BookingStatus, Schedule
+from agent_server.booking.service import RESCHEDULED
 from agent_server.errors import ERROR_CODES
+from agent_server.events.bookings import BOOKING_EVENTS
 from agent_server.events.models import OutboxEvent
+from agent_server.events.outbox import (
+    BOOKING_CANCELLED,
+    BOOKING_COMPLETED,
+    BOOKING_CONFIRMED,
+    BOOKING_CREATED,
+    BOOKING_RESCHEDULED,
+)
 from agent_server.events.signing import verify_signature
 from agent_server.store import Database
 from billing.meter import release_stale_holds
@@ -140,6 +154,7 @@ async def audit(
     await _sweep(db, report)
     await _ledger(db, report)
     await _bookings(db, report)
+    report.problems.extend(await booking_consistency(db))
     await _outbox(db, agents, received, report)
     await _reference_model(db, agents, calls, report)
     _call_figures(calls, report)
@@ -309,6 +324,97 @@ async def _bookings(db: Database, report: AuditReport) -> None:
         ),
         slots_with_more_than_one_seat_taken=sum(1 for held in seats.values() if len(held) > 1),
     )
+
+
+ACTIVE = (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value)
+
+
+def _events_of_change(booking: Booking, change: BookingChange) -> list[str]:
+    """The booking events one history line calls for (to each recipient)."""
+    if change.from_status is None:
+        if booking.rescheduled_from_id is not None:
+            return [BOOKING_RESCHEDULED]
+        confirmed = change.to_status == BookingStatus.ACCEPTED.value
+        return [BOOKING_CREATED, *([BOOKING_CONFIRMED] if confirmed else [])]
+    if change.from_status == change.to_status:  # a note
+        return []
+    if change.to_status == BookingStatus.ACCEPTED.value:
+        return [BOOKING_CONFIRMED]
+    if change.to_status == BookingStatus.COMPLETED.value:
+        return [BOOKING_COMPLETED]
+    if change.to_status == BookingStatus.CANCELED.value:
+        # A move is told once, by the new booking's booking.rescheduled.
+        return [] if booking.cancel_reason_code == RESCHEDULED else [BOOKING_CANCELLED]
+    return [BOOKING_CANCELLED]  # rejected
+
+
+async def booking_consistency(db: Database) -> list[str]:
+    """What must hold of every booking, its escrow, its history and its events, however many
+    changes of it raced (see the module docstring); the problems found."""
+    async with db.uow() as uow:
+        session = uow.session
+        bookings = list((await session.scalars(select(Booking).order_by(Booking.id))).all())
+        escrows = list((await session.scalars(select(Escrow))).all())
+        changes = list(
+            (await session.scalars(select(BookingChange).order_by(BookingChange.id))).all()
+        )
+        providers = dict((await session.execute(select(Schedule.id, Schedule.agent_id))).all())
+        events = (
+            await session.execute(
+                select(OutboxEvent.type, OutboxEvent.payload).where(
+                    OutboxEvent.type.in_(BOOKING_EVENTS)
+                )
+            )
+        ).all()
+        session.expunge_all()
+    problems: list[str] = []
+    by_booking: dict[int, list[Escrow]] = defaultdict(list)
+    for escrow in escrows:
+        by_booking[escrow.booking_id].append(escrow)
+    history: dict[int, list[BookingChange]] = defaultdict(list)
+    for change in changes:
+        history[change.booking_id].append(change)
+    expected: Counter[tuple[int, str, str]] = Counter()
+    for booking in bookings:
+        name = f"booking {booking.id} ({booking.status})"
+        held = [e for e in by_booking[booking.id] if e.status == EscrowStatus.HELD.value]
+        if booking.status in ACTIVE and booking.price_amount > 0:
+            if len(by_booking[booking.id]) != 1 or len(held) != 1:
+                problems.append(
+                    f"{name}: active and priced, with {len(held)} held escrows of "
+                    f"{len(by_booking[booking.id])}"
+                )
+        elif held:
+            problems.append(f"{name}: settled but its escrow is still held")
+        lines = history[booking.id]
+        chain = [(c.from_status, c.to_status) for c in lines]
+        linked = bool(lines) and lines[0].from_status is None
+        linked = linked and all(b.from_status == a.to_status for a, b in pairwise(lines))
+        if not linked or lines[-1].to_status != booking.status:
+            problems.append(f"{name}: its history is not one chain of transitions: {chain}")
+        roles = []
+        if booking.booker_agent_id is not None:
+            roles.append("booker")
+        if providers.get(booking.schedule_id) is not None:
+            roles.append("provider")
+        for change in lines:
+            for kind in _events_of_change(booking, change):
+                for role in roles:
+                    expected[(booking.id, kind, role)] += 1
+    emitted: Counter[tuple[int, str, str]] = Counter(
+        (int(payload["booking"]["id"]), str(kind), str(payload["role"])) for kind, payload in events
+    )
+    wrong = sorted(
+        (key, emitted[key], expected[key])
+        for key in set(expected) | set(emitted)
+        if emitted[key] != expected[key]
+    )
+    if wrong:
+        problems.append(
+            f"{len(wrong)} booking events not one per transition ((booking, event, role), "
+            f"emitted, expected): {wrong[:10]}"
+        )
+    return problems
 
 
 async def _outbox(
