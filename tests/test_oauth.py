@@ -3,6 +3,7 @@ PKCE, redirect URIs, expiry, refresh rotation, revocation, and tokens bound to o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -20,7 +21,7 @@ from oauth_support import (
     start,
 )
 from pydantic import SecretStr
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
@@ -297,3 +298,43 @@ async def test_a_confidential_client_needs_its_secret_which_is_stored_sealed(
     refused = await exchange(http, auth, client_secret="not-the-secret")
     assert refused.status_code == 401 and refused.json()["error"] == "invalid_client"
     assert (await exchange(http, auth)).status_code == 200
+
+
+async def test_two_refreshes_with_one_token_at_once_get_one_new_pair(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    agent_id, _ = await owned_agent(runtime, OWNER)
+    auth = await authorized(http, runtime, OWNER, agent_id)
+    issued = await tokens(http, auth)
+    replies = await asyncio.gather(
+        *(refresh(http, auth.client, issued["refresh_token"]) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in replies).count(200) <= 1
+    async with runtime.db.uow() as uow:
+        refreshes = await uow.session.scalar(
+            select(func.count()).select_from(OAuthToken).where(OAuthToken.kind == "refresh")
+        )
+    # The first pair's refresh token and at most one successor.
+    assert refreshes in (1, 2)
+    assert refreshes - 1 == sorted(r.status_code for r in replies).count(200)
+
+
+async def test_a_denied_request_sends_the_client_access_denied_and_issues_nothing(
+    http: httpx.AsyncClient, runtime: Runtime
+) -> None:
+    agent_id, _ = await owned_agent(runtime, OWNER)
+    client = await register(http)
+    _verifier, challenge = pkce()
+    reply = await start(http, client["client_id"], challenge)
+    handle = query(reply.headers["location"])["request"]
+    async with runtime.db.uow() as uow:
+        person = await person_for(uow, runtime.settings, OWNER)
+    target = await consent.deny(runtime.db, runtime.settings, handle, person)
+    assert target.startswith(REDIRECT)
+    assert query(target) == {
+        "error": "access_denied",
+        "error_description": "the owner declined",
+        "state": "s-1",
+    }
+    with pytest.raises(NotFound):
+        await consent.approve(runtime.db, runtime.settings, handle, person, agent_id)
