@@ -21,6 +21,7 @@ from mcp_support import CLI, make_agent, start_serve
 from smtp_sink import free_port
 from starlette.routing import Mount, Route
 
+from agent_server.api.body_limits import nesting_exceeds
 from agent_server.config import Settings
 from agent_server.errors import MAX_FIELD_ENTRIES
 from agent_server.store import Database, make_engine
@@ -280,6 +281,18 @@ async def test_a_create_schedule_with_100000_override_keys_answers_a_small_error
     assert reply.status_code == 413
     assert len(reply.content) < 2048
     served.assert_serving()
+
+
+def test_the_depth_scan_counts_brackets_outside_strings_only() -> None:
+    def nested(depth: int) -> Any:
+        return [] if depth == 1 else [nested(depth - 1)]
+
+    inside_a_string = json.dumps({"a": "[" * 100 + '"' + "{" * 100, "b": nested(63)})
+    assert not nesting_exceeds(inside_a_string.encode(), 64)
+    # An escaped backslash ends with the string's closing quote: what follows is counted.
+    after_an_escape = json.dumps(["\\", nested(64)])
+    assert nesting_exceeds(after_an_escape.encode(), 64)
+    assert not nesting_exceeds(json.dumps(nested(64)).encode(), 64)
 
 
 def _misses(base: str, forwarded_for: list[str]) -> list[int]:
