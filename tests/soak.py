@@ -16,7 +16,8 @@ dropped afterwards unless ``--keep-database``):
    streamable HTTP with each agent's bearer key, split across both servers. Some calls are
    cut off mid-flight (a client disconnect) and retried with the same idempotency key; one
    server is killed with SIGKILL part-way through and restarted, so the calls in flight to it
-   fail and are retried on the other one;
+   fail and are retried on the other one. Now and then an agent fires cancels and reschedules
+   of one booking at once at both servers: at most one of them may succeed;
 4. stops the servers, lets the housekeeping release what the killed calls left held (as the
    running servers do once a hold is stale), and hands every observed call to
    ``soak_audit.audit``, which checks the database and a reference model against each other.
@@ -336,6 +337,7 @@ WEIGHTS: dict[str, int] = {
     "book-slot": 20,
     "cancel-booking": 8,
     "reschedule-booking": 5,
+    "race-booking": 3,  # concurrent cancels and reschedules of one booking, both servers
     "create-schedule": 4,
     "update-schedule": 2,
     "get-wallet": 8,
@@ -376,15 +378,19 @@ class Budget:
             await self.restarted.wait()
 
 
+SLOT_ID = re.compile(r"^\d+-\d{8}T\d{4}Z$")
+
+
 def _slot_ids(data: Any) -> list[str]:
-    """Every slot_id anywhere in a tool result."""
+    """Every free slot's slot_id anywhere in a tool result (listed as ``slots``, a mapping of
+    slot_id to its local time range)."""
     found: list[str] = []
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            slot = node.get("slot_id")
-            if isinstance(slot, str) and "seats_left" in node:
-                found.append(slot)
+            slots = node.get("slots")
+            if isinstance(slots, dict):
+                found.extend(k for k in slots if isinstance(k, str) and SLOT_ID.match(k))
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -419,6 +425,7 @@ class Actor:
     bookings: dict[int, str] = field(default_factory=dict)  # active booking id -> slot id
     schedules: list[int] = field(default_factory=list)
     keys: int = 0
+    races: int = 0
 
     # -- transport --
 
@@ -663,6 +670,45 @@ class Actor:
             self.bookings.pop(booking_id, None)  # its state is unsure; leave it be
         return None
 
+    async def op_race_booking(self) -> None:
+        """Two cancels and two reschedules of one booking at once, split across both servers:
+        at most one may succeed, the others answer BOOKING_CONFLICT."""
+        if not self.bookings:
+            return await self.op_book_slot()
+        booking_id = self.rng.choice(sorted(self.bookings))
+        current = self.bookings.pop(booking_id)
+        schedule = int(current.split("-", 1)[0])
+        free = await self.call("get-availability", {"schedule_id": schedule})
+        targets = [s for s in _slot_ids(free.body) if s != current][:10] if free.body else []
+        calls: list[tuple[str, dict[str, Any]]] = [
+            ("cancel-booking", {"booking_id": booking_id, "reason_code": "other"})
+        ] * 2
+        calls += [
+            ("reschedule-booking", {"booking_id": booking_id, "new_slot_id": target})
+            for target in self.rng.sample(targets, min(2, len(targets)))
+        ]
+        calls = [c for c in calls if self.budget.take()]
+        if not calls:
+            return None
+        self.races += 1
+        records = await asyncio.gather(
+            *(
+                self.call(tool, arguments, server=self.servers[i % 2], disconnect=False)
+                for i, (tool, arguments) in enumerate(calls)
+            )
+        )
+        won = [r for r in records if r.outcome == "ok"]
+        if len(won) > 1:
+            self.problems.append(
+                f"agent {self.setup.agent_id}: {len(won)} concurrent changes of booking "
+                f"{booking_id} all succeeded: {[r.tool for r in won]}"
+            )
+        for record in won:
+            if record.tool == "reschedule-booking":
+                new = record.body["booking"]
+                self.bookings[int(new["id"])] = str(new["slot_id"])
+        return None
+
     async def op_create_schedule(self) -> None:
         days = self.rng.sample(["mon", "tue", "wed", "thu", "fri", "sat", "sun"], 3)
         currency = self.rng.choice(["USD", "USDC"])
@@ -831,6 +877,7 @@ async def run_soak(
                 1 for c in calls if c.server == "serve-b" and c.started > servers[1].started_at
             ),
             wallet_checks_during_run=sum(a.wallet_checks for a in actors),
+            booking_races=sum(a.races for a in actors),
         )
         return SoakResult(
             database_url=url,

@@ -1,7 +1,7 @@
 """The soak, reduced to fit the test suite: two ``agent-server serve`` processes on one
-PostgreSQL database, 10 agents, 600 mixed tool calls with client disconnects and one server
-killed with SIGKILL and restarted, then the audit (``soak_audit``). ``make soak`` runs it at
-full size (50 agents, 10,000 calls).
+PostgreSQL database, 10 agents, 600 mixed tool calls with client disconnects, concurrent
+changes of one booking at both servers and one server killed with SIGKILL and restarted, then
+the audit (``soak_audit``). ``make soak`` runs it at full size (50 agents, 10,000 calls).
 
 The audit is then shown to catch what it claims to: the same database and observations,
 each doctored in one way, must each be reported.
@@ -21,6 +21,7 @@ from soak_audit import audit
 from sqlalchemy import select, text
 
 from agent_server.booking.models import Booking
+from agent_server.events.models import OutboxEvent
 from agent_server.store import Database, make_engine
 from billing.deposits import adjust_balance
 
@@ -57,6 +58,7 @@ def test_reduced_soak_passes_the_audit(soaked: SoakResult) -> None:
     assert figures["bookings"] > 0 and figures["escrows_refunded"] > 0
     assert figures["outbox_by_status"].get("delivered", 0) > 0
     assert figures["wallets_checked_against_model"] >= 10
+    assert figures["booking_races"] > 0 and figures["rescheduled"] > 0
 
 
 async def test_the_audit_catches_doctored_books(soaked: SoakResult) -> None:
@@ -117,6 +119,36 @@ async def test_the_audit_catches_doctored_books(soaked: SoakResult) -> None:
             await uow.commit()
         report = await audit(db, agents, calls, received, pepper=PEPPER)
         assert any(": no escrow" in p for p in report.problems), report.problems
+        assert any("active and priced, with 0 held escrows" in p for p in report.problems)
+        assert any("not one chain of transitions: []" in p for p in report.problems)
+
+        # 4. A cancellation told twice: one event per transition no longer holds.
+        async with db.uow() as uow:
+            told = (
+                await uow.session.scalars(
+                    select(OutboxEvent).where(OutboxEvent.type == "booking.cancelled").limit(1)
+                )
+            ).one()
+            uow.session.add(
+                OutboxEvent(
+                    event_id=f"{told.event_id[:30]}-again",
+                    type=told.type,
+                    agent_id=told.agent_id,
+                    payload=told.payload,
+                    created_at=told.created_at,
+                    status="pending",
+                    attempts=0,
+                    next_attempt_at=told.next_attempt_at,
+                    updated_at=told.updated_at,
+                )
+            )
+            await uow.commit()
+        report = await audit(db, agents, calls, received, pepper=PEPPER)
+        booking_id = told.payload["booking"]["id"]
+        assert any(
+            "not one per transition" in p and f"(({booking_id}, 'booking.cancelled'" in p
+            for p in report.problems
+        ), report.problems
     finally:
         await db.dispose()
         await soaked.drop_database()
