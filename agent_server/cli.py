@@ -478,6 +478,7 @@ def _adjust(
 ) -> None:
     """Post an operator credit (sign 1) or debit (sign -1) to an agent's wallet."""
     from agent_server.accounts.status import activate_if_pending, find_agent
+    from agent_server.money import amount_text
     from billing import adjust_balance, balances
     from wallets.currencies import currency_info
     from wallets.rates import StaticRateSource, base_units_to_usd
@@ -510,8 +511,8 @@ def _adjust(
             await uow.commit()
         verb = "credited" if sign > 0 else "debited"
         return (
-            f"agent {found.id}: {verb} {info.format(base)} {info.code} (transaction {txn}); "
-            f"balance {info.format(held)} {info.code}" + ("; agent activated" if activated else "")
+            f"agent {found.id}: {verb} {amount_text(base, info.code)} (transaction {txn}); "
+            f"balance {amount_text(held, info.code)}" + ("; agent activated" if activated else "")
         )
 
     typer.echo(_with_runtime(work))

@@ -52,6 +52,7 @@ from agent_server.booking.models import Booking
 from agent_server.errors import InsufficientFunds, RateLimited
 from agent_server.events.balance import emit_if_balance_low
 from agent_server.logs import get_logger
+from agent_server.money import amount_text, usd_text
 from agent_server.store import (
     Database,
     Direct,
@@ -81,7 +82,7 @@ from billing.models import (
     TransactionKind,
     UsageRecord,
 )
-from billing.prices import USD_MICROS, ToolPrice
+from billing.prices import ToolPrice
 from wallets.currencies import currency_info
 from wallets.rates import base_units_to_usd, usd_to_base_units
 
@@ -267,16 +268,6 @@ def period_of(at: datetime) -> str:
     return f"{at.year}-{at.month:02d}"  # what strftime("%Y-%m") gives, at a third of its cost
 
 
-def _format(amount: int, currency: str) -> str:
-    return currency_info(currency).format(amount)
-
-
-def _usd(micros: int) -> str:
-    whole, frac = divmod(micros, USD_MICROS)
-    text = f"{whole}.{frac:06d}".rstrip("0")
-    return text + "00" if text.endswith(".") else text
-
-
 @dataclass(frozen=True)
 class Payer:
     """The wallet that pays a call, the price in its currency, and the agent's caps."""
@@ -420,17 +411,17 @@ async def insufficient_funds(
     address = await config.deposit_address(uow, agent_id, currency)
     top_up = max(price.total - balance, 0)
     where = (
-        f"Send at least {_format(top_up, currency)} {currency} to {address}"
+        f"Send at least {amount_text(top_up, currency)} to {address}"
         if address
         else (
             f"Choose {currency} with get-deposit-address and send at least "
-            f"{_format(top_up, currency)} {currency}"
+            f"{amount_text(top_up, currency)}"
         )
     )
     return InsufficientFunds(
-        f"{tool} costs {_format(price.total, currency)} {currency} "
-        f"({_usd(price.total_usd_micros)} USD) and your {currency} balance is "
-        f"{_format(balance, currency)}. {where}, then retry.",
+        f"{tool} costs {amount_text(price.total, currency)} "
+        f"({usd_text(price.total_usd_micros)}) and your {currency} balance is "
+        f"{amount_text(balance, currency)}. {where}, then retry.",
         {
             "tool": tool,
             "price_usd_micros": price.total_usd_micros,

@@ -138,9 +138,11 @@ async def transactions_for(
     *,
     kind: str | None = None,
     per_page: int = PAGE_SIZE,
+    before: int | None = None,
 ) -> HistoryPage:
     """The agent's ledger transactions, newest first, ``per_page`` a page (pages from 1);
-    only those of type ``kind`` when given."""
+    only those of type ``kind`` when given, and only those with an id below ``before`` (a
+    cursor's position: pass page 1 with it) when given. ``total`` counts them all."""
     if not isinstance(page, int) or page < 1:
         raise ValidationFailed.field("page", "pages are numbered from 1")
     if kind is not None and kind not in {k.value for k in TransactionKind}:
@@ -152,10 +154,11 @@ async def transactions_for(
     total = (
         await uow.session.execute(select(func.count()).select_from(_TXNS).where(*where))
     ).scalar_one()
+    below = [_TXNS.c.id < before] if before is not None else []
     rows = list(
         await uow.session.execute(
             select(_TXNS)
-            .where(*where)
+            .where(*where, *below)
             .order_by(_TXNS.c.id.desc())
             .limit(per_page)
             .offset((page - 1) * per_page)

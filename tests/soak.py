@@ -743,7 +743,7 @@ class Actor:
         if record.outcome != "ok" or self.doubt:
             return
         # Nothing this agent did is in doubt: its balances are exactly what it was told.
-        held = {w["currency"]: int(w["balance_base_units"]) for w in record.body["wallets"]}
+        held = {w["currency"]: int(w["balance"]["amount"]) for w in record.body["wallets"]}
         self.wallet_checks += 1
         for currency in set(held) | set(self.expected):
             if held.get(currency, 0) != self.expected.get(currency, 0):
@@ -771,7 +771,7 @@ class Actor:
         await self.call("list-schedules", {})
 
     async def op_list_transactions(self) -> None:
-        await self.call("list-transactions", {"page": self.rng.choice([1, 1, 2])})
+        await self.call("list-transactions", {"limit": self.rng.choice([50, 50, 10])})
 
     async def op_get_usage(self) -> None:
         await self.call("get-usage", {})

@@ -41,7 +41,7 @@ async def profile_slots(db: Database, specialist: int, timezone: str = "UTC") ->
         view = (
             await cache.view_profile(uow, specialist, now=db.clock.now(), timezone=timezone)
         ).value
-    return [slot_id for sched in view.schedules for slot_id in sched.next_slots]
+    return [slot_id for sched in view.schedules for slot_id in sched.slots]
 
 
 async def test_every_catalogue_change_counts_but_the_next_free_hint_does_not(
@@ -142,11 +142,11 @@ async def test_different_arguments_get_their_own_answers(db: Database) -> None:
             await cache.view_profile(uow, specialist, now=db.clock.now(), timezone="Asia/Tokyo")
         ).value
     assert utc is not tokyo
-    slot_id, in_utc = next(iter(utc.schedules[0].next_slots.items()))
+    slot_id, in_utc = next(iter(utc.schedules[0].slots.items()))
     _, start = parse_slot_id(slot_id)
     assert in_utc.startswith(f"{start:%Y-%m-%d %a %H:%M}-")
     in_tokyo = start.astimezone(ZoneInfo("Asia/Tokyo"))
-    assert tokyo.schedules[0].next_slots[slot_id].startswith(f"{in_tokyo:%Y-%m-%d %a %H:%M}-")
+    assert tokyo.schedules[0].slots[slot_id].startswith(f"{in_tokyo:%Y-%m-%d %a %H:%M}-")
     assert {s.id for s in utc.schedules} >= {schedule}
 
 

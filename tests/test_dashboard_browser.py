@@ -40,6 +40,7 @@ from agent_server.booking.models import Booking, Specialist
 from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.mcp.server import build_mcp_server
+from agent_server.money import usd_text
 from agent_server.runtime import Runtime
 from agent_server.store import Database, make_engine
 from billing.deposits import adjust_balance
@@ -300,7 +301,7 @@ async def test_balance_changes_after_a_credit(site: Site, alice: Page) -> None:
     await alice.goto(f"/agents/{agent_id}/wallet")
     usdc = alice.locator("#balances tr[data-currency=USDC] [data-field=balance]")
     await expect(usdc).to_have_text("25")
-    await expect(alice.locator("[data-field=total-usd]")).to_have_text("$25.00")
+    await expect(alice.locator("[data-field=total-usd]")).to_have_text("25.00 USD")
     async with site.db.uow() as uow:
         await adjust_balance(
             uow, agent_id=agent_id, currency="USDC", amount=7_500_000, reason="goodwill credit"
@@ -308,7 +309,7 @@ async def test_balance_changes_after_a_credit(site: Site, alice: Page) -> None:
         await uow.commit()
     await alice.reload()
     await expect(usdc).to_have_text("32.5")
-    await expect(alice.locator("[data-field=total-usd]")).to_have_text("$32.50")
+    await expect(alice.locator("[data-field=total-usd]")).to_have_text("32.50 USD")
     await screenshot(alice, "wallet")
 
 
@@ -381,13 +382,9 @@ async def test_usage_chart_shows_the_numbers_of_the_ledger(site: Site, alice: Pa
     for tool, count in calls.items():
         _, usd = charged.get(tool, (0, 0))
         label_calls = "1 call" if count == 1 else f"{count} calls"
-        dollars = f"{usd // 1_000_000}.{usd % 1_000_000:06d}".rstrip("0")
-        dollars = dollars + "0" * (2 - len(dollars.split(".")[1]))
-        assert shown[tool] == (count, f"{label_calls} · ${dollars}"), tool
+        assert shown[tool] == (count, f"{label_calls} · {usd_text(usd)}"), tool
     total = sum(usd for _, usd in charged.values())
-    await expect(alice.locator("[data-field=usage-total]")).to_have_text(
-        f"${total // 1_000_000}.{total % 1_000_000 // 10_000:02d}"
-    )
+    await expect(alice.locator("[data-field=usage-total]")).to_have_text(usd_text(total))
     await screenshot(alice, "usage")
     # The period selector swaps the chart in place (htmx) and keeps the address bar in step.
     await alice.get_by_label("Month").select_option("2026-02")
@@ -580,7 +577,7 @@ async def test_specialist_schedule_is_found_by_search_specialists(site: Site, sa
     rows = sam.locator("#schedules-table tbody tr")
     await expect(rows).to_have_count(1)
     schedule_id = int(str(await rows.first.get_attribute("data-id")))
-    await expect(rows.first).to_contain_text("$40.00")
+    await expect(rows.first).to_contain_text("40.00 USD")
     await screenshot(sam, "specialist-schedules")
 
     async with site.mcp("Second Bot") as client:
@@ -603,7 +600,7 @@ async def test_specialist_schedule_is_found_by_search_specialists(site: Site, sa
     await sam.get_by_label("Price per slot").fill("45.50")
     await sam.get_by_role("button", name="Save schedule").click()
     await expect(sam.get_by_role("status")).to_have_text("Schedule saved.")
-    await expect(rows.first).to_contain_text("$45.50")
+    await expect(rows.first).to_contain_text("45.50 USD")
     async with site.mcp("Second Bot") as client:
         found = await call_ok(
             client, "search-specialists", {"skills": ["tax-law"], "timezone": "Europe/Berlin"}
@@ -625,7 +622,7 @@ async def test_specialist_accepts_completes_and_notes_a_booking(site: Site, sam:
                 "end": "2026-03-03T00:00:00Z",
             },
         )
-        slot_id = slots["slots"][0]["slot_id"]
+        slot_id = next(iter(slots["schedules"][0]["slots"]))
         booked = await call_ok(
             client,
             "book-slot",

@@ -381,7 +381,7 @@ async def test_a_call_that_waits_past_the_lock_timeout_gets_503_and_the_next_one
             after = await call_ok(client, "get-wallet", {})
         charged = page["receipt"]["amount"]
         assert charged > 0
-        usdc = {w["currency"]: w["balance_base_units"] for w in after["wallets"]}
+        usdc = {w["currency"]: w["balance"]["amount"] for w in after["wallets"]}
         assert int(usdc["USDC"]) == 50 * USDC - charged
     finally:
         await runtime.close()

@@ -96,7 +96,7 @@ def _http_client(base: str, key: str | None) -> Client:
 
 
 def _usdc(wallet: dict[str, Any]) -> int:
-    return int(next(w for w in wallet["wallets"] if w["currency"] == "USDC")["balance_base_units"])
+    return int(next(w for w in wallet["wallets"] if w["currency"] == "USDC")["balance"]["amount"])
 
 
 async def _journey(client: Client) -> None:
@@ -161,7 +161,7 @@ async def _journey(client: Client) -> None:
     assert fees == charged
 
     history = await call_ok(client, "list-transactions", {})
-    assert sum(t["balance_change"] for t in history["data"]) == end
+    assert sum(t["balance_change"] for t in history["transactions"]) == end
 
 
 async def test_the_whole_journey_over_streamable_http(

@@ -169,7 +169,11 @@ async def test_bad_arguments_get_validation_errors_naming_each_field(runtime: Ru
                 assert f"- {entry['field']}: {entry['message']}" in text, text
             assert "Next step: Fix the arguments" in text, text
         wallet = await call_ok(client, "get-wallet", {})
-    assert wallet["wallets"][0]["balance_base_units"] == str(10 * USDC)
+    assert wallet["wallets"][0]["balance"] == {
+        "amount": 10 * USDC,
+        "currency": "USDC",
+        "text": "10.00 USDC",
+    }
 
 
 async def _text_of(client: Client, tool: str, arguments: dict[str, Any]) -> str:
@@ -179,7 +183,7 @@ async def _text_of(client: Client, tool: str, arguments: dict[str, Any]) -> str:
 
 
 def _usdc(data: dict[str, Any]) -> int:
-    return int(next(w for w in data["wallets"] if w["currency"] == "USDC")["balance_base_units"])
+    return int(next(w for w in data["wallets"] if w["currency"] == "USDC")["balance"]["amount"])
 
 
 async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
@@ -245,7 +249,7 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
         assert by_tool["search-specialists"]["paid_calls"] == 2  # the page, then its text
         assert by_tool["book-slot"]["calls"] == (1 if schedule["capacity"] == 1 else 2)
         history = await call_ok(client, "list-transactions", {})
-        assert sum(t["balance_change"] for t in history["data"]) == final
+        assert sum(t["balance_change"] for t in history["transactions"]) == final
     assert agent_id
 
 
@@ -296,13 +300,16 @@ async def test_own_schedule_lifecycle_and_insufficient_funds(
         sid = made["schedule"]["id"]
         start = (clock.now() + timedelta(days=1)).isoformat()
         free = await call_ok(client, "get-availability", {"schedule_id": sid, "start": start})
-        assert free["slots"]
+        [own_slots] = free["schedules"]
+        assert own_slots["schedule_id"] == sid and own_slots["slots"]
+        assert own_slots["timezone"] == args["timezone"]
         updated = await call_ok(
             client, "update-schedule", {"schedule_id": sid, "changes": {"slot_minutes": 30}}
         )
         assert updated["schedule"]["slot_minutes"] == 30
         own = await client.call_tool(
-            "book-slot", {"slot_id": free["slots"][0]["slot_id"], "idempotency_key": "own-000001"}
+            "book-slot",
+            {"slot_id": next(iter(own_slots["slots"])), "idempotency_key": "own-000001"},
         )
         assert error_code(own) == "FORBIDDEN"
         deleted = await call_ok(client, "delete-schedule", {"schedule_id": sid})

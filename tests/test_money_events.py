@@ -69,7 +69,7 @@ async def test_balance_low_fires_once_each_time_a_charge_crosses_the_threshold(
     assert events == [
         {
             "currency": "USDC",
-            "balance": "0.9",
+            "balance": "0.90",
             "balance_base_units": "900000",
             "balance_usd_micros": 900_000,
             "threshold_usd_micros": 1_000_000,
@@ -115,7 +115,7 @@ async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: D
     (event,) = await outbox(db, agent)
     assert event.type == "deposit.confirmed"
     data = event.payload
-    assert (data["deposit_id"], data["currency"], data["amount"]) == (deposit.id, "USDC", "25")
+    assert (data["deposit_id"], data["currency"], data["amount"]) == (deposit.id, "USDC", "25.00")
     assert data["amount_base_units"] == "25000000" and data["usd_micros"] == 25_000_000
     assert data["tx_hash"] == deposit.tx_hash and data["confirmations"] == 3
     assert data["ledger_transaction_id"] is not None

@@ -481,7 +481,7 @@ async def test_slots_map_each_slot_id_to_its_local_times(db: Database, loaded: C
         _, stamp = slot_id.split("-")
         start = datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
         local = start.astimezone(ZoneInfo("Asia/Kolkata"))
-        end = local + timedelta(minutes=sch.minutes)
+        end = local + timedelta(minutes=sch.slot_minutes)
         later = f"+{(end.date() - local.date()).days}" if end.date() != local.date() else ""
         assert text == f"{local:%Y-%m-%d %a %H:%M}-{end:%H:%M}{later}"
 
@@ -507,7 +507,7 @@ async def test_slots_the_clock_shows_twice_carry_their_offset(
             SearchQuery.parse({"timezone": new_york, "date_from": "2026-11-01"}),
             now=clock.now(),
         )
-    texts = profile.schedules[0].next_slots
+    texts = profile.schedules[0].slots
     assert list(texts.values()) == [
         "2026-11-01 Sun 01:00 (UTC-04:00)-01:30 (UTC-04:00)",
         "2026-11-01 Sun 01:30 (UTC-04:00)-01:00 (UTC-05:00)",
@@ -523,7 +523,7 @@ async def test_slots_the_clock_shows_twice_carry_their_offset(
     assert shown and all(texts[slot_id] == text for slot_id, text in shown.items())
     async with db.uow() as uow:  # in UTC every time reads once
         in_utc = await view_profile(uow, specialist, now=clock.now())
-    assert "(UTC" not in " ".join(in_utc.schedules[0].next_slots.values())
+    assert "(UTC" not in " ".join(in_utc.schedules[0].slots.values())
 
 
 # --- validation --------------------------------------------------------------------------------
@@ -612,10 +612,10 @@ async def test_view_profile_reveals_contact_and_public_schedules(
     for sched in view.schedules:
         row = next(s for s in loaded.schedules[person.id] if s.id == sched.id)
         want = free_slots(ScheduleSpec.from_row(row), now, now + timedelta(days=14), now, {})[:5]
-        assert list(sched.next_slots) == [s.slot_id for s in want]
+        assert list(sched.slots) == [s.slot_id for s in want]
         for slot in want:  # in the time zone asked for, not UTC
             paris = slot.start.astimezone(ZoneInfo("Europe/Paris"))
-            assert sched.next_slots[slot.slot_id].startswith(f"{paris:%Y-%m-%d %a %H:%M}-")
+            assert sched.slots[slot.slot_id].startswith(f"{paris:%Y-%m-%d %a %H:%M}-")
     async with db.uow() as uow:
         with pytest.raises(NotFound):
             await view_profile(uow, 10**9, now=now)

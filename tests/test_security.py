@@ -315,7 +315,7 @@ async def get_deposit_address(w: World) -> None:
 
 async def list_transactions(w: World) -> None:
     history = await w.ok("list-transactions", {})
-    assert all(t["booking_id"] != w.b.booking_id for t in history["data"])
+    assert all(t["booking_id"] != w.b.booking_id for t in history["transactions"])
 
 
 async def get_usage(w: World) -> None:

@@ -40,12 +40,14 @@ async def test_choosing_a_currency_gives_a_stable_address_minimum_and_activation
     assert body["currency"] == "BTC" and body["chain"] == "btc"
     assert body["deposit_address"] == keys.btc_address(0)
     assert body["deposit_address"].startswith("bcrt1q")  # regtest by default
-    assert body["min_deposit"] == "0.0001"
-    assert body["activation_deposit"] == "0.00033334"  # 20 USD at 60,000 USD, rounded up
+    assert body["min_deposit"] == {"amount": 10_000, "currency": "BTC", "text": "0.0001 BTC"}
+    # 20 USD at 60,000 USD, rounded up
+    assert body["activation_deposit"]["text"] == "0.00033334 BTC"
+    assert body["activation_usd"] == {"amount": 20_000_000, "currency": "USD", "text": "20.00 USD"}
     assert body["confirmations"] == runtime.settings.confirmations
     assert body["wallet"] == {
         "currency": "BTC",
-        "balance": "0",
+        "balance": {"amount": 0, "currency": "BTC", "text": "0.00 BTC"},
         "deposit_address": keys.btc_address(0),
     }
     again = await client.post("/agent/wallet/currency", json={"currency": "BTC"}, headers=auth)
@@ -54,7 +56,10 @@ async def test_choosing_a_currency_gives_a_stable_address_minimum_and_activation
     usdc = (
         await client.post("/agent/wallet/currency", json={"currency": "USDC"}, headers=auth)
     ).json()
-    assert usdc["deposit_address"].startswith("0x") and usdc["activation_deposit"] == "20"
+    assert (
+        usdc["deposit_address"].startswith("0x")
+        and usdc["activation_deposit"]["text"] == "20.00 USDC"
+    )
 
     bad = await client.post("/agent/wallet/currency", json={"currency": "DOGE"}, headers=auth)
     assert bad.status_code == 422
@@ -96,9 +101,15 @@ async def test_the_wallet_lists_balances_pending_deposits_and_the_usd_total(
     assert response.status_code == 200, response.text
     body = response.json()
     wallets = {w["currency"]: w for w in body["wallets"]}
-    assert wallets["USDC"]["balance"] == "25.5" and wallets["USDC"]["balance_usd"] == "25.50"
-    assert wallets["BTC"]["balance"] == "0.001" and wallets["BTC"]["balance_base_units"] == "100000"
+    assert wallets["USDC"]["balance"] == {
+        "amount": 25_500_000,
+        "currency": "USDC",
+        "text": "25.50 USDC",
+    }
+    assert wallets["USDC"]["balance_usd"]["text"] == "25.50 USD"
+    assert wallets["BTC"]["balance"] == {"amount": 100_000, "currency": "BTC", "text": "0.001 BTC"}
     assert wallets["BTC"]["deposit_address"] == btc_address
-    assert wallets["ETH"]["balance"] == "0" and wallets["ETH"]["pending"] == "2"
-    assert body["total"] == "85.50" and body["total_usd_micros"] == 85_500_000
+    assert wallets["ETH"]["balance"]["amount"] == 0
+    assert wallets["ETH"]["pending"] == {"amount": 2 * 10**9, "currency": "ETH", "text": "2.00 ETH"}
+    assert body["total_usd"] == {"amount": 85_500_000, "currency": "USD", "text": "85.50 USD"}
     assert (await client.get("/agent/wallet")).status_code == 401

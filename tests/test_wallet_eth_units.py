@@ -14,6 +14,7 @@ from agent_server.clock import FakeClock
 from agent_server.config import Settings
 from agent_server.errors import ValidationFailed
 from agent_server.mcp.server import build_mcp_server
+from agent_server.money import decimal_text
 from agent_server.runtime import Runtime
 from agent_server.store import Database
 from wallets.currencies import CURRENCIES, currency_info
@@ -25,11 +26,11 @@ INT64_MAX = 2**63 - 1
 def test_eth_is_gwei_in_the_product_and_wei_on_chain() -> None:
     eth = currency_info("eth")
     assert (eth.decimals, eth.chain_decimals, eth.chain_units_per_base_unit) == (9, 18, 10**9)
-    assert eth.min_deposit == 10**6 and eth.format(eth.min_deposit) == "0.001"
+    assert eth.min_deposit == 10**6 and decimal_text(eth.min_deposit, "ETH") == "0.001"
     wei = 12_345_678_901_234_567_891  # 12.345678901234567891 ETH
     assert wei > INT64_MAX
     assert eth.chain_to_base(wei) == (12_345_678_901, 234_567_891)
-    assert eth.format(12_345_678_901) == "12.345678901"
+    assert decimal_text(12_345_678_901, "ETH") == "12.345678901"
     assert eth.format_on_chain(wei) == "12.345678901234567891"
     assert eth.base_to_chain(12_345_678_901) == 12_345_678_901_000_000_000
     assert eth.chain_to_base(999_999_999) == (0, 999_999_999)  # less than a gwei: all dust
@@ -53,7 +54,7 @@ def test_other_currencies_count_on_chain_in_their_base_unit() -> None:
         assert info.chain_to_base(123_456_789) == (123_456_789, 0)
         assert info.base_to_chain(123_456_789) == 123_456_789
     # The largest ETH balance a BIGINT holds is now about 9.2 billion ETH, not 9.22 ETH.
-    assert currency_info("ETH").format(INT64_MAX) == "9223372036.854775807"
+    assert decimal_text(INT64_MAX, "ETH") == "9223372036.854775807"
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_an_eth_price_above_ten_eth_is_published_and_booked_in_gwei(
             },
         )
     schedule = made["schedule"]
-    assert schedule["price"] == {"amount": price, "currency": "ETH"}
+    assert schedule["price"] == {"amount": price, "currency": "ETH", "text": "12.50 ETH"}
     # 0.1 USD for create-schedule at 3,000 USD/ETH: 33,334 gwei, rounded up.
     assert (made["receipt"]["currency"], made["receipt"]["amount"]) == ("ETH", 33_334)
 
@@ -105,13 +106,19 @@ async def test_an_eth_price_above_ten_eth_is_published_and_booked_in_gwei(
         booked = await call_ok(
             client,
             "book-slot",
-            {"slot_id": free["slots"][0]["slot_id"], "idempotency_key": "eth-book-0001"},
+            {
+                "slot_id": next(iter(free["schedules"][0]["slots"])),
+                "idempotency_key": "eth-book-0001",
+            },
         )
         receipt = booked["receipt"]
         assert (receipt["currency"], receipt["escrowed"]) == ("ETH", price)
-        assert booked["booking"]["price"] == {"amount": price, "currency": "ETH"}
+        assert booked["booking"]["price"] == {
+            "amount": price,
+            "currency": "ETH",
+            "text": "12.50 ETH",
+        }
         wallet = _eth(await call_ok(client, "get-wallet", {}))
     left = 20 * GWEI - price - receipt["amount"]  # the slot price and 0.05 USD for the call
     assert receipt["amount"] == 16_667 and receipt["balance_after"] == left
-    assert wallet["balance_base_units"] == str(left)
-    assert wallet["balance"] == "7.499983333"
+    assert wallet["balance"] == {"amount": left, "currency": "ETH", "text": "7.499983333 ETH"}

@@ -21,6 +21,7 @@ from sqlalchemy import exists, select, update
 
 from agent_server.accounts.status import activate_if_pending, lock_agent, return_to_pending
 from agent_server.logs import get_logger
+from agent_server.money import amount_text, decimal_text, usd_text
 from agent_server.store import UnitOfWork
 from billing.deposits import credit_deposit, reverse_deposit
 from wallets.currencies import currency_info
@@ -74,7 +75,7 @@ def _event(
         deposit_id=deposit.id,
         agent_id=deposit.agent_id,
         currency=info.code,
-        amount=info.format(credited),
+        amount=decimal_text(credited, info.code),
         amount_base_units=str(credited),
         amount_on_chain=str(deposit.amount),
         usd_micros=deposit.usd_micros,
@@ -111,7 +112,7 @@ async def credit_confirmed(
                 agent_id=deposit.agent_id,
                 currency=info.code,
                 amount=info.format_on_chain(deposit.amount),
-                minimum=info.format(info.min_deposit),
+                minimum=decimal_text(info.min_deposit, info.code),
             )
             return True
         return False
@@ -136,8 +137,8 @@ async def credit_confirmed(
         activated = await activate_if_pending(
             uow,
             deposit.agent_id,
-            f"deposit of {info.format(credited)} {info.code} "
-            f"(~{usd / 1_000_000:.2f} USD) confirmed: {reference}",
+            f"deposit of {amount_text(credited, info.code)} (~{usd_text(usd)}) confirmed: "
+            f"{reference}",
         )
     await uow.session.execute(
         update(Deposit)
@@ -168,7 +169,7 @@ async def credit_confirmed(
         deposit_id=deposit.id,
         agent_id=deposit.agent_id,
         currency=info.code,
-        amount=info.format(credited),
+        amount=decimal_text(credited, info.code),
         dust_on_chain=str(dust),
         usd_micros=usd,
         activated=activated,

@@ -17,6 +17,7 @@ from enum import StrEnum
 
 from agent_server.errors import ValidationFailed
 from agent_server.inputs import BIGINT_MAX
+from agent_server.money import DECIMALS, decimal_text, scaled_text
 
 
 class Chain(StrEnum):
@@ -55,25 +56,18 @@ class CurrencyInfo:
         """Base units in the chain's unit (gwei to wei for ETH); exact."""
         return base * self.chain_units_per_base_unit
 
-    def to_decimal(self, amount: int) -> Decimal:
-        """Base units as a decimal amount of whole coins (for display only)."""
-        return Decimal(amount).scaleb(-self.decimals)
-
-    def format(self, amount: int) -> str:
-        """Base units as a plain decimal string without trailing zeros, e.g. ``"25.5"``."""
-        return _plain(self.to_decimal(amount))
-
     def format_on_chain(self, amount_on_chain: int) -> str:
         """An amount in the chain's unit (a deposit as received) as whole coins, exactly."""
-        return _plain(Decimal(amount_on_chain).scaleb(-self.chain_decimals))
+        return scaled_text(amount_on_chain, self.chain_decimals)
 
     def parse(self, text: str, field: str = "amount") -> int:
         """A decimal string of whole coins as base units; more decimals than exist is an error."""
         base = self._parse(text, field, self.decimals)
         if base > BIGINT_MAX:
-            most = Decimal(BIGINT_MAX).scaleb(-self.decimals)
             raise ValidationFailed.field(
-                field, f"give at most {_plain(most)} {self.code}, the most the ledger holds"
+                field,
+                f"give at most {decimal_text(BIGINT_MAX, self.code)} {self.code}, "
+                "the most the ledger holds",
             )
         return base
 
@@ -100,19 +94,12 @@ class CurrencyInfo:
         return int(base)
 
 
-def _plain(value: Decimal) -> str:
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
-
-
 CURRENCIES: dict[str, CurrencyInfo] = {
-    "BTC": CurrencyInfo("BTC", Chain.BTC, 8, 10_000, chain_decimals=8),  # 0.0001 BTC
-    # gwei: wei (18 decimals) stays on the chain side only.
-    "ETH": CurrencyInfo("ETH", Chain.EVM, 9, 10**6, chain_decimals=18),  # 0.001 ETH
-    "USDT": CurrencyInfo("USDT", Chain.EVM, 6, 1_000_000, chain_decimals=6),  # 1 USDT
-    "USDC": CurrencyInfo("USDC", Chain.EVM, 6, 1_000_000, chain_decimals=6),  # 1 USDC
+    "BTC": CurrencyInfo("BTC", Chain.BTC, DECIMALS["BTC"], 10_000, chain_decimals=8),  # 0.0001
+    # gwei (DECIMALS["ETH"] is 9): wei (18 decimals) stays on the chain side only.
+    "ETH": CurrencyInfo("ETH", Chain.EVM, DECIMALS["ETH"], 10**6, chain_decimals=18),  # 0.001
+    "USDT": CurrencyInfo("USDT", Chain.EVM, DECIMALS["USDT"], 1_000_000, chain_decimals=6),  # 1
+    "USDC": CurrencyInfo("USDC", Chain.EVM, DECIMALS["USDC"], 1_000_000, chain_decimals=6),  # 1
 }
 
 TOKEN_CURRENCIES: tuple[str, ...] = ("USDT", "USDC")

@@ -9,9 +9,9 @@ Plain async functions over a ``UnitOfWork``, called by REST (``/api/agent/wallet
                               *, rates: RateSource) -> DepositInstructions
 
 ``choose_currency`` allocates the address on first use and opens the ledger wallet for the
-currency: the caller commits. Amounts are decimal strings of whole coins; base units (gwei for
-ETH) are given as integer strings next to them. Pending deposits are summed as they arrived on
-chain (wei for ETH), so a pending amount may show more decimals than the balance will.
+currency: the caller commits. Amounts are ``Money``: the integer in base units (gwei for ETH),
+its currency and its text (``agent_server.money``). Pending deposits, summed as they arrived on
+chain, are shown in base units rounded down, as crediting rounds them.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from sqlalchemy import select
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.config import Settings
 from agent_server.errors import NotFound
+from agent_server.money import USD, Money
 from agent_server.store import UnitOfWork
 from billing.deposits import balances
 from billing.ledger import open_wallet
@@ -47,21 +48,12 @@ def rate_source(runtime: HasExtras) -> RateSource:
     return rates
 
 
-def usd_text(micros: int) -> str:
-    """Micro-dollars as a decimal string with at least cents: ``15500250`` -> ``"15.50025"``."""
-    whole, frac = divmod(micros, 1_000_000)
-    digits = f"{frac:06d}".rstrip("0")
-    return f"{whole}.{digits.ljust(2, '0')}"
-
-
 @dataclass(frozen=True)
 class CurrencyBalance:
     currency: str
-    balance: str  # whole coins
-    balance_base_units: str
-    balance_usd: str
-    balance_usd_micros: int
-    pending: str  # deposits seen on chain, waiting for confirmations
+    balance: Money
+    balance_usd: Money
+    pending: Money  # deposits seen on chain, waiting for confirmations
     deposit_address: str | None
 
 
@@ -69,8 +61,7 @@ class CurrencyBalance:
 class WalletView:
     agent_id: int
     wallets: list[CurrencyBalance]
-    total_usd: str
-    total_usd_micros: int
+    total_usd: Money
 
 
 @dataclass(frozen=True)
@@ -78,11 +69,11 @@ class DepositInstructions:
     currency: str
     deposit_address: str
     chain: str  # evm | btc
-    min_deposit: str  # smaller deposits are not credited
-    activation_deposit: str | None  # what activates a pending agent; None once active
-    activation_usd: str
+    min_deposit: Money  # smaller deposits are not credited
+    activation_deposit: Money | None  # what activates a pending agent; None once active
+    activation_usd: Money
     confirmations: int
-    balance: str
+    balance: Money
 
 
 async def _agent(uow: UnitOfWork, agent_id: int) -> Agent:
@@ -118,17 +109,13 @@ async def get_wallet(uow: UnitOfWork, agent_id: int, *, rates: RateSource) -> Wa
         wallets.append(
             CurrencyBalance(
                 currency=code,
-                balance=info.format(amount),
-                balance_base_units=str(amount),
-                balance_usd=usd_text(usd),
-                balance_usd_micros=usd,
-                pending=info.format_on_chain(pending.get(code, 0)),
+                balance=Money.of(amount, code),
+                balance_usd=Money.of(usd, USD),
+                pending=Money.of(info.chain_to_base(pending.get(code, 0))[0], code),
                 deposit_address=record.address if record else None,
             )
         )
-    return WalletView(
-        agent_id=agent_id, wallets=wallets, total_usd=usd_text(total), total_usd_micros=total
-    )
+    return WalletView(agent_id=agent_id, wallets=wallets, total_usd=Money.of(total, USD))
 
 
 async def choose_currency(
@@ -141,21 +128,21 @@ async def choose_currency(
     agent = await _agent(uow, agent_id)
     address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
     await open_wallet(uow, agent_id, info.code)
-    activation: str | None = None
+    activation: Money | None = None
     if agent.status == AgentStatus.PENDING_DEPOSIT.value:
         needed = usd_to_base_units(
             settings.activation_usd_micros, info.code, rates.usd_micros_per_coin(info.code)
         )
         quantum = 10 ** max(info.decimals - 8, 0)  # at most 8 decimals, rounded up
-        activation = info.format(max(-(-needed // quantum) * quantum, info.min_deposit))
+        activation = Money.of(max(-(-needed // quantum) * quantum, info.min_deposit), info.code)
     held = (await balances(uow, agent_id)).get(info.code, 0)
     return DepositInstructions(
         currency=info.code,
         deposit_address=address.address,
         chain=address.chain,
-        min_deposit=info.format(info.min_deposit),
+        min_deposit=Money.of(info.min_deposit, info.code),
         activation_deposit=activation,
-        activation_usd=usd_text(settings.activation_usd_micros),
+        activation_usd=Money.of(settings.activation_usd_micros, USD),
         confirmations=settings.confirmations,
-        balance=info.format(held),
+        balance=Money.of(held, info.code),
     )

@@ -50,6 +50,7 @@ from agent_server.config import Settings
 from agent_server.errors import NotFound, RateLimited, ValidationFailed
 from agent_server.logs import get_logger
 from agent_server.mail import MailDeliveryFailed, MailLater, OutgoingMail, send_mail, send_quietly
+from agent_server.money import decimal_text, usd_decimal
 from agent_server.store import Database, UnitOfWork
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.currencies import currency_info
@@ -85,10 +86,6 @@ class WalletInfo:
     minimum_deposit_usd: str  # e.g. "20.00"
 
 
-def _usd(micros: int) -> str:
-    return f"{micros // 1_000_000}.{micros % 1_000_000 // 10_000:02d}"
-
-
 async def wallet_info(
     uow: UnitOfWork,
     settings: Settings,
@@ -111,8 +108,8 @@ async def wallet_info(
     return WalletInfo(
         currency=info.code,
         deposit_address=address.address,
-        minimum_deposit=info.format(max(needed, info.min_deposit)),
-        minimum_deposit_usd=_usd(settings.activation_usd_micros),
+        minimum_deposit=decimal_text(max(needed, info.min_deposit), info.code),
+        minimum_deposit_usd=usd_decimal(settings.activation_usd_micros),
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
+from agent_server.money import Money
 from wallets.service import choose_currency, get_wallet, rate_source
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401))
@@ -23,22 +24,15 @@ router = APIRouter(tags=["wallet"], responses=error_responses(401))
 
 class CurrencyWallet(BaseModel):
     currency: str = Field(examples=["USDC"])
-    balance: str = Field(description="In whole coins.", examples=["25.5"])
-    balance_base_units: str = Field(
-        description="Satoshi, gwei or 10^-6 for USDT/USDC, as a string.", examples=["25500000"]
-    )
-    balance_usd: str = Field(examples=["25.50"])
-    pending: str = Field(
-        description="Deposits seen on chain, waiting for confirmations (whole coins).",
-        examples=["0"],
-    )
+    balance: Money
+    balance_usd: Money
+    pending: Money = Field(description="Deposits seen on chain, waiting for confirmations.")
     deposit_address: str | None = None
 
 
 class WalletResponse(BaseModel):
     wallets: list[CurrencyWallet]
-    total: str = Field(description="All balances in USD.", examples=["15.50025"])
-    total_usd_micros: int
+    total_usd: Money = Field(description="All balances in USD.")
 
 
 class ChooseCurrency(BaseModel):
@@ -49,7 +43,7 @@ class ChooseCurrency(BaseModel):
 
 class ChosenWallet(BaseModel):
     currency: str
-    balance: str
+    balance: Money
     deposit_address: str
 
 
@@ -58,12 +52,11 @@ class DepositAddressResponse(BaseModel):
     deposit_address: str = Field(examples=["0x9858EfFD232B4033E47d90003D41EC34EcaEda94"])
     currency: str = Field(examples=["USDC"])
     chain: str = Field(description="evm (ETH, USDT, USDC share it) or btc.")
-    min_deposit: str = Field(description="Smaller deposits are not credited.", examples=["1"])
-    activation_deposit: str | None = Field(
-        description="The deposit that activates a pending agent; null once active.",
-        examples=["20"],
+    min_deposit: Money = Field(description="Smaller deposits are not credited.")
+    activation_deposit: Money | None = Field(
+        description="The deposit that activates a pending agent; null once active."
     )
-    activation_usd: str = Field(examples=["20.00"])
+    activation_usd: Money
     confirmations: int = Field(description="Blocks before a deposit is credited.")
 
 
@@ -78,15 +71,13 @@ async def wallet(caller: CurrentAgent, runtime: RuntimeDep) -> WalletResponse:
             CurrencyWallet(
                 currency=w.currency,
                 balance=w.balance,
-                balance_base_units=w.balance_base_units,
                 balance_usd=w.balance_usd,
                 pending=w.pending,
                 deposit_address=w.deposit_address,
             )
             for w in view.wallets
         ],
-        total=view.total_usd,
-        total_usd_micros=view.total_usd_micros,
+        total_usd=view.total_usd,
     )
 
 

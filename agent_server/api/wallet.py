@@ -15,20 +15,10 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
+from agent_server.money import decimal_text, usd_decimal
 from billing.usage import PAGE_SIZE, transactions_for, usage_for
-from wallets.currencies import currency_info
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401, 422))
-
-
-def usd_display(micros: int) -> str:
-    """Micro-dollars as a decimal USD string with at least two decimals: ``"0.01"``."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    text = f"{whole}.{frac:06d}".rstrip("0")
-    if len(text.split(".")[1]) < 2:
-        text = f"{whole}.{frac // 10_000:02d}"
-    return sign + text
 
 
 class ToolUsageOut(BaseModel):
@@ -104,13 +94,13 @@ async def wallet_usage(
                 free_calls=u.free_calls,
                 paid_calls=u.paid_calls,
                 price_usd_micros=u.price_usd_micros,
-                price_usd_display=usd_display(u.price_usd_micros),
+                price_usd_display=usd_decimal(u.price_usd_micros),
                 amounts=u.amounts,
             )
             for u in usage.usage
         ],
         total_usd_micros=usage.total_usd_micros,
-        total_usd_display=usd_display(usage.total_usd_micros),
+        total_usd_display=usd_decimal(usage.total_usd_micros),
     )
 
 
@@ -134,7 +124,7 @@ async def wallet_transactions(
                 created_at=item.created_at,
                 currency=item.currency,
                 amount=item.amount,
-                amount_display=currency_info(item.currency).format(item.amount),
+                amount_display=decimal_text(item.amount, item.currency),
                 balance_change=item.balance_change,
                 usd_micros=item.usd_micros,
                 rate=item.rate,

@@ -556,9 +556,15 @@ async def get_schedule(
 
 
 async def list_schedules(
-    uow: UnitOfWork, owner: ScheduleOwner, page: int = 1, per_page: int = PER_PAGE
+    uow: UnitOfWork,
+    owner: ScheduleOwner,
+    page: int = 1,
+    per_page: int = PER_PAGE,
+    *,
+    before: int | None = None,
 ) -> SchedulePage:
-    """The owner's live schedules, newest first, ``per_page`` (1-100) at a time."""
+    """The owner's live schedules, newest first, ``per_page`` (1-100) at a time; only those
+    with an id below ``before`` (a cursor's position: pass page 1 with it) when given."""
     if page < 1:
         raise ValidationFailed.field("page", "pages start at 1")
     if not 1 <= per_page <= 100:
@@ -569,9 +575,10 @@ async def list_schedules(
         mine = Schedule.specialist_id == owner.specialist_id
     live = (mine, Schedule.deleted_at.is_(None))
     total = (await uow.session.execute(select(func.count(Schedule.id)).where(*live))).scalar_one()
+    below = [Schedule.id < before] if before is not None else []
     rows = await uow.session.execute(
         select(Schedule)
-        .where(*live)
+        .where(*live, *below)
         .order_by(Schedule.id.desc())
         .offset((page - 1) * per_page)
         .limit(per_page)

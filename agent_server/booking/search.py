@@ -102,6 +102,7 @@ from agent_server.booking.next_free import (
 from agent_server.booking.schedules import parse_model, usd_value
 from agent_server.errors import NotFound, ValidationFailed
 from agent_server.inputs import Day, Text, TimeZone, check_int, check_moment
+from agent_server.money import Money
 from agent_server.store import UnitOfWork
 
 DEFAULT_WINDOW_DAYS = 7
@@ -432,9 +433,8 @@ class ScheduleHit(BaseModel):
 
     id: int
     label: str
-    minutes: int
-    price: int = Field(description="Per slot, in base units of currency")
-    currency: str
+    slot_minutes: int
+    price: Money = Field(description="Per slot")
     capacity: int = Field(description="Seats per slot (above 1: a group session)")
     slots: FreeSlots
 
@@ -503,11 +503,10 @@ class ProfileSchedule(BaseModel):
     min_notice_minutes: int
     start_date: str
     end_date: str | None
-    price: int
-    currency: str
+    price: Money = Field(description="Per slot")
     price_usd_micros: int
     capacity: int
-    next_slots: FreeSlots
+    slots: FreeSlots
 
 
 class ProfileView(BaseModel):
@@ -523,8 +522,7 @@ class ProfileView(BaseModel):
     languages: list[str]
     skills: list[str]
     education: list[dict[str, Any]]
-    hourly_rate: int | None
-    rate_currency: str
+    hourly_rate: Money | None
     rating: float
     review_count: int
     email: str
@@ -710,9 +708,9 @@ def _with_cursor(plan: _Plan, cursor: str) -> _Plan:
         raise ValidationFailed.field(
             "cursor", "belongs to a search with other filters; repeat the search without it"
         )
+    try:
         check_int(specialist_id)
         check_int(schedule_id)
-    try:
         if plan.sort is SortBy.NEXT_AVAILABLE:
             value = check_moment(datetime.fromisoformat(value))
         elif plan.sort is SortBy.PRICE:
@@ -1162,7 +1160,7 @@ def _clock(moment: datetime) -> str:
     return text
 
 
-def _time_range(slot: Slot, tz: ZoneInfo) -> str:
+def local_time_range(slot: Slot, tz: ZoneInfo) -> str:
     """``2026-03-02 Mon 10:00-11:00`` in ``tz`` (``+1`` after the end when it falls on the
     next day; an offset after a time the clock shows twice, see ``_clock``)."""
     start, end = slot.start.astimezone(tz), slot.end.astimezone(tz)
@@ -1218,12 +1216,11 @@ def _hit(plan: _Plan, person: Specialist, ev: _SpecialistEval, detail: _Detail) 
             ScheduleHit(
                 id=s.schedule.id,
                 label=_clip(s.schedule.label, detail.label),
-                minutes=s.schedule.slot_minutes,
-                price=s.schedule.price_amount,
-                currency=s.schedule.price_currency,
+                slot_minutes=s.schedule.slot_minutes,
+                price=Money.of(s.schedule.price_amount, s.schedule.price_currency),
                 capacity=s.schedule.capacity,
                 slots={
-                    slot.slot_id: _time_range(slot, plan.tz)
+                    slot.slot_id: local_time_range(slot, plan.tz)
                     for slot in shown
                     if slot.schedule_id == s.schedule.id
                 },
@@ -1344,12 +1341,11 @@ async def view_profile(
                 min_notice_minutes=sched.min_notice_minutes,
                 start_date=sched.start_date.isoformat(),
                 end_date=sched.end_date.isoformat() if sched.end_date else None,
-                price=sched.price_amount,
-                currency=sched.price_currency,
+                price=Money.of(sched.price_amount, sched.price_currency),
                 price_usd_micros=sched.price_usd_micros,
                 capacity=sched.capacity,
-                next_slots={
-                    slot.slot_id: _time_range(slot, tz) for slot in slots[:slots_per_schedule]
+                slots={
+                    slot.slot_id: local_time_range(slot, tz) for slot in slots[:slots_per_schedule]
                 },
             )
         )
@@ -1364,8 +1360,11 @@ async def view_profile(
         languages=list(person.languages),
         skills=list(person.skills),
         education=list(person.education),
-        hourly_rate=person.hourly_rate,
-        rate_currency=person.rate_currency,
+        hourly_rate=(
+            Money.of(person.hourly_rate, person.rate_currency)
+            if person.hourly_rate is not None
+            else None
+        ),
         rating=person.rating,
         review_count=person.review_count,
         email=person.email,

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import segno
 
-from agent_server.dashboard.history import usd_text
+from agent_server.money import usd_text
 from billing.usage import Usage
 
 CHART_WIDTH = 640
@@ -33,7 +33,7 @@ class Bar:
     @property
     def label(self) -> str:
         calls = "1 call" if self.calls == 1 else f"{self.calls} calls"
-        return f"{calls} · ${usd_text(self.usd_micros)}"
+        return f"{calls} · {usd_text(self.usd_micros)}"
 
 
 @dataclass(frozen=True)

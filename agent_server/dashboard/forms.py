@@ -30,10 +30,9 @@ from agent_server.inputs import (
     parse_int,
     require,
 )
+from agent_server.money import DECIMALS, decimal_text
 from agent_server.store import UnitOfWork
-from wallets.currencies import CURRENCIES as COINS
 
-DECIMALS: Mapping[str, int] = {"USD": 6} | {code: c.decimals for code, c in COINS.items()}
 WEEKDAY_NAMES: Mapping[str, str] = {
     "mon": "Monday",
     "tue": "Tuesday",
@@ -88,16 +87,9 @@ def _too_large(currency: str, places: int) -> str:
 
 
 def format_amount(amount: int | None, currency: str) -> str:
-    """Base units as a plain decimal (``25000000`` USD -> ``"25"``; ``25500000`` -> ``"25.50"``)."""
-    if amount is None:
-        return ""
-    places = DECIMALS.get(currency.upper(), 0)
-    text_value = format(Decimal(amount).scaleb(-places), "f")
-    if "." in text_value:
-        text_value = text_value.rstrip("0").rstrip(".")
-        if "." in text_value and len(text_value.split(".")[1]) == 1:
-            text_value += "0"
-    return text_value
+    """A form field's value: ``"25.50"`` for 25500000 USD (``agent_server.money``), empty
+    for none."""
+    return "" if amount is None else decimal_text(amount, currency)
 
 
 def hours_text(ranges: list[list[str]] | None) -> str:

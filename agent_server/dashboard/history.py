@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_server.errors import ValidationFailed
+from agent_server.money import decimal_text, usd_decimal
 from agent_server.store import UnitOfWork
 from billing.models import TransactionKind
 from billing.usage import HistoryItem, Usage, transactions_for
-from wallets.currencies import currency_info
 
 PER_PAGE = 25
 MAX_EXPORT_ROWS = 100_000
@@ -82,12 +82,6 @@ TRANSACTION_COLUMNS = (
 )
 
 
-def coins(amount: int, currency: str) -> str:
-    """Base units as a decimal amount of ``currency`` (signed)."""
-    text = currency_info(currency).format(abs(amount))
-    return f"-{text}" if amount < 0 else text
-
-
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
@@ -114,9 +108,9 @@ def transactions_csv(items: Iterable[HistoryItem]) -> str:
                 i.type,
                 i.currency,
                 i.amount,
-                coins(i.amount, i.currency),
+                decimal_text(i.amount, i.currency),
                 i.balance_change,
-                coins(i.balance_change, i.currency),
+                decimal_text(i.balance_change, i.currency),
                 i.usd_micros,
                 i.rate,
                 i.tool,
@@ -132,14 +126,6 @@ def transactions_csv(items: Iterable[HistoryItem]) -> str:
 USAGE_COLUMNS = ("period", "tool", "calls", "free_calls", "paid_calls", "usd_micros", "usd")
 
 
-def usd_text(micros: int) -> str:
-    """Micro-dollars as dollars with at least cents: ``30000`` -> ``"0.03"``."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), 1_000_000)
-    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{sign}{whole}.{digits}"
-
-
 def usage_csv(usage: Usage) -> str:
     return _csv(
         USAGE_COLUMNS,
@@ -151,7 +137,7 @@ def usage_csv(usage: Usage) -> str:
                 u.free_calls,
                 u.paid_calls,
                 u.price_usd_micros,
-                usd_text(u.price_usd_micros),
+                usd_decimal(u.price_usd_micros),
             )
             for u in usage.usage
         ),

@@ -24,7 +24,6 @@ from starlette.datastructures import FormData
 
 from agent_server.accounts.keys import hash_secret
 from agent_server.accounts.service import pepper
-from agent_server.dashboard.history import coins, usd_text
 from agent_server.dashboard.people import Person, person_for
 from agent_server.dashboard.signin import (
     SESSION_COOKIE,
@@ -41,6 +40,7 @@ from agent_server.errors import (
     ValidationFailed,
 )
 from agent_server.logs import get_logger
+from agent_server.money import amount_text, decimal_text, usd_text
 from agent_server.runtime import Runtime
 from agent_server.store.conflicts import lost_update
 from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
@@ -69,16 +69,11 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
-def _money(amount: int, currency: str) -> str:
-    """An amount in base units for people: ``$25.00`` or ``0.001 BTC``."""
-    if currency == "USD":
-        return "$" + usd_text(amount)
-    return f"{coins(amount, currency)} {currency}"
-
-
+# Money reads as everywhere else (``agent_server.money``): ``usd`` is micro-dollars as
+# ``"25.00 USD"``, ``money`` an amount with its currency, ``coins`` the figure alone.
 TEMPLATES.env.filters["usd"] = usd_text
-TEMPLATES.env.filters["money"] = _money
-TEMPLATES.env.filters["coins"] = coins
+TEMPLATES.env.filters["money"] = amount_text
+TEMPLATES.env.filters["coins"] = decimal_text
 TEMPLATES.env.filters["when"] = _when
 
 

@@ -11,6 +11,7 @@ threshold again arms the next crossing.
 from __future__ import annotations
 
 from agent_server.events.outbox import BALANCE_LOW, emit
+from agent_server.money import decimal_text
 from agent_server.store import UnitOfWork
 from wallets.currencies import currency_info
 from wallets.rates import base_units_to_usd
@@ -38,14 +39,13 @@ async def emit_if_balance_low(
     after_usd = base_units_to_usd(balance_after, code, rate)
     if not before_usd >= threshold_usd_micros > after_usd:
         return None
-    info = currency_info(code)
     return await emit(
         uow,
         type=BALANCE_LOW,
         agent_id=agent_id,
         data={
             "currency": code,
-            "balance": info.format(balance_after),
+            "balance": decimal_text(balance_after, code),
             "balance_base_units": str(balance_after),
             "balance_usd_micros": after_usd,
             "threshold_usd_micros": threshold_usd_micros,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from wallets.money import amount_text, usd_text
+from agent_server.money import amount_text, usd_text
 
 Body = Mapping[str, Any]
 
@@ -30,8 +30,8 @@ _AMOUNTS = {
     "refunded": "refund_currency",
 }
 # Exact figures a reader does not need beside their readable form (they stay structured).
-_HIDDEN = {"balance_base_units", "balance_usd_micros", "rate", "currency"}
-_HIDDEN_EVERYWHERE = {"balance_base_units", "balance_usd_micros", "rate"}
+_HIDDEN = {"rate", "currency"}
+_HIDDEN_EVERYWHERE = {"rate"}
 
 
 def render(tool: str, body: Body) -> str:
@@ -117,7 +117,7 @@ def _value(key: str, value: Any, data: Body) -> str:
     if key.endswith("usd_micros") and isinstance(value, int):
         return usd_text(value)
     if isinstance(value, Mapping):
-        if set(value) == {"amount", "currency"}:
+        if {"amount", "currency"} <= set(value):  # a Money: its text, from the one formatter
             return amount_text(int(value["amount"]), str(value["currency"]))
         if key == "amounts":
             return ", ".join(amount_text(int(v), str(c)) for c, v in value.items()) or "none"
@@ -130,8 +130,21 @@ def _value(key: str, value: Any, data: Body) -> str:
 # --- search pages and profiles -----------------------------------------------------------------
 
 
-def _slots(slots: Mapping[str, str]) -> str:
-    return "; ".join(f"{slot_id} {when}" for slot_id, when in slots.items()) or "none free"
+def _slots(slots: Mapping[str, str], seats: Mapping[str, int] | None = None) -> str:
+    seats = seats or {}
+    return (
+        "; ".join(
+            f"{slot_id} {when}" + (f" ({seats[slot_id]} seats left)" if slot_id in seats else "")
+            for slot_id, when in slots.items()
+        )
+        or "none free"
+    )
+
+
+def _price(price: Mapping[str, Any] | None) -> str:
+    if not price or not price.get("amount"):
+        return "free"
+    return amount_text(int(price["amount"]), str(price["currency"]))
 
 
 def _search(page: Body) -> str:
@@ -150,12 +163,10 @@ def _search(page: Body) -> str:
         if hit.get("about"):
             lines.append(f"  {hit['about']}")
         for s in hit.get("schedules") or []:
-            price = amount_text(int(s["price"]), s["currency"]) if s.get("price") else "free"
             seats = f", {s['capacity']} seats" if s.get("capacity", 1) > 1 else ""
-            minutes = s.get("slot_minutes", s.get("minutes"))
             lines.append(
-                f"  schedule {s['id']} {s.get('label') or ''} ({minutes} min, {price}{seats}): "
-                f"{_slots(s.get('slots') or {})}"
+                f"  schedule {s['id']} {s.get('label') or ''} ({s.get('slot_minutes')} min, "
+                f"{_price(s.get('price'))}{seats}): {_slots(s.get('slots') or {})}"
             )
     cursor = page.get("next_cursor")
     lines.append(f"More: cursor {cursor}" if cursor else "No more results.")
@@ -171,11 +182,7 @@ def _search(page: Body) -> str:
 def _profile(body: Body) -> str:
     p = body.get("profile") or {}
     place = ", ".join(x for x in (p.get("city"), p.get("country")) if x)
-    rate = (
-        f"; hourly rate {amount_text(int(p['hourly_rate']), p.get('rate_currency'))}"
-        if p.get("hourly_rate")
-        else ""
-    )
+    rate = f"; hourly rate {_price(p['hourly_rate'])}" if p.get("hourly_rate") else ""
     lines = [
         f"#{p.get('id')} {p.get('name')}, {p.get('title')} ({place}, {p.get('timezone')}); "
         f"rating {p.get('rating')} ({p.get('review_count')}){rate}",
@@ -190,19 +197,31 @@ def _profile(body: Body) -> str:
     if p.get("next_available"):
         lines.append(f"Next available: {p['next_available']}")
     for s in p.get("schedules") or []:
-        price = amount_text(int(s["price"]), s["currency"]) if s.get("price") else "free"
         lines.append(
-            f"Schedule {s['id']} {s.get('label') or ''}: {s.get('slot_minutes')} min, {price}, "
-            f"{s.get('capacity')} seat(s), time zone {s.get('timezone')}"
+            f"Schedule {s['id']} {s.get('label') or ''}: {s.get('slot_minutes')} min, "
+            f"{_price(s.get('price'))}, {s.get('capacity')} seat(s), time zone {s.get('timezone')}"
         )
         if s.get("description"):
             lines.append(f"  {s['description']}")
-        slots = s.get("slots", s.get("next_slots")) or {}
-        lines.append(f"  Free: {_slots(slots)}")
+        lines.append(f"  Free: {_slots(s.get('slots') or {})}")
+    return "\n".join(lines)
+
+
+def _availability(body: Body) -> str:
+    lines = [f"Free slots from {body.get('start')} to {body.get('end')} (UTC):"]
+    for s in body.get("schedules") or []:
+        lines.append(
+            f"Schedule {s.get('schedule_id')} ({s.get('slot_minutes')} min, "
+            f"{s.get('capacity')} seat(s)), local times in {s.get('timezone')}: "
+            f"{_slots(s.get('slots') or {}, s.get('seats_left'))}"
+        )
+    if len(lines) == 1:
+        lines.append("none free")
     return "\n".join(lines)
 
 
 _RENDERERS: dict[str, Callable[[Body], str]] = {
     "search-specialists": _search,
     "view-profile": _profile,
+    "get-availability": _availability,
 }

@@ -122,12 +122,12 @@ async def test_an_eth_deposit_above_the_int64_wei_limit_is_credited_in_gwei_keep
         [payload] = (await uow.session.execute(select(DepositEvent.payload))).scalars()
         assert (ledger.currency, ledger.amount) == ("ETH", 12_345_678_901)
     [eth] = wallet.wallets
-    assert (eth.currency, eth.balance, eth.balance_base_units) == (
+    assert (eth.currency, eth.balance.amount, eth.balance.text) == (
         "ETH",
-        "12.345678901",
-        "12345678901",
+        12_345_678_901,
+        "12.345678901 ETH",
     )
-    assert eth.balance_usd == "37037.036703"
+    assert eth.balance_usd.text == "37037.036703 USD"
     assert payload["amount"] == "12.345678901"
     assert payload["amount_base_units"] == "12345678901"
     assert payload["amount_on_chain"] == str(sent)

@@ -37,6 +37,7 @@ from agent_server.dashboard.web import (
 )
 from agent_server.errors import ValidationFailed
 from agent_server.events.urls import check_callback_url
+from agent_server.money import decimal_text, usd_decimal, usd_text
 from billing.caps import caps_of, set_spending_caps
 from billing.escrow import refund_booking
 from billing.usage import check_period, usage_for
@@ -66,8 +67,8 @@ async def _agent_page(
         caps = await caps_of(uow, agent_id)
         await uow.commit()  # read only; keeps the loaded agent readable
     shown = {
-        "daily_cap": "" if caps is None or caps.daily is None else _usd(caps.daily),
-        "monthly_cap": "" if caps is None or caps.monthly is None else _usd(caps.monthly),
+        "daily_cap": "" if caps is None or caps.daily is None else usd_decimal(caps.daily),
+        "monthly_cap": "" if caps is None or caps.monthly is None else usd_decimal(caps.monthly),
         "callback_url": agent.callback_url or "",
     }
     shown.update(values or {})
@@ -85,12 +86,6 @@ async def _agent_page(
         viewer=viewer,
         status_code=status_code,
     )
-
-
-def _usd(micros: int) -> str:
-    whole, frac = divmod(micros, 1_000_000)
-    digits = f"{frac:06d}".rstrip("0").ljust(2, "0")
-    return f"{whole}.{digits}"
 
 
 @router.get("/agents/{agent_id}")
@@ -198,9 +193,9 @@ async def wallet(request: Request, agent_id: AgentId) -> Response:
         rows.append(
             {
                 "currency": code,
-                "balance": balance.balance if balance else "0",
-                "balance_usd": balance.balance_usd if balance else "0.00",
-                "pending": balance.pending if balance else "0",
+                "balance": decimal_text(balance.balance.amount if balance else 0, code),
+                "balance_usd": usd_text(balance.balance_usd.amount if balance else 0),
+                "pending": decimal_text(balance.pending.amount if balance else 0, code),
                 "address": address,
                 "qr": qr_svg(address, f"{code} deposit address") if address else None,
             }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
@@ -10,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_server.booking.availability import Slot, make_slot_id
 from agent_server.booking.models import Booking, Schedule
+from agent_server.booking.search import FreeSlots, local_time_range
+from agent_server.money import Money
 
 MAX_ID = 2**63 - 1  # the database's BIGINT
 
@@ -59,30 +62,30 @@ class Paid(BaseModel):
     )
 
 
-class SlotOut(BaseModel):
-    slot_id: str = Field(description="Pass this to book-slot to book the slot.")
+class ScheduleSlots(BaseModel):
+    """Free slots of one schedule, as search-specialists and view-profile list them."""
+
     schedule_id: int
-    start: datetime = Field(description="Slot start, UTC.")
-    end: datetime = Field(description="Slot end, UTC.")
-    start_local: str = Field(description="Slot start in the schedule's time zone (ISO 8601).")
-    seats_left: int
-
-
-def slot_out(slot: Slot, tz: str) -> SlotOut:
-    return SlotOut(
-        slot_id=slot.slot_id,
-        schedule_id=slot.schedule_id,
-        start=slot.start,
-        end=slot.end,
-        start_local=slot.start.astimezone(ZoneInfo(tz)).isoformat(),
-        seats_left=slot.seats_left,
+    timezone: str = Field(description="The schedule's time zone, which local times are in.")
+    slot_minutes: int
+    capacity: int = Field(description="Seats per slot (above 1: a group session).")
+    slots: FreeSlots
+    seats_left: dict[str, int] = Field(
+        default_factory=dict,
+        description="Group schedules only: free seats per slot_id (a listed slot of a "
+        "one-seat schedule has its seat free).",
     )
 
 
-class Money(BaseModel):
-    amount: int = Field(description="Integer amount in the currency's base unit.")
-    currency: str = Field(
-        description="USD (micro-dollars), USDT/USDC (10^-6), ETH (gwei), BTC (sat)."
+def schedule_slots(schedule: Schedule, slots: Sequence[Slot]) -> ScheduleSlots:
+    tz = ZoneInfo(schedule.timezone)
+    return ScheduleSlots(
+        schedule_id=schedule.id,
+        timezone=schedule.timezone,
+        slot_minutes=schedule.slot_minutes,
+        capacity=schedule.capacity,
+        slots={s.slot_id: local_time_range(s, tz) for s in slots},
+        seats_left={s.slot_id: s.seats_left for s in slots} if schedule.capacity > 1 else {},
     )
 
 
@@ -130,7 +133,7 @@ def schedule_out(s: Schedule) -> ScheduleOut:
         min_notice_minutes=s.min_notice_minutes,
         start_date=s.start_date,
         end_date=s.end_date,
-        price=Money(amount=s.price_amount, currency=s.price_currency),
+        price=Money.of(s.price_amount, s.price_currency),
         capacity=s.capacity,
         private=s.private,
         auto_accept=s.auto_accept,
@@ -169,7 +172,7 @@ def booking_out(b: Booking) -> BookingOut:
         end=b.slot_end,
         seat=b.seat,
         status=b.status,
-        price=Money(amount=b.price_amount, currency=b.price_currency),
+        price=Money.of(b.price_amount, b.price_currency),
         topic=b.topic,
         notes=b.notes,
         cancelled_by=b.cancelled_by,

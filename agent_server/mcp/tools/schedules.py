@@ -26,11 +26,12 @@ from agent_server.mcp.tools.common import (
     Input,
     Paid,
     ScheduleOut,
-    SlotOut,
+    ScheduleSlots,
     schedule_out,
-    slot_out,
+    schedule_slots,
 )
 from agent_server.mcp.tools.registry import REGISTRY
+from agent_server.paging import decode_cursor, page_of
 
 WEEKLY_HOURS_DOC = (
     "Opening hours in the schedule's time zone, weekday (mon..sun) → [start, end] ranges that "
@@ -130,14 +131,18 @@ async def create_schedule(ctx: ToolContext, args: CreateScheduleIn) -> ScheduleR
 
 
 class ListSchedulesIn(Input):
-    page: Annotated[int, Field(ge=1, le=10_000, description="Page number, 50 per page.")] = 1
+    cursor: Annotated[
+        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=50, description="Schedules per page.")] = 50
 
 
 class ScheduleList(Paid):
     schedules: list[ScheduleOut]
-    page: int
-    per_page: int
-    total: int
+    total: int = Field(description="All your live schedules.")
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null at the end."
+    )
 
 
 @REGISTRY.tool(
@@ -150,13 +155,16 @@ class ScheduleList(Paid):
     idempotent=True,
 )
 async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleList:
-    """Your own schedules, newest first, 50 a page."""
-    page = await svc.list_schedules(ctx.uow, ScheduleOwner.agent(ctx.agent_id), args.page)
+    """Your own schedules, newest first; page with next_cursor."""
+    listing = await svc.list_schedules(
+        ctx.uow,
+        ScheduleOwner.agent(ctx.agent_id),
+        per_page=args.limit + 1,
+        before=decode_cursor(args.cursor),
+    )
+    shown, next_cursor = page_of(listing.items, args.limit)
     return ScheduleList(
-        schedules=[schedule_out(s) for s in page.items],
-        page=page.page,
-        per_page=page.per_page,
-        total=page.total,
+        schedules=[schedule_out(s) for s in shown], total=listing.total, next_cursor=next_cursor
     )
 
 
@@ -240,9 +248,9 @@ class AvailabilityIn(Input):
 
 
 class AvailabilityOut(Paid):
-    slots: list[SlotOut]
-    start: datetime
-    end: datetime
+    start: datetime = Field(description="Window start, UTC.")
+    end: datetime = Field(description="Window end, UTC.")
+    schedules: list[ScheduleSlots]
 
 
 @REGISTRY.tool(
@@ -255,8 +263,9 @@ class AvailabilityOut(Paid):
     idempotent=True,
 )
 async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> AvailabilityOut:
-    """Free slots of one schedule or of one specialist in a time window, each with a slot_id
-    that book-slot accepts. Times are UTC with the schedule-local time alongside."""
+    """Free slots of one schedule or of one specialist in a time window, per schedule: each
+    slot_id (book-slot takes it; it holds the UTC start) with its local date and times in the
+    schedule's time zone, and seats left for group schedules."""
     from agent_server.errors import ValidationFailed
 
     if (args.schedule_id is None) == (args.specialist_id is None):
@@ -273,15 +282,20 @@ async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> Availabili
         slots = await svc.get_availability(
             ctx.uow, args.schedule_id, start, end, viewer_agent_id=ctx.agent_id
         )
-        zones = {schedule.id: schedule.timezone}
+        schedules = {schedule.id: schedule}
     else:
         slots = await svc.get_specialist_availability(ctx.uow, args.specialist_id or 0, start, end)
-        zones = {
-            sid: (await svc.get_schedule(ctx.uow, sid)).timezone
-            for sid in {s.schedule_id for s in slots}
+        schedules = {
+            sid: await svc.get_schedule(ctx.uow, sid)
+            for sid in sorted({s.schedule_id for s in slots})
         }
     return AvailabilityOut(
-        slots=[slot_out(s, zones.get(s.schedule_id, "UTC")) for s in slots], start=start, end=end
+        start=start,
+        end=end,
+        schedules=[
+            schedule_slots(sched, [s for s in slots if s.schedule_id == sid])
+            for sid, sched in schedules.items()
+        ],
     )
 
 

@@ -13,6 +13,8 @@ from agent_server.inputs import Text
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.common import Input, Paid
 from agent_server.mcp.tools.registry import REGISTRY
+from agent_server.money import Money
+from agent_server.paging import decode_cursor, page_of
 from billing import meter, usage
 from billing.meter import ExtraPrice
 from wallets import service as wallet_svc
@@ -22,19 +24,16 @@ Currency = Literal["BTC", "ETH", "USDT", "USDC"]
 
 class CurrencyBalanceOut(BaseModel):
     currency: str
-    balance: str = Field(description="In whole coins, as a decimal string.")
-    balance_base_units: str = Field(description="Exact balance in base units (sat, gwei, 10^-6).")
-    balance_usd: str
-    balance_usd_micros: int
-    pending: str = Field(description="Deposits seen on chain, waiting for confirmations.")
+    balance: Money
+    balance_usd: Money
+    pending: Money = Field(description="Deposits seen on chain, waiting for confirmations.")
     deposit_address: str | None
 
 
 class WalletOut(Paid):
     agent_id: int
     wallets: list[CurrencyBalanceOut]
-    total_usd: str
-    total_usd_micros: int
+    total_usd: Money
 
 
 class NoInput(Input):
@@ -65,13 +64,13 @@ class DepositAddressOut(Paid):
     currency: str
     deposit_address: str = Field(description="Send only this currency to this address.")
     chain: str = Field(description="evm (ETH and the ERC-20 tokens) or btc.")
-    min_deposit: str = Field(description="Smaller deposits are not credited.")
-    activation_deposit: str | None = Field(
+    min_deposit: Money = Field(description="Smaller deposits are not credited.")
+    activation_deposit: Money | None = Field(
         description="What activates a pending account; null once active."
     )
-    activation_usd: str
+    activation_usd: Money
     confirmations: int = Field(description="Blocks before a deposit is credited.")
-    balance: str
+    balance: Money
 
 
 @REGISTRY.tool(
@@ -93,7 +92,10 @@ async def get_deposit_address(ctx: ToolContext, args: DepositAddressIn) -> Depos
 
 
 class ListTransactionsIn(Input):
-    page: Annotated[int, Field(ge=1, le=100_000, description="Page number, 50 per page.")] = 1
+    cursor: Annotated[
+        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
+    ] = None
+    limit: Annotated[int, Field(ge=1, le=100, description="Transactions per page.")] = 50
 
 
 class TransactionOut(BaseModel):
@@ -112,10 +114,11 @@ class TransactionOut(BaseModel):
 
 
 class TransactionsOut(Paid):
-    current_page: int
-    per_page: int
-    total: int
-    data: list[TransactionOut]
+    transactions: list[TransactionOut]
+    total: int = Field(description="All your transactions.")
+    next_cursor: str | None = Field(
+        description="Pass as cursor for the next page; null at the end."
+    )
 
 
 @REGISTRY.tool(
@@ -128,10 +131,17 @@ class TransactionsOut(Paid):
     idempotent=True,
 )
 async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> TransactionsOut:
-    """Your wallet's ledger transactions, newest first, 50 a page: deposits, charges,
-    holds and releases, escrow, refunds, payouts and adjustments."""
-    page = await usage.transactions_for(ctx.uow, ctx.agent_id, args.page)
-    return TransactionsOut.model_validate(asdict(page))
+    """Your wallet's ledger transactions, newest first (page with next_cursor): deposits,
+    charges, holds and releases, escrow, refunds, payouts and adjustments."""
+    history = await usage.transactions_for(
+        ctx.uow, ctx.agent_id, per_page=args.limit + 1, before=decode_cursor(args.cursor)
+    )
+    shown, next_cursor = page_of(history.data, args.limit)
+    return TransactionsOut(
+        transactions=[TransactionOut.model_validate(asdict(item)) for item in shown],
+        total=history.total,
+        next_cursor=next_cursor,
+    )
 
 
 class UsageIn(Input):
