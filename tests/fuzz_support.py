@@ -383,11 +383,11 @@ def hostile_for(name: str, schema: dict[str, Json], root: dict[str, Json]) -> li
         while "$ref" in kind:
             kind = root["$defs"][str(kind["$ref"]).removeprefix("#/$defs/")]
         if kind.get("type") == "string":
-            values += CONTROL_STRINGS
             if kind.get("format") == "date":
                 values += CALENDAR_ENDS
             if kind.get("format") == "date-time":
                 values += MOMENT_ENDS
+            values += CONTROL_STRINGS
         elif kind.get("type") in ("integer", "number"):
             values += BEYOND_64_BITS
         elif kind.get("type") == "object" and "properties" not in kind:
@@ -395,17 +395,25 @@ def hostile_for(name: str, schema: dict[str, Json], root: dict[str, Json]) -> li
         elif kind.get("type") == "array":
             item = kind.get("items", {})
             values += [[v] for v in hostile_for(name, item, root)[:6]]
+    special: list[Json] = []
     if name in ("slot_id", "new_slot_id"):
-        values += HOSTILE_SLOT_IDS
+        special += HOSTILE_SLOT_IDS
     if name == "timezone":
-        values += NON_CANONICAL_ZONES
+        special += NON_CANONICAL_ZONES
     if name == "changes":
-        values += HOSTILE_CHANGES
+        special += HOSTILE_CHANGES
     if name in ("weekly_hours", "overrides"):
-        values += [{"mon": [["09:00\x00", "10:00"]]}, {"9999-12-30": [["09:00", "10:00"]]}]
+        special += [{"mon": [["09:00\x00", "10:00"]]}, {"9999-12-30": [["09:00", "10:00"]]}]
     if name == "cursor":
-        values += ["eyJiZWZvcmUiOiAxMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDB9"]  # {"before": 10**23}
-    return values
+        special += ["eyJiZWZvcmUiOiAxMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDB9"]  # {"before": 10**23}
+    return special + values
+
+
+def one_field(targets: dict[str, list[Json]]) -> st.SearchStrategy[tuple[str, Json]]:
+    """A field (each as likely as any other), then one of its hostile values."""
+    return st.sampled_from(sorted(targets)).flatmap(
+        lambda field: st.tuples(st.just(field), st.sampled_from(targets[field]))
+    )
 
 
 def attacks_for(
@@ -431,8 +439,7 @@ def attacks_for(
     @st.composite
     def attack(draw: st.DrawFn) -> tuple[str, dict[str, Json]]:
         arguments = dict(draw(valid))
-        field = draw(st.sampled_from(sorted(targets)))
-        arguments[field] = draw(st.sampled_from(targets[field]))
+        field, arguments[field] = draw(one_field(targets))
         return field, arguments
 
     return attack()
