@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from accounts_support import PEPPER, registered, settings_for
+from billing_support import make_agent, make_schedule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mcp_support import CLI
@@ -28,10 +29,14 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, OutboxMail
+from agent_server.accounts.status import find_agent
 from agent_server.app import create_app
+from agent_server.booking import service
+from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule, Specialist
-from agent_server.errors import ValidationFailed
+from agent_server.booking.schedules import get_availability
+from agent_server.errors import NotFound, ValidationFailed
 from agent_server.inputs import (
     BIGINT_MAX,
     YEARS,
@@ -52,6 +57,7 @@ from agent_server.store import Database
 from billing import balances
 from billing.deposits import adjust_balance
 from billing.models import SpendingCap
+from wallets.currencies import currency_info
 from wallets.models import DepositAddressRecord
 
 PROPERTIES = settings(max_examples=200, derandomize=True, database=None, deadline=None)
@@ -404,3 +410,44 @@ async def test_dashboard_forms_answer_a_form_error_for_hostile_values(
         assert made.status_code == 303, made.text[:500]
         saved = await client.post("/specialist/profile", data={**PROFILE_FORM, "csrf_token": csrf})
         assert saved.status_code == 303, saved.text[:500]
+
+
+# --- the services, called directly -----------------------------------------------------------
+
+
+async def test_the_services_refuse_on_their_own(db: Database) -> None:
+    """Code that skips the surfaces' models still cannot write what the rules refuse."""
+    agent_id = await make_agent(db)
+    schedule_id = await make_schedule(db)
+    async with db.uow() as uow:
+        now = uow.clock.now()
+        slot = (await get_availability(uow, schedule_id, now, now + timedelta(days=7)))[0]
+        refusals: dict[str, Any] = {
+            "topic": service.book_slot(
+                uow, agent_id=agent_id, slot_id=slot.slot_id, idempotency_key=None, topic="a\x00"
+            ),
+            "starts_after": service.list_bookings(
+                uow, agent_id=agent_id, starts_after=datetime(1, 1, 1, 10, tzinfo=UTC)
+            ),
+            "cursor": service.list_bookings(
+                uow, agent_id=agent_id, cursor="eyJiZWZvcmUiOiAxMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDB9"
+            ),
+            "window_start": get_availability(
+                uow,
+                schedule_id,
+                datetime(9999, 12, 30, tzinfo=UTC),
+                datetime(9999, 12, 31, tzinfo=UTC),
+            ),
+            "agent": find_agent(uow, "a\x00@example.com"),
+        }
+        for field, call in refusals.items():
+            with pytest.raises(ValidationFailed) as caught:
+                await call
+            assert caught.value.details["fields"][0]["field"] == field
+        with pytest.raises(NotFound):
+            await find_agent(uow, str(2**64))
+        assert (await service.list_bookings(uow, agent_id=agent_id)).items == []
+    with pytest.raises(ValidationFailed, match="slot_id"):
+        parse_slot_id(f"{2**63}-20260302T0900Z")
+    with pytest.raises(ValidationFailed, match=re.escape("at most 9223372036854.775807 USDC")):
+        currency_info("USDC").parse("1e30")

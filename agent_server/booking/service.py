@@ -101,7 +101,7 @@ from agent_server.events.outbox import (
     BOOKING_CREATED,
     BOOKING_RESCHEDULED,
 )
-from agent_server.inputs import check_id, check_moment, require
+from agent_server.inputs import check_id, check_moment, check_text, require
 from agent_server.store import UnitOfWork
 from agent_server.store.conflicts import changed_meanwhile
 
@@ -357,7 +357,7 @@ def _replay(existing: Booking, schedule_id: int, start: datetime, topic: str) ->
 def _check_text(field: str, value: str, limit: int) -> str:
     if len(value) > limit:
         raise ValidationFailed.field(field, f"at most {limit} characters")
-    return value
+    return require(field, lambda v: check_text(v, multiline=True), value)
 
 
 # --- booking -----------------------------------------------------------------------------------
