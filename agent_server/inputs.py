@@ -75,10 +75,13 @@ def check_text(value: str, *, multiline: bool = False) -> str:
         if code < 0x20 or code == 0x7F:
             if multiline and char in _ALLOWED_IN_MULTILINE:
                 continue
-            allowed = "tab and line breaks are the only" if multiline else "no"
+            allowed = (
+                "of the control characters only tab and line breaks are allowed"
+                if multiline
+                else "no control characters are allowed"
+            )
             raise ValueError(
-                f"contains the control character U+{code:04X} at position {index}; "
-                f"{allowed} control characters are allowed"
+                f"contains the control character U+{code:04X} at position {index}; {allowed}"
             )
         if 0xD800 <= code <= 0xDFFF:
             raise ValueError(

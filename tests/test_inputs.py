@@ -52,6 +52,7 @@ from agent_server.inputs import (
     check_text,
     require,
 )
+from agent_server.oauth.models import OAuthClient
 from agent_server.runtime import Runtime
 from agent_server.store import Database
 from billing import balances
@@ -451,3 +452,25 @@ async def test_the_services_refuse_on_their_own(db: Database) -> None:
         parse_slot_id(f"{2**63}-20260302T0900Z")
     with pytest.raises(ValidationFailed, match=re.escape("at most 9223372036854.775807 USDC")):
         currency_info("USDC").parse("1e30")
+
+
+async def test_oauth_client_registration_refuses_control_characters(
+    db: Database, database_url: str
+) -> None:
+    app = create_app(Runtime(settings=settings_for(database_url), db=db))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        for name in ("Evil\x00client", "Evil\x1b[2Jclient", "Evil\u202eclient\x07"):
+            reply = await client.post(
+                "/register", json={"client_name": name, "redirect_uris": ["http://127.0.0.1/cb"]}
+            )
+            assert reply.status_code == 400, reply.text
+            assert reply.json()["error"] == "invalid_client_metadata"
+            assert "control character" in reply.json()["error_description"]
+        async with db.uow() as uow:
+            assert await uow.session.scalar(select(func.count()).select_from(OAuthClient)) == 0
+        fine = await client.post(
+            "/register",
+            json={"client_name": "Fine client", "redirect_uris": ["http://127.0.0.1/cb"]},
+        )
+        assert fine.status_code == 201, fine.text

@@ -55,6 +55,7 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.accounts.service import pepper
 from agent_server.config import Settings
 from agent_server.gate import Caller
+from agent_server.inputs import check_json
 from agent_server.logs import get_logger
 from agent_server.mcp.auth import CALLER_CLAIM, REMEMBERED_CLAIM, ApiKeyVerifier
 from agent_server.oauth.models import OAuthClient, OAuthGrant, OAuthToken
@@ -170,6 +171,10 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
         info = client_info.model_dump(
             mode="json", exclude={"client_id", "client_secret"}, exclude_none=True
         )
+        try:
+            check_json(info)
+        except ValueError as exc:
+            raise RegistrationError("invalid_client_metadata", f"client metadata {exc}") from None
         async with self.runtime.db.uow() as uow:
             uow.session.add(
                 OAuthClient(
