@@ -318,11 +318,7 @@ class SearchQuery(BaseModel):
     ] = SortBy.RATING
     order: Annotated[
         Order | None,
-        Field(
-            description=(
-                "Default desc for rating, else asc (next_available: asc only)."
-            )
-        ),
+        Field(description=("Default desc for rating, else asc (next_available: asc only).")),
     ] = None
     cursor: Annotated[
         Text | None,
