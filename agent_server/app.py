@@ -17,15 +17,15 @@ from agent_server.api.errors import CatchAll, error_response
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
-from agent_server.errors import ValidationFailed
 from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
-from agent_server.logs import get_logger
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.recursion import restore_recursion_limit
+from agent_server.kernel.store.migrate import current_revision, head_revision
 from agent_server.maintenance import start_maintenance
 from agent_server.mcp.http import MCP_PATH, McpFirst, mcp_http_app, refused_body
-from agent_server.recursion import restore_recursion_limit
 from agent_server.runtime import Runtime
-from agent_server.store.migrate import current_revision, head_revision
 from wallets.embedded import start_embedded_chain_and_watcher
 
 log = get_logger(__name__)

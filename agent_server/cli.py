@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from agent_server.config import Settings, get_settings
-from agent_server.logs import configure_logging
-from agent_server.recursion import restore_recursion_limit
+from agent_server.kernel.config import Settings, get_settings
+from agent_server.kernel.logs import configure_logging
+from agent_server.kernel.recursion import restore_recursion_limit
 
 if TYPE_CHECKING:
     from agent_server.runtime import Runtime
@@ -32,7 +32,7 @@ app.add_typer(dev_app, name="dev")
 
 def _settings(*, server: bool = False) -> Settings:
     """The settings, with logging set up by them (``server``: for the life of the process)."""
-    restore_recursion_limit()  # every command parses input; see agent_server.recursion
+    restore_recursion_limit()  # every command parses input; see agent_server.kernel.recursion
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format, for_good=server)
     return settings
@@ -40,8 +40,8 @@ def _settings(*, server: bool = False) -> Settings:
 
 def _database_problem(settings: Settings) -> str | None:
     """Why the configured database cannot serve (see ``store.migrate.database_problem``)."""
-    from agent_server.store import make_engine
-    from agent_server.store.migrate import database_problem
+    from agent_server.kernel.store import make_engine
+    from agent_server.kernel.store.migrate import database_problem
 
     async def check() -> str | None:
         engine = make_engine(settings.database_url)
@@ -231,7 +231,7 @@ def db_upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
 ) -> None:
     """Apply database migrations to the configured database."""
-    from agent_server.store.migrate import upgrade
+    from agent_server.kernel.store.migrate import upgrade
 
     settings = _settings()
     upgrade(settings.database_url, revision)
@@ -328,7 +328,7 @@ def _operator(actor: str | None) -> str:
 
 def _with_runtime(work: Callable[[Runtime], Awaitable[T]]) -> T:
     """Run ``work`` on a runtime built from the settings; operator errors exit with 1."""
-    from agent_server.errors import AgentServerError
+    from agent_server.kernel.errors import AgentServerError
     from agent_server.runtime import Runtime
 
     settings = _settings()
@@ -356,7 +356,7 @@ ActorOpt = Annotated[
 
 def _check_operator_text(**values: str | None) -> None:
     """``ValidationFailed`` naming the option whose text holds control characters."""
-    from agent_server.inputs import check_text, require
+    from agent_server.kernel.inputs import check_text, require
 
     for name, value in values.items():
         if value is not None:
@@ -478,7 +478,7 @@ def _adjust(
 ) -> None:
     """Post an operator credit (sign 1) or debit (sign -1) to an agent's wallet."""
     from agent_server.accounts.status import activate_if_pending, find_agent
-    from agent_server.money import amount_text
+    from agent_server.kernel.money import amount_text
     from billing import adjust_balance, balances
     from wallets.currencies import currency_info
     from wallets.rates import StaticRateSource, base_units_to_usd
@@ -556,7 +556,7 @@ def dev_fund(
 ) -> None:
     """Send a real deposit on the embedded chain and mine its confirmations."""
     from agent_server.accounts.models import Agent
-    from agent_server.errors import AgentServerError
+    from agent_server.kernel.errors import AgentServerError
     from agent_server.runtime import Runtime
     from wallets.devfund import NoDevelopmentChain, fund_agent, wait_for_credit
 

@@ -30,15 +30,15 @@ from agent_server.accounts.service import (
     hash_api_key,
     wallet_info,
 )
-from agent_server.config import Settings, get_settings
-from agent_server.errors import (
+from agent_server.kernel.config import Settings, get_settings
+from agent_server.kernel.errors import (
     AccountInactive,
     AgentServerError,
     EmailNotVerified,
     RateLimited,
     Unauthorized,
 )
-from agent_server.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 from wallets.rates import RateSource
 
 # Calls per minute per agent; other tools get Settings.rate_limit_default.

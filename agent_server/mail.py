@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlsplit
 import aiosmtplib
 
 from agent_server.accounts.models import OutboxMail
-from agent_server.config import Settings
-from agent_server.logs import get_logger
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database
 
 log = get_logger(__name__)
 

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from agent_server.accounts.ratelimit import purge_rate_counters
 from agent_server.booking.next_free import refresh_due
 from agent_server.events.retention import purge_settled_events
-from agent_server.logs import get_logger
+from agent_server.kernel.logs import get_logger
 from agent_server.runtime import Runtime
 from billing.idempotency import purge_idempotency_keys
 from billing.meter import release_stale_holds

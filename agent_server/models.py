@@ -4,8 +4,8 @@ from agent_server.accounts import models as accounts_models
 from agent_server.booking import models as booking_models
 from agent_server.dashboard import models as dashboard_models  # noqa: F401
 from agent_server.events import models as events_models  # noqa: F401
+from agent_server.kernel.store.base import Base
 from agent_server.oauth import models as oauth_models  # noqa: F401
-from agent_server.store.base import Base
 from billing import models as billing_models  # noqa: F401
 from wallets import models as wallets_models  # noqa: F401
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import agent_server.events  # noqa: F401  (registers the deposit-event hook with the wallets)
-from agent_server.clock import Clock, SystemClock
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.clock import Clock, SystemClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 from billing.config import BillingConfig
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from agent_server.store.migrate import upgrade
+from agent_server.kernel.store.migrate import upgrade
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 

@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import text
 
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.store import Database, make_engine
+from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
 from billing.config import BillingConfig
 from billing.deposits import adjust_balance

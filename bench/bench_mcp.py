@@ -61,8 +61,8 @@ from agent_server.accounts.service import hash_api_key
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule
 from agent_server.booking.schedules import get_availability
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
 from billing.deposits import adjust_balance
 from wallets.addresses import deposit_address_for

@@ -22,8 +22,8 @@ from sqlalchemy import text
 
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.search import SearchQuery, search_specialists
-from agent_server.clock import FakeClock
-from agent_server.store import Database, make_engine
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio, percentile
 
 NOW = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)

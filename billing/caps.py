@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Exists, ScalarSelect, Table, bindparam, func, select, update
 
-from agent_server.errors import SpendingCapReached, ValidationFailed
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import SpendingCapReached, ValidationFailed
+from agent_server.kernel.store import UnitOfWork
 from billing.ledger import insert_or_none
 from billing.models import LedgerTransaction, SpendingCap, SpendingTally, TransactionKind
 

@@ -11,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from agent_server.config import Settings
-from agent_server.store import UnitOfWork
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import UnitOfWork
 from billing.prices import PriceList, load_price_list
 from wallets.rates import RateSource, StaticRateSource
 

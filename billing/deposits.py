@@ -8,8 +8,8 @@ import uuid
 from sqlalchemy import Table, case, select
 
 from agent_server.accounts.models import Agent
-from agent_server.errors import InsufficientFunds, NotFound, ValidationFailed
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import InsufficientFunds, NotFound, ValidationFailed
+from agent_server.kernel.store import UnitOfWork
 from billing.ledger import (
     AccountRef,
     credit,

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Table, select, update
 
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from billing.ledger import (
     AccountRef,
     LedgerError,

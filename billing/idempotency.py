@@ -31,9 +31,9 @@ from typing import Any
 import anyio
 from sqlalchemy import ColumnElement, Table, and_, delete, select, update
 
-from agent_server.errors import IdempotencyMismatch, ValidationFailed
-from agent_server.logs import get_logger
-from agent_server.store import Database, UnitOfWork
+from agent_server.kernel.errors import IdempotencyMismatch, ValidationFailed
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database, UnitOfWork
 from billing.ledger import insert_or_none
 from billing.models import IdempotencyKey, IdempotencyStatus
 

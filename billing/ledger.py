@@ -28,8 +28,8 @@ from sqlalchemy import Table, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agent_server.errors import InsufficientFunds
-from agent_server.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.kernel.errors import InsufficientFunds
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from wallets.currencies import currency_info
 

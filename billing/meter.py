@@ -49,11 +49,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking
-from agent_server.errors import InsufficientFunds, RateLimited
 from agent_server.events.balance import emit_if_balance_low
-from agent_server.logs import get_logger
-from agent_server.money import amount_text, usd_text
-from agent_server.store import (
+from agent_server.kernel.errors import InsufficientFunds, RateLimited
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.money import amount_text, usd_text
+from agent_server.kernel.store import (
     Database,
     Direct,
     UnitOfWork,

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
 class AccountKind(StrEnum):

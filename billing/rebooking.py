@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from agent_server.booking.models import Booking
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from billing.models import Escrow, EscrowStatus
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 from sqlalchemy import Table, case, func, select
 
-from agent_server.errors import ValidationFailed
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.store import UnitOfWork
 from billing.models import (
     AccountKind,
     LedgerAccount,

@@ -17,10 +17,10 @@ from agent_server.accounts.models import OutboxMail
 from agent_server.accounts.schemas import RegisterAgent
 from agent_server.accounts.service import register_agent
 from agent_server.accounts.status import StatusAction, change_status
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 
 PEPPER = "test-pepper-0123456789"
 

@@ -8,7 +8,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.deposits import adjust_balance
 from billing.models import AccountKind, LedgerAccount, LedgerEntry
 from wallets.models import Deposit, DepositStatus

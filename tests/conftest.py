@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from db_support import PG_ADMIN_URL, START, pg_admin, truncate_all
 
-from agent_server.clock import FakeClock
-from agent_server.logs import configure_logging
-from agent_server.store import Database, make_engine
-from agent_server.store.migrate import upgrade
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.logs import configure_logging
+from agent_server.kernel.store import Database, make_engine
+from agent_server.kernel.store.migrate import upgrade
 
 # Our logging set-up from the start, as the CLI does: never structlog's defaults, whose rich
 # tracebacks print local variables (API keys among them).

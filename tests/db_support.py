@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from agent_server.kernel.store import Direct
 from agent_server.models import metadata
-from agent_server.store import Direct
 
 PG_ADMIN_URL = os.environ.get(
     "AGENT_SERVER_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"

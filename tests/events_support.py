@@ -16,7 +16,7 @@ from agent_server.booking.schedules import ScheduleOwner, create_schedule, parse
 from agent_server.events import emit
 from agent_server.events.models import OutboxEvent
 from agent_server.events.worker import WorkerConfig
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 
 PEPPER = "test-pepper-events-0123"
 HOURS = {d: [["09:00", "12:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}

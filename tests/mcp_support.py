@@ -16,8 +16,8 @@ from mcp.types import CallToolResult
 from agent_server.accounts.keys import new_api_key, shown_prefix
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.accounts.service import hash_api_key
-from agent_server.config import Settings
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database
 from billing.deposits import adjust_balance
 from wallets.addresses import deposit_address_for
 

@@ -58,8 +58,8 @@ from agent_server.accounts.status import activate_if_pending
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule
 from agent_server.booking.schedules import get_availability
-from agent_server.store import Database, make_engine
-from agent_server.store.migrate import upgrade
+from agent_server.kernel.store import Database, make_engine
+from agent_server.kernel.store.migrate import upgrade
 from billing.deposits import adjust_balance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -40,7 +40,6 @@ from sqlalchemy import func, select
 
 from agent_server.booking.models import Booking, BookingChange, BookingStatus, Schedule
 from agent_server.booking.service import RESCHEDULED
-from agent_server.errors import ERROR_CODES
 from agent_server.events.bookings import BOOKING_EVENTS
 from agent_server.events.models import OutboxEvent
 from agent_server.events.outbox import (
@@ -51,7 +50,8 @@ from agent_server.events.outbox import (
     BOOKING_RESCHEDULED,
 )
 from agent_server.events.signing import verify_signature
-from agent_server.store import Database
+from agent_server.kernel.errors import ERROR_CODES
+from agent_server.kernel.store import Database
 from billing.meter import release_stale_holds
 from billing.models import (
     AccountKind,

@@ -29,8 +29,8 @@ from agent_server.accounts.service import CODE_REFUSED, RESENT
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus
 from agent_server.booking.service import book_slot
-from agent_server.clock import FakeClock
 from agent_server.dashboard.models import SignInCode
+from agent_server.kernel.clock import FakeClock
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

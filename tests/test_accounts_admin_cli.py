@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 
 from agent_server.accounts.models import Agent, AgentStatusChange
 from agent_server.cli import app
-from agent_server.config import get_settings
-from agent_server.store import Database
+from agent_server.kernel.config import get_settings
+from agent_server.kernel.store import Database
 
 
 @pytest.fixture(autouse=True)

@@ -12,17 +12,17 @@ from sqlalchemy import select
 from agent_server.accounts.models import AgentStatus, RateCounter
 from agent_server.accounts.service import verify_email
 from agent_server.accounts.status import StatusAction, change_status
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import (
+from agent_server.gate import Caller, admit, reread, tool_limit
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import (
     AccountInactive,
     AgentServerError,
     EmailNotVerified,
     RateLimited,
     Unauthorized,
 )
-from agent_server.gate import Caller, admit, reread, tool_limit
-from agent_server.store import Database, make_engine
+from agent_server.kernel.store import Database, make_engine
 from wallets.rates import FakeRateSource
 
 

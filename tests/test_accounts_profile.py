@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, AgentLabel, EmailCode
 from agent_server.booking.models import Schedule
-from agent_server.clock import FakeClock
+from agent_server.kernel.clock import FakeClock
 from billing import balances, credit_deposit
 from wallets.models import DepositAddressRecord
 

@@ -9,10 +9,10 @@ import pytest
 from accounts_support import api_for, bearer, outbox_code, wrong_code
 from smtp_sink import SmtpSink
 
-from agent_server.clock import FakeClock
-from agent_server.errors import AgentServerError
 from agent_server.gate import admit
-from agent_server.logs import configure_logging
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import AgentServerError
+from agent_server.kernel.logs import configure_logging
 
 
 @pytest.fixture

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from agent_server.accounts.models import AgentStatusChange, EmailCode
 from agent_server.accounts.service import CODE_REFUSED, RESENT
-from agent_server.clock import FakeClock
-from agent_server.errors import MAX_ECHO_CHARS, AccountInactive
 from agent_server.gate import admit
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import MAX_ECHO_CHARS, AccountInactive
 
 
 @pytest.fixture

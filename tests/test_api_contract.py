@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, settings
 from starlette.routing import Mount
 
 from agent_server.app import create_app
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.logs import configure_logging
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import configure_logging
+from agent_server.kernel.store import Database, make_engine
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 
 
 def _document_app() -> Any:

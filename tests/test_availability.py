@@ -26,7 +26,7 @@ from agent_server.booking.availability import (
     parse_slot_id,
     unbookable_reason,
 )
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.errors import ValidationFailed
 
 BERLIN = ZoneInfo("Europe/Berlin")
 LONG_AGO = datetime(2026, 1, 1, tzinfo=UTC)

@@ -7,7 +7,7 @@ from typing import Any
 from accounts_support import api_for, bearer
 from billing_support import fund
 
-from agent_server.clock import FakeClock
+from agent_server.kernel.clock import FakeClock
 from billing.config import BillingConfig
 from billing.meter import MeteredCall, run_metered
 from billing.prices import load_price_list

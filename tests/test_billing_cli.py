@@ -11,7 +11,7 @@ from billing_support import make_agent, wallet_balance
 from sqlalchemy import select, update
 
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.models import LedgerTransaction
 
 CLI = str(Path(sys.executable).with_name("agent-server"))

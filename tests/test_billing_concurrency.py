@@ -14,8 +14,8 @@ import pytest
 from billing_support import audit_ledger, fund, make_agent
 from sqlalchemy import func, select, text
 
-from agent_server.errors import BookingConflict, InsufficientFunds
-from agent_server.store import Database
+from agent_server.kernel.errors import BookingConflict, InsufficientFunds
+from agent_server.kernel.store import Database
 from billing.config import BillingConfig
 from billing.deposits import balances
 from billing.ledger import account_balance_from_entries, system_account

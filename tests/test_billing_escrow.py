@@ -19,9 +19,9 @@ from agent_server.booking.service import (
     complete_booking,
     reject_booking,
 )
-from agent_server.clock import FakeClock
-from agent_server.errors import InsufficientFunds
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import InsufficientFunds
+from agent_server.kernel.store import Database
 from billing.config import BillingConfig
 from billing.escrow import (
     EscrowAlreadySettled,

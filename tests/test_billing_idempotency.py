@@ -12,9 +12,9 @@ import pytest
 from billing_support import fund, make_agent, wallet_balance
 from sqlalchemy import func, select
 
-from agent_server.clock import FakeClock
-from agent_server.errors import BookingConflict, IdempotencyMismatch, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import BookingConflict, IdempotencyMismatch, ValidationFailed
+from agent_server.kernel.store import Database
 from billing import idempotency
 from billing.config import BillingConfig
 from billing.meter import MeteredCall, run_metered

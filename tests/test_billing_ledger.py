@@ -11,8 +11,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from agent_server.errors import InsufficientFunds, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.errors import InsufficientFunds, ValidationFailed
+from agent_server.kernel.store import Database
 from billing import adjust_balance, balances, credit_deposit, open_wallet, reverse_deposit
 from billing.ledger import LedgerError, credit, debit, post, system_account
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction

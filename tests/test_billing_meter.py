@@ -25,16 +25,16 @@ from agent_server.accounts.models import AgentStatus
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking
 from agent_server.booking.service import book_slot
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import (
+from agent_server.gate import Caller, count_call, precheck_call
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import (
     BookingConflict,
     InsufficientFunds,
     RateLimited,
     SpendingCapReached,
 )
-from agent_server.gate import Caller, count_call, precheck_call
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.caps import set_spending_caps
 from billing.config import BillingConfig
 from billing.meter import (
@@ -610,7 +610,7 @@ async def test_a_spending_cap_refuses_the_call_that_would_pass_it_and_resets_nex
 
 
 async def test_usage_period_must_be_a_month(db: Database) -> None:
-    from agent_server.errors import ValidationFailed
+    from agent_server.kernel.errors import ValidationFailed
 
     async with db.uow() as uow:
         for bad in ("2026-13", "2026-3", "march", "2026-03-01"):

@@ -19,10 +19,10 @@ from agent_server.booking.service import (
     reject_booking,
     reschedule_booking,
 )
-from agent_server.clock import FakeClock
-from agent_server.errors import BookingConflict
 from agent_server.events.models import OutboxEvent
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import BookingConflict
+from agent_server.kernel.store import Database
 
 # The clock starts Monday 2026-03-02 08:00 UTC.
 TUE_9 = datetime(2026, 3, 3, 9, tzinfo=UTC)

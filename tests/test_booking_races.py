@@ -52,11 +52,11 @@ from agent_server.booking.service import (
     reject_booking,
     reschedule_booking,
 )
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import BookingConflict
-from agent_server.store import Database, make_engine
-from agent_server.store.conflicts import REASON_CHANGED, lost_update
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import BookingConflict
+from agent_server.kernel.store import Database, make_engine
+from agent_server.kernel.store.conflicts import REASON_CHANGED, lost_update
 from billing.config import BillingConfig
 from billing.escrow import escrow_booking, payout_booking, refund_booking
 from billing.meter import ExtraPrice, MeteredCall, run_metered

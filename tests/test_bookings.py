@@ -35,15 +35,15 @@ from agent_server.booking.service import (
     reject_booking,
     reschedule_booking,
 )
-from agent_server.clock import FakeClock
-from agent_server.errors import (
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import (
     BookingConflict,
     Forbidden,
     IdempotencyMismatch,
     NotFound,
     ValidationFailed,
 )
-from agent_server.store import Database, make_engine
+from agent_server.kernel.store import Database, make_engine
 
 # The clock starts Monday 2026-03-02 08:00 UTC.
 MON_9 = datetime(2026, 3, 2, 9, tzinfo=UTC)

@@ -22,9 +22,9 @@ from smtp_sink import free_port
 from starlette.routing import Mount, Route
 
 from agent_server.api.body_limits import nesting_exceeds
-from agent_server.config import Settings
-from agent_server.errors import MAX_FIELD_ENTRIES
-from agent_server.store import Database, make_engine
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import MAX_FIELD_ENTRIES
+from agent_server.kernel.store import Database, make_engine
 
 NESTED_140K = b"[" * 70_000 + b"]" * 70_000
 NESTED_1M = b"[" * 500_000 + b"]" * 500_000
@@ -102,7 +102,7 @@ def test_no_import_leaves_the_recursion_limit_above_the_default(tmp_path: Path) 
                 importlib.import_module(module.name)
         assert "py_ecc" in sys.modules  # the import that raises it did happen
         from agent_server.app import create_app
-        from agent_server.config import Settings
+        from agent_server.kernel.config import Settings
         from agent_server.runtime import Runtime
         url = "sqlite+aiosqlite:///{tmp_path / "db.sqlite"}"
         create_app(Runtime.create(Settings(database_url=url)))

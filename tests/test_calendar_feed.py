@@ -19,10 +19,10 @@ from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import CancelledBy
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.booking.service import book_slot, cancel_booking, reject_booking
-from agent_server.clock import FakeClock
 from agent_server.events.calendar import rotate_specialist_calendar_token
 from agent_server.events.models import CalendarToken
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database
 
 TUE = datetime(2026, 3, 3, tzinfo=UTC)  # the clock starts Monday 2026-03-02 08:00 UTC
 

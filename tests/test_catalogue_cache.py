@@ -19,8 +19,8 @@ from agent_server.booking.schedules import ScheduleOwner
 from agent_server.booking.search import SearchPage, SearchQuery
 from agent_server.booking.search import search_specialists as search_now
 from agent_server.booking.service import cancel_booking
-from agent_server.clock import FakeClock
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database
 
 
 async def version(db: Database) -> int:

@@ -24,8 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_support import CLI, SPEC_TOOLS, call_ok, make_agent, start_serve
 from smtp_sink import free_port
 
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 
 REPO = Path(__file__).resolve().parent.parent
 CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode")

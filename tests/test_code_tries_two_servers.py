@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from agent_server.accounts.models import Agent, EmailCode, OutboxMail
 from agent_server.accounts.service import CODE_REFUSED
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 
 N = 60
 UNLIMITED = "100000"

@@ -37,12 +37,12 @@ from sqlalchemy import func, select, update
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
 from agent_server.booking.models import Booking, Specialist
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.money import usd_text
+from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
-from agent_server.money import usd_text
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 from billing.deposits import adjust_balance
 from billing.models import LedgerTransaction, UsageRecord
 from billing.usage import transactions_for

@@ -14,8 +14,6 @@ from sqlalchemy import select
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.booking.models import Specialist
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
 from agent_server.dashboard.models import DashboardSession, SignInCode
 from agent_server.dashboard.people import owned_agent, person_for
 from agent_server.dashboard.signin import (
@@ -27,8 +25,10 @@ from agent_server.dashboard.signin import (
     session_email,
     verify_code,
 )
-from agent_server.errors import NotFound, RateLimited, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound, RateLimited, ValidationFailed
+from agent_server.kernel.store import Database
 
 
 @pytest.fixture(scope="module")

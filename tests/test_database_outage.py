@@ -33,14 +33,14 @@ from sqlalchemy.exc import DBAPIError
 from test_mcp_tools import client_for
 
 from agent_server.booking.demo import load_demo_data
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
 from agent_server.dashboard.signin import SESSION_COOKIE
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
+from agent_server.kernel.store import engine as store_engine
+from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from agent_server.mail import MailDeliveryFailed
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
-from agent_server.store import engine as store_engine
-from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 USDC = 1_000_000
 

@@ -7,7 +7,7 @@ from sqlalchemy import func, select, text
 
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 
 
 async def planner_rows(db: Database) -> dict[str, float]:

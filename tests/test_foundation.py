@@ -11,11 +11,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from agent_server.app import create_app
-from agent_server.config import Settings
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database
+from agent_server.kernel.store.migrate import current_revision, head_revision
 from agent_server.models import metadata
 from agent_server.runtime import Runtime
-from agent_server.store import Database
-from agent_server.store.migrate import current_revision, head_revision
 
 
 async def test_migrations_reach_head_and_match_the_models(db: Database) -> None:
@@ -60,7 +60,7 @@ async def test_request_ids_and_traceparent_reach_every_log_line(
     tmp_path,
     capsys: pytest.CaptureFixture[str],  # type: ignore[no-untyped-def]
 ) -> None:
-    from agent_server.logs import configure_logging, get_logger
+    from agent_server.kernel.logs import configure_logging, get_logger
 
     configure_logging("INFO", "json")
     client, runtime = await _client(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")

@@ -34,12 +34,12 @@ from agent_server.accounts.models import Agent
 from agent_server.app import create_app
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.schedules import get_availability
-from agent_server.clock import FakeClock
 from agent_server.events.models import OutboxEvent
 from agent_server.events.worker import DeliveryWorker, WorkerConfig
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 from billing import balances
 from wallets.models import DepositAddressRecord
 

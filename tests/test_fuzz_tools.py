@@ -3,7 +3,7 @@
 Arguments come from each tool's input schema as ``tools/list`` serves it
 (``fuzz_support.arguments_for``): mostly valid, so calls reach the services and the
 database, mixed with hostile values. Whatever comes in, a caller gets a result or one of
-SPEC's error codes (``agent_server.errors.ERROR_CODES``), never an internal error.
+SPEC's error codes (``agent_server.kernel.errors.ERROR_CODES``), never an internal error.
 
 The examples are derandomized (the same ones every run) and bounded:
 ``AGENT_SERVER_FUZZ_EXAMPLES`` (default 60 per tool and backend) raises the count for a
@@ -28,13 +28,13 @@ from sqlalchemy import text
 
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.schedules import get_availability
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import ERROR_CODES
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ERROR_CODES
+from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 from billing import balances
 
 EXAMPLES = int(os.environ.get("AGENT_SERVER_FUZZ_EXAMPLES", "60"))

@@ -36,8 +36,8 @@ from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.schedules import get_availability
-from agent_server.errors import NotFound, ValidationFailed
-from agent_server.inputs import (
+from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.inputs import (
     BIGINT_MAX,
     YEARS,
     Day,
@@ -52,9 +52,9 @@ from agent_server.inputs import (
     check_text,
     require,
 )
+from agent_server.kernel.store import Database
 from agent_server.oauth.models import OAuthClient
 from agent_server.runtime import Runtime
-from agent_server.store import Database
 from billing import balances
 from billing.deposits import adjust_balance
 from billing.models import SpendingCap
@@ -210,13 +210,13 @@ def test_outside_pydantic_a_refusal_names_the_field() -> None:
 
 def test_the_module_is_part_of_the_kernel() -> None:
     """It imports nothing of the surfaces or the domains."""
-    import agent_server.inputs as module
+    import agent_server.kernel.inputs as module
 
     source = open(module.__file__, encoding="utf-8").read()
     imported = set(re.findall(r"^from (\S+) import|^import (\S+)", source, re.M))
     names = {a or b for a, b in imported}
     assert {n for n in names if n.startswith(("agent_server", "billing", "wallets"))} == {
-        "agent_server.errors"
+        "agent_server.kernel.errors"
     }
 
 

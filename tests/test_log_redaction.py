@@ -12,11 +12,11 @@ import pytest
 from mcp import Client
 from mcp_support import call_ok, error_code, make_agent
 
-from agent_server.config import Settings
-from agent_server.logs import configure_logging, get_logger, redact
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import configure_logging, get_logger, redact
+from agent_server.kernel.store import Database
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from agent_server.store import Database
 
 SECRET_KEYS = [
     "api_key",

@@ -11,14 +11,14 @@ from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import RateCounter
 from agent_server.accounts.ratelimit import hit, purge_rate_counters
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.events.outbox import BOOKING_CREATED, emit
 from agent_server.events.retention import purge_settled_events
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.maintenance import run_once
 from agent_server.runtime import Runtime
-from agent_server.store import Database, UnitOfWork
 from billing.deposits import balances
 from billing.idempotency import Replay, claim, complete
 from billing.meter import place_hold

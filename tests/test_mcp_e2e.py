@@ -243,7 +243,7 @@ async def test_unknown_host_and_origin_headers_are_refused_on_a_loopback_bind(
 
 
 def test_host_checks_follow_the_bind_address_and_the_allow_list() -> None:
-    from agent_server.config import Settings
+    from agent_server.kernel.config import Settings
     from agent_server.mcp.http import transport_security
     from agent_server.runtime import Runtime
 

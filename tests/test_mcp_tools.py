@@ -17,14 +17,14 @@ from mcp_support import SPEC_TOOLS, body, call_ok, error_code, make_agent
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.booking.demo import load_demo_data
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import ERROR_CODES, RateLimited
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ERROR_CODES, RateLimited
+from agent_server.kernel.store import Database, direct_rows
 from agent_server.mcp.results import JsonOutput, failure, prepared
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
-from agent_server.store import Database, direct_rows
 from billing.prices import load_price_list
 
 USDC = 1_000_000  # base units per USDC

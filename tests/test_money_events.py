@@ -10,7 +10,7 @@ import pytest
 from billing_support import fund, make_agent, pending_deposit
 from events_support import outbox
 
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.config import BillingConfig
 from billing.meter import MeteredCall, run_metered
 from billing.prices import PriceList, ToolPrice

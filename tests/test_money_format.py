@@ -1,5 +1,5 @@
 """One figure for one amount on every surface: the MCP text, REST, the dashboard (its template
-filters, forms and CSV), the CLI and mails all read money through ``agent_server.money``.
+filters, forms and CSV), the CLI and mails all read money through ``agent_server.kernel.money``.
 
 Properties: for any amount and currency, every surface shows the same figure; the figure
 turns back into the same integer (nothing is lost); and no float is ever involved.
@@ -15,12 +15,19 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-import agent_server.money as money
+import agent_server.kernel.money as money
 from agent_server.dashboard.forms import format_amount, parse_amount
 from agent_server.dashboard.web import TEMPLATES
-from agent_server.inputs import BIGINT_MAX
+from agent_server.kernel.inputs import BIGINT_MAX
+from agent_server.kernel.money import (
+    DECIMALS,
+    Money,
+    amount_text,
+    base_units,
+    decimal_text,
+    usd_text,
+)
 from agent_server.mcp.text import receipt_text, render
-from agent_server.money import DECIMALS, Money, amount_text, base_units, decimal_text, usd_text
 from wallets.currencies import CURRENCIES
 
 CODES = st.sampled_from(sorted(DECIMALS))

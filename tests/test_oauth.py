@@ -25,10 +25,11 @@ from sqlalchemy import func, select, text, update
 
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
 from agent_server.dashboard.people import person_for
-from agent_server.errors import NotFound
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound
+from agent_server.kernel.store import Database
 from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token
 from agent_server.oauth import consent
 from agent_server.oauth.models import OAuthClient, OAuthGrant, OAuthToken
@@ -39,7 +40,6 @@ from agent_server.oauth.provider import (
     AgentServerOAuth,
 )
 from agent_server.runtime import Runtime
-from agent_server.store import Database
 
 BASE = "http://127.0.0.1:8000"
 OWNER = "owner@example.com"

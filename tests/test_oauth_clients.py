@@ -26,8 +26,8 @@ from smtp_sink import SmtpSink, free_port
 from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import Agent
-from agent_server.config import Settings
-from agent_server.store import Database, make_engine
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database, make_engine
 from billing.models import UsageRecord
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,12 +16,12 @@ from mcp_types.version import LATEST_MODERN_VERSION
 from sqlalchemy import event
 
 from agent_server.app import create_app
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.logs import configure_logging
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import configure_logging
+from agent_server.kernel.store import Database
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from agent_server.store import Database
 from billing.idempotency import Claim, claim
 
 USDC = 1_000_000

@@ -25,8 +25,8 @@ from agent_server.booking.schedules import (
     usd_value,
 )
 from agent_server.booking.service import book_slot
-from agent_server.errors import Forbidden, NotFound, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.errors import Forbidden, NotFound, ValidationFailed
+from agent_server.kernel.store import Database
 
 MON = datetime(2026, 3, 2, tzinfo=UTC)  # the clock starts at 08:00 this Monday
 GOOD: dict[str, Any] = {

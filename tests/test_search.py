@@ -31,9 +31,9 @@ from agent_server.booking.search import (
     search_specialists,
     view_profile,
 )
-from agent_server.clock import FakeClock
-from agent_server.errors import NotFound, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.store import Database
 
 WEEKDAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 

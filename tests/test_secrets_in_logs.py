@@ -27,11 +27,11 @@ from webhook_receiver import Receiver
 from agent_server.accounts.status import activate_if_pending
 from agent_server.app import create_app
 from agent_server.booking.demo import load_demo_data
-from agent_server.clock import FakeClock
 from agent_server.events.worker import DeliveryWorker, WorkerConfig
-from agent_server.logs import configure_logging
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.logs import configure_logging
+from agent_server.kernel.store import Database, make_engine
 from agent_server.runtime import Runtime
-from agent_server.store import Database, make_engine
 from billing.deposits import adjust_balance
 
 BASE = "http://127.0.0.1:8000"

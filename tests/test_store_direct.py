@@ -17,8 +17,8 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
 from agent_server.accounts import ratelimit
 from agent_server.accounts.models import RateCounter
 from agent_server.booking import cache
-from agent_server.store import Database, Direct, direct_execute, direct_rows, make_engine
-from agent_server.store.direct import compile_direct
+from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, make_engine
+from agent_server.kernel.store.direct import compile_direct
 from billing import meter
 from billing.models import UsageRecord
 

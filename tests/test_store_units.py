@@ -1,6 +1,6 @@
 """Units of work: statements sent straight to the driver and ORM statements share one
 transaction, whichever comes first; on a SQLite file the connection is lent (see
-``agent_server.store.sqlite_pool``) and the ORM session is only made when asked for."""
+``agent_server.kernel.store.sqlite_pool``) and the ORM session is only made when asked for."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from agent_server.accounts.models import RateCounter
-from agent_server.store import Database, Direct, direct_execute, direct_rows, skip_flush_wait
-from agent_server.store.engine import WAL_PAGES
+from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, skip_flush_wait
+from agent_server.kernel.store.engine import WAL_PAGES
 
 _COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
 ADD = Direct(insert(_COUNTERS).values(key=bindparam("key"), window_start=1, hits=1))

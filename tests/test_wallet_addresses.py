@@ -18,9 +18,9 @@ from bip_utils import (
 from sqlalchemy import select
 
 from agent_server.accounts.models import Agent
-from agent_server.config import Settings
-from agent_server.errors import ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.store import Database
 from wallets.addresses import (
     DEV_XPUB_BTC,
     DEV_XPUB_ETH,

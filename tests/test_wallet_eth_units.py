@@ -10,13 +10,13 @@ import pytest
 from mcp import Client
 from mcp_support import call_ok, make_agent
 
-from agent_server.clock import FakeClock
-from agent_server.config import Settings
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.money import decimal_text
+from agent_server.kernel.store import Database
 from agent_server.mcp.server import build_mcp_server
-from agent_server.money import decimal_text
 from agent_server.runtime import Runtime
-from agent_server.store import Database
 from wallets.currencies import CURRENCIES, currency_info
 
 GWEI = 10**9  # gwei per ETH

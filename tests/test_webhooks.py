@@ -30,12 +30,12 @@ from sqlalchemy import func, select, update
 from webhook_receiver import Receiver
 
 from agent_server.accounts.models import Agent
-from agent_server.clock import FakeClock
 from agent_server.events.deliveries import list_deliveries
 from agent_server.events.models import OutboxEvent, WebhookDelivery
 from agent_server.events.signing import rotate_webhook_secret
 from agent_server.events.worker import DeliveryWorker
-from agent_server.store import Database, make_engine
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database, make_engine
 
 
 async def rotate(db: Database, agent_id: int) -> str:

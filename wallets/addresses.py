@@ -33,9 +33,9 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from agent_server.config import Settings, get_settings
-from agent_server.logs import get_logger
-from agent_server.store import UnitOfWork
+from agent_server.kernel.config import Settings, get_settings
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import UnitOfWork
 from wallets.currencies import Chain, currency_info
 from wallets.models import DepositAddressRecord, DerivationCounter
 

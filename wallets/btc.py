@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from wallets.btc_rpc import BitcoinRpc
 from wallets.currencies import Chain
 from wallets.watcher import ObservedBlock, ObservedTransfer, ScanBatch

@@ -20,9 +20,9 @@ from __future__ import annotations
 from sqlalchemy import exists, select, update
 
 from agent_server.accounts.status import activate_if_pending, lock_agent, return_to_pending
-from agent_server.logs import get_logger
-from agent_server.money import amount_text, decimal_text, usd_text
-from agent_server.store import UnitOfWork
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.money import amount_text, decimal_text, usd_text
+from agent_server.kernel.store import UnitOfWork
 from billing.deposits import credit_deposit, reverse_deposit
 from wallets.currencies import currency_info
 from wallets.events import (

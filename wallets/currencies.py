@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 
-from agent_server.errors import ValidationFailed
-from agent_server.inputs import BIGINT_MAX
-from agent_server.money import DECIMALS, decimal_text, scaled_text
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.inputs import BIGINT_MAX
+from agent_server.kernel.money import DECIMALS, decimal_text, scaled_text
 
 
 class Chain(StrEnum):

@@ -16,9 +16,9 @@ from pathlib import Path
 from sqlalchemy import select
 
 from agent_server.accounts.models import Agent
-from agent_server.config import Settings
-from agent_server.errors import NotFound, ValidationFailed
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.store import Database
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.chains.anvil import connect, mine, send_value
 from wallets.chains.tokens import transfer

@@ -31,9 +31,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from agent_server.config import Settings
-from agent_server.logs import get_logger
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database
 from wallets.btc import BtcSource
 from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
 from wallets.chains.anvil import AnvilNode

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from wallets.models import DepositEvent
 
 DEPOSIT_CONFIRMED = "deposit.confirmed"

@@ -24,9 +24,9 @@ from sqlalchemy import select
 from web3 import AsyncWeb3
 from web3.exceptions import BlockNotFound
 
-from agent_server.logs import get_logger
-from agent_server.recursion import restore_recursion_limit
-from agent_server.store import UnitOfWork
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.recursion import restore_recursion_limit
+from agent_server.kernel.store import UnitOfWork
 from wallets.chains.anvil import connect
 from wallets.currencies import CURRENCIES, Chain
 from wallets.models import ChainToken

@@ -39,7 +39,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
 class BaseUnits(TypeDecorator[int]):

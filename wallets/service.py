@@ -10,8 +10,8 @@ Plain async functions over a ``UnitOfWork``, called by REST (``/api/agent/wallet
 
 ``choose_currency`` allocates the address on first use and opens the ledger wallet for the
 currency: the caller commits. Amounts are ``Money``: the integer in base units (gwei for ETH),
-its currency and its text (``agent_server.money``). Pending deposits, summed as they arrived on
-chain, are shown in base units rounded down, as crediting rounds them.
+its currency and its text (``agent_server.kernel.money``). Pending deposits, summed as they
+arrived on chain, are shown in base units rounded down, as crediting rounds them.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any, Protocol
 from sqlalchemy import select
 
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.config import Settings
-from agent_server.errors import NotFound
-from agent_server.money import USD, Money
-from agent_server.store import UnitOfWork
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound
+from agent_server.kernel.money import USD, Money
+from agent_server.kernel.store import UnitOfWork
 from billing.deposits import balances
 from billing.ledger import open_wallet
 from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys

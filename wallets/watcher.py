@@ -28,8 +28,8 @@ from typing import Protocol
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from agent_server.logs import get_logger
-from agent_server.store import Database, UnitOfWork
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database, UnitOfWork
 from wallets.addresses import all_addresses
 from wallets.crediting import credit_confirmed, orphan
 from wallets.currencies import Chain, currency_info

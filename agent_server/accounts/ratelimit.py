@@ -18,7 +18,7 @@ from sqlalchemy import Table, bindparam, case, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from agent_server.accounts.models import RateCounter
-from agent_server.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 
 MAX_WINDOW_SECONDS = 3600
 """The longest window a limit may use: a row whose window started longer ago than this has

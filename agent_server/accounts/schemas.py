@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WrapValidator
 
-from agent_server.inputs import check_json, check_moment, check_text
+from agent_server.kernel.inputs import check_json, check_moment, check_text
 
 CURRENCY_CODES = ("BTC", "ETH", "USDT", "USDC")
 DEFAULT_CURRENCY = "USDT"

@@ -46,12 +46,12 @@ from agent_server.accounts.schemas import (
 )
 from agent_server.accounts.status import READ_ONLY_STATUSES, find_agent, refuse_if_read_only
 from agent_server.booking.models import Schedule
-from agent_server.config import Settings
-from agent_server.errors import NotFound, RateLimited, ValidationFailed
-from agent_server.logs import get_logger
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound, RateLimited, ValidationFailed
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.money import decimal_text, usd_decimal
+from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import MailDeliveryFailed, MailLater, OutgoingMail, send_mail, send_quietly
-from agent_server.money import decimal_text, usd_decimal
-from agent_server.store import Database, UnitOfWork
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.currencies import currency_info
 from wallets.rates import RateSource, StaticRateSource, usd_to_base_units

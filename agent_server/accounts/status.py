@@ -21,9 +21,9 @@ from enum import StrEnum
 from sqlalchemy import select, update
 
 from agent_server.accounts.models import Agent, AgentStatus, AgentStatusChange
-from agent_server.errors import AccountInactive, NotFound, ValidationFailed
-from agent_server.inputs import BIGINT_MAX, check_text, require
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import AccountInactive, NotFound, ValidationFailed
+from agent_server.kernel.inputs import BIGINT_MAX, check_text, require
+from agent_server.kernel.store import UnitOfWork
 
 MAX_REASON_CHARS = 2000
 MAX_ACTOR_CHARS = 100

@@ -4,7 +4,7 @@ Routers plug in through ``ROUTER_MODULES``: a module listed there exposes
 ``router: fastapi.APIRouter`` whose paths are relative to ``/api`` (``"/agent/wallet"`` is
 served at ``/api/agent/wallet``). To add one, write the module and add ONE line here. Routers
 take the caller from ``agent_server.api.auth.CurrentAgent`` and raise the errors of
-``agent_server.errors``; ``agent_server.api.errors`` turns every failure into SPEC's body.
+``agent_server.kernel.errors``; ``agent_server.api.errors`` turns every failure into SPEC's body.
 
 The OpenAPI document is served at ``/api/openapi.json`` and the docs page at ``/api/docs``.
 """

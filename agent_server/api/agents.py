@@ -33,7 +33,7 @@ from agent_server.api.schemas import (
     Wallet,
 )
 from agent_server.events.urls import check_callback_url
-from agent_server.inputs import Text
+from agent_server.kernel.inputs import Text
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
 from wallets.rates import RateSource

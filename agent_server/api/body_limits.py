@@ -24,7 +24,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.errors import BodyTooLarge, ValidationFailed
+from agent_server.kernel.errors import BodyTooLarge, ValidationFailed
 
 Refuse = Callable[[Scope, ValidationFailed], ASGIApp]
 

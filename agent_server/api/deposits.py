@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
-from agent_server.money import Money
+from agent_server.kernel.money import Money
 from wallets.service import choose_currency, get_wallet, rate_source
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401))

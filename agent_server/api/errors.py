@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.errors import (
+from agent_server.kernel.errors import (
     AgentServerError,
     RateLimited,
     ServiceUnavailable,
@@ -32,9 +32,9 @@ from agent_server.errors import (
     clipped,
     field_names,
 )
-from agent_server.logs import get_logger
-from agent_server.store.conflicts import lost_update
-from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store.conflicts import lost_update
+from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
 

@@ -9,7 +9,7 @@ import time
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent_server.logs import (
+from agent_server.kernel.logs import (
     bind_request,
     clear_request,
     get_logger,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
-from agent_server.money import decimal_text, usd_decimal
+from agent_server.kernel.money import decimal_text, usd_decimal
 from billing.usage import PAGE_SIZE, transactions_for, usage_for
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401, 422))

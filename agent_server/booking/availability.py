@@ -38,8 +38,8 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from agent_server.errors import ValidationFailed
-from agent_server.inputs import BIGINT_MAX, YEARS
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.inputs import BIGINT_MAX, YEARS
 
 if TYPE_CHECKING:
     from agent_server.booking.models import Schedule

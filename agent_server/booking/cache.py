@@ -38,7 +38,7 @@ from agent_server.booking.search import (
 )
 from agent_server.booking.search import search_specialists as search_now
 from agent_server.booking.search import view_profile as view_now
-from agent_server.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 
 ENTRIES = 512
 """Answers one process keeps per database (a 10-result page is about 8 KB of JSON)."""

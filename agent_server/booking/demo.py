@@ -26,8 +26,8 @@ from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.next_free import next_free_bound
 from agent_server.booking.schedules import usd_value
 from agent_server.booking.search import specialist_search_text
-from agent_server.store import Database
-from agent_server.store.statistics import analyze
+from agent_server.kernel.store import Database
+from agent_server.kernel.store.statistics import analyze
 
 CHUNK = 2000
 """Specialists per transaction."""

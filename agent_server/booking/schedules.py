@@ -55,8 +55,8 @@ from agent_server.booking.availability import (
     zone,
 )
 from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule, Specialist
-from agent_server.errors import Forbidden, NotFound, ValidationFailed
-from agent_server.inputs import (
+from agent_server.kernel.errors import Forbidden, NotFound, ValidationFailed
+from agent_server.kernel.inputs import (
     Amount,
     Day,
     MultilineText,
@@ -65,7 +65,7 @@ from agent_server.inputs import (
     check_moment,
     require,
 )
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from wallets.currencies import CURRENCIES as COINS
 
 CURRENCIES: tuple[str, ...] = ("USD", "USDT", "USDC", "ETH", "BTC")

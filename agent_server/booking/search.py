@@ -100,10 +100,10 @@ from agent_server.booking.next_free import (
     store_next_free,
 )
 from agent_server.booking.schedules import parse_model, usd_value
-from agent_server.errors import NotFound, ValidationFailed
-from agent_server.inputs import Day, Text, TimeZone, check_int, check_moment
-from agent_server.money import Money
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.inputs import Day, Text, TimeZone, check_int, check_moment
+from agent_server.kernel.money import Money
+from agent_server.kernel.store import UnitOfWork
 
 DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 62

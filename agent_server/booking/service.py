@@ -86,13 +86,6 @@ from agent_server.booking.models import (
 )
 from agent_server.booking.next_free import lower_next_free
 from agent_server.booking.schedules import ScheduleOwner, taken_seats
-from agent_server.errors import (
-    BookingConflict,
-    Forbidden,
-    IdempotencyMismatch,
-    NotFound,
-    ValidationFailed,
-)
 from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
@@ -101,9 +94,16 @@ from agent_server.events.outbox import (
     BOOKING_CREATED,
     BOOKING_RESCHEDULED,
 )
-from agent_server.inputs import check_id, check_moment, check_text, require
-from agent_server.store import UnitOfWork
-from agent_server.store.conflicts import changed_meanwhile
+from agent_server.kernel.errors import (
+    BookingConflict,
+    Forbidden,
+    IdempotencyMismatch,
+    NotFound,
+    ValidationFailed,
+)
+from agent_server.kernel.inputs import check_id, check_moment, check_text, require
+from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store.conflicts import changed_meanwhile
 
 REASON_INVALID_STATUS = "invalid_status"
 REASON_NOT_ENDED = "not_ended"

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import segno
 
-from agent_server.money import usd_text
+from agent_server.kernel.money import usd_text
 from billing.usage import Usage
 
 CHART_WIDTH = 640

@@ -18,8 +18,8 @@ from agent_server.booking.availability import WEEKDAYS
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.schedules import CURRENCIES, TimeZoneName, parse_model
 from agent_server.booking.search import normalize_skill, specialist_search_text
-from agent_server.errors import ValidationFailed
-from agent_server.inputs import (
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.inputs import (
     BIGINT_MAX,
     INT_MAX,
     INT_MIN,
@@ -30,8 +30,8 @@ from agent_server.inputs import (
     parse_int,
     require,
 )
-from agent_server.money import DECIMALS, decimal_text
-from agent_server.store import UnitOfWork
+from agent_server.kernel.money import DECIMALS, decimal_text
+from agent_server.kernel.store import UnitOfWork
 
 WEEKDAY_NAMES: Mapping[str, str] = {
     "mon": "Monday",
@@ -87,7 +87,7 @@ def _too_large(currency: str, places: int) -> str:
 
 
 def format_amount(amount: int | None, currency: str) -> str:
-    """A form field's value: ``"25.50"`` for 25500000 USD (``agent_server.money``), empty
+    """A form field's value: ``"25.50"`` for 25500000 USD (``agent_server.kernel.money``), empty
     for none."""
     return "" if amount is None else decimal_text(amount, currency)
 

@@ -14,9 +14,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent_server.errors import ValidationFailed
-from agent_server.money import decimal_text, usd_decimal
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.money import decimal_text, usd_decimal
+from agent_server.kernel.store import UnitOfWork
 from billing.models import TransactionKind
 from billing.usage import HistoryItem, Usage, transactions_for
 

@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy import Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
 class SignInCode(Base):

@@ -36,12 +36,12 @@ from agent_server.accounts.models import Agent
 from agent_server.accounts.ratelimit import hit
 from agent_server.accounts.service import limit_ip, pepper
 from agent_server.booking.models import Specialist
-from agent_server.config import Settings
 from agent_server.dashboard.models import DashboardSession, SignInCode
-from agent_server.errors import RateLimited, ValidationFailed
-from agent_server.logs import get_logger
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import RateLimited, ValidationFailed
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import MailLater, OutgoingMail, masked, send_quietly
-from agent_server.store import Database, UnitOfWork
 
 log = get_logger(__name__)
 

@@ -32,18 +32,18 @@ from agent_server.dashboard.signin import (
     csrf_token,
     session_email,
 )
-from agent_server.errors import (
+from agent_server.kernel.errors import (
     AgentServerError,
     Forbidden,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
 )
-from agent_server.logs import get_logger
-from agent_server.money import amount_text, decimal_text, usd_text
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.money import amount_text, decimal_text, usd_text
+from agent_server.kernel.store.conflicts import lost_update
+from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from agent_server.runtime import Runtime
-from agent_server.store.conflicts import lost_update
-from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 
 log = get_logger(__name__)
 
@@ -69,7 +69,7 @@ def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M UTC") if value else ""
 
 
-# Money reads as everywhere else (``agent_server.money``): ``usd`` is micro-dollars as
+# Money reads as everywhere else (``agent_server.kernel.money``): ``usd`` is micro-dollars as
 # ``"25.00 USD"``, ``money`` an amount with its currency, ``coins`` the figure alone.
 TEMPLATES.env.filters["usd"] = usd_text
 TEMPLATES.env.filters["money"] = amount_text

@@ -11,8 +11,8 @@ threshold again arms the next crossing.
 from __future__ import annotations
 
 from agent_server.events.outbox import BALANCE_LOW, emit
-from agent_server.money import decimal_text
-from agent_server.store import UnitOfWork
+from agent_server.kernel.money import decimal_text
+from agent_server.kernel.store import UnitOfWork
 from wallets.currencies import currency_info
 from wallets.rates import base_units_to_usd
 

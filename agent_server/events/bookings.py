@@ -28,7 +28,7 @@ from agent_server.events.outbox import (
     emit,
     iso,
 )
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 
 BOOKING_EVENTS = (
     BOOKING_CREATED,

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from agent_server.errors import ValidationFailed
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
-from agent_server.store import UnitOfWork
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.store import UnitOfWork
 
 MAX_PER_PAGE = 100
 

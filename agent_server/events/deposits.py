@@ -8,7 +8,7 @@ so the event is written exactly when the money moved.
 from __future__ import annotations
 
 from agent_server.events.outbox import DEPOSIT_CONFIRMED, DEPOSIT_REVERSED, emit
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 from wallets.events import DepositEventData, on_deposit_event
 
 _TYPES = {"deposit.confirmed": DEPOSIT_CONFIRMED, "deposit.reversed": DEPOSIT_REVERSED}

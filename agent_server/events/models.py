@@ -26,7 +26,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 # The tables these reference, so the metadata resolves them wherever events are imported.
 from agent_server.accounts import models as _accounts  # noqa: F401
 from agent_server.booking import models as _booking  # noqa: F401
-from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
 class OutboxStatus(StrEnum):

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agent_server.events.models import OutboxEvent, OutboxStatus
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 
 BOOKING_CREATED = "booking.created"
 BOOKING_CONFIRMED = "booking.confirmed"

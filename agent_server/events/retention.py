@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import Table, delete, select
 
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 
 OUTBOX_RETENTION = timedelta(days=30)
 SETTLED = (OutboxStatus.DELIVERED.value, OutboxStatus.FAILED.value, OutboxStatus.SKIPPED.value)

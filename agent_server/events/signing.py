@@ -25,7 +25,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent_server.events.models import WebhookSecret
-from agent_server.store import UnitOfWork
+from agent_server.kernel.store import UnitOfWork
 
 SIGNATURE_HEADER = "X-Agent-Server-Signature"
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a label, not a secret)

@@ -18,8 +18,8 @@ import socket
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from agent_server.config import Settings
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ValidationFailed
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 ALLOWED_SCHEMES = ("http", "https")

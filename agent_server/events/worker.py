@@ -39,14 +39,14 @@ from sqlalchemy import or_, select, update
 
 from agent_server import __version__
 from agent_server.accounts.models import Agent
-from agent_server.config import Settings
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.events.outbox import body_bytes
 from agent_server.events.signing import SIGNATURE_HEADER, signature_header, webhook_secret
 from agent_server.events.urls import IPAddress, Target, UnsafeCallback, resolve_target
-from agent_server.logs import get_logger
+from agent_server.kernel.config import Settings
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.runtime import Runtime
-from agent_server.store import Database, UnitOfWork
 
 log = get_logger(__name__)
 

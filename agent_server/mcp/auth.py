@@ -19,8 +19,8 @@ from mcp.server.auth.provider import AccessToken
 from agent_server.accounts.keys import looks_like_api_key
 from agent_server.accounts.models import AgentStatus
 from agent_server.accounts.service import hash_api_key
-from agent_server.errors import Unauthorized
 from agent_server.gate import Caller, authenticate
+from agent_server.kernel.errors import Unauthorized
 from agent_server.runtime import Runtime
 
 # Where the verified caller travels with the access token to the tool call.

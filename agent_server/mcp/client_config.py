@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from agent_server.config import ENV_FILE_VARIABLE, Settings
-from agent_server.store.migrate import absolute_database_url
+from agent_server.kernel.config import ENV_FILE_VARIABLE, Settings
+from agent_server.kernel.store.migrate import absolute_database_url
 
 Client = Literal["claude-desktop", "claude-code", "cursor", "vscode"]
 CLIENTS: tuple[Client, ...] = ("claude-desktop", "claude-code", "cursor", "vscode")

@@ -19,8 +19,8 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_server.api.errors import CatchAll
-from agent_server.errors import ValidationFailed
-from agent_server.logs import get_logger
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.logs import get_logger
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
 from agent_server.runtime import Runtime
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-from agent_server.errors import AgentServerError, RateLimited, ServiceUnavailable, Unauthorized
 from agent_server.gate import (
     Caller,
     check,
@@ -19,13 +18,19 @@ from agent_server.gate import (
     refuse_if_over,
     reread,
 )
-from agent_server.logs import get_logger
+from agent_server.kernel.errors import (
+    AgentServerError,
+    RateLimited,
+    ServiceUnavailable,
+    Unauthorized,
+)
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store.conflicts import lost_update
+from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
 from agent_server.runtime import Runtime
-from agent_server.store import UnitOfWork
-from agent_server.store.conflicts import lost_update
-from agent_server.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from billing.meter import MeteredCall, run_metered
 from wallets.service import rate_source
 

@@ -22,8 +22,8 @@ from mcp.server.mcpserver.tools.base import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
-from agent_server.errors import AgentServerError, ValidationFailed, field_names
-from agent_server.logs import get_logger
+from agent_server.kernel.errors import AgentServerError, ValidationFailed, field_names
+from agent_server.kernel.logs import get_logger
 from agent_server.mcp import results, schemas
 from billing.meter import ExtraPrice
 

@@ -15,7 +15,7 @@ from typing import Any
 from mcp.types import CallToolResult, TextContent
 from pydantic import BaseModel
 
-from agent_server.errors import AgentServerError
+from agent_server.kernel.errors import AgentServerError
 from agent_server.mcp.text import error_text, receipt_text, render
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from agent_server.money import amount_text, usd_text
+from agent_server.kernel.money import amount_text, usd_text
 
 Body = Mapping[str, Any]
 

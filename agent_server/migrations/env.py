@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from agent_server.kernel.store.engine import make_engine
 from agent_server.models import metadata
-from agent_server.store.engine import make_engine
 
 config = context.config
 
@@ -36,7 +36,7 @@ async def _run_async(url: str) -> None:
 
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
-    assert url, "sqlalchemy.url must be set by agent_server.store.migrate"
+    assert url, "sqlalchemy.url must be set by agent_server.kernel.store.migrate"
     connection = config.attributes.get("connection")
     if connection is not None:
         _run(connection)

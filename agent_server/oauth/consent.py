@@ -22,14 +22,14 @@ from urllib.parse import urlsplit
 from mcp.server.auth.provider import construct_redirect_uri
 from sqlalchemy import select, update
 
-from agent_server.config import Settings
 from agent_server.dashboard.people import Person, owned_agent
-from agent_server.errors import NotFound
-from agent_server.logs import get_logger
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import NotFound
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import masked
 from agent_server.oauth.models import OAuthClient, OAuthGrant
 from agent_server.oauth.provider import CODE_PREFIX, CODE_TTL, secret_hash
-from agent_server.store import Database, UnitOfWork
 
 log = get_logger(__name__)
 

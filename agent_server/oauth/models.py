@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from agent_server.store.base import Base, BigIntPK, UTCDateTime
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
 class OAuthClient(Base):

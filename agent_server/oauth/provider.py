@@ -53,14 +53,14 @@ from sqlalchemy import select, update
 from agent_server.accounts.keys import hash_secret, looks_like_api_key
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.accounts.service import pepper
-from agent_server.config import Settings
 from agent_server.gate import Caller
-from agent_server.inputs import check_json
-from agent_server.logs import get_logger
+from agent_server.kernel.config import Settings
+from agent_server.kernel.inputs import check_json
+from agent_server.kernel.logs import get_logger
+from agent_server.kernel.store import UnitOfWork
 from agent_server.mcp.auth import CALLER_CLAIM, REMEMBERED_CLAIM, ApiKeyVerifier
 from agent_server.oauth.models import OAuthClient, OAuthGrant, OAuthToken
 from agent_server.runtime import Runtime
-from agent_server.store import UnitOfWork
 
 log = get_logger(__name__)
 

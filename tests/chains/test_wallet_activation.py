@@ -10,7 +10,7 @@ import pytest
 from billing_support import pending_deposit
 from chain_support import deposits, make_agent, status_of
 
-from agent_server.store import Database, UnitOfWork
+from agent_server.kernel.store import Database, UnitOfWork
 from wallets.crediting import credit_confirmed, orphan
 from wallets.models import Deposit
 from wallets.rates import FakeRateSource

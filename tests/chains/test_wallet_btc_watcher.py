@@ -5,7 +5,7 @@ from __future__ import annotations
 from chain_support import ACTIVATION, address_of, balance, deposits, make_agent, rates, status_of
 from sqlalchemy import select
 
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.models import LedgerTransaction
 from wallets.btc import BtcSource
 from wallets.chains import BcoinNode

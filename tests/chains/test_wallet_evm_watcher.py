@@ -18,8 +18,8 @@ from sqlalchemy import select, update
 from web3 import AsyncWeb3
 
 from agent_server.accounts.status import status_history
-from agent_server.config import Settings
-from agent_server.store import Database
+from agent_server.kernel.config import Settings
+from agent_server.kernel.store import Database
 from billing.models import LedgerTransaction
 from wallets.chains import AnvilNode
 from wallets.chains.anvil import mine, rpc, send_value

@@ -22,7 +22,7 @@ from chain_support import (
 from sqlalchemy import func, select
 from web3 import AsyncWeb3
 
-from agent_server.store import Database
+from agent_server.kernel.store import Database
 from billing.models import LedgerTransaction
 from wallets.chains.anvil import mine
 from wallets.chains.processes import NodeProcess

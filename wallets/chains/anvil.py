@@ -18,7 +18,7 @@ from typing import Any
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import Wei
 
-from agent_server.recursion import restore_recursion_limit
+from agent_server.kernel.recursion import restore_recursion_limit
 from wallets.chains.processes import ChainProcessError, NodeProcess, node_modules_dir
 
 restore_recursion_limit()  # importing web3 raised it (py_ecc)

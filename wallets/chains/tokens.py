@@ -13,7 +13,7 @@ from typing import Any
 
 from web3 import AsyncWeb3
 
-from agent_server.recursion import restore_recursion_limit
+from agent_server.kernel.recursion import restore_recursion_limit
 from wallets.chains.anvil import DEV_ACCOUNT
 from wallets.chains.processes import ChainProcessError
 

@@ -22,7 +22,7 @@ from agent_server.dashboard.web import (
     runtime_of,
     signed_in,
 )
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.errors import ValidationFailed
 from agent_server.oauth import consent
 from agent_server.oauth.provider import CONSENT_PATH
 

@@ -22,7 +22,7 @@ from agent_server.dashboard.web import (
     runtime_of,
     signed_in,
 )
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.errors import ValidationFailed
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 

@@ -35,9 +35,9 @@ from agent_server.dashboard.web import (
     runtime_of,
     signed_in,
 )
-from agent_server.errors import ValidationFailed
 from agent_server.events.urls import check_callback_url
-from agent_server.money import decimal_text, usd_decimal, usd_text
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.money import decimal_text, usd_decimal, usd_text
 from billing.caps import caps_of, set_spending_caps
 from billing.escrow import refund_booking
 from billing.usage import check_period, usage_for

@@ -27,7 +27,7 @@ from agent_server.dashboard.web import (
     signed_in,
     signin_csrf,
 )
-from agent_server.errors import Forbidden, RateLimited, ValidationFailed
+from agent_server.kernel.errors import Forbidden, RateLimited, ValidationFailed
 from agent_server.mail import send_quietly
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)

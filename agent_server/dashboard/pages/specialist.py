@@ -40,7 +40,7 @@ from agent_server.dashboard.web import (
     runtime_of,
     signed_in,
 )
-from agent_server.errors import AgentServerError, Forbidden, NotFound, ValidationFailed
+from agent_server.kernel.errors import AgentServerError, Forbidden, NotFound, ValidationFailed
 from billing.escrow import payout_booking, refund_booking
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)

@@ -10,7 +10,7 @@ from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as svc
 from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.models import CancelledBy
-from agent_server.inputs import Moment, MultilineText, Text
+from agent_server.kernel.inputs import Moment, MultilineText, Text
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.common import (
     MAX_ID,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from agent_server.booking import cache
 from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
-from agent_server.inputs import TimeZone
+from agent_server.kernel.inputs import TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput
 from agent_server.mcp.text import render

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from agent_server.booking import schedules as svc
 from agent_server.booking.schedules import ScheduleOwner
-from agent_server.inputs import (
+from agent_server.kernel.inputs import (
     Amount,
     Day,
     Int32,
@@ -19,6 +19,7 @@ from agent_server.inputs import (
     Text,
     TimeZone,
 )
+from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.common import (
     MAX_ID,
@@ -31,7 +32,6 @@ from agent_server.mcp.tools.common import (
     schedule_slots,
 )
 from agent_server.mcp.tools.registry import REGISTRY
-from agent_server.paging import decode_cursor, page_of
 
 WEEKLY_HOURS_DOC = (
     "Opening hours in the schedule's time zone, weekday (mon..sun) → [start, end] ranges that "
@@ -266,7 +266,7 @@ async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> Availabili
     """Free slots of one schedule or of one specialist in a time window, per schedule: each
     slot_id (book-slot takes it; it holds the UTC start) with its local date and times in the
     schedule's time zone, and seats left for group schedules."""
-    from agent_server.errors import ValidationFailed
+    from agent_server.kernel.errors import ValidationFailed
 
     if (args.schedule_id is None) == (args.specialist_id is None):
         raise ValidationFailed.field(
@@ -300,7 +300,7 @@ async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> Availabili
 
 
 def _aware(value: datetime, field: str) -> datetime:
-    from agent_server.errors import ValidationFailed
+    from agent_server.kernel.errors import ValidationFailed
 
     if value.tzinfo is None:
         raise ValidationFailed.field(field, "include a UTC offset, e.g. 2026-05-04T09:00:00Z")

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0001'
 down_revision: str | None = None
@@ -32,9 +32,9 @@ def upgrade() -> None:
     sa.Column('description', sa.Text(), nullable=True),
     sa.Column('callback_url', sa.String(length=500), nullable=True),
     sa.Column('profile', sa.JSON(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agents')),
     sa.UniqueConstraint('api_key_hash', name=op.f('uq_agents_api_key_hash'))
     )
@@ -60,8 +60,8 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=255), nullable=False),
     sa.Column('phone', sa.String(length=40), nullable=True),
     sa.Column('search_text', sa.Text(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_specialists')),
     sa.UniqueConstraint('email', name=op.f('uq_specialists_email'))
     )
@@ -91,10 +91,10 @@ def upgrade() -> None:
     sa.Column('capacity', sa.Integer(), nullable=False),
     sa.Column('private', sa.Boolean(), nullable=False),
     sa.Column('auto_accept', sa.Boolean(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('deleted_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('next_free_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('deleted_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('next_free_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint('(specialist_id IS NULL) <> (agent_id IS NULL)', name=op.f('ck_schedules_exactly_one_owner')),
     sa.CheckConstraint('buffer_minutes >= 0', name=op.f('ck_schedules_buffer_nonneg')),
     sa.CheckConstraint('capacity >= 1', name=op.f('ck_schedules_capacity_min')),
@@ -117,8 +117,8 @@ def upgrade() -> None:
     sa.Column('schedule_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('specialist_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('booker_agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('slot_start', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('slot_end', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('slot_start', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('slot_end', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('seat', sa.Integer(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('price_amount', sa.BigInteger(), nullable=False),
@@ -131,11 +131,11 @@ def upgrade() -> None:
     sa.Column('cancel_reason', sa.Text(), nullable=True),
     sa.Column('rescheduled_from_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('rescheduled_to_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('accepted_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('cancelled_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('completed_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('accepted_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('cancelled_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('completed_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint('seat >= 1', name=op.f('ck_bookings_seat_min')),
     sa.CheckConstraint('slot_end > slot_start', name=op.f('ck_bookings_slot_order')),
     sa.ForeignKeyConstraint(['booker_agent_id'], ['agents.id'], name=op.f('fk_bookings_booker_agent_id_agents'), ondelete='SET NULL'),
@@ -155,7 +155,7 @@ def upgrade() -> None:
     op.create_table('booking_changes',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('booking_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=16), nullable=False),
     sa.Column('from_status', sa.String(length=16), nullable=True),
     sa.Column('to_status', sa.String(length=16), nullable=False),

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0002'
 down_revision: str | None = '0001'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('to_addr', sa.String(length=255), nullable=False),
     sa.Column('subject', sa.String(length=255), nullable=False),
     sa.Column('body', sa.Text(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_mail_outbox'))
     )
     with op.batch_alter_table('mail_outbox', schema=None) as batch_op:
@@ -53,7 +53,7 @@ def upgrade() -> None:
     sa.Column('to_status', sa.String(length=20), nullable=False),
     sa.Column('actor', sa.String(length=100), nullable=False),
     sa.Column('reason', sa.Text(), nullable=False),
-    sa.Column('at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_agent_status_changes_agent_id_agents')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_agent_status_changes'))
     )
@@ -66,10 +66,10 @@ def upgrade() -> None:
     sa.Column('code_hash', sa.String(length=64), nullable=False),
     sa.Column('reason', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('superseded_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('superseded_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_email_codes_agent_id_agents'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_email_codes'))
     )
@@ -79,10 +79,10 @@ def upgrade() -> None:
     with op.batch_alter_table('agents', schema=None) as batch_op:
         batch_op.add_column(sa.Column('currency', sa.String(length=8), nullable=True))
         batch_op.add_column(sa.Column('license', sa.String(length=100), nullable=True))
-        batch_op.add_column(sa.Column('last_updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('last_accessed_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('api_key_created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column('email_verified_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('last_updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('last_accessed_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('api_key_created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('email_verified_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('search_text', sa.Text(), nullable=False, server_default=''))
         batch_op.drop_index(batch_op.f('ix_agents_email'))
         batch_op.create_index(batch_op.f('ix_agents_email'), ['email'], unique=True)

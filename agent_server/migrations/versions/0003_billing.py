@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0003'
 down_revision: str | None = '0002'
@@ -103,7 +103,7 @@ def upgrade() -> None:
     sa.Column('agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('specialist_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('balance', sa.BigInteger(), nullable=True),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("(kind = 'wallet') = (balance IS NOT NULL)", name=op.f('ck_ledger_accounts_wallet_balance_cached')),
     sa.CheckConstraint('balance >= 0', name=op.f('ck_ledger_accounts_balance_nonneg')),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_ledger_accounts_agent_id_agents')),
@@ -130,7 +130,7 @@ def upgrade() -> None:
     sa.Column('rate', sa.BigInteger(), nullable=True),
     sa.Column('reverses_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('memo', sa.Text(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint('amount >= 0', name=op.f('ck_ledger_transactions_amount_nonneg')),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_ledger_transactions_agent_id_agents')),
     sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_ledger_transactions_booking_id_bookings')),
@@ -175,8 +175,8 @@ def upgrade() -> None:
     sa.Column('rate', sa.BigInteger(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('hold_transaction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('settled_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('settled_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint('amount > 0', name=op.f('ck_billing_holds_amount_pos')),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_billing_holds_agent_id_agents')),
     sa.ForeignKeyConstraint(['hold_transaction_id'], ['ledger_transactions.id'], name=op.f('fk_billing_holds_hold_transaction_id_ledger_transactions')),
@@ -203,8 +203,8 @@ def upgrade() -> None:
     sa.Column('commission', sa.BigInteger(), nullable=True),
     sa.Column('escrow_transaction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('settle_transaction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('settled_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('settled_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.CheckConstraint('amount >= 0', name=op.f('ck_billing_escrows_amount_nonneg')),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_billing_escrows_agent_id_agents')),
     sa.ForeignKeyConstraint(['booking_id'], ['bookings.id'], name=op.f('fk_billing_escrows_booking_id_bookings')),
@@ -228,7 +228,7 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=8), nullable=True),
     sa.Column('amount', sa.BigInteger(), nullable=False),
     sa.Column('transaction_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_billing_usage_agent_id_agents')),
     sa.ForeignKeyConstraint(['transaction_id'], ['ledger_transactions.id'], name=op.f('fk_billing_usage_transaction_id_ledger_transactions')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_usage')),
@@ -256,11 +256,11 @@ def upgrade() -> None:
     sa.Column('request_hash', sa.String(length=64), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('lock_token', sa.String(length=64), nullable=False),
-    sa.Column('locked_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('locked_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.Column('result', sa.JSON(), nullable=True),
     sa.Column('receipt', sa.JSON(), nullable=True),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('completed_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('completed_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_billing_idempotency_keys_agent_id_agents')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_billing_idempotency_keys')),
     sa.UniqueConstraint('agent_id', 'key', name='uq_billing_idempotency_keys_agent_key')
@@ -272,7 +272,7 @@ def upgrade() -> None:
     sa.Column('agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('daily_usd_micros', sa.BigInteger(), nullable=True),
     sa.Column('monthly_usd_micros', sa.BigInteger(), nullable=True),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_billing_spending_caps_agent_id_agents')),
     sa.PrimaryKeyConstraint('agent_id', name=op.f('pk_billing_spending_caps'))
     )

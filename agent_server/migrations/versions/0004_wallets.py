@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 import wallets.models
 
 revision: str = '0004'
@@ -24,7 +24,7 @@ def upgrade() -> None:
     sa.Column('network', sa.String(length=64), nullable=False),
     sa.Column('block_number', sa.BigInteger(), nullable=False),
     sa.Column('block_hash', sa.String(length=80), nullable=False),
-    sa.Column('updated_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('network', name=op.f('pk_chain_checkpoints'))
     )
     op.create_table('chain_scanned_blocks',
@@ -52,7 +52,7 @@ def upgrade() -> None:
     sa.Column('chain', sa.String(length=16), nullable=False),
     sa.Column('derivation_index', sa.BigInteger(), nullable=False),
     sa.Column('address', sa.String(length=100), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_deposit_addresses_agent_id_agents')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deposit_addresses')),
     sa.UniqueConstraint('agent_id', 'chain', name='uq_deposit_addresses_agent_chain'),
@@ -78,9 +78,9 @@ def upgrade() -> None:
     sa.Column('ledger_txn_id', sa.BigInteger(), nullable=True),
     sa.Column('reversal_txn_id', sa.BigInteger(), nullable=True),
     sa.Column('activated_agent', sa.Boolean(), nullable=False),
-    sa.Column('seen_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('confirmed_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('orphaned_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('seen_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('confirmed_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('orphaned_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_deposits_agent_id_agents')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deposits')),
     sa.UniqueConstraint('network', 'tx_hash', 'position', name='uq_deposits_network_tx_position')
@@ -95,7 +95,7 @@ def upgrade() -> None:
     sa.Column('agent_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('payload', sa.JSON(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['agent_id'], ['agents.id'], name=op.f('fk_deposit_events_agent_id_agents')),
     sa.ForeignKeyConstraint(['deposit_id'], ['deposits.id'], name=op.f('fk_deposit_events_deposit_id_deposits')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_deposit_events'))

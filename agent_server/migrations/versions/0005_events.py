@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -32,7 +32,7 @@ def upgrade() -> None:
             "specialist_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=True
         ),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint(
             "(agent_id IS NULL) <> (specialist_id IS NULL)",
             name=op.f("ck_calendar_tokens_exactly_one_owner"),
@@ -66,22 +66,22 @@ def upgrade() -> None:
         sa.Column("type", sa.String(length=40), nullable=False),
         sa.Column("agent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("created_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column(
-            "next_attempt_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False
+            "next_attempt_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False
         ),
         sa.Column(
-            "claimed_until", agent_server.store.base.UTCDateTime(timezone=True), nullable=True
+            "claimed_until", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True
         ),
         sa.Column("claim_token", sa.String(length=40), nullable=True),
         sa.Column("last_status_code", sa.Integer(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.Column(
-            "delivered_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=True
+            "delivered_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True
         ),
-        sa.Column("updated_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.CheckConstraint("attempts >= 0", name=op.f("ck_outbox_events_attempts_nonneg")),
         sa.ForeignKeyConstraint(
             ["agent_id"],
@@ -102,7 +102,7 @@ def upgrade() -> None:
         "webhook_secrets",
         sa.Column("agent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("nonce", sa.String(length=64), nullable=False),
-        sa.Column("created_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["agent_id"],
             ["agents.id"],
@@ -125,7 +125,7 @@ def upgrade() -> None:
         sa.Column("agent_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
         sa.Column("url", sa.String(length=500), nullable=False),
-        sa.Column("started_at", agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("duration_ms", sa.Integer(), nullable=False),

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0006'
 down_revision: str | None = '0005'
@@ -24,8 +24,8 @@ def upgrade() -> None:
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('email', sa.String(length=255), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dashboard_sessions')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_dashboard_sessions_token_hash'))
     )
@@ -37,10 +37,10 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=255), nullable=False),
     sa.Column('code_hash', sa.String(length=64), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('created_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('expires_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('used_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('superseded_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('created_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('used_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('superseded_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_dashboard_sign_in_codes'))
     )
     with op.batch_alter_table('dashboard_sign_in_codes', schema=None) as batch_op:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0008'
 down_revision: str | None = '0007'
@@ -30,7 +30,7 @@ def upgrade() -> None:
     op.add_column(
         'bookings',
         sa.Column(
-            'refund_anchor_at', agent_server.store.base.UTCDateTime(timezone=True), nullable=True
+            'refund_anchor_at', agent_server.kernel.store.base.UTCDateTime(timezone=True), nullable=True
         ),
     )
     op.execute('UPDATE bookings SET refund_anchor_at = slot_start')

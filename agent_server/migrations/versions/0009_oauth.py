@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import agent_server.store.base
+import agent_server.kernel.store.base
 
 revision: str = '0009'
 down_revision: str | None = '0008'
@@ -21,7 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 ID = sa.BigInteger().with_variant(sa.Integer(), 'sqlite')
-WHEN = agent_server.store.base.UTCDateTime(timezone=True)
+WHEN = agent_server.kernel.store.base.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:

@@ -45,7 +45,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement, Executable, text
 
-from agent_server.store.uow import UnitOfWork
+from agent_server.kernel.store.uow import UnitOfWork
 
 _REQUIRED: Any = object()
 """The default of a bind that has no value: the caller must give one."""

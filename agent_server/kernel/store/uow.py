@@ -18,16 +18,16 @@ from typing import Any, Self
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from agent_server.clock import Clock, SystemClock
-from agent_server.store.engine import is_sqlite, make_sessionmaker
-from agent_server.store.sqlite_pool import Lent, SqlitePool, is_file_database
+from agent_server.kernel.clock import Clock, SystemClock
+from agent_server.kernel.store.engine import is_sqlite, make_sessionmaker
+from agent_server.kernel.store.sqlite_pool import Lent, SqlitePool, is_file_database
 
 
 class Database:
     """The engine, its session factory and the clock the services read time from.
 
     On a SQLite file, units of work borrow their connection from ``lent`` (see
-    ``agent_server.store.sqlite_pool``) rather than from the engine's pool.
+    ``agent_server.kernel.store.sqlite_pool``) rather than from the engine's pool.
     """
 
     def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:

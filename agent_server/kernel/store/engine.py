@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_
 
-from agent_server.store.outage import connect_postgres
-from agent_server.store.sqlite_inline import inline_connector
+from agent_server.kernel.store.outage import connect_postgres
+from agent_server.kernel.store.sqlite_inline import inline_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_PAGES = 10_000  # about 40 MB of 4 KiB pages

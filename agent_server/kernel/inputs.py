@@ -36,7 +36,7 @@ from zoneinfo import available_timezones
 from pydantic import AfterValidator, Field, WrapValidator
 from pydantic_core import PydanticCustomError
 
-from agent_server.errors import ValidationFailed
+from agent_server.kernel.errors import ValidationFailed
 
 BIGINT_MAX = 2**63 - 1
 BIGINT_MIN = -(2**63)

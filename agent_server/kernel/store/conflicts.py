@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm.exc import StaleDataError
 
-from agent_server.errors import BookingConflict
+from agent_server.kernel.errors import BookingConflict
 
 REASON_CHANGED = "changed_meanwhile"
 

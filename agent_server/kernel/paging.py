@@ -13,8 +13,8 @@ import json
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
-from agent_server.errors import ValidationFailed
-from agent_server.inputs import check_id
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.inputs import check_id
 
 R = TypeVar("R", bound="HasId")
 

@@ -29,7 +29,7 @@ import asyncpg
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from agent_server.store.sqlite_inline import is_busy
+from agent_server.kernel.store.sqlite_inline import is_busy
 
 RETRY_AFTER_SECONDS = 5
 """What a caller is told to wait before retrying."""

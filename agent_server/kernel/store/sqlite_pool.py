@@ -24,8 +24,8 @@ from __future__ import annotations
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from agent_server.store.engine import make_lent_engine, make_sessionmaker
-from agent_server.store.sqlite_inline import InlineConnection
+from agent_server.kernel.store.engine import make_lent_engine, make_sessionmaker
+from agent_server.kernel.store.sqlite_inline import InlineConnection
 
 
 class Lent:

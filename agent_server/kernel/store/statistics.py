@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import text
 
-from agent_server.store.uow import Database
+from agent_server.kernel.store.uow import Database
 
 _TABLE_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
