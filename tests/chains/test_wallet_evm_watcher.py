@@ -64,8 +64,8 @@ async def test_one_transaction_with_two_transfer_logs_credits_both_agents_after_
             for e in (await uow.session.execute(select(DepositEvent))).scalars()
         ]
     assert sorted(events) == [
-        ("deposit.confirmed", "25"),
-        ("deposit.confirmed", "5"),
+        ("deposit.confirmed", "25.00"),
+        ("deposit.confirmed", "5.00"),
     ]
 
 
