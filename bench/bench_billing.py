@@ -31,9 +31,9 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
 from billing.config import BillingConfig
-from billing.deposits import adjust_balance
 from billing.meter import MeteredCall, run_metered
 from billing.prices import load_price_list
+from billing.wallet_funds import adjust_balance
 from wallets.rates import StaticRateSource
 
 PG_ADMIN_URL = os.environ.get(

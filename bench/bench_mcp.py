@@ -64,7 +64,7 @@ from agent_server.booking.schedules import get_availability
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
-from billing.deposits import adjust_balance
+from billing.wallet_funds import adjust_balance
 from wallets.addresses import deposit_address_for
 
 CONCURRENCY = 16

@@ -4,7 +4,7 @@ Every amount is an integer in a currency's base unit (satoshi, gwei, 10^-6 for U
 USD prices are micro-dollars. Nothing here commits unless it says so: services take an entered
 ``UnitOfWork`` and the caller commits.
 
-Wallet money from outside the tool calls (``billing.deposits``), for the chain watchers and
+Wallet money from outside the tool calls (``billing.wallet_funds``), for the chain watchers and
 the operator CLI::
 
     async def credit_deposit(uow, *, agent_id: int, currency: str, amount: int,
@@ -77,8 +77,8 @@ monthly_usd_micros)``. Prices (``billing.prices``): ``load_price_list(path)``; r
 conversions: ``wallets.rates``.
 """
 
-from billing.deposits import adjust_balance, balances, credit_deposit, reverse_deposit
 from billing.ledger import AccountRef, open_wallet
+from billing.wallet_funds import adjust_balance, balances, credit_deposit, reverse_deposit
 
 __all__ = [
     "AccountRef",

@@ -64,7 +64,6 @@ from agent_server.kernel.store import (
 from billing import idempotency
 from billing.caps import Caps, add_spending, caps_columns, return_spending
 from billing.config import BillingConfig
-from billing.deposits import paying_wallets
 from billing.escrow import escrow_posting
 from billing.ledger import (
     AccountRef,
@@ -83,6 +82,7 @@ from billing.models import (
     UsageRecord,
 )
 from billing.prices import ToolPrice
+from billing.wallet_funds import paying_wallets
 from wallets.currencies import currency_info
 from wallets.rates import base_units_to_usd, usd_to_base_units
 

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.store import Database
-from billing.deposits import adjust_balance
 from billing.models import AccountKind, LedgerAccount, LedgerEntry
+from billing.wallet_funds import adjust_balance
 from wallets.models import Deposit, DepositStatus
 
 
@@ -154,7 +154,7 @@ async def count_rows(db: Database) -> dict[str, int]:
 
 
 async def wallet_balance(db: Database, agent_id: int, currency: str) -> int:
-    from billing.deposits import balances
+    from billing.wallet_funds import balances
 
     async with db.uow() as uow:
         return (await balances(uow, agent_id)).get(currency, 0)

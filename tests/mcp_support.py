@@ -18,7 +18,7 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.accounts.service import hash_api_key
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
-from billing.deposits import adjust_balance
+from billing.wallet_funds import adjust_balance
 from wallets.addresses import deposit_address_for
 
 CLI = str(Path(sys.executable).parent / "agent-server")

@@ -60,7 +60,7 @@ from agent_server.booking.models import Schedule
 from agent_server.booking.schedules import get_availability
 from agent_server.kernel.store import Database, make_engine
 from agent_server.kernel.store.migrate import upgrade
-from billing.deposits import adjust_balance
+from billing.wallet_funds import adjust_balance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from db_support import pg_admin

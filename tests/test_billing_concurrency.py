@@ -17,11 +17,11 @@ from sqlalchemy import func, select, text
 from agent_server.kernel.errors import BookingConflict, InsufficientFunds
 from agent_server.kernel.store import Database
 from billing.config import BillingConfig
-from billing.deposits import balances
 from billing.ledger import account_balance_from_entries, system_account
 from billing.meter import MeteredCall, Receipt, run_metered
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from billing.prices import PriceList, ToolPrice
+from billing.wallet_funds import balances
 from wallets.rates import FakeRateSource
 
 AGENTS = 20

@@ -43,9 +43,9 @@ from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from billing.deposits import adjust_balance
 from billing.models import LedgerTransaction, UsageRecord
 from billing.usage import transactions_for
+from billing.wallet_funds import adjust_balance
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
 USDC = 1_000_000

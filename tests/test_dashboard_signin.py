@@ -16,7 +16,7 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.booking.models import Specialist
 from agent_server.dashboard.models import DashboardSession, SignInCode
 from agent_server.dashboard.people import owned_agent, person_for
-from agent_server.dashboard.signin import (
+from agent_server.dashboard.sessions import (
     CODES_PER_HOUR,
     csrf_ok,
     csrf_token,

@@ -33,7 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from test_mcp_tools import client_for
 
 from agent_server.booking.demo import load_demo_data
-from agent_server.dashboard.signin import SESSION_COOKIE
+from agent_server.dashboard.sessions import SESSION_COOKIE
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine

@@ -56,8 +56,8 @@ from agent_server.kernel.store import Database
 from agent_server.oauth.models import OAuthClient
 from agent_server.runtime import Runtime
 from billing import balances
-from billing.deposits import adjust_balance
 from billing.models import SpendingCap
+from billing.wallet_funds import adjust_balance
 from wallets.currencies import currency_info
 from wallets.models import DepositAddressRecord
 

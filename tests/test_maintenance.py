@@ -19,10 +19,10 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.maintenance import run_once
 from agent_server.runtime import Runtime
-from billing.deposits import balances
 from billing.idempotency import Replay, claim, complete
 from billing.meter import place_hold
 from billing.models import IdempotencyKey
+from billing.wallet_funds import balances
 
 
 async def test_a_crashed_calls_hold_and_old_keys_are_cleaned_up(

@@ -32,7 +32,7 @@ from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.logs import configure_logging
 from agent_server.kernel.store import Database, make_engine
 from agent_server.runtime import Runtime
-from billing.deposits import adjust_balance
+from billing.wallet_funds import adjust_balance
 
 BASE = "http://127.0.0.1:8000"
 EMAIL = "whole-flow@example.com"

@@ -23,7 +23,7 @@ from sqlalchemy import select, text
 from agent_server.booking.models import Booking
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.store import Database, make_engine
-from billing.deposits import adjust_balance
+from billing.wallet_funds import adjust_balance
 
 pytestmark = pytest.mark.postgres
 

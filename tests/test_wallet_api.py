@@ -11,7 +11,7 @@ from accounts_support import registered, settings_for
 from agent_server.api import build_api
 from agent_server.kernel.store import Database
 from agent_server.runtime import Runtime
-from billing.deposits import credit_deposit
+from billing.wallet_funds import credit_deposit
 from wallets.addresses import wallet_keys
 from wallets.models import Deposit
 from wallets.rates import FakeRateSource

@@ -23,7 +23,7 @@ from agent_server.accounts.status import activate_if_pending, lock_agent, return
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.money import amount_text, decimal_text, usd_text
 from agent_server.kernel.store import UnitOfWork
-from billing.deposits import credit_deposit, reverse_deposit
+from billing.wallet_funds import credit_deposit, reverse_deposit
 from wallets.currencies import currency_info
 from wallets.events import (
     DEPOSIT_CONFIRMED,

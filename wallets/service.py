@@ -26,8 +26,8 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import NotFound
 from agent_server.kernel.money import USD, Money
 from agent_server.kernel.store import UnitOfWork
-from billing.deposits import balances
 from billing.ledger import open_wallet
+from billing.wallet_funds import balances
 from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys
 from wallets.currencies import CURRENCIES, currency_info
 from wallets.models import Deposit, DepositStatus

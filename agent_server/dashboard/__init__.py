@@ -3,7 +3,7 @@
 Server-rendered pages (Jinja2 templates, htmx for small in-page updates, no front-end build):
 
 - ``signin``: a one-time code mailed to the person's email opens a server-side session
-  (``agent_server.dashboard.signin``), kept in an HttpOnly, SameSite=Lax cookie; every form
+  (``agent_server.dashboard.sessions``), kept in an HttpOnly, SameSite=Lax cookie; every form
   carries a per-session CSRF token.
 - owners (every agent whose ``owner_email`` or ``email`` is theirs): agents, keys, caps,
   callback URL, wallet with QR codes, usage chart and CSV, transactions, bookings, schedules;

@@ -15,7 +15,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from agent_server.accounts.models import Agent
 from agent_server.accounts.status import refuse_if_read_only
 from agent_server.booking.models import Specialist
-from agent_server.dashboard.signin import operator_emails
+from agent_server.dashboard.sessions import operator_emails
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import Forbidden, NotFound
 from agent_server.kernel.store import UnitOfWork

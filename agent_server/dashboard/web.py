@@ -25,7 +25,7 @@ from starlette.datastructures import FormData
 from agent_server.accounts.keys import hash_secret
 from agent_server.accounts.service import pepper
 from agent_server.dashboard.people import Person, person_for
-from agent_server.dashboard.signin import (
+from agent_server.dashboard.sessions import (
     SESSION_COOKIE,
     SESSION_TTL,
     csrf_ok,

@@ -29,9 +29,9 @@ pepper)``, ``rotate_specialist_calendar_token(uow, specialist_id, *, pepper=None
 This package imports no transport (REST, MCP, dashboard), so billing may call ``emit``.
 """
 
-from agent_server.events import deposits as _deposits
+from agent_server.events import deposit_events as _deposit_events
 from agent_server.events.outbox import EVENT_TYPES, emit
 
-_deposits.install()
+_deposit_events.install()
 
 __all__ = ["EVENT_TYPES", "emit"]

@@ -10,7 +10,7 @@ from web3 import AsyncWeb3
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.store import Database
-from billing.deposits import balances
+from billing.wallet_funds import balances
 from wallets.addresses import DEV_XPUB_BTC, DEV_XPUB_ETH, WalletKeys, deposit_address_for
 from wallets.evm import EvmSource
 from wallets.models import ChainToken, Deposit

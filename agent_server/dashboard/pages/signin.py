@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 
 from agent_server.api.auth import client_ip
 from agent_server.dashboard.forms import text
-from agent_server.dashboard.signin import SESSION_COOKIE, end_session, request_code, verify_code
+from agent_server.dashboard.sessions import SESSION_COOKIE, end_session, request_code, verify_code
 from agent_server.dashboard.web import (
     CSRF_FIELD,
     SIGNIN_COOKIE,

@@ -14,7 +14,7 @@ import agent_server.mcp.tools.discovery
 import agent_server.mcp.tools.schedules
 import agent_server.mcp.tools.wallet  # noqa: F401
 from agent_server.kernel.money import usd_text
-from agent_server.mcp.tools.registry import REGISTRY
+from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.runtime import Runtime
 from billing.prices import PriceList, load_price_list
 

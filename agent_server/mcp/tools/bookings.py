@@ -12,6 +12,7 @@ from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.models import CancelledBy
 from agent_server.kernel.inputs import Moment, MultilineText, Text
 from agent_server.mcp.pipeline import LookupContext, ToolContext
+from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import (
     MAX_ID,
     BookingOut,
@@ -20,7 +21,6 @@ from agent_server.mcp.tools.common import (
     Paid,
     booking_out,
 )
-from agent_server.mcp.tools.registry import REGISTRY
 from billing.escrow import refund_booking
 from billing.meter import ExtraPrice
 from billing.rebooking import move_escrow

@@ -12,8 +12,8 @@ from agent_server.kernel.inputs import TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput
 from agent_server.mcp.text import render
+from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import MAX_ID, Input, Paid
-from agent_server.mcp.tools.registry import REGISTRY
 
 
 class SearchResult(SearchPage, Paid):

@@ -21,6 +21,7 @@ from agent_server.kernel.inputs import (
 )
 from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import (
     MAX_ID,
     IdempotencyKey,
@@ -31,7 +32,6 @@ from agent_server.mcp.tools.common import (
     schedule_out,
     schedule_slots,
 )
-from agent_server.mcp.tools.registry import REGISTRY
 
 WEEKLY_HOURS_DOC = (
     "Opening hours in the schedule's time zone, weekday (mon..sun) → [start, end] ranges that "

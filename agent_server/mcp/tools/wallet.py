@@ -13,8 +13,8 @@ from agent_server.kernel.inputs import Text
 from agent_server.kernel.money import Money
 from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
-from agent_server.mcp.tools.registry import REGISTRY
 from billing import meter, usage
 from billing.meter import ExtraPrice
 from wallets import service as wallet_svc
