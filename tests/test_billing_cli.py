@@ -42,7 +42,7 @@ async def test_an_operator_credits_and_debits_with_a_reason_and_never_overdraws(
         await uow.commit()
     code, out = await admin(database_url, "credit", str(agent), "usdc", "25.5", "--reason", "promo")
     assert code == 0, out
-    assert "credited 25.5 USDC" in out and "agent activated" in out
+    assert "credited 25.50 USDC" in out and "agent activated" in out
     code, out = await admin(
         database_url, "debit", str(agent), "USDC", "30", "--reason", "chargeback"
     )
@@ -50,7 +50,7 @@ async def test_an_operator_credits_and_debits_with_a_reason_and_never_overdraws(
     code, out = await admin(
         database_url, "debit", str(agent), "USDC", "0.5", "--reason", "chargeback", "--actor", "ops"
     )
-    assert code == 0 and "balance 25 USDC" in out, out
+    assert code == 0 and "balance 25.00 USDC" in out, out
     assert await wallet_balance(db, agent, "USDC") == 25_000_000
     async with db.uow() as uow:
         memos = (
