@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -64,6 +65,9 @@ class Agent(Base):
     last_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_accessed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     api_key_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # As a provider of its own schedules: the average and count of its reviews.
+    rating: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    review_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Lower-cased name, description, skills and tags, for the directory's free-text query.
     search_text: Mapped[str] = mapped_column(Text, default="")

@@ -21,10 +21,12 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -37,11 +39,19 @@ class BookingStatus(StrEnum):
     REJECTED = "rejected"
     CANCELED = "canceled"
     COMPLETED = "completed"
+    IN_DISPUTE = "in_dispute"
+    DISPUTE_DONE = "dispute_done"
 
 
 # Bookings in these states occupy their seat.
-SEAT_HOLDING = (BookingStatus.PENDING, BookingStatus.ACCEPTED, BookingStatus.COMPLETED)
-_SEAT_HOLDING_SQL = "status IN ('pending', 'accepted', 'completed')"
+SEAT_HOLDING = (
+    BookingStatus.PENDING,
+    BookingStatus.ACCEPTED,
+    BookingStatus.COMPLETED,
+    BookingStatus.IN_DISPUTE,
+    BookingStatus.DISPUTE_DONE,
+)
+_SEAT_HOLDING_SQL = "status IN ('pending', 'accepted', 'completed', 'in_dispute', 'dispute_done')"
 
 
 class CancelledBy(StrEnum):
@@ -72,6 +82,10 @@ class Specialist(Base):
     review_count: Mapped[int] = mapped_column(Integer, default=0)
     email: Mapped[str] = mapped_column(String(255), unique=True)
     phone: Mapped[str | None] = mapped_column(String(40))
+    # Which booking mails the specialist receives.
+    notify_new_booking: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_cancelled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    notify_reminder: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     # Lower-cased name, title, about and skills, for free-text search.
     search_text: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -156,6 +170,8 @@ class Booking(Base):
         CheckConstraint("slot_end > slot_start", name="slot_order"),
         CheckConstraint("seat >= 1", name="seat_min"),
         Index("ix_bookings_slot", "schedule_id", "slot_start"),
+        Index("ix_bookings_clock_created", "status", "created_at"),
+        Index("ix_bookings_clock_end", "status", "slot_end"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -183,6 +199,11 @@ class Booking(Base):
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    location: Mapped[str | None] = mapped_column(Text)
+    """Where the session happens (an address or a video link), set by the provider."""
+    dismissed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When the booker dismissed this finished booking from its lists."""
+    reminder_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The slot start the cancellation refund band is measured from: the start the booking
     # was paid for, never moved later by a reschedule (``billing.escrow.refund_percent``).
     refund_anchor_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -205,6 +226,72 @@ class BookingChange(Base):
     from_status: Mapped[str | None] = mapped_column(String(16))
     to_status: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")
+
+
+class DisputeStatus(StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class Dispute(Base):
+    """The booker's contest of a completed session, from opening to an operator's resolution.
+
+    One per booking. While open, the booking is ``in_dispute`` and its escrow stays held; the
+    resolution (``refund``, ``release`` or ``split`` with ``refund_amount``) settles the escrow
+    and moves the booking to ``dispute_done``, recording who resolved it, when and why.
+    """
+
+    __tablename__ = "disputes"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'resolved')", name="status_known"),
+        CheckConstraint("refund_amount IS NULL OR refund_amount >= 0", name="refund_nonneg"),
+        Index("ix_disputes_status", "status", "opened_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    opened_by_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    reason_code: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=DisputeStatus.OPEN.value)
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolution: Mapped[str | None] = mapped_column(String(16))
+    refund_amount: Mapped[int | None] = mapped_column(BigInteger)
+    resolved_by: Mapped[str | None] = mapped_column(String(255))
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    settle_transaction_id: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Review(Base):
+    """The booker's one review of a completed booking: 1 to 5 and a text.
+
+    Its subject is the schedule's provider: the specialist, or the agent that owns the
+    schedule. Ratings and review counts shown in search and profiles come from these rows.
+    """
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating_range"),
+        CheckConstraint(
+            "(specialist_id IS NULL) <> (provider_agent_id IS NULL)", name="exactly_one_subject"
+        ),
+        Index("ix_reviews_specialist", "specialist_id", "id"),
+        Index("ix_reviews_provider", "provider_agent_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    booking_id: Mapped[int] = mapped_column(ForeignKey("bookings.id"), unique=True)
+    reviewer_agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="SET NULL")
+    )
+    specialist_id: Mapped[int | None] = mapped_column(ForeignKey("specialists.id"))
+    provider_agent_id: Mapped[int | None] = mapped_column(ForeignKey("agents.id"))
+    rating: Mapped[int] = mapped_column(SmallInteger)
+    text: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 CATALOGUE_ROW = 1
