@@ -16,7 +16,12 @@ body, ``{"error": {"code", "status", "message", "details"}}``, with the HTTP sta
     ├── IdempotencyMismatch     IDEMPOTENCY_MISMATCH  409
     ├── ValidationFailed        VALIDATION_ERROR      422
     │   └── BodyTooLarge        VALIDATION_ERROR      413
-    └── RateLimited             RATE_LIMITED          429
+    ├── RateLimited             RATE_LIMITED          429
+    ├── ServiceUnavailable      SERVICE_UNAVAILABLE   503  (not a SPEC code: retry later)
+    └── InternalError           INTERNAL_ERROR        500  (not a SPEC code: a bug, logged)
+
+``ALL_ERRORS`` and ``ERROR_CODES`` hold SPEC's codes only; the last two say nothing about the
+call itself.
 """
 
 from __future__ import annotations
@@ -197,6 +202,13 @@ class ServiceUnavailable(AgentServerError):
             "seconds.",
             {"retry_after": retry_after},
         )
+
+
+class InternalError(AgentServerError):
+    """An unexpected failure; the details stay in the server log."""
+
+    code = "INTERNAL_ERROR"
+    status = 500
 
 
 ALL_ERRORS: tuple[type[AgentServerError], ...] = (

@@ -22,7 +22,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from mcp.types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ValidationError
 
-from agent_server.kernel.errors import AgentServerError, ValidationFailed, field_names
+from agent_server.kernel.errors import InternalError, ValidationFailed, field_names
 from agent_server.kernel.logs import get_logger
 from agent_server.mcp import results, schemas
 from billing.meter import ExtraPrice
@@ -33,13 +33,6 @@ In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
 
 TOOLSETS = ("discovery", "booking", "wallet")
-
-
-class InternalError(AgentServerError):
-    """An unexpected failure; the details stay in the server log."""
-
-    code = "INTERNAL_ERROR"
-    status = 500
 
 
 # A handler returns its output model, or that output already serialised.
