@@ -6,7 +6,9 @@ served at ``/api/agent/wallet``). To add one, write the module and add ONE line 
 take the caller from ``agent_server.api.auth.CurrentAgent`` and raise the errors of
 ``agent_server.kernel.errors``; ``agent_server.api.errors`` turns every failure into SPEC's body.
 
-The OpenAPI document is served at ``/api/openapi.json`` and the docs page at ``/api/docs``.
+The OpenAPI document is served at ``/api/openapi.json``, Swagger UI at ``/api/docs`` and ReDoc
+at ``/api/redoc``, their scripts and styles from the installed ``fastapi-offline`` package
+(under ``/api/docs-assets``): the pages work without internet access.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import importlib
 
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from agent_server import __version__
 from agent_server.api.errors import install_error_handlers
@@ -29,13 +32,14 @@ ROUTER_MODULES: tuple[str, ...] = (
 
 def build_api(runtime: Runtime) -> FastAPI:
     """The ``/api`` application: every router of ``ROUTER_MODULES`` and the error handlers."""
-    api = FastAPI(
+    api = FastAPIOffline(
         title="Agent Server API",
         version=__version__,
         description="Agent accounts, wallets and usage. MCP tools are served at `/mcp`.",
         openapi_url="/openapi.json",
         docs_url="/docs",
-        redoc_url=None,
+        redoc_url="/redoc",
+        static_url="/docs-assets",
     )
     api.state.runtime = runtime
     for name in ROUTER_MODULES:
