@@ -13,6 +13,7 @@ from agent_server.kernel.logs import configure_logging
 from agent_server.kernel.recursion import restore_recursion_limit
 
 if TYPE_CHECKING:
+    from agent_server.accounts.models import OutboxMail
     from agent_server.runtime import Runtime
 
 T = TypeVar("T")
@@ -24,10 +25,33 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 admin_app = typer.Typer(help="Operator commands: agents, statuses, balances.", no_args_is_help=True)
-dev_app = typer.Typer(help="Development helpers on the embedded local chain.", no_args_is_help=True)
+dev_app = typer.Typer(
+    help="Development helpers: the embedded local chains and the mail outbox.",
+    no_args_is_help=True,
+)
 app.add_typer(db_app, name="db")
 app.add_typer(admin_app, name="admin")
 app.add_typer(dev_app, name="dev")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from agent_server import __version__
+
+        typer.echo(f"agent-server {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Agent Server: MCP tools for AI agents to find and book human experts."""
 
 
 def _settings(*, server: bool = False) -> Settings:
@@ -598,6 +622,45 @@ def dev_fund(
     code = asyncio.run(run())
     if code:
         raise typer.Exit(code)
+
+
+@dev_app.command("mail")
+def dev_mail(
+    last: Annotated[
+        int, typer.Option("--last", min=1, max=1000, help="How many of the newest mails.")
+    ] = 5,
+    to: Annotated[str | None, typer.Option("--to", help="Only the mails to this address.")] = None,
+) -> None:
+    """Print the newest outbox mails with their codes, oldest first.
+
+    Mails go to the outbox when AGENT_SERVER_SMTP_URL is unset, as under `make run`."""
+    from agent_server.mail import latest_outbox
+
+    settings = _settings()
+    if settings.smtp_url:
+        typer.echo(
+            "AGENT_SERVER_SMTP_URL is set: mails go to that server, not the outbox; "
+            "older outbox mails follow, if any.",
+            err=True,
+        )
+    _require_database(settings)
+
+    async def work(runtime: Runtime) -> list[OutboxMail]:
+        _check_operator_text(to=to)
+        return await latest_outbox(runtime.db, last, to)
+
+    mails = _with_runtime(work)
+    if not mails:
+        typer.echo("no mail in the outbox" + (f" to {to}" if to else ""), err=True)
+        return
+    for mail in mails:
+        sent = mail.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        typer.echo(f"--- mail {mail.id} · {sent} · {mail.kind}")
+        typer.echo(f"To: {mail.to_addr}")
+        typer.echo(f"Subject: {mail.subject}")
+        typer.echo("")
+        typer.echo(mail.body.rstrip("\n"))
+        typer.echo("")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -16,6 +16,7 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
+from sqlalchemy import func, select
 
 from agent_server.accounts.models import OutboxMail
 from agent_server.kernel.config import Settings
@@ -131,3 +132,15 @@ async def send_quietly(settings: Settings, db: Database, mail: OutgoingMail) -> 
         await send_mail(settings, db, mail)
     except MailDeliveryFailed:
         pass
+
+
+async def latest_outbox(db: Database, last: int, to: str | None = None) -> list[OutboxMail]:
+    """The newest ``last`` outbox mails (to ``to`` only, when given), oldest first."""
+    query = select(OutboxMail).order_by(OutboxMail.id.desc()).limit(last)
+    if to:
+        query = query.where(func.lower(OutboxMail.to_addr) == to.strip().lower())
+    async with db.uow() as uow:
+        rows = list((await uow.session.execute(query)).scalars())
+        for row in rows:
+            uow.session.expunge(row)
+    return rows[::-1]
