@@ -300,7 +300,7 @@ async def test_balance_changes_after_a_credit(site: Site, alice: Page) -> None:
     agent_id = site.ids["Alpha Bot"]
     await alice.goto(f"/agents/{agent_id}/wallet")
     usdc = alice.locator("#balances tr[data-currency=USDC] [data-field=balance]")
-    await expect(usdc).to_have_text("25")
+    await expect(usdc).to_have_text("25.00")
     await expect(alice.locator("[data-field=total-usd]")).to_have_text("25.00 USD")
     async with site.db.uow() as uow:
         await adjust_balance(
@@ -308,7 +308,7 @@ async def test_balance_changes_after_a_credit(site: Site, alice: Page) -> None:
         )
         await uow.commit()
     await alice.reload()
-    await expect(usdc).to_have_text("32.5")
+    await expect(usdc).to_have_text("32.50")
     await expect(alice.locator("[data-field=total-usd]")).to_have_text("32.50 USD")
     await screenshot(alice, "wallet")
 
@@ -589,7 +589,8 @@ async def test_specialist_schedule_is_found_by_search_specialists(site: Site, sa
     hit = next(i for i in found["items"] if i["id"] == site.specialist_id)
     schedule = next(s for s in hit["schedules"] if s["id"] == schedule_id)
     assert schedule["label"] == "Tax clinic"
-    assert (schedule["price"], schedule["currency"], schedule["capacity"]) == (40 * USDC, "USD", 2)
+    assert schedule["price"] == {"amount": 40 * USDC, "currency": "USD", "text": "40.00 USD"}
+    assert schedule["capacity"] == 2
     # The blackout day (in the schedule's Berlin time, as the page shows it) offers nothing.
     assert schedule["slots"] and not any("2026-03-03" in t for t in schedule["slots"].values())
 
@@ -606,7 +607,9 @@ async def test_specialist_schedule_is_found_by_search_specialists(site: Site, sa
             client, "search-specialists", {"skills": ["tax-law"], "timezone": "Europe/Berlin"}
         )
     hit = next(i for i in found["items"] if i["id"] == site.specialist_id)
-    assert next(s for s in hit["schedules"] if s["id"] == schedule_id)["price"] == 45_500_000
+    assert next(s for s in hit["schedules"] if s["id"] == schedule_id)["price"]["amount"] == (
+        45_500_000
+    )
     site.ids["schedule"] = schedule_id
 
 
@@ -677,7 +680,10 @@ async def test_owner_cancels_a_booking_and_gets_the_refund(site: Site, alice: Pa
         booked = await call_ok(
             client,
             "book-slot",
-            {"slot_id": slots["slots"][0]["slot_id"], "idempotency_key": "dashboard-booking-2"},
+            {
+                "slot_id": next(iter(slots["schedules"][0]["slots"])),
+                "idempotency_key": "dashboard-booking-2",
+            },
         )
     booking_id = booked["booking"]["id"]
     await alice.goto(f"/agents/{agent_id}/bookings")
@@ -692,7 +698,7 @@ async def test_owner_cancels_a_booking_and_gets_the_refund(site: Site, alice: Pa
     await alice.goto(f"/agents/{agent_id}/transactions?type=refund")
     refund = alice.locator("#transactions-table tbody tr").first
     await expect(refund).to_contain_text(f"refund of booking {booking_id}: 100%")
-    await expect(refund.locator("td").nth(5)).to_have_text("45.5")
+    await expect(refund.locator("td").nth(5)).to_have_text("45.50")
     await alice.goto(f"/agents/{agent_id}/schedules")
     await expect(alice.locator(".empty")).to_have_text("This agent has no schedules.")
     await screenshot(alice, "agent-schedules")
