@@ -5,6 +5,9 @@ money moves in the same database transaction as the booking's status. Each is id
 booking (one escrow row per booking, settled once by a conditional update, and ledger
 references ``escrow:booking:ID``, ``refund:booking:ID``, ``payout:booking:ID``).
 
+The booking comes as billing's own ``BookingTerms`` (``billing.terms``), built by the service
+layer: billing reads no booking table.
+
 Refund policy (``BookingPolicy``, from the price list):
 
 * the specialist or the system cancelled, or the booking was rejected: 100 % back;
@@ -27,7 +30,6 @@ from datetime import datetime
 
 from sqlalchemy import Table, select, update
 
-from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule
 from agent_server.kernel.store import UnitOfWork
 from billing.ledger import (
     AccountRef,
@@ -44,6 +46,7 @@ from billing.ledger import (
 )
 from billing.models import AccountKind, Escrow, EscrowStatus, Hold, TransactionKind
 from billing.prices import BookingPolicy
+from billing.terms import BookedSlot, BookingTerms, EndedBy
 
 _ESCROWS: Table = Escrow.__table__  # type: ignore[assignment]
 
@@ -66,11 +69,9 @@ class Settlement:
     commission: int
 
 
-def refund_percent(booking: Booking, policy: BookingPolicy, at: datetime) -> int:
+def refund_percent(booking: BookingTerms, policy: BookingPolicy, at: datetime) -> int:
     """The share of the slot price the agent gets back for this cancellation or rejection."""
-    if booking.status == BookingStatus.REJECTED.value:
-        return 100
-    if booking.cancelled_by in (CancelledBy.SPECIALIST.value, CancelledBy.SYSTEM.value):
+    if booking.ended_by in (EndedBy.PROVIDER, EndedBy.SYSTEM):
         return 100
     anchor = booking.refund_anchor_at or booking.slot_start
     if anchor - at >= policy.full_refund_before:
@@ -80,7 +81,7 @@ def refund_percent(booking: Booking, policy: BookingPolicy, at: datetime) -> int
 
 async def escrow_booking(
     uow: UnitOfWork,
-    booking: Booking,
+    booking: BookedSlot,
     *,
     amount: int,
     currency: str,
@@ -107,7 +108,7 @@ async def escrow_booking(
 
 async def escrow_posting(
     uow: UnitOfWork,
-    booking: Booking,
+    booking: BookedSlot,
     *,
     amount: int,
     currency: str,
@@ -165,11 +166,11 @@ async def escrow_posting(
 
 
 async def refund_booking(
-    uow: UnitOfWork, booking: Booking, *, policy: BookingPolicy | None = None
+    uow: UnitOfWork, booking: BookingTerms, *, policy: BookingPolicy | None = None
 ) -> Settlement | None:
     """Refund a cancelled or rejected booking's escrow by policy (see the module docstring).
 
-    Reads who cancelled and when from the booking (``cancelled_by``, ``cancelled_at``, else
+    Reads who ended the booking and when from its terms (``ended_by``, ``ended_at``, else
     now). None if nothing was escrowed; a second call returns the first settlement.
     """
     policy = policy or BookingPolicy()
@@ -180,7 +181,7 @@ async def refund_booking(
         return await _settled(uow, escrow)
     if escrow.status != EscrowStatus.HELD.value:
         raise EscrowAlreadySettled(f"booking {booking.id} was already paid out")
-    at = booking.cancelled_at or uow.clock.now()
+    at = booking.ended_at or uow.clock.now()
     percent = refund_percent(booking, policy, at)
     refunded = -(-escrow.amount * percent // 100)
     kept = escrow.amount - refunded
@@ -199,7 +200,7 @@ async def refund_booking(
 
 
 async def payout_booking(
-    uow: UnitOfWork, booking: Booking, *, policy: BookingPolicy | None = None
+    uow: UnitOfWork, booking: BookingTerms, *, policy: BookingPolicy | None = None
 ) -> Settlement | None:
     """Pay a completed booking's escrow to the payee, less the platform's commission.
 
@@ -234,24 +235,18 @@ async def _escrow_of(uow: UnitOfWork, booking_id: int, *, lock: bool = False) ->
     return (await uow.session.execute(query)).scalar_one_or_none()
 
 
-async def _payee(uow: UnitOfWork, booking: Booking, currency: str) -> AccountRef:
-    if booking.specialist_id is not None:
+async def _payee(uow: UnitOfWork, booking: BookingTerms, currency: str) -> AccountRef:
+    payee = booking.payee
+    if payee.specialist_id is not None:
         return await open_account(
-            uow, AccountKind.PAYABLE, currency, specialist_id=booking.specialist_id
+            uow, AccountKind.PAYABLE, currency, specialist_id=payee.specialist_id
         )
-    owner = (
-        await uow.session.execute(
-            select(Schedule.agent_id).where(Schedule.id == booking.schedule_id)
-        )
-    ).scalar_one_or_none()
-    if owner is None:
-        raise LedgerError(f"booking {booking.id} has no specialist or agent to pay")
-    return await open_account(uow, AccountKind.PAYABLE, currency, agent_id=owner)
+    return await open_account(uow, AccountKind.PAYABLE, currency, agent_id=payee.agent_id)
 
 
 async def _settle(
     uow: UnitOfWork,
-    booking: Booking,
+    booking: BookingTerms,
     escrow: Escrow,
     status: EscrowStatus,
     kind: TransactionKind,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from agent_server.booking.models import Booking
 from agent_server.kernel.store import UnitOfWork
 from billing.models import Escrow, EscrowStatus
+from billing.terms import BookedSlot
 
 
-async def move_escrow(uow: UnitOfWork, old: Booking, new: Booking) -> bool:
+async def move_escrow(uow: UnitOfWork, old: BookedSlot, new: BookedSlot) -> bool:
     """Attach ``old``'s held escrow to ``new`` (same schedule, same payee), in the caller's
     transaction. The ledger does not move: escrow is one account per currency and the escrow
     row says which booking the held amount belongs to. False when nothing was held."""

@@ -13,15 +13,17 @@ from sqlalchemy import select
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, CancelledBy, Schedule
 from agent_server.booking.schedules import ScheduleOwner
-from agent_server.booking.service import (
-    book_slot,
-    cancel_booking,
-    complete_booking,
-    reject_booking,
-)
+from agent_server.booking.service import book_slot
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.errors import InsufficientFunds
 from agent_server.kernel.store import Database
+from agent_server.services.bookings import (
+    booking_terms,
+    cancel_booking,
+    complete_booking,
+    reject_booking,
+    reschedule_booking,
+)
 from billing.config import BillingConfig
 from billing.escrow import (
     EscrowAlreadySettled,
@@ -88,10 +90,9 @@ async def payee_and_revenue(db: Database, booking_id: int) -> tuple[int, int]:
 
 async def cancel(db: Database, booking_id: int, by: CancelledBy, actor: int | None) -> Any:
     async with db.uow() as uow:
-        booking = await cancel_booking(uow, booking_id, by, actor, "no_time")
-        settlement = await refund_booking(uow, booking)
+        cancelled = await cancel_booking(uow, booking_id, by, actor, "no_time")
         await uow.commit()
-        return settlement
+        return cancelled.settlement
 
 
 async def test_an_early_agent_cancellation_refunds_everything(
@@ -120,7 +121,9 @@ async def test_a_late_agent_cancellation_refunds_half_and_pays_the_rest_less_com
     assert await payee_and_revenue(db, booking) == (18_000_000, FEE + 2_000_000)
     # Refunding again changes nothing and returns the same settlement.
     async with db.uow() as uow:
-        again = await refund_booking(uow, await uow.session.get(Booking, booking))  # type: ignore[arg-type]
+        row = await uow.session.get(Booking, booking)
+        assert row is not None
+        again = await refund_booking(uow, await booking_terms(uow, row))
         await uow.commit()
     assert again == settlement
     assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE - 20_000_000
@@ -147,7 +150,7 @@ async def test_a_cancellation_by_the_system_or_a_rejection_refunds_everything_ev
         rejected = await reject_booking(
             uow, ScheduleOwner(specialist_id=schedule.specialist_id), booking
         )
-        settlement = await refund_booking(uow, rejected)
+        settlement = rejected.settlement
         await uow.commit()
     assert settlement is not None and settlement.refunded == PRICE
     assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE
@@ -165,8 +168,10 @@ async def test_completion_pays_the_specialist_less_commission_exactly_once(
             row = await uow.session.get(Booking, booking)
             assert row is not None
             if row.status != "completed":
-                row = await complete_booking(uow, booking, CancelledBy.SYSTEM, None)
-            settlements.append(await payout_booking(uow, row))
+                completed = await complete_booking(uow, booking, CancelledBy.SYSTEM, None)
+                settlements.append(completed.settlement)
+            else:
+                settlements.append(await payout_booking(uow, await booking_terms(uow, row)))
             await uow.commit()
     assert settlements[0] == settlements[1]
     assert settlements[0] is not None
@@ -177,7 +182,7 @@ async def test_completion_pays_the_specialist_less_commission_exactly_once(
         row = await uow.session.get(Booking, booking)
         assert row is not None
         with pytest.raises(EscrowAlreadySettled):
-            await refund_booking(uow, row)
+            await refund_booking(uow, await booking_terms(uow, row))
     await audit_ledger(db)
 
 
@@ -201,9 +206,6 @@ async def test_escrow_straight_from_the_wallet_never_overdraws(db: Database) -> 
 async def test_a_rescheduled_booking_keeps_its_escrow_and_pays_out_once(
     db: Database, config: BillingConfig, clock: FakeClock
 ) -> None:
-    from agent_server.booking.service import reschedule_booking
-    from billing.rebooking import move_escrow
-
     agent, booking = await book(db, config)
     async with db.uow() as uow:
         row = await uow.session.get(Booking, booking)
@@ -212,15 +214,14 @@ async def test_a_rescheduled_booking_keeps_its_escrow_and_pays_out_once(
         new = await reschedule_booking(uow, agent, booking, later)
         old = await uow.session.get(Booking, booking)
         assert old is not None
-        assert await move_escrow(uow, old, new)
         # The old booking, canceled by the move, has nothing left to refund.
-        assert await refund_booking(uow, old) is None
+        assert await refund_booking(uow, await booking_terms(uow, old)) is None
         await uow.commit()
     assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE - PRICE
     clock.set(START + timedelta(hours=3))
     async with db.uow() as uow:
         done = await complete_booking(uow, new.id, CancelledBy.SYSTEM, None)
-        settlement = await payout_booking(uow, done)
+        settlement = done.settlement
         await uow.commit()
     assert settlement is not None and settlement.paid_to_payee == 36_000_000
     assert await payee_and_revenue(db, new.id) == (36_000_000, FEE + 4_000_000)

@@ -44,25 +44,23 @@ from agent_server.accounts.models import OutboxMail
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule, Specialist
 from agent_server.booking.schedules import ScheduleOwner
-from agent_server.booking.service import (
-    accept_booking,
-    book_slot,
-    cancel_booking,
-    complete_booking,
-    reject_booking,
-    reschedule_booking,
-)
+from agent_server.booking.service import accept_booking, book_slot
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import BookingConflict
 from agent_server.kernel.store import Database, make_engine
 from agent_server.kernel.store.conflicts import REASON_CHANGED, lost_update
+from agent_server.services.bookings import (
+    cancel_booking,
+    complete_booking,
+    reject_booking,
+    reschedule_booking,
+)
 from billing.config import BillingConfig
-from billing.escrow import escrow_booking, payout_booking, refund_booking
+from billing.escrow import escrow_booking
 from billing.meter import ExtraPrice, MeteredCall, run_metered
 from billing.models import Escrow, EscrowStatus
 from billing.prices import load_price_list
-from billing.rebooking import move_escrow
 from wallets.rates import FakeRateSource
 
 PRICE = 40_000_000  # 40 USD in micro-dollars; 40 USDC in base units at the fake rate
@@ -124,9 +122,8 @@ def cancel(booking: int, agent: int) -> Change:
     async def run(racing: Database) -> Any:
         async with racing.uow() as uow:
             done = await cancel_booking(uow, booking, CancelledBy.AGENT, agent, "no_time")
-            settlement = await refund_booking(uow, done)
             await uow.commit()
-            return settlement
+            return done.settlement
 
     return run
 
@@ -135,9 +132,6 @@ def reschedule(booking: int, agent: int, schedule: int, start: datetime) -> Chan
     async def run(racing: Database) -> Any:
         async with racing.uow() as uow:
             new = await reschedule_booking(uow, agent, booking, make_slot_id(schedule, start))
-            old = await uow.session.get(Booking, booking)
-            assert old is not None
-            await move_escrow(uow, old, new)
             await uow.commit()
             return new.id
 
@@ -148,9 +142,8 @@ def complete(booking: int) -> Change:
     async def run(racing: Database) -> Any:
         async with racing.uow() as uow:
             done = await complete_booking(uow, booking, CancelledBy.SYSTEM, None)
-            settlement = await payout_booking(uow, done)
             await uow.commit()
-            return settlement
+            return done.settlement
 
     return run
 
@@ -167,8 +160,7 @@ def accept(booking: int, owner: ScheduleOwner) -> Change:
 def reject(booking: int, owner: ScheduleOwner) -> Change:
     async def run(racing: Database) -> Any:
         async with racing.uow() as uow:
-            done = await reject_booking(uow, owner, booking, "double booked")
-            await refund_booking(uow, done)
+            await reject_booking(uow, owner, booking, "double booked")
             await uow.commit()
 
     return run

@@ -85,7 +85,7 @@ from agent_server.booking.models import (
     Schedule,
 )
 from agent_server.booking.next_free import lower_next_free
-from agent_server.booking.schedules import ScheduleOwner, taken_seats
+from agent_server.booking.schedules import ScheduleOwner, owner_of, taken_seats
 from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
@@ -174,6 +174,11 @@ async def _schedule_of(uow: UnitOfWork, booking: Booking) -> Schedule:
     schedule = await uow.session.get(Schedule, booking.schedule_id)
     assert schedule is not None  # foreign key
     return schedule
+
+
+async def schedule_owner(uow: UnitOfWork, booking: Booking) -> ScheduleOwner:
+    """Who owns the booking's schedule, and so is paid for it: its specialist or its agent."""
+    return owner_of(await _schedule_of(uow, booking))
 
 
 async def _load_booking(uow: UnitOfWork, booking_id: int) -> Booking:

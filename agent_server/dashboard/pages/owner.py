@@ -38,8 +38,8 @@ from agent_server.dashboard.web import (
 from agent_server.events.urls import check_callback_url
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text, usd_decimal, usd_text
+from agent_server.services import bookings as booking_steps
 from billing.caps import caps_of, set_spending_caps
-from billing.escrow import refund_booking
 from billing.usage import check_period, usage_for
 from wallets.addresses import agent_addresses
 from wallets.currencies import CURRENCIES, currency_info
@@ -369,15 +369,15 @@ async def cancel_booking(request: Request, agent_id: AgentId, booking_id: AgentI
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
         await changeable_agent(uow, viewer.person, agent_id)
-        booking = await booking_svc.cancel_booking(
+        await booking_steps.cancel_booking(
             uow,
             booking_id,
             CancelledBy.AGENT,
             agent_id,
             text(form, "reason_code") or "other",
             text(form, "reason"),
+            policy=runtime.billing.prices.booking,
         )
-        await refund_booking(uow, booking, policy=runtime.billing.prices.booking)
         await uow.commit()
     return redirect(f"/agents/{agent_id}/bookings", "cancelled")
 

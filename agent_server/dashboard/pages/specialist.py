@@ -2,8 +2,8 @@
 
 Schedules go through ``agent_server.booking.schedules`` for ``ScheduleOwner.specialist``; a
 schedule of someone else is FORBIDDEN there and NOT_FOUND here. Booking actions go through
-``agent_server.booking.service`` with the escrow settled in the same transaction: a rejected
-booking is refunded, a completed one paid out (``billing.escrow``).
+``agent_server.services.bookings`` with the escrow settled in the same transaction: a rejected
+booking is refunded, a completed one paid out.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from agent_server.dashboard.web import (
     signed_in,
 )
 from agent_server.kernel.errors import AgentServerError, Forbidden, NotFound, ValidationFailed
-from billing.escrow import payout_booking, refund_booking
+from agent_server.services import bookings as booking_steps
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -337,15 +337,15 @@ async def booking_action(request: Request, booking_id: Id, action: str) -> Respo
             if action == "accept":
                 booking = await booking_svc.accept_booking(uow, owner, booking_id)
             elif action == "reject":
-                booking = await booking_svc.reject_booking(
-                    uow, owner, booking_id, text(form, "reason")
+                rejected = await booking_steps.reject_booking(
+                    uow, owner, booking_id, text(form, "reason"), policy=policy
                 )
-                await refund_booking(uow, booking, policy=policy)
+                booking = rejected.booking
             elif action == "complete":
-                booking = await booking_svc.complete_booking(
-                    uow, booking_id, CancelledBy.SPECIALIST, specialist_id
+                completed = await booking_steps.complete_booking(
+                    uow, booking_id, CancelledBy.SPECIALIST, specialist_id, policy=policy
                 )
-                await payout_booking(uow, booking, policy=policy)
+                booking = completed.booking
             else:
                 booking = await booking_svc.add_note(
                     uow, booking_id, CancelledBy.SPECIALIST, specialist_id, text(form, "note")

@@ -21,9 +21,8 @@ from agent_server.mcp.tools.common import (
     Paid,
     booking_out,
 )
-from billing.escrow import refund_booking
+from agent_server.services import bookings
 from billing.meter import ExtraPrice
-from billing.rebooking import move_escrow
 
 SlotId = Annotated[
     Text,
@@ -79,14 +78,13 @@ async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
     refunded by policy if you cancel). Reuse the idempotency_key when you retry: you get the
     same booking, never a second charge. A slot just taken gives BOOKING_CONFLICT with the
     next free slot_id."""
-    booking = await svc.book_slot(
-        ctx.uow,
+    booking = await bookings.book_slot(
+        ctx.call,
         agent_id=ctx.agent_id,
         slot_id=args.slot_id,
         idempotency_key=args.idempotency_key,
         topic=args.topic,
     )
-    await ctx.call.escrow(booking)
     return BookingResult(booking=booking_out(booking))
 
 
@@ -171,12 +169,18 @@ async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResul
     """Cancel one of your pending or accepted bookings. The escrowed slot price comes back in
     full at least 24 hours before the start (of the earliest slot a rescheduled booking had),
     half of it later (the rest goes to the specialist). The booking fee is not refunded."""
-    booking = await svc.cancel_booking(
-        ctx.uow, args.booking_id, CancelledBy.AGENT, ctx.agent_id, args.reason_code, args.reason
+    cancelled = await bookings.cancel_booking(
+        ctx.uow,
+        args.booking_id,
+        CancelledBy.AGENT,
+        ctx.agent_id,
+        args.reason_code,
+        args.reason,
+        policy=ctx.runtime.billing.prices.booking,
     )
-    settlement = await refund_booking(ctx.uow, booking, policy=ctx.runtime.billing.prices.booking)
+    settlement = cancelled.settlement
     return CancelResult(
-        booking=booking_out(booking),
+        booking=booking_out(cancelled.booking),
         refunded=settlement.refunded if settlement else 0,
         refund_currency=settlement.currency if settlement else None,
     )
@@ -202,7 +206,7 @@ async def reschedule_booking(ctx: ToolContext, args: RescheduleBookingIn) -> Boo
     """Move one of your bookings to another free slot of the same schedule, at no charge: the
     old booking is canceled (reason "rescheduled") and linked to the new one, and its escrow
     moves along. The full-refund window counts from the earlier of the two slots."""
-    new = await svc.reschedule_booking(ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id)
-    old = await svc.get_booking(ctx.uow, args.booking_id, agent_id=ctx.agent_id)
-    await move_escrow(ctx.uow, old, new)
+    new = await bookings.reschedule_booking(
+        ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id
+    )
     return BookingResult(booking=booking_out(new))

@@ -1,0 +1,14 @@
+"""The service layer: one function per use case that moves money or crosses domains.
+
+Transports (MCP tools, REST routes, dashboard pages, operator commands) and background jobs call
+these functions; they never post ledger entries or call billing's escrow, refund or payout
+themselves. A service function takes an entered ``UnitOfWork`` and does the domain change and
+its money step in it, without committing: the caller commits once, so the booking's status,
+its history line, its event and its ledger transaction land together or not at all.
+
+* ``bookings``: book (after the meter admits the call), cancel, reject, complete, reschedule.
+
+Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
+transports → services and runtime → domain (booking, accounts, events, billing, wallets) →
+kernel.
+"""

@@ -1,0 +1,156 @@
+"""Booking use cases that move money: each does the booking change and its ledger step.
+
+===========  ================================  ==========================================
+use case     booking change                    money step (``billing.escrow``)
+===========  ================================  ==========================================
+book         a seat taken (``book_slot``)      slot price from the call's hold to escrow
+cancel       canceled by booker/owner/system   escrow refunded by policy
+reject       rejected by the schedule's owner  escrow refunded in full
+complete     completed after the slot ended    escrow paid out, less commission
+reschedule   new booking, old one canceled     escrow moved to the new booking
+===========  ================================  ==========================================
+
+Every function takes an entered ``UnitOfWork`` and does not commit: the caller commits once
+(the MCP pipeline together with the call's fee), so the booking's status, history line, event
+and ledger transaction land together. The booking change comes first and takes the booking's
+row lock, so of two concurrent changes the second is refused before any money moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from agent_server.booking import service as booking_service
+from agent_server.booking.models import Booking, BookingStatus, CancelledBy
+from agent_server.booking.schedules import ScheduleOwner
+from agent_server.kernel.store import UnitOfWork
+from billing.escrow import Settlement, payout_booking, refund_booking
+from billing.prices import BookingPolicy
+from billing.rebooking import move_escrow
+from billing.terms import BookingTerms, EndedBy, Payee
+
+_ENDED_BY = {
+    CancelledBy.AGENT.value: EndedBy.BOOKER,
+    CancelledBy.SPECIALIST.value: EndedBy.PROVIDER,
+    CancelledBy.SYSTEM.value: EndedBy.SYSTEM,
+}
+
+
+@dataclass(frozen=True)
+class Settled:
+    """A booking after its change, and where its escrow went (None: nothing was escrowed)."""
+
+    booking: Booking
+    settlement: Settlement | None
+
+
+class EscrowingCall(Protocol):
+    """A metered call as booking sees it: its unit of work, and the step that moves the
+    call's extra price (the slot price) from its hold into escrow."""
+
+    @property
+    def uow(self) -> UnitOfWork: ...
+
+    async def escrow(self, booking: Booking) -> int | None: ...
+
+
+async def booking_terms(uow: UnitOfWork, booking: Booking) -> BookingTerms:
+    """The booking's money facts in billing's terms: payee, refund anchor, who ended it."""
+    if booking.specialist_id is not None:
+        payee = Payee(specialist_id=booking.specialist_id)
+    else:  # an agent-owned schedule: its agent is paid
+        owner = await booking_service.schedule_owner(uow, booking)
+        payee = Payee(specialist_id=owner.specialist_id, agent_id=owner.agent_id)
+    ended_by = _ENDED_BY.get(booking.cancelled_by or "")
+    if booking.status == BookingStatus.REJECTED.value:
+        ended_by = EndedBy.PROVIDER
+    return BookingTerms(
+        id=booking.id,
+        booker_agent_id=booking.booker_agent_id,
+        payee=payee,
+        slot_start=booking.slot_start,
+        refund_anchor_at=booking.refund_anchor_at,
+        ended_by=ended_by,
+        ended_at=booking.cancelled_at,
+    )
+
+
+async def book_slot(
+    call: EscrowingCall,
+    *,
+    agent_id: int,
+    slot_id: str,
+    idempotency_key: str | None,
+    topic: str = "",
+) -> Booking:
+    """Book a seat once the meter has admitted the call, and escrow the slot price from the
+    call's hold. A replayed idempotency key returns the first booking, escrowed once."""
+    booking = await booking_service.book_slot(
+        call.uow,
+        agent_id=agent_id,
+        slot_id=slot_id,
+        idempotency_key=idempotency_key,
+        topic=topic,
+    )
+    await call.escrow(booking)
+    return booking
+
+
+async def cancel_booking(
+    uow: UnitOfWork,
+    booking_id: int,
+    by: CancelledBy,
+    actor_id: int | None,
+    reason_code: str,
+    reason: str = "",
+    *,
+    policy: BookingPolicy | None = None,
+) -> Settled:
+    """Cancel by the booker (``by=agent``), the schedule's owner (``by=specialist``) or the
+    system, and refund the escrow by ``policy``: in full unless the booker cancelled late."""
+    booking = await booking_service.cancel_booking(
+        uow, booking_id, by, actor_id, reason_code, reason
+    )
+    settlement = await refund_booking(uow, await booking_terms(uow, booking), policy=policy)
+    return Settled(booking, settlement)
+
+
+async def reject_booking(
+    uow: UnitOfWork,
+    owner: ScheduleOwner,
+    booking_id: int,
+    reason: str = "",
+    *,
+    policy: BookingPolicy | None = None,
+) -> Settled:
+    """The schedule's owner rejects a pending booking; its escrow is refunded in full."""
+    booking = await booking_service.reject_booking(uow, owner, booking_id, reason)
+    settlement = await refund_booking(uow, await booking_terms(uow, booking), policy=policy)
+    return Settled(booking, settlement)
+
+
+async def complete_booking(
+    uow: UnitOfWork,
+    booking_id: int,
+    by: CancelledBy,
+    actor_id: int | None,
+    *,
+    policy: BookingPolicy | None = None,
+) -> Settled:
+    """Mark an accepted booking completed after its slot ended, and pay its escrow out to
+    the payee less the platform's commission."""
+    booking = await booking_service.complete_booking(uow, booking_id, by, actor_id)
+    settlement = await payout_booking(uow, await booking_terms(uow, booking), policy=policy)
+    return Settled(booking, settlement)
+
+
+async def reschedule_booking(
+    uow: UnitOfWork, agent_id: int, booking_id: int, new_slot_id: str
+) -> Booking:
+    """Move the agent's booking to another slot of its schedule; its escrow moves along to
+    the new booking, which is returned. Nothing is charged or refunded."""
+    new = await booking_service.reschedule_booking(uow, agent_id, booking_id, new_slot_id)
+    old = await booking_service.get_booking(uow, booking_id, agent_id=agent_id)
+    await move_escrow(uow, old, new)
+    return new
