@@ -21,7 +21,8 @@ from typing import Any
 from sqlalchemy import text
 
 from agent_server.booking.demo import load_demo_data
-from agent_server.booking.search import SearchQuery, search_specialists
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio, percentile

@@ -16,8 +16,9 @@ from agent_server.booking.availability import parse_slot_id
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import CancelledBy, Schedule, Specialist
 from agent_server.booking.schedules import ScheduleOwner
-from agent_server.booking.search import SearchPage, SearchQuery
-from agent_server.booking.search import search_specialists as search_now
+from agent_server.booking.search.answer import SearchPage
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists as search_now
 from agent_server.booking.service import cancel_booking
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database

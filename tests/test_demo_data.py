@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from agent_server.booking.availability import ScheduleSpec, free_slots
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule, Specialist
-from agent_server.booking.search import specialist_search_text
+from agent_server.booking.search.text import specialist_search_text
 from agent_server.kernel.store import Database
 
 IGNORED = {"id", "specialist_id"}

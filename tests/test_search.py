@@ -19,18 +19,16 @@ from sqlalchemy import select, update
 from test_bookings import specialist_schedule
 
 from agent_server.accounts.models import Agent
-from agent_server.booking import search as search_module
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Booking, Schedule, Specialist
 from agent_server.booking.next_free import refresh_due
 from agent_server.booking.schedules import usd_value
-from agent_server.booking.search import (
-    SearchPage,
-    SearchQuery,
-    search_specialists,
-    view_profile,
-)
+from agent_server.booking.search import walk as search_walk
+from agent_server.booking.search.answer import SearchPage
+from agent_server.booking.search.profile import view_profile
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.errors import NotFound, ValidationFailed
 from agent_server.kernel.store import Database
@@ -666,7 +664,7 @@ async def test_a_short_examination_budget_gives_short_pages_that_still_add_up(
     ]
     for budget in ({"MAX_EXAMINED": 3}, {"FIRST_SLICE": 3, "MAX_SLICE": 5, "MAX_SCANNED": 9}):
         for name, value in budget.items():
-            monkeypatch.setattr(search_module, name, value)
+            monkeypatch.setattr(search_walk, name, value)
         for query in queries:
             paged = {**query, "limit": 4}
             assert await all_pages(db, paged) == expected(loaded, paged, now), (budget, query)

@@ -29,15 +29,12 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
-from agent_server.booking.search import (
-    Facets,
-    ProfileView,
-    SearchPage,
-    SearchQuery,
-    compact_json,
-)
-from agent_server.booking.search import search_specialists as search_now
-from agent_server.booking.search import view_profile as view_now
+from agent_server.booking.search.answer import Facets, SearchPage
+from agent_server.booking.search.compact import compact_json
+from agent_server.booking.search.profile import ProfileView
+from agent_server.booking.search.profile import view_profile as view_now
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists as search_now
 from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 
 ENTRIES = 512

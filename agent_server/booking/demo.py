@@ -25,7 +25,7 @@ from agent_server.booking.availability import ScheduleSpec
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.next_free import next_free_bound
 from agent_server.booking.schedules import usd_value
-from agent_server.booking.search import specialist_search_text
+from agent_server.booking.search.text import specialist_search_text
 from agent_server.kernel.store import Database
 from agent_server.kernel.store.statistics import analyze
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agent_server.booking.availability import WEEKDAYS
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.schedules import CURRENCIES, TimeZoneName, parse_model
-from agent_server.booking.search import normalize_skill, specialist_search_text
+from agent_server.booking.search.text import normalize_skill, specialist_search_text
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.inputs import (
     BIGINT_MAX,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent_server.booking.availability import Slot, make_slot_id
 from agent_server.booking.models import Booking, Schedule
-from agent_server.booking.search import FreeSlots, local_time_range
+from agent_server.booking.search.answer import FreeSlots, local_time_range
 from agent_server.kernel.money import Money
 
 MAX_ID = 2**63 - 1  # the database's BIGINT

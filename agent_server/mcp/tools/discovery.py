@@ -7,7 +7,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from agent_server.booking import cache
-from agent_server.booking.search import ProfileView, SearchPage, SearchQuery
+from agent_server.booking.search.answer import SearchPage
+from agent_server.booking.search.profile import ProfileView
+from agent_server.booking.search.query import SearchQuery
 from agent_server.kernel.inputs import TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput

@@ -1,0 +1,92 @@
+"""Facets: counts of specialists matching a plan's filters (free slots not checked).
+
+``count_facets(uow, plan)`` counts among the first ``FACET_ROWS`` entries of the walk, in one
+statement: the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the
+``FACET_SKILLS`` most common skills. The cursor and the page size play no part, so every page
+of a search has the same facets (``agent_server.booking.cache`` reuses them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, String, case, distinct, func, literal, select, true, union_all
+from sqlalchemy.sql.expression import cast
+
+from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.search.answer import Facets
+from agent_server.booking.search.cursor import Position
+from agent_server.booking.search.plan import Plan
+from agent_server.booking.search.sql import matching, rows_upto, schedule_conditions
+from agent_server.booking.search.walk import slice_end
+from agent_server.kernel.store import UnitOfWork
+
+FACET_ROWS = 1000
+"""Walk entries facets count among: bounded work on any catalogue."""
+FACET_SKILLS = 8
+"""Skills a facet lists, the most common first."""
+PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
+"""Lower bounds (whole USD per slot) of the price-range facet buckets."""
+
+
+def _bucket_label(i: int) -> str:
+    lo = PRICE_BUCKETS_USD[i]
+    if i + 1 < len(PRICE_BUCKETS_USD):
+        return f"{lo}-{PRICE_BUCKETS_USD[i + 1]}"
+    return f"{lo}+"
+
+
+async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
+    """Facet counts over the matches among the first ``FACET_ROWS`` entries of the walk.
+
+    Bounded work on any catalogue: on a small one that is every match, on a large one the
+    matches nearest the top of the sort order (``complete`` is then false). One statement:
+    the matched ids once, then three aggregates over them.
+    """
+    end = await slice_end(uow, plan, None, FACET_ROWS)
+    counted = 0
+    buckets: dict[int, int] = {}
+    skills: list[tuple[str, int]] = []
+    for kind, key, count in await uow.session.execute(_facet_counts(plan, end)):
+        if kind == "n":
+            counted = count
+        elif kind == "p":
+            buckets[int(key)] = count
+        else:
+            skills.append((key, count))
+    skills.sort(key=lambda sc: (-sc[1], sc[0]))
+    return Facets(
+        skills=dict(skills[:FACET_SKILLS]),
+        price_ranges={
+            _bucket_label(i): buckets[i] for i in range(len(PRICE_BUCKETS_USD)) if buckets.get(i)
+        },
+        counted=counted,
+        complete=end is None,
+    )
+
+
+def _facet_counts(plan: Plan, end: Position | None) -> Select[Any]:
+    """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill."""
+    walk = matching(plan)
+    walked = (walk if end is None else walk.where(rows_upto(plan, end))).subquery("walked")
+    ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
+    in_ids = select(ids.c.sid)
+    price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
+    bucket = case(
+        *((price < bounds[i + 1] * 1_000_000, i) for i in range(len(bounds) - 1)),
+        else_=len(bounds) - 1,
+    )
+    fn = func.json_each if plan.sqlite else func.json_array_elements_text
+    items = fn(Specialist.skills).table_valued("value").alias("skill")
+    parts = [
+        select(literal("n"), cast(None, String), func.count()).select_from(ids),
+        select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
+        .where(Schedule.specialist_id.in_(in_ids), *schedule_conditions(plan))
+        .group_by(bucket),
+        select(literal("s"), cast(items.c.value, String), func.count())
+        .select_from(Specialist)
+        .join(items, true())
+        .where(Specialist.id.in_(in_ids))
+        .group_by(items.c.value),
+    ]
+    return union_all(*parts)  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""search-specialists: one page of a search, from the query to the compact answer.
+
+``search_specialists(uow, query, now=..., facets=...)`` resolves the plan, repairs unknown
+``next_free_at`` bounds, walks the page, reads its specialists, counts facets (unless given)
+and shapes the page within its budget.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.next_free import refresh_next_free
+from agent_server.booking.search.answer import Facets, SearchPage
+from agent_server.booking.search.compact import (
+    DETAIL_LEVELS,
+    PAGE_BUDGET_PER_RESULT,
+    hit,
+    page_size,
+)
+from agent_server.booking.search.cursor import encode_cursor
+from agent_server.booking.search.facets import count_facets
+from agent_server.booking.search.plan import make_plan
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.sql import opaque, same
+from agent_server.booking.search.text import iso_utc
+from agent_server.booking.search.walk import walk_page
+from agent_server.kernel.store import UnitOfWork
+
+NULL_REPAIR = 1000
+"""Schedules with an unknown ``next_free_at`` one call computes before searching."""
+
+
+async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
+    """Compute ``next_free_at`` of searchable schedules that do not have one yet."""
+    hidden = opaque if uow.db.is_sqlite else same
+    stmt = (
+        select(Schedule.id)
+        .where(
+            Schedule.next_free_at.is_(None),
+            hidden(Schedule.specialist_id).is_not(None),
+            hidden(Schedule.private).is_(False),
+            hidden(Schedule.deleted_at).is_(None),
+        )
+        .limit(NULL_REPAIR)
+    )
+    ids = (await uow.session.scalars(stmt)).all()
+    if ids:
+        await refresh_next_free(uow.session, ids, now=now)
+
+
+async def search_specialists(
+    uow: UnitOfWork, query: SearchQuery, *, now: datetime, facets: Facets | None = None
+) -> SearchPage:
+    """One page of specialists matching ``query`` at ``now`` (see the module docstring).
+
+    ``ValidationFailed`` names the field for a bad combination (price_max under price_min,
+    hours_from without hours_to, a window past 62 days or in the past, a foreign cursor).
+    The page stays compact: texts are shortened, and trimmed further when a page would pass
+    ``PAGE_BUDGET_PER_RESULT`` characters per result (7,600 for 10 results).
+    ``facets``, when given, are this search's facets as counted for another page of it (the
+    same ``fingerprint``) at the same ``now`` on the same catalogue: they do not depend on
+    the cursor or the page size, so the page uses them instead of counting again.
+    Takes an entered unit of work; flushes, never commits.
+    """
+    plan = make_plan(query, now, uow.db.is_sqlite)
+    await _repair_unknown(uow, now)
+    walk = await walk_page(uow, plan)
+    people: dict[int, Specialist] = {}
+    if walk.emitted:
+        ids = [ev.specialist_id for ev in walk.emitted]
+        result = await uow.session.scalars(select(Specialist).where(Specialist.id.in_(ids)))
+        people = {p.id: p for p in result}
+    if facets is None:
+        facets = await count_facets(uow, plan)
+    await uow.flush()
+    budget = PAGE_BUDGET_PER_RESULT * max(query.limit, 10)
+    page: SearchPage | None = None
+    for detail in DETAIL_LEVELS:
+        page = SearchPage(
+            items=[hit(plan, people[ev.specialist_id], ev, detail) for ev in walk.emitted],
+            facets=facets,
+            timezone=query.timezone,
+            window_start=iso_utc(plan.window_start),
+            window_end=iso_utc(plan.window_end),
+            next_cursor=(
+                encode_cursor(query.fingerprint(), walk.resume) if walk.resume is not None else None
+            ),
+        )
+        if page_size(page) <= budget:
+            break
+    assert page is not None
+    return page

@@ -1,0 +1,117 @@
+"""The walk: the plan's index read in sort order until a page is known exactly.
+
+``walk_page(uow, plan)`` gives a ``Walk``: the specialists of the page (at most
+``limit + 1``, in order, as ``SpecialistEval``) and the position the next page resumes
+after (None at the end). A specialist is emitted once the walk has passed its key, so the
+order is exact although keys are known only after slots are cut. The walk reads the index a
+slice at a time (``slice_end``) and stops early after ``MAX_EXAMINED`` specialists or
+``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Any
+
+from agent_server.booking.search.cursor import Position
+from agent_server.booking.search.evaluation import SpecialistEval, evaluate
+from agent_server.booking.search.plan import Plan
+from agent_server.booking.search.sql import matching, rows_after, rows_upto, slice_end_query
+from agent_server.kernel.store import UnitOfWork
+
+MAX_EXAMINED = 200
+"""Specialists whose slots one search call may cut before it returns a short page."""
+FIRST_SLICE = 256
+"""Index entries of the first slice; each next slice is four times longer, up to MAX_SLICE."""
+MAX_SLICE = 4096
+MAX_SCANNED = 12_000
+"""Walk entries one search call may read before it returns a short page (rare matches)."""
+
+
+@dataclass
+class Walk:
+    """A page as the walk found it, and where the next page starts."""
+
+    emitted: list[SpecialistEval]
+    resume: Position | None  # where the next page starts, or None at the end
+
+
+async def slice_end(
+    uow: UnitOfWork, plan: Plan, after: Position | None, rows: int
+) -> Position | None:
+    """The position ``rows`` entries of the walk's index after ``after`` (before any filter),
+    or None when fewer are left.
+
+    Read from the index alone, so a slice of the walk costs the same on any catalogue size
+    whatever the planner thinks of the filters.
+    """
+    row = (await uow.session.execute(slice_end_query(plan, after, rows))).first()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
+    """The specialists of the page ``plan`` asks for, in order (see the module docstring)."""
+    want = plan.query.limit + 1
+    after = plan.after
+    after_rank = plan.rank(after) if after is not None else None
+    heap: list[tuple[tuple[Any, ...], int]] = []
+    found: dict[int, SpecialistEval] = {}
+    seen: set[int] = set()
+    emitted: list[SpecialistEval] = []
+    examined = scanned = 0
+    slice_rows = FIRST_SLICE
+    last: Position | None = after
+    exhausted = False
+
+    def emit_up_to(pos: Position) -> None:
+        here = plan.rank(pos)
+        while heap and heap[0][0] <= here and len(emitted) < want:
+            emitted.append(found[heapq.heappop(heap)[1]])
+
+    while len(emitted) < want:
+        end = await slice_end(uow, plan, last, slice_rows)
+        need = want - len(emitted)
+        batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
+        stmt = matching(plan)
+        if last is not None:
+            stmt = stmt.where(rows_after(plan, last))
+        if end is not None:
+            stmt = stmt.where(rows_upto(plan, end))
+        rows = (await uow.session.execute(stmt.limit(batch))).all()
+        new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
+        evals = await evaluate(uow, plan, new_ids)
+        examined += len(new_ids)
+        for row in rows:
+            specialist_id = row[0]
+            if specialist_id not in seen:
+                seen.add(specialist_id)
+                ev = evals[specialist_id]
+                if ev.key is not None and (after_rank is None or plan.rank(ev.key) > after_rank):
+                    found[specialist_id] = ev
+                    heapq.heappush(heap, (plan.rank(ev.key), specialist_id))
+            last = (row[1], row[2], row[3])
+            emit_up_to(last)
+            if len(emitted) >= want:
+                break
+        if len(emitted) >= want:
+            break
+        if len(rows) < batch:  # the whole slice was read: move past it
+            if end is None:
+                exhausted = True
+                break
+            last = end
+            emit_up_to(end)
+            scanned += slice_rows
+            slice_rows = min(slice_rows * 4, MAX_SLICE)
+        if examined >= MAX_EXAMINED or scanned >= MAX_SCANNED:
+            break
+    if exhausted:
+        while heap and len(emitted) < want:
+            emitted.append(found[heapq.heappop(heap)[1]])
+    page = emitted[: plan.query.limit]
+    resume = None if exhausted else last
+    if len(emitted) > plan.query.limit:
+        assert page[-1].key is not None
+        resume = page[-1].key
+    return Walk(page, resume)
