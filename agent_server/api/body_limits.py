@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable
 
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent_server.kernel.errors import BodyTooLarge, ValidationFailed
@@ -99,7 +100,9 @@ class BodyLimits:
         while more:
             message = await receive()
             if message["type"] != "http.request":
-                return  # the client left before sending its whole body: no one to answer
+                # The client left before sending its whole body: no one to answer, and
+                # ``RequestContext`` notes it as a disconnect, not as a failed request.
+                raise ClientDisconnect()
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
