@@ -10,10 +10,12 @@ past the busy timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import subprocess
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -215,9 +217,21 @@ async def test_a_cut_database_gets_503_everywhere_and_serving_resumes_when_it_is
         proc.terminate()
         proc.wait(timeout=20)
     log = (tmp_path / "serve.log").read_text()
-    for surface in ("tool", "api", "dashboard"):
-        assert f"{surface}.database_unavailable" in log
     assert "Traceback" not in log and "tool.unexpected_error" not in log
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert not [e for e in lines if e["level"] in ("error", "critical")]
+    unavailable_calls = [
+        e for e in lines if e["event"] == "tool.call" and e.get("code") == "SERVICE_UNAVAILABLE"
+    ]
+    assert len(unavailable_calls) == 5 and all(e["error"] for e in unavailable_calls)
+    warnings = [e for e in lines if e["level"] == "warning"]
+    events = {e["event"] for e in warnings}
+    assert {"tool.call", "api.database_unavailable", "dashboard.database_unavailable"} <= events
+    # Each request that met the outage is logged once as a warning, and no other request is.
+    met_outage = {e["request_id"] for e in unavailable_calls} | {
+        e["request_id"] for e in lines if e["event"] == "http.request" and e["status"] == 503
+    }
+    assert Counter(e.get("request_id") for e in warnings) == dict.fromkeys(met_outage, 1)
 
 
 async def test_a_sqlite_file_locked_past_the_busy_timeout_gets_service_unavailable(
