@@ -47,11 +47,13 @@ test: install postgres chains browser
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/ruff format --check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
+	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: install
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/ruff format --check agent_server billing wallets tests bench
+	$(BIN)/lint-imports
 
 typecheck: install
 	$(BIN)/mypy agent_server billing wallets

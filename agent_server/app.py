@@ -13,11 +13,11 @@ from starlette.types import ASGIApp, Scope
 from agent_server import __version__
 from agent_server.api import build_api
 from agent_server.api.body_limits import BodyLimits
+from agent_server.api.calendar_feed import calendar_app
 from agent_server.api.errors import CatchAll, error_response
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
-from agent_server.events.feed_http import calendar_app
 from agent_server.events.worker import start_worker
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.logs import get_logger
@@ -26,6 +26,7 @@ from agent_server.kernel.store.migrate import current_revision, head_revision
 from agent_server.maintenance import start_maintenance
 from agent_server.mcp.http import MCP_PATH, McpFirst, mcp_http_app, refused_body
 from agent_server.runtime import Runtime
+from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from wallets.embedded import start_embedded_chain_and_watcher
 
 log = get_logger(__name__)
@@ -82,7 +83,7 @@ def create_app(
         try:
             async with (
                 mcp_lifetime,
-                start_embedded_chain_and_watcher(runtime),
+                start_embedded_chain_and_watcher(runtime, follow_up=DEPOSIT_FOLLOW_UP),
                 start_worker(runtime),
                 start_maintenance(runtime),
             ):

@@ -303,6 +303,7 @@ def watch_deposits(
     import signal
 
     from agent_server.runtime import Runtime
+    from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
     from wallets.embedded import start_embedded_chain_and_watcher
 
     settings = _settings()
@@ -318,7 +319,11 @@ def watch_deposits(
             loop.add_signal_handler(signum, stop.set)
         try:
             async with start_embedded_chain_and_watcher(
-                runtime, batch_blocks=batch_blocks, start_block=from_block, interval=interval
+                runtime,
+                follow_up=DEPOSIT_FOLLOW_UP,
+                batch_blocks=batch_blocks,
+                start_block=from_block,
+                interval=interval,
             ) as services:
                 names = ", ".join(w.network for w in services.watchers)
                 typer.echo(f"watching {names}; Ctrl-C stops", err=True)
@@ -333,8 +338,12 @@ def watch_deposits(
 def worker() -> None:
     """Run the webhook delivery worker."""
     from agent_server.events.worker import run_worker
+    from agent_server.runtime import Runtime
 
-    asyncio.run(run_worker(_settings()))
+    async def run() -> None:
+        await run_worker(Runtime.create(_settings()))
+
+    asyncio.run(run())
 
 
 def _operator(actor: str | None) -> str:

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import Table, case, select
+from sqlalchemy import BigInteger, String, Table, case, column, select, table
 
-from agent_server.accounts.models import Agent
 from agent_server.kernel.errors import InsufficientFunds, NotFound, ValidationFailed
 from agent_server.kernel.store import UnitOfWork
 from billing.ledger import (
@@ -24,6 +23,8 @@ from wallets.currencies import currency_info
 
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 _TRANSACTIONS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
+# What billing reads about an agent, by column name: billing imports no accounts model.
+_AGENTS = table("agents", column("id", BigInteger), column("currency", String))
 
 DEPOSIT_PREFIX = "deposit:"
 REVERSAL_PREFIX = "reversal:deposit:"
@@ -138,7 +139,7 @@ async def reverse_deposit(uow: UnitOfWork, *, reference: str, reason: str) -> in
 async def paying_wallets(uow: UnitOfWork, agent_id: int) -> list[tuple[AccountRef, int]]:
     """The agent's wallets and balances in paying order: the preferred currency
     (``agents.currency``) first, then the others in the order they were opened."""
-    preferred = select(Agent.currency).where(Agent.id == agent_id).scalar_subquery()
+    preferred = select(_AGENTS.c.currency).where(_AGENTS.c.id == agent_id).scalar_subquery()
     rows = await uow.session.execute(
         select(_ACCOUNTS.c.id, _ACCOUNTS.c.currency, _ACCOUNTS.c.balance)
         .where(
@@ -178,7 +179,8 @@ async def adjust_balance(
         raise ValidationFailed.field("amount", "give a non-zero amount")
     if not reason.strip():
         raise ValidationFailed.field("reason", "say why the balance is adjusted")
-    if await uow.session.get(Agent, agent_id) is None:
+    known = await uow.session.execute(select(_AGENTS.c.id).where(_AGENTS.c.id == agent_id))
+    if known.first() is None:
         raise NotFound(f"no agent with id {agent_id}")
     wallet = await open_wallet(uow, agent_id, code)
     adjustments = await system_account(uow, AccountKind.ADJUSTMENTS, code)

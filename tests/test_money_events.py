@@ -11,6 +11,7 @@ from billing_support import fund, make_agent, pending_deposit
 from events_support import outbox
 
 from agent_server.kernel.store import Database
+from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from billing.config import BillingConfig
 from billing.meter import MeteredCall, run_metered
 from billing.prices import PriceList, ToolPrice
@@ -100,7 +101,12 @@ async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: D
 
     async with db.uow() as uow:
         assert await credit_confirmed(
-            uow, deposit, rates=FakeRateSource(), activation_usd_micros=0, confirmations=3
+            uow,
+            deposit,
+            rates=FakeRateSource(),
+            activation_usd_micros=0,
+            confirmations=3,
+            follow_up=DEPOSIT_FOLLOW_UP,
         )
         # Not committed: the credit and its event go together.
     assert await outbox(db, agent) == []
@@ -109,7 +115,12 @@ async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: D
         fresh = await uow.session.get(Deposit, deposit.id)
         assert fresh is not None
         assert await credit_confirmed(
-            uow, fresh, rates=FakeRateSource(), activation_usd_micros=0, confirmations=3
+            uow,
+            fresh,
+            rates=FakeRateSource(),
+            activation_usd_micros=0,
+            confirmations=3,
+            follow_up=DEPOSIT_FOLLOW_UP,
         )
         await uow.commit()
     (event,) = await outbox(db, agent)

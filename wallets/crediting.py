@@ -1,8 +1,8 @@
 """Turning observed deposits into money, and taking it back when a reorg removes them.
 
 ``credit_confirmed`` posts a confirmed deposit to the ledger (``billing.credit_deposit``,
-idempotent by reference) at the USD rate of that moment, activates a ``pending_deposit``
-agent when the deposit is worth at least the activation amount, and records
+idempotent by reference) at the USD rate of that moment, has a ``pending_deposit`` agent
+activated when the deposit is worth at least the activation amount, and records
 ``deposit.confirmed``. What is credited is the amount received on chain in base units,
 rounded down (wei to gwei for ETH; the dust below one gwei stays on the deposit row); the
 minimum deposit and the activation amount are checked against that credited amount.
@@ -13,13 +13,18 @@ none of its credited deposits left reaches the activation amount (a deposit that
 an account and is then reorged away must not leave the account open). Both claim the deposit
 row with a conditional UPDATE first, so two watcher processes never post the same deposit
 twice.
+
+What a deposit changes outside the wallets (the agent's account status, the agent's event
+outbox) goes through ``DepositFollowUp``, a protocol the wallets own and the service layer
+implements (``agent_server.services.deposits``); it runs in the crediting transaction.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from sqlalchemy import exists, select, update
 
-from agent_server.accounts.status import activate_if_pending, lock_agent, return_to_pending
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.money import amount_text, decimal_text, usd_text
 from agent_server.kernel.store import UnitOfWork
@@ -35,6 +40,24 @@ from wallets.models import Deposit, DepositStatus
 from wallets.rates import RateSource, base_units_to_usd
 
 log = get_logger(__name__)
+
+
+class DepositFollowUp(Protocol):
+    """What a deposit does beyond the wallets, in the caller's transaction (no commit)."""
+
+    async def lock_holder(self, uow: UnitOfWork, agent_id: int) -> None:
+        """Hold the agent's row until the transaction ends: one funding decision at a time."""
+
+    async def funded(self, uow: UnitOfWork, agent_id: int, note: str) -> bool:
+        """A deposit worth the activation amount arrived: activate the agent if it awaits
+        one; whether this activated it."""
+
+    async def unfunded(self, uow: UnitOfWork, agent_id: int, note: str) -> bool:
+        """No credited deposit funds the agent any longer: back to awaiting a deposit;
+        whether this changed its status."""
+
+    async def publish(self, uow: UnitOfWork, event: DepositEventData) -> None:
+        """Tell the agent about a ``deposit.*`` event (its outbox)."""
 
 
 def deposit_reference(deposit: Deposit) -> str:
@@ -97,6 +120,7 @@ async def credit_confirmed(
     rates: RateSource,
     activation_usd_micros: int,
     confirmations: int,
+    follow_up: DepositFollowUp,
 ) -> bool:
     """Credit a pending deposit that has its confirmations; False if it was not ours to credit.
 
@@ -133,8 +157,8 @@ async def credit_confirmed(
     if usd >= activation_usd_micros:
         # A reversal deciding meanwhile that nothing funds the agent waits for this credit
         # to commit, or this activation waits for its return to pending_deposit.
-        await lock_agent(uow, deposit.agent_id)
-        activated = await activate_if_pending(
+        await follow_up.lock_holder(uow, deposit.agent_id)
+        activated = await follow_up.funded(
             uow,
             deposit.agent_id,
             f"deposit of {amount_text(credited, info.code)} (~{usd_text(usd)}) confirmed: "
@@ -163,6 +187,7 @@ async def credit_confirmed(
             activated,
             uow.clock.now().isoformat(),
         ),
+        follow_up.publish,
     )
     log.info(
         "wallets.deposit_credited",
@@ -179,7 +204,12 @@ async def credit_confirmed(
 
 
 async def orphan(
-    uow: UnitOfWork, deposit: Deposit, reason: str, *, activation_usd_micros: int
+    uow: UnitOfWork,
+    deposit: Deposit,
+    reason: str,
+    *,
+    activation_usd_micros: int,
+    follow_up: DepositFollowUp,
 ) -> int | None:
     """Mark a deposit whose block left the chain; reverse its credit (and the activation it
     paid for, see the module docstring). The reversal's id.
@@ -203,8 +233,9 @@ async def orphan(
         await record_deposit_event(
             uow,
             _event(DEPOSIT_REVERSED, deposit, 0, reversal, False, uow.clock.now().isoformat()),
+            follow_up.publish,
         )
-        await _unfund_if_activated(uow, deposit, activation_usd_micros)
+        await _unfund_if_activated(uow, deposit, activation_usd_micros, follow_up)
     log.warning(
         "wallets.deposit_orphaned",
         deposit_id=deposit.id,
@@ -217,12 +248,12 @@ async def orphan(
 
 
 async def _unfund_if_activated(
-    uow: UnitOfWork, deposit: Deposit, activation_usd_micros: int
+    uow: UnitOfWork, deposit: Deposit, activation_usd_micros: int, follow_up: DepositFollowUp
 ) -> None:
     """After ``deposit``'s credit was reversed: if deposits activated its agent and no credited
     deposit left is worth the activation amount, the agent is pending a deposit again."""
     agent = deposit.agent_id
-    await lock_agent(uow, agent)  # one decision at a time per agent (see credit_confirmed)
+    await follow_up.lock_holder(uow, agent)  # one decision at a time (see credit_confirmed)
     mine = Deposit.agent_id == agent
     activated_by_deposit = exists().where(mine, Deposit.activated_agent.is_(True))
     still_funded = exists().where(
@@ -233,7 +264,7 @@ async def _unfund_if_activated(
     unfunded = (
         await uow.session.execute(select(activated_by_deposit & ~still_funded))
     ).scalar_one()
-    if unfunded and await return_to_pending(
+    if unfunded and await follow_up.unfunded(
         uow, agent, f"the deposit {deposit_reference(deposit)} that funded it left the chain"
     ):
         log.warning("wallets.agent_unfunded", agent_id=agent, deposit_id=deposit.id)

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from agent_server.accounts.models import Agent
 from agent_server.kernel.config import Settings
-from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.store import Database
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.chains.anvil import connect, mine, send_value
@@ -25,6 +24,7 @@ from wallets.chains.tokens import transfer
 from wallets.currencies import Chain, currency_info
 from wallets.embedded import read_endpoint
 from wallets.evm import evm_network
+from wallets.holders import holder
 from wallets.models import ChainToken, Deposit, DepositStatus
 
 
@@ -68,8 +68,7 @@ async def fund_agent(
             "`agent-server watch-deposits` first, or set AGENT_SERVER_EVM_RPC_URL"
         )
     async with db.uow() as uow:
-        if await uow.session.get(Agent, agent_id) is None:
-            raise NotFound(f"no agent with id {agent_id}")
+        await holder(uow, agent_id)
         address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
         await uow.commit()
     w3 = connect(str(rpc_url))

@@ -38,6 +38,7 @@ from wallets.btc import BtcSource
 from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
 from wallets.chains.anvil import AnvilNode
 from wallets.chains.tokens import deploy_test_tokens, has_code
+from wallets.crediting import DepositFollowUp
 from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainToken
 from wallets.service import rate_source
@@ -190,12 +191,14 @@ async def _connected(factory: SourceFactory, name: str) -> ChainSource | None:
 async def start_embedded_chain_and_watcher(
     runtime: RuntimeLike,
     *,
+    follow_up: DepositFollowUp,
     batch_blocks: int = 100,
     start_block: int | None = None,
     interval: float = POLL_INTERVAL,
 ) -> AsyncIterator[ChainServices]:
     """Run the deposit watchers (and the embedded chain when no EVM node is configured)
-    for the duration of the block.
+    for the duration of the block; ``follow_up`` is what each credited deposit does beyond
+    the wallets (``agent_server.services.deposits.DEPOSIT_FOLLOW_UP``).
 
     Never fails the server's start: a chain that cannot be started or reached is logged and
     its watcher retries in the background.
@@ -223,6 +226,7 @@ async def start_embedded_chain_and_watcher(
             rates=rates,
             confirmations=settings.confirmations,
             activation_usd_micros=settings.activation_usd_micros,
+            follow_up=follow_up,
             batch_blocks=batch_blocks,
             start_block=start_block,
         )

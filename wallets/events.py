@@ -1,15 +1,10 @@
 """Deposit events: ``deposit.confirmed`` and ``deposit.reversed``.
 
 Each is written to ``deposit_events`` in the same database transaction as the ledger posting
-that causes it, so an event exists exactly when the money moved. Event delivery (webhooks)
-can either read that table or register a hook here: every hook runs inside the same
-transaction, right after the row is written::
-
-    from wallets.events import on_deposit_event
-
-    @on_deposit_event
-    async def to_outbox(uow: UnitOfWork, event: DepositEventData) -> None:
-        ...  # write the outbox row; do not commit
+that causes it, so an event exists exactly when the money moved. ``record_deposit_event``
+then hands it to the ``publish`` function its caller passes (the crediting's
+``DepositFollowUp.publish``, which writes the agent's outbox), in the same transaction: an
+explicit call, never a hook registered by importing some module.
 """
 
 from __future__ import annotations
@@ -50,24 +45,11 @@ class DepositEventData:
         return asdict(self)
 
 
-DepositHook = Callable[[UnitOfWork, DepositEventData], Awaitable[None]]
-_hooks: list[DepositHook] = []
+Publish = Callable[[UnitOfWork, DepositEventData], Awaitable[None]]
 
 
-def on_deposit_event(hook: DepositHook) -> DepositHook:
-    """Register ``hook`` to run inside the crediting transaction of every deposit event."""
-    if hook not in _hooks:
-        _hooks.append(hook)
-    return hook
-
-
-def remove_deposit_hook(hook: DepositHook) -> None:
-    if hook in _hooks:
-        _hooks.remove(hook)
-
-
-async def record_deposit_event(uow: UnitOfWork, event: DepositEventData) -> None:
-    """Write the event row and run the hooks, in the caller's transaction."""
+async def record_deposit_event(uow: UnitOfWork, event: DepositEventData, publish: Publish) -> None:
+    """Write the event row and ``publish`` the event, in the caller's transaction."""
     uow.session.add(
         DepositEvent(
             deposit_id=event.deposit_id,
@@ -78,5 +60,4 @@ async def record_deposit_event(uow: UnitOfWork, event: DepositEventData) -> None
         )
     )
     await uow.session.flush()
-    for hook in list(_hooks):
-        await hook(uow, event)
+    await publish(uow, event)

@@ -21,15 +21,14 @@ from typing import Any, Protocol
 
 from sqlalchemy import select
 
-from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.config import Settings
-from agent_server.kernel.errors import NotFound
 from agent_server.kernel.money import USD, Money
 from agent_server.kernel.store import UnitOfWork
 from billing.ledger import open_wallet
 from billing.wallet_funds import balances
 from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys
 from wallets.currencies import CURRENCIES, currency_info
+from wallets.holders import holder
 from wallets.models import Deposit, DepositStatus
 from wallets.rates import RateSource, StaticRateSource, base_units_to_usd, usd_to_base_units
 
@@ -76,16 +75,9 @@ class DepositInstructions:
     balance: Money
 
 
-async def _agent(uow: UnitOfWork, agent_id: int) -> Agent:
-    agent = await uow.session.get(Agent, agent_id)
-    if agent is None or agent.deleted_at is not None:
-        raise NotFound(f"no agent with id {agent_id}")
-    return agent
-
-
 async def get_wallet(uow: UnitOfWork, agent_id: int, *, rates: RateSource) -> WalletView:
     """Balances per currency (ledger), pending deposits and addresses, and the USD total."""
-    await _agent(uow, agent_id)
+    await holder(uow, agent_id)
     held = await balances(uow, agent_id)
     addresses = await agent_addresses(uow, agent_id)
     pending_rows = await uow.session.execute(
@@ -125,11 +117,11 @@ async def choose_currency(
     deposit, and what activates a pending agent. Opens the currency's wallet. Does not commit.
     """
     info = currency_info(currency)
-    agent = await _agent(uow, agent_id)
+    agent = await holder(uow, agent_id)
     address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
     await open_wallet(uow, agent_id, info.code)
     activation: Money | None = None
-    if agent.status == AgentStatus.PENDING_DEPOSIT.value:
+    if agent.awaiting_activation:
         needed = usd_to_base_units(
             settings.activation_usd_micros, info.code, rates.usd_micros_per_coin(info.code)
         )

@@ -31,7 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, UnitOfWork
 from wallets.addresses import all_addresses
-from wallets.crediting import credit_confirmed, orphan
+from wallets.crediting import DepositFollowUp, credit_confirmed, orphan
 from wallets.currencies import Chain, currency_info
 from wallets.models import ChainCheckpoint, Deposit, DepositStatus, ScannedBlock
 from wallets.rates import RateSource
@@ -112,6 +112,7 @@ class DepositWatcher:
         rates: RateSource,
         confirmations: int,
         activation_usd_micros: int,
+        follow_up: DepositFollowUp,
         batch_blocks: int = 100,
         reorg_window: int = 256,
         start_block: int | None = None,
@@ -124,6 +125,7 @@ class DepositWatcher:
         self.rates = rates
         self.confirmations = confirmations
         self.activation_usd_micros = activation_usd_micros
+        self.follow_up = follow_up
         self.batch_blocks = max(1, batch_blocks)
         self.reorg_window = max(reorg_window, confirmations + 1)
         self.start_block = start_block
@@ -360,6 +362,7 @@ class DepositWatcher:
                     deposit,
                     f"block {deposit.block_number} left the chain (reorg)",
                     activation_usd_micros=self.activation_usd_micros,
+                    follow_up=self.follow_up,
                 )
                 result.orphaned += 1
             await uow.session.execute(
@@ -401,6 +404,7 @@ class DepositWatcher:
                     rates=self.rates,
                     activation_usd_micros=self.activation_usd_micros,
                     confirmations=head - deposit.block_number + 1,
+                    follow_up=self.follow_up,
                 )
                 if done:
                     await uow.commit()

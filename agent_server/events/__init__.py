@@ -11,9 +11,9 @@ Writing events (any service, in its own unit of work; nothing here commits)::
         balance_before, balance_after, rate, threshold_usd_micros) -> str | None
 
 Event types: booking.created, booking.confirmed, booking.cancelled, booking.completed,
-booking.rescheduled, deposit.confirmed, deposit.reversed, balance.low. Deposit events come
-from the wallets' hook (``wallets.events.on_deposit_event``), registered on import of this
-package.
+booking.rescheduled, deposit.confirmed, deposit.reversed, balance.low. Deposit events are
+written by ``agent_server.events.deposit_events.to_outbox``, which the service layer's deposit
+follow-up calls from the crediting transaction; importing this package registers nothing.
 
 Delivering them (``agent_server.events.worker``): ``DeliveryWorker(db, WorkerConfig)``,
 ``start_worker(runtime)`` (an async context manager for the server's lifespan) and
@@ -24,14 +24,12 @@ delivery log: ``agent_server.events.deliveries.list_deliveries(uow, agent_id, ..
 
 iCal (``agent_server.events.calendar``): ``rotate_agent_calendar_token(uow, agent_id, *,
 pepper)``, ``rotate_specialist_calendar_token(uow, specialist_id, *, pepper=None)``,
-``feed_path(token)``; the feed is served at ``/calendar/feed/{token}.ics``.
+``feed_path(token)``; the feed is served at ``/calendar/feed/{token}.ics`` by
+``agent_server.api.calendar_feed``.
 
 This package imports no transport (REST, MCP, dashboard), so billing may call ``emit``.
 """
 
-from agent_server.events import deposit_events as _deposit_events
 from agent_server.events.outbox import EVENT_TYPES, emit
-
-_deposit_events.install()
 
 __all__ = ["EVENT_TYPES", "emit"]

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from sqlalchemy import or_, select, update
@@ -46,7 +46,6 @@ from agent_server.events.urls import IPAddress, Target, UnsafeCallback, resolve_
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, UnitOfWork
-from agent_server.runtime import Runtime
 
 log = get_logger(__name__)
 
@@ -442,8 +441,18 @@ def _pinned_request(
     )
 
 
+class Served(Protocol):
+    """What the worker needs of the process's runtime: its settings and database."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def db(self) -> Database: ...
+
+
 @asynccontextmanager
-async def start_worker(runtime: Runtime) -> AsyncIterator[DeliveryWorker | None]:
+async def start_worker(runtime: Served) -> AsyncIterator[DeliveryWorker | None]:
     """Run a delivery worker alongside the server unless ``Settings.start_worker`` is false."""
     if not runtime.settings.start_worker:
         yield None
@@ -460,9 +469,9 @@ async def start_worker(runtime: Runtime) -> AsyncIterator[DeliveryWorker | None]
             await asyncio.wait_for(task, 2.0)
 
 
-async def run_worker(settings: Settings) -> None:
-    """``agent-server worker``: deliver until SIGINT or SIGTERM."""
-    runtime = Runtime.create(settings)
+async def run_worker(runtime: Served) -> None:
+    """``agent-server worker``: deliver until SIGINT or SIGTERM, then close the database."""
+    settings = runtime.settings
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -470,4 +479,4 @@ async def run_worker(settings: Settings) -> None:
     try:
         await DeliveryWorker(runtime.db, WorkerConfig.from_settings(settings)).run(stop)
     finally:
-        await runtime.close()
+        await runtime.db.dispose()

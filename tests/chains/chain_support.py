@@ -10,6 +10,7 @@ from web3 import AsyncWeb3
 
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.store import Database
+from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from billing.wallet_funds import balances
 from wallets.addresses import DEV_XPUB_BTC, DEV_XPUB_ETH, WalletKeys, deposit_address_for
 from wallets.evm import EvmSource
@@ -83,6 +84,7 @@ async def evm_watcher(
         rates=rates(),
         confirmations=confirmations,
         activation_usd_micros=ACTIVATION,
+        follow_up=DEPOSIT_FOLLOW_UP,
         batch_blocks=batch_blocks,
         start_block=int(await w3.eth.block_number) + 1,
     )

@@ -11,6 +11,7 @@ from billing_support import pending_deposit
 from chain_support import deposits, make_agent, status_of
 
 from agent_server.kernel.store import Database, UnitOfWork
+from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from wallets.crediting import credit_confirmed, orphan
 from wallets.models import Deposit
 from wallets.rates import FakeRateSource
@@ -24,14 +25,19 @@ async def credit(uow: UnitOfWork, deposit: Deposit) -> None:
     fresh = await uow.session.get(Deposit, deposit.id)
     assert fresh is not None
     assert await credit_confirmed(
-        uow, fresh, rates=FakeRateSource(), activation_usd_micros=ACTIVATION, confirmations=3
+        uow,
+        fresh,
+        rates=FakeRateSource(),
+        activation_usd_micros=ACTIVATION,
+        confirmations=3,
+        follow_up=DEPOSIT_FOLLOW_UP,
     )
 
 
 async def reverse(uow: UnitOfWork, deposit: Deposit) -> None:
     gone = await uow.session.get(Deposit, deposit.id)
     assert gone is not None
-    await orphan(uow, gone, "reorg", activation_usd_micros=ACTIVATION)
+    await orphan(uow, gone, "reorg", activation_usd_micros=ACTIVATION, follow_up=DEPOSIT_FOLLOW_UP)
 
 
 async def committed(db: Database, step: Step, deposit: Deposit) -> None:

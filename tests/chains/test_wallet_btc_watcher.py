@@ -6,6 +6,7 @@ from chain_support import ACTIVATION, address_of, balance, deposits, make_agent,
 from sqlalchemy import select
 
 from agent_server.kernel.store import Database
+from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from billing.models import LedgerTransaction
 from wallets.btc import BtcSource
 from wallets.chains import BcoinNode
@@ -21,6 +22,7 @@ async def btc_watcher(db: Database, bcoin: BcoinNode, confirmations: int) -> Dep
         rates=rates(),  # 60,000 USD per BTC
         confirmations=confirmations,
         activation_usd_micros=ACTIVATION,
+        follow_up=DEPOSIT_FOLLOW_UP,
         start_block=await rpc.get_block_count() + 1,
     )
 

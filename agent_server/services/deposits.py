@@ -1,0 +1,36 @@
+"""Deposits and the accounts they fund: the wallets' ``DepositFollowUp``, implemented here.
+
+The wallets credit a confirmed deposit (or reverse a reorged one) and call this follow-up in
+the same transaction: a deposit worth the activation amount activates a ``pending_deposit``
+agent (``agent_server.accounts.status``), a reversal that leaves nothing funding it returns
+the agent to ``pending_deposit``, and each ``deposit.*`` event goes to the agent's outbox
+(``agent_server.events.deposit_events``). Every deposit watcher is built with
+``DEPOSIT_FOLLOW_UP``.
+"""
+
+from __future__ import annotations
+
+from agent_server.accounts.status import activate_if_pending, lock_agent, return_to_pending
+from agent_server.events.deposit_events import to_outbox
+from agent_server.kernel.store import UnitOfWork
+from wallets.crediting import DepositFollowUp
+from wallets.events import DepositEventData
+
+
+class AccountFollowUp:
+    """A deposit's account activation and outbox event (``wallets.crediting.DepositFollowUp``)."""
+
+    async def lock_holder(self, uow: UnitOfWork, agent_id: int) -> None:
+        await lock_agent(uow, agent_id)
+
+    async def funded(self, uow: UnitOfWork, agent_id: int, note: str) -> bool:
+        return await activate_if_pending(uow, agent_id, note)
+
+    async def unfunded(self, uow: UnitOfWork, agent_id: int, note: str) -> bool:
+        return await return_to_pending(uow, agent_id, note)
+
+    async def publish(self, uow: UnitOfWork, event: DepositEventData) -> None:
+        await to_outbox(uow, event)
+
+
+DEPOSIT_FOLLOW_UP: DepositFollowUp = AccountFollowUp()

@@ -1,0 +1,87 @@
+"""The import contract of pyproject.toml (``[tool.importlinter]``): arrows point down only.
+
+Transports → services and runtime → domain (booking, accounts, events, mail, billing, wallets)
+→ kernel; billing and wallets import neither bookings nor accounts; events import no transport.
+The first test checks the code as it is; the others add one upward import to a copy of the code
+and show the same contract refusing it, so the contract cannot pass by checking nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+PACKAGES = ("agent_server", "billing", "wallets")
+
+
+def lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``lint-imports`` on the packages under ``tree`` with ``tree``'s pyproject.toml."""
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--no-cache", "--no-logo", "--config", "pyproject.toml"],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def copy_of_the_code(tmp_path: Path) -> Path:
+    """The three packages and pyproject.toml, copied, so a test may break the copy."""
+    for package in PACKAGES:
+        shutil.copytree(
+            ROOT / package,
+            tmp_path / package,
+            ignore=shutil.ignore_patterns("__pycache__", "migrations"),
+        )
+    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    return tmp_path
+
+
+def test_the_code_keeps_the_import_contract() -> None:
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout, result.stdout
+
+
+def _add_module(tree: Path, path: str, source: str) -> None:
+    (tree / path).write_text(source)
+
+
+def test_the_kernel_importing_a_service_breaks_the_layers(copy_of_the_code: Path) -> None:
+    _add_module(
+        copy_of_the_code,
+        "agent_server/kernel/upward.py",
+        '"""An arrow that runs back up."""\n\nfrom agent_server.services import bookings\n',
+    )
+    result = lint_imports(copy_of_the_code)
+    assert result.returncode != 0
+    assert "agent_server.kernel is not allowed to import agent_server.services" in result.stdout
+    assert "agent_server.kernel.upward -> agent_server.services.bookings" in result.stdout
+
+
+def test_billing_importing_a_booking_model_breaks_the_contract(copy_of_the_code: Path) -> None:
+    _add_module(
+        copy_of_the_code,
+        "billing/upward.py",
+        '"""A sibling\'s model."""\n\nfrom agent_server.booking.models import Booking\n',
+    )
+    _add_module(
+        copy_of_the_code,
+        "agent_server/events/upward.py",
+        '"""A transport."""\n\nimport agent_server.dashboard.web\n',
+    )
+    result = lint_imports(copy_of_the_code)
+    assert result.returncode != 0
+    assert "billing is not allowed to import agent_server.booking" in result.stdout
+    assert "billing.upward -> agent_server.booking.models" in result.stdout
+    assert "agent_server.events.upward -> agent_server.dashboard.web" in result.stdout
