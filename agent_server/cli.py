@@ -510,11 +510,9 @@ def _adjust(
     reference: str | None,
 ) -> None:
     """Post an operator credit (sign 1) or debit (sign -1) to an agent's wallet."""
-    from agent_server.accounts.status import activate_if_pending, find_agent
     from agent_server.kernel.money import amount_text
-    from billing import adjust_balance, balances
+    from agent_server.services.funds import adjust_wallet
     from wallets.currencies import currency_info
-    from wallets.rates import StaticRateSource, base_units_to_usd
 
     operator = _operator(actor)
 
@@ -523,29 +521,22 @@ def _adjust(
         info = currency_info(currency)
         base = info.parse(amount)
         async with runtime.db.uow() as uow:
-            found = await find_agent(uow, agent)
-            txn = await adjust_balance(
+            done = await adjust_wallet(
                 uow,
-                agent_id=found.id,
+                agent=agent,
                 currency=info.code,
                 amount=sign * base,
-                reason=f"{reason.strip()} (by {operator})",
+                reason=reason,
+                operator=operator,
+                activation_usd_micros=runtime.settings.activation_usd_micros,
                 reference=f"admin:{reference}" if reference else None,
             )
-            activated = False
-            usd = base_units_to_usd(
-                base, info.code, StaticRateSource().usd_micros_per_coin(info.code)
-            )
-            if sign > 0 and usd >= runtime.settings.activation_usd_micros:
-                activated = await activate_if_pending(
-                    uow, found.id, f"operator credit: {reason.strip()}", actor=operator
-                )
-            held = (await balances(uow, found.id))[info.code]
             await uow.commit()
         verb = "credited" if sign > 0 else "debited"
         return (
-            f"agent {found.id}: {verb} {amount_text(base, info.code)} (transaction {txn}); "
-            f"balance {amount_text(held, info.code)}" + ("; agent activated" if activated else "")
+            f"agent {done.agent_id}: {verb} {amount_text(base, info.code)} "
+            f"(transaction {done.transaction_id}); balance {amount_text(done.balance, info.code)}"
+            + ("; agent activated" if done.activated else "")
         )
 
     typer.echo(_with_runtime(work))

@@ -7,6 +7,9 @@ its money step in it, without committing: the caller commits once, so the bookin
 its history line, its event and its ledger transaction land together or not at all.
 
 * ``bookings``: book (after the meter admits the call), cancel, reject, complete, reschedule.
+* ``deposits``: what a credited or reversed deposit does to its agent's account and outbox
+  (the wallets' ``DepositFollowUp``), given to every deposit watcher.
+* ``funds``: operator credits and debits of a wallet, and the activation a credit brings.
 
 Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
 transports → services and runtime → domain (booking, accounts, events, billing, wallets) →
