@@ -572,13 +572,14 @@ def admin_debit(
 @dev_app.command("fund")
 def dev_fund(
     agent: Annotated[int, typer.Argument(min=1, max=2**63 - 1, help="The agent's id.")],
-    currency: Annotated[str, typer.Argument(help="ETH, USDT or USDC.")],
+    currency: Annotated[str, typer.Argument(help="BTC, ETH, USDT or USDC.")],
     amount: Annotated[str, typer.Argument(help="Whole coins, e.g. 25 or 0.01.")],
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for the watcher to credit it (0: don't).")
     ] = 30.0,
 ) -> None:
-    """Send a real deposit on the embedded chain and mine its confirmations."""
+    """Send a real deposit on the embedded chains (anvil, bcoin regtest) and mine its
+    confirmations."""
     from agent_server.accounts.models import Agent
     from agent_server.kernel.errors import AgentServerError
     from agent_server.runtime import Runtime

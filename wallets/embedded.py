@@ -11,7 +11,13 @@
   deployed once and registered in ``chain_tokens``, and an ``endpoint.json`` there that
   ``agent-server dev fund`` reads to find the node;
 - with ``Settings.btc_rpc_url`` set it also watches that Bitcoin node
-  (``http://user:pass@host:port`` for Bitcoin Core; ``bcoin+http://x:key@host:port`` for bcoin).
+  (``http://user:pass@host:port`` for Bitcoin Core; ``bcoin+http://x:key@host:port`` for bcoin);
+- with neither node URL set (development, ``make run``) and ``Settings.btc_network`` regtest,
+  it also starts bcoin in regtest and names it under ``btc`` in ``endpoint.json`` for
+  ``agent-server dev fund AGENT BTC 0.01``. bcoin keeps its chain in memory, so each start is
+  a new regtest chain: the watcher's scan position of the previous one is forgotten (it
+  would read the new chain as a reorg of the old one down to the genesis block and reverse
+  every BTC deposit credited on it); credited deposits and balances stay as they are.
 
 A fresh embedded chain gets a random chain id, so a chain whose state was deleted is a new
 network to the watcher rather than a reorg of the old one.
@@ -29,18 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database
-from wallets.btc import BtcSource
+from wallets.btc import BtcSource, btc_network
 from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
 from wallets.chains.anvil import AnvilNode
+from wallets.chains.bcoin import BcoinNode
 from wallets.chains.tokens import deploy_test_tokens, has_code
 from wallets.crediting import DepositFollowUp
 from wallets.evm import EvmSource, evm_network
-from wallets.models import ChainToken
+from wallets.models import ChainCheckpoint, ChainToken, ScannedBlock
+from wallets.rates import RateSource
 from wallets.service import rate_source
 from wallets.watcher import ChainSource, DepositWatcher
 
@@ -53,7 +61,10 @@ POLL_INTERVAL = 1.0
 class RuntimeLike(Protocol):
     settings: Settings
     db: Database
-    extras: dict[str, Any]
+    chain_services: ChainServices | None
+
+    @property
+    def rates(self) -> RateSource: ...
 
 
 @dataclass
@@ -62,6 +73,7 @@ class ChainServices:
 
     watchers: list[DepositWatcher] = field(default_factory=list)
     anvil: AnvilNode | None = None
+    bcoin: BcoinNode | None = None
     endpoint: dict[str, Any] | None = None
 
 
@@ -113,7 +125,39 @@ def _load_state(directory: Path) -> tuple[dict[str, Any], Path]:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` readable by its owner only (the endpoint holds the bcoin API key)."""
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
     path.write_text(json.dumps(data, indent=2))
+
+
+async def _start_embedded_bitcoin(db: Database) -> tuple[BcoinNode, dict[str, Any]]:
+    """A new bcoin regtest chain, the previous one's scan position forgotten; the node and
+    its part of the endpoint."""
+    node = await asyncio.to_thread(BcoinNode.start)
+    network = btc_network("regtest")
+    try:
+        async with db.uow() as uow:
+            for model in (ChainCheckpoint, ScannedBlock):
+                await uow.session.execute(delete(model).where(model.network == network))
+            await uow.commit()
+    except BaseException:
+        await asyncio.to_thread(node.stop)
+        raise
+    endpoint = {
+        "rpc_url": f"bcoin+{node.rpc_url}",
+        "node_url": node.node_url,
+        "wallet_url": node.wallet_url,
+        "api_key": node.api_key,
+        "pid": node.pid,
+        "network": "regtest",
+    }
+    log.info(
+        "wallets.embedded_bitcoin_started",
+        node_url=node.node_url,
+        message="development Bitcoin node: fund agents with `agent-server dev fund AGENT BTC 0.01`",
+    )
+    return node, endpoint
 
 
 async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dict[str, Any]]:
@@ -153,8 +197,9 @@ async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dic
     return node, endpoint
 
 
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` is a running anvil (a stale endpoint file names a dead or reused pid)."""
+def _alive(pid: int, program: bytes = b"anvil") -> bool:
+    """Whether ``pid`` is a running ``program`` (a stale endpoint file names a dead or reused
+    pid)."""
     if pid <= 0:
         return False
     try:
@@ -165,7 +210,7 @@ def _alive(pid: int) -> bool:
         return True
     cmdline = Path(f"/proc/{pid}/cmdline")
     if cmdline.exists():
-        return b"anvil" in cmdline.read_bytes()
+        return program in cmdline.read_bytes()
     return True
 
 
@@ -241,11 +286,18 @@ async def start_embedded_chain_and_watcher(
     try:
         factories: list[tuple[str, SourceFactory]] = []
         evm_url = settings.evm_rpc_url
+        btc_url = settings.btc_rpc_url
+        # Development: no node configured at all, so the embedded ones are started.
+        embedded_btc = not evm_url and not btc_url and settings.btc_network == "regtest"
         running = read_endpoint(directory) if not evm_url else None
         if running is not None and _alive(int(running.get("pid", 0))):
             # Another process (``serve`` or ``watch-deposits``) runs the embedded chain.
             evm_url = str(running["rpc_url"])
             services.endpoint = running
+            btc = running.get("btc")
+            if embedded_btc and isinstance(btc, dict) and _alive(int(btc["pid"]), b"bcoin"):
+                btc_url = str(btc["rpc_url"])
+            embedded_btc = False
         if not evm_url:
             try:
                 services.anvil, services.endpoint = await _start_embedded(runtime.db, directory)
@@ -257,10 +309,22 @@ async def start_embedded_chain_and_watcher(
                     message="no EVM deposits will be credited; run `npm ci` or set "
                     "AGENT_SERVER_EVM_RPC_URL",
                 )
+        if embedded_btc and services.endpoint is not None:
+            try:
+                services.bcoin, btc_endpoint = await _start_embedded_bitcoin(runtime.db)
+                services.endpoint["btc"] = btc_endpoint
+                await asyncio.to_thread(_write_json, directory / "endpoint.json", services.endpoint)
+                btc_url = str(btc_endpoint["rpc_url"])
+            except Exception as exc:
+                log.error(
+                    "wallets.embedded_bitcoin_failed",
+                    error=repr(exc),
+                    message="no BTC deposits will be credited; run `npm ci` or set "
+                    "AGENT_SERVER_BTC_RPC_URL",
+                )
         if evm_url:
             url = evm_url
             factories.append(("evm", lambda: EvmSource.connect(url)))
-        btc_url = settings.btc_rpc_url
         if btc_url:
 
             async def btc_source() -> ChainSource:
@@ -272,7 +336,7 @@ async def start_embedded_chain_and_watcher(
             first = await _connected(factory, name)
             tasks.append(asyncio.create_task(watch(factory, name, first), name=f"watch-{name}"))
         await asyncio.sleep(0)  # let connected watchers register
-        runtime.extras["chain_services"] = services
+        runtime.chain_services = services
         yield services
     finally:
         stop.set()
@@ -283,3 +347,6 @@ async def start_embedded_chain_and_watcher(
             (directory / "endpoint.json").unlink(missing_ok=True)
             await asyncio.to_thread(services.anvil.stop)
             log.info("wallets.embedded_chain_stopped")
+        if services.bcoin is not None:
+            await asyncio.to_thread(services.bcoin.stop)
+            log.info("wallets.embedded_bitcoin_stopped")

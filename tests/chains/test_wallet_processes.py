@@ -140,3 +140,45 @@ async def test_dev_fund_on_the_embedded_chain_activates_an_agent(
     [row] = await deposits(db)
     assert (row.currency, row.status, row.usd_micros) == ("USDC", "credited", 25_000_000)
     assert not (tmp_path / "chain" / "endpoint.json").exists()
+
+
+async def test_dev_fund_btc_on_the_embedded_bitcoin_node_activates_an_agent(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    """`make run`'s set-up: with no node configured the watcher process starts bcoin in
+    regtest beside anvil; `dev fund AGENT BTC 0.01` pays the agent from bcoin's wallet and the
+    watcher credits it. After a restart (a new regtest chain) the credit stands and funding
+    works again."""
+    agent = await make_agent(db, "btc-newcomer")
+    environ = env(database_url, AGENT_SERVER_CHAIN_DIR=str(tmp_path / "chain"))
+    watching = re.compile(r"watcher_started.*bitcoin:regtest")
+    credited = re.compile(r"deposit credited; agent \d+ is active")
+    sent: list[str] = []
+    for amount in ("0.01", "0.02"):
+        server = start(cli("watch-deposits", "--interval", "0.2"), environ, "watch-deposits")
+        try:
+            server.wait_for(watching, timeout=60)
+            funder = start(cli("dev", "fund", str(agent), "BTC", amount), environ, "dev-fund")
+            try:
+                funder.wait_for(credited, timeout=90)
+                assert funder.process.wait(30) == 0
+            finally:
+                funder.stop()
+            txid = re.search(r"in ([0-9a-f]{64}) \(block \d+", funder.output())
+            assert txid, funder.output()
+            sent.append(txid.group(1))
+        finally:
+            server.stop()
+        assert server.process.returncode == 0, server.output()
+        assert "wallets.reorg" not in server.output()
+
+    assert await status_of(db, agent) == "active"
+    assert await balance(db, agent, "BTC") == 3_000_000  # satoshi
+    rows = await deposits(db)
+    assert sorted((r.currency, r.network, r.status, r.tx_hash, r.amount) for r in rows) == sorted(
+        [
+            ("BTC", "bitcoin:regtest", "credited", sent[0], 1_000_000),
+            ("BTC", "bitcoin:regtest", "credited", sent[1], 2_000_000),
+        ]
+    )
+    assert not (tmp_path / "chain" / "endpoint.json").exists()

@@ -7,12 +7,15 @@ are read through ``wallets.btc_rpc.BcoinRpc`` like any Bitcoin-Core-compatible n
 helpers here use bcoin's REST wallet to get funded addresses and send payments, and
 ``generatetoaddress`` to mine.
 
+``BcoinNode.attach`` drives a node another process started (``agent-server dev fund``).
+
 bcoin writes regtest bech32 addresses with the ``rb`` prefix where Bitcoin Core writes
 ``bcrt``; payments to our (``bcrt``) deposit addresses are re-encoded before sending.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import secrets
 import shutil
@@ -43,18 +46,30 @@ class BcoinNode:
     """A running bcoin regtest node with its wallet."""
 
     def __init__(
-        self, process: NodeProcess, node_url: str, wallet_url: str, api_key: str, prefix: Path
+        self,
+        process: NodeProcess | None,
+        node_url: str,
+        wallet_url: str,
+        api_key: str,
+        prefix: Path | None,
     ) -> None:
         self.process = process
         self.node_url = node_url
         self.wallet_url = wallet_url
         self.api_key = api_key
-        self._prefix = prefix
+        self._prefix = prefix  # a temporary directory removed on stop
         self._miner_address: str | None = None
+
+    @classmethod
+    def attach(cls, node_url: str, wallet_url: str, api_key: str) -> BcoinNode:
+        """A client of a node started elsewhere; ``stop`` leaves that node running."""
+        return cls(None, node_url, wallet_url, api_key, None)
 
     @classmethod
     def start(cls, *, timeout: float = 30.0) -> BcoinNode:
         api_key = secrets.token_hex(16)
+        # In memory: bcoin's on-disk database needs the leveldown API of its own day, not the
+        # one installed here, so its wallet would list no coins after a restart.
         prefix = Path(tempfile.mkdtemp(prefix="bcoin-regtest-"))
         argv = [
             *bcoin_binary(),
@@ -93,7 +108,7 @@ class BcoinNode:
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.process.pid if self.process is not None else 0
 
     @property
     def rpc_url(self) -> str:
@@ -104,8 +119,10 @@ class BcoinNode:
         return BcoinRpc(self.rpc_url, network="regtest")
 
     def stop(self) -> None:
-        self.process.stop()
-        shutil.rmtree(self._prefix, ignore_errors=True)
+        if self.process is not None:
+            self.process.stop()
+        if self._prefix is not None:
+            shutil.rmtree(self._prefix, ignore_errors=True)
 
     def _client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(auth=("x", self.api_key), timeout=30)
@@ -143,6 +160,37 @@ class BcoinNode:
             await rpc.aclose()
         if height <= COINBASE_MATURITY:
             await self.mine(COINBASE_MATURITY + 1 - height + 1)
+
+    async def wait_spendable(self, satoshi: int) -> None:
+        """Wait (30 seconds at most) until the wallet holds ``satoshi`` in mature coins:
+        bcoin's wallet takes in new blocks a moment after the node, so coins just mined may
+        not be seen yet."""
+        spendable = 0
+        try:
+            async with asyncio.timeout(30):
+                while True:
+                    spendable = await self._spendable()
+                    if spendable >= satoshi:
+                        return
+                    await asyncio.sleep(0.2)
+        except TimeoutError:
+            raise ChainProcessError(
+                f"bcoin's wallet holds {spendable} spendable satoshi, {satoshi} needed"
+            ) from None
+
+    async def _spendable(self) -> int:
+        rpc = self.rpc()
+        try:
+            height = await rpc.get_block_count()
+        finally:
+            await rpc.aclose()
+        coins = await self._rest("GET", "/wallet/primary/coin")
+        return sum(
+            int(coin["value"])
+            for coin in coins
+            if coin["height"] >= 0
+            and (not coin["coinbase"] or height - coin["height"] >= COINBASE_MATURITY)
+        )
 
     async def send(self, address: str, satoshi: int) -> str:
         """Pay ``satoshi`` to ``address`` (``bcrt1`` accepted) from bcoin's wallet; the txid."""
