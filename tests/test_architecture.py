@@ -1,7 +1,8 @@
 """The import contract of pyproject.toml (``[tool.importlinter]``): arrows point down only.
 
 Transports → services and runtime → domain (booking, accounts, events, mail, billing, wallets)
-→ kernel; billing and wallets import neither bookings nor accounts; events import no transport.
+→ kernel; billing and wallets import neither bookings nor accounts; events import no transport;
+transports leave escrow, refunds, payouts and rebooking to the services.
 The first test checks the code as it is; the others add one upward import to a copy of the code
 and show the same contract refusing it, so the contract cannot pass by checking nothing.
 """
@@ -69,7 +70,7 @@ def test_the_kernel_importing_a_service_breaks_the_layers(copy_of_the_code: Path
     assert "agent_server.kernel.upward -> agent_server.services.bookings" in result.stdout
 
 
-def test_billing_importing_a_booking_model_breaks_the_contract(copy_of_the_code: Path) -> None:
+def test_sideways_and_money_arrows_break_the_contract(copy_of_the_code: Path) -> None:
     _add_module(
         copy_of_the_code,
         "billing/upward.py",
@@ -80,8 +81,14 @@ def test_billing_importing_a_booking_model_breaks_the_contract(copy_of_the_code:
         "agent_server/events/upward.py",
         '"""A transport."""\n\nimport agent_server.dashboard.web\n',
     )
+    _add_module(
+        copy_of_the_code,
+        "agent_server/dashboard/refunds.py",
+        '"""A money step in a transport."""\n\nfrom billing.escrow import refund_booking\n',
+    )
     result = lint_imports(copy_of_the_code)
     assert result.returncode != 0
     assert "billing is not allowed to import agent_server.booking" in result.stdout
     assert "billing.upward -> agent_server.booking.models" in result.stdout
     assert "agent_server.events.upward -> agent_server.dashboard.web" in result.stdout
+    assert "agent_server.dashboard.refunds -> billing.escrow" in result.stdout
