@@ -19,7 +19,7 @@ from agent_server.booking.demo.professions import (
     UNIVERSITIES,
     Profession,
 )
-from agent_server.booking.schedules import usd_value
+from agent_server.booking.schedules.usd import usd_value
 from agent_server.booking.search.text import specialist_search_text
 
 # Schedule shapes and how often each is drawn, laid out by hand.

@@ -17,7 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from agent_server.booking.availability import Slot, parse_hhmm, zone
-from agent_server.booking.schedules import usd_value
+from agent_server.booking.schedules.usd import usd_value
 from agent_server.booking.search.cursor import Position, decode_cursor
 from agent_server.booking.search.query import (
     DEFAULT_ORDER,

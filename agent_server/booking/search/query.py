@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from agent_server.booking.availability import parse_hhmm, zone
-from agent_server.booking.schedules import parse_model
+from agent_server.booking.schedules.validation import parse_model
 from agent_server.booking.search.text import normalize_skill
 from agent_server.kernel.inputs import Day, Text, TimeZone
 
