@@ -1,3 +1,4 @@
+# Long by design: one pure engine (cutting, slot ids, bookability) over one ScheduleSpec.
 """The availability engine: which slots of a schedule are free, and why a time is not bookable.
 
 Pure functions over a ``ScheduleSpec`` (a frozen snapshot of a ``Schedule`` row) and a mapping
