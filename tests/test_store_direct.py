@@ -232,7 +232,7 @@ def test_statements_that_need_sqlalchemy_at_execution_are_refused() -> None:
 async def test_with_echo_on_direct_statements_are_logged_too(
     database_url: str, clock: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    echoing = Database(make_engine(database_url, echo=True), clock)
+    echoing = Database(make_engine(database_url, echo=True, shortcuts=True), clock, shortcuts=True)
     try:
         with caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"):
             async with echoing.uow() as uow:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     # PostgreSQL: how long a statement waits for a lock another transaction holds before the
     # call is answered SERVICE_UNAVAILABLE (0: as long as it takes).
     database_lock_timeout: float = Field(default=10.0, ge=0)
+    # The store's shortcuts past SQLAlchemy and aiosqlite (``kernel.store.shortcuts``); off:
+    # every statement through the ORM session on stock aiosqlite (slower, same results).
+    database_shortcuts: bool = True
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -24,7 +24,8 @@ With the engine's ``echo`` on (``AGENT_SERVER_DATABASE_ECHO``), each statement i
 the engine's logger, marked ``[direct]``, as SQLAlchemy logs its own (parameters hidden when
 the engine hides them).
 
-Rows come back as plain tuples with the values as the driver gives them: on SQLite no result
+Rows come back as ``NamedRow``\\ s (``store.rows``): tuples whose columns are attributes too,
+named as the statement names them, with the values as the driver gives them: on SQLite no result
 processing happens (booleans are 0 and 1, timestamps are text), so use ``Direct`` only for
 statements whose result columns need none (integers, strings, NULL; truth values read as
 such). Build DML on the ``Table``, not the mapped class, so the session runs the same Core
@@ -32,6 +33,11 @@ statement on PostgreSQL. Statements that need SQLAlchemy at execution time are r
 compiled: expanding (``IN``) or literal-execute parameters, callable binds, Python-side
 column defaults SQLAlchemy would compute (give every column a value) and bind names that need
 escaping.
+
+Every shortcut here is optional (``store.shortcuts``): with ``Database.direct`` off
+(``AGENT_SERVER_DATABASE_SHORTCUTS=off``, or internals missing from the installed SQLAlchemy)
+the same statement runs through the unit of work's ORM session, with the same rows, counts and
+errors.
 """
 
 from __future__ import annotations
@@ -43,8 +49,10 @@ from weakref import WeakKeyDictionary
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
-from sqlalchemy.sql import ClauseElement, Executable, text
+from sqlalchemy.sql import ClauseElement, Executable, Insert, text
 
+from agent_server.kernel.store.rows import NamedRow, column_names, named, row_class
+from agent_server.kernel.store.shortcuts import missing_asyncpg_internals, unavailable
 from agent_server.kernel.store.uow import UnitOfWork
 
 _REQUIRED: Any = object()
@@ -136,13 +144,20 @@ class Direct:
     """A Core statement (built once, with ``bindparam``\\ s) for ``direct_rows`` and
     ``direct_execute``; compiled once per SQLite dialect, on first use."""
 
-    __slots__ = ("_compiled", "_last", "returns_rows", "statement")
+    __slots__ = ("_compiled", "_last", "ordinary", "returns_rows", "row", "statement")
 
     def __init__(self, statement: Executable) -> None:
         self.statement = statement
         dml: Any = statement
         # A SELECT, or an INSERT, UPDATE or DELETE with RETURNING.
         self.returns_rows = not dml.is_dml or len(dml.exported_columns) > 0
+        self.row: type[NamedRow] = row_class(column_names(statement))
+        # The statement as the session runs it when the shortcut is off. An INSERT without
+        # RETURNING made inline: else on PostgreSQL SQLAlchemy adds RETURNING for the new
+        # primary key and the driver no longer counts the rows inserted.
+        self.ordinary: Executable = (
+            dml.inline() if isinstance(statement, Insert) and not self.returns_rows else statement
+        )
         self._last: tuple[Dialect, CompiledDirect] | None = None
         self._compiled: WeakKeyDictionary[Dialect, CompiledDirect] = WeakKeyDictionary()
 
@@ -181,11 +196,11 @@ async def _flushed_driver(uow: UnitOfWork) -> tuple[Dialect, Any]:
     return await uow.driver_connection()
 
 
-async def direct_rows(
-    uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]
-) -> list[tuple[Any, ...]]:
-    """Run ``direct`` in ``uow``'s transaction; its rows as tuples of driver values (see the
+async def direct_rows(uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]) -> list[NamedRow]:
+    """Run ``direct`` in ``uow``'s transaction; its rows, named, with driver values (see the
     module's docstring)."""
+    if not uow.db.direct:
+        return await _session_rows(uow, direct, params)
     if not uow.db.is_sqlite:
         rows = await _on_asyncpg(uow, direct, params, fetch=True)
         assert isinstance(rows, list)
@@ -196,7 +211,7 @@ async def direct_rows(
         arguments = compiled.arguments(params)
         if uow.db.echo:
             _echo(uow, compiled, arguments)
-        return list(await driver.execute_fetchall(compiled.sql, arguments))
+        return named(direct.row, await driver.execute_fetchall(compiled.sql, arguments))
     except Exception as exc:
         raise _as_sqlalchemy_raises(uow, exc, dialect, compiled, params) from exc
 
@@ -204,6 +219,8 @@ async def direct_rows(
 async def direct_execute(uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]) -> int:
     """Run ``direct`` in ``uow``'s transaction; how many rows it changed (for a statement
     that returns rows, how many it returned)."""
+    if not uow.db.direct:
+        return await _session_count(uow, direct, params)
     if not uow.db.is_sqlite:
         done = await _on_asyncpg(uow, direct, params, fetch=direct.returns_rows)
         return len(done) if isinstance(done, list) else done
@@ -251,12 +268,34 @@ async def skip_flush_wait(uow: UnitOfWork) -> None:
         await direct_execute(uow, _NO_FLUSH_WAIT, {})
 
 
+async def _session_rows(
+    uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]
+) -> list[NamedRow]:
+    """The ordinary way: ``direct``'s rows through the ORM session (which flushes first)."""
+    result = await uow.session.execute(direct.ordinary, dict(params))
+    return named(direct.row, result.all())
+
+
+async def _session_count(uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]) -> int:
+    """The ordinary way: how many rows ``direct`` changed (or returned), through the ORM
+    session."""
+    result: Any = await uow.session.execute(direct.ordinary, dict(params))
+    if result.returns_rows:
+        return len(result.all())
+    return max(int(result.rowcount), 0)  # a statement such as SET counts no rows
+
+
 async def _on_asyncpg(
     uow: UnitOfWork, direct: Direct, params: Mapping[str, Any], *, fetch: bool
-) -> list[tuple[Any, ...]] | int:
+) -> list[NamedRow] | int:
     """PostgreSQL: the rows (``fetch``) or the count of rows changed."""
     await _autoflush(uow)
     dialect, adapter = await uow.dbapi_connection()
+    missing = missing_asyncpg_internals(adapter)
+    if missing:
+        unavailable("direct", missing)
+        uow.db.direct = False
+        return await (_session_rows if fetch else _session_count)(uow, direct, params)
     compiled = direct.compiled(dialect)
     try:
         arguments = compiled.arguments(params)
@@ -269,9 +308,7 @@ async def _on_asyncpg(
             if adapter._transaction is None:
                 await adapter._start_transaction()
             if fetch:
-                return [
-                    tuple(row) for row in await adapter._connection.fetch(compiled.sql, *arguments)
-                ]
+                return named(direct.row, await adapter._connection.fetch(compiled.sql, *arguments))
             status: str = await adapter._connection.execute(compiled.sql, *arguments)
     except Exception as exc:
         raise _as_sqlalchemy_raises(

@@ -16,7 +16,8 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.util import await_
 
 from agent_server.kernel.store.outage import connect_postgres
-from agent_server.kernel.store.sqlite_inline import inline_connector
+from agent_server.kernel.store.shortcuts import inline_sqlite_works, wanted
+from agent_server.kernel.store.sqlite_inline import begin_immediate, inline_connector
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_PAGES = 10_000  # about 40 MB of 4 KiB pages
@@ -35,6 +36,7 @@ def make_engine(
     pool_size: int = 10,
     pool_timeout: float = 10.0,
     lock_timeout: float | None = None,
+    shortcuts: bool | None = None,
 ) -> AsyncEngine:
     """An async engine configured for the backend the URL names.
 
@@ -47,7 +49,12 @@ def make_engine(
 
     Statement parameters never reach a log, neither ``echo``'s nor an error's message: some
     hold what must not be logged (a mail body with its one-time code, on its way to the
-    outbox)."""
+    outbox).
+
+    SQLite connections run their calls on the event loop's thread (``store.sqlite_inline``)
+    unless ``shortcuts`` (default: ``AGENT_SERVER_DATABASE_SHORTCUTS``) is off or the
+    installed aiosqlite no longer allows it (``store.shortcuts``): then they are aiosqlite's
+    own, with a worker thread each."""
     if is_sqlite(url):
         pooling: dict[str, Any] = (
             # One shared connection: each new one would be a new, empty database.
@@ -57,7 +64,7 @@ def make_engine(
             else {"pool_size": pool_size, "max_overflow": pool_size}
         )
         engine = create_async_engine(url, echo=echo, hide_parameters=True, **pooling)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, inline=_inline_wanted(shortcuts))
         return engine
     server_settings = {}
     if lock_timeout is not None:
@@ -105,15 +112,26 @@ def make_lent_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """A SQLite engine over ONE connection, configured as ``make_engine``'s are: the engine
     of a connection that ``SqlitePool`` lends to units of work."""
     engine = create_async_engine(url, echo=echo, hide_parameters=True, poolclass=StaticPool)
-    _configure_sqlite(engine)
+    _configure_sqlite(engine, inline=True)
     return engine
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "do_connect")
-    def _inline(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        # The dialect opens our thread-less connection with the arguments it parsed.
-        cparams["async_creator_fn"] = inline_connector(SQLITE_BUSY_TIMEOUT_MS / 1000)
+def _inline_wanted(explicit: bool | None) -> bool:
+    """Whether SQLite connections should run their calls inline (see ``make_engine``)."""
+    return wanted(explicit) and inline_sqlite_works()
+
+
+def _configure_sqlite(engine: AsyncEngine, *, inline: bool) -> None:
+    if inline:
+
+        @event.listens_for(engine.sync_engine, "do_connect")
+        def _inline(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+            # The dialect opens our thread-less connection with the arguments it parsed.
+            cparams["async_creator_fn"] = inline_connector(SQLITE_BUSY_TIMEOUT_MS / 1000)
+
+    # An inline connection waits for the lock itself, asynchronously; aiosqlite's own waits
+    # in its worker thread, inside SQLite.
+    busy_timeout = 0 if inline else SQLITE_BUSY_TIMEOUT_MS
 
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -123,7 +141,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=0")  # waits for the lock happen in the connection
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout}")
         cur.execute("PRAGMA synchronous=NORMAL")
         # Every call commits a few rows to the same hot pages (the wallet, the rate counter,
         # the newest index leaves). A checkpoint copies each page once however often the WAL
@@ -141,7 +159,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         # then joins that transaction, and its commit or rollback ends it.
         driver = conn.connection.driver_connection
         if not driver.in_transaction:
-            await_(driver.begin_immediate())
+            await_(begin_immediate(driver))
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -89,6 +89,14 @@ class InlineConnection(aiosqlite.Connection):
             pause = min(pause * 2, LONGEST_PAUSE)
 
 
+async def begin_immediate(driver: aiosqlite.Connection) -> None:
+    """``BEGIN IMMEDIATE`` on ``driver``, inline or aiosqlite's own."""
+    if isinstance(driver, InlineConnection):
+        await driver.begin_immediate()
+    else:
+        await (await driver.execute("BEGIN IMMEDIATE")).close()
+
+
 def inline_connector(busy_timeout: float) -> Callable[..., InlineConnection]:
     """What SQLAlchemy's aiosqlite dialect calls (``async_creator_fn``) to open a connection:
     the database and options it parsed from the URL, as for ``aiosqlite.connect``."""

@@ -20,24 +20,40 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from agent_server.kernel.clock import Clock, SystemClock
 from agent_server.kernel.store.engine import is_sqlite, make_sessionmaker
+from agent_server.kernel.store.shortcuts import (
+    inline_sqlite_works,
+    missing_session_internals,
+    unavailable,
+    wanted,
+)
 from agent_server.kernel.store.sqlite_pool import Lent, SqlitePool, is_file_database
 
 
 class Database:
     """The engine, its session factory and the clock the services read time from.
 
-    On a SQLite file, units of work borrow their connection from ``lent`` (see
-    ``agent_server.kernel.store.sqlite_pool``) rather than from the engine's pool.
+    ``direct``: whether ``Direct`` statements go straight to the driver (else through the ORM
+    session), and on a SQLite file, units of work borrow their connection from ``lent`` (see
+    ``agent_server.kernel.store.sqlite_pool``) rather than from the engine's pool. Both are
+    shortcuts (``store.shortcuts``), taken unless ``shortcuts`` (default:
+    ``AGENT_SERVER_DATABASE_SHORTCUTS``) is off or the installed libraries lack what they need.
     """
 
-    def __init__(self, engine: AsyncEngine, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: AsyncEngine, clock: Clock | None = None, *, shortcuts: bool | None = None
+    ) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = make_sessionmaker(engine)
         self.clock: Clock = clock or SystemClock()
         self.is_sqlite: bool = is_sqlite(engine.url.drivername)
         self.echo: bool = bool(engine.echo)  # statements sent straight to the driver log too
+        self.direct: bool = wanted(shortcuts)
+        if self.direct and (missing := missing_session_internals()):
+            unavailable("direct", missing)
+            self.direct = False
         self.lent: SqlitePool | None = None
-        if self.is_sqlite and is_file_database(engine.url):
+        lend = self.direct and self.is_sqlite and inline_sqlite_works()
+        if lend and is_file_database(engine.url):
             # Keep as many idle as the engine's pool may hold: its size plus as many overflow.
             pool: Any = engine.sync_engine.pool
             keep = 2 * int(pool.size()) if hasattr(pool, "size") else 10
