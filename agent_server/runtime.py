@@ -6,23 +6,44 @@ lifespan context, never through module globals.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import agent_server.events  # noqa: F401  (registers the deposit-event hook with the wallets)
 from agent_server.kernel.clock import Clock, SystemClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from billing.config import BillingConfig
+from wallets.rates import RateSource
+
+if TYPE_CHECKING:
+    from wallets.embedded import ChainServices
 
 
-@dataclass
 class Runtime:
-    """Settings, the database and the clock shared by every transport."""
+    """Settings, the database, the clock, billing's configuration and the rate source shared
+    by every transport.
 
-    settings: Settings
-    db: Database
-    extras: dict[str, Any] = field(default_factory=dict)
+    One rate source serves the whole process: the meter charges with ``billing.rates`` and
+    every surface shows balances in USD with ``rates``, which is the same object. Give it as
+    ``rates`` (tests give a fake one) or let billing's configuration choose it.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        rates: RateSource | None = None,
+        billing: BillingConfig | None = None,
+    ) -> None:
+        if rates is not None and billing is not None and billing.rates is not rates:
+            raise ValueError("give the rates in the billing configuration, not beside it")
+        self.settings = settings
+        self.db = db
+        self._rates = rates
+        self._billing = billing
+        # The chain watchers and embedded nodes, while ``wallets.embedded`` runs them.
+        self.chain_services: ChainServices | None = None
 
     @property
     def clock(self) -> Clock:
@@ -30,12 +51,15 @@ class Runtime:
 
     @property
     def billing(self) -> BillingConfig:
-        """Prices, rates and metering knobs, read once per process."""
-        config = self.extras.get("billing")
-        if not isinstance(config, BillingConfig):
-            config = BillingConfig.from_settings(self.settings)
-            self.extras["billing"] = config
-        return config
+        """Prices, rates and metering knobs, read once per process (on first use)."""
+        if self._billing is None:
+            self._billing = BillingConfig.from_settings(self.settings, self._rates)
+        return self._billing
+
+    @property
+    def rates(self) -> RateSource:
+        """The rate source every charge and every shown USD figure uses."""
+        return self.billing.rates
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -45,8 +69,10 @@ class Runtime:
             pool_size=settings.database_pool_size,
             pool_timeout=settings.database_pool_timeout,
             lock_timeout=settings.database_lock_timeout or None,
+            shortcuts=settings.database_shortcuts,
         )
-        return cls(settings=settings, db=Database(engine, clock or SystemClock()))
+        db = Database(engine, clock or SystemClock(), shortcuts=settings.database_shortcuts)
+        return cls(settings=settings, db=db)
 
     async def close(self) -> None:
         await self.db.dispose()

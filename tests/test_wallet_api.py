@@ -19,8 +19,8 @@ from wallets.rates import FakeRateSource
 
 @pytest.fixture
 async def api(database_url: str, db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
-    runtime = Runtime(settings=settings_for(database_url), db=db)
-    runtime.extras["rates"] = FakeRateSource()  # BTC 60,000 USD, ETH 3,000 USD, USD coins 1
+    # BTC 60,000 USD, ETH 3,000 USD, USD coins 1
+    runtime = Runtime(settings=settings_for(database_url), db=db, rates=FakeRateSource())
     transport = httpx.ASGITransport(app=build_api(runtime))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         yield client, runtime

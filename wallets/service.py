@@ -17,7 +17,7 @@ arrived on chain, are shown in base units rounded down, as crediting rounds them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -30,21 +30,17 @@ from wallets.addresses import agent_addresses, deposit_address_for, wallet_keys
 from wallets.currencies import CURRENCIES, currency_info
 from wallets.holders import holder
 from wallets.models import Deposit, DepositStatus
-from wallets.rates import RateSource, StaticRateSource, base_units_to_usd, usd_to_base_units
+from wallets.rates import RateSource, base_units_to_usd, usd_to_base_units
 
 
-class HasExtras(Protocol):
-    extras: dict[str, Any]
+class HasRates(Protocol):
+    @property
+    def rates(self) -> RateSource: ...
 
 
-def rate_source(runtime: HasExtras) -> RateSource:
-    """The runtime's rate source (``extras["rates"]``, else billing's), shared by all."""
-    rates: RateSource | None = runtime.extras.get("rates")
-    if rates is None:
-        billing = runtime.extras.get("billing")  # billing's config carries the one it uses
-        rates = getattr(billing, "rates", None) or StaticRateSource()
-        runtime.extras["rates"] = rates
-    return rates
+def rate_source(runtime: HasRates) -> RateSource:
+    """The runtime's one rate source: the one billing charges with, shared by all."""
+    return runtime.rates
 
 
 @dataclass(frozen=True)
