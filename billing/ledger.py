@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Table, func, select, text
+from sqlalchemy import BigInteger, Table, column, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -439,7 +439,10 @@ def _one_statement(legs: int, wallets: int) -> Direct:
             ["(SELECT id FROM t) AS txn"]
             + [f"(SELECT balance FROM w{i}) AS b{i}" for i in range(wallets)]  # noqa: S608
         )
-        _ONE_STATEMENT[shape] = Direct(text(f"WITH {', '.join(parts)} SELECT {outputs}"))
+        named = [column("txn", BigInteger), *(column(f"b{i}", BigInteger) for i in range(wallets))]
+        _ONE_STATEMENT[shape] = Direct(
+            text(f"WITH {', '.join(parts)} SELECT {outputs}").columns(*named)
+        )
     return _ONE_STATEMENT[shape]
 
 
@@ -460,14 +463,14 @@ async def _post_in_one_statement(
             }
         )
     (row,) = await direct_rows(uow, _one_statement(len(legs), len(changes)), params)
-    if row[0] is None:
+    if row.txn is None:
         return None, {}
     balances: dict[int, int] = {}
     for i, (wallet, change) in enumerate(changes):
         if row[i + 1] is None:
             raise _refused(wallet, change)
         balances[wallet] = int(row[i + 1])
-    return int(row[0]), balances
+    return int(row.txn), balances
 
 
 async def account_balance_from_entries(uow: UnitOfWork, account_id: int) -> int:

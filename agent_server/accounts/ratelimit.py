@@ -75,10 +75,10 @@ async def hit(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) -> 
     now = uow.clock.now().timestamp()
     window_start = int(now) - int(now) % window_seconds
     upsert = _UPSERT["postgresql" if not uow.db.is_sqlite else "sqlite"]
-    ((hits, started),) = await direct_rows(uow, upsert, {"key": key, "window_start": window_start})
-    allowed = hits <= limit
-    retry_after = 0 if allowed else max(1, math.ceil(started + window_seconds - now))
-    return RateDecision(allowed, int(hits), limit, window_seconds, retry_after)
+    (counter,) = await direct_rows(uow, upsert, {"key": key, "window_start": window_start})
+    allowed = counter.hits <= limit
+    retry_after = 0 if allowed else max(1, math.ceil(counter.window_start + window_seconds - now))
+    return RateDecision(allowed, int(counter.hits), limit, window_seconds, retry_after)
 
 
 _CURRENT = Direct(
@@ -90,7 +90,7 @@ async def peek(uow: UnitOfWork, key: str, *, limit: int, window_seconds: int) ->
     """Whether one more hit of ``key`` would be within ``limit`` now, without counting it (a
     read: no lock). ``hit`` decides; this lets a caller refuse before doing any work."""
     rows = await direct_rows(uow, _CURRENT, {"key": key})
-    current = (int(rows[0][0]), int(rows[0][1])) if rows else None
+    current = (int(rows[0].hits), int(rows[0].window_start)) if rows else None
     return window_decision(uow, current, limit=limit, window_seconds=window_seconds)
 
 

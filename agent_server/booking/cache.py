@@ -111,7 +111,7 @@ def answer_cache(db: Database) -> AnswerCache:
 async def catalogue_version(uow: UnitOfWork) -> int | None:
     """The catalogue's change count as this transaction sees it (None: no counter row)."""
     rows = await direct_rows(uow, _VERSION, {})
-    return None if not rows or rows[0][0] is None else int(rows[0][0])
+    return None if not rows or rows[0].version is None else int(rows[0].version)
 
 
 def minute_end(now: datetime) -> datetime:
