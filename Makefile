@@ -43,12 +43,16 @@ browser:
 	test -x /usr/bin/chromium || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$S apt-get update && $$S apt-get install -y --no-install-recommends chromium; }
 
+# The last step runs the billing, ledger and store tests again with the store's shortcuts off:
+# the ordinary way through the ORM session (kernel/store/shortcuts.py) gives the same results.
 test: install postgres chains browser
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/ruff format --check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
 	$(BIN)/lint-imports
 	$(BIN)/pytest
+	AGENT_SERVER_DATABASE_SHORTCUTS=off $(BIN)/pytest -q tests/test_billing_*.py \
+		tests/test_store_direct.py tests/test_store_shortcuts.py tests/test_accounts_gate.py
 
 lint: install
 	$(BIN)/ruff check agent_server billing wallets tests bench
