@@ -18,9 +18,11 @@ Refund policy (``BookingPolicy``, from the price list):
 * the agent cancelled later: ``late_refund_percent`` (50 %) back, rounded up in the agent's
   favour; the rest goes to the payee as a late-cancellation fee, less the commission.
 
-On completion the payee (the specialist, or the agent that owns the schedule) is credited
+When the escrow is released (by the booking clock, once the dispute window after a completed
+session passed) the payee (the specialist, or the agent that owns the schedule) is credited
 the slot price less ``commission_percent`` (10 %, rounded down in the payee's favour), which
-goes to platform revenue.
+goes to platform revenue. A disputed booking is settled as the operator decides
+(``settle_dispute``): a refund of any part, the rest to the payee less the commission on it.
 """
 
 from __future__ import annotations
@@ -77,6 +79,35 @@ def refund_percent(booking: BookingTerms, policy: BookingPolicy, at: datetime) -
     if anchor - at >= policy.full_refund_before:
         return 100
     return policy.late_refund_percent
+
+
+@dataclass(frozen=True)
+class RefundQuote:
+    """What cancelling a booking now would give back, in base units of ``currency``."""
+
+    currency: str
+    escrowed: int
+    refund: int
+    full_refund_until: datetime
+    """The moment the booker's full refund ends (the refund anchor less the notice)."""
+
+
+async def refund_quote(
+    uow: UnitOfWork, booking: BookingTerms, policy: BookingPolicy, at: datetime
+) -> RefundQuote | None:
+    """The refund a cancellation at ``at`` would bring, as ``refund_booking`` would compute
+    it; None when no escrow is held for the booking (free, or already settled)."""
+    escrow = await _escrow_of(uow, booking.id)
+    if escrow is None or escrow.status != EscrowStatus.HELD.value:
+        return None
+    percent = refund_percent(booking, policy, at)
+    anchor = booking.refund_anchor_at or booking.slot_start
+    return RefundQuote(
+        currency=escrow.currency,
+        escrowed=escrow.amount,
+        refund=-(-escrow.amount * percent // 100),
+        full_refund_until=anchor - policy.full_refund_before,
+    )
 
 
 async def escrow_booking(
@@ -226,6 +257,46 @@ async def payout_booking(
         commission=commission,
         memo=f"payout of booking {booking.id}, less {policy.commission_percent}% commission",
     )
+
+
+async def settle_dispute(
+    uow: UnitOfWork, booking: BookingTerms, refund: int, *, policy: BookingPolicy | None = None
+) -> Settlement | None:
+    """Settle a disputed booking's escrow as an operator decided: ``refund`` base units back to
+    the booker (0: a release, the whole amount: a full refund), the rest to the payee less
+    the commission on it. None if nothing was escrowed; ``EscrowAlreadySettled`` if it was
+    settled before; ``ValueError`` if ``refund`` is not between 0 and the escrowed amount.
+    """
+    policy = policy or BookingPolicy()
+    escrow = await _escrow_of(uow, booking.id, lock=True)
+    if escrow is None:
+        return None
+    if escrow.status != EscrowStatus.HELD.value:
+        raise EscrowAlreadySettled(f"the escrow of booking {booking.id} was settled before")
+    if not 0 <= refund <= escrow.amount:
+        raise ValueError(f"refund must be between 0 and {escrow.amount}")
+    kept = escrow.amount - refund
+    commission = kept * policy.commission_percent // 100
+    released = refund == 0
+    return await _settle(
+        uow,
+        booking,
+        escrow,
+        EscrowStatus.PAID_OUT if released else EscrowStatus.REFUNDED,
+        TransactionKind.PAYOUT if released else TransactionKind.REFUND,
+        refunded=refund,
+        to_payee=kept - commission,
+        commission=commission,
+        memo=f"dispute of booking {booking.id} settled: {refund} of {escrow.amount} refunded",
+    )
+
+
+async def held_amount(uow: UnitOfWork, booking_id: int) -> tuple[int, str] | None:
+    """A booking's escrowed amount and currency while it is held; None otherwise."""
+    escrow = await _escrow_of(uow, booking_id)
+    if escrow is None or escrow.status != EscrowStatus.HELD.value:
+        return None
+    return escrow.amount, escrow.currency
 
 
 async def _escrow_of(uow: UnitOfWork, booking_id: int, *, lock: bool = False) -> Escrow | None:

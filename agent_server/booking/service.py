@@ -13,6 +13,13 @@ Lifecycle::
        +--reject--> rejected
        +-------------------+--cancel (agent, specialist or system)--> canceled
 
+Who may do what: the schedule's owner (its specialist, or the agent that published it)
+accepts (optionally with the session's ``location``), rejects, cancels with a full refund and
+sets the location; the booker cancels with the policy's refund and, once nothing is left to do
+(rejected, canceled, completed, dispute done), dismisses the booking from its default lists
+(``dismissed_at``); booker and owner add notes after the session and complete it after its
+end. An agent's role on a booking (``booker`` or ``provider``) is ``role_of``.
+
 A schedule with ``auto_accept`` creates bookings already ``accepted``. Rescheduling books the
 new slot as a new booking linked both ways (``rescheduled_from_id`` / ``rescheduled_to_id``)
 and cancels the old one with reason code ``rescheduled``.
@@ -113,12 +120,15 @@ CANCEL_REASON_CODES: tuple[str, ...] = ("not_feeling_well", "no_time", "other")
 Other; their CamelCase spellings are accepted too)."""
 RESCHEDULED = "rescheduled"
 """The reason code of a booking canceled because it was moved to another slot."""
+ROLE_BOOKER = "booker"
+ROLE_PROVIDER = "provider"
 
 _CAMEL_REASONS = {"notfeelingwell": "not_feeling_well", "notime": "no_time", "other": "other"}
 
 MAX_TOPIC = 2000
 MAX_REASON = 2000
 MAX_NOTE = 5000
+MAX_LOCATION = 500
 MAX_KEY = 255
 NEXT_SLOT_HORIZON_DAYS = 90
 PER_PAGE = 50
@@ -438,8 +448,17 @@ async def book_slot(
     return booking
 
 
-async def accept_booking(uow: UnitOfWork, owner: ScheduleOwner, booking_id: int) -> Booking:
-    """The schedule's owner accepts a pending booking."""
+def _check_location(location: str) -> str:
+    if len(location) > MAX_LOCATION:
+        raise ValidationFailed.field("location", f"at most {MAX_LOCATION} characters")
+    return require("location", check_text, location.strip())
+
+
+async def accept_booking(
+    uow: UnitOfWork, owner: ScheduleOwner, booking_id: int, location: str | None = None
+) -> Booking:
+    """The schedule's owner accepts a pending booking, optionally saying where it happens."""
+    place = None if location is None else _check_location(location)
     booking = await _lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
     _status_conflict(booking, "accepted", [BookingStatus.PENDING])
@@ -447,6 +466,8 @@ async def accept_booking(uow: UnitOfWork, owner: ScheduleOwner, booking_id: int)
     booking.status = BookingStatus.ACCEPTED.value
     booking.accepted_at = now
     booking.updated_at = now
+    if place:
+        booking.location = place
     await _flush(uow, booking)
     _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
     await emit_booking(uow, BOOKING_CONFIRMED, booking)
@@ -638,6 +659,49 @@ async def add_note(
     return booking
 
 
+async def set_location(
+    uow: UnitOfWork, owner: ScheduleOwner, booking_id: int, location: str
+) -> Booking:
+    """The schedule's owner says where a pending or accepted booking happens (an address or a
+    video link); an empty ``location`` clears it. Kept in the history."""
+    place = _check_location(location)
+    booking = await _lock_booking(uow, booking_id)
+    _check_owner(booking, await _schedule_of(uow, booking), owner)
+    _status_conflict(booking, "given a location", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
+    booking.location = place or None
+    booking.updated_at = uow.clock.now()
+    await _flush(uow, booking)
+    _record(uow, booking, CancelledBy.SPECIALIST, booking.status, f"location: {place or '-'}")
+    await uow.session.flush()
+    return booking
+
+
+DISMISSABLE = (
+    BookingStatus.REJECTED,
+    BookingStatus.CANCELED,
+    BookingStatus.COMPLETED,
+    BookingStatus.DISPUTE_DONE,
+)
+"""Statuses a booker may dismiss a booking in: nothing is left to do about it."""
+
+
+async def dismiss_booking(uow: UnitOfWork, agent_id: int, booking_id: int) -> Booking:
+    """The booker hides a finished booking from its default lists (``get_booking`` still
+    finds it). Dismissing it again changes nothing."""
+    booking = await _lock_booking(uow, booking_id)
+    if booking.booker_agent_id != agent_id:
+        raise Forbidden(
+            f"only the booker can dismiss booking {booking_id}", {"booking_id": booking_id}
+        )
+    _status_conflict(booking, "dismissed", DISMISSABLE)
+    if booking.dismissed_at is None:
+        booking.dismissed_at = uow.clock.now()
+        await _flush(uow, booking)
+        _record(uow, booking, CancelledBy.AGENT, booking.status, "dismissed")
+        await uow.session.flush()
+    return booking
+
+
 # --- reading -----------------------------------------------------------------------------------
 
 
@@ -664,6 +728,15 @@ async def get_booking(
     if agent_id is not None and schedule.agent_id == agent_id:
         return booking
     raise Forbidden(f"booking {booking_id} belongs to someone else", {"booking_id": booking_id})
+
+
+async def role_of(uow: UnitOfWork, booking: Booking, agent_id: int) -> str:
+    """``booker`` or ``provider``: how ``agent_id`` stands to a booking it may see."""
+    if booking.booker_agent_id == agent_id:
+        return ROLE_BOOKER
+    if (await _schedule_of(uow, booking)).agent_id == agent_id:
+        return ROLE_PROVIDER
+    raise Forbidden(f"booking {booking.id} belongs to someone else", {"booking_id": booking.id})
 
 
 async def booking_history(
@@ -729,21 +802,36 @@ async def list_bookings(
     starts_before: datetime | None = None,
     cursor: str | None = None,
     limit: int = PER_PAGE,
+    role: str | None = None,
+    include_dismissed: bool = False,
 ) -> BookingPage:
     """Bookings an agent made or received on its own schedules, or a specialist's bookings.
 
-    Exactly one of ``agent_id`` or ``specialist_id``. Newest first, ``limit`` (1-100) a page.
+    Exactly one of ``agent_id`` or ``specialist_id``. An agent's ``role`` narrows the list to
+    the bookings it made (``booker``) or received (``provider``); bookings the agent dismissed
+    as booker are left out unless ``include_dismissed``. Newest first, ``limit`` (1-100) a page.
     """
     if (agent_id is None) == (specialist_id is None):
         raise ValueError("list_bookings needs exactly one of agent_id or specialist_id")
     if not 1 <= limit <= 100:
         raise ValidationFailed.field("limit", "give a page size from 1 to 100")
+    if role not in (None, ROLE_BOOKER, ROLE_PROVIDER):
+        raise ValidationFailed.field("role", f"use {ROLE_BOOKER} or {ROLE_PROVIDER}")
     query = select(Booking)
     if agent_id is not None:
         own_schedules = select(Schedule.id).where(Schedule.agent_id == agent_id)
-        query = query.where(
-            or_(Booking.booker_agent_id == agent_id, Booking.schedule_id.in_(own_schedules))
-        )
+        booked = Booking.booker_agent_id == agent_id
+        received = Booking.schedule_id.in_(own_schedules)
+        if role == ROLE_BOOKER:
+            query = query.where(booked)
+        elif role == ROLE_PROVIDER:
+            query = query.where(received)
+        else:
+            query = query.where(or_(booked, received))
+        if not include_dismissed and role != ROLE_PROVIDER:
+            query = query.where(
+                or_(Booking.dismissed_at.is_(None), Booking.booker_agent_id != agent_id)
+            )
     else:
         query = query.where(Booking.specialist_id == specialist_id)
     wanted = _statuses(status)

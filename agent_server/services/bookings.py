@@ -8,7 +8,12 @@ cancel       canceled by booker/owner/system   escrow refunded by policy
 reject       rejected by the schedule's owner  escrow refunded in full
 complete     completed after the slot ended    escrow paid out, less commission
 reschedule   new booking, old one canceled     escrow moved to the new booking
+accept       accepted by the schedule's owner  none (the escrow stays held)
 ===========  ================================  ==========================================
+
+``cancel_as`` lets an agent's role on the booking decide: its booker cancels with the policy's
+refund, the agent owning the schedule cancels with a full one. ``booking_view`` is one booking
+with its history and the refund a cancellation by the caller would bring now.
 
 Every function takes an entered ``UnitOfWork`` and does not commit: the caller commits once
 (the MCP pipeline together with the call's fee), so the booking's status, history line, event
@@ -18,14 +23,15 @@ row lock, so of two concurrent changes the second is refused before any money mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 from agent_server.booking import service as booking_service
-from agent_server.booking.models import Booking, BookingStatus, CancelledBy
+from agent_server.booking.models import Booking, BookingChange, BookingStatus, CancelledBy
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.kernel.store import UnitOfWork
-from billing.escrow import Settlement, payout_booking, refund_booking
+from billing.escrow import RefundQuote, Settlement, payout_booking, refund_booking, refund_quote
 from billing.prices import BookingPolicy
 from billing.rebooking import move_escrow
 from billing.terms import BookingTerms, EndedBy, Payee
@@ -154,3 +160,69 @@ async def reschedule_booking(
     old = await booking_service.get_booking(uow, booking_id, agent_id=agent_id)
     await move_escrow(uow, old, new)
     return new
+
+
+async def accept_booking(
+    uow: UnitOfWork, owner: ScheduleOwner, booking_id: int, location: str | None = None
+) -> Booking:
+    """The schedule's owner accepts a pending booking (the escrow stays held until the
+    session is paid out or refunded), optionally saying where the session happens."""
+    return await booking_service.accept_booking(uow, owner, booking_id, location)
+
+
+async def cancel_as(
+    uow: UnitOfWork,
+    agent_id: int,
+    booking_id: int,
+    reason_code: str,
+    reason: str = "",
+    *,
+    policy: BookingPolicy | None = None,
+) -> Settled:
+    """An agent cancels a booking in its role on it: as booker (refund by policy) or as the
+    agent owning the schedule (full refund)."""
+    booking = await booking_service.get_booking(uow, booking_id, agent_id=agent_id)
+    role = await booking_service.role_of(uow, booking, agent_id)
+    by = CancelledBy.AGENT if role == booking_service.ROLE_BOOKER else CancelledBy.SPECIALIST
+    return await cancel_booking(uow, booking_id, by, agent_id, reason_code, reason, policy=policy)
+
+
+@dataclass(frozen=True)
+class BookingView:
+    """One booking as its booker or provider sees it: its history, and what cancelling it
+    now would refund (None when nothing is held or it can no longer be cancelled)."""
+
+    booking: Booking
+    role: str
+    history: list[BookingChange]
+    refund_now: RefundQuote | None
+    full_refund_until: datetime | None
+
+
+async def booking_view(
+    uow: UnitOfWork,
+    booking_id: int,
+    *,
+    agent_id: int | None = None,
+    specialist_id: int | None = None,
+    policy: BookingPolicy | None = None,
+) -> BookingView:
+    """The booking for its booker, its schedule's agent or its specialist; the refund is
+    what a cancellation by that caller would bring now (the provider's is always full)."""
+    booking = await booking_service.get_booking(
+        uow, booking_id, agent_id=agent_id, specialist_id=specialist_id
+    )
+    if agent_id is not None:
+        role = await booking_service.role_of(uow, booking, agent_id)
+    else:
+        role = booking_service.ROLE_PROVIDER
+    history = (await booking_service.booking_history(uow, [booking.id]))[booking.id]
+    quote = None
+    if booking.status in (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value):
+        ended_by = EndedBy.BOOKER if role == booking_service.ROLE_BOOKER else EndedBy.PROVIDER
+        terms = replace(await booking_terms(uow, booking), ended_by=ended_by)
+        quote = await refund_quote(uow, terms, policy or BookingPolicy(), uow.clock.now())
+    until = None
+    if quote is not None:
+        until = quote.full_refund_until if role == booking_service.ROLE_BOOKER else None
+    return BookingView(booking, role, history, quote, until)
