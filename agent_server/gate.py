@@ -1,6 +1,8 @@
 """The gate in front of every MCP tool: who is calling, and may they call now?
 
-``admit`` checks, in SPEC's order, and stops at the first failure:
+``admit`` is the entry: it checks steps 1-4, in SPEC's order, stopping at the first failure,
+and returns a ``GatePass`` that runs step 5 inside the meter's transactions (it is the
+admission's ``CallGate``, ``billing.meter.admission``):
 
 1. the API key is valid                       -> UNAUTHORIZED
 2. the agent is not suspended or banned       -> ACCOUNT_INACTIVE (status, what unlocks it)
@@ -15,8 +17,8 @@ but the rate counter (only step 5 counts, and only calls that passed steps 1-4).
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -87,6 +89,21 @@ _AGENT_BY_KEY_HASH = select(
 _BY_KEY_HASH = Direct(_AGENT_BY_KEY_HASH)
 
 
+class _AgentRow(NamedTuple):
+    """A row of ``_BY_KEY_HASH``, or of ``_BY_KEY_HASH_WITH_COUNTER`` with the rate counter."""
+
+    id: int
+    name: str
+    email: str
+    status: str
+    email_verified: Any  # 0 or 1 on SQLite
+    api_key_prefix: str
+    api_key_hash: str
+    currency: str | None
+    hits: int | None = None  # the call's rate counter (NULL: no row yet)
+    window_start: int | None = None
+
+
 async def authenticate(
     uow: UnitOfWork | AsyncConnection, settings: Settings, api_key: str | None
 ) -> Caller:
@@ -98,10 +115,10 @@ async def authenticate(
     digest = hash_api_key(settings, api_key)
     if isinstance(uow, UnitOfWork):
         rows = await direct_rows(uow, _BY_KEY_HASH, {"digest": digest})
-        row = rows[0] if rows else None
+        row = _AgentRow(*rows[0]) if rows else None
     else:
         found = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
-        row = tuple(found) if found is not None else None
+        row = _AgentRow(*found) if found is not None else None
     return _caller_from(row, digest)
 
 
@@ -116,20 +133,19 @@ _BY_KEY_HASH_WITH_COUNTER = Direct(
 )
 
 
-def _caller_from(row: tuple[Any, ...] | None, digest: str) -> Caller:
+def _caller_from(row: _AgentRow | None, digest: str) -> Caller:
     # The lookup found the row by the key's digest; compare the digests again in constant
     # time all the same (the key itself is hashed once per lookup, not twice).
-    if row is None or not hmac.compare_digest(digest, row[6]):
+    if row is None or not hmac.compare_digest(digest, row.api_key_hash):
         raise _unauthorized()
-    agent_id, name, email, status, verified, prefix, _hash, currency = row[:8]
     return Caller(
-        agent_id=int(agent_id),
-        name=name,
-        email=email,
-        status=AgentStatus(status),
-        email_verified=bool(verified),
-        key_prefix=prefix,
-        currency=currency,
+        agent_id=int(row.id),
+        name=row.name,
+        email=row.email,
+        status=AgentStatus(row.status),
+        email_verified=bool(row.email_verified),
+        key_prefix=row.api_key_prefix,
+        currency=row.currency,
     )
 
 
@@ -148,12 +164,15 @@ async def reread(
         _BY_KEY_HASH_WITH_COUNTER,
         {"digest": digest, "counter": _counter_key(caller, tool)},
     )
-    row = rows[0] if rows else None
+    row = _AgentRow(*rows[0]) if rows else None
     current = _caller_from(row, digest)
     assert row is not None
+    counter = None
+    if row.hits is not None and row.window_start is not None:
+        counter = (int(row.hits), int(row.window_start))
     decision = window_decision(
         uow,
-        None if row[8] is None else (int(row[8]), int(row[9])),
+        counter,
         limit=tool_limit(settings, tool),
         window_seconds=RATE_WINDOW_SECONDS,
     )
@@ -306,47 +325,82 @@ async def check(
             raise
 
 
-async def _admit(
-    uow: UnitOfWork,
-    settings: Settings,
-    api_key: str | None,
-    tool: str,
-    rates: RateSource | None,
-    authenticated: Caller | None,
-) -> Caller:
-    caller = await _check(uow, settings, api_key, rates, authenticated)
-    await count_call(uow, settings, caller, tool)
-    return caller
+class CallerChanged(Exception):
+    """The agent behind a remembered key is not as it was when the key was last read."""
+
+
+@dataclass
+class GatePass:
+    """A caller past steps 1-4 for one call of ``tool``; step 5, the rate count, runs in the
+    meter's transactions (``billing.meter.CallGate``): read ahead before the work, counted
+    just before the call commits.
+
+    ``recheck``: the caller was remembered from an earlier request rather than read now, so
+    ``before_work`` reads the agent again with the key and raises ``CallerChanged`` when it is
+    not as remembered (the transport then gates the call afresh). ``admitted`` is false while
+    such a caller is unconfirmed: a call refused then is not counted."""
+
+    settings: Settings
+    caller: Caller
+    tool: str
+    api_key: str | None = None
+    recheck: bool = False
+    admitted: bool = True
+    _counted_in: list[UnitOfWork] = field(default_factory=list)
+
+    async def before_work(self, uow: UnitOfWork) -> None:
+        """Step 5 read ahead (and step 1 again for a remembered caller)."""
+        if not self.recheck:
+            await precheck_call(uow, self.settings, self.caller, self.tool)
+            return
+        self.admitted = False
+        current, decision = await reread(uow, self.settings, self.api_key, self.caller, self.tool)
+        caller = self.caller
+        if (current.agent_id, current.status, current.email_verified) != (
+            caller.agent_id,
+            caller.status,
+            caller.email_verified,
+        ):
+            raise CallerChanged
+        self.admitted = True
+        refuse_if_over(decision, self.tool)
+
+    async def before_commit(self, uow: UnitOfWork) -> None:
+        """Step 5: count the call in its transaction; ``RateLimited`` when over the limit."""
+        await count_call(uow, self.settings, self.caller, self.tool)
+        self._counted_in.append(uow)
+
+    async def count_failed(self, db: Database, exc: BaseException) -> None:
+        """Count an admitted call that failed against the rate limit too, in a transaction of
+        its own, unless its count was already committed or it was refused for the limit."""
+        if not self.admitted or isinstance(exc, RateLimited):
+            return
+        if any(uow.committed for uow in self._counted_in):
+            return
+        async with db.uow() as uow:
+            await record_call(uow, self.settings, self.caller, self.tool)
+            await uow.commit()
 
 
 async def admit(
-    uow_or_db: UnitOfWork | Database,
+    db: Database,
     api_key: str | None,
     tool: str,
     *,
     settings: Settings | None = None,
     rates: RateSource | None = None,
     authenticated: Caller | None = None,
-) -> Caller:
-    """Let the holder of ``api_key`` call ``tool``, or raise the first failing step's error.
+    recheck: bool = False,
+) -> GatePass:
+    """Let the holder of ``api_key`` call ``tool`` (steps 1-4, see ``check``), or raise the
+    first failing step's error; the pass counts the call (step 5) in the meter's transaction.
 
-    Given a ``Database`` the gate runs in its own transaction and commits it (the rate
-    counter, and a deposit address allocated for the funding hint). Given an entered
-    ``UnitOfWork`` it works inside that transaction and only flushes; the caller commits.
     Transports pass their runtime's settings (the process settings are the default) and rate
-    source (used to price the activation deposit in the funding hint; static rates if omitted).
-    ``authenticated`` is the caller a transport already resolved from this very key in this
-    request (the MCP HTTP endpoint's bearer check); step 1 then reuses it instead of reading
-    the agent again.
+    source (used to price the activation deposit in the funding hint; static rates if
+    omitted). ``authenticated`` is the caller a transport already resolved from this very key
+    (the MCP HTTP endpoint's bearer check); ``recheck`` says it was remembered from an earlier
+    request rather than read for this one (see ``GatePass``).
     """
     settings = settings or get_settings()
-    if isinstance(uow_or_db, Database):
-        async with uow_or_db.uow() as uow:
-            try:
-                caller = await _admit(uow, settings, api_key, tool, rates, authenticated)
-            except AgentServerError:
-                await uow.commit()
-                raise
-            await uow.commit()
-            return caller
-    return await _admit(uow_or_db, settings, api_key, tool, rates, authenticated)
+    caller = await check(db, api_key, settings=settings, rates=rates, authenticated=authenticated)
+    return GatePass(settings, caller, tool, api_key=api_key, recheck=recheck)

@@ -31,7 +31,7 @@ from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
 from billing.config import BillingConfig
-from billing.meter import MeteredCall, run_metered
+from billing.meter import Admission, MeteredCall, run_metered
 from billing.prices import load_price_list
 from billing.wallet_funds import adjust_balance
 from wallets.rates import StaticRateSource
@@ -126,11 +126,8 @@ async def bench_backend(backend: str, url: str, calls: int, workers: int) -> lis
         async def charge(worker: int) -> None:
             await run_metered(
                 db,
-                agent_id=agents[worker],
-                tool="search-specialists",
-                arguments={},
-                idempotency_key=None,
-                operation=_nothing,
+                Admission(agents[worker], "search-specialists"),
+                _nothing,
                 config=config,
             )
 

@@ -35,21 +35,23 @@ Which wallet pays a tool call: the agent's preferred currency (``agents.currency
 then its other wallets in the order they were opened; the first whose balance covers the
 price, converted at the current rate (rounded up), pays all of it.
 
-Tool calls (``billing.meter``), for the MCP tool registry::
+Tool calls (``billing.meter``, one module per concern), for the MCP tool pipeline::
 
-    async def run_metered(db, *, agent_id: int, tool: str, arguments: dict,
-                          idempotency_key: str | None,
+    async def run_metered(db, admission: Admission,
                           operation: Callable[[MeteredCall], Awaitable[dict]],
-                          extra_price: ExtraPrice | None = None,
-                          config: BillingConfig) -> Metered
-        Charge a successful call exactly once and a failed or refused one never. Read tools
-        pay in the operation's own transaction; tools with ``hold = true`` in the price list
-        hold first, then capture (or release on failure). ``extra_price`` (a slot price) is
-        held too and moved to escrow when the operation calls ``await call.escrow(booking)``.
-        ``Metered.result`` is the operation's dict, ``Metered.receipt`` the ``Receipt``
-        (call_id, tool, price_usd_micros, currency, amount, balance_after, rate, free,
-        escrowed), ``Metered.replayed`` true for a stored idempotent answer. Raises what the
-        operation raises, InsufficientFunds, SpendingCapReached, IdempotencyMismatch.
+                          *, config: BillingConfig) -> Metered
+        Charge a successful call exactly once and a failed or refused one never. The
+        ``Admission`` says who calls which tool (agent_id, tool, arguments, idempotency_key,
+        extra_price, durable) and carries the caller's hooks: ``gate`` (a ``CallGate``, the
+        rate count in the meter's transactions) and ``on_balance_low`` (told each debit).
+        Read tools pay in the operation's own transaction; tools with ``hold = true`` in the
+        price list hold first, then capture (or release on failure). ``extra_price`` (a slot
+        price) is held too and moved to escrow when the operation calls
+        ``await call.escrow(booking)``. ``Metered.result`` is the operation's dict,
+        ``Metered.receipt`` the ``Receipt`` (call_id, tool, price_usd_micros, currency,
+        amount, balance_after, rate, free, escrowed), ``Metered.replayed`` true for a stored
+        idempotent answer. Raises what the gate and the operation raise, InsufficientFunds,
+        SpendingCapReached, IdempotencyMismatch.
 
     async def quote(db, *, agent_id, tool, extra_price=None, config) -> Quote
     async def release_stale_holds(db, older_than: timedelta) -> int     (run periodically)

@@ -82,8 +82,8 @@ async def test_the_whole_sign_up_flow(api: Api) -> None:
     assert refused.value.details["deposit_address"] == wallet["deposit_address"]
 
     await api.set_status(body["agent_id"], "activate", "first deposit")
-    caller = await admit(api.runtime.db, key, "search-specialists", settings=api.runtime.settings)
-    assert caller.agent_id == body["agent_id"]
+    admitted = await admit(api.runtime.db, key, "search-specialists", settings=api.runtime.settings)
+    assert admitted.caller.agent_id == body["agent_id"]
 
     me = (await api.client.get("/api/agent/me", headers=bearer(key))).json()["agent"]
     assert me["status"] == "active" and me["email_verified"] is True

@@ -9,7 +9,7 @@ from billing_support import fund
 
 from agent_server.kernel.clock import FakeClock
 from billing.config import BillingConfig
-from billing.meter import MeteredCall, run_metered
+from billing.meter import Admission, MeteredCall, run_metered
 from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
 
@@ -31,11 +31,8 @@ async def test_usage_and_transactions_show_every_charge(
         for tool in ("search-specialists", "search-specialists", "view-profile"):
             await run_metered(
                 db,
-                agent_id=agent,
-                tool=tool,
-                arguments={},
-                idempotency_key=None,
-                operation=ok,
+                Admission(agent, tool),
+                ok,
                 config=config,
             )
         usage = await api.client.get(

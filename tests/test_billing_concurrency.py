@@ -18,7 +18,7 @@ from agent_server.kernel.errors import BookingConflict, InsufficientFunds
 from agent_server.kernel.store import Database
 from billing.config import BillingConfig
 from billing.ledger import account_balance_from_entries, system_account
-from billing.meter import MeteredCall, Receipt, run_metered
+from billing.meter import Admission, MeteredCall, Receipt, run_metered
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from billing.prices import PriceList, ToolPrice
 from billing.wallet_funds import balances
@@ -102,11 +102,8 @@ async def run_load(db: Database, calls: int, workers: int) -> None:
             try:
                 metered = await run_metered(
                     db,
-                    agent_id=planned.agent,
-                    tool=planned.tool,
-                    arguments={},
-                    idempotency_key=None,
-                    operation=operation,
+                    Admission(planned.agent, planned.tool),
+                    operation,
                     config=config,
                 )
             except InsufficientFunds as exc:

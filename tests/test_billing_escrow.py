@@ -32,7 +32,7 @@ from billing.escrow import (
     refund_booking,
 )
 from billing.ledger import account_balance_from_entries, open_account, system_account
-from billing.meter import ExtraPrice, MeteredCall, run_metered
+from billing.meter import Admission, ExtraPrice, MeteredCall, run_metered
 from billing.models import AccountKind
 from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
@@ -62,12 +62,10 @@ async def book(db: Database, config: BillingConfig, *, auto_accept: bool = True)
 
     metered = await run_metered(
         db,
-        agent_id=agent,
-        tool="book-slot",
-        arguments={"slot_id": slot},
-        idempotency_key=None,
-        operation=operation,
-        extra_price=ExtraPrice(PRICE, "USD"),
+        Admission(
+            agent, "book-slot", arguments={"slot_id": slot}, extra_price=ExtraPrice(PRICE, "USD")
+        ),
+        operation,
         config=config,
     )
     assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE - PRICE

@@ -17,7 +17,7 @@ from agent_server.kernel.errors import BookingConflict, IdempotencyMismatch, Val
 from agent_server.kernel.store import Database
 from billing import idempotency
 from billing.config import BillingConfig
-from billing.meter import MeteredCall, run_metered
+from billing.meter import Admission, MeteredCall, run_metered
 from billing.models import IdempotencyKey, LedgerTransaction
 from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
@@ -60,11 +60,8 @@ async def call(
 ):  # type: ignore[no-untyped-def]
     return await run_metered(
         db,
-        agent_id=agent,
-        tool="create-schedule",
-        arguments=args,
-        idempotency_key=key,
-        operation=op,
+        Admission(agent, "create-schedule", arguments=args, idempotency_key=key),
+        op,
         config=config,
     )
 

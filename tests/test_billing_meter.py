@@ -25,7 +25,7 @@ from agent_server.accounts.models import AgentStatus
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking
 from agent_server.booking.service import book_slot
-from agent_server.gate import Caller, count_call, precheck_call
+from agent_server.gate import Caller, GatePass
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import (
@@ -38,6 +38,7 @@ from agent_server.kernel.store import Database
 from billing.caps import set_spending_caps
 from billing.config import BillingConfig
 from billing.meter import (
+    Admission,
     ExtraPrice,
     Metered,
     MeteredCall,
@@ -75,17 +76,9 @@ def metered_call(
     operation: Operation = ok,
     **options: Any,
 ) -> Coroutine[Any, Any, Metered]:
-    """One metered call of ``tool`` without an idempotency key (``options``: run_metered's)."""
-    return run_metered(
-        db,
-        agent_id=agent,
-        tool=tool,
-        arguments=options.pop("arguments", {}),
-        idempotency_key=None,
-        operation=operation,
-        config=config,
-        **options,
-    )
+    """One metered call of ``tool`` without an idempotency key (``options``: the
+    ``Admission``'s)."""
+    return run_metered(db, Admission(agent, tool, **options), operation, config=config)
 
 
 def held_open() -> tuple[asyncio.Event, asyncio.Event, Operation]:
@@ -184,11 +177,8 @@ async def test_insufficient_funds_names_price_balance_and_deposit_address_and_wr
         with pytest.raises(InsufficientFunds) as refused:
             await run_metered(
                 db,
-                agent_id=agent,
-                tool=tool,
-                arguments={},
-                idempotency_key="k-1",
-                operation=operation,
+                Admission(agent, tool, idempotency_key="k-1"),
+                operation,
                 config=config,
             )
         details = refused.value.details
@@ -230,11 +220,8 @@ async def test_prices_convert_at_the_current_rate_rounded_up(db: Database) -> No
     await fund(db, agent, "BTC", 1_000_000)
     metered = await run_metered(
         db,
-        agent_id=agent,
-        tool="view-profile",
-        arguments={},
-        idempotency_key=None,
-        operation=ok,
+        Admission(agent, "view-profile"),
+        ok,
         config=BillingConfig(
             prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000)}), rates=rates
         ),
@@ -426,11 +413,9 @@ async def test_stale_holds_of_crashed_calls_are_released(
     await fund(db, agent, "USDC", 1_000_000)
     await place_hold(
         db,
-        agent_id=agent,
-        tool="create-schedule",
+        Admission(agent, "create-schedule"),
         call_id="crashed",
         fee_usd_micros=100_000,
-        extra=None,
         config=config,
     )
     assert await wallet_balance(db, agent, "USDC") == 900_000
@@ -461,12 +446,14 @@ async def test_book_slot_pays_fee_and_escrows_the_slot_price_with_the_booking(
 
     metered = await run_metered(
         db,
-        agent_id=agent,
-        tool="book-slot",
-        arguments={"slot_id": slot},
-        idempotency_key="b1",
-        operation=book("b1"),
-        extra_price=ExtraPrice(40_000_000, "USD"),
+        Admission(
+            agent,
+            "book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key="b1",
+            extra_price=ExtraPrice(40_000_000, "USD"),
+        ),
+        book("b1"),
         config=config,
     )
     assert metered.receipt is not None
@@ -476,12 +463,14 @@ async def test_book_slot_pays_fee_and_escrows_the_slot_price_with_the_booking(
     with pytest.raises(BookingConflict):
         await run_metered(
             db,
-            agent_id=agent,
-            tool="book-slot",
-            arguments={"slot_id": slot},
-            idempotency_key="b2",
-            operation=book("b2"),
-            extra_price=ExtraPrice(40_000_000, "USD"),
+            Admission(
+                agent,
+                "book-slot",
+                arguments={"slot_id": slot},
+                idempotency_key="b2",
+                extra_price=ExtraPrice(40_000_000, "USD"),
+            ),
+            book("b2"),
             config=config,
         )
     assert await wallet_balance(db, agent, "USDC") == 100_000_000 - 40_050_000
@@ -516,12 +505,14 @@ def book_slot_call(
 ) -> Coroutine[Any, Any, Metered]:
     return run_metered(
         db,
-        agent_id=agent,
-        tool="book-slot",
-        arguments={"slot_id": slot},
-        idempotency_key=key,
-        operation=operation,
-        extra_price=ExtraPrice(40_000_000, "USD"),
+        Admission(
+            agent,
+            "book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key=key,
+            extra_price=ExtraPrice(40_000_000, "USD"),
+        ),
+        operation,
         config=config,
     )
 
@@ -688,16 +679,9 @@ async def test_one_agents_read_calls_do_not_wait_for_each_other_on_the_rate_coun
     caller = Caller(agent, "a", "a@example.com", AgentStatus.ACTIVE, True, "as_", "USDC")
     started, release, slow = held_open()
 
-    async def admission(uow: Any) -> None:
-        await precheck_call(uow, settings, caller, "search-specialists")
-
-    async def settle(uow: Any) -> None:
-        await count_call(uow, settings, caller, "search-specialists")
-
     def search(operation: Any) -> Any:
-        return metered_call(
-            db, agent, "search-specialists", config, operation, admission=admission, settle=settle
-        )
+        gate = GatePass(settings, caller, "search-specialists")
+        return metered_call(db, agent, "search-specialists", config, operation, gate=gate)
 
     first = asyncio.create_task(search(slow))
     await asyncio.wait_for(started.wait(), 10)

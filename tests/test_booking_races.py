@@ -58,7 +58,7 @@ from agent_server.services.bookings import (
 )
 from billing.config import BillingConfig
 from billing.escrow import escrow_booking
-from billing.meter import ExtraPrice, MeteredCall, run_metered
+from billing.meter import Admission, ExtraPrice, MeteredCall, run_metered
 from billing.models import Escrow, EscrowStatus
 from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
@@ -89,12 +89,14 @@ async def _book(
 
     metered = await run_metered(
         db,
-        agent_id=agent,
-        tool="book-slot",
-        arguments={"slot_id": slot},
-        idempotency_key=key,
-        operation=operation,
-        extra_price=ExtraPrice(PRICE, "USD"),
+        Admission(
+            agent,
+            "book-slot",
+            arguments={"slot_id": slot},
+            idempotency_key=key,
+            extra_price=ExtraPrice(PRICE, "USD"),
+        ),
+        operation,
         config=_config(),
     )
     return int(metered.result["booking_id"])

@@ -20,7 +20,7 @@ from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.maintenance import run_once
 from agent_server.runtime import Runtime
 from billing.idempotency import Replay, claim, complete
-from billing.meter import place_hold
+from billing.meter import Admission, place_hold
 from billing.models import IdempotencyKey
 from billing.wallet_funds import balances
 
@@ -33,11 +33,9 @@ async def test_a_crashed_calls_hold_and_old_keys_are_cleaned_up(
     # A call placed its hold and died before running.
     await place_hold(
         db,
-        agent_id=agent_id,
-        tool="create-schedule",
+        Admission(agent_id, "create-schedule"),
         call_id="crashed-call",
         fee_usd_micros=100_000,
-        extra=None,
         config=runtime.billing,
     )
     held = await claim(

@@ -10,10 +10,11 @@ import pytest
 from billing_support import fund, make_agent, pending_deposit
 from events_support import outbox
 
+from agent_server.events.balance import emit_if_balance_low
 from agent_server.kernel.store import Database
 from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from billing.config import BillingConfig
-from billing.meter import MeteredCall, run_metered
+from billing.meter import Admission, MeteredCall, run_metered
 from billing.prices import PriceList, ToolPrice
 from wallets.crediting import credit_confirmed
 from wallets.models import Deposit
@@ -43,11 +44,8 @@ async def ok(call: MeteredCall) -> dict[str, Any]:
 async def call(db: Database, agent: int, tool: str, config: BillingConfig) -> int | None:
     metered = await run_metered(
         db,
-        agent_id=agent,
-        tool=tool,
-        arguments={},
-        idempotency_key=None,
-        operation=ok,
+        Admission(agent, tool, on_balance_low=emit_if_balance_low),
+        ok,
         config=config,
     )
     assert metered.receipt is not None

@@ -19,7 +19,7 @@ from agent_server.accounts.models import RateCounter
 from agent_server.booking import cache
 from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, make_engine
 from agent_server.kernel.store.direct import compile_direct
-from billing import meter
+from billing.meter import calls, payers, quota
 from billing.models import UsageRecord
 
 _USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
@@ -171,13 +171,13 @@ HOT: dict[str, tuple[Direct, dict[str, Any]]] = {
         {"key": "agent:1:search", "window_start": 1_772_438_400},
     ),
     "catalogue version": (cache._VERSION, {}),
-    "paying wallets": (meter._PAYERS, {"agent_id": 1}),
+    "paying wallets": (payers.PAYERS, {"agent_id": 1}),
     "free call": (
-        meter._TAKE_FREE_CALL[True],
+        quota.TAKE_FREE_CALL[True],
         {"agent_id": 1, "tool": "view-profile", "period": "2026-03", "limit": 100},
     ),
     "usage": (
-        meter._INSERT_USAGE,
+        calls.INSERT_USAGE,
         usage(1, "c0ffee", datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC), False),
     ),
 }
@@ -216,7 +216,7 @@ def test_statements_that_need_sqlalchemy_at_execution_are_refused() -> None:
     with pytest.raises(ArgumentError, match="every column"):
         # ``used`` has a Python-side default SQLAlchemy would compute at execution time.
         compile_direct(
-            insert(meter._QUOTA).values(
+            insert(quota.QUOTA).values(
                 agent_id=bindparam("agent_id"), tool=bindparam("tool"), period=bindparam("p")
             ),
             dialect,

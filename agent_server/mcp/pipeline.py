@@ -1,4 +1,17 @@
-"""One tool call from arguments to result: gate → validation → meter → handler → result."""
+"""One tool call from arguments to result: gate → validation → meter → handler → result.
+
+``run_tool`` runs a ``ToolCall``, whose steps are its methods, in this order::
+
+    admit     agent_server.gate.admit: steps 1-4 of the gate; a GatePass for step 5
+    validate  the tool's input model (VALIDATION_ERROR, one entry per field)
+    price     the extra price a call holds besides the tool's fee (a slot price)
+    meter     billing.meter.run_metered with one Admission: the gate's count, the charge or
+              hold, the handler (``operate``) and the receipt, in the meter's transactions
+    answer    the handler's output and the receipt as the tool's result
+
+Every outcome is a result (``failed`` maps errors), never an exception; each call is logged
+in one line.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +22,9 @@ from typing import Any
 
 from mcp.types import CallToolResult
 
-from agent_server.gate import (
-    Caller,
-    check,
-    count_call,
-    precheck_call,
-    record_call,
-    refuse_if_over,
-    reread,
-)
-from agent_server.kernel.errors import (
-    AgentServerError,
-    RateLimited,
-    ServiceUnavailable,
-    Unauthorized,
-)
+from agent_server.events.balance import emit_if_balance_low
+from agent_server.gate import Caller, CallerChanged, GatePass, admit
+from agent_server.kernel.errors import AgentServerError, ServiceUnavailable, Unauthorized
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import UnitOfWork
 from agent_server.kernel.store.conflicts import lost_update
@@ -31,7 +32,7 @@ from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unava
 from agent_server.mcp import results
 from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
 from agent_server.runtime import Runtime
-from billing.meter import MeteredCall, run_metered
+from billing.meter import Admission, ExtraPrice, Metered, MeteredCall, run_metered
 from wallets.service import rate_source
 
 log = get_logger(__name__)
@@ -88,50 +89,21 @@ async def run_tool(
     recheck: bool = False,
     forget_key: Callable[[], None] | None = None,
 ) -> CallToolResult:
-    """Run one call of ``spec`` (see ``_run_tool``) and log it in one line: the tool, its
-    outcome (``ok`` or ``error`` and the code), the agent, whether it was charged, and its
-    duration."""
-    facts = _CallFacts(agent_id=authenticated.agent_id if authenticated else None)
-    started = time.perf_counter()
-    result = await _run_tool(
+    """Run one call of ``spec`` (see ``ToolCall``) and log it."""
+    call = ToolCall(
         runtime,
         spec,
         raw,
         api_key,
-        facts=facts,
         authenticated=authenticated,
         recheck=recheck,
         forget_key=forget_key,
     )
-    error = (result.structured_content or {}).get("error") if result.is_error else None
-    code = str(error.get("code")) if isinstance(error, dict) else None
-    level = log.warning if code in ("SERVICE_UNAVAILABLE", "INTERNAL_ERROR") else log.info
-    level(
-        "tool.call",
-        tool=spec.name,
-        outcome="error" if result.is_error else "ok",
-        **({"code": code} if result.is_error else {}),
-        agent_id=facts.agent_id,
-        charged=facts.charged,
-        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-        **({"replayed": True} if facts.replayed else {}),
-        **({"error": facts.error} if facts.error else {}),
-    )
-    return result
+    return await call.run()
 
 
-async def _run_tool(
-    runtime: Runtime,
-    spec: ToolSpec[Any, Any],
-    raw: dict[str, Any],
-    api_key: str | None,
-    *,
-    facts: _CallFacts,
-    authenticated: Caller | None = None,
-    recheck: bool = False,
-    forget_key: Callable[[], None] | None = None,
-) -> CallToolResult:
-    """Run one call of ``spec``; every outcome is a result, never an exception.
+class ToolCall:
+    """One call of ``spec`` with the raw arguments ``raw`` and the key ``api_key``.
 
     ``authenticated`` is the caller the transport resolved from ``api_key`` (HTTP bearer
     auth), so the gate need not read the agent again. ``recheck``: that caller was
@@ -140,133 +112,166 @@ async def _run_tool(
     call is refused or gated afresh (and ``forget_key`` tells the transport to stop trusting
     the key).
     """
-    caller: Caller | None = None
-    admitted = False
-    counted: list[UnitOfWork] = []
-    prepared: results.JsonOutput | None = None  # the handler's output, already serialised
 
-    async def admission(uow: UnitOfWork) -> None:
-        nonlocal admitted
-        assert caller is not None
-        if not recheck:
-            await precheck_call(uow, runtime.settings, caller, spec.name)
-            return
-        admitted = False
-        current, decision = await reread(uow, runtime.settings, api_key, caller, spec.name)
-        if (current.agent_id, current.status, current.email_verified) != (
-            caller.agent_id,
-            caller.status,
-            caller.email_verified,
-        ):
-            raise _CallerChanged
-        admitted = True
-        refuse_if_over(decision, spec.name)
+    def __init__(
+        self,
+        runtime: Runtime,
+        spec: ToolSpec[Any, Any],
+        raw: dict[str, Any],
+        api_key: str | None,
+        *,
+        authenticated: Caller | None = None,
+        recheck: bool = False,
+        forget_key: Callable[[], None] | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.spec = spec
+        self.raw = raw
+        self.api_key = api_key
+        self.authenticated = authenticated
+        self.recheck = recheck
+        self.forget_key = forget_key
+        self.facts = _CallFacts(agent_id=authenticated.agent_id if authenticated else None)
+        self.gate: GatePass | None = None  # set by ``admit``
+        self.args: Any = None  # the validated input model, set by ``validate``
+        self.prepared: results.JsonOutput | None = None  # the handler's serialised output
 
-    async def settle(uow: UnitOfWork) -> None:
-        assert caller is not None
-        await count_call(uow, runtime.settings, caller, spec.name)
-        counted.append(uow)
+    async def run(self) -> CallToolResult:
+        """The call's result, logged in one line: the tool, its outcome (``ok`` or ``error``
+        and the code), the agent, whether it was charged, and its duration."""
+        started = time.perf_counter()
+        result = await self.outcome()
+        facts = self.facts
+        error = (result.structured_content or {}).get("error") if result.is_error else None
+        code = str(error.get("code")) if isinstance(error, dict) else None
+        level = log.warning if code in ("SERVICE_UNAVAILABLE", "INTERNAL_ERROR") else log.info
+        level(
+            "tool.call",
+            tool=self.spec.name,
+            outcome="error" if result.is_error else "ok",
+            **({"code": code} if result.is_error else {}),
+            agent_id=facts.agent_id,
+            charged=facts.charged,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            **({"replayed": True} if facts.replayed else {}),
+            **({"error": facts.error} if facts.error else {}),
+        )
+        return result
 
-    try:
-        caller = await check(
+    async def outcome(self) -> CallToolResult:
+        """The steps in order; every outcome is a result, never an exception."""
+        try:
+            gate = await self.admit()
+            self.validate()
+            extra = await self.price(gate.caller)
+            return self.answer(await self.meter(gate, extra))
+        except CallerChanged:
+            # Suspended, banned or otherwise changed since the key was last read: gate afresh.
+            if self.forget_key is not None:
+                self.forget_key()
+            self.authenticated, self.recheck, self.forget_key = None, False, None
+            self.gate = None
+            return await self.outcome()
+        except Exception as exc:
+            return await self.failed(exc)
+
+    async def admit(self) -> GatePass:
+        """Gate steps 1-4 (``agent_server.gate``); step 5 rides in the meter's transactions."""
+        runtime = self.runtime
+        self.gate = await admit(
             runtime.db,
-            api_key,
+            self.api_key,
+            self.spec.name,
             settings=runtime.settings,
             rates=rate_source(runtime),
-            authenticated=authenticated,
+            authenticated=self.authenticated,
+            recheck=self.recheck,
         )
-        facts.agent_id = caller.agent_id
-        admitted = True
-        args = validate_arguments(spec.input_model, raw)
-        extra = None
-        if spec.extra_price is not None:
-            async with runtime.db.uow() as uow:
-                extra = await spec.extra_price(LookupContext(runtime, caller, uow), args)
+        self.facts.agent_id = self.gate.caller.agent_id
+        return self.gate
 
-        async def operation(call: MeteredCall) -> dict[str, Any]:
-            nonlocal prepared
-            assert caller is not None
-            output = await spec.handler(ToolContext(runtime, caller, call), args)
-            if isinstance(output, results.JsonOutput):
-                prepared = output
-                return output.body
-            body: dict[str, Any] = output.model_dump(mode="json")
-            return body
+    def validate(self) -> None:
+        """The arguments through the tool's input model (``ValidationFailed`` by field)."""
+        self.args = validate_arguments(self.spec.input_model, self.raw)
 
-        idempotency_key = getattr(args, "idempotency_key", None)
-        metered = await run_metered(
-            runtime.db,
-            agent_id=caller.agent_id,
+    async def price(self, caller: Caller) -> ExtraPrice | None:
+        """The extra price the call holds besides the tool's fee, read before it runs."""
+        if self.spec.extra_price is None:
+            return None
+        async with self.runtime.db.uow() as uow:
+            return await self.spec.extra_price(LookupContext(self.runtime, caller, uow), self.args)
+
+    async def meter(self, gate: GatePass, extra: ExtraPrice | None) -> Metered:
+        """Run ``operate`` in the meter with the call's one ``Admission``."""
+        runtime, spec, args = self.runtime, self.spec, self.args
+        key = getattr(args, "idempotency_key", None)
+        admission = Admission(
+            agent_id=gate.caller.agent_id,
             tool=spec.name,
             # What identifies the call for its idempotency key; without a key, nothing.
             arguments=(
-                args.model_dump(mode="json", exclude={"idempotency_key"})
-                if idempotency_key is not None
-                else {}
+                args.model_dump(mode="json", exclude={"idempotency_key"}) if key is not None else {}
             ),
-            idempotency_key=idempotency_key,
-            operation=operation,
+            idempotency_key=key,
             extra_price=extra,
-            config=runtime.billing,
-            admission=admission,
-            settle=settle,
             durable=not spec.read_only or runtime.settings.durable_read_charges,
+            gate=gate,
+            on_balance_low=emit_if_balance_low,
         )
-        facts.replayed = metered.replayed
-        facts.charged = bool(metered.receipt and metered.receipt.amount) and not metered.replayed
+        metered = await run_metered(runtime.db, admission, self.operate, config=runtime.billing)
+        self.facts.replayed = metered.replayed
+        self.facts.charged = (
+            bool(metered.receipt and metered.receipt.amount) and not metered.replayed
+        )
+        return metered
+
+    async def operate(self, call: MeteredCall) -> dict[str, Any]:
+        """The tool's handler, inside the metered call's transaction."""
+        assert self.gate is not None
+        output = await self.spec.handler(
+            ToolContext(self.runtime, self.gate.caller, call), self.args
+        )
+        if isinstance(output, results.JsonOutput):
+            self.prepared = output
+            return output.body
+        body: dict[str, Any] = output.model_dump(mode="json")
+        return body
+
+    def answer(self, metered: Metered) -> CallToolResult:
+        """The tool's result: its output with the receipt when the output model has one."""
         receipt = metered.receipt.to_dict() if metered.receipt else None
-        has_receipt = "receipt" in spec.output_model.model_fields
-        if prepared is not None and not metered.replayed:
-            return results.prepared(prepared, receipt, has_receipt=has_receipt)
+        has_receipt = "receipt" in self.spec.output_model.model_fields
+        if self.prepared is not None and not metered.replayed:
+            return results.prepared(self.prepared, receipt, has_receipt=has_receipt)
         body = dict(metered.result)
         if has_receipt:
             body["receipt"] = receipt
-        return results.success(spec.name, body)
-    except _CallerChanged:
-        # Suspended, banned or otherwise changed since the key was last read: gate afresh.
-        if forget_key is not None:
-            forget_key()
-        return await _run_tool(runtime, spec, raw, api_key, facts=facts)
-    except AgentServerError as exc:
-        if isinstance(exc, Unauthorized) and forget_key is not None:
-            forget_key()
-        if admitted:
-            await _count_failed(runtime, caller, spec.name, counted, exc)
-        return results.failure(exc)
-    except Exception as exc:
+        return results.success(self.spec.name, body)
+
+    async def failed(self, exc: Exception) -> CallToolResult:
+        """The error result for ``exc``; an admitted call that failed still counts against
+        the rate limit (``GatePass.count_failed``)."""
+        if isinstance(exc, AgentServerError):
+            if isinstance(exc, Unauthorized) and self.forget_key is not None:
+                self.forget_key()
+            await self._count_failed(exc)
+            return results.failure(exc)
         conflict = lost_update(exc)
         if conflict is not None:
             # Another call changed the same booking first; this one wrote nothing.
-            if admitted:
-                await _count_failed(runtime, caller, spec.name, counted, conflict)
+            await self._count_failed(conflict)
             return results.failure(conflict)
         if database_unavailable(exc):
             # Nothing to count it in either: the database is what failed.
-            facts.error = type(exc).__name__
+            self.facts.error = type(exc).__name__
             return results.failure(ServiceUnavailable(RETRY_AFTER_SECONDS))
-        if admitted:
-            await _count_failed(runtime, caller, spec.name, counted, exc)
-        return internal_error_result(spec.name, exc)
+        await self._count_failed(exc)
+        return internal_error_result(self.spec.name, exc)
 
-
-class _CallerChanged(Exception):
-    """The agent behind a remembered key is not as it was when the key was last read."""
-
-
-async def _count_failed(
-    runtime: Runtime,
-    caller: Caller | None,
-    tool: str,
-    counted: list[UnitOfWork],
-    exc: Exception,
-) -> None:
-    """Count an admitted call that failed against the rate limit too, unless its count was
-    already committed (or it was refused for the limit itself)."""
-    if caller is None or isinstance(exc, RateLimited) or any(u.committed for u in counted):
-        return
-    try:
-        async with runtime.db.uow() as uow:
-            await record_call(uow, runtime.settings, caller, tool)
-            await uow.commit()
-    except Exception as error:
-        log.warning("tool.count_failed", tool=tool, error=type(error).__name__)
+    async def _count_failed(self, exc: Exception) -> None:
+        if self.gate is None:
+            return
+        try:
+            await self.gate.count_failed(self.runtime.db, exc)
+        except Exception as error:
+            log.warning("tool.count_failed", tool=self.spec.name, error=type(error).__name__)

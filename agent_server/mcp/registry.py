@@ -4,10 +4,13 @@ Tools are declared with ``ToolRegistry.tool`` and reach the SDK only through
 ``ToolRegistry.sdk_tools``, which wraps each handler in the pipeline below. There is no other
 way to put a tool on the server, so no tool can skip the gate or the meter.
 
-    caller = admit(api key, tool)          # UNAUTHORIZED, ACCOUNT_INACTIVE, EMAIL_NOT_VERIFIED,
-                                           # RATE_LIMITED (agent_server.gate)
+    gate   = admit(api key, tool)          # UNAUTHORIZED, ACCOUNT_INACTIVE, EMAIL_NOT_VERIFIED
+                                           # (agent_server.gate)
     args   = InputModel.model_validate()   # VALIDATION_ERROR, one entry per field
-    result = meter(operation)              # price check, hold/charge, receipt (billing.meter)
+    result = run_metered(Admission, handler)  # RATE_LIMITED (the gate's pass), price check,
+                                           # hold/charge, receipt (billing.meter)
+
+``agent_server.mcp.pipeline.ToolCall`` runs these steps, one method each.
 """
 
 from __future__ import annotations

@@ -1,0 +1,100 @@
+"""The admission: everything the meter is told about one call, in one object.
+
+The transport's gate builds it after its own checks and hands it to ``run_metered`` with the
+operation. Besides who calls which tool with what, it carries the caller's two hooks into the
+meter's transactions, as small protocols billing owns (billing imports no transport, account
+or event module):
+
+* ``gate`` (``CallGate``): the gate's last checks, the rate limit. In a read tool's call
+  ``before_work`` runs first and ``before_commit`` just before the commit, in the call's one
+  transaction, so the count commits only with a successful call and its row is locked only
+  while the call commits. In a held or idempotent call both run first, in a committed
+  transaction of their own.
+* ``on_balance_low`` (``BalanceLowHook``): called with the paying wallet's balance before
+  and after each debit (charge or hold), in the debit's transaction; the caller publishes
+  ``balance.low`` when it crossed the threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from agent_server.kernel.store import UnitOfWork
+from billing.config import BillingConfig
+from billing.ledger import AccountRef
+from billing.meter.pricing import ExtraPrice, is_held
+from billing.prices import ToolPrice
+
+
+class CallGate(Protocol):
+    """The caller's checks that ride in the meter's transactions (see the module docstring)."""
+
+    async def before_work(self, uow: UnitOfWork) -> None:
+        """Refuse the call before any work (a read-ahead: count and lock nothing)."""
+
+    async def before_commit(self, uow: UnitOfWork) -> None:
+        """Count the call, or refuse it, just before its transaction commits."""
+
+
+class BalanceLowHook(Protocol):
+    """Told each debit of a wallet, in its transaction: publishes ``balance.low`` when the
+    balance crossed ``threshold_usd_micros`` (valued at ``rate``)."""
+
+    def __call__(
+        self,
+        uow: UnitOfWork,
+        *,
+        agent_id: int,
+        currency: str,
+        balance_before: int,
+        balance_after: int,
+        rate: int,
+        threshold_usd_micros: int,
+    ) -> Awaitable[object]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """One admitted call of ``tool`` by ``agent_id``, as the meter runs it.
+
+    ``arguments`` identify the call for its ``idempotency_key`` (same key and arguments: the
+    stored result). ``extra_price`` is a slot price, held and moved into escrow by the
+    operation. ``durable=False``, for a call whose operation changes nothing, lets a read
+    tool's transaction commit without waiting for the disk (``store.skip_flush_wait``)."""
+
+    agent_id: int
+    tool: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    extra_price: ExtraPrice | None = None
+    durable: bool = True
+    gate: CallGate | None = None
+    on_balance_low: BalanceLowHook | None = None
+
+    def held(self, price: ToolPrice) -> bool:
+        """Whether this call reserves its price first (see ``pricing.is_held``)."""
+        return is_held(price, self.extra_price)
+
+    async def debited(
+        self,
+        uow: UnitOfWork,
+        wallet: AccountRef,
+        balances: dict[int, int],
+        amount: int,
+        rate: int,
+        config: BillingConfig,
+    ) -> None:
+        """Tell ``on_balance_low`` that ``amount`` left ``wallet`` (its balance after is in
+        the posting's ``balances``)."""
+        if self.on_balance_low is not None and wallet.id in balances:
+            await self.on_balance_low(
+                uow,
+                agent_id=self.agent_id,
+                currency=wallet.currency,
+                balance_before=balances[wallet.id] + amount,
+                balance_after=balances[wallet.id],
+                rate=rate,
+                threshold_usd_micros=config.balance_low_usd_micros,
+            )
