@@ -18,6 +18,7 @@ from agent_server.api.errors import CatchAll, error_response
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
+from agent_server.events.mail_delivery import start_mail_sender
 from agent_server.events.worker import start_worker
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.logs import get_logger
@@ -85,6 +86,7 @@ def create_app(
                 mcp_lifetime,
                 start_embedded_chain_and_watcher(runtime, follow_up=DEPOSIT_FOLLOW_UP),
                 start_worker(runtime),
+                start_mail_sender(runtime),
                 start_maintenance(runtime),
             ):
                 yield

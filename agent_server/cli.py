@@ -336,12 +336,15 @@ def watch_deposits(
 
 @app.command()
 def worker() -> None:
-    """Run the webhook delivery worker."""
+    """Run the webhook delivery worker (and the mail sender, with an SMTP server)."""
+    from agent_server.events.mail_delivery import start_mail_sender
     from agent_server.events.worker import run_worker
     from agent_server.runtime import Runtime
 
     async def run() -> None:
-        await run_worker(Runtime.create(_settings()))
+        runtime = Runtime.create(_settings())
+        async with start_mail_sender(runtime):
+            await run_worker(runtime)
 
     asyncio.run(run())
 

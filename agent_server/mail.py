@@ -5,6 +5,10 @@
 upgrades with STARTTLS when the server offers it). Without an SMTP URL the message is written
 to the ``mail_outbox`` table for a developer to read, and only the event, never the body, is
 logged: bodies carry one-time codes.
+
+Mail about a change (a booking made or cancelled) is instead queued with ``queue_mail`` in the
+change's own transaction and delivered by ``agent_server.events.mail_delivery`` after the
+commit: never lost with a committed change, never sent for a rolled-back one.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy import func, select
 from agent_server.accounts.models import OutboxMail
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.store import Database
+from agent_server.kernel.store import Database, UnitOfWork
 
 log = get_logger(__name__)
 
@@ -72,15 +76,43 @@ def masked(address: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
-def build_message(settings: Settings, mail: OutgoingMail) -> EmailMessage:
+def build_message(
+    settings: Settings, mail: OutgoingMail, message_id: str | None = None
+) -> EmailMessage:
+    """The message; ``message_id`` when a retry must carry the first try's id."""
     message = EmailMessage()
     message["From"] = settings.mail_from
     message["To"] = mail.to
     message["Subject"] = mail.subject
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="agent-server.local")
+    message["Message-ID"] = message_id or make_msgid(domain="agent-server.local")
     message.set_content(mail.body)
     return message
+
+
+async def deliver_smtp(
+    settings: Settings, mail: OutgoingMail, message_id: str | None = None
+) -> None:
+    """Hand ``mail`` to the SMTP server of ``settings``; ``MailDeliveryFailed`` if it cannot."""
+    if not settings.smtp_url:
+        raise MailDeliveryFailed("no SMTP server is configured (AGENT_SERVER_SMTP_URL)")
+    target = parse_smtp_url(settings.smtp_url)
+    try:
+        await aiosmtplib.send(
+            build_message(settings, mail, message_id),
+            hostname=target.host,
+            port=target.port,
+            use_tls=target.use_tls,
+            username=target.username,
+            password=target.password,
+            timeout=SMTP_TIMEOUT_SECONDS,
+        )
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        log.warning(
+            "mail.send_failed", kind=mail.kind, to=masked(mail.to), error=type(exc).__name__
+        )
+        raise MailDeliveryFailed(f"could not deliver {mail.kind} mail") from exc
+    log.info("mail.sent", kind=mail.kind, to=masked(mail.to), transport="smtp")
 
 
 async def send_mail(settings: Settings, db: Database, mail: OutgoingMail) -> None:
@@ -90,23 +122,7 @@ async def send_mail(settings: Settings, db: Database, mail: OutgoingMail) -> Non
     about. Raises ``MailDeliveryFailed`` when the SMTP server cannot take it.
     """
     if settings.smtp_url:
-        target = parse_smtp_url(settings.smtp_url)
-        try:
-            await aiosmtplib.send(
-                build_message(settings, mail),
-                hostname=target.host,
-                port=target.port,
-                use_tls=target.use_tls,
-                username=target.username,
-                password=target.password,
-                timeout=SMTP_TIMEOUT_SECONDS,
-            )
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            log.warning(
-                "mail.send_failed", kind=mail.kind, to=masked(mail.to), error=type(exc).__name__
-            )
-            raise MailDeliveryFailed(f"could not deliver {mail.kind} mail") from exc
-        log.info("mail.sent", kind=mail.kind, to=masked(mail.to), transport="smtp")
+        await deliver_smtp(settings, mail)
         return
     async with db.uow() as uow:
         row = OutboxMail(
@@ -119,6 +135,34 @@ async def send_mail(settings: Settings, db: Database, mail: OutgoingMail) -> Non
         uow.session.add(row)
         await uow.commit()
     log.info("mail.outboxed", kind=mail.kind, to=masked(mail.to), outbox_id=row.id)
+
+
+QUEUED = "queued"
+SENT = "sent"
+FAILED = "failed"
+
+
+async def queue_mail(uow: UnitOfWork, mail: OutgoingMail) -> OutboxMail:
+    """Queue ``mail`` in the caller's transaction (flushed, not committed).
+
+    The mail exists exactly when the change it is about commits, and the sender
+    (``agent_server.events.mail_delivery``) delivers it by SMTP once that happened; without an
+    SMTP server it stays in the outbox, where ``agent-server dev mail`` shows it.
+    """
+    now = uow.clock.now()
+    row = OutboxMail(
+        kind=mail.kind,
+        to_addr=mail.to,
+        subject=mail.subject,
+        body=mail.body,
+        created_at=now,
+        status=QUEUED,
+        attempts=0,
+        next_attempt_at=now,
+    )
+    uow.session.add(row)
+    await uow.session.flush()
+    return row
 
 
 MailLater = Callable[[OutgoingMail], None]

@@ -31,6 +31,8 @@ class SignInCode(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set for a sign-up: the name of the specialist profile the right code creates.
+    signup_name: Mapped[str | None] = mapped_column(String(255))
 
 
 class DashboardSession(Base):

@@ -28,6 +28,7 @@ from agent_server.events.outbox import (
     emit,
     iso,
 )
+from agent_server.events.specialist_mail import mail_specialist
 from agent_server.kernel.store import UnitOfWork
 
 BOOKING_EVENTS = (
@@ -81,6 +82,7 @@ async def emit_booking(
     data: dict[str, Any] = {"booking": booking_data(booking)}
     if previous is not None:
         data["previous_booking"] = booking_data(previous)
+    await mail_specialist(uow, type, booking)
     return [
         await emit(uow, type=type, agent_id=agent_id, data={"role": role, **data})
         for agent_id, role in recipients

@@ -9,7 +9,9 @@ the session happens (``location``, set by the provider), when the booker dismiss
 booking from its lists, and when its reminder was mailed. ``disputes`` holds one dispute per
 booking from opening to the operator's resolution; ``reviews`` one review per completed booking.
 Providers that are agents get a rating and a review count, as specialists have. Specialists
-choose which booking mails they receive.
+choose which booking mails they receive; the mail outbox becomes a queue that the change's
+own transaction writes to and a sender empties by SMTP; a sign-up code remembers the name
+given with it.
 """
 
 from collections.abc import Sequence
@@ -62,6 +64,20 @@ def upgrade() -> None:
         op.add_column(
             "specialists", sa.Column(column, sa.Boolean(), nullable=False, server_default=default)
         )
+
+    # Mail queued in the transaction of the change it is about, delivered by SMTP afterwards.
+    op.add_column("mail_outbox", sa.Column("status", sa.String(length=16), nullable=True))
+    op.add_column(
+        "mail_outbox", sa.Column("attempts", sa.Integer(), nullable=False, server_default="0")
+    )
+    op.add_column("mail_outbox", sa.Column("next_attempt_at", WHEN, nullable=True))
+    op.add_column("mail_outbox", sa.Column("claim_token", sa.String(length=32), nullable=True))
+    op.add_column("mail_outbox", sa.Column("sent_at", WHEN, nullable=True))
+    op.create_index("ix_mail_outbox_due", "mail_outbox", ["status", "next_attempt_at"])
+    op.add_column(
+        "dashboard_sign_in_codes",
+        sa.Column("signup_name", sa.String(length=255), nullable=True),
+    )
 
     op.create_table(
         "disputes",
@@ -136,14 +152,25 @@ def upgrade() -> None:
     )
     op.create_index("ix_reviews_specialist", "reviews", ["specialist_id", "id"])
     op.create_index("ix_reviews_provider", "reviews", ["provider_agent_id", "id"])
+    # sort=rating breaks ties by review count, then id: the index walks that order.
+    with op.batch_alter_table("specialists") as batch_op:
+        batch_op.drop_index("ix_specialists_rating")
+        batch_op.create_index("ix_specialists_rating", ["rating", "review_count", "id"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("specialists") as batch_op:
+        batch_op.drop_index("ix_specialists_rating")
+        batch_op.create_index("ix_specialists_rating", ["rating", "id"])
     op.drop_index("ix_reviews_provider", table_name="reviews")
     op.drop_index("ix_reviews_specialist", table_name="reviews")
     op.drop_table("reviews")
     op.drop_index("ix_disputes_status", table_name="disputes")
     op.drop_table("disputes")
+    op.drop_column("dashboard_sign_in_codes", "signup_name")
+    op.drop_index("ix_mail_outbox_due", table_name="mail_outbox")
+    for column in ("sent_at", "claim_token", "next_attempt_at", "attempts", "status"):
+        op.drop_column("mail_outbox", column)
     for column in ("notify_reminder", "notify_cancelled", "notify_new_booking"):
         op.drop_column("specialists", column)
     op.drop_column("agents", "review_count")
