@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test install lint typecheck bench soak clean postgres chains browser
+.PHONY: run test install lint typecheck bench soak clean postgres chains browser proxy
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || { $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' \
@@ -43,9 +43,15 @@ browser:
 	test -x /usr/bin/chromium || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$S apt-get update && $$S apt-get install -y --no-install-recommends chromium; }
 
+# The reverse proxy of compose.yaml, run as a plain process by tests/test_deployment.py:
+# Debian's nginx; installed only when missing.
+proxy:
+	test -x /usr/sbin/nginx || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$S apt-get update && $$S apt-get install -y --no-install-recommends nginx; }
+
 # The last step runs the billing, ledger and store tests again with the store's shortcuts off:
 # the ordinary way through the ORM session (kernel/store/shortcuts.py) gives the same results.
-test: install postgres chains browser
+test: install postgres chains browser proxy
 	$(BIN)/ruff check agent_server billing wallets tests bench
 	$(BIN)/ruff format --check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
