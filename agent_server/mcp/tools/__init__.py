@@ -11,6 +11,7 @@ from typing import Any
 # Each tool module declares its tools on REGISTRY when imported.
 import agent_server.mcp.tools.bookings
 import agent_server.mcp.tools.discovery
+import agent_server.mcp.tools.provider
 import agent_server.mcp.tools.schedules
 import agent_server.mcp.tools.wallet  # noqa: F401
 from agent_server.kernel.money import usd_text

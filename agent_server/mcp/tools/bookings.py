@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as svc
 from agent_server.booking.availability import parse_slot_id
-from agent_server.booking.models import CancelledBy
 from agent_server.kernel.inputs import Moment, MultilineText, Text
+from agent_server.kernel.money import Money
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import (
@@ -88,7 +89,14 @@ async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
     return BookingResult(booking=booking_out(booking))
 
 
+BookingId = Annotated[int, Field(ge=1, le=MAX_ID, description="A booking id.")]
+
+
 class ListBookingsIn(Input):
+    role: Annotated[
+        Literal["booker", "provider"] | None,
+        Field(description="booker: ones you made; provider: ones on your schedules."),
+    ] = None
     status: Annotated[
         Literal["pending", "accepted", "rejected", "canceled", "completed"] | None,
         Field(description="Only bookings in this status."),
@@ -124,10 +132,11 @@ class BookingList(Paid):
     idempotent=True,
 )
 async def list_bookings(ctx: ToolContext, args: ListBookingsIn) -> BookingList:
-    """The bookings you made, newest first; page with next_cursor."""
+    """Bookings you made or received, newest first (dismissed ones left out)."""
     page = await svc.list_bookings(
         ctx.uow,
         agent_id=ctx.agent_id,
+        role=args.role,
         status=args.status,
         starts_after=args.starts_after,
         starts_before=args.starts_before,
@@ -138,14 +147,14 @@ async def list_bookings(ctx: ToolContext, args: ListBookingsIn) -> BookingList:
 
 
 class CancelBookingIn(Input):
-    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your bookings.")]
+    booking_id: BookingId
     reason_code: Annotated[
-        Literal["not_feeling_well", "no_time", "other"],
-        Field(description="Why you cancel."),
+        Literal["not_feeling_well", "no_time", "other"], Field(description="Why.")
     ] = "other"
-    reason: Annotated[
-        MultilineText, Field(max_length=2000, description="Free text for the specialist.")
-    ] = ""
+    reason: Annotated[MultilineText, Field(max_length=2000, description="Free text.")] = ""
+    dismiss: Annotated[
+        bool, Field(description="Instead hide your ended booking from list-bookings.")
+    ] = False
 
 
 class CancelResult(Paid):
@@ -166,14 +175,16 @@ class CancelResult(Paid):
     open_world=True,
 )
 async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResult:
-    """Cancel one of your pending or accepted bookings. The escrowed slot price comes back in
-    full at least 24 hours before the start (of the earliest slot a rescheduled booking had),
-    half of it later (the rest goes to the specialist). The booking fee is not refunded."""
-    cancelled = await bookings.cancel_booking(
+    """Cancel a pending or accepted booking. As booker: the slot price comes back in full
+    until 24 h before the start (see get-booking), half later; the fee never. As the
+    schedule's owner: the booker gets all back."""
+    if args.dismiss:
+        dismissed = await svc.dismiss_booking(ctx.uow, ctx.agent_id, args.booking_id)
+        return CancelResult(booking=booking_out(dismissed), refunded=0, refund_currency=None)
+    cancelled = await bookings.cancel_as(
         ctx.uow,
-        args.booking_id,
-        CancelledBy.AGENT,
         ctx.agent_id,
+        args.booking_id,
         args.reason_code,
         args.reason,
         policy=ctx.runtime.billing.prices.booking,
@@ -187,7 +198,7 @@ async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResul
 
 
 class RescheduleBookingIn(Input):
-    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your bookings.")]
+    booking_id: BookingId
     new_slot_id: SlotId
 
 
@@ -210,3 +221,60 @@ async def reschedule_booking(ctx: ToolContext, args: RescheduleBookingIn) -> Boo
         ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id
     )
     return BookingResult(booking=booking_out(new))
+
+
+class BookingIdIn(Input):
+    booking_id: BookingId
+
+
+class ChangeOut(BaseModel):
+    at: datetime
+    actor: str
+    from_status: str | None
+    to_status: str
+    note: str
+
+
+class BookingDetail(Paid):
+    booking: BookingOut
+    role: str = Field(description="booker or provider.")
+    history: list[ChangeOut]
+    refund_now: Money | None = Field(description="Your refund if you cancel now.")
+    full_refund_until: datetime | None
+
+
+@REGISTRY.tool(
+    "get-booking",
+    title="One booking",
+    toolset="booking",
+    input_model=BookingIdIn,
+    output_model=BookingDetail,
+    read_only=True,
+    idempotent=True,
+)
+async def get_booking(ctx: ToolContext, args: BookingIdIn) -> BookingDetail:
+    """A booking you made or received: its history, location, the refund if you cancel now
+    and until when the refund is full."""
+    view = await bookings.booking_view(
+        ctx.uow,
+        args.booking_id,
+        agent_id=ctx.agent_id,
+        policy=ctx.runtime.billing.prices.booking,
+    )
+    quote = view.refund_now
+    return BookingDetail(
+        booking=booking_out(view.booking),
+        role=view.role,
+        history=[
+            ChangeOut(
+                at=c.at,
+                actor=c.actor,
+                from_status=c.from_status,
+                to_status=c.to_status,
+                note=c.note,
+            )
+            for c in view.history
+        ],
+        refund_now=Money.of(quote.refund, quote.currency) if quote else None,
+        full_refund_until=view.full_refund_until,
+    )

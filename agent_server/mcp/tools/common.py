@@ -150,10 +150,11 @@ class BookingOut(BaseModel):
     start: datetime
     end: datetime
     seat: int
-    status: str = Field(description="pending, accepted, rejected, canceled or completed.")
+    status: str
     price: Money
     topic: str
     notes: str
+    location: str | None
     cancelled_by: str | None
     cancel_reason_code: str | None
     cancel_reason: str | None
@@ -175,6 +176,7 @@ def booking_out(b: Booking) -> BookingOut:
         price=Money.of(b.price_amount, b.price_currency),
         topic=b.topic,
         notes=b.notes,
+        location=b.location,
         cancelled_by=b.cancelled_by,
         cancel_reason_code=b.cancel_reason_code,
         cancel_reason=b.cancel_reason,

@@ -15,6 +15,7 @@ from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
+from agent_server.services.earnings import Earnings, earnings
 from billing import meter, usage
 from billing.meter import ExtraPrice
 from wallets import service as wallet_svc
@@ -30,10 +31,16 @@ class CurrencyBalanceOut(BaseModel):
     deposit_address: str | None
 
 
+class EarningsOut(BaseModel):
+    paid: Money = Field(description="Paid to you, less commission.")
+    pending: Money = Field(description="Held in escrow for your sessions.")
+
+
 class WalletOut(Paid):
     agent_id: int
     wallets: list[CurrencyBalanceOut]
     total_usd: Money
+    earnings: list[EarningsOut]
 
 
 class NoInput(Input):
@@ -50,10 +57,18 @@ class NoInput(Input):
     idempotent=True,
 )
 async def get_wallet(ctx: ToolContext, args: NoInput) -> WalletOut:
-    """Your balance in each currency (whole coins, base units and USD), deposits still
-    waiting for confirmations, deposit addresses, and the total in USD."""
+    """Your balance per currency (coins, base units, USD), deposits awaiting confirmations,
+    deposit addresses, the USD total, and earnings from your schedules."""
     view = await wallet_svc.get_wallet(ctx.uow, ctx.agent_id, rates=ctx.runtime.billing.rates)
-    return WalletOut.model_validate(asdict(view))
+    earned = await earnings(ctx.uow, agent_id=ctx.agent_id)
+    return WalletOut.model_validate({**asdict(view), "earnings": [earnings_out(e) for e in earned]})
+
+
+def earnings_out(earned: Earnings) -> EarningsOut:
+    return EarningsOut(
+        paid=Money.of(earned.paid, earned.currency),
+        pending=Money.of(earned.pending, earned.currency),
+    )
 
 
 class DepositAddressIn(Input):
