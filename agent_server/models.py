@@ -8,6 +8,7 @@ from agent_server.kernel.store.base import Base
 from agent_server.oauth import models as oauth_models  # noqa: F401
 from billing import models as billing_models  # noqa: F401
 from wallets import models as wallets_models  # noqa: F401
+from wallets import withdrawal_models  # noqa: F401
 
 metadata = Base.metadata
 

@@ -55,6 +55,9 @@ class AccountKind(StrEnum):
     REVENUE = "revenue"  # the platform's fees and commissions
     ADJUSTMENTS = "adjustments"  # operator credits and debits
     RECEIVABLE = "receivable"  # owed by an agent: reversed deposits already spent
+    WITHDRAWING = "withdrawing"  # requested withdrawals and payouts not yet on chain
+    WITHDRAWN = "withdrawn"  # sent to external addresses (the outflow to the chain)
+    NETWORK_FEES = "network_fees"  # fees charged for withdrawals, paying the chain's fee
 
 
 class TransactionKind(StrEnum):
@@ -69,6 +72,9 @@ class TransactionKind(StrEnum):
     PAYOUT = "payout"  # escrow -> payable and revenue (a completed booking)
     ADJUSTMENT = "adjustment"  # operator credit or debit
     REVERSAL = "reversal"  # undoes a deposit reorged out of the chain
+    WITHDRAWAL = "withdrawal"  # wallet or payable -> withdrawing (amount and fee)
+    WITHDRAWN = "withdrawn"  # withdrawing -> withdrawn and network fees (confirmed on chain)
+    WITHDRAW_RETURN = "withdraw_return"  # withdrawing -> back where it came from
 
 
 class LedgerAccount(Base):
