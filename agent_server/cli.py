@@ -643,8 +643,8 @@ def dev_mail(
     settings = _settings()
     if settings.smtp_url:
         typer.echo(
-            "AGENT_SERVER_SMTP_URL is set: mails go to that server, not the outbox; "
-            "older outbox mails follow, if any.",
+            "AGENT_SERVER_SMTP_URL is set: codes are mailed through that server; the outbox "
+            "holds only mails queued for it (and any from before it was set).",
             err=True,
         )
     _require_database(settings)
@@ -659,7 +659,8 @@ def dev_mail(
         return
     for mail in mails:
         sent = mail.created_at.strftime("%Y-%m-%d %H:%M:%S UTC")
-        typer.echo(f"--- mail {mail.id} · {sent} · {mail.kind}")
+        state = f" · {mail.status}" if mail.status else ""
+        typer.echo(f"--- mail {mail.id} · {sent} · {mail.kind}{state}")
         typer.echo(f"To: {mail.to_addr}")
         typer.echo(f"Subject: {mail.subject}")
         typer.echo("")
