@@ -8,6 +8,7 @@ against its baseline from the same run.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import shutil
 import statistics
@@ -15,6 +16,7 @@ import tempfile
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import text
@@ -23,6 +25,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from agent_server.kernel.store.migrate import upgrade
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+CACHE_DIR = Path(__file__).resolve().parent / "cache"
+"""Demo catalogues built once and copied for each run (git-ignored)."""
 
 
 @dataclass
@@ -61,6 +65,105 @@ class Context:
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
 
+    @asynccontextmanager
+    async def catalogue(self, size: int, *, seed: int = 7) -> AsyncIterator[str]:
+        """The URL of a fresh copy of a migrated database holding ``size`` demo specialists
+        (``seed``), analyzed; dropped (or deleted) afterwards.
+
+        The catalogue itself is built once and kept: a SQLite file in ``CACHE_DIR``, or a
+        PostgreSQL database used as the template of each copy, named by ``catalogue_key``
+        (the demo data's and the migrations' source, the size, the seed and the UTC day:
+        demo schedules start on the day they are made). Older catalogues of the same size
+        are removed when a new one is built.
+        """
+        key = catalogue_key(size, seed)
+        if self.pg_admin_url:
+            template = f"bench_cat_{size}_{key}"
+            base, _, _ = self.pg_admin_url.rpartition("/")
+            if not await _pg_exists(self.pg_admin_url, template):
+                for old in await _pg_databases(self.pg_admin_url, f"bench_cat_{size}_"):
+                    await _pg_admin(
+                        self.pg_admin_url, f'DROP DATABASE IF EXISTS "{old}" WITH (FORCE)'
+                    )
+                building = f"bench_build_{size}_{secrets.token_hex(3)}"
+                await _pg_admin(self.pg_admin_url, f'CREATE DATABASE "{building}"')
+                try:
+                    await _build_catalogue(f"{base}/{building}", size, seed)
+                    await _pg_admin(
+                        self.pg_admin_url, f'ALTER DATABASE "{building}" RENAME TO "{template}"'
+                    )
+                except BaseException:
+                    await _pg_admin(self.pg_admin_url, f'DROP DATABASE IF EXISTS "{building}"')
+                    raise
+            dbname = f"bench_run_{size}_{secrets.token_hex(3)}"
+            await _pg_admin(self.pg_admin_url, f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
+            try:
+                yield f"{base}/{dbname}"
+            finally:
+                drop = f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'
+                await _pg_admin(self.pg_admin_url, drop)
+        else:
+            CACHE_DIR.mkdir(parents=True, exist_ok=True)
+            cached = CACHE_DIR / f"catalogue-{size}-{key}.db"
+            if not cached.exists():
+                for old in CACHE_DIR.glob(f"catalogue-{size}-*.db"):
+                    old.unlink()
+                building = CACHE_DIR / f"building-{size}-{secrets.token_hex(3)}.db"
+                try:
+                    await _build_catalogue(f"sqlite+aiosqlite:///{building}", size, seed)
+                    building.rename(cached)
+                finally:
+                    building.unlink(missing_ok=True)
+            directory = Path(tempfile.mkdtemp(prefix=f"bench-cat-{size}-"))
+            shutil.copyfile(cached, directory / "bench.db")
+            try:
+                yield f"sqlite+aiosqlite:///{directory / 'bench.db'}"
+            finally:
+                shutil.rmtree(directory, ignore_errors=True)
+
+
+def catalogue_key(size: int, seed: int) -> str:
+    """What a cached catalogue depends on: the demo data's and the migrations' source, the
+    size, the seed and the UTC day, as a short hash."""
+    root = Path(__file__).resolve().parent.parent / "agent_server"
+    digest = hashlib.sha256(f"{size}:{seed}:{datetime.now(UTC).date()}".encode())
+    for folder in (root / "booking" / "demo", root / "migrations"):
+        for path in sorted(folder.rglob("*.py")):
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
+async def _build_catalogue(url: str, size: int, seed: int) -> None:
+    from agent_server.booking.demo import load_demo_data
+    from agent_server.kernel.store import Database, make_engine
+
+    await asyncio.to_thread(upgrade, url)
+    db = Database(make_engine(url))
+    try:
+        await load_demo_data(db, size, seed=seed)
+        # Steady state of a live catalogue: statistics gathered and, on PostgreSQL, the
+        # visibility map set (autovacuum's work), so index-only scans skip the heap.
+        async with db.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.execute(text("ANALYZE" if db.is_sqlite else "VACUUM ANALYZE"))
+    finally:
+        await db.dispose()
+
+
+async def _pg_exists(url: str, dbname: str) -> bool:
+    return dbname in await _pg_databases(url, dbname)
+
+
+async def _pg_databases(url: str, prefix: str) -> list[str]:
+    """Databases whose name starts with ``prefix``."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            names = (await conn.execute(text("SELECT datname FROM pg_database"))).scalars()
+            return [str(n) for n in names if str(n).startswith(prefix)]
+    finally:
+        await engine.dispose()
+
 
 async def _pg_admin(url: str, sql: str) -> None:
     engine = create_async_engine(url, isolation_level="AUTOCOMMIT")
@@ -88,6 +191,7 @@ class Ratio:
     unit: str = ""
     baseline: str = ""
     target: str = ""
+    spread: str = ""  # the ratio's range over the rounds measured, lowest-highest
 
     @property
     def ratio(self) -> float | None:
@@ -121,6 +225,7 @@ class Ratio:
             measured,
             baseline,
             ratio,
+            self.spread,
             self.target,
             verdict,
         )

@@ -2,14 +2,17 @@
 
 ``make bench`` runs every benchmark on SQLite and on PostgreSQL (when one answers at
 ``AGENT_SERVER_BENCH_PG_URL``, default the local server; ``--sqlite`` or ``--pg`` picks one),
-prints ONE table of ratios against the baselines measured in the same run, and writes every
-result as one JSON file, ``bench/results/bench-<UTC time>.json`` (git-ignored): the ratios,
-and every benchmark's raw rows.
+prints ONE table of ratios against the baselines measured in the same run, each with its
+target and the spread of its rounds, and writes every result as one JSON file,
+``bench/results/bench-<UTC time>.json`` (git-ignored): the ratios, and every benchmark's raw
+rows. The table (with each benchmark's ``notes``, e.g. the worst query) and the JSON go to
+``artifacts/bench.txt`` and ``artifacts/bench.json`` too (and a copy named by the time).
 
 Every module ``bench/bench_<name>.py`` is a benchmark. It exposes::
 
     async def run(ctx: bench.Context) -> list[dict[str, object]]
     def ratios(rows: list[dict[str, object]]) -> list[bench.Ratio]
+    def notes(rows: list[dict[str, object]]) -> list[str]    # optional
 
 ``run`` measures (a ``run()`` without parameters is called with its own defaults; rows may
 also be dataclasses or pydantic models) and returns one row per measured case;
@@ -35,6 +38,7 @@ import sys
 import time
 import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
@@ -43,8 +47,20 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import bench
 from bench import Context, Ratio
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-COLUMNS = ("benchmark", "backend", "case", "mode", "measured", "baseline", "ratio", "target", "")
+COLUMNS = (
+    "benchmark",
+    "backend",
+    "case",
+    "mode",
+    "measured",
+    "baseline",
+    "ratio",
+    "rounds",
+    "target",
+    "",
+)
 
 
 def _modules(only: list[str]) -> list[str]:
@@ -64,7 +80,7 @@ def _table(ratios: list[Ratio]) -> str:
         return "(no results)"
     cells = [r.cells() for r in ratios]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    right = {"measured", "baseline", "ratio"}
+    right = {"measured", "baseline", "ratio", "rounds"}
 
     def line(values: tuple[str, ...] | list[str]) -> str:
         return "  ".join(
@@ -135,6 +151,7 @@ async def _main(args: argparse.Namespace) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     rows: list[dict[str, Any]] = []
     ratios: list[Ratio] = []
+    notes: list[str] = []
     failed = False
     for pg_url in await _backends(args):
         ctx = Context(pg_admin_url=pg_url, quick=args.quick, options=options)
@@ -150,6 +167,8 @@ async def _main(args: argparse.Namespace) -> int:
                     for row in await _run(module.run, ctx)
                 ]
                 ratios += module.ratios(measured)
+                if hasattr(module, "notes"):
+                    notes += module.notes(measured)
             except Exception as exc:  # one broken benchmark must not hide the others
                 traceback.print_exc()
                 failed = True
@@ -173,8 +192,13 @@ async def _main(args: argparse.Namespace) -> int:
         "rows": rows,
     }
     out.write_text(json.dumps(document, indent=2, default=str))
-    print(_table(ratios))
-    print(f"\nall results: {out}", file=sys.stderr)
+    report = "\n".join([_table(ratios), "", *notes]).rstrip() + "\n"
+    print(report, end="")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for name in (f"bench-{stamp}", "bench"):
+        (ARTIFACTS / f"{name}.txt").write_text(report)
+        (ARTIFACTS / f"{name}.json").write_text(json.dumps(document, indent=2, default=str))
+    print(f"\nall results: {out}; the table: {ARTIFACTS / 'bench.txt'}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,44 +1,46 @@
-"""MCP calls per second: our server against a bare echo MCPServer, same transport and process
-model (a uvicorn process serving streamable HTTP, stateless), driven by the SDK's client.
+"""Server CPU per call: our server against a bare echo MCPServer in the same run.
 
-Cases: echo (baseline), search-specialists over 10,000 demo specialists, view-profile and
-book-slot (each booking a different free slot), sequentially (one client) and with 16
-concurrent clients. Reported: calls per second and the ratio to echo in the same mode; each
-case is measured in ``ROUNDS`` rounds, each taking turns with an echo measurement, and the round
-with the median ratio is reported (every round is kept in the rows).
-Targets: view-profile ≥ 0.5x echo, search-specialists ≥ 0.3x echo.
+The client, the server and PostgreSQL share the machine's cores, so calls per second measure
+the machine as much as the server. The gate is **the server's own CPU time per call**: its
+process (every thread, from ``/proc/PID/task/*/schedstat``, in nanoseconds) plus, on
+PostgreSQL, the database backends serving it (``pg_stat_activity`` of its database), as a
+ratio to the CPU time a bare echo MCPServer (``bench.echo_server``, same transport and process
+model: uvicorn, streamable HTTP, stateless) spends per call in the same round. Calls per
+second and the clients' CPU stay in the JSON rows, not in the targets.
 
-search-specialists cycles through four common queries, as agents repeat searches; their
-answers are cached while the catalogue is unchanged (``agent_server.booking.cache``). The
-``search-specialists (distinct)`` case sends a query no call has sent before each time, so
-every answer is computed: it shows the cost of a search itself (no target).
+Cases, each against echo, on a demo catalogue of 100,000 specialists (``Context.catalogue``:
+built once per day and demo-data version, copied for each run):
 
-Two more cases show the ceiling for answers of our shape: ``search-specialists (ceiling)``
-and ``view-profile (ceiling)`` call a bare MCPServer (``bench.canned_server``, served like the
-echo baseline) that returns answers recorded from our server, with our output schemas, and
-does nothing else. The SDK's client validates every structured result against its schema and
-both sides serialise it, so these ratios bound what any server could reach with such answers.
+- ``tools/list``, ``view-profile``, ``book-slot`` (each call books a different free slot);
+- ``search repeated``: four common queries in turn (answers cached while the catalogue is
+  unchanged);
+- ``search never sent``: every call a query no call has sent before, drawn from what agents
+  send (``never_sent``: any combination of time zones, days, hours, date windows, price bounds
+  and currency, sorts and orders, lengths, skills common and rare, languages, place, text and
+  min_rating), on 100,000 specialists and, on a second server, on 1,000; besides the mean, the
+  p50 and p95 of the per-call CPU and the worst query;
+- memory: the resident set of our 100,000-specialist server after ``memory_searches`` distinct
+  searches (10,000), against an idle echo process's.
 
-Every row also holds the CPU time the server process spent per call (``server_cpu_ms_per_call``,
-and echo's beside it; read from ``/proc``, absent elsewhere). In a sequential round the client
-and the server take turns, so calls per second mix the server's cost with the client's; the
-CPU time is the server's own share, the part a server can change. ``client_cpu_ms_per_call``
-(and echo's) is the clients' share: all clients run in this process, so at 16 clients a case
-whose answers cost a client much more than echo's is bound by this process, whatever the
-server does (the ceiling cases show where).
+Every call is sequential (one client), so each call's server CPU is measured on its own. A
+case runs in ``rounds`` rounds; each alternates blocks of echo and of the case (ABBA: a drift
+of the machine's speed weighs on both alike); the table gives the median round's ratio and
+the spread (lowest-highest) of the rounds.
 
-Options (``-o KEY VALUE``): ``specialists`` (default 10000; ``--quick``: 1000), ``calls``
-(calls per measurement, default 400; ``--quick``: 96).
+Options (``-o KEY VALUE``): ``specialists`` (100000; ``--quick``: 2000), ``small`` (1000;
+``--quick``: 200), ``calls`` per side and round (200; ``--quick``: 40), ``rounds`` (5;
+``--quick``: 3), ``memory_searches`` (10000; ``--quick``: 300).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import os
+import random
 import secrets
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,7 +48,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,29 +56,25 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from agent_server.accounts.keys import new_api_key, shown_prefix
 from agent_server.accounts.models import Agent, AgentStatus
 from agent_server.accounts.service import hash_api_key
-from agent_server.booking.demo import load_demo_data
-from agent_server.booking.models import Schedule
+from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.schedules import get_availability
+from agent_server.booking.search.query import SearchQuery
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from bench import Context, Ratio
 from billing.wallet_funds import adjust_balance
 from wallets.addresses import deposit_address_for
 
-CONCURRENCY = 16
-ROUNDS = 5
-"""Rounds per case and mode (odd: the median round is one of them); each pairs an echo
-measurement with the case's."""
-BLOCKS = 8
-"""Blocks per side in a round, at most, the sides taking turns (``_measure_pair``)."""
-MIN_BLOCK = 6
-"""Calls per client in a block, at least."""
-TARGETS = {"view-profile": ">= 0.5", "search-specialists": ">= 0.3"}
+BLOCKS = 4
+"""Blocks per side in a round, the sides taking turns (``_measure_pair``)."""
 BIN = Path(sys.executable).parent
+MEMORY_CLIENTS = 4
+"""Clients sending the memory phase's searches at once."""
 
 
 def _free_port() -> int:
@@ -101,17 +99,24 @@ async def _wait_ready(port: int, proc: subprocess.Popen[bytes]) -> None:
         await asyncio.sleep(0.2)
 
 
-async def _prepare(url: str, specialists: int, slots_wanted: int) -> tuple[str, list[str], int]:
-    """Demo data, a funded active agent; its key, free slot ids to book, a specialist id."""
+@dataclass
+class Vocabulary:
+    """Values of the catalogue the never-sent queries draw from."""
+
+    skills: list[str]
+    rare_skills: list[str]
+    languages: list[str]
+    cities: list[str]
+    countries: list[str]
+    words: list[str]
+
+
+async def _prepare(url: str, slots_wanted: int) -> tuple[str, list[str], int, Vocabulary]:
+    """A funded active agent on the catalogue at ``url``: its key, free slot ids to book, a
+    specialist id to view, and the catalogue's vocabulary."""
     db = Database(make_engine(url))
     settings = Settings(database_url=url)
     try:
-        await load_demo_data(db, specialists, seed=7)
-        # Steady state of a live catalogue, as bench_search measures it: statistics gathered
-        # (autovacuum's work on PostgreSQL), so the planner knows the tables' sizes.
-        async with db.engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await auto.execute(text("ANALYZE" if db.is_sqlite else "VACUUM ANALYZE"))
         key = new_api_key()
         async with db.uow() as uow:
             now = uow.clock.now()
@@ -141,122 +146,245 @@ async def _prepare(url: str, specialists: int, slots_wanted: int) -> tuple[str, 
                     select(Schedule.id)
                     .where(Schedule.private.is_(False), Schedule.specialist_id.is_not(None))
                     .order_by(Schedule.id)
-                    .limit(400)
+                    .limit(2000)
                 )
             ).all()
             # Past the longest notice a demo schedule asks (a day) with a day to spare: a
             # slot must still be bookable when the run reaches it, many minutes later.
             start = uow.clock.now() + timedelta(days=2)
             for sid in ids:
-                free = await get_availability(uow, sid, start, start + timedelta(days=60))
-                slots.extend(s.slot_id for s in free for _ in range(s.seats_left))
                 if len(slots) >= slots_wanted:
                     break
+                free = await get_availability(uow, sid, start, start + timedelta(days=60))
+                slots.extend(s.slot_id for s in free for _ in range(s.seats_left))
             specialist = await uow.session.scalar(
                 select(Schedule.specialist_id).where(Schedule.id == ids[0])
             )
-        return key, slots, int(specialist or 1)
+            people = (
+                await uow.session.execute(
+                    select(
+                        Specialist.skills,
+                        Specialist.languages,
+                        Specialist.city,
+                        Specialist.country,
+                        Specialist.title,
+                    )
+                    .order_by(Specialist.id)
+                    .limit(3000)
+                )
+            ).all()
+        counts: dict[str, int] = {}
+        for skills, *_ in people:
+            for skill in skills:
+                counts[skill] = counts.get(skill, 0) + 1
+        ranked = sorted(counts, key=lambda k: (-counts[k], k))
+        vocabulary = Vocabulary(
+            skills=ranked[:40],
+            rare_skills=ranked[-40:],
+            languages=sorted({lang for _, langs, *_ in people for lang in langs}),
+            cities=sorted({p[2] for p in people})[:60],
+            countries=sorted({p[3] for p in people}),
+            words=sorted({w.lower() for p in people for w in p[4].split() if len(w) > 3})[:200],
+        )
+        return key, slots, int(specialist or 1), vocabulary
     finally:
         await db.dispose()
 
 
-Call = Callable[[Client, int], Awaitable[None]]
+ZONES = (
+    "UTC",
+    "Europe/Berlin",
+    "Europe/London",
+    "America/New_York",
+    "America/Los_Angeles",
+    "America/Sao_Paulo",
+    "Asia/Tokyo",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+)
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """CPU time (user and system) the process has used so far; None without ``/proc``."""
+def never_sent(n: int, vocabulary: Vocabulary) -> dict[str, Any]:
+    """Query ``n`` of the never-sent mix: any combination of the filters agents send, drawn
+    at random (seeded by ``n``); ``price_max`` falls by one micro-unit per ``n``, so no two
+    queries are alike and no answer can come from a cache."""
+    rng = random.Random(n)
+    today = datetime.now(UTC).date()
+    query: dict[str, Any] = {}
+    if rng.random() < 0.6:
+        query["timezone"] = rng.choice(ZONES)
+    if rng.random() < 0.3:
+        query["days_of_week"] = rng.sample(DAYS, rng.randint(1, 3))
+    if rng.random() < 0.3:
+        lo = rng.randrange(0, 24 * 60, 30)
+        hi = (lo + rng.choice((60, 120, 240, 480))) % (24 * 60)
+        query["hours_from"] = f"{lo // 60:02}:{lo % 60:02}"
+        query["hours_to"] = f"{hi // 60:02}:{hi % 60:02}"
+    if rng.random() < 0.3:
+        first = today + timedelta(days=rng.choice((1, 3, 7, 14, 30, 60, 120)))
+        query["date_from"] = first.isoformat()
+        if rng.random() < 0.7:
+            query["date_to"] = (first + timedelta(days=rng.choice((0, 2, 6, 13, 30)))).isoformat()
+    currency = rng.choice(("USD", "USDC", "USDT"))
+    if currency != "USD":
+        query["currency"] = currency
+    ceiling = 10**10
+    if rng.random() < 0.35:
+        ceiling = rng.choice((40, 60, 100, 150, 300)) * 1_000_000
+    if rng.random() < 0.25:
+        query["price_min"] = rng.choice((20, 50, 80, 120)) * 1_000_000
+    query["price_max"] = max(ceiling, query.get("price_min", 0) + 1_000_000) - n
+    if rng.random() < 0.1:
+        query["duration"] = rng.choice((30, 45, 60, 90))
+    sort = rng.choice(("rating", "price", "next_available"))
+    query["sort"] = sort
+    if sort != "next_available" and rng.random() < 0.3:
+        query["order"] = rng.choice(("asc", "desc"))
+    if rng.random() < 0.35:
+        pool = vocabulary.rare_skills if rng.random() < 0.3 else vocabulary.skills
+        query["skills"] = rng.sample(pool, rng.choice((1, 1, 1, 2)))
+    if rng.random() < 0.3:
+        query["languages"] = rng.sample(vocabulary.languages, rng.choice((1, 1, 2)))
+    if rng.random() < 0.1:
+        query["city"] = rng.choice(vocabulary.cities)
+    elif rng.random() < 0.15:
+        query["country"] = rng.choice(vocabulary.countries)
+    if rng.random() < 0.2:
+        query["q"] = rng.choice(vocabulary.words)
+    if "min_rating" in SearchQuery.model_fields and rng.random() < 0.15:
+        query["min_rating"] = rng.choice((3.5, 4.0, 4.5, 4.8))
+    return query
+
+
+def _task_cpu_ns(pid: int) -> int:
+    """CPU time of every live thread of ``pid`` so far, in nanoseconds (0 once it is gone)."""
+    total = 0
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        tasks = os.listdir(f"/proc/{pid}/task")
     except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+@dataclass
+class _Server:
+    """A server process and, on PostgreSQL, the database whose backends serve it."""
+
+    pid: int
+    dbname: str | None = None
+    admin: AsyncEngine | None = None
+
+    async def pids(self) -> list[int]:
+        if self.admin is None or self.dbname is None:
+            return [self.pid]
+        async with self.admin.connect() as conn:
+            sql = text("SELECT pid FROM pg_stat_activity WHERE datname = :name")
+            backends = [int(p) for p in (await conn.execute(sql, {"name": self.dbname})).scalars()]
+        return [self.pid, *backends]
+
+    async def cpu_ns(self) -> tuple[int, list[int]]:
+        pids = await self.pids()
+        return sum(_task_cpu_ns(p) for p in pids), pids
+
+
+Call = Callable[[Client, int], Awaitable[Any]]
+"""A call of a case; what it returns (the query of a never-sent search) is kept per call."""
 
 
 @dataclass
 class _Side:
-    """One server's clients in a paired measurement, and what they have measured so far."""
+    """One server's client in a paired measurement, and what it has measured so far."""
 
     url: str
     headers: dict[str, str]
     call: Call
-    pid: int
-    clients: list[Client] = field(default_factory=list)
+    server: _Server
+    client: Client | None = None
     calls: int = 0
     seconds: float = 0.0
-    cpu: float | None = 0.0
-    client_cpu: float = 0.0  # this process's CPU time while the side's clients ran
+    client_cpu: float = 0.0
+    per_call_ms: list[float] = field(default_factory=list)  # server CPU of each call
+    sent: list[Any] = field(default_factory=list)  # what each call returned, in order
 
 
-async def _connect(stack: AsyncExitStack, side: _Side, clients: int) -> None:
-    """Connect ``clients`` clients to ``side`` and warm each up with two calls."""
-    for c in range(clients):
-        http = httpx2.AsyncClient(headers=side.headers, timeout=60)
-        client = Client(streamable_http_client(side.url, http_client=http))
-        side.clients.append(await stack.enter_async_context(client))
-        for w in range(2):
-            await side.call(side.clients[-1], 10**6 + c * 10 + w)
-
-
-async def _block(side: _Side, per_client: int, offset: int) -> None:
-    """``per_client`` calls on each of ``side``'s clients at once, added to its totals."""
-
-    async def worker(client: Client, start: int) -> None:
-        for i in range(per_client):
-            await side.call(client, start + i)
-
-    cpu_before = _cpu_seconds(side.pid)
-    client_before = time.process_time()
-    started = time.perf_counter()
-    await asyncio.gather(
-        *(worker(cl, offset + c * per_client) for c, cl in enumerate(side.clients))
+async def _connect(stack: AsyncExitStack, side: _Side) -> None:
+    http = httpx2.AsyncClient(headers=side.headers, timeout=60)
+    side.client = await stack.enter_async_context(
+        Client(streamable_http_client(side.url, http_client=http))
     )
-    side.seconds += time.perf_counter() - started
-    side.client_cpu += time.process_time() - client_before
-    side.calls += per_client * len(side.clients)
-    cpu_after = _cpu_seconds(side.pid)
-    if side.cpu is None or cpu_before is None or cpu_after is None:
-        side.cpu = None
-    else:
-        side.cpu += cpu_after - cpu_before
+    for w in range(2):
+        await side.call(side.client, 10**6 + w)
+
+
+async def _block(side: _Side, calls: int, offset: int) -> None:
+    """``calls`` sequential calls, each one's server CPU measured on its own."""
+    assert side.client is not None
+    pids = await side.server.pids()
+    for i in range(calls):
+        before = sum(_task_cpu_ns(p) for p in pids)
+        client_before = time.process_time()
+        started = time.perf_counter()
+        side.sent.append(await side.call(side.client, offset + i))
+        side.seconds += time.perf_counter() - started
+        side.client_cpu += time.process_time() - client_before
+        after, now_pids = await side.server.cpu_ns()
+        # A backend that joined during the call counts whole (its start is the call's cost).
+        side.per_call_ms.append((after - before) / 1e6)
+        pids = now_pids
+        side.calls += 1
 
 
 @dataclass(frozen=True)
 class _Measured:
-    """One side of a round: calls per second, and CPU milliseconds per call of its server
-    process and of the clients (this process)."""
+    """One side of a round: calls per second, server CPU per call (mean, p50, p95, in ms) and
+    the client's CPU per call."""
 
     rate: float
-    server_cpu: float | None
+    server_cpu: float
+    p50: float
+    p95: float
     client_cpu: float
 
 
-def _rate(side: _Side) -> _Measured:
-    cpu = None if side.cpu is None else round(side.cpu * 1000 / side.calls, 3)
-    return _Measured(side.calls / side.seconds, cpu, round(side.client_cpu * 1000 / side.calls, 3))
+def _measured(side: _Side) -> _Measured:
+    samples = side.per_call_ms
+    q = statistics.quantiles(samples, n=20, method="inclusive") if len(samples) > 1 else samples
+    return _Measured(
+        rate=side.calls / side.seconds,
+        server_cpu=round(statistics.fmean(samples), 4),
+        p50=round(statistics.median(samples), 4),
+        p95=round(q[-1], 4),
+        client_cpu=round(side.client_cpu * 1000 / side.calls, 4),
+    )
 
 
-async def _measure_pair(
-    base: _Side, case: _Side, calls: int, clients: int
-) -> tuple[_Measured, _Measured]:
-    """Calls per second of ``calls`` calls to each side, spread over ``clients`` concurrent
-    clients per side (each connected and warmed up before the clock starts), and the CPU
-    time each server process spent per call meanwhile, in milliseconds.
-
-    The two sides take turns in up to ``BLOCKS`` blocks, in the order ABBA ABBA...: the machine's
-    speed drifts, sometimes by tens of percent within a minute, and this way both sides see
-    the same drift (a linear one cancels out exactly)."""
-    # Blocks of at least MIN_BLOCK calls per client: as a block ends, its last calls run
-    # with fewer clients at once.
-    blocks = max(2, min(BLOCKS, calls // (clients * MIN_BLOCK)))
-    per_client = max(1, calls // (clients * blocks))
-    async with AsyncExitStack() as stack:
-        await _connect(stack, base, clients)
-        await _connect(stack, case, clients)
-        for b in range(blocks):
-            first, second = (base, case) if b % 2 == 0 else (case, base)
-            for side in (first, second):
-                await _block(side, per_client, b * clients * per_client)
-    return _rate(base), _rate(case)
+async def _measure_pair(base: _Side, case: _Side, calls: int) -> tuple[_Measured, _Measured]:
+    """``calls`` calls to each side in ``BLOCKS`` blocks, in the order ABBA ABBA...: the
+    machine's speed drifts, and this way both sides see the same drift."""
+    per_block = max(1, calls // BLOCKS)
+    base.per_call_ms, case.per_call_ms, base.sent, case.sent = [], [], [], []
+    base.calls = case.calls = 0
+    base.seconds = case.seconds = base.client_cpu = case.client_cpu = 0.0
+    for b in range(BLOCKS):
+        first, second = (base, case) if b % 2 == 0 else (case, base)
+        for side in (first, second):
+            await _block(side, per_block, b * per_block)
+    return _measured(base), _measured(case)
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -278,202 +406,310 @@ SEARCHES: list[dict[str, Any]] = [
     {"sort": "price", "languages": ["en"]},
     {"sort": "next_available"},
 ]
-"""search-specialists cycles through these common queries."""
+"""``search repeated`` cycles through these common queries."""
+TARGETS: dict[str, tuple[str, str]] = {
+    "tools/list": ("<= 1.2", "<= 1.2"),
+    "view-profile": ("<= 1.5", "<= 2"),
+    "search repeated": ("<= 2", "<= 2"),
+    "search never sent": ("<= 6", "<= 6"),
+    "book-slot": ("<= 5", "<= 5"),
+}
+"""Targets of each case's server CPU per call against echo's: (SQLite, PostgreSQL)."""
 
 
-async def _record(url: str, headers: dict[str, str], specialist: int, path: Path) -> None:
-    """Our answers to the searches and to one view-profile, with the tools' output schemas,
-    written for ``bench.canned_server``."""
-    async with Client(
-        streamable_http_client(url, http_client=httpx2.AsyncClient(headers=headers, timeout=60))
-    ) as client:
-        schemas = {t.name: t.output_schema for t in (await client.list_tools()).tools}
-        calls = {
-            "search-specialists": SEARCHES,
-            "view-profile": [{"specialist_id": specialist}],
-        }
-        recorded: dict[str, Any] = {}
-        for tool, arguments in calls.items():
-            answers = []
-            for args in arguments:
-                result = await client.call_tool(tool, args)
-                _ok(result)
-                answers.append(result.structured_content)
-            recorded[tool] = {"output_schema": schemas[tool], "answers": answers}
-    path.write_text(json.dumps(recorded))
+def _serve(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+    big = str(10**9)
+    env.update(
+        AGENT_SERVER_DATABASE_URL=url,
+        AGENT_SERVER_START_WATCHERS="false",
+        AGENT_SERVER_START_WORKER="false",
+        AGENT_SERVER_LOG_LEVEL="WARNING",
+        AGENT_SERVER_LOG_FORMAT="json",
+        AGENT_SERVER_RATE_LIMIT_DEFAULT=big,
+        AGENT_SERVER_RATE_LIMITS=f'{{"search-specialists": {big}, "book-slot": {big}}}',
+    )
+    return subprocess.Popen(
+        [str(BIN / "agent-server"), "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 async def run(ctx: Context) -> list[dict[str, Any]]:
-    specialists = int(ctx.options.get("specialists", 1000 if ctx.quick else 10_000))
-    calls = int(ctx.options.get("calls", 96 if ctx.quick else 400))
+    opt = ctx.options.get
+    big = int(opt("specialists", 2000 if ctx.quick else 100_000))
+    small = int(opt("small", 200 if ctx.quick else 1000))
+    calls = int(opt("calls", 40 if ctx.quick else 200))
+    rounds = int(opt("rounds", 3 if ctx.quick else 5))
+    memory_searches = int(opt("memory_searches", 300 if ctx.quick else 10_000))
     rows: list[dict[str, Any]] = []
-    async with ctx.scratch_database("mcp") as url:
-        wanted = 2 * ROUNDS * (calls + 2 * CONCURRENCY) + 8  # every book-slot call books one
-        key, slots, specialist = await _prepare(url, specialists, wanted)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
-        big = str(10**9)
-        env.update(
-            AGENT_SERVER_DATABASE_URL=url,
-            AGENT_SERVER_START_WATCHERS="false",
-            AGENT_SERVER_START_WORKER="false",
-            AGENT_SERVER_LOG_LEVEL="WARNING",
-            AGENT_SERVER_LOG_FORMAT="json",
-            AGENT_SERVER_RATE_LIMIT_DEFAULT=big,
-            AGENT_SERVER_RATE_LIMITS=f'{{"search-specialists": {big}, "book-slot": {big}}}',
-        )
-        ours_port, echo_port, canned_port = _free_port(), _free_port(), _free_port()
+    admin = create_async_engine(ctx.pg_admin_url) if ctx.pg_admin_url else None
+    async with AsyncExitStack() as stack:
+        if admin is not None:
+            stack.push_async_callback(admin.dispose)
+        url = await stack.enter_async_context(ctx.catalogue(big))
+        small_url = await stack.enter_async_context(ctx.catalogue(small))
+        key, slots, specialist, vocabulary = await _prepare(url, rounds * calls // 2 + 16)
+        small_key, _, _, _ = await _prepare(small_url, 0)
         logs = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
-        ours = subprocess.Popen(
-            [str(BIN / "agent-server"), "serve", "--port", str(ours_port)],
-            env=env,
-            stdout=(logs / "ours.log").open("wb"),
-            stderr=subprocess.STDOUT,
-        )
+        ports = [_free_port() for _ in range(3)]
+        ours = _serve(url, ports[0], logs / "ours.log")
+        stack.callback(_stop, ours)
+        ours_small = _serve(small_url, ports[1], logs / "ours-small.log")
+        stack.callback(_stop, ours_small)
         echo = subprocess.Popen(
-            [sys.executable, "-m", "bench.echo_server", str(echo_port)],
+            [sys.executable, "-m", "bench.echo_server", str(ports[2])],
             stdout=(logs / "echo.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
-        canned: subprocess.Popen[bytes] | None = None
-        try:
-            await _wait_ready(ours_port, ours)
-            await _wait_ready(echo_port, echo)
-            ours_url = f"http://127.0.0.1:{ours_port}/mcp"
-            echo_url = f"http://127.0.0.1:{echo_port}/mcp"
-            canned_url = f"http://127.0.0.1:{canned_port}/mcp"
-            auth = {"Authorization": f"Bearer {key}"}
-            await _record(ours_url, auth, specialist, logs / "answers.json")
-            canned = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "bench.canned_server",
-                    str(canned_port),
-                    str(logs / "answers.json"),
-                ],
-                stdout=(logs / "canned.log").open("wb"),
-                stderr=subprocess.STDOUT,
-            )
-            await _wait_ready(canned_port, canned)
-            slot_iter = iter(slots)
+        stack.callback(_stop, echo)
+        for port, proc in zip(ports, (ours, ours_small, echo), strict=True):
+            await _wait_ready(port, proc)
+        ours_url, small_url_, echo_url = (f"http://127.0.0.1:{p}/mcp" for p in ports)
 
-            async def echo_call(client: Client, i: int) -> None:
-                _ok(await client.call_tool("echo", {"text": f"hello {i}"}))
+        def dbname(u: str) -> str | None:
+            return u.rpartition("/")[2] if admin is not None else None
 
-            async def search_call(client: Client, i: int) -> None:
-                _ok(await client.call_tool("search-specialists", SEARCHES[i % len(SEARCHES)]))
+        ours_server = _Server(ours.pid, dbname(url), admin)
+        small_server = _Server(ours_small.pid, dbname(small_url), admin)
+        echo_server = _Server(echo.pid)
+        auth = {"Authorization": f"Bearer {key}"}
+        small_auth = {"Authorization": f"Bearer {small_key}"}
+        slot_iter = iter(slots)
+        fresh = iter(range(10**9))
+        sent_to_big = 0
 
-            fresh = itertools.count()
+        async def echo_call(client: Client, i: int) -> None:
+            _ok(await client.call_tool("echo", {"text": f"hello {i}"}))
 
-            async def distinct_search_call(client: Client, i: int) -> None:
-                # A price ceiling never asked before: the answer cannot come from the cache.
-                n = next(fresh)
-                query = {"price_max": 10**9 - n, "sort": ("rating", "price")[n % 2]}
-                _ok(await client.call_tool("search-specialists", query))
+        async def list_call(client: Client, i: int) -> None:
+            await client.list_tools()
 
-            async def view_call(client: Client, i: int) -> None:
-                _ok(await client.call_tool("view-profile", {"specialist_id": specialist}))
+        async def view_call(client: Client, i: int) -> None:
+            _ok(await client.call_tool("view-profile", {"specialist_id": specialist}))
 
-            async def canned_search_call(client: Client, i: int) -> None:
-                _ok(await client.call_tool("search-specialists", {"n": i}))
+        async def repeated_call(client: Client, i: int) -> None:
+            _ok(await client.call_tool("search-specialists", SEARCHES[i % len(SEARCHES)]))
 
-            async def canned_view_call(client: Client, i: int) -> None:
-                _ok(await client.call_tool("view-profile", {"n": i}))
+        async def never_sent_call(client: Client, i: int) -> dict[str, Any]:
+            nonlocal sent_to_big
+            sent_to_big += 1
+            query = never_sent(next(fresh), vocabulary)
+            _ok(await client.call_tool("search-specialists", query))
+            return query
 
-            async def book_call(client: Client, i: int) -> None:
-                slot = next(slot_iter)
-                result = await client.call_tool(
-                    "book-slot", {"slot_id": slot, "idempotency_key": f"bench-{i}-{slot}"}
-                )
-                _ok(result)
+        async def never_sent_small_call(client: Client, i: int) -> dict[str, Any]:
+            query = never_sent(next(fresh), vocabulary)
+            _ok(await client.call_tool("search-specialists", query))
+            return query
 
-            cases: list[tuple[str, str, dict[str, str], Call, int]] = [
-                ("search-specialists", ours_url, auth, search_call, ours.pid),
-                (
-                    "search-specialists (ceiling)",
-                    canned_url,
-                    {},
-                    canned_search_call,
-                    canned.pid,
-                ),
-                ("search-specialists (distinct)", ours_url, auth, distinct_search_call, ours.pid),
-                ("view-profile", ours_url, auth, view_call, ours.pid),
-                ("view-profile (ceiling)", canned_url, {}, canned_view_call, canned.pid),
-                ("book-slot", ours_url, auth, book_call, ours.pid),
-            ]
-            for mode, clients in (("sequential", 1), ("concurrent-16", CONCURRENCY)):
-                for name, url_, headers, call, pid in cases:
-                    # Each round measures echo and the case in alternating blocks: the
-                    # machine's speed drifts over a run, and a baseline taken minutes earlier
-                    # would carry that drift into the ratio.
-                    pairs = []
-                    for _round in range(ROUNDS):
-                        try:
-                            pairs.append(
-                                await _measure_pair(
-                                    _Side(echo_url, {}, echo_call, echo.pid),
-                                    _Side(url_, headers, call, pid),
-                                    calls,
-                                    clients,
-                                )
-                            )
-                        except BaseExceptionGroup as group:  # the client's task groups
-                            raise RuntimeError(f"{name}, {mode}: {_first(group)!r}") from group
-                    # The median round by ratio: the machine's speed moves both rates of a
-                    # round together, so a round's ratio is steadier than either of its rates.
-                    median = sorted(pairs, key=lambda p: p[1].rate / p[0].rate)[ROUNDS // 2]
-                    echo_side, ours_side = median
-                    echo_rate, rate = echo_side.rate, ours_side.rate
-                    rows.append(
+        async def book_call(client: Client, i: int) -> None:
+            slot = next(slot_iter)
+            arguments = {"slot_id": slot, "idempotency_key": f"bench-{i}-{slot}"}
+            _ok(await client.call_tool("book-slot", arguments))
+
+        # An idle echo process: started and answering, a few calls served.
+        async with AsyncExitStack() as warm:
+            side = _Side(echo_url, {}, echo_call, echo_server)
+            await _connect(warm, side)
+        echo_rss = _rss_kib(echo.pid)
+
+        cases: list[tuple[str, str, dict[str, str], Call, _Server, int]] = [
+            ("tools/list", ours_url, auth, list_call, ours_server, big),
+            ("view-profile", ours_url, auth, view_call, ours_server, big),
+            ("search repeated", ours_url, auth, repeated_call, ours_server, big),
+            ("search never sent", ours_url, auth, never_sent_call, ours_server, big),
+            (
+                "search never sent",
+                small_url_,
+                small_auth,
+                never_sent_small_call,
+                small_server,
+                small,
+            ),
+            ("book-slot", ours_url, auth, book_call, ours_server, big),
+        ]
+        for name, url_, headers, call, server, size in cases:
+            pairs: list[tuple[_Measured, _Measured]] = []
+            samples: list[float] = []
+            sent: list[Any] = []
+            for _round in range(rounds):
+                try:
+                    async with AsyncExitStack() as conns:
+                        base = _Side(echo_url, {}, echo_call, echo_server)
+                        case = _Side(url_, headers, call, server)
+                        await _connect(conns, base)
+                        await _connect(conns, case)
+                        pairs.append(await _measure_pair(base, case, calls))
+                        samples += case.per_call_ms
+                        sent += case.sent
+                except BaseExceptionGroup as group:  # the client's task groups
+                    raise RuntimeError(f"{name}: {_first(group)!r}") from group
+            by_ratio = sorted(pairs, key=lambda p: p[1].server_cpu / p[0].server_cpu)
+            echo_side, ours_side = by_ratio[rounds // 2]
+            worst = max(range(len(samples)), key=samples.__getitem__)
+            quantiles = statistics.quantiles(samples, n=20, method="inclusive")
+            rows.append(
+                {
+                    "case": name,
+                    "specialists": size,
+                    "server_cpu_ms_per_call": ours_side.server_cpu,
+                    "echo_server_cpu_ms_per_call": echo_side.server_cpu,
+                    "ratio_to_echo": round(ours_side.server_cpu / echo_side.server_cpu, 3),
+                    "spread": [
+                        round(min(r.server_cpu / e.server_cpu for e, r in pairs), 2),
+                        round(max(r.server_cpu / e.server_cpu for e, r in pairs), 2),
+                    ],
+                    "p50_ms": round(statistics.median(samples), 3),
+                    "p95_ms": round(quantiles[-1], 3),
+                    "worst_ms": round(samples[worst], 3),
+                    "worst_query": sent[worst] if sent[worst] is not None else None,
+                    "calls_per_s": round(ours_side.rate, 1),
+                    "echo_calls_per_s": round(echo_side.rate, 1),
+                    "client_cpu_ms_per_call": ours_side.client_cpu,
+                    "echo_client_cpu_ms_per_call": echo_side.client_cpu,
+                    "rounds": [
                         {
-                            "case": name,
-                            "mode": mode,
-                            "specialists": specialists,
-                            "calls_per_s": round(rate, 1),
-                            "echo_calls_per_s": round(echo_rate, 1),
-                            "ratio_to_echo": round(rate / echo_rate, 3),
-                            # The server's own share of a call: its process's CPU time per
-                            # call (the client, the same for every server, is not counted).
-                            "server_cpu_ms_per_call": ours_side.server_cpu,
-                            "echo_server_cpu_ms_per_call": echo_side.server_cpu,
-                            # The clients' share (all in this process): what checking and
-                            # decoding this server's answers costs a client, next to echo's.
-                            "client_cpu_ms_per_call": ours_side.client_cpu,
-                            "echo_client_cpu_ms_per_call": echo_side.client_cpu,
-                            "rounds": [
-                                {
-                                    "echo": round(b.rate, 1),
-                                    "case": round(r.rate, 1),
-                                    "echo_server_cpu_ms": b.server_cpu,
-                                    "case_server_cpu_ms": r.server_cpu,
-                                    "echo_client_cpu_ms": b.client_cpu,
-                                    "case_client_cpu_ms": r.client_cpu,
-                                }
-                                for b, r in pairs
-                            ],
+                            "echo_server_cpu_ms": e.server_cpu,
+                            "case_server_cpu_ms": r.server_cpu,
+                            "echo_calls_per_s": round(e.rate, 1),
+                            "case_calls_per_s": round(r.rate, 1),
                         }
-                    )
-        finally:
-            for proc in (ours, echo, canned):
-                if proc is not None:
-                    proc.terminate()
-                    proc.wait(timeout=30)
+                        for e, r in pairs
+                    ],
+                }
+            )
+
+        # Memory: the 100k server after ``memory_searches`` distinct searches in all.
+        left = max(0, memory_searches - sent_to_big)
+        started = time.perf_counter()
+        async with AsyncExitStack() as conns:
+            sides = [_Side(ours_url, auth, never_sent_call, ours_server) for _ in range(4)]
+            for side in sides:
+                await _connect(conns, side)
+
+            async def send(client: Client | None, count: int) -> None:
+                assert client is not None
+                for i in range(count):
+                    await never_sent_call(client, i)
+
+            share = -(-left // len(sides))
+            await asyncio.gather(*(send(side.client, share) for side in sides))
+        rows.append(
+            {
+                "case": "memory",
+                "specialists": big,
+                "distinct_searches": sent_to_big,
+                "rss_kib": _rss_kib(ours.pid),
+                "echo_idle_rss_kib": echo_rss,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
     return rows
 
 
 def ratios(rows: list[dict[str, Any]]) -> list[Ratio]:
-    """Each tool's calls per second against the bare echo MCPServer in the same mode."""
-    return [
-        Ratio(
-            benchmark="mcp",
-            backend=str(row["backend"]),
-            case=str(row["case"]),
-            mode=str(row["mode"]),
-            value=float(row["calls_per_s"]),
-            baseline_value=float(row["echo_calls_per_s"]),
-            unit="calls/s",
-            baseline="echo MCPServer",
-            target=TARGETS.get(str(row["case"]), ""),
+    """Server CPU per call against echo's, and the search's and memory's own targets."""
+    out: list[Ratio] = []
+    cases = [r for r in rows if "server_cpu_ms_per_call" in r]
+    for row in cases:
+        backend = str(row["backend"])
+        targets = TARGETS.get(str(row["case"]), ("", ""))
+        size = int(row["specialists"])
+        out.append(
+            Ratio(
+                benchmark="mcp",
+                backend=backend,
+                case=f"{row['case']}, {size:,}",
+                mode="server CPU/call",
+                value=float(row["server_cpu_ms_per_call"]),
+                baseline_value=float(row["echo_server_cpu_ms_per_call"]),
+                unit="ms",
+                baseline="echo",
+                target=targets[1 if backend == "postgres" else 0],
+                spread="{:.2f}-{:.2f}".format(*row["spread"]),
+            )
         )
+    never = sorted(
+        (r for r in cases if r["case"] == "search never sent"), key=lambda r: -int(r["specialists"])
+    )
+    if never:
+        top = never[0]
+        out.append(
+            Ratio(
+                "mcp",
+                str(top["backend"]),
+                f"search never sent, {int(top['specialists']):,}",
+                "p95 / p50",
+                float(top["p95_ms"]),
+                float(top["p50_ms"]),
+                "ms",
+                "its p50",
+                "<= 2",
+            )
+        )
+        out.append(
+            Ratio(
+                "mcp",
+                str(top["backend"]),
+                f"search never sent, {int(top['specialists']):,}: worst query",
+                "server CPU",
+                float(top["worst_ms"]),
+                float(top["echo_server_cpu_ms_per_call"]),
+                "ms",
+                "echo",
+            )
+        )
+    if len(never) >= 2:
+        top, low = never[0], never[-1]
+        out.append(
+            Ratio(
+                "mcp",
+                str(top["backend"]),
+                f"search never sent, {int(top['specialists']):,} vs {int(low['specialists']):,}",
+                "server CPU/call",
+                float(top["server_cpu_ms_per_call"]),
+                float(low["server_cpu_ms_per_call"]),
+                "ms",
+                f"{int(low['specialists']):,}",
+                "<= 1.5",
+            )
+        )
+    for row in rows:
+        if row.get("case") == "memory":
+            out.append(
+                Ratio(
+                    "mcp",
+                    str(row["backend"]),
+                    f"memory, {int(row['specialists']):,}, "
+                    f"{int(row['distinct_searches']):,} searches",
+                    "RSS",
+                    int(row["rss_kib"]) / 1024,
+                    int(row["echo_idle_rss_kib"]) / 1024,
+                    "MiB",
+                    "idle echo",
+                    "<= 1.5",
+                )
+            )
+    return out
+
+
+def notes(rows: list[dict[str, Any]]) -> list[str]:
+    """The worst never-sent query of each run, as sent."""
+    return [
+        f"worst never-sent query ({row['backend']}, {int(row['specialists']):,}): "
+        f"{float(row['worst_ms']):.1f} ms server CPU: {json.dumps(row['worst_query'])}"
         for row in rows
+        if row.get("case") == "search never sent" and row.get("worst_query") is not None
     ]
