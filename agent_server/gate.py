@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -89,21 +89,6 @@ _AGENT_BY_KEY_HASH = select(
 _BY_KEY_HASH = Direct(_AGENT_BY_KEY_HASH)
 
 
-class _AgentRow(NamedTuple):
-    """A row of ``_BY_KEY_HASH``, or of ``_BY_KEY_HASH_WITH_COUNTER`` with the rate counter."""
-
-    id: int
-    name: str
-    email: str
-    status: str
-    email_verified: Any  # 0 or 1 on SQLite
-    api_key_prefix: str
-    api_key_hash: str
-    currency: str | None
-    hits: int | None = None  # the call's rate counter (NULL: no row yet)
-    window_start: int | None = None
-
-
 async def authenticate(
     uow: UnitOfWork | AsyncConnection, settings: Settings, api_key: str | None
 ) -> Caller:
@@ -115,25 +100,29 @@ async def authenticate(
     digest = hash_api_key(settings, api_key)
     if isinstance(uow, UnitOfWork):
         rows = await direct_rows(uow, _BY_KEY_HASH, {"digest": digest})
-        row = _AgentRow(*rows[0]) if rows else None
+        row: Any = rows[0] if rows else None
     else:
-        found = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
-        row = _AgentRow(*found) if found is not None else None
+        row = (await uow.execute(_BY_KEY_HASH.statement, {"digest": digest})).first()
     return _caller_from(row, digest)
 
 
 _COUNTERS = RateCounter.__table__
 _BY_KEY_HASH_WITH_COUNTER = Direct(
     _AGENT_BY_KEY_HASH.add_columns(
-        select(_COUNTERS.c.hits).where(_COUNTERS.c.key == bindparam("counter")).scalar_subquery(),
+        select(_COUNTERS.c.hits)
+        .where(_COUNTERS.c.key == bindparam("counter"))
+        .scalar_subquery()
+        .label("hits"),
         select(_COUNTERS.c.window_start)
         .where(_COUNTERS.c.key == bindparam("counter"))
-        .scalar_subquery(),
+        .scalar_subquery()
+        .label("window_start"),
     )
 )
 
 
-def _caller_from(row: _AgentRow | None, digest: str) -> Caller:
+def _caller_from(row: Any, digest: str) -> Caller:
+    """The caller in a ``_BY_KEY_HASH`` row (named columns), or ``Unauthorized``."""
     # The lookup found the row by the key's digest; compare the digests again in constant
     # time all the same (the key itself is hashed once per lookup, not twice).
     if row is None or not hmac.compare_digest(digest, row.api_key_hash):
@@ -164,7 +153,7 @@ async def reread(
         _BY_KEY_HASH_WITH_COUNTER,
         {"digest": digest, "counter": _counter_key(caller, tool)},
     )
-    row = _AgentRow(*rows[0]) if rows else None
+    row = rows[0] if rows else None
     current = _caller_from(row, digest)
     assert row is not None
     counter = None

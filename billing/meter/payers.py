@@ -9,14 +9,16 @@ same read (``read_wallets``) with the same rule (``Wallets.payer``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import BindParameter, Integer, String, bindparam, case, column, select, table
 
 from agent_server.kernel.errors import InsufficientFunds
 from agent_server.kernel.money import amount_text, usd_text
 from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store.rows import NamedRow
 from billing.caps import Caps, caps_columns
 from billing.config import BillingConfig
 from billing.ledger import AccountRef
@@ -33,20 +35,9 @@ _ACCOUNTS: Any = LedgerAccount.__table__
 _AGENTS = table("agents", column("id", Integer), column("currency", String))
 
 
-class WalletRow(NamedTuple):
-    """One row of ``PAYERS``/``PAYERS_AND_QUOTA``: a wallet, and the agent's caps and quota
-    use repeated on every row."""
-
-    id: int
-    currency: str
-    balance: int
-    capped: Any  # true when the agent set spending caps (0 or 1 on SQLite)
-    daily: int | None
-    monthly: int | None
-    quota_used: int | None = None  # free calls used this month (NULL: none; absent: not read)
-
-
 def _payers_query() -> Any:
+    """One row per wallet in paying order (``id``, ``currency``, ``balance``), with the
+    agent's caps on every row (``capped``: 0 or 1 on SQLite, ``daily``, ``monthly``)."""
     daily, monthly, capped = caps_columns()
     agent: BindParameter[int] = bindparam("agent_id")
     preferred = select(_AGENTS.c.currency).where(_AGENTS.c.id == agent).scalar_subquery()
@@ -92,13 +83,13 @@ class Wallets:
     quota_used: int | None = None
 
     @classmethod
-    def from_rows(cls, rows: list[Any], *, with_quota: bool = False) -> Wallets:
-        named = [WalletRow(*row) for row in rows]
+    def from_rows(cls, rows: Sequence[NamedRow], *, with_quota: bool = False) -> Wallets:
+        """From ``PAYERS`` rows, or ``PAYERS_AND_QUOTA`` rows (``with_quota``)."""
         balances = [
             (AccountRef(int(row.id), AccountKind.WALLET, str(row.currency)), int(row.balance))
-            for row in named
+            for row in rows
         ]
-        first = named[0] if named else None
+        first = rows[0] if rows else None
         # capped, daily, monthly and quota_used are the same on every row.
         caps = Caps(first.daily, first.monthly) if first is not None and first.capped else None
         used = int(first.quota_used or 0) if with_quota and first is not None else None
@@ -160,8 +151,8 @@ async def refusal_wallet(uow: UnitOfWork, agent_id: int, wallets: Wallets) -> tu
         ref, held = wallets.balances[0]
         return ref.currency, held
     preferred: str | None = None
-    for (currency,) in await direct_rows(uow, _PREFERRED, {"agent_id": agent_id}):
-        preferred = currency
+    for row in await direct_rows(uow, _PREFERRED, {"agent_id": agent_id}):
+        preferred = row.currency
     return (preferred or DEFAULT_CURRENCY), 0
 
 

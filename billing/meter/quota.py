@@ -89,10 +89,7 @@ async def quota_used(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
         _QUOTA_USED,
         {"agent_id": agent_id, "tool": price.tool, "period": period_of(uow.clock.now())},
     )
-    if not rows:
-        return 0
-    (used,) = rows[0]
-    return int(used)
+    return int(rows[0].used) if rows else 0
 
 
 async def free_quota_left(uow: UnitOfWork, agent_id: int, price: ToolPrice) -> int:
