@@ -36,6 +36,7 @@ SPEC_TOOLS = {
     "accept-booking",
     "reject-booking",
     "complete-booking",
+    "leave-review",
     "list-schedules",
     "update-schedule",
     "delete-schedule",

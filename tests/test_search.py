@@ -108,6 +108,8 @@ def profile_matches(p: Specialist, query: dict[str, Any]) -> bool:
     text = fold(" ".join(words))
     if any(word not in text for word in fold(query.get("q", "")).split()):
         return False
+    if "min_rating" in query and p.rating < query["min_rating"]:
+        return False
     wanted = {s.lower().replace(" ", "-") for s in query.get("skills", [])}
     if not wanted <= set(p.skills):
         return False
@@ -148,8 +150,8 @@ def expected(cat: Catalogue, query: dict[str, Any], now: datetime) -> list[int]:
                 matched.append((s, slots))
         if not matched:
             continue
-        if sort == "rating":
-            key: Any = p.rating
+        if sort == "rating":  # ties by review count, then id
+            key: Any = (p.rating, p.review_count)
         elif sort == "price":
             prices = [s.price_usd_micros for s, _ in matched]
             key = max(prices) if desc else min(prices)

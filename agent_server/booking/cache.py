@@ -190,14 +190,20 @@ async def view_profile(
     now: datetime,
     window_days: int = 14,
     timezone: str = "UTC",
+    reviews_cursor: str | None = None,
 ) -> Answer[ProfileView]:
     """``search.view_profile`` as of the end of ``now``'s minute, cached (see above)."""
-    key = ("profile", specialist_id, window_days, timezone)
+    key = ("profile", specialist_id, window_days, timezone, reviews_cursor)
     return await _cached(
         uow,
         key,
         now,
         lambda kept: view_now(
-            uow, specialist_id, now=kept.as_of, window_days=window_days, timezone=timezone
+            uow,
+            specialist_id,
+            now=kept.as_of,
+            window_days=window_days,
+            timezone=timezone,
+            reviews_cursor=reviews_cursor,
         ),
     )

@@ -64,7 +64,8 @@ class Specialist(Base):
     """A human expert; contact fields are revealed only by view-profile."""
 
     __tablename__ = "specialists"
-    __table_args__ = (Index("ix_specialists_rating", "rating", "id"),)
+    # The walk order of sort=rating: ties by review count, then id.
+    __table_args__ = (Index("ix_specialists_rating", "rating", "review_count", "id"),)
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -92,6 +93,35 @@ class Specialist(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     schedules: Mapped[list[Schedule]] = relationship(back_populates="specialist")
+
+
+class SpecialistSkill(Base):
+    """One skill of a specialist, as an index answers it (``Specialist.skills`` as rows).
+
+    Kept equal to ``Specialist.skills`` by database triggers (migration 0011), whatever code
+    writes a specialist; search filters and facet counts read it, nothing writes it.
+    """
+
+    __tablename__ = "specialist_skills"
+    __table_args__ = (Index("ix_specialist_skills_specialist", "specialist_id", "skill"),)
+
+    skill: Mapped[str] = mapped_column(Text, primary_key=True)
+    specialist_id: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("specialists.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+class SpecialistLanguage(Base):
+    """One language of a specialist, as an index answers it (``Specialist.languages`` as
+    rows), kept like ``SpecialistSkill``."""
+
+    __tablename__ = "specialist_languages"
+    __table_args__ = (Index("ix_specialist_languages_specialist", "specialist_id", "language"),)
+
+    language: Mapped[str] = mapped_column(Text, primary_key=True)
+    specialist_id: Mapped[int] = mapped_column(
+        BigIntPK, ForeignKey("specialists.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class Schedule(Base):

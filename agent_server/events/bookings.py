@@ -6,7 +6,14 @@
   tells which);
 - booking.completed: marked completed after the session;
 - booking.rescheduled: moved to another slot; ``booking`` is the new booking,
-  ``previous_booking`` the old one (now canceled with reason code ``rescheduled``).
+  ``previous_booking`` the old one (now canceled with reason code ``rescheduled``);
+- booking.expired: a pending booking not answered in time, canceled by the clock (reason
+  code ``expired``, refunded in full);
+- booking.disputed: the booker contested the session; ``dispute`` has its reason;
+- dispute.resolved: an operator settled the dispute; ``dispute`` has the resolution and the
+  refund;
+- review.created: the booker reviewed the finished booking; ``review`` has the rating, the
+  text and the provider's new rating and review count.
 
 The agent that booked receives each (``role: "booker"``); when the schedule belongs to an
 agent, that agent receives it too (``role: "provider"``). ``data.booking`` has the fields of
@@ -24,7 +31,11 @@ from agent_server.events.outbox import (
     BOOKING_COMPLETED,
     BOOKING_CONFIRMED,
     BOOKING_CREATED,
+    BOOKING_DISPUTED,
+    BOOKING_EXPIRED,
     BOOKING_RESCHEDULED,
+    DISPUTE_RESOLVED,
+    REVIEW_CREATED,
     emit,
     iso,
 )
@@ -37,6 +48,10 @@ BOOKING_EVENTS = (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,
     BOOKING_RESCHEDULED,
+    BOOKING_EXPIRED,
+    BOOKING_DISPUTED,
+    DISPUTE_RESOLVED,
+    REVIEW_CREATED,
 )
 
 
@@ -64,11 +79,17 @@ def booking_data(booking: Booking) -> dict[str, Any]:
 
 
 async def emit_booking(
-    uow: UnitOfWork, type: str, booking: Booking, *, previous: Booking | None = None
+    uow: UnitOfWork,
+    type: str,
+    booking: Booking,
+    *,
+    previous: Booking | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> list[str]:
     """Emit one booking event to the booker and to the agent owning the schedule, if any.
 
-    ``previous`` is the booking a reschedule moved from. Returns the event ids. Does not
+    ``previous`` is the booking a reschedule moved from; ``extra`` more JSON-ready fields of
+    ``data`` (a dispute's). Returns the event ids. Does not
     commit (nor flush).
     """
     if type not in BOOKING_EVENTS:
@@ -82,6 +103,7 @@ async def emit_booking(
     data: dict[str, Any] = {"booking": booking_data(booking)}
     if previous is not None:
         data["previous_booking"] = booking_data(previous)
+    data.update(extra or {})
     await mail_specialist(uow, type, booking)
     return [
         await emit(uow, type=type, agent_id=agent_id, data={"role": role, **data})

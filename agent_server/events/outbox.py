@@ -26,9 +26,17 @@ BOOKING_CONFIRMED = "booking.confirmed"
 BOOKING_CANCELLED = "booking.cancelled"
 BOOKING_COMPLETED = "booking.completed"
 BOOKING_RESCHEDULED = "booking.rescheduled"
+BOOKING_EXPIRED = "booking.expired"
+BOOKING_DISPUTED = "booking.disputed"
+DISPUTE_RESOLVED = "dispute.resolved"
+REVIEW_CREATED = "review.created"
 DEPOSIT_CONFIRMED = "deposit.confirmed"
 DEPOSIT_REVERSED = "deposit.reversed"
 BALANCE_LOW = "balance.low"
+WITHDRAWAL_REQUESTED = "withdrawal.requested"
+WITHDRAWAL_SENT = "withdrawal.sent"
+WITHDRAWAL_CONFIRMED = "withdrawal.confirmed"
+WITHDRAWAL_FAILED = "withdrawal.failed"  # also rejected or cancelled: the money came back
 
 EVENT_TYPES: tuple[str, ...] = (
     BOOKING_CREATED,
@@ -36,9 +44,17 @@ EVENT_TYPES: tuple[str, ...] = (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,
     BOOKING_RESCHEDULED,
+    BOOKING_EXPIRED,
+    BOOKING_DISPUTED,
+    DISPUTE_RESOLVED,
+    REVIEW_CREATED,
     DEPOSIT_CONFIRMED,
     DEPOSIT_REVERSED,
     BALANCE_LOW,
+    WITHDRAWAL_REQUESTED,
+    WITHDRAWAL_SENT,
+    WITHDRAWAL_CONFIRMED,
+    WITHDRAWAL_FAILED,
 )
 
 

@@ -204,6 +204,10 @@ def _profile(body: Body) -> str:
         if s.get("description"):
             lines.append(f"  {s['description']}")
         lines.append(f"  Free: {_slots(s.get('slots') or {})}")
+    for r in p.get("reviews") or []:
+        lines.append(f"Review {r.get('rating')}/5 ({r.get('created_at')}): {r.get('text')}")
+    if p.get("next_reviews_cursor"):
+        lines.append(f"Older reviews: reviews_cursor={p['next_reviews_cursor']}")
     return "\n".join(lines)
 
 

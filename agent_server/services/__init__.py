@@ -10,6 +10,7 @@ its history line, its event and its ledger transaction land together or not at a
 * ``deposits``: what a credited or reversed deposit does to its agent's account and outbox
   (the wallets' ``DepositFollowUp``), given to every deposit watcher.
 * ``funds``: operator credits and debits of a wallet, and the activation a credit brings.
+* ``reviews``: the booker's review of a finished booking, and the provider's rating it sets.
 
 Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
 transports → services and runtime → domain (booking, accounts, events, billing, wallets) →

@@ -19,7 +19,8 @@ from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.inputs import check_int, check_moment
 
 Position = tuple[Any, int, int]
-"""A place in the walk: (sort value, specialist id, schedule id)."""
+"""A place in the walk: (sort value, specialist id, schedule id); sorting by rating,
+(rating, review count, specialist id)."""
 
 
 def encode_cursor(fingerprint: str, pos: Position) -> str:

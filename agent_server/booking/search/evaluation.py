@@ -80,7 +80,7 @@ def _cut(plan: Plan, sched: Schedule, taken: Mapping[datetime, int]) -> Schedule
     return ScheduleEval(schedule=sched, first_free=first, fitting=fitting)
 
 
-def _key(plan: Plan, ev: SpecialistEval, rating: dict[int, float]) -> Position | None:
+def _key(plan: Plan, ev: SpecialistEval, rating: dict[int, tuple[float, int]]) -> Position | None:
     matched = ev.matched
     if not matched:
         return None
@@ -90,7 +90,8 @@ def _key(plan: Plan, ev: SpecialistEval, rating: dict[int, float]) -> Position |
         if plan.sort is SortBy.PRICE:
             positions.append((sched.price_usd_micros, ev.specialist_id, sched.id))
         elif plan.sort is SortBy.RATING:
-            positions.append((rating[ev.specialist_id], ev.specialist_id, 0))
+            value, count = rating[ev.specialist_id]
+            positions.append((value, count, ev.specialist_id))
         else:
             assert s.first_free is not None
             positions.append((s.first_free.start, ev.specialist_id, sched.id))
@@ -105,19 +106,19 @@ async def evaluate(
         return {}
     session = uow.session
     stmt = (
-        select(Schedule, Specialist.rating)
+        select(Schedule, Specialist.rating, Specialist.review_count)
         .join(Specialist, Specialist.id == Schedule.specialist_id)
         .where(*conditions(plan), Schedule.specialist_id.in_(list(specialist_ids)))
         .order_by(Schedule.id)
     )
     rows = (await session.execute(stmt)).all()
-    taken = await seats_taken(session, (s.id for s, _ in rows), plan.now, plan.window_end)
+    taken = await seats_taken(session, (s.id for s, _, _ in rows), plan.now, plan.window_end)
     out = {sid: SpecialistEval(sid) for sid in specialist_ids}
-    rating: dict[int, float] = {}
+    rating: dict[int, tuple[float, int]] = {}
     bounds: dict[int, datetime] = {}
-    for sched, specialist_rating in rows:
+    for sched, specialist_rating, review_count in rows:
         assert sched.specialist_id is not None
-        rating[sched.specialist_id] = specialist_rating
+        rating[sched.specialist_id] = (specialist_rating, review_count)
         ev = _cut(plan, sched, taken.get(sched.id, {}))
         out[sched.specialist_id].schedules.append(ev)
         if ev.first_free is not None and sched.next_free_at != ev.first_free.start:

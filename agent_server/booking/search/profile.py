@@ -1,7 +1,8 @@
 """view-profile: a specialist's whole profile, contact included, with free slots.
 
 ``view_profile(uow, specialist_id, now=...)`` gives a ``ProfileView``: every profile field
-and each public schedule in full with its next free slots (in the time zone asked for).
+and each public schedule in full with its next free slots (in the time zone asked for), and
+the newest reviews (``reviews.REVIEWS_SHOWN``; ``reviews_cursor`` pages older ones).
 Texts are whole here; search results shorten them.
 """
 
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from agent_server.booking.availability import ScheduleSpec, free_slots, zone
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.next_free import seats_taken
+from agent_server.booking.reviews import REVIEWS_SHOWN, Subject, list_reviews
 from agent_server.booking.search.answer import FreeSlots, local_time_range
 from agent_server.booking.search.query import MAX_WINDOW_DAYS
 from agent_server.booking.search.text import iso_utc
@@ -45,6 +47,14 @@ class ProfileSchedule(BaseModel):
     slots: FreeSlots
 
 
+class ProfileReview(BaseModel):
+    """One review by a booker of a finished session."""
+
+    rating: int
+    text: str
+    created_at: str
+
+
 class ProfileView(BaseModel):
     """A specialist's whole profile, contact included."""
 
@@ -65,6 +75,8 @@ class ProfileView(BaseModel):
     phone: str | None
     next_available: str | None
     schedules: list[ProfileSchedule]
+    reviews: list[ProfileReview] = Field(description="Newest first")
+    next_reviews_cursor: str | None = Field(description="reviews_cursor for older reviews")
 
 
 async def view_profile(
@@ -75,10 +87,12 @@ async def view_profile(
     window_days: int = 14,
     timezone: str = "UTC",
     slots_per_schedule: int = 5,
+    reviews_cursor: str | None = None,
 ) -> ProfileView:
     """A specialist's whole profile, with public schedules and their next free slots.
 
-    Slots are those in the next ``window_days`` days, shown in ``timezone`` too.
+    Slots are those in the next ``window_days`` days, shown in ``timezone`` too; reviews
+    are the newest, or those older than ``reviews_cursor``.
     ``NotFound`` for an unknown id. Takes an entered unit of work; reads only.
     """
     if not 1 <= window_days <= MAX_WINDOW_DAYS:
@@ -103,6 +117,9 @@ async def view_profile(
             .order_by(Schedule.id)
         )
     ).all()
+    review_page = await list_reviews(
+        uow, Subject(specialist_id=specialist_id), cursor=reviews_cursor, limit=REVIEWS_SHOWN
+    )
     end = now + timedelta(days=window_days)
     taken = await seats_taken(uow.session, (s.id for s in schedules), now, end)
     views: list[ProfileSchedule] = []
@@ -156,4 +173,9 @@ async def view_profile(
         phone=person.phone,
         next_available=iso_utc(soonest) if soonest is not None else None,
         schedules=views,
+        reviews=[
+            ProfileReview(rating=r.rating, text=r.text, created_at=iso_utc(r.created_at))
+            for r in review_page.items
+        ],
+        next_reviews_cursor=review_page.next_cursor,
     )

@@ -126,6 +126,9 @@ class SearchQuery(BaseModel):
             )
         ),
     ] = "USD"
+    min_rating: Annotated[
+        float | None, Field(ge=1, le=5, description="Lowest rating (mean of reviews, 1-5).")
+    ] = None
     duration: Annotated[
         int | None, Field(ge=15, le=1440, description=("Slot length in minutes, e.g. 60."))
     ] = None

@@ -15,32 +15,29 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select, tuple_
-from sqlalchemy.dialects.postgresql import JSONB, array
+from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, tuple_
 from sqlalchemy.sql.elements import UnaryExpression
-from sqlalchemy.sql.expression import cast
 from sqlalchemy.sql.operators import custom_op
 
-from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.models import Schedule, Specialist, SpecialistLanguage, SpecialistSkill
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
 
 
-def _json_has(plan: Plan, column: Any, value: str) -> ColumnElement[bool]:
-    if plan.sqlite:
-        items = func.json_each(column).table_valued("value")
-        return exists().select_from(items).where(items.c.value == value)
-    found: ColumnElement[bool] = cast(column, JSONB).contains([value])
-    return found
+def _has_skill(skill: str) -> ColumnElement[bool]:
+    """The specialist lists ``skill``: one look-up in ``specialist_skills``' key."""
+    return exists().where(
+        SpecialistSkill.skill == skill, SpecialistSkill.specialist_id == Specialist.id
+    )
 
 
-def _json_has_any(plan: Plan, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    if plan.sqlite:
-        items = func.json_each(column).table_valued("value")
-        return exists().select_from(items).where(items.c.value.in_(list(values)))
-    found: ColumnElement[bool] = cast(column, JSONB).has_any(array(list(values)))
-    return found
+def _speaks_any(languages: Sequence[str]) -> ColumnElement[bool]:
+    """The specialist speaks one of ``languages``: look-ups in ``specialist_languages``' key."""
+    return exists().where(
+        SpecialistLanguage.language.in_(list(languages)),
+        SpecialistLanguage.specialist_id == Specialist.id,
+    )
 
 
 def _like_escape(word: str) -> str:
@@ -99,18 +96,21 @@ def specialist_conditions(plan: Plan) -> list[ColumnElement[bool]]:
     for word in plan.words:
         conds.append(Specialist.search_text.like(f"%{_like_escape(word)}%", escape="\\"))
     for skill in q.skills:
-        conds.append(_json_has(plan, Specialist.skills, skill))
+        conds.append(_has_skill(skill))
     if q.languages:
-        conds.append(_json_has_any(plan, Specialist.languages, q.languages))
+        conds.append(_speaks_any(q.languages))
+    if q.min_rating is not None:
+        conds.append(Specialist.rating >= q.min_rating)
     return conds
 
 
 def position_columns(plan: Plan) -> tuple[Any, Any, Any]:
-    """The columns of a walk ``Position``: sort value, specialist id, schedule id."""
+    """The columns of a walk ``Position``: sort value, specialist id, schedule id; for the
+    rating sort: rating, review count (the tie-break), specialist id."""
     if plan.sort is SortBy.PRICE:
         return Schedule.price_usd_micros, Schedule.specialist_id, Schedule.id
     if plan.sort is SortBy.RATING:
-        return Specialist.rating, Specialist.id, literal(0)
+        return Specialist.rating, Specialist.review_count, Specialist.id
     return Schedule.next_free_at, Schedule.specialist_id, Schedule.id
 
 
@@ -119,7 +119,8 @@ def rows_after(plan: Plan, pos: Position) -> ColumnElement[bool]:
     a, b, c = position_columns(plan)
     lead, lead_value = tuple_(a, b), tuple_(pos[0], pos[1])
     if plan.sort is SortBy.RATING:  # one row per specialist
-        return lead < lead_value if plan.desc else lead > lead_value
+        whole, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
+        return whole < value if plan.desc else whole > value
     if plan.desc:
         return and_(lead <= lead_value, or_(lead < lead_value, c < pos[2]))
     return and_(lead >= lead_value, or_(lead > lead_value, c > pos[2]))
@@ -128,8 +129,8 @@ def rows_after(plan: Plan, pos: Position) -> ColumnElement[bool]:
 def matching(plan: Plan) -> Select[Any]:
     """The walk: ``(specialist id, *position)`` rows in sort order, through an index.
 
-    Sorting by rating walks specialists (one row each, schedule id 0); the other sorts walk
-    schedules.
+    Sorting by rating walks specialists (one row each, by rating, review count and id); the
+    other sorts walk schedules.
     """
     cols = position_columns(plan)
     if plan.sort is SortBy.RATING:
@@ -145,7 +146,7 @@ def matching(plan: Plan) -> Select[Any]:
         stmt = select(Specialist.id.label("sid"), *cols).where(
             *specialist_conditions(plan), has_schedule
         )
-        order: tuple[Any, ...] = cols[:2]
+        order: tuple[Any, ...] = cols
     else:
         stmt = (
             select(Schedule.specialist_id.label("sid"), *cols)
@@ -161,10 +162,7 @@ def matching(plan: Plan) -> Select[Any]:
 def rows_upto(plan: Plan, pos: Position) -> ColumnElement[bool]:
     """Rows at or before ``pos`` in the walk."""
     a, b, c = position_columns(plan)
-    if plan.sort is SortBy.RATING:
-        lead, value = tuple_(a, b), tuple_(pos[0], pos[1])
-    else:
-        lead, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
+    lead, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
     return lead >= value if plan.desc else lead <= value
 
 
@@ -172,14 +170,10 @@ def slice_end_query(plan: Plan, after: Position | None, rows: int) -> Select[Any
     """The position ``rows`` entries of the walk's index after ``after`` (before any filter):
     one row, or none when fewer are left."""
     cols = position_columns(plan)
-    if plan.sort is SortBy.RATING:
-        stmt = select(*cols)
-        order: tuple[Any, ...] = cols[:2]
-    else:
-        stmt = select(*cols)
-        order = cols
-        if plan.sort is SortBy.NEXT_AVAILABLE:
-            stmt = stmt.where(Schedule.next_free_at.is_not(None))
+    stmt = select(*cols)
+    order: tuple[Any, ...] = cols
+    if plan.sort is SortBy.NEXT_AVAILABLE:
+        stmt = stmt.where(Schedule.next_free_at.is_not(None))
     if after is not None:
         stmt = stmt.where(rows_after(plan, after))
     stmt = stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order))

@@ -12,6 +12,7 @@ from typing import Any
 import agent_server.mcp.tools.bookings
 import agent_server.mcp.tools.discovery
 import agent_server.mcp.tools.provider
+import agent_server.mcp.tools.reviews
 import agent_server.mcp.tools.schedules
 import agent_server.mcp.tools.wallet  # noqa: F401
 from agent_server.kernel.money import usd_text

@@ -10,7 +10,7 @@ from agent_server.booking import cache
 from agent_server.booking.search.answer import SearchPage
 from agent_server.booking.search.profile import ProfileView
 from agent_server.booking.search.query import SearchQuery
-from agent_server.kernel.inputs import TimeZone
+from agent_server.kernel.inputs import Text, TimeZone
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.results import JsonOutput
 from agent_server.mcp.text import render
@@ -52,6 +52,9 @@ class ViewProfileIn(Input):
     window_days: Annotated[
         int, Field(ge=1, le=62, description="How many days ahead to list free slots.")
     ] = 14
+    reviews_cursor: Annotated[
+        Text | None, Field(max_length=200, description="next_reviews_cursor, for older reviews.")
+    ] = None
 
 
 class ProfileResult(Paid):
@@ -69,14 +72,15 @@ class ProfileResult(Paid):
 )
 async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult | JsonOutput:
     """A specialist's full profile: contact email and phone, skills, languages, education,
-    rates, rating, and public schedules with their next free slots (slot_id for book-slot;
-    get-availability has seats left)."""
+    rates, rating, newest reviews, and public schedules with their next free slots (slot_id
+    for book-slot; get-availability has seats left)."""
     answer = await cache.view_profile(
         ctx.uow,
         args.specialist_id,
         now=ctx.uow.clock.now(),
         window_days=args.window_days,
         timezone=args.timezone,
+        reviews_cursor=args.reviews_cursor,
     )
     return JsonOutput({"profile": answer.as_json()[0]}, answer.text(_profile_text))
 
