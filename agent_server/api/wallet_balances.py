@@ -1,6 +1,7 @@
 """The agent's wallet over REST: balances per currency, and choosing a deposit currency.
 
-    GET  /api/agent/wallet            balances per currency, pending deposits, total in USD
+    GET  /api/agent/wallet            balances per currency, pending deposits, total in USD,
+                                      earnings from the agent's schedules
     POST /api/agent/wallet/currency   {"currency": "USDC"} -> deposit address, minimum deposit
 
 Both work for every authenticated agent, pending ones included (they need the address to
@@ -17,6 +18,7 @@ from pydantic import BaseModel, Field
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.kernel.money import Money
+from agent_server.services.earnings import earnings
 from wallets.service import choose_currency, get_wallet, rate_source
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401))
@@ -30,9 +32,15 @@ class CurrencyWallet(BaseModel):
     deposit_address: str | None = None
 
 
+class Earnings(BaseModel):
+    paid: Money = Field(description="Paid to you for your schedules' bookings, less commission.")
+    pending: Money = Field(description="Held in escrow for bookings of your schedules.")
+
+
 class WalletResponse(BaseModel):
     wallets: list[CurrencyWallet]
     total_usd: Money = Field(description="All balances in USD.")
+    earnings: list[Earnings] = Field(description="Per currency, as a provider of schedules.")
 
 
 class ChooseCurrency(BaseModel):
@@ -66,6 +74,7 @@ async def wallet(caller: CurrentAgent, runtime: RuntimeDep) -> WalletResponse:
     and the total in USD."""
     async with runtime.db.uow() as uow:
         view = await get_wallet(uow, caller.agent_id, rates=rate_source(runtime))
+        earned = await earnings(uow, agent_id=caller.agent_id)
     return WalletResponse(
         wallets=[
             CurrencyWallet(
@@ -78,6 +87,10 @@ async def wallet(caller: CurrentAgent, runtime: RuntimeDep) -> WalletResponse:
             for w in view.wallets
         ],
         total_usd=view.total_usd,
+        earnings=[
+            Earnings(paid=Money.of(e.paid, e.currency), pending=Money.of(e.pending, e.currency))
+            for e in earned
+        ],
     )
 
 
