@@ -24,6 +24,7 @@ from agent_server.runtime import Runtime
 
 ROUTER_MODULES: tuple[str, ...] = (
     "agent_server.api.agents",
+    "agent_server.api.reviews",
     "agent_server.api.bookings",
     "agent_server.api.wallet_history",
     "agent_server.api.wallet_balances",
