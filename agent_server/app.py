@@ -27,6 +27,7 @@ from agent_server.kernel.store.migrate import current_revision, head_revision
 from agent_server.maintenance import start_maintenance
 from agent_server.mcp.http import MCP_PATH, McpFirst, mcp_http_app, refused_body
 from agent_server.runtime import Runtime
+from agent_server.services.clock import start_clock
 from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
 from wallets.embedded import start_embedded_chain_and_watcher
 
@@ -88,6 +89,7 @@ def create_app(
                 start_worker(runtime),
                 start_mail_sender(runtime),
                 start_maintenance(runtime),
+                start_clock(runtime),
             ):
                 yield
         finally:

@@ -24,6 +24,7 @@ from agent_server.services.bookings import (
     reject_booking,
     reschedule_booking,
 )
+from agent_server.services.clock import BookingClock, ClockConfig, release_escrow
 from billing.config import BillingConfig
 from billing.escrow import (
     EscrowAlreadySettled,
@@ -38,6 +39,7 @@ from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
 
 START = datetime(2026, 3, 5, 10, 0, tzinfo=UTC)  # 74 hours after the test clock's start
+DISPUTE_WINDOW = timedelta(hours=72)
 PRICE = 40_000_000  # 40 USD
 FEE = 50_000
 FUNDS = 100_000_000
@@ -155,25 +157,32 @@ async def test_a_cancellation_by_the_system_or_a_rejection_refunds_everything_ev
     await audit_ledger(db)
 
 
-async def test_completion_pays_the_specialist_less_commission_exactly_once(
+async def test_completion_holds_the_escrow_and_the_window_pays_it_out_exactly_once(
     db: Database, config: BillingConfig, clock: FakeClock
 ) -> None:
     agent, booking = await book(db, config)
     clock.set(START + timedelta(hours=1))
+    async with db.uow() as uow:
+        completed = await complete_booking(uow, booking, CancelledBy.SYSTEM, None)
+        await uow.commit()
+    assert completed.settlement is None
+    # Before the dispute window passed the provider has nothing; the escrow is held.
+    ticker = BookingClock(db, ClockConfig())
+    clock.set(START + timedelta(hours=1) + DISPUTE_WINDOW - timedelta(seconds=1))
+    assert (await ticker.tick()).released == 0
+    assert await payee_and_revenue(db, booking) == (0, FEE)
+    clock.set(START + timedelta(hours=1) + DISPUTE_WINDOW)
     settlements = []
     for _ in range(2):
         async with db.uow() as uow:
-            row = await uow.session.get(Booking, booking)
-            assert row is not None
-            if row.status != "completed":
-                completed = await complete_booking(uow, booking, CancelledBy.SYSTEM, None)
-                settlements.append(completed.settlement)
-            else:
-                settlements.append(await payout_booking(uow, await booking_terms(uow, row)))
+            settlements.append(
+                await release_escrow(uow, booking, window=DISPUTE_WINDOW, policy=None)
+            )
             await uow.commit()
-    assert settlements[0] == settlements[1]
+    assert settlements[1] is None  # released already: nothing more to do
     assert settlements[0] is not None
     assert (settlements[0].paid_to_payee, settlements[0].commission) == (36_000_000, 4_000_000)
+    assert (await ticker.tick()).released == 0
     assert await payee_and_revenue(db, booking) == (36_000_000, FEE + 4_000_000)
     assert await wallet_balance(db, agent, "USDC") == FUNDS - FEE - PRICE
     async with db.uow() as uow:
@@ -181,6 +190,8 @@ async def test_completion_pays_the_specialist_less_commission_exactly_once(
         assert row is not None
         with pytest.raises(EscrowAlreadySettled):
             await refund_booking(uow, await booking_terms(uow, row))
+        again = await payout_booking(uow, await booking_terms(uow, row))
+    assert again == settlements[0]
     await audit_ledger(db)
 
 
@@ -219,8 +230,9 @@ async def test_a_rescheduled_booking_keeps_its_escrow_and_pays_out_once(
     clock.set(START + timedelta(hours=3))
     async with db.uow() as uow:
         done = await complete_booking(uow, new.id, CancelledBy.SYSTEM, None)
-        settlement = done.settlement
         await uow.commit()
-    assert settlement is not None and settlement.paid_to_payee == 36_000_000
+    assert done.settlement is None
+    clock.set(START + timedelta(hours=3) + DISPUTE_WINDOW)
+    assert (await BookingClock(db, ClockConfig()).tick()).released == 1
     assert await payee_and_revenue(db, new.id) == (36_000_000, FEE + 4_000_000)
     await audit_ledger(db)

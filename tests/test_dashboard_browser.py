@@ -43,6 +43,7 @@ from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
+from agent_server.services.clock import BookingClock, ClockConfig
 from billing.models import LedgerTransaction, UsageRecord
 from billing.usage import transactions_for
 from billing.wallet_funds import adjust_balance
@@ -654,14 +655,24 @@ async def test_specialist_accepts_completes_and_notes_a_booking(site: Site, sam:
     await row.get_by_role("button", name="Add note").click()
     await expect(row.locator("[data-field=notes]")).to_have_text("Filed the VAT return together.")
     await screenshot(sam, "specialist-bookings-done")
-    async with site.db.uow() as uow:
-        payouts = await uow.session.scalar(
-            select(func.count()).where(
-                LedgerTransaction.booking_id == booking_id, LedgerTransaction.kind == "payout"
+
+    async def payouts() -> int | None:
+        async with site.db.uow() as uow:
+            return await uow.session.scalar(
+                select(func.count()).where(
+                    LedgerTransaction.booking_id == booking_id, LedgerTransaction.kind == "payout"
+                )
             )
-        )
-        await uow.commit()
-    assert payouts == 1
+
+    # Completed, the escrow is held while the booker may dispute; the clock then pays it.
+    ticker = BookingClock(site.db, ClockConfig())
+    site.clock.set(ends + timedelta(hours=71))
+    assert (await ticker.tick()).released == 0
+    assert await payouts() == 0
+    site.clock.set(ends + timedelta(hours=72))
+    assert (await ticker.tick()).released == 1
+    assert await payouts() == 1
+    site.clock.set(ends + timedelta(minutes=5))  # where the following tests expect it
 
 
 async def test_owner_cancels_a_booking_and_gets_the_refund(site: Site, alice: Page) -> None:

@@ -9,9 +9,24 @@ same transaction.
 Lifecycle::
 
     pending --accept--> accepted --complete (after the slot ended)--> completed
-       |                   |
-       +--reject--> rejected
+       |                   |                                             |
+       +--reject--> rejected                                             |
+       +--expire (clock)--> canceled (system, reason ``expired``)        |
        +-------------------+--cancel (agent, specialist or system)--> canceled
+                           |                                             |
+                           +--open-dispute (booker, after the end)--+----+ (within the window)
+                                                                    v
+                                   in_dispute --resolve (operator)--> dispute_done
+
+The money at each step (``agent_server.services``): reject, expire and a cancel by the
+provider or the system refund the escrow in full, a cancel by the booker by the policy's band;
+completing holds it; the booking clock (``agent_server.services.clock``) releases it to the
+provider less the commission once ``DISPUTE_WINDOW`` after the end passed without a dispute;
+an operator's resolution of a dispute refunds it, releases it or splits it
+(``agent_server.booking.disputes``). The clock also expires a pending booking not answered
+within ``BOOKING_PENDING_TTL`` (and always at its start) and completes an accepted one
+``AUTO_COMPLETE_AFTER`` its end (``agent_server.booking.clock``); each clock step is one
+booking in one unit of work, exactly once across processes.
 
 Who may do what: the schedule's owner (its specialist, or the agent that published it)
 accepts (optionally with the session's ``location``), rejects, cancels with a full refund and

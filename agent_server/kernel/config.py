@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
@@ -100,6 +101,18 @@ class Settings(BaseSettings):
     # A wallet going below this (USD micro-dollars) after a charge emits balance.low.
     balance_low_usd_micros: int = 1_000_000
     demo_specialists: int = 1000
+
+    # The booking clock (agent_server.services.clock), run by ``worker`` and by ``serve`` when
+    # start_worker is on: every clock_interval seconds (0: not at all) it expires pending
+    # bookings not answered within booking_pending_ttl (and always at their start), completes
+    # accepted ones auto_complete_after their end, releases the escrow of completed ones whose
+    # dispute_window after the end passed without a dispute, and mails specialists their
+    # reminder reminder_before the start. Durations: seconds or ISO 8601 (``PT24H``).
+    booking_pending_ttl: timedelta = timedelta(hours=24)
+    auto_complete_after: timedelta = timedelta(hours=2)
+    dispute_window: timedelta = timedelta(hours=72)
+    reminder_before: timedelta = timedelta(hours=24)
+    clock_interval: float = Field(default=30.0, ge=0)
 
 
 ENV_FILE_VARIABLE = "AGENT_SERVER_ENV_FILE"

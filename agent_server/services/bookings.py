@@ -6,7 +6,9 @@ use case     booking change                    money step (``billing.escrow``)
 book         a seat taken (``book_slot``)      slot price from the call's hold to escrow
 cancel       canceled by booker/owner/system   escrow refunded by policy
 reject       rejected by the schedule's owner  escrow refunded in full
-complete     completed after the slot ended    escrow paid out, less commission
+complete     completed after the slot ended    none: the escrow stays held
+release      none (the clock, after the        escrow paid out, less commission
+             dispute window; ``clock``)
 reschedule   new booking, old one canceled     escrow moved to the new booking
 accept       accepted by the schedule's owner  none (the escrow stays held)
 ===========  ================================  ==========================================
@@ -31,7 +33,7 @@ from agent_server.booking import service as booking_service
 from agent_server.booking.models import Booking, BookingChange, BookingStatus, CancelledBy
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.kernel.store import UnitOfWork
-from billing.escrow import RefundQuote, Settlement, payout_booking, refund_booking, refund_quote
+from billing.escrow import RefundQuote, Settlement, refund_booking, refund_quote
 from billing.prices import BookingPolicy
 from billing.rebooking import move_escrow
 from billing.terms import BookingTerms, EndedBy, Payee
@@ -144,11 +146,11 @@ async def complete_booking(
     *,
     policy: BookingPolicy | None = None,
 ) -> Settled:
-    """Mark an accepted booking completed after its slot ended, and pay its escrow out to
-    the payee less the platform's commission."""
+    """Mark an accepted booking completed after its slot ended. Its escrow stays held: the
+    booking clock releases it to the payee (``clock.release_escrow``) once the dispute window
+    passed without a dispute. ``policy`` is accepted for symmetry and unused."""
     booking = await booking_service.complete_booking(uow, booking_id, by, actor_id)
-    settlement = await payout_booking(uow, await booking_terms(uow, booking), policy=policy)
-    return Settled(booking, settlement)
+    return Settled(booking, None)
 
 
 async def reschedule_booking(
