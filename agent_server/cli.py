@@ -336,14 +336,16 @@ def watch_deposits(
 
 @app.command()
 def worker() -> None:
-    """Run the webhook delivery worker (and the mail sender, with an SMTP server)."""
+    """Run the webhook delivery worker, the booking clock (and the mail sender, with an SMTP
+    server)."""
     from agent_server.events.mail_delivery import start_mail_sender
     from agent_server.events.worker import run_worker
     from agent_server.runtime import Runtime
+    from agent_server.services.clock import start_clock
 
     async def run() -> None:
         runtime = Runtime.create(_settings())
-        async with start_mail_sender(runtime):
+        async with start_mail_sender(runtime), start_clock(runtime, standalone=True):
             await run_worker(runtime)
 
     asyncio.run(run())

@@ -307,11 +307,14 @@ class Clocked(Protocol):
 
 
 @asynccontextmanager
-async def start_clock(runtime: Clocked) -> AsyncIterator[BookingClock | None]:
-    """Run the booking clock for the lifetime of the block, beside the webhook worker (not
-    when ``START_WORKER`` is off or ``CLOCK_INTERVAL`` is 0)."""
+async def start_clock(
+    runtime: Clocked, *, standalone: bool = False
+) -> AsyncIterator[BookingClock | None]:
+    """Run the booking clock for the lifetime of the block: in ``serve`` beside the webhook
+    worker (not when ``START_WORKER`` is off), in ``agent-server worker`` (``standalone``)
+    always; never when ``CLOCK_INTERVAL`` is 0."""
     interval = runtime.settings.clock_interval
-    if interval <= 0 or not runtime.settings.start_worker:
+    if interval <= 0 or not (standalone or runtime.settings.start_worker):
         yield None
         return
     clock = BookingClock(
