@@ -32,6 +32,7 @@ from mcp_support import body, call_ok, make_agent
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 from pydantic import SecretStr
 from smtp_sink import SmtpSink, free_port
+from soak_audit import booking_consistency
 from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import Agent
@@ -713,6 +714,59 @@ async def test_owner_cancels_a_booking_and_gets_the_refund(site: Site, alice: Pa
     await alice.goto(f"/agents/{agent_id}/schedules")
     await expect(alice.locator(".empty")).to_have_text("This agent has no schedules.")
     await screenshot(alice, "agent-schedules")
+
+
+async def test_specialist_sets_the_place_and_cancels_with_a_full_refund(
+    site: Site, sam: Page
+) -> None:
+    schedule_id = site.ids["schedule"]
+    async with site.mcp("Second Bot") as client:
+        before = await call_ok(client, "get-wallet", {})
+        slots = await call_ok(
+            client,
+            "get-availability",
+            {
+                "schedule_id": schedule_id,
+                "start": "2026-03-16T00:00:00Z",
+                "end": "2026-03-17T00:00:00Z",
+            },
+        )
+        booked = await call_ok(
+            client,
+            "book-slot",
+            {
+                "slot_id": next(iter(slots["schedules"][0]["slots"])),
+                "idempotency_key": "dashboard-booking-3",
+            },
+        )
+    booking_id = booked["booking"]["id"]
+    await sam.goto("/specialist/bookings")
+    row = sam.locator(f"#booking-{booking_id}")
+    await row.get_by_label(f"Where booking {booking_id} happens").fill("Kanzlei, Room 7")
+    await row.get_by_role("button", name=f"Accept booking {booking_id}").click()
+    await expect(row.locator("[data-field=status]")).to_have_text("accepted")
+    await expect(row.locator("[data-field=location]")).to_have_text("Where: Kanzlei, Room 7")
+    await row.get_by_label(f"Where booking {booking_id} happens").fill("https://meet.example/s")
+    await row.get_by_role("button", name=f"Save place of booking {booking_id}").click()
+    await expect(row.locator("[data-field=location]")).to_have_text("Where: https://meet.example/s")
+    async with site.mcp("Second Bot") as client:
+        seen = await call_ok(client, "get-booking", {"booking_id": booking_id})
+    assert seen["booking"]["location"] == "https://meet.example/s"
+    sam.once("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await row.get_by_label(f"Reason for cancelling booking {booking_id}").fill("Ill")
+    await row.get_by_role("button", name=f"Cancel (full refund) booking {booking_id}").click()
+    await expect(row.locator("[data-field=status]")).to_have_text("canceled")
+    await screenshot(sam, "specialist-booking-cancelled")
+    async with site.mcp("Second Bot") as client:
+        after = await call_ok(client, "get-wallet", {})
+        seen = await call_ok(client, "get-booking", {"booking_id": booking_id})
+    assert seen["booking"]["cancelled_by"] == "specialist"
+    assert seen["history"][-1]["to_status"] == "canceled"
+    fee = booked["receipt"]["amount"]
+    paid = next(w for w in before["wallets"] if w["currency"] == "USDC")["balance"]["amount"]
+    left = next(w for w in after["wallets"] if w["currency"] == "USDC")["balance"]["amount"]
+    assert paid - left == fee  # the slot price came back in full, the booking fee did not
+    assert await booking_consistency(site.db) == []
 
 
 # --- operator pages ----------------------------------------------------------------------------

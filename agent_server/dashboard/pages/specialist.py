@@ -3,7 +3,9 @@
 Schedules go through ``agent_server.booking.schedules`` for ``ScheduleOwner.specialist``; a
 schedule of someone else is FORBIDDEN there and NOT_FOUND here. Booking actions go through
 ``agent_server.services.bookings`` with the escrow settled in the same transaction: a rejected
-booking is refunded, a completed one paid out.
+booking, or one the specialist cancels, is refunded in full; a completed one is paid out once
+its dispute window has passed. The specialist may say where a session happens (an address or a
+video link) when accepting it or later, while it is pending or accepted.
 """
 
 from __future__ import annotations
@@ -279,6 +281,7 @@ def _booking_context(booking: Booking, now: Any, error: str | None = None) -> di
         "booking": booking,
         "ended": ended,
         "can_accept": booking.status == BookingStatus.PENDING.value,
+        "can_cancel": booking.status in OPEN,
         "can_complete": booking.status == BookingStatus.ACCEPTED.value and ended,
         "can_note": ended
         and booking.status in (BookingStatus.ACCEPTED.value, BookingStatus.COMPLETED.value),
@@ -316,7 +319,8 @@ async def bookings(
     )
 
 
-ACTIONS = ("accept", "reject", "complete", "note")
+ACTIONS = ("accept", "reject", "complete", "note", "cancel", "location")
+OPEN = (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value)
 
 
 @router.post("/specialist/bookings/{booking_id}/{action}")
@@ -335,7 +339,23 @@ async def booking_action(request: Request, booking_id: Id, action: str) -> Respo
         async with runtime.db.uow() as uow:
             await booking_svc.get_booking(uow, booking_id, specialist_id=specialist_id)
             if action == "accept":
-                booking = await booking_svc.accept_booking(uow, owner, booking_id)
+                place = text(form, "location") or None
+                booking = await booking_steps.accept_booking(uow, owner, booking_id, place)
+            elif action == "location":
+                booking = await booking_svc.set_location(
+                    uow, owner, booking_id, text(form, "location")
+                )
+            elif action == "cancel":
+                cancelled = await booking_steps.cancel_booking(
+                    uow,
+                    booking_id,
+                    CancelledBy.SPECIALIST,
+                    specialist_id,
+                    text(form, "reason_code") or "other",
+                    text(form, "reason"),
+                    policy=policy,
+                )
+                booking = cancelled.booking
             elif action == "reject":
                 rejected = await booking_steps.reject_booking(
                     uow, owner, booking_id, text(form, "reason"), policy=policy
