@@ -22,6 +22,7 @@ from agent_server.dashboard.sessions import (
     csrf_token,
     end_session,
     request_code,
+    request_signup,
     session_email,
     verify_code,
 )
@@ -208,3 +209,61 @@ async def test_people_see_only_their_own_agents_and_profile(
             await owned_agent(uow, ann, other)
         ops = await person_for(uow, settings, "ops@example.com")
         assert ops.operator and ops.agents == () and ops.specialist_id is None
+
+
+async def test_a_sign_up_code_creates_one_profile_and_signs_in_an_existing_one(
+    db: Database, database_url: str, smtp: SmtpSink
+) -> None:
+    settings = settings_for(database_url, smtp)
+    await request_signup(db, settings, "  Nina   Neu ", "Nina@Example.com")
+    code = await asyncio.to_thread(smtp.latest_code, "nina@example.com")
+    token = await verify_code(db, settings, "nina@example.com", code)
+    async with db.uow() as uow:
+        person = await person_for(uow, settings, "nina@example.com")
+        specialist = await uow.session.get(Specialist, person.specialist_id)
+        assert specialist is not None
+        assert (specialist.name, specialist.email, specialist.timezone) == (
+            "Nina Neu",
+            "nina@example.com",
+            "UTC",
+        )
+        await uow.commit()
+    assert await session_email(db, settings, token) == "nina@example.com"
+    # Signing up again with the same email, under another name, signs in to that profile.
+    mails = len(smtp.to("nina@example.com"))
+    await request_signup(db, settings, "Someone Else", "nina@example.com")
+    while len(smtp.to("nina@example.com")) == mails:
+        await asyncio.sleep(0.01)
+    again = smtp.to("nina@example.com")[-1].get_payload(decode=True)
+    assert b"already has a specialist profile" in again  # type: ignore[operator]
+    code = await asyncio.to_thread(smtp.latest_code, "nina@example.com")
+    await verify_code(db, settings, "nina@example.com", code)
+    async with db.uow() as uow:
+        names = list(
+            (
+                await uow.session.execute(
+                    select(Specialist.name).where(Specialist.email == "nina@example.com")
+                )
+            ).scalars()
+        )
+        await uow.commit()
+    assert names == ["Nina Neu"]
+
+
+async def test_sign_up_needs_a_name_and_counts_against_the_code_limit(
+    db: Database, database_url: str, smtp: SmtpSink
+) -> None:
+    settings = settings_for(database_url, smtp)
+    with pytest.raises(ValidationFailed) as exc:
+        await request_signup(db, settings, " \t", "name@example.com")
+    assert exc.value.details["fields"][0]["field"] == "name"
+    with pytest.raises(ValidationFailed) as exc:
+        await request_signup(db, settings, "Bad\x00Name", "name@example.com")
+    assert exc.value.details["fields"][0]["field"] == "name"
+    for _ in range(CODES_PER_HOUR):
+        await request_code(db, settings, "limit@example.com")
+    with pytest.raises(RateLimited):
+        await request_signup(db, settings, "Lim It", "limit@example.com")
+    async with db.uow() as uow:
+        assert await uow.session.scalar(select(Specialist.id)) is None
+        await uow.commit()

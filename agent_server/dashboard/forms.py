@@ -247,6 +247,49 @@ def _language(code: str) -> str:
     return value
 
 
+MAX_EDUCATION = 10
+
+
+def parse_education(value: str) -> list[dict[str, Any]]:
+    """One line per degree: ``degree, field, institution, year`` (the year optional), as
+    ``{"degree", "field", "institution", "year"}``; ``ValidationFailed`` on ``education``."""
+    lines = [line.strip() for line in value.splitlines() if line.strip()]
+    if len(lines) > MAX_EDUCATION:
+        raise ValidationFailed.field("education", f"list at most {MAX_EDUCATION} degrees")
+    out: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        parts = [p.strip() for p in line.split(",")]
+        year: int | None = None
+        if len(parts) == 4:
+            try:
+                year = parse_int(parts[3], low=1900, high=2200)
+            except ValueError:
+                raise ValidationFailed.field(
+                    "education", f"line {number}: the year {parts[3]!r} is not a year like 2012"
+                ) from None
+            parts = parts[:3]
+        if len(parts) != 3 or not all(parts) or any(len(p) > 200 for p in parts):
+            raise ValidationFailed.field(
+                "education",
+                f"line {number}: write degree, field, institution, year, e.g. "
+                "LL.M., Tax law, University of Vienna, 2012",
+            )
+        degree, subject, institution = parts
+        out.append({"degree": degree, "field": subject, "institution": institution, "year": year})
+    return out
+
+
+def education_text(entries: list[dict[str, Any]]) -> str:
+    """Stored degrees as the form shows them, one per line."""
+    lines = []
+    for entry in entries or []:
+        parts = [str(entry.get(k) or "") for k in ("degree", "field", "institution")]
+        if entry.get("year"):
+            parts.append(str(entry["year"]))
+        lines.append(", ".join(parts))
+    return "\n".join(lines)
+
+
 class SpecialistProfile(BaseModel):
     """What a specialist may change about themselves on the dashboard."""
 
@@ -260,6 +303,7 @@ class SpecialistProfile(BaseModel):
     timezone: TimeZoneName
     languages: Annotated[list[Text], Field(max_length=20)] = []
     skills: Annotated[list[Annotated[Text, Field(max_length=64)]], Field(max_length=50)] = []
+    education: Annotated[list[dict[str, Any]], Field(max_length=MAX_EDUCATION)] = []
     hourly_rate: Amount | None = None
     rate_currency: str = "USD"
     phone: Annotated[Text, Field(max_length=40)] | None = None
@@ -292,6 +336,7 @@ PROFILE_FORM_FIELDS = [
     "timezone",
     "languages",
     "skills",
+    "education",
     "hourly_rate",
     "rate_currency",
     "phone",
@@ -310,6 +355,7 @@ def profile_fields(form: Mapping[str, Any]) -> SpecialistProfile:
         "timezone": text(form, "timezone"),
         "languages": split_list(text(form, "languages")),
         "skills": split_list(text(form, "skills")),
+        "education": parse_education(text(form, "education")),
         "hourly_rate": parse_amount(rate, currency, "hourly_rate") if rate else None,
         "rate_currency": currency,
         "phone": text(form, "phone") or None,
@@ -327,6 +373,7 @@ def profile_form_values(specialist: Specialist) -> dict[str, str | bool]:
         "timezone": specialist.timezone,
         "languages": ", ".join(specialist.languages),
         "skills": ", ".join(specialist.skills),
+        "education": education_text(specialist.education),
         "hourly_rate": format_amount(specialist.hourly_rate, specialist.rate_currency),
         "rate_currency": specialist.rate_currency,
         "phone": specialist.phone or "",
@@ -348,10 +395,33 @@ async def update_specialist_profile(
     specialist.timezone = data.timezone
     specialist.languages = list(data.languages)
     specialist.skills = list(data.skills)
+    specialist.education = list(data.education)
     specialist.hourly_rate = data.hourly_rate
     specialist.rate_currency = data.rate_currency
     specialist.phone = data.phone
     specialist.search_text = specialist_search_text(data.name, data.title, data.about, data.skills)
+    specialist.updated_at = uow.clock.now()
+    await uow.session.flush()
+    return specialist
+
+
+NOTIFICATIONS = {
+    "notify_new_booking": "A new booking",
+    "notify_cancelled": "A booking cancelled by the agent or the system",
+    "notify_reminder": "A reminder before each session starts",
+}
+"""The booking mails a specialist may choose, as the form's checkbox names and labels."""
+
+
+async def update_notifications(
+    uow: UnitOfWork, specialist_id: int, form: Mapping[str, Any]
+) -> Specialist:
+    """Save which booking mails the specialist receives: a checked box is a yes (flushed)."""
+    specialist = await uow.session.get(Specialist, specialist_id, with_for_update=True)
+    if specialist is None:
+        raise ValidationFailed.field("specialist", "this profile no longer exists")
+    for name in NOTIFICATIONS:
+        setattr(specialist, name, form.get(name) == "on")
     specialist.updated_at = uow.clock.now()
     await uow.session.flush()
     return specialist

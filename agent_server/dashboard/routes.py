@@ -6,7 +6,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from agent_server.dashboard.pages import consent, operator, owner, signin, specialist
+from agent_server.dashboard.pages import (
+    consent,
+    operator,
+    owner,
+    signin,
+    specialist,
+    specialist_account,
+)
 from agent_server.dashboard.web import HERE
 from agent_server.runtime import Runtime
 
@@ -14,6 +21,6 @@ from agent_server.runtime import Runtime
 def install_dashboard(app: FastAPI, runtime: Runtime) -> None:
     """Add the dashboard to ``app`` (whose ``state.runtime`` the pages read)."""
     app.state.runtime = runtime
-    for module in (signin, owner, specialist, operator, consent):
+    for module in (signin, owner, specialist, specialist_account, operator, consent):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")

@@ -5,6 +5,10 @@
         owner or the agent itself, a specialist, an operator); otherwise send nothing but do
         and answer the same, so neither the form nor the tries that follow tell which emails
         exist. At most ``CODES_PER_HOUR`` codes an hour per email.
+    async def request_signup(db, settings, name, email, *, client_ip=None, mail_later=None)
+        Mail a sign-up code to any email, under the same limits as sign-in codes and with the
+        same answer: the right code opens a session and, for an email without a specialist
+        profile, creates one with ``name`` (an existing profile is only signed in to).
     async def verify_code(db, settings, email, code, *, client_ip=None) -> str
         The new session's token (for the cookie) when the code is right; ``ValidationFailed``
         on ``code`` otherwise. Codes expire after 15 minutes and lock after 5 tries; tries are
@@ -26,19 +30,23 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.accounts.keys import hash_secret, new_code
 from agent_server.accounts.models import Agent
 from agent_server.accounts.ratelimit import hit
 from agent_server.accounts.service import limit_ip, pepper
 from agent_server.booking.models import Specialist
+from agent_server.booking.search.text import specialist_search_text
 from agent_server.dashboard.models import DashboardSession, SignInCode
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import RateLimited, ValidationFailed
+from agent_server.kernel.inputs import check_text, require
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import MailLater, OutgoingMail, masked, send_quietly
@@ -158,16 +166,7 @@ async def request_code(
             )
         known = await may_sign_in(uow, settings, email)
         now = uow.clock.now()
-        await uow.session.execute(
-            update(SignInCode)
-            .where(
-                SignInCode.email == email,
-                SignInCode.used_at.is_(None),
-                SignInCode.superseded_at.is_(None),
-            )
-            .values(superseded_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        await _supersede(uow, email, now)
         code = new_code()
         # For an unknown email, the hash of a secret that is never shown: no code matches it.
         hashed = _code_hash(settings, email, code if known else secrets.token_urlsafe(32))
@@ -191,6 +190,134 @@ async def request_code(
         await send_quietly(settings, db, mail)
     log.info("dashboard.code_issued", to=masked(email))
     return CodeRequest(email)
+
+
+def _signup_mail(settings: Settings, email: str, code: str, *, known: bool) -> OutgoingMail:
+    minutes = int(CODE_TTL.total_seconds() // 60)
+    first = (
+        "This email already has a specialist profile on Agent Server: the code signs you in to it."
+        if known
+        else "Enter the code on the sign-up page to create your specialist profile."
+    )
+    body = (
+        f"Your Agent Server sign-up code is {code}\n\n{first} It is valid for {minutes} "
+        "minutes.\nIf you did not ask to sign up, ignore this message.\n"
+    )
+    return OutgoingMail(
+        to=email, subject="Your Agent Server sign-up code", body=body, kind="dashboard_sign_up_code"
+    )
+
+
+def normalize_name(raw: str) -> str:
+    """A specialist's name as given at sign-up; ``ValidationFailed`` on ``name`` otherwise."""
+    name = " ".join(require("name", check_text, raw or "").split())
+    if not name:
+        raise ValidationFailed.field("name", "enter your name as agents should see it")
+    if len(name) > 255:
+        raise ValidationFailed.field("name", "use at most 255 characters")
+    return name
+
+
+async def request_signup(
+    db: Database,
+    settings: Settings,
+    raw_name: str,
+    raw_email: str,
+    *,
+    client_ip: str | None = None,
+    mail_later: MailLater | None = None,
+) -> CodeRequest:
+    """Issue and mail a sign-up code (see the module docstring).
+
+    Every email may sign up, so every one gets a code; the answer is the sign-in's answer. A
+    code counts against the same hourly limit as sign-in codes and replaces any live one.
+    """
+    name = normalize_name(raw_name)
+    email = normalize_email(raw_email)
+    await limit_ip(db, "dashboard sign-in", client_ip, settings.email_checks_per_ip_per_hour)
+    async with db.uow() as uow:
+        decision = await hit(
+            uow, f"dashboard-code:{email}"[:200], limit=CODES_PER_HOUR, window_seconds=3600
+        )
+        if not decision.allowed:
+            await uow.commit()  # the refused hit counts too
+            raise RateLimited(
+                f"At most {CODES_PER_HOUR} codes an hour; retry in {decision.retry_after} seconds.",
+                {"retry_after": decision.retry_after},
+            )
+        known = await _specialist_id(uow, email) is not None
+        now = uow.clock.now()
+        await _supersede(uow, email, now)
+        code = new_code()
+        uow.session.add(
+            SignInCode(
+                email=email,
+                code_hash=_code_hash(settings, email, code),
+                attempts=0,
+                created_at=now,
+                expires_at=now + CODE_TTL,
+                signup_name=name,
+            )
+        )
+        await uow.commit()
+    mail = _signup_mail(settings, email, code, known=known)
+    if mail_later is not None:
+        mail_later(mail)
+    else:
+        await send_quietly(settings, db, mail)
+    log.info("dashboard.signup_code_issued", to=masked(email))
+    return CodeRequest(email)
+
+
+async def _specialist_id(uow: UnitOfWork, email: str) -> int | None:
+    found = await uow.session.scalar(
+        select(Specialist.id).where(func.lower(Specialist.email) == email).limit(1)
+    )
+    return int(found) if found is not None else None
+
+
+async def _supersede(uow: UnitOfWork, email: str, now: datetime) -> None:
+    await uow.session.execute(
+        update(SignInCode)
+        .where(
+            SignInCode.email == email,
+            SignInCode.used_at.is_(None),
+            SignInCode.superseded_at.is_(None),
+        )
+        .values(superseded_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _open_profile(uow: UnitOfWork, email: str, name: str) -> None:
+    """The specialist profile of a sign-up, unless the email has one already. The unique
+    email settles a race with another writer of the same profile: the first one stands."""
+    if await _specialist_id(uow, email) is not None:
+        return
+    now = uow.clock.now()
+    values = {
+        "name": name,
+        "title": "",
+        "about": "",
+        "city": "",
+        "country": "",
+        "timezone": "UTC",
+        "languages": [],
+        "skills": [],
+        "education": [],
+        "rate_currency": "USD",
+        "rating": 0.0,
+        "review_count": 0,
+        "email": email,
+        "search_text": specialist_search_text(name, "", "", []),
+        "created_at": now,
+        "updated_at": now,
+    }
+    insert = sqlite_insert if uow.db.is_sqlite else pg_insert
+    await uow.session.execute(
+        insert(Specialist).values(**values).on_conflict_do_nothing(index_elements=["email"])
+    )
+    log.info("dashboard.specialist_signed_up", to=masked(email))
 
 
 def _code_error(message: str) -> ValidationFailed:
@@ -226,7 +353,12 @@ async def verify_code(
             )
         live = (
             await uow.session.execute(
-                select(SignInCode.id, SignInCode.code_hash, SignInCode.expires_at)
+                select(
+                    SignInCode.id,
+                    SignInCode.code_hash,
+                    SignInCode.expires_at,
+                    SignInCode.signup_name,
+                )
                 .where(
                     SignInCode.email == email,
                     SignInCode.used_at.is_(None),
@@ -281,6 +413,8 @@ async def verify_code(
             .values(used_at=now)
             .execution_options(synchronize_session=False)
         )
+        if live.signup_name:
+            await _open_profile(uow, email, live.signup_name)
         token = secrets.token_urlsafe(32)
         uow.session.add(
             DashboardSession(

@@ -168,6 +168,10 @@ MESSAGES = {
     "address": "Deposit address ready.",
     "cancelled": "Booking cancelled; the refund is in the transactions.",
     "profile": "Profile saved.",
+    "welcome": (
+        "Welcome! Complete your profile, then publish a schedule so that agents can book you."
+    ),
+    "notifications": "Mail choices saved.",
     "schedule-created": "Schedule published.",
     "schedule-saved": "Schedule saved.",
     "schedule-deleted": "Schedule deleted.",

@@ -1,4 +1,4 @@
-"""Sign-in by a mailed code, sign-out, and the home page."""
+"""Sign-in and a specialist's sign-up by a mailed code, sign-out, and the home page."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ from fastapi.responses import RedirectResponse
 
 from agent_server.api.auth import client_ip
 from agent_server.dashboard.forms import text
-from agent_server.dashboard.sessions import SESSION_COOKIE, end_session, request_code, verify_code
+from agent_server.dashboard.sessions import (
+    SESSION_COOKIE,
+    end_session,
+    request_code,
+    request_signup,
+    verify_code,
+)
 from agent_server.dashboard.web import (
     CSRF_FIELD,
     SIGNIN_COOKIE,
@@ -133,6 +139,49 @@ async def sign_in(request: Request) -> Response:
     # The mail goes out after the answer, so the answer's timing tells nothing either.
     response = _signin_page(
         request, "signin_code.html", {"email": sent.email, "next": target, "errors": {}}
+    )
+    response.background = mail
+    return response
+
+
+@router.get("/sign-up")
+async def sign_up_page(request: Request) -> Response:
+    return _signin_page(request, "signup.html", {"name": "", "email": "", "errors": {}})
+
+
+@router.post("/sign-up")
+async def sign_up(request: Request) -> Response:
+    """A specialist signs up: name and email, then the mailed code (``/sign-in/code``) opens
+    a session on the new profile."""
+    form = await _signin_form(request)
+    runtime = runtime_of(request)
+    name, email = text(form, "name"), text(form, "email")
+    mail = BackgroundTasks()
+    try:
+        sent = await request_signup(
+            runtime.db,
+            runtime.settings,
+            name,
+            email,
+            client_ip=client_ip(request),
+            mail_later=lambda m: mail.add_task(send_quietly, runtime.settings, runtime.db, m),
+        )
+    except (ValidationFailed, RateLimited) as exc:
+        errors = (
+            {str(f["field"]): str(f["message"]) for f in exc.details["fields"]}
+            if isinstance(exc, ValidationFailed)
+            else {"email": exc.message}
+        )
+        return _signin_page(
+            request,
+            "signup.html",
+            {"name": name, "email": email, "errors": errors},
+            status_code=exc.status,
+        )
+    response = _signin_page(
+        request,
+        "signin_code.html",
+        {"email": sent.email, "next": "/specialist?done=welcome", "errors": {}, "signup": True},
     )
     response.background = mail
     return response

@@ -1,0 +1,15 @@
+// Buttons with data-copy="<input id>" copy that input's value and say so next to them.
+document.addEventListener("click", async (event) => {
+  const button = event.target.closest("button[data-copy]");
+  if (!button) return;
+  const input = document.getElementById(button.dataset.copy);
+  const status = document.getElementById(button.dataset.copy + "-copied");
+  if (!input) return;
+  try {
+    await navigator.clipboard.writeText(input.value);
+    if (status) status.textContent = "Copied.";
+  } catch (error) {
+    input.select();
+    if (status) status.textContent = "Press Ctrl+C (or Cmd+C) to copy the selected URL.";
+  }
+});
