@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, String, case, distinct, func, literal, select, true, union_all
+from sqlalchemy import Select, String, case, distinct, func, literal, select, union_all
 from sqlalchemy.sql.expression import cast
 
-from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.models import Schedule, SpecialistSkill
 from agent_server.booking.search.answer import Facets
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
@@ -76,17 +76,13 @@ def _facet_counts(plan: Plan, end: Position | None) -> Select[Any]:
         *((price < bounds[i + 1] * 1_000_000, i) for i in range(len(bounds) - 1)),
         else_=len(bounds) - 1,
     )
-    fn = func.json_each if plan.sqlite else func.json_array_elements_text
-    items = fn(Specialist.skills).table_valued("value").alias("skill")
     parts = [
         select(literal("n"), cast(None, String), func.count()).select_from(ids),
         select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
         .where(Schedule.specialist_id.in_(in_ids), *schedule_conditions(plan))
         .group_by(bucket),
-        select(literal("s"), cast(items.c.value, String), func.count())
-        .select_from(Specialist)
-        .join(items, true())
-        .where(Specialist.id.in_(in_ids))
-        .group_by(items.c.value),
+        select(literal("s"), SpecialistSkill.skill, func.count())
+        .where(SpecialistSkill.specialist_id.in_(in_ids))
+        .group_by(SpecialistSkill.skill),
     ]
     return union_all(*parts)  # type: ignore[return-value]
