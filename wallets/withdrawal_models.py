@@ -108,6 +108,8 @@ class Withdrawal(Base):
         CheckConstraint("amount > 0 AND fee >= 0", name="amounts_valid"),
         Index("ix_withdrawals_status", "status", "id"),
         Index("ix_withdrawals_owner", "owner", "id"),
+        # One nonce per hot wallet (``from_address`` names its network).
+        Index("uq_withdrawals_sender_nonce", "from_address", "nonce", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -145,6 +145,10 @@ def upgrade() -> None:
     op.create_index("ix_withdrawals_owner", "withdrawals", ["owner", "id"])
     op.create_index(op.f("ix_withdrawals_address_id"), "withdrawals", ["address_id"])
     op.create_index(op.f("ix_withdrawals_tx_hash"), "withdrawals", ["tx_hash"])
+    # One nonce per hot wallet (``from_address`` names its network): two senders never share it.
+    op.create_index(
+        "uq_withdrawals_sender_nonce", "withdrawals", ["from_address", "nonce"], unique=True
+    )
 
     op.create_table(
         "withdrawal_send_attempts",

@@ -1,0 +1,118 @@
+"""The sender's settings and its hot-wallet key, read by the sender process only.
+
+``SenderSettings`` reads ``AGENT_SERVER_SENDER_*`` variables (never part of the server's
+``Settings``, so a server that does not send never reads them). The EVM key lives in a standard
+encrypted keystore (``eth_account.Account.encrypt``) whose password comes from
+``AGENT_SERVER_SENDER_KEYSTORE_PASSWORD`` or the file ``..._PASSWORD_FILE``.
+
+On the embedded development chain the key is anvil's first development account (public
+knowledge, worthless elsewhere): ``development_keystore`` writes it once into a keystore with
+a random password file beside it, both readable by their owner only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from pathlib import Path
+
+from eth_account import Account
+from eth_account.signers.local import LocalAccount
+from eth_typing import HexStr
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# anvil's first development account, the one that funds the embedded chain (well known).
+ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcd8bc0c0e2b7e73d0"
+
+
+class SenderSettings(BaseSettings):
+    """What the sender needs beyond the server's settings: key, nodes, fees, timing."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AGENT_SERVER_SENDER_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    keystore: Path | None = None
+    keystore_password: SecretStr | None = None
+    keystore_password_file: Path | None = None
+    # The bcoin wallet that signs BTC (its wallet HTTP URL, wallet id and API key).
+    btc_wallet_url: str | None = None
+    btc_wallet_id: str = "primary"
+    btc_wallet_api_key: SecretStr | None = None
+    btc_fee_rate: int = 1000  # satoshi per kvB
+    token_gas_limit: int = 100_000
+    # A transaction not mined this many seconds after its broadcast is replaced with a higher
+    # fee under the same nonce.
+    replace_after: float = 120.0
+    interval: float = 2.0
+
+
+class KeyUnavailable(RuntimeError):
+    """The keystore or its password is missing or wrong (never says what the password was)."""
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
+def write_keystore(path: Path, private_key: str, password: str) -> str:
+    """Encrypt ``private_key`` into a standard keystore at ``path``; the account address."""
+    encrypted = Account.encrypt(HexStr(private_key), password)
+    _write_private(path, json.dumps(encrypted))
+    return str(Account.from_key(private_key).address)
+
+
+def development_keystore(directory: Path) -> tuple[Path, Path]:
+    """The embedded chain's keystore and password file in ``directory``, made on first use."""
+    keystore = directory / "keystore.json"
+    password_file = directory / "keystore-password"
+    if not keystore.exists() or not password_file.exists():
+        password = secrets.token_urlsafe(24)
+        _write_private(password_file, password)
+        write_keystore(keystore, ANVIL_DEV_KEY, password)
+    return keystore, password_file
+
+
+def _password(settings: SenderSettings, password_file: Path | None) -> str:
+    if settings.keystore_password is not None:
+        return settings.keystore_password.get_secret_value()
+    source = settings.keystore_password_file or password_file
+    if source is None:
+        raise KeyUnavailable(
+            "no keystore password: set AGENT_SERVER_SENDER_KEYSTORE_PASSWORD or "
+            "AGENT_SERVER_SENDER_KEYSTORE_PASSWORD_FILE"
+        )
+    try:
+        return source.read_text().strip()
+    except OSError as exc:
+        raise KeyUnavailable(
+            f"the keystore password file cannot be read ({exc.strerror})"
+        ) from None
+
+
+def load_evm_account(
+    settings: SenderSettings,
+    *,
+    keystore: Path | None = None,
+    password_file: Path | None = None,
+) -> LocalAccount:
+    """The hot wallet's account, decrypted from its keystore."""
+    path = settings.keystore or keystore
+    if path is None:
+        raise KeyUnavailable("no keystore: set AGENT_SERVER_SENDER_KEYSTORE")
+    try:
+        encrypted = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KeyUnavailable(f"the keystore {path} cannot be read ({type(exc).__name__})") from None
+    try:
+        key = Account.decrypt(encrypted, _password(settings, password_file))
+    except ValueError:
+        raise KeyUnavailable(f"the keystore {path} does not open with its password") from None
+    account: LocalAccount = Account.from_key(key)
+    return account
