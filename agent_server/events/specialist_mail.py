@@ -4,9 +4,10 @@
   ``specialists.notify_new_booking``;
 - a booking cancelled by the agent or by the system (``booking.cancelled``, or expired by
   the clock; not the specialist's own cancellations or rejections, nor a move to another
-  slot), when ``notify_cancelled``;
-- a reminder ``REMINDER_BEFORE`` the start (``queue_reminder``, called by the booking clock),
-  when ``notify_reminder``.
+  slot), when ``notify_cancelled``.
+
+The reminder before the start, when ``notify_reminder``, is the booking clock's
+(``agent_server.services.clock``).
 
 Times are shown in the specialist's time zone. ``agent_server.mail.queue_mail`` writes the
 mail in the caller's transaction; the sender delivers it after the commit.
@@ -27,7 +28,6 @@ from agent_server.mail import OutgoingMail, queue_mail
 RESCHEDULED = "rescheduled"  # the reason code of a booking moved to another slot
 NEW_BOOKING = "booking_new"
 CANCELLED = "booking_cancelled"
-REMINDER = "booking_reminder"
 
 
 def _local(at: datetime, zone: str) -> str:
@@ -130,26 +130,5 @@ async def mail_specialist(uow: UnitOfWork, type: str, booking: Booking) -> bool:
         f"Booking cancelled: {when}",
         f"A booking was cancelled by {who}; the slot is free again.",
         facts,
-    )
-    return True
-
-
-async def queue_reminder(uow: UnitOfWork, booking: Booking) -> bool:
-    """Queue the reminder of an upcoming booking, if its specialist chose reminders; whether
-    a mail was queued. The caller marks ``bookings.reminder_sent_at`` once, in the same
-    transaction. Does not commit."""
-    if booking.specialist_id is None:
-        return False
-    specialist = await uow.session.get(Specialist, booking.specialist_id)
-    if specialist is None or not specialist.notify_reminder:
-        return False
-    when = _local(booking.slot_start, specialist.timezone)
-    await _queue(
-        uow,
-        specialist,
-        REMINDER,
-        f"Reminder: booking on {when}",
-        "A reminder of your upcoming session.",
-        await _facts(uow, booking, specialist),
     )
     return True
