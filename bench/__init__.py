@@ -106,14 +106,14 @@ class Context:
             CACHE_DIR.mkdir(parents=True, exist_ok=True)
             cached = CACHE_DIR / f"catalogue-{size}-{key}.db"
             if not cached.exists():
-                for old in CACHE_DIR.glob(f"catalogue-{size}-*.db"):
-                    old.unlink()
-                building = CACHE_DIR / f"building-{size}-{secrets.token_hex(3)}.db"
+                for stale in CACHE_DIR.glob(f"catalogue-{size}-*.db"):
+                    stale.unlink()
+                partial = CACHE_DIR / f"building-{size}-{secrets.token_hex(3)}.db"
                 try:
-                    await _build_catalogue(f"sqlite+aiosqlite:///{building}", size, seed)
-                    building.rename(cached)
+                    await _build_catalogue(f"sqlite+aiosqlite:///{partial}", size, seed)
+                    partial.rename(cached)
                 finally:
-                    building.unlink(missing_ok=True)
+                    partial.unlink(missing_ok=True)
             directory = Path(tempfile.mkdtemp(prefix=f"bench-cat-{size}-"))
             shutil.copyfile(cached, directory / "bench.db")
             try:

@@ -15,12 +15,18 @@ import random
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from test_search import Catalogue, all_pages, catalogue, expected, run_search
 
 from agent_server.booking.availability import ScheduleSpec, free_slots
 from agent_server.booking.demo import load_demo_data
-from agent_server.booking.models import Booking, Schedule
+from agent_server.booking.models import (
+    Booking,
+    Schedule,
+    Specialist,
+    SpecialistLanguage,
+    SpecialistSkill,
+)
 from agent_server.booking.search.query import SearchQuery
 from agent_server.kernel.store import Database
 
@@ -201,3 +207,40 @@ async def test_rare_queries_page_through_to_the_reference_end(db: Database) -> N
         query = random_query(rng, reference.cat, now)
         query.setdefault("skills", rng.choice(reference.cat.specialists).skills[:1])
         assert await all_pages(db, query) == reference.order(query), query
+
+
+async def test_skill_and_language_rows_follow_every_change_of_a_specialist(db: Database) -> None:
+    """Whatever writes a specialist, its skill and language rows (what search filters and
+    facets read) equal its lists: after the demo load, an edit of both, and a removal."""
+    await load_demo_data(db, 30, seed=3)
+
+    async def rows_match() -> None:
+        async with db.uow() as uow:
+            people = (await uow.session.scalars(select(Specialist))).all()
+            skills = (
+                await uow.session.execute(
+                    select(SpecialistSkill.specialist_id, SpecialistSkill.skill)
+                )
+            ).all()
+            langs = (
+                await uow.session.execute(
+                    select(SpecialistLanguage.specialist_id, SpecialistLanguage.language)
+                )
+            ).all()
+            assert set(skills) == {(p.id, s) for p in people for s in p.skills}
+            assert set(langs) == {(p.id, lang) for p in people for lang in p.languages}
+
+    await rows_match()
+    async with db.uow() as uow:
+        first, second = (
+            await uow.session.scalars(select(Specialist).order_by(Specialist.id).limit(2))
+        ).all()
+        first.skills = ["zither-tuning", *first.skills[:1]]
+        first.languages = ["eu"]
+        await uow.session.execute(delete(Specialist).where(Specialist.id == second.id))
+        await uow.commit()
+        edited = first.id
+    await rows_match()
+    page = await run_search(db, {"skills": ["zither-tuning"], "languages": ["eu"]})
+    assert [item.id for item in page.items] in ([edited], [])
+    assert page.facets.skills.get("zither-tuning") == 1
