@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_support import CLI, make_agent, start_serve
 from smtp_sink import free_port
+from sqlalchemy import select
 
 from agent_server.accounts.models import AgentStatus
 from agent_server.kernel.clock import SystemClock
@@ -247,6 +248,181 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     _check(suspended["results"], ["ACCOUNT_INACTIVE"] * 3)
     _check(broke["results"], ["INSUFFICIENT_FUNDS"])
     assert "Top up" in broke["results"][0]["next_step"]
+
+
+async def _finished_bookings(url: str) -> tuple[str, int, int, int]:
+    """A reviewer agent with a booking that ended yesterday (completed) and one accepted for
+    tomorrow, on a demo specialist's schedule; (key, completed id, accepted id, specialist)."""
+    from agent_server.booking.models import Booking, BookingStatus, Schedule
+
+    db = Database(make_engine(url), SystemClock())
+    try:
+        agent_id, key = await make_agent(db, Settings(database_url=url), funds=10 * USDC)
+        async with db.uow() as uow:
+            schedule = (
+                await uow.session.scalars(
+                    select(Schedule).where(Schedule.specialist_id.is_not(None)).limit(1)
+                )
+            ).one()
+            now = uow.clock.now().replace(minute=0, second=0, microsecond=0)
+            made = []
+            for start, status in (
+                (now - timedelta(days=1), BookingStatus.COMPLETED),
+                (now + timedelta(days=1), BookingStatus.ACCEPTED),
+            ):
+                booking = Booking(
+                    schedule_id=schedule.id,
+                    specialist_id=schedule.specialist_id,
+                    booker_agent_id=agent_id,
+                    slot_start=start,
+                    slot_end=start + timedelta(minutes=schedule.slot_minutes),
+                    status=status.value,
+                    price_currency=schedule.price_currency,
+                    created_at=now,
+                    updated_at=now,
+                )
+                uow.session.add(booking)
+                made.append(booking)
+            await uow.flush()
+            ids = [b.id for b in made]
+            specialist = schedule.specialist_id
+            await uow.commit()
+    finally:
+        await db.engine.dispose()
+    assert specialist is not None
+    return key, ids[0], ids[1], specialist
+
+
+def test_leave_review_reaches_the_typescript_client(served: dict[str, Any], tmp_path: Path) -> None:
+    url, agents = served["url"], served["agents"]
+    key, done, upcoming, specialist = asyncio.run(
+        _finished_bookings(served["env"]["AGENT_SERVER_DATABASE_URL"])
+    )
+    calls: list[tuple[str, dict[str, Any], str]] = [
+        ("leave-review", {"booking_id": upcoming, "rating": 5}, "BOOKING_CONFLICT"),
+        ("leave-review", {"booking_id": done, "rating": 6}, "VALIDATION_ERROR"),
+        ("leave-review", {"booking_id": 987_654_321, "rating": 4}, "NOT_FOUND"),
+        ("leave-review", {"booking_id": done, "rating": 4, "text": "Clear and kind."}, "OK"),
+        ("leave-review", {"booking_id": done, "rating": 2}, "BOOKING_CONFLICT"),
+        ("view-profile", {"specialist_id": specialist}, "OK"),
+        (
+            "view-profile",
+            {"specialist_id": specialist, "reviews_cursor": "bogus"},
+            "VALIDATION_ERROR",
+        ),
+    ]
+    plan = {
+        "sessions": [
+            {
+                "http": {"url": url, "key": key},
+                "calls": [{"tool": t, "arguments": a} for t, a, _ in calls],
+            },
+            {
+                "http": {"url": url, "key": agents["other"]},
+                "calls": [{"tool": "leave-review", "arguments": {"booking_id": done, "rating": 1}}],
+            },
+        ]
+    }
+    mine, other = _ts_client(plan, tmp_path)
+    results = mine["results"]
+    _check(results, [code for _, _, code in calls])
+    assert results[0]["structured"]["error"]["details"]["reason"] == "invalid_status"
+    assert results[4]["structured"]["error"]["details"]["reason"] == "already_reviewed"
+    assert results[3]["structured"]["review"]["rating"] == 4
+    profile = results[5]["structured"]["profile"]
+    assert profile["reviews"][0]["text"] == "Clear and kind." and profile["review_count"] >= 1
+    assert "Review 4/5" in results[5]["text"]
+    _check(other["results"], ["FORBIDDEN"])
+
+
+async def _provider_and_booker(mcp_url: str, db_url: str) -> tuple[str, str, int, int]:
+    """A provider agent with a public schedule it answers by hand, and a booker agent with two
+    pending bookings of it; (provider key, booker key, booking id, booking id)."""
+    db = Database(make_engine(db_url), SystemClock())
+    try:
+        _, provider = await make_agent(db, Settings(database_url=db_url), funds=10 * USDC)
+        _, booker = await make_agent(db, Settings(database_url=db_url), funds=100 * USDC)
+    finally:
+        await db.engine.dispose()
+
+    async def call(key: str, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        async with Client(streamable_http_client(mcp_url, http_client=http)) as client:
+            result = await client.call_tool(tool, arguments)
+        assert not result.is_error, result.content
+        return dict(result.structured_content or {})
+
+    made = await call(
+        provider,
+        "create-schedule",
+        {
+            "timezone": "UTC",
+            "weekly_hours": {d: [["00:00", "23:59"]] for d in WEEKLY_ALL},
+            "price_amount": 2 * USDC,
+            "private": False,
+            "auto_accept": False,
+            "idempotency_key": "provider-sched-1",
+        },
+    )
+    schedule_id = made["schedule"]["id"]
+    free = await call(booker, "get-availability", {"schedule_id": schedule_id})
+    slots = list(free["schedules"][0]["slots"])[:2]
+    ids = []
+    for n, slot in enumerate(slots):
+        booked = await call(
+            booker, "book-slot", {"slot_id": slot, "idempotency_key": f"pb-{n}-0001"}
+        )
+        ids.append(int(booked["booking"]["id"]))
+    return provider, booker, ids[0], ids[1]
+
+
+WEEKLY_ALL = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def test_provider_tools_reach_the_typescript_client(served: dict[str, Any], tmp_path: Path) -> None:
+    provider, booker, first, second = asyncio.run(
+        _provider_and_booker(served["url"], served["env"]["AGENT_SERVER_DATABASE_URL"])
+    )
+    as_provider: list[tuple[str, dict[str, Any], str]] = [
+        ("list-bookings", {"role": "provider"}, "OK"),
+        ("accept-booking", {"booking_id": first, "location": "https://meet.example/p"}, "OK"),
+        ("accept-booking", {"booking_id": 987_654_321}, "NOT_FOUND"),
+        ("complete-booking", {"booking_id": first}, "BOOKING_CONFLICT"),
+        ("complete-booking", {"booking_id": first, "note": 7}, "VALIDATION_ERROR"),
+        ("reject-booking", {"booking_id": second, "reason": "away"}, "OK"),  # 5
+        ("reject-booking", {"booking_id": second}, "BOOKING_CONFLICT"),
+        ("get-booking", {"booking_id": first}, "OK"),
+        ("cancel-booking", {"booking_id": first, "reason_code": "other"}, "OK"),
+        ("get-wallet", {}, "OK"),
+    ]
+    as_booker: list[tuple[str, dict[str, Any], str]] = [
+        ("accept-booking", {"booking_id": second}, "FORBIDDEN"),
+        ("get-booking", {"booking_id": first}, "OK"),
+        ("cancel-booking", {"booking_id": second, "dismiss": True}, "OK"),
+        ("list-bookings", {"role": "booker"}, "OK"),
+    ]
+    plan = {
+        "sessions": [
+            {
+                "http": {"url": served["url"], "key": key},
+                "calls": [{"tool": t, "arguments": a} for t, a, _ in calls],
+            }
+            for key, calls in ((provider, as_provider), (booker, as_booker))
+        ]
+    }
+    mine, theirs = _ts_client(plan, tmp_path)
+    _check(mine["results"], [code for _, _, code in as_provider])
+    _check(theirs["results"], [code for _, _, code in as_booker])
+    results = mine["results"]
+    assert results[1]["structured"]["booking"]["location"] == "https://meet.example/p"
+    assert results[3]["structured"]["error"]["details"]["reason"] == "not_ended"
+    assert results[5]["structured"]["refunded"] == 2 * USDC
+    assert results[7]["structured"]["role"] == "provider"
+    assert results[8]["structured"]["refunded"] == 2 * USDC  # the provider cancels: all back
+    seen = theirs["results"]
+    assert seen[1]["structured"]["booking"]["status"] == "canceled"
+    assert seen[1]["structured"]["booking"]["cancelled_by"] == "specialist"
+    assert [b["id"] for b in seen[3]["structured"]["bookings"]] == [first]  # second dismissed
 
 
 def test_the_typescript_client_over_stdio_sees_results_and_errors(

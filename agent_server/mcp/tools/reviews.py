@@ -15,11 +15,9 @@ from agent_server.services import reviews
 
 
 class LeaveReviewIn(Input):
-    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="A booking you made.")]
-    rating: Annotated[int, Field(ge=1, le=5, description="1 (worst) to 5 (best).")]
-    text: Annotated[
-        MultilineText, Field(max_length=MAX_REVIEW_TEXT, description="What went well or not.")
-    ] = ""
+    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Your booking.")]
+    rating: Annotated[int, Field(ge=1, le=5, description="1 (worst) to 5.")]
+    text: Annotated[MultilineText, Field(max_length=MAX_REVIEW_TEXT, description="Comment.")] = ""
 
 
 class ReviewOut(BaseModel):
@@ -36,7 +34,7 @@ class ReviewResult(Paid):
 
 @REGISTRY.tool(
     "leave-review",
-    title="Review a finished booking",
+    title="Review a booking",
     toolset="booking",
     input_model=LeaveReviewIn,
     output_model=ReviewResult,
@@ -44,7 +42,7 @@ class ReviewResult(Paid):
     idempotent=False,
 )
 async def leave_review(ctx: ToolContext, args: LeaveReviewIn) -> ReviewResult:
-    """Rate a completed booking of yours, once; the provider's rating is the mean."""
+    """Rate your completed booking, once; the provider's rating is the mean of these."""
     review = await reviews.leave_review(
         ctx.uow, ctx.agent_id, args.booking_id, args.rating, args.text
     )
