@@ -13,6 +13,7 @@ from agent_server.kernel.clock import Clock, SystemClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from billing.config import BillingConfig
+from wallets.network_fees import FeeSource, FixedFees, NodeFees
 from wallets.rates import RateSource
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class Runtime:
         self._billing = billing
         # The chain watchers and embedded nodes, while ``wallets.embedded`` runs them.
         self.chain_services: ChainServices | None = None
+        self._network_fees: FeeSource | None = None
 
     @property
     def clock(self) -> Clock:
@@ -60,6 +62,22 @@ class Runtime:
     def rates(self) -> RateSource:
         """The rate source every charge and every shown USD figure uses."""
         return self.billing.rates
+
+    @property
+    def network_fees(self) -> FeeSource:
+        """Where withdrawal quotes read fee levels: the configured nodes, else the fallbacks."""
+        if self._network_fees is None:
+            fallback = FixedFees(
+                self.settings.fallback_gas_price_gwei * 10**9, self.settings.fallback_btc_fee_rate
+            )
+            self._network_fees = NodeFees(
+                self.settings.evm_rpc_url, self.settings.btc_rpc_url, fallback
+            )
+        return self._network_fees
+
+    @network_fees.setter
+    def network_fees(self, source: FeeSource) -> None:
+        self._network_fees = source
 
     @classmethod
     def create(cls, settings: Settings, clock: Clock | None = None) -> Runtime:

@@ -14,6 +14,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from agent_server.kernel.errors import ValidationFailed
+from wallets.currencies import currency_info
+
 DEFAULT_PRICE_LIST = Path(__file__).with_name("prices.toml")
 USD_MICROS = 1_000_000
 
@@ -47,12 +50,27 @@ class BookingPolicy:
     commission_percent: int = 10
 
 
+DEFAULT_WITHDRAWAL_MINIMUM = {"BTC": 10_000, "ETH": 1_000_000, "USDT": 1_000_000, "USDC": 1_000_000}
+
+
+@dataclass(frozen=True)
+class WithdrawalPolicy:
+    """What a withdrawal or payout is charged on top of its amount: the network fee estimated
+    when it is requested, times ``network_fee_percent`` / 100, plus ``fee_usd_micros`` in the
+    currency at the current rate; and the least amount per currency, in base units."""
+
+    network_fee_percent: int = 100
+    fee_usd_micros: int = 0
+    minimum: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_WITHDRAWAL_MINIMUM))
+
+
 @dataclass(frozen=True)
 class PriceList:
-    """Every tool's price and the booking policy."""
+    """Every tool's price, the booking policy and the withdrawal fees."""
 
     tools: dict[str, ToolPrice] = field(default_factory=dict)
     booking: BookingPolicy = field(default_factory=BookingPolicy)
+    withdrawals: WithdrawalPolicy = field(default_factory=WithdrawalPolicy)
 
     def for_tool(self, tool: str) -> ToolPrice:
         """The tool's price; a free ``ToolPrice`` for a tool the list does not name."""
@@ -107,7 +125,30 @@ def parse_price_list(data: dict[str, Any]) -> PriceList:
         late_refund_percent=_int(booking, "late_refund_percent", 50, "booking", 100),
         commission_percent=_int(booking, "commission_percent", 10, "booking", 100),
     )
-    return PriceList(tools=tools, booking=policy)
+    return PriceList(tools=tools, booking=policy, withdrawals=_withdrawals(data))
+
+
+def _withdrawals(data: dict[str, Any]) -> WithdrawalPolicy:
+    table = data.get("withdrawals") or {}
+    where = "withdrawals"
+    unknown = set(table) - {"network_fee_percent", "fee_usd", "minimum"}
+    if unknown:
+        raise PriceListError(f"{where}: unknown keys {sorted(unknown)}")
+    minimum = dict(DEFAULT_WITHDRAWAL_MINIMUM)
+    for code, text in (table.get("minimum") or {}).items():
+        if code not in minimum:
+            raise PriceListError(f"{where}.minimum.{code}: one of {sorted(minimum)}")
+        try:
+            minimum[code] = currency_info(code).parse(str(text))
+        except ValidationFailed:
+            raise PriceListError(
+                f"{where}.minimum.{code}: a decimal string of coins, e.g. '0.001'"
+            ) from None
+    return WithdrawalPolicy(
+        network_fee_percent=_int(table, "network_fee_percent", 100, where, 1000),
+        fee_usd_micros=usd_to_micros(table.get("fee_usd", "0"), f"{where}.fee_usd"),
+        minimum=minimum,
+    )
 
 
 def load_price_list(path: Path | None = None) -> PriceList:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
 
     start_watchers: bool = True
     start_worker: bool = True
+    # Whether ``serve`` also runs the withdrawal sender (``agent-server send-withdrawals``),
+    # the only code that reads the hot wallet's key (``AGENT_SERVER_SENDER_*``).
+    send_withdrawals: bool = False
     # Webhooks (agent_server.events): callback URLs on private, loopback or link-local
     # addresses are refused unless this is true (development and tests only).
     webhook_allow_private: bool = False
@@ -101,6 +104,20 @@ class Settings(BaseSettings):
     # A wallet going below this (USD micro-dollars) after a charge emits balance.low.
     balance_low_usd_micros: int = 1_000_000
     demo_specialists: int = 1000
+
+    # Withdrawals and payouts: a new destination address is confirmed by a code mailed to the
+    # owner (valid withdrawal_code_ttl) and used only withdrawal_cooling_off after that; an
+    # amount worth more than withdrawal_approval_usd_micros waits for an operator. Network
+    # fees come from the nodes, or these fallbacks. Every payout_interval seconds (0: never)
+    # a payout is requested for each payable balance worth payout_minimum_usd_micros or more
+    # to the owner's confirmed address for that currency.
+    withdrawal_code_ttl: timedelta = timedelta(minutes=30)
+    withdrawal_cooling_off: timedelta = timedelta(hours=24)
+    withdrawal_approval_usd_micros: int = Field(default=1_000_000_000, ge=0)
+    fallback_gas_price_gwei: int = Field(default=20, ge=1)
+    fallback_btc_fee_rate: int = Field(default=10, ge=1)
+    payout_interval: float = Field(default=0.0, ge=0)
+    payout_minimum_usd_micros: int = Field(default=50_000_000, ge=0)
 
     # The booking clock (agent_server.services.clock), run by ``worker`` and by ``serve`` when
     # start_worker is on: every clock_interval seconds (0: not at all) it expires pending

@@ -14,7 +14,8 @@ import agent_server.mcp.tools.discovery
 import agent_server.mcp.tools.provider
 import agent_server.mcp.tools.reviews
 import agent_server.mcp.tools.schedules
-import agent_server.mcp.tools.wallet  # noqa: F401
+import agent_server.mcp.tools.wallet
+import agent_server.mcp.tools.withdrawals  # noqa: F401
 from agent_server.kernel.money import usd_text
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.runtime import Runtime

@@ -1,0 +1,498 @@
+"""Withdrawals and payouts up to the hand-off to the sender, through the MCP tools and the
+services: quote, request, the owner's emailed code (a real SMTP sink), the cooling-off time
+(FakeClock), the operator's approval, cancel and reject returning the money once, and the
+ledger, balances and events to the base unit."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import pytest
+from mcp import Client
+from mcp_support import body, call_ok, error_code, make_agent
+from smtp_sink import SmtpSink
+from sqlalchemy import func, select, update
+
+from agent_server.events.mail_delivery import MailSender
+from agent_server.events.models import OutboxEvent
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.store import Database
+from agent_server.mcp.server import build_mcp_server
+from agent_server.runtime import Runtime
+from agent_server.services import withdrawals as svc
+from billing.ledger import account_balance_from_entries, system_account
+from billing.models import AccountKind, LedgerTransaction
+from billing.wallet_funds import balances
+from wallets.network_fees import FixedFees
+from wallets.withdrawal_models import Withdrawal
+
+USDC = 1_000_000
+# 10 gwei x 65,000 gas = 650,000 gwei = 0.00065 ETH = 1.95 USD at 3,000 USD: 1.95 USDC.
+TOKEN_FEE = 1_950_000
+ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+OTHER_ETH_ADDRESS = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
+BTC_REGTEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
+    settings = Settings(
+        database_url=database_url,
+        smtp_url=sink.url,
+        withdrawal_cooling_off=timedelta(hours=24),
+        withdrawal_approval_usd_micros=100 * USDC,
+    )
+    rt = Runtime(settings=settings, db=db)
+    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
+    yield rt
+
+
+def client_for(runtime: Runtime, key: str) -> Client:
+    return Client(build_mcp_server(runtime, api_key_source=lambda: key))
+
+
+async def _owner_email(db: Database, agent_id: int) -> str:
+    async with db.uow() as uow:
+        return await svc.owner_email(uow, svc.Owner(agent_id=agent_id))
+
+
+async def _mail_code(runtime: Runtime, sink: SmtpSink, agent_id: int) -> str:
+    assert await MailSender(runtime.db, runtime.settings).run_once() >= 1
+    return sink.latest_code(await _owner_email(runtime.db, agent_id))
+
+
+async def _confirm(runtime: Runtime, agent_id: int, address_id: int, code: str) -> None:
+    async with runtime.db.uow() as uow:
+        done = await svc.confirm_address(
+            uow, runtime.settings, svc.Owner(agent_id=agent_id), address_id, code
+        )
+        await uow.commit()
+    if done.error is not None:
+        raise done.error
+
+
+async def _withdrawal(db: Database, public_id: str) -> Withdrawal:
+    async with db.uow() as uow:
+        found = await svc.find(uow, public_id)
+        uow.session.expunge(found)
+        return found
+
+
+async def _account(db: Database, kind: AccountKind, currency: str = "USDC") -> int:
+    async with db.uow() as uow:
+        ref = await system_account(uow, kind, currency)
+        held = await account_balance_from_entries(uow, ref.id)
+        await uow.commit()
+        return held
+
+
+async def _events(db: Database, agent_id: int) -> list[tuple[str, str]]:
+    async with db.uow() as uow:
+        rows = await uow.session.execute(
+            select(OutboxEvent.type, OutboxEvent.payload)
+            .where(OutboxEvent.agent_id == agent_id, OutboxEvent.type.like("withdrawal.%"))
+            .order_by(OutboxEvent.id)
+        )
+        return [(t, p["status"]) for t, p in rows.all()]
+
+
+async def _release(db: Database) -> int:
+    async with db.uow() as uow:
+        moved = await svc.release_due(uow)
+        await uow.commit()
+        return moved
+
+
+async def _wallet(db: Database, agent_id: int) -> int:
+    async with db.uow() as uow:
+        return (await balances(uow, agent_id))["USDC"]
+
+
+async def test_request_confirm_cool_off_approve_and_settle_to_the_base_unit(
+    runtime: Runtime, sink: SmtpSink, clock: FakeClock
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=500 * USDC)
+    async with client_for(runtime, key) as client:
+        quoted = await call_ok(
+            client,
+            "request-withdrawal",
+            {"currency": "USDC", "amount": 150 * USDC, "address": ETH_ADDRESS, "quote_only": True},
+        )
+        assert (quoted["fee"], quoted["total"]) == (TOKEN_FEE, 150 * USDC + TOKEN_FEE)
+        assert quoted["withdrawal"] is None and await _wallet(db, agent_id) == 500 * USDC
+
+        asked = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 150 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "first-withdrawal",
+            },
+        )
+    w = asked["withdrawal"]
+    assert asked["code_sent"] is True
+    assert w["status"] == "awaiting_confirmation" and w["fee"] == TOKEN_FEE
+    total = 150 * USDC + TOKEN_FEE
+    assert await _wallet(db, agent_id) == 500 * USDC - total
+    assert await _account(db, AccountKind.WITHDRAWING) == total
+
+    code = await _mail_code(runtime, sink, agent_id)
+    assert code not in str(asked)  # the caller with the key never sees the code
+    row = await _withdrawal(db, w["id"])
+    wrong = "000000" if code != "000000" else "111111"
+    with pytest.raises(ValidationFailed) as refused:
+        await _confirm(runtime, agent_id, row.address_id, wrong)
+    assert refused.value.details["fields"][0]["field"] == "code"
+    assert "4 tries left" in refused.value.message
+    await _confirm(runtime, agent_id, row.address_id, code)
+
+    # Confirmed, but cooling off: nothing moves until 24 hours have passed.
+    assert await _release(db) == 0
+    clock.advance(timedelta(hours=23, minutes=59))
+    assert await _release(db) == 0
+    clock.advance(timedelta(minutes=1))
+    assert await _release(db) == 1
+    assert (await _withdrawal(db, w["id"])).status == "awaiting_approval"  # 150 USD > 100
+
+    async with db.uow() as uow:
+        with pytest.raises(ValidationFailed):
+            await svc.approve(uow, w["id"], operator="ops@example.com", note=" ")
+    async with db.uow() as uow:
+        await svc.approve(uow, w["id"], operator="ops@example.com", note="known customer")
+        await uow.commit()
+    approved = await _withdrawal(db, w["id"])
+    assert approved.status == "approved"
+    assert (approved.decided_by, approved.decision_note) == ("ops@example.com", "known customer")
+    assert approved.decided_at == clock.now()
+
+    # The sender's part, in short: it claims, broadcasts, and the chain confirms.
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(Withdrawal).where(Withdrawal.public_id == w["id"]).values(status="sending")
+        )
+        await svc.settle(uow, w["id"])
+        await uow.commit()
+    assert (await _withdrawal(db, w["id"])).status == "confirmed"
+    assert await _account(db, AccountKind.WITHDRAWING) == 0
+    assert await _account(db, AccountKind.WITHDRAWN) == 150 * USDC
+    assert await _account(db, AccountKind.NETWORK_FEES) == TOKEN_FEE
+    assert await _wallet(db, agent_id) == 500 * USDC - total
+    assert await _events(db, agent_id) == [
+        ("withdrawal.requested", "awaiting_confirmation"),
+        ("withdrawal.confirmed", "confirmed"),
+    ]
+
+    # The address is now usable: a small withdrawal to it is approved at once.
+    async with client_for(runtime, key) as client:
+        again = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "second-withdrawal",
+            },
+        )
+        assert again["withdrawal"]["status"] == "approved" and again["code_sent"] is False
+        listed = await call_ok(client, "list-withdrawals", {})
+    assert [x["status"] for x in listed["withdrawals"]] == ["approved", "confirmed"]
+
+
+async def test_a_retried_request_is_one_withdrawal_and_cancel_returns_the_money_once(
+    runtime: Runtime,
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=50 * USDC)
+    args = {
+        "currency": "USDC",
+        "amount": 20 * USDC,
+        "address": ETH_ADDRESS,
+        "idempotency_key": "same-key-twice",
+    }
+    async with client_for(runtime, key) as client:
+        first = await call_ok(client, "request-withdrawal", args)
+        second = await call_ok(client, "request-withdrawal", args)
+        assert first["withdrawal"]["id"] == second["withdrawal"]["id"]
+        assert await _wallet(db, agent_id) == 50 * USDC - 20 * USDC - TOKEN_FEE
+        wid = first["withdrawal"]["id"]
+        cancelled = await call_ok(client, "cancel-withdrawal", {"withdrawal_id": wid})
+        assert cancelled["withdrawal"]["status"] == "cancelled"
+        again = await client.call_tool("cancel-withdrawal", {"withdrawal_id": wid})
+        assert error_code(again) == "VALIDATION_ERROR"
+        assert body(again)["error"]["details"]["fields"][0]["field"] == "withdrawal_id"
+        missing = await client.call_tool("cancel-withdrawal", {"withdrawal_id": "wd_nope"})
+        assert error_code(missing) == "NOT_FOUND"
+    assert await _wallet(db, agent_id) == 50 * USDC
+    assert await _account(db, AccountKind.WITHDRAWING) == 0
+    assert await _events(db, agent_id) == [
+        ("withdrawal.requested", "awaiting_confirmation"),
+        ("withdrawal.failed", "cancelled"),
+    ]
+
+
+async def test_rejection_and_failure_return_the_money_once(runtime: Runtime) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=100 * USDC)
+    ids = []
+    async with client_for(runtime, key) as client:
+        for n in range(2):
+            done = await call_ok(
+                client,
+                "request-withdrawal",
+                {
+                    "currency": "USDC",
+                    "amount": 10 * USDC,
+                    "address": ETH_ADDRESS,
+                    "idempotency_key": f"reject-or-fail-{n}",
+                },
+            )
+            ids.append(done["withdrawal"]["id"])
+    async with db.uow() as uow:
+        await svc.reject(uow, ids[0], operator="ops@example.com", note="sanctioned address")
+        await uow.commit()
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(Withdrawal).where(Withdrawal.public_id == ids[1]).values(status="sending")
+        )
+        await svc.fail(uow, ids[1], reason="node refused the transaction")
+        await uow.commit()
+    for wid in ids:
+        async with db.uow() as uow:
+            with pytest.raises(ValidationFailed):
+                await svc.fail(uow, wid, reason="again")
+    assert (await _withdrawal(db, ids[0])).status == "rejected"
+    assert (await _withdrawal(db, ids[1])).status == "failed"
+    assert await _wallet(db, agent_id) == 100 * USDC
+    assert await _account(db, AccountKind.WITHDRAWING) == 0
+
+
+@pytest.mark.parametrize(
+    ("currency", "address", "says"),
+    [
+        ("USDC", ETH_ADDRESS.lower(), "EIP-55"),
+        ("ETH", ETH_ADDRESS[:-1] + ("E" if ETH_ADDRESS[-1] != "E" else "e"), "checksum"),
+        ("BTC", "bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", "mainnet"),
+        ("BTC", "tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx", "testnet"),
+        ("BTC", ETH_ADDRESS, "Ethereum"),
+        ("USDT", BTC_REGTEST, "BTC address"),
+        ("BTC", BTC_REGTEST[:-1] + "1", "bech32"),
+    ],
+)
+async def test_invalid_addresses_are_refused_by_name_and_change_nothing(
+    runtime: Runtime, currency: str, address: str, says: str
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=50 * USDC)
+    async with client_for(runtime, key) as client:
+        result = await client.call_tool(
+            "request-withdrawal",
+            {
+                "currency": currency,
+                "amount": 10**7,
+                "address": address,
+                "idempotency_key": "invalid-address",
+            },
+        )
+    assert error_code(result) == "VALIDATION_ERROR"
+    error = body(result)["error"]
+    assert error["details"]["fields"][0]["field"] == "address" and says in error["message"]
+    assert await _wallet(db, agent_id) == 50 * USDC
+    async with db.uow() as uow:
+        assert await uow.session.scalar(select(func.count()).select_from(Withdrawal)) == 0
+
+
+async def test_below_the_minimum_and_beyond_the_balance_are_refused(runtime: Runtime) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=5 * USDC)
+    async with client_for(runtime, key) as client:
+        small = await client.call_tool(
+            "request-withdrawal",
+            {"currency": "USDC", "amount": USDC - 1, "address": ETH_ADDRESS, "quote_only": True},
+        )
+        assert error_code(small) == "VALIDATION_ERROR"
+        assert "at least 1.00 USDC" in body(small)["error"]["message"]
+        broke = await client.call_tool(
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 4 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "too-much-money",
+            },
+        )
+        assert error_code(broke) == "INSUFFICIENT_FUNDS"
+    assert await _wallet(db, agent_id) == 5 * USDC
+
+
+async def test_a_stolen_key_cannot_confirm_nor_skip_the_cooling_off(
+    runtime: Runtime, sink: SmtpSink, clock: FakeClock
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=50 * USDC)
+    async with client_for(runtime, key) as client:
+        tools = {t.name for t in (await client.list_tools()).tools}
+        # No tool takes a code: the confirmation belongs to the owner's mailbox and dashboard.
+        assert not any("confirm" in t and "address" in t for t in tools)
+        done = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": OTHER_ETH_ADDRESS,
+                "idempotency_key": "thief-withdrawal",
+            },
+        )
+    wid = done["withdrawal"]["id"]
+    row = await _withdrawal(db, wid)
+    # Guessing: five wrong tries and the code is dead, even for the right one afterwards.
+    code = await _mail_code(runtime, sink, agent_id)
+    for guess in range(5):
+        with pytest.raises(ValidationFailed):
+            await _confirm(
+                runtime, agent_id, row.address_id, f"{(int(code) + 1 + guess) % 10**6:06d}"
+            )
+    with pytest.raises(ValidationFailed) as dead:
+        await _confirm(runtime, agent_id, row.address_id, code)
+    assert "tried too often" in dead.value.message
+    clock.advance(timedelta(days=30))
+    assert await _release(db) == 0
+    assert (await _withdrawal(db, wid)).status == "awaiting_confirmation"
+    # The owner cancels it: the money is back.
+    async with db.uow() as uow:
+        await svc.cancel(uow, svc.Owner(agent_id=agent_id), wid)
+        await uow.commit()
+    assert await _wallet(db, agent_id) == 50 * USDC
+
+
+async def test_a_payout_moves_what_a_specialist_is_owed(runtime: Runtime) -> None:
+    from events_support import specialist as make_specialist
+
+    from billing.ledger import credit, debit, open_account, post
+    from billing.models import TransactionKind
+
+    db = runtime.db
+    specialist_id = await make_specialist(db)
+    owner = svc.Owner(specialist_id=specialist_id)
+    async with db.uow() as uow:
+        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=specialist_id)
+        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
+        await post(
+            uow,
+            kind=TransactionKind.PAYOUT,
+            reference="test:earned",
+            legs=[debit(revenue, 80 * USDC), credit(payable, 80 * USDC)],
+            currency="USDC",
+            amount=80 * USDC,
+        )
+        await uow.commit()
+    terms = svc.Terms.of(runtime.settings, runtime.billing, runtime.network_fees)
+    async with db.uow() as uow:
+        placed = await svc.request(
+            uow,
+            terms,
+            owner,
+            kind=svc.WithdrawalKind.PAYOUT,
+            currency="USDC",
+            amount=70 * USDC,
+            address=ETH_ADDRESS,
+        )
+        await uow.commit()
+    assert placed.withdrawal.kind == "payout" and placed.code_sent
+    async with db.uow() as uow:
+        left = await svc.payable_balance(uow, payable, lock=False)
+    assert left == 10 * USDC - TOKEN_FEE
+    async with db.uow() as uow:
+        with pytest.raises(Exception, match="owed"):
+            await svc.request(
+                uow,
+                terms,
+                owner,
+                kind=svc.WithdrawalKind.PAYOUT,
+                currency="USDC",
+                amount=9 * USDC,
+                address=ETH_ADDRESS,
+            )
+
+
+CANCEL_IN_A_PROCESS = """
+import asyncio, sys
+from agent_server.kernel.clock import SystemClock
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.store import Database, make_engine
+from agent_server.services import withdrawals as svc
+
+async def main(url, agent_id, wid):
+    db = Database(make_engine(url), SystemClock())
+    try:
+        async with db.uow() as uow:
+            await svc.cancel(uow, svc.Owner(agent_id=agent_id), wid)
+            await uow.commit()
+        print("cancelled")
+    except ValidationFailed:
+        print("refused")
+    finally:
+        await db.dispose()
+
+asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3]))
+"""
+
+
+@pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
+async def test_concurrent_cancels_in_two_processes_return_the_money_once(
+    runtime: Runtime, database_url: str
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=50 * USDC)
+    async with client_for(runtime, key) as client:
+        done = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "race-cancel",
+            },
+        )
+    wid = done["withdrawal"]["id"]
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CANCEL_IN_A_PROCESS,
+            database_url,
+            str(agent_id),
+            wid,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    outcomes = [(await p.communicate())[0].decode().strip() for p in procs]
+    assert sorted(outcomes) == ["cancelled", "refused", "refused"]
+    assert await _wallet(db, agent_id) == 50 * USDC
+    assert await _account(db, AccountKind.WITHDRAWING) == 0
+    async with db.uow() as uow:
+        returns = await uow.session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.kind == "withdraw_return")
+        )
+    assert returns == 1
