@@ -45,6 +45,9 @@ SPEC_TOOLS = {
     "list-transactions",
     "get-usage",
     "quote",
+    "request-withdrawal",
+    "list-withdrawals",
+    "cancel-withdrawal",
 }
 
 

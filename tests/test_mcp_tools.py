@@ -86,7 +86,16 @@ async def test_tools_list_is_the_spec_with_schemas_annotations_and_prices(
 async def test_toolsets_and_read_only_choose_what_is_served(runtime: Runtime) -> None:
     async with client_for(runtime, None, toolsets=["wallet"]) as client:
         names = {t.name for t in (await client.list_tools()).tools}
-    assert names == {"get-wallet", "get-deposit-address", "list-transactions", "get-usage", "quote"}
+    assert names == {
+        "get-wallet",
+        "get-deposit-address",
+        "list-transactions",
+        "get-usage",
+        "quote",
+        "request-withdrawal",
+        "list-withdrawals",
+        "cancel-withdrawal",
+    }
     async with client_for(runtime, None, read_only=True) as client:
         tools = (await client.list_tools()).tools
     assert tools and all(t.annotations and t.annotations.read_only_hint for t in tools)
