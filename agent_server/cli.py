@@ -334,6 +334,34 @@ def watch_deposits(
     asyncio.run(run())
 
 
+@app.command("send-withdrawals")
+def send_withdrawals() -> None:
+    """Sign, broadcast and follow approved withdrawals and payouts to confirmation (the only
+    process that reads the hot wallet's key: AGENT_SERVER_SENDER_KEYSTORE and its password;
+    with no EVM node configured, the embedded chain's development account)."""
+    import signal
+
+    from agent_server.runtime import Runtime
+    from agent_server.services.withdrawal_sender import run_senders
+
+    settings = _settings()
+    _require_database(settings)
+
+    async def run() -> None:
+        runtime = Runtime.create(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        typer.echo("sending withdrawals; Ctrl-C stops", err=True)
+        try:
+            await run_senders(runtime, stop)
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+
+
 @app.command()
 def worker() -> None:
     """Run the webhook delivery worker, the booking clock (and the mail sender, with an SMTP
