@@ -17,6 +17,7 @@ from typing import Any
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
 from agent_server.booking.search.plan import Plan
+from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.sql import matching, rows_after, rows_upto, slice_end_query
 from agent_server.kernel.store import UnitOfWork
 
@@ -27,6 +28,8 @@ FIRST_SLICE = 256
 MAX_SLICE = 4096
 MAX_SCANNED = 12_000
 """Walk entries one search call may read before it returns a short page (rare matches)."""
+BEYOND_IDS = 2**62
+"""Above every id: a position after all rows of one sort value."""
 
 
 @dataclass
@@ -50,6 +53,25 @@ async def slice_end(
     return None if row is None else (row[0], row[1], row[2])
 
 
+def walk_bounds(plan: Plan) -> tuple[Position | None, Position | None]:
+    """Where matches can begin and end in the walk, from the bounds on its sort column: the
+    price bounds for the price sort, ``min_rating`` for the rating sort (None: no bound).
+
+    The walk starts after the first and, once a slice reaches past the second, reads the rest
+    at once (SQL's own bound ends it), so a narrow price band or a high ``min_rating`` is not
+    met by scanning the index from its start.
+    """
+    low_value: Any = None
+    high_value: Any = None
+    if plan.sort is SortBy.PRICE:
+        low_value, high_value = plan.usd_min, plan.usd_max
+    elif plan.sort is SortBy.RATING:
+        low_value = plan.query.min_rating
+    low = None if low_value is None else (low_value, 0, 0)
+    high = None if high_value is None else (high_value, BEYOND_IDS, BEYOND_IDS)
+    return (high, low) if plan.desc else (low, high)
+
+
 async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     """The specialists of the page ``plan`` asks for, in order (see the module docstring)."""
     want = plan.query.limit + 1
@@ -61,7 +83,10 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     emitted: list[SpecialistEval] = []
     examined = scanned = 0
     slice_rows = FIRST_SLICE
+    start, stop = walk_bounds(plan)
     last: Position | None = after
+    if start is not None and (after is None or plan.rank(after) < plan.rank(start)):
+        last = start  # nothing before it matches: the walk begins there
     exhausted = False
 
     def emit_up_to(pos: Position) -> None:
@@ -71,6 +96,8 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
 
     while len(emitted) < want:
         end = await slice_end(uow, plan, last, slice_rows)
+        if end is not None and stop is not None and plan.rank(end) >= plan.rank(stop):
+            end = None  # the slice reaches past the last entry that can match: read to the end
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
         stmt = matching(plan)
