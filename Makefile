@@ -33,7 +33,8 @@ chains: $(NODE_STAMP)
 run: install chains
 	$(BIN)/agent-server db upgrade
 	$(BIN)/agent-server demo-data --if-empty --specialists 1000
-	$(BIN)/agent-server serve --host $(HOST) --port $(PORT)
+	AGENT_SERVER_SEND_WITHDRAWALS=$${AGENT_SERVER_SEND_WITHDRAWALS:-true} \
+		$(BIN)/agent-server serve --host $(HOST) --port $(PORT)
 
 postgres:
 	bash scripts/ensure-postgres.sh

@@ -1,0 +1,117 @@
+"""The hot wallet's key: an encrypted standard keystore read by the sender alone.
+
+A server without the sender never imports the key-reading code nor reads its settings; the
+keystore holds no plain key, is readable by its owner only, and a wrong password is refused
+without being repeated.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from pydantic import SecretStr
+
+from agent_server.kernel.config import Settings
+from wallets.sending.keys import (
+    KeyUnavailable,
+    SenderSettings,
+    development_keystore,
+    load_evm_account,
+    write_keystore,
+)
+
+PROBE = """
+import asyncio, json, sys
+from agent_server.app import create_app
+from agent_server.kernel.config import Settings
+from agent_server.runtime import Runtime
+
+async def main():
+    runtime = Runtime.create(Settings())
+    app = create_app(runtime)
+    async with app.router.lifespan_context(app):
+        await asyncio.sleep(0.5)
+        loaded = "wallets.sending.keys" in sys.modules
+    print(json.dumps({"key_code_loaded": loaded}))
+
+asyncio.run(main())
+"""
+
+
+def _serve_probe(tmp_path: Path, sqlite_template: Path, **extra: str) -> dict[str, bool]:
+    database = tmp_path / "probe.db"
+    database.write_bytes(sqlite_template.read_bytes())
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+    environ.update(
+        AGENT_SERVER_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        AGENT_SERVER_START_WATCHERS="false",
+        AGENT_SERVER_START_WORKER="false",
+        AGENT_SERVER_EVM_RPC_URL="http://127.0.0.1:9",
+        AGENT_SERVER_SENDER_KEYSTORE=str(tmp_path / "keystore.json"),
+        AGENT_SERVER_SENDER_KEYSTORE_PASSWORD="a password the server must not read",
+        AGENT_SERVER_SENDER_INTERVAL="0.1",
+        **extra,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=environ,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result: dict[str, bool] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_a_server_without_the_sender_never_loads_the_key_code(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    assert _serve_probe(tmp_path, sqlite_template) == {"key_code_loaded": False}
+    # The same server told to send does load it: the probe can tell the difference.
+    assert _serve_probe(tmp_path, sqlite_template, AGENT_SERVER_SEND_WITHDRAWALS="true") == {
+        "key_code_loaded": True
+    }
+
+
+def test_the_server_settings_hold_no_key_material() -> None:
+    for name in Settings.model_fields:
+        for word in ("keystore", "password", "private_key", "mnemonic", "seed", "sender_"):
+            assert word not in name
+
+
+def test_the_keystore_is_encrypted_private_and_refuses_a_wrong_password(tmp_path: Path) -> None:
+    key = Account.create().key.hex()
+    path = tmp_path / "keystore.json"
+    address = write_keystore(path, key, "right password")
+    text = path.read_text()
+    assert key.removeprefix("0x") not in text and json.loads(text)["crypto"]["kdf"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    opened = load_evm_account(
+        SenderSettings(keystore=path, keystore_password=SecretStr("right password"))
+    )
+    assert opened.address == address
+    with pytest.raises(KeyUnavailable) as refused:
+        load_evm_account(
+            SenderSettings(keystore=path, keystore_password=SecretStr("wrong password"))
+        )
+    assert "wrong password" not in str(refused.value)
+
+
+def test_the_development_keystore_is_made_once_for_anvils_account(tmp_path: Path) -> None:
+    keystore, password_file = development_keystore(tmp_path / "sender")
+    first = keystore.read_text()
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    account = load_evm_account(SenderSettings(), keystore=keystore, password_file=password_file)
+    assert account.address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    development_keystore(tmp_path / "sender")
+    assert keystore.read_text() == first
