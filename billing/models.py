@@ -58,6 +58,7 @@ class AccountKind(StrEnum):
     WITHDRAWING = "withdrawing"  # requested withdrawals and payouts not yet on chain
     WITHDRAWN = "withdrawn"  # sent to external addresses (the outflow to the chain)
     NETWORK_FEES = "network_fees"  # fees charged for withdrawals, paying the chain's fee
+    FORFEITED = "forfeited"  # balances an owner chose to give up when closing an account
 
 
 class TransactionKind(StrEnum):

@@ -327,7 +327,11 @@ async def test_deletion_erases_personal_data_and_keeps_money(api: Api) -> None:
         uow.session.add(_schedule(agent_id, uow.clock.now()))
         await uow.commit()
 
-    response = await api.client.delete("/api/agent/me", headers=bearer(key))
+    # Money left refuses the deletion (nothing erased) until the owner chooses what happens.
+    refused = await api.client.delete("/api/agent/me", headers=bearer(key))
+    assert refused.status_code == 422 and "25.00 USDT" in refused.json()["error"]["message"]
+    assert (await api.client.get("/api/agent/me", headers=bearer(key))).status_code == 200
+    response = await api.client.delete("/api/agent/me?remaining=forfeit", headers=bearer(key))
     assert response.status_code == 200
     assert (await api.client.get("/api/agent/me", headers=bearer(key))).status_code == 401
     assert (await api.client.get(f"/api/agents/{agent_id}")).status_code == 404
@@ -371,6 +375,6 @@ async def test_deletion_erases_personal_data_and_keeps_money(api: Api) -> None:
     assert labels == 0 and codes == 0
     assert len(addresses) == 1
     assert all(s is not None for s in schedules)
-    assert money == {"USDT": 25_000_000}
+    assert money == {"USDT": 0}  # forfeited by the owner's explicit choice, recorded
     # The email is free again.
     assert (await api.register("gdpr@example.com")).status_code == 201

@@ -10,12 +10,14 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
+import httpx
 import pytest
 from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select, update
 
+from agent_server.app import create_app
 from agent_server.events.mail_delivery import MailSender
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.clock import FakeClock
@@ -496,3 +498,117 @@ async def test_concurrent_cancels_in_two_processes_return_the_money_once(
             .where(LedgerTransaction.kind == "withdraw_return")
         )
     assert returns == 1
+
+
+async def _rest(runtime: Runtime) -> httpx.AsyncClient:
+    app = create_app(runtime)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+
+
+async def test_rest_quote_request_confirm_by_mailed_code_and_cancel(
+    runtime: Runtime, sink: SmtpSink, clock: FakeClock
+) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=30 * USDC)
+    auth = {"Authorization": f"Bearer {key}"}
+    async with await _rest(runtime) as web:
+        quoted = await web.post(
+            "/api/agent/withdrawals/quote",
+            json={"currency": "USDC", "amount": 10 * USDC},
+            headers=auth,
+        )
+        assert quoted.status_code == 200, quoted.text
+        assert quoted.json()["fee"] == TOKEN_FEE and quoted.json()["total"] == 10 * USDC + TOKEN_FEE
+        placed = await web.post(
+            "/api/agent/withdrawals",
+            json={
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "rest-withdrawal",
+            },
+            headers=auth,
+        )
+        assert placed.status_code == 201, placed.text
+        wid = placed.json()["withdrawal"]["id"]
+        assert placed.json()["code_sent"] is True
+        listed = (await web.get("/api/agent/withdrawal-addresses", headers=auth)).json()
+        assert [(a["address"], a["confirmed"]) for a in listed] == [(ETH_ADDRESS, False)]
+        code = await _mail_code(runtime, sink, agent_id)
+        wrong = await web.post(
+            f"/api/agent/withdrawal-addresses/{listed[0]['id']}/confirm",
+            json={"code": "000000" if code != "000000" else "111111"},
+            headers=auth,
+        )
+        assert wrong.status_code == 422
+        assert wrong.json()["error"]["details"]["fields"][0]["field"] == "code"
+        right = await web.post(
+            f"/api/agent/withdrawal-addresses/{listed[0]['id']}/confirm",
+            json={"code": code},
+            headers=auth,
+        )
+        assert right.status_code == 200 and right.json()["confirmed"] is True
+        assert right.json()["usable_after"].startswith(
+            (clock.now() + timedelta(hours=24)).date().isoformat()
+        )
+        one = await web.get(f"/api/agent/withdrawals/{wid}", headers=auth)
+        assert one.json()["status"] == "awaiting_confirmation"
+        cancelled = await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)
+        assert cancelled.json()["status"] == "cancelled"
+        again = await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)
+        assert again.status_code == 422
+        _, other_key = await make_agent(db, runtime.settings)
+        foreign = await web.get(
+            f"/api/agent/withdrawals/{wid}", headers={"Authorization": f"Bearer {other_key}"}
+        )
+        assert foreign.status_code == 404
+    assert await _wallet(db, agent_id) == 30 * USDC
+
+
+async def test_closing_an_account_never_strands_its_balance(runtime: Runtime) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=30 * USDC)
+    auth = {"Authorization": f"Bearer {key}"}
+    async with await _rest(runtime) as web:
+        refused = await web.delete("/api/agent/me", headers=auth)
+        assert refused.status_code == 422
+        error = refused.json()["error"]
+        assert error["details"]["fields"][0]["field"] == "remaining"
+        assert "30.00 USDC" in error["message"] and "forfeit" in error["message"]
+        # A withdrawal in flight refuses it even with forfeit: its money could come back.
+        placed = await web.post(
+            "/api/agent/withdrawals",
+            json={
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "before-closing",
+            },
+            headers=auth,
+        )
+        assert placed.status_code == 201
+        in_flight = await web.delete("/api/agent/me?remaining=forfeit", headers=auth)
+        assert in_flight.status_code == 422 and "not final" in in_flight.json()["error"]["message"]
+        wid = placed.json()["withdrawal"]["id"]
+        await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)
+        assert (await web.get("/api/agent/me", headers=auth)).status_code == 200
+        closed = await web.delete("/api/agent/me?remaining=forfeit", headers=auth)
+        assert closed.status_code == 200, closed.text
+        assert (await web.get("/api/agent/me", headers=auth)).status_code == 401
+    assert await _wallet(db, agent_id) == 0
+    assert await _account(db, AccountKind.FORFEITED) == 30 * USDC
+    async with db.uow() as uow:
+        memo = await uow.session.scalar(
+            select(LedgerTransaction.memo)
+            .where(LedgerTransaction.agent_id == agent_id, LedgerTransaction.kind == "adjustment")
+            .order_by(LedgerTransaction.id.desc())
+            .limit(1)
+        )
+    assert memo is not None and "owner's choice" in memo
+
+
+async def test_closing_an_empty_account_needs_no_choice(runtime: Runtime) -> None:
+    _, key = await make_agent(runtime.db, runtime.settings)
+    async with await _rest(runtime) as web:
+        closed = await web.delete("/api/agent/me", headers={"Authorization": f"Bearer {key}"})
+    assert closed.status_code == 200, closed.text

@@ -11,6 +11,7 @@ that created them and in the mail; they are never logged.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -553,15 +554,24 @@ async def update_profile(uow: UnitOfWork, agent_id: int, data: UpdateAgent) -> A
     return agent
 
 
-async def delete_agent(uow: UnitOfWork, agent_id: int) -> None:
+async def delete_agent(
+    uow: UnitOfWork,
+    agent_id: int,
+    *,
+    settle: Callable[[UnitOfWork, int], Awaitable[None]] | None = None,
+) -> None:
     """Erase the agent's personal data and revoke its key; money records stay.
 
     The row remains (ledger entries, deposits and bookings point at its id) with its name,
     emails, description, profile, callback URL and labels removed, its pending codes and
-    outbox mail deleted and its schedules withdrawn.
+    outbox mail deleted and its schedules withdrawn. ``settle`` runs first, in the same
+    transaction under the agent's row lock: it deals with money left (or refuses, and nothing
+    is erased).
     """
     async with uow:
         agent = await find_agent(uow, agent_id, for_update=True)
+        if settle is not None:
+            await settle(uow, agent.id)
         now = uow.clock.now()
         old_email = agent.email
         agent.name = "Deleted agent"

@@ -29,6 +29,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "agent_server.api.wallet_history",
     "agent_server.api.wallet_balances",
     "agent_server.api.webhooks",
+    "agent_server.api.withdrawals",
 )
 
 

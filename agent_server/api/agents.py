@@ -34,8 +34,10 @@ from agent_server.api.schemas import (
 )
 from agent_server.events.urls import check_callback_url
 from agent_server.kernel.inputs import Text
+from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
+from agent_server.services.closing import settle_before_closing
 from wallets.rates import RateSource
 from wallets.service import rate_source
 
@@ -194,13 +196,25 @@ async def update_me(
 @router.delete(
     "/agent/me",
     response_model=MessageResponse,
-    responses=error_responses(401),
+    responses=error_responses(401, 422),
     summary="Delete the agent's personal data",
 )
-async def delete_me(caller: CurrentAgent, runtime: RuntimeDep) -> MessageResponse:
+async def delete_me(
+    caller: CurrentAgent,
+    runtime: RuntimeDep,
+    remaining: Annotated[
+        Literal["forfeit"] | None,
+        Query(description="forfeit: give up any balance left (recorded); else it is refused."),
+    ] = None,
+) -> MessageResponse:
     """Erase name, emails, description, profile and callback URL, revoke the API key and
-    withdraw the agent's schedules. Ledger records stay, attached to the anonymised agent."""
-    await service.delete_agent(runtime.db.uow(), caller.agent_id)
+    withdraw the agent's schedules. Ledger records stay, attached to the anonymised agent.
+    Refused while money is left or withdrawals are open, unless ``remaining=forfeit``."""
+
+    async def settle(uow: UnitOfWork, agent_id: int) -> None:
+        await settle_before_closing(uow, agent_id, remaining)
+
+    await service.delete_agent(runtime.db.uow(), caller.agent_id, settle=settle)
     return MessageResponse(
         message="Agent deleted: personal data erased and API key revoked. "
         "Financial records are kept, anonymised."
