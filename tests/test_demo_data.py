@@ -6,11 +6,12 @@ from datetime import timedelta
 from typing import Any
 from zoneinfo import available_timezones
 
+import pytest
 from sqlalchemy import delete, func, select
 
 from agent_server.booking.availability import ScheduleSpec, free_slots
 from agent_server.booking.demo import load_demo_data
-from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.models import Booking, Review, Schedule, Specialist
 from agent_server.booking.search.text import specialist_search_text
 from agent_server.kernel.store import Database
 
@@ -40,6 +41,8 @@ async def snapshot(db: Database) -> list[tuple[dict[str, Any], list[dict[str, An
 
 async def wipe(db: Database) -> None:
     async with db.uow() as uow:
+        await uow.session.execute(delete(Review))
+        await uow.session.execute(delete(Booking))
         await uow.session.execute(delete(Schedule))
         await uow.session.execute(delete(Specialist))
         await uow.commit()
@@ -120,3 +123,43 @@ async def test_demo_specialists_are_varied_and_consistent(db: Database) -> None:
             assert s.next_free_at == slots[0].start
         else:
             assert s.next_free_at >= now + timedelta(days=14)
+
+
+async def test_demo_ratings_are_the_mean_and_count_of_real_reviews(db: Database) -> None:
+    await load_demo_data(db, 80, seed=5)
+    async with db.uow() as uow:
+        people = {
+            p.id: (p.rating, p.review_count) for p in await uow.session.scalars(select(Specialist))
+        }
+        reviews = (await uow.session.scalars(select(Review))).all()
+        bookings = {b.id: b for b in await uow.session.scalars(select(Booking))}
+        by: dict[int, list[int]] = {}
+        for r in reviews:
+            assert r.specialist_id is not None
+            by.setdefault(r.specialist_id, []).append(r.rating)
+            booking = bookings[r.booking_id]
+            assert booking.status == "completed" and booking.slot_end <= db.clock.now()
+            assert booking.booker_agent_id == r.reviewer_agent_id
+            assert booking.specialist_id == r.specialist_id and booking.price_amount == 0
+        uow.session.expunge_all()
+    assert len(by) > 40
+    for specialist_id, (rating, count) in people.items():
+        given = by.get(specialist_id, [])
+        assert count == len(given)
+        # The mean to two decimals (the database rounds halves away from zero).
+        assert rating == pytest.approx(sum(given) / len(given) if given else 0.0, abs=0.005)
+    # More people later: the same reviewer, the new people's ratings from their own rows.
+    await load_demo_data(db, 20, seed=5)
+    async with db.uow() as uow:
+        reviewers = await uow.session.scalar(
+            select(func.count(func.distinct(Review.reviewer_agent_id)))
+        )
+        unrated = await uow.session.scalar(
+            select(func.count(Specialist.id)).where(
+                Specialist.review_count
+                != select(func.count(Review.id))
+                .where(Review.specialist_id == Specialist.id)
+                .scalar_subquery()
+            )
+        )
+    assert reviewers == 1 and unrated == 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, text
 
 from agent_server.booking.demo import load_demo_data
-from agent_server.booking.models import Schedule
+from agent_server.booking.models import Review, Schedule
 from agent_server.kernel.store import Database
 
 
@@ -41,7 +41,15 @@ async def test_loading_demo_data_analyses_the_catalogue(db: Database) -> None:
     await load_demo_data(db, 40, seed=5)
     async with db.uow() as uow:
         schedules = await uow.session.scalar(select(func.count(Schedule.id)))
-    assert await planner_rows(db) == {"specialists": 40, "schedules": schedules}
+    rows = await planner_rows(db)
+    assert {t: rows[t] for t in ("specialists", "schedules")} == {
+        "specialists": 40,
+        "schedules": schedules,
+    }
+    # The demo reviews' completed bookings and reviews are analysed too (SQLite reports them).
+    async with db.uow() as uow:
+        reviews = await uow.session.scalar(select(func.count(Review.id)))
+    assert reviews and rows.get("reviews", reviews) == reviews
     await load_demo_data(db, 10, seed=5)  # loading more refreshes them
     assert (await planner_rows(db))["specialists"] == 50
 

@@ -22,6 +22,7 @@ from agent_server.booking.availability import ScheduleSpec, free_slots
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import (
     Booking,
+    Review,
     Schedule,
     Specialist,
     SpecialistLanguage,
@@ -237,6 +238,9 @@ async def test_skill_and_language_rows_follow_every_change_of_a_specialist(db: D
         ).all()
         first.skills = ["zither-tuning", *first.skills[:1]]
         first.languages = ["eu"]
+        # Its demo reviews and their completed bookings go first (they refer to it).
+        await uow.session.execute(delete(Review).where(Review.specialist_id == second.id))
+        await uow.session.execute(delete(Booking).where(Booking.specialist_id == second.id))
         await uow.session.execute(delete(Specialist).where(Specialist.id == second.id))
         await uow.commit()
         edited = first.id

@@ -3,6 +3,7 @@ source, so the same seed gives the same people."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import unicodedata
 from collections.abc import Sequence
@@ -53,10 +54,32 @@ def _skill_label(slug: str) -> str:
     return slug.replace("-", " ")
 
 
+MAX_DEMO_REVIEWS = 12
+"""Reviews a demo person receives at most (each one a completed demo booking)."""
+REVIEW_TEXTS: dict[int, tuple[str, ...]] = {
+    5: (
+        "Excellent: clear, prepared and kind.",
+        "Exactly what I needed, thank you.",
+        "Sharp advice and concrete next steps.",
+    ),
+    4: (
+        "Very helpful; we ran a little over time.",
+        "Good session, solid answers.",
+        "Knowledgeable and friendly.",
+    ),
+    3: ("Fine, though a bit generic.", "Helpful in parts.", "Okay; I expected more depth."),
+    2: ("Started late and felt rushed.", "Not much I could use."),
+    1: ("Did not answer my questions.", "Missed most of the session."),
+}
+
+
 @dataclass
 class Person:
     specialist: dict[str, Any]
     schedules: list[dict[str, Any]]
+    reviews: list[tuple[int, str]] = dataclasses.field(default_factory=list)
+    """(rating, text) of each review, oldest first; written as real reviews of completed
+    bookings, from which the specialist's rating and review count are computed."""
 
 
 class Generator:
@@ -85,7 +108,7 @@ class Generator:
         rate_lo, rate_hi = field.rate_usd
         hourly = rng.randint(rate_lo, rate_hi) // 5 * 5
         reviews = 0 if rng.random() < 0.1 else min(900, int(rng.paretovariate(1.3) * 6))
-        rating = 0.0 if reviews == 0 else round(rng.triangular(3.4, 5.0, 4.7), 1)
+        target = 0.0 if reviews == 0 else round(rng.triangular(3.4, 5.0, 4.7), 1)
         about = _about(rng, field, title, years, city, skills, languages)
         education = self._education(rng, field, city, years)
         handle = f"{_ascii(first)}.{_ascii(last)}.{self.number_base + n}"
@@ -101,8 +124,9 @@ class Generator:
             "education": education,
             "hourly_rate": hourly * 1_000_000,
             "rate_currency": "USD",
-            "rating": rating,
-            "review_count": reviews,
+            # Computed from the review rows once they are written (``loader``).
+            "rating": 0.0,
+            "review_count": 0,
             "email": f"{handle}@example.com",
             "phone": f"+{city.phone} 555 {rng.randint(100, 999)} {rng.randint(1000, 9999)}",
             "search_text": specialist_search_text(name, title, about, skills),
@@ -111,7 +135,7 @@ class Generator:
         }
         count = 1 if rng.random() < 0.6 else 2
         schedules = [self._schedule(rng, field, city, skills, hourly) for _ in range(count)]
-        return Person(specialist, schedules)
+        return Person(specialist, schedules, _reviews(handle, reviews, target))
 
     def _education(
         self, rng: random.Random, field: Profession, city: City, years: int
@@ -181,6 +205,19 @@ class Generator:
             "updated_at": self.now,
             "deleted_at": self.now if rng.random() < 0.02 else None,
         }
+
+
+def _reviews(handle: str, drawn: int, target: float) -> list[tuple[int, str]]:
+    """Reviews around ``target``, from their own seeded source (the person's other draws are
+    unchanged by them); a third of ``drawn``, at most ``MAX_DEMO_REVIEWS``."""
+    if drawn == 0:
+        return []
+    rng = random.Random(f"{handle}:reviews")  # noqa: S311 - demo data
+    out = []
+    for _ in range(min(MAX_DEMO_REVIEWS, max(1, drawn // 3))):
+        rating = min(5, max(1, round(rng.gauss(target, 0.7))))
+        out.append((rating, rng.choice(REVIEW_TEXTS[rating])))
+    return out
 
 
 def _languages(rng: random.Random, city: City) -> list[str]:
