@@ -58,8 +58,9 @@ def earned(view: dict[str, Any]) -> tuple[int, int]:
 class Market:
     """A provider agent with a schedule at 10 USDC a slot, and a booker agent."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, price: int = PRICE) -> None:
         self.runtime = runtime
+        self.price = price
 
     async def open(self) -> Market:
         settings = self.runtime.settings
@@ -73,7 +74,7 @@ class Market:
                 {
                     "timezone": "UTC",
                     "weekly_hours": weekly,
-                    "price_amount": PRICE,
+                    "price_amount": self.price,
                     "price_currency": "USDC",
                     "slot_minutes": 60,
                     "private": False,

@@ -158,3 +158,21 @@ async def test_dismissed_bookings_leave_the_default_list(runtime: Runtime) -> No
         refused = await provider.call_tool("cancel-booking", {"booking_id": first, "dismiss": True})
         assert error_code(refused) == "FORBIDDEN"
     await audited(runtime.db)
+
+
+async def test_a_late_refund_of_an_odd_price_is_quoted_and_paid_to_the_base_unit(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    odd = 10_000_001  # half of it is 5,000,000.5: the booker's half is rounded up
+    market = await Market(runtime, price=odd).open()
+    booking_id = await market.book()
+    clock.set(TUE_9 - timedelta(hours=23, minutes=59, seconds=59))
+    async with market.booker() as booker:
+        seen = await call_ok(booker, "get-booking", {"booking_id": booking_id})
+        assert seen["refund_now"]["amount"] == 5_000_001
+        assert seen["full_refund_until"] == "2026-03-02T09:00:00Z"
+        done = await call_ok(booker, "cancel-booking", {"booking_id": booking_id})
+        assert done["refunded"] == 5_000_001
+    async with market.provider() as provider:
+        assert earned(await wallet(provider)) == (4_500_000, 0)  # 5,000,000 less 10 %
+    await audited(runtime.db)
