@@ -13,6 +13,7 @@ from agent_server.dashboard.pages import (
     signin,
     specialist,
     specialist_account,
+    withdrawals,
 )
 from agent_server.dashboard.web import HERE
 from agent_server.runtime import Runtime
@@ -21,6 +22,14 @@ from agent_server.runtime import Runtime
 def install_dashboard(app: FastAPI, runtime: Runtime) -> None:
     """Add the dashboard to ``app`` (whose ``state.runtime`` the pages read)."""
     app.state.runtime = runtime
-    for module in (signin, owner, specialist, specialist_account, operator, consent):
+    for module in (
+        signin,
+        owner,
+        specialist,
+        specialist_account,
+        operator,
+        consent,
+        withdrawals,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="dashboard-static")
