@@ -247,11 +247,11 @@ class BcoinSigner:
 
     async def lookup(self, tx_hash: str) -> Lookup:
         response = await self._client.get(f"{self._wallet}/tx/{tx_hash}")
-        if response.status_code == 404:
-            return Lookup(Seen.UNKNOWN)
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code != 404:
             raise BitcoinRpcError(f"wallet tx {tx_hash}: HTTP {response.status_code}")
-        body = response.json()
+        # The wallet takes in a transaction a moment after the node: absent there, the
+        # node's mempool may still hold it.
+        body = response.json() if response.status_code == 200 else {}
         height = int(body.get("height", -1))
         if height >= 0 and body.get("block"):
             return Lookup(

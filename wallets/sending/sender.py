@@ -203,7 +203,8 @@ class WithdrawalSender:
             nonce=signed.nonce,
         )
         _pause("recorded")
-        await self._broadcast(withdrawal_id, signed.tx_hash, signed.raw, result)
+        if await self._broadcast(withdrawal_id, signed.tx_hash, signed.raw, result):
+            await self.follow(withdrawal_id, result)  # the node has it: sent
 
     async def _record(self, uow: UnitOfWork, w: Withdrawal, signed: Signed) -> bool:
         now = uow.clock.now()
@@ -283,33 +284,16 @@ class WithdrawalSender:
         return True
 
     async def _refused(self, withdrawal_id: int, tx_hash: str, reason: str) -> None:
-        """A BTC payment whose inputs another transaction spent: it can never be mined, so
-        the withdrawal goes back to ``approved`` and is signed anew."""
-        log.warning("withdrawals.broadcast_refused", tx_hash=tx_hash, reason=reason)
-        async with self.db.uow() as uow:
-            await uow.session.execute(
-                update(WithdrawalSendAttempt)
-                .where(WithdrawalSendAttempt.tx_hash == tx_hash)
-                .values(status=SendAttemptStatus.DROPPED.value)
-                .execution_options(synchronize_session=False)
-            )
-            await uow.session.execute(
-                update(Withdrawal)
-                .where(
-                    Withdrawal.id == withdrawal_id,
-                    Withdrawal.status == WithdrawalStatus.SENDING.value,
-                    Withdrawal.tx_hash == tx_hash,
-                )
-                .values(
-                    status=WithdrawalStatus.APPROVED.value,
-                    tx_hash=None,
-                    raw_tx=None,
-                    nonce=None,
-                    updated_at=uow.clock.now(),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            await uow.commit()
+        """The node refuses the recorded payment because its inputs are spent: by itself
+        (mined, and the wallet has not caught up) or by another payment. Signing again could
+        pay twice, so the withdrawal stays as it is and an operator decides."""
+        log.error(
+            "withdrawals.broadcast_refused",
+            withdrawal_id=withdrawal_id,
+            tx_hash=tx_hash,
+            reason=reason,
+            message="left in sending: check the hot wallet's transactions before any retry",
+        )
 
     # -- following --------------------------------------------------------------------
 
