@@ -769,6 +769,49 @@ async def test_specialist_sets_the_place_and_cancels_with_a_full_refund(
     assert await booking_consistency(site.db) == []
 
 
+async def test_owner_reviews_a_completed_booking_once(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Second Bot"]
+    async with site.db.uow() as uow:
+        done = await uow.session.scalar(
+            select(Booking.id).where(
+                Booking.booker_agent_id == agent_id, Booking.status == "completed"
+            )
+        )
+        waiting = await uow.session.scalar(
+            select(Booking.id).where(
+                Booking.booker_agent_id == agent_id, Booking.status.in_(["pending", "accepted"])
+            )
+        )
+    assert done is not None
+    await alice.goto(f"/agents/{agent_id}/bookings")
+    row = alice.locator(f"#bookings-table tr[data-id='{done}']")
+    if waiting is not None:  # a session still to come cannot be reviewed yet
+        upcoming = alice.locator(f"#bookings-table tr[data-id='{waiting}']")
+        await expect(
+            upcoming.get_by_role("button", name=f"Review booking {waiting}")
+        ).to_have_count(0)
+    await row.get_by_label(f"Rating of booking {done}, 1 to 5").select_option("4")
+    await row.get_by_label(f"Your review of booking {done}").fill("Clear, patient, on time.")
+    await screenshot(alice, "agent-bookings-review")
+    await row.get_by_role("button", name=f"Review booking {done}").click()
+    await expect(alice.get_by_role("status")).to_contain_text("Review saved")
+    await expect(row.locator("[data-field=review]")).to_have_text("Reviewed: 4/5")
+    await expect(row.get_by_role("button", name=f"Review booking {done}")).to_have_count(0)
+    # A second review of the same booking, posted anyway, is refused and changes nothing.
+    again = await alice.context.request.post(
+        f"/agents/{agent_id}/bookings/{done}/review",
+        form={"csrf_token": await csrf_of(alice), "rating": "1", "text": "again"},
+    )
+    assert again.status == 409
+    async with site.db.uow() as uow:
+        sam = await uow.session.get(Specialist, site.specialist_id)
+        assert sam is not None
+        assert (sam.rating, sam.review_count) == (4.0, 1)
+    async with site.mcp("Second Bot") as client:
+        profile = await call_ok(client, "view-profile", {"specialist_id": site.specialist_id})
+    assert [r["text"] for r in profile["profile"]["reviews"]] == ["Clear, patient, on time."]
+
+
 # --- operator pages ----------------------------------------------------------------------------
 
 

@@ -265,6 +265,16 @@ async def list_reviews(
     return ReviewPage(items, _encode_cursor(items[-1].id) if more and items else None)
 
 
+async def reviewed_bookings(uow: UnitOfWork, booking_ids: Sequence[int]) -> dict[int, int]:
+    """Of these bookings, those reviewed: booking id to its review's rating."""
+    if not booking_ids:
+        return {}
+    rows = await uow.session.execute(
+        select(Review.booking_id, Review.rating).where(Review.booking_id.in_(list(booking_ids)))
+    )
+    return {int(b): int(r) for b, r in rows}
+
+
 async def review_of(uow: UnitOfWork, booking_id: int) -> Review | None:
     """The review of a booking, if it has one (no access check)."""
     rows = await uow.session.execute(select(Review).where(Review.booking_id == booking_id))

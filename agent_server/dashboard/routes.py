@@ -10,6 +10,7 @@ from agent_server.dashboard.pages import (
     consent,
     operator,
     owner,
+    reviews,
     signin,
     specialist,
     specialist_account,
@@ -25,6 +26,7 @@ def install_dashboard(app: FastAPI, runtime: Runtime) -> None:
     for module in (
         signin,
         owner,
+        reviews,
         specialist,
         specialist_account,
         operator,

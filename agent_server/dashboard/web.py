@@ -167,6 +167,9 @@ MESSAGES = {
     ),
     "address": "Deposit address ready.",
     "cancelled": "Booking cancelled; the refund is in the transactions.",
+    "disputed": "Dispute opened; the slot price stays in escrow until an operator decides.",
+    "resolved": "Dispute resolved; the escrow is settled.",
+    "reviewed": "Review saved; the provider's rating now counts it.",
     "profile": "Profile saved.",
     "welcome": (
         "Welcome! Complete your profile, then publish a schedule so that agents can book you."

@@ -14,6 +14,7 @@ from agent_server.accounts import service as accounts
 from agent_server.accounts.schemas import UpdateAgent
 from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as booking_svc
+from agent_server.booking.disputes import DISPUTE_REASON_CODES
 from agent_server.booking.models import BookingStatus, CancelledBy, Specialist
 from agent_server.booking.schedules import ScheduleOwner, parse_model
 from agent_server.dashboard.charts import qr_svg, recent_periods, usage_chart
@@ -25,6 +26,7 @@ from agent_server.dashboard.history import (
     transactions_csv,
     usage_csv,
 )
+from agent_server.dashboard.pages import reviews as review_pages
 from agent_server.dashboard.people import changeable_agent, owned_agent
 from agent_server.dashboard.web import (
     DashboardRoute,
@@ -39,6 +41,7 @@ from agent_server.events.urls import check_callback_url
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text, usd_decimal, usd_text
 from agent_server.services import bookings as booking_steps
+from agent_server.services import disputes as dispute_steps
 from billing.caps import caps_of, set_spending_caps
 from billing.usage import check_period, usage_for
 from wallets.addresses import agent_addresses
@@ -49,6 +52,7 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 AgentId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 CANCELLABLE = (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value)
+DISPUTABLE = (BookingStatus.ACCEPTED.value, BookingStatus.COMPLETED.value)
 
 
 async def _agent_page(
@@ -343,6 +347,7 @@ async def bookings(
                 select(Specialist.id, Specialist.name).where(Specialist.id.in_(ids))
             )
             names = {int(i): str(n) for i, n in rows}
+        done = await review_pages.reviewed(uow, [b.id for b in page.items])
         await uow.commit()
     return render(
         request,
@@ -357,6 +362,11 @@ async def bookings(
             "statuses": [s.value for s in BookingStatus],
             "cancellable": CANCELLABLE,
             "now": runtime.clock.now(),
+            "disputable": DISPUTABLE,
+            "dispute_window": runtime.settings.dispute_window,
+            "dispute_reasons": DISPUTE_REASON_CODES,
+            "reviewable": review_pages.REVIEWABLE_STATUSES,
+            "reviewed": done,
         },
         viewer=viewer,
     )
@@ -380,6 +390,26 @@ async def cancel_booking(request: Request, agent_id: AgentId, booking_id: AgentI
         )
         await uow.commit()
     return redirect(f"/agents/{agent_id}/bookings", "cancelled")
+
+
+@router.post("/agents/{agent_id}/bookings/{booking_id}/dispute")
+async def dispute_booking(request: Request, agent_id: AgentId, booking_id: AgentId) -> Response:
+    """The owner contests a session their agent booked, as ``open-dispute`` does."""
+    viewer = await signed_in(request)
+    form = await posted_form(request, viewer)
+    runtime = runtime_of(request)
+    async with runtime.db.uow() as uow:
+        await changeable_agent(uow, viewer.person, agent_id)
+        await dispute_steps.open_dispute(
+            uow,
+            agent_id,
+            booking_id,
+            text(form, "reason_code"),
+            text(form, "text"),
+            window=runtime.settings.dispute_window,
+        )
+        await uow.commit()
+    return redirect(f"/agents/{agent_id}/bookings", "disputed")
 
 
 @router.get("/agents/{agent_id}/schedules")
