@@ -29,6 +29,7 @@ from agent_server.mcp.http import MCP_PATH, McpFirst, mcp_http_app, refused_body
 from agent_server.runtime import Runtime
 from agent_server.services.clock import start_clock
 from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
+from agent_server.services.withdrawal_jobs import start_withdrawal_jobs
 from agent_server.services.withdrawal_sender import start_withdrawal_sender
 from wallets.embedded import start_embedded_chain_and_watcher
 
@@ -92,6 +93,7 @@ def create_app(
                 start_maintenance(runtime),
                 start_clock(runtime),
                 start_withdrawal_sender(runtime),
+                start_withdrawal_jobs(runtime),
             ):
                 yield
         finally:

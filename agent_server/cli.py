@@ -364,16 +364,21 @@ def send_withdrawals() -> None:
 
 @app.command()
 def worker() -> None:
-    """Run the webhook delivery worker, the booking clock (and the mail sender, with an SMTP
-    server)."""
+    """Run the webhook delivery worker, the booking clock, the withdrawals' jobs (and the mail
+    sender, with an SMTP server)."""
     from agent_server.events.mail_delivery import start_mail_sender
     from agent_server.events.worker import run_worker
     from agent_server.runtime import Runtime
     from agent_server.services.clock import start_clock
+    from agent_server.services.withdrawal_jobs import start_withdrawal_jobs
 
     async def run() -> None:
         runtime = Runtime.create(_settings())
-        async with start_mail_sender(runtime), start_clock(runtime, standalone=True):
+        async with (
+            start_mail_sender(runtime),
+            start_clock(runtime, standalone=True),
+            start_withdrawal_jobs(runtime, standalone=True),
+        ):
             await run_worker(runtime)
 
     asyncio.run(run())

@@ -612,3 +612,58 @@ async def test_closing_an_empty_account_needs_no_choice(runtime: Runtime) -> Non
     async with await _rest(runtime) as web:
         closed = await web.delete("/api/agent/me", headers={"Authorization": f"Bearer {key}"})
     assert closed.status_code == 200, closed.text
+
+
+async def test_the_schedule_pays_out_balances_above_the_minimum_to_a_confirmed_address(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    from events_support import specialist as make_specialist
+
+    from agent_server.services.withdrawal_jobs import run_once
+    from billing.ledger import credit, debit, open_account, post
+    from billing.models import TransactionKind
+    from wallets.withdrawal_models import WithdrawalAddress
+
+    db = runtime.db
+    rich, poor, unconfirmed = [await make_specialist(db, f"S{n}") for n in range(3)]
+    async with db.uow() as uow:
+        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
+        for who, owed in ((rich, 80 * USDC), (poor, 20 * USDC), (unconfirmed, 90 * USDC)):
+            payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=who)
+            await post(
+                uow,
+                kind=TransactionKind.PAYOUT,
+                reference=f"test:earned:{who}",
+                legs=[debit(revenue, owed), credit(payable, owed)],
+                currency="USDC",
+                amount=owed,
+            )
+            now = clock.now()
+            confirmed = who != unconfirmed
+            uow.session.add(
+                WithdrawalAddress(
+                    owner=f"specialist:{who}",
+                    specialist_id=who,
+                    currency="USDC",
+                    network="evm",
+                    address=ETH_ADDRESS,
+                    label="",
+                    code_tries=0,
+                    confirmed_at=now if confirmed else None,
+                    usable_after=now if confirmed else None,
+                    created_at=now,
+                )
+            )
+        await uow.commit()
+    # The minimum is 50 USD: only the confirmed specialist owed 80 is paid, all of it less the fee.
+    assert await run_once(runtime, payouts=True) == (0, 1)
+    assert await run_once(runtime, payouts=True) == (0, 0)  # one open payout at a time
+    async with db.uow() as uow:
+        rows = await svc.list_for(uow, svc.Owner(specialist_id=rich), before=None, limit=5)
+        shown = [(w.kind, w.status, w.amount, w.fee) for w in rows]
+        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=rich)
+        left = await svc.payable_balance(uow, payable, lock=False)
+    assert shown == [
+        ("payout", "approved", 80 * USDC - TOKEN_FEE, TOKEN_FEE)
+    ]
+    assert left == 0

@@ -791,25 +791,3 @@ async def schedule_payouts(uow: UnitOfWork, terms: Terms) -> list[Withdrawal]:
         )
         placed.append(result.withdrawal)
     return placed
-
-
-class SenderFollowUp:
-    """What the withdrawal sender's steps do beyond the withdrawal's row: the events and
-    the money (``wallets.sending.WithdrawalFollowUp``)."""
-
-    async def sent(self, uow: UnitOfWork, withdrawal: Withdrawal) -> None:
-        await _event(uow, outbox.WITHDRAWAL_SENT, withdrawal)
-
-    async def confirmed(self, uow: UnitOfWork, withdrawal: Withdrawal) -> bool:
-        try:
-            await settle(uow, withdrawal.public_id)
-        except ValidationFailed:
-            return False
-        return True
-
-    async def failed(self, uow: UnitOfWork, withdrawal: Withdrawal, reason: str) -> bool:
-        try:
-            await fail(uow, withdrawal.public_id, reason=reason)
-        except ValidationFailed:
-            return False
-        return True
