@@ -161,6 +161,11 @@ def _own_schedule(url: str, key: str) -> int:
 
 
 WEEKLY = {d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")}
+WITHDRAW = {
+    "currency": "USDC",
+    "amount": 5 * USDC,
+    "address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+}
 
 
 def test_every_tool_and_error_reaches_the_typescript_client_over_http(
@@ -204,6 +209,20 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
         ("get-usage", {"period": month}, "OK"),
         ("get-usage", {}, "OK"),
         ("get-usage", {}, "RATE_LIMITED"),
+        ("request-withdrawal", {**WITHDRAW, "quote_only": True}, "OK"),  # 25
+        ("request-withdrawal", {**WITHDRAW, "idempotency_key": "ts-withdraw-1"}, "OK"),
+        (
+            "request-withdrawal",
+            {
+                **WITHDRAW,
+                "address": WITHDRAW["address"].lower(),
+                "idempotency_key": "ts-withdraw-2",
+            },
+            "VALIDATION_ERROR",
+        ),
+        ("list-withdrawals", {}, "OK"),
+        ("cancel-withdrawal", {"withdrawal_id": "$26.withdrawal.id"}, "OK"),
+        ("cancel-withdrawal", {"withdrawal_id": "$26.withdrawal.id"}, "VALIDATION_ERROR"),  # 30
     ]
     denied = [("get-wallet", {}), ("search-specialists", {"limit": 10}), ("book-slot", {})]
     plan = {
@@ -243,6 +262,13 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     invalid = results[3]
     assert "- timezone:" in invalid["text"] and "- bogus:" in invalid["text"]
     assert results[8]["structured"]["error"]["details"]
+    # A withdrawal reaches the client with its fee and total, and is cancelled once.
+    assert (
+        results[25]["structured"]["total"] == WITHDRAW["amount"] + results[25]["structured"]["fee"]
+    )
+    assert results[26]["structured"]["withdrawal"]["status"] == "awaiting_confirmation"
+    assert "address" in results[27]["text"]
+    assert results[29]["structured"]["withdrawal"]["status"] == "cancelled"
     _check(unverified["results"], ["EMAIL_NOT_VERIFIED"] * 3)
     assert "verify" in unverified["results"][0]["next_step"].lower()
     _check(suspended["results"], ["ACCOUNT_INACTIVE"] * 3)
