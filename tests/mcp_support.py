@@ -37,6 +37,7 @@ SPEC_TOOLS = {
     "reject-booking",
     "complete-booking",
     "leave-review",
+    "open-dispute",
     "list-schedules",
     "update-schedule",
     "delete-schedule",

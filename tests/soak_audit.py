@@ -15,10 +15,17 @@ is empty when all of this holds:
 * every priced booking has its escrow and every escrow its booking (a rescheduled booking's
   escrow moved to its successor), held while the booking holds a seat, refunded once it is
   canceled; no slot has more seat-holding bookings than seats;
-* whatever raced (``booking_consistency``): every active (pending, accepted) priced booking
-  has exactly one escrow, held; no settled booking (canceled, rejected, completed) has a held
-  one; each booking's history is one chain of transitions from its creation to its status; and
-  the outbox holds exactly one booking event per transition and recipient;
+* whatever raced (``booking_consistency``): every active (pending, accepted) or disputed
+  priced booking has exactly one escrow, held; a completed one holds it at most until the
+  dispute window passed, then it is paid out; no other booking has a held one; no booking's
+  escrow is taken or settled by more than one ledger transaction (nothing paid twice); an
+  open dispute stands behind every disputed booking and a resolved one, whose refund is the
+  escrow's, behind every settled dispute; each booking's history is one chain of transitions
+  from its creation to its status; and the outbox holds exactly one booking event per
+  transition and recipient;
+* with the booking clock's times (``Deadlines``, the soak's): nothing is held past its time,
+  no pending booking past its TTL or start, no accepted one past its auto-completion, no
+  completed one's escrow past its dispute window (each with a grace of one clock tick);
 * every outbox event is delivered or pending (none failed or skipped), every delivered event
   reached the receiver, and every request the receiver got carries a valid signature;
 * a reference model, plain Python replaying the receipts and refunds the clients saw (and,
@@ -32,13 +39,21 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import func, select
 
-from agent_server.booking.models import Booking, BookingChange, BookingStatus, Schedule
+from agent_server.booking.clock import EXPIRED
+from agent_server.booking.models import (
+    Booking,
+    BookingChange,
+    BookingStatus,
+    Dispute,
+    DisputeStatus,
+    Schedule,
+)
 from agent_server.booking.service import RESCHEDULED
 from agent_server.events.bookings import BOOKING_EVENTS
 from agent_server.events.models import OutboxEvent
@@ -47,7 +62,10 @@ from agent_server.events.outbox import (
     BOOKING_COMPLETED,
     BOOKING_CONFIRMED,
     BOOKING_CREATED,
+    BOOKING_DISPUTED,
+    BOOKING_EXPIRED,
     BOOKING_RESCHEDULED,
+    DISPUTE_RESOLVED,
 )
 from agent_server.events.signing import verify_signature
 from agent_server.kernel.errors import ERROR_CODES
@@ -148,13 +166,14 @@ async def audit(
     received: list[Any],
     *,
     pepper: str,
+    deadlines: Deadlines | None = None,
 ) -> AuditReport:
     """Check everything in this module's docstring; the servers must be stopped."""
     report = AuditReport()
     await _sweep(db, report)
     await _ledger(db, report)
     await _bookings(db, report)
-    report.problems.extend(await booking_consistency(db))
+    report.problems.extend(await booking_consistency(db, deadlines))
     await _outbox(db, agents, received, report)
     await _reference_model(db, agents, calls, report)
     _call_figures(calls, report)
@@ -292,7 +311,10 @@ async def _bookings(db: Database, report: AuditReport) -> None:
             report.problems.append(f"{name}: no escrow")
             continue
         report.check(escrow.agent_id == booking.booker_agent_id, f"{name}: escrow of another agent")
-        if booking.status in SEAT_HOLDING:
+        parts = (escrow.refunded or 0) + (escrow.paid_to_payee or 0) + (escrow.commission or 0)
+        if escrow.status != EscrowStatus.HELD.value:
+            report.check(parts == escrow.amount, f"{name}: settled {parts} of {escrow.amount}")
+        if booking.status in SEAT_HOLDING or booking.status == BookingStatus.IN_DISPUTE.value:
             report.check(
                 escrow.status == EscrowStatus.HELD.value, f"{name}: escrow {escrow.status}"
             )
@@ -300,10 +322,20 @@ async def _bookings(db: Database, report: AuditReport) -> None:
             report.check(
                 escrow.status == EscrowStatus.REFUNDED.value, f"{name}: escrow {escrow.status}"
             )
+            full = booking.cancel_reason_code == EXPIRED or booking.status == "rejected"
             report.check(
-                escrow.refunded in (escrow.amount, _half_up(escrow.amount)),
+                escrow.refunded
+                in ((escrow.amount,) if full else (escrow.amount, _half_up(escrow.amount))),
                 f"{name}: refunded {escrow.refunded} of {escrow.amount}",
             )
+        elif booking.status == BookingStatus.COMPLETED.value:
+            report.check(
+                escrow.status in (EscrowStatus.HELD.value, EscrowStatus.PAID_OUT.value)
+                and not escrow.refunded,
+                f"{name}: escrow {escrow.status}, refunded {escrow.refunded}",
+            )
+        elif booking.status == BookingStatus.DISPUTE_DONE.value:
+            report.check(escrow.status != EscrowStatus.HELD.value, f"{name}: escrow still held")
     for booking_id in escrows:
         report.check(booking_id in by_id, f"escrow for booking {booking_id}, which is missing")
     overbooked = [
@@ -321,6 +353,9 @@ async def _bookings(db: Database, report: AuditReport) -> None:
         escrows_held=sum(1 for e in escrows.values() if e.status == EscrowStatus.HELD.value),
         escrows_refunded=sum(
             1 for e in escrows.values() if e.status == EscrowStatus.REFUNDED.value
+        ),
+        escrows_paid_out=sum(
+            1 for e in escrows.values() if e.status == EscrowStatus.PAID_OUT.value
         ),
         slots_with_more_than_one_seat_taken=sum(1 for held in seats.values() if len(held) > 1),
     )
@@ -342,19 +377,62 @@ def _events_of_change(booking: Booking, change: BookingChange) -> list[str]:
         return [BOOKING_CONFIRMED]
     if change.to_status == BookingStatus.COMPLETED.value:
         return [BOOKING_COMPLETED]
+    if change.to_status == BookingStatus.IN_DISPUTE.value:
+        return [BOOKING_DISPUTED]
+    if change.to_status == BookingStatus.DISPUTE_DONE.value:
+        return [DISPUTE_RESOLVED]
     if change.to_status == BookingStatus.CANCELED.value:
+        if booking.cancel_reason_code == EXPIRED:
+            return [BOOKING_EXPIRED]
         # A move is told once, by the new booking's booking.rescheduled.
         return [] if booking.cancel_reason_code == RESCHEDULED else [BOOKING_CANCELLED]
     return [BOOKING_CANCELLED]  # rejected
 
 
-async def booking_consistency(db: Database) -> list[str]:
+@dataclass(frozen=True)
+class Deadlines:
+    """The booking clock's times the servers ran with, and how late a tick may come."""
+
+    pending_ttl: timedelta
+    auto_complete_after: timedelta
+    dispute_window: timedelta
+    grace: timedelta
+
+    def overdue(self, booking: Booking, escrow_held: bool, now: datetime) -> str | None:
+        """What the clock should have done to this booking by ``now``, if anything."""
+        late = now - self.grace
+        if booking.status == BookingStatus.PENDING.value:
+            due = min(booking.created_at + self.pending_ttl, booking.slot_start)
+            return f"pending past its expiry at {due}" if due <= late else None
+        if booking.status == BookingStatus.ACCEPTED.value:
+            due = booking.slot_end + self.auto_complete_after
+            return f"accepted past its completion at {due}" if due <= late else None
+        if booking.status == BookingStatus.COMPLETED.value and escrow_held:
+            due = booking.slot_end + self.dispute_window
+            return f"escrow held past the dispute window at {due}" if due <= late else None
+        return None
+
+
+HOLDING_ESCROW = {*ACTIVE, BookingStatus.IN_DISPUTE.value}
+
+
+async def booking_consistency(db: Database, deadlines: Deadlines | None = None) -> list[str]:
     """What must hold of every booking, its escrow, its history and its events, however many
-    changes of it raced (see the module docstring); the problems found."""
+    changes of it raced (see the module docstring); the problems found. With ``deadlines``,
+    also that the clock left nothing past its time (the database clock's now)."""
     async with db.uow() as uow:
         session = uow.session
+        now = uow.clock.now()
         bookings = list((await session.scalars(select(Booking).order_by(Booking.id))).all())
         escrows = list((await session.scalars(select(Escrow))).all())
+        disputes = {d.booking_id: d for d in (await session.scalars(select(Dispute))).all()}
+        moves = (
+            await session.execute(
+                select(LedgerTransaction.booking_id, LedgerTransaction.kind, func.count())
+                .where(LedgerTransaction.booking_id.is_not(None))
+                .group_by(LedgerTransaction.booking_id, LedgerTransaction.kind)
+            )
+        ).all()
         changes = list(
             (await session.scalars(select(BookingChange).order_by(BookingChange.id))).all()
         )
@@ -378,14 +456,33 @@ async def booking_consistency(db: Database) -> list[str]:
     for booking in bookings:
         name = f"booking {booking.id} ({booking.status})"
         held = [e for e in by_booking[booking.id] if e.status == EscrowStatus.HELD.value]
-        if booking.status in ACTIVE and booking.price_amount > 0:
+        if booking.status in HOLDING_ESCROW and booking.price_amount > 0:
             if len(by_booking[booking.id]) != 1 or len(held) != 1:
                 problems.append(
                     f"{name}: active and priced, with {len(held)} held escrows of "
                     f"{len(by_booking[booking.id])}"
                 )
-        elif held:
+        elif held and booking.status != BookingStatus.COMPLETED.value:
             problems.append(f"{name}: settled but its escrow is still held")
+        if deadlines is not None and (late := deadlines.overdue(booking, bool(held), now)):
+            problems.append(f"{name}: {late} (now {now})")
+        dispute = disputes.get(booking.id)
+        if booking.status == BookingStatus.IN_DISPUTE.value:
+            if dispute is None or dispute.status != DisputeStatus.OPEN.value:
+                problems.append(f"{name}: no open dispute")
+        elif booking.status == BookingStatus.DISPUTE_DONE.value:
+            settled = by_booking[booking.id][0] if by_booking[booking.id] else None
+            if dispute is None or dispute.status != DisputeStatus.RESOLVED.value:
+                problems.append(f"{name}: no resolved dispute")
+            elif settled is not None and (
+                dispute.refund_amount != settled.refunded
+                or dispute.settle_transaction_id != settled.settle_transaction_id
+                or not dispute.resolved_by
+                or dispute.resolved_at is None
+            ):
+                problems.append(f"{name}: its dispute's resolution is not its escrow's")
+        elif dispute is not None:
+            problems.append(f"{name}: a dispute, but the booking is not disputed")
         lines = history[booking.id]
         chain = [(c.from_status, c.to_status) for c in lines]
         linked = bool(lines) and lines[0].from_status is None
@@ -401,6 +498,13 @@ async def booking_consistency(db: Database) -> list[str]:
             for kind in _events_of_change(booking, change):
                 for role in roles:
                     expected[(booking.id, kind, role)] += 1
+    counts: Counter[tuple[int, str]] = Counter()
+    for booking_id, kind, n in moves:
+        group = "settle" if kind in ("refund", "payout") else str(kind)
+        counts[(int(booking_id), group)] += int(n)
+    twice = sorted(k for k, n in counts.items() if n > 1 and k[1] in ("escrow", "settle"))
+    if twice:
+        problems.append(f"escrows taken or settled more than once (booking, step): {twice[:10]}")
     emitted: Counter[tuple[int, str, str]] = Counter(
         (int(payload["booking"]["id"]), str(kind), str(payload["role"])) for kind, payload in events
     )

@@ -278,6 +278,14 @@ async def cancel_booking(w: World) -> None:
     await w.refused("cancel-booking", {"booking_id": w.b.booking_id}, REFUSED)
 
 
+async def open_dispute(w: World) -> None:
+    await w.refused(
+        "open-dispute",
+        {"booking_id": w.b.booking_id, "reason_code": "no_show", "text": "taken over"},
+        REFUSED,
+    )
+
+
 async def reschedule_booking(w: World) -> None:
     schedule = int(w.b.booking_slot.split("-", 1)[0])
     target = next(s for s in await _free_slots(w.runtime.db, schedule) if s != w.b.booking_slot)
@@ -346,6 +354,7 @@ TOOL_CASES: dict[str, ToolCase] = {
     "list-bookings": list_bookings,
     "cancel-booking": cancel_booking,
     "reschedule-booking": reschedule_booking,
+    "open-dispute": open_dispute,
     "list-schedules": list_schedules,
     "update-schedule": update_schedule,
     "delete-schedule": delete_schedule,
@@ -446,6 +455,15 @@ async def webhook_deliveries(w: World) -> None:
     assert log.status_code == 200, log.text
 
 
+async def dispute_booking(w: World) -> None:
+    disputed = await w.rest(
+        "POST",
+        f"/agent/bookings/{w.b.booking_id}/dispute",
+        json={"reason_code": "no_show", "text": "taken over"},
+    )
+    assert disputed.status_code in (403, 404), disputed.text
+
+
 async def calendar_token(w: World) -> None:
     issued = await w.rest("POST", "/agent/calendar-token")
     assert issued.status_code == 200, issued.text
@@ -468,6 +486,7 @@ ROUTE_CASES: dict[str, ToolCase] = {
     "POST /agent/webhook-secret": webhook_secret,
     "GET /agent/webhooks/deliveries": webhook_deliveries,
     "POST /agent/calendar-token": calendar_token,
+    "POST /agent/bookings/{booking_id}/dispute": dispute_booking,
 }
 
 

@@ -26,6 +26,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "agent_server.api.agents",
     "agent_server.api.reviews",
     "agent_server.api.bookings",
+    "agent_server.api.disputes",
     "agent_server.api.wallet_history",
     "agent_server.api.wallet_balances",
     "agent_server.api.webhooks",

@@ -11,6 +11,7 @@ from typing import Any
 # Each tool module declares its tools on REGISTRY when imported.
 import agent_server.mcp.tools.bookings
 import agent_server.mcp.tools.discovery
+import agent_server.mcp.tools.disputes
 import agent_server.mcp.tools.provider
 import agent_server.mcp.tools.reviews
 import agent_server.mcp.tools.schedules
