@@ -11,11 +11,12 @@ import httpx
 import pytest
 from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
-from test_bookings import MON_9, specialist_schedule
+from test_bookings import MON_9, make_schedule, specialist_schedule
 
 from agent_server.api import build_api
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import CancelledBy
+from agent_server.booking.schedules import ScheduleOwner
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
@@ -134,3 +135,31 @@ async def test_leave_review_over_rest(
     async with client_for(runtime, key) as client:
         profile = await call_ok(client, "view-profile", {"specialist_id": specialist})
     assert (profile["profile"]["rating"], profile["profile"]["review_count"]) == (5.0, 1)
+
+
+async def test_an_agent_providers_rating_is_on_its_public_profile(
+    runtime: Runtime, api: httpx.AsyncClient, clock: FakeClock
+) -> None:
+    provider, _ = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=500 * USDC)
+    schedule = await make_schedule(
+        runtime.db, ScheduleOwner.agent(provider), price_amount=2 * USDC, price_currency="USDC"
+    )
+    async with client_for(runtime, key) as client:
+        made = await call_ok(
+            client,
+            "book-slot",
+            {"slot_id": make_slot_id(schedule, MON_9), "idempotency_key": "agent-review-1"},
+        )
+    before = (await api.get(f"/agents/{provider}")).json()["agent"]
+    assert (before["rating"], before["review_count"]) == (0.0, 0)
+    clock.set(MON_9 + timedelta(hours=2))
+    await complete(runtime, made["booking"]["id"])
+    done = await api.post(
+        f"/agent/bookings/{made['booking']['id']}/review",
+        json={"rating": 3, "text": "Answered, slowly."},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert done.status_code == 201, done.text
+    after = (await api.get(f"/agents/{provider}")).json()["agent"]
+    assert (after["rating"], after["review_count"]) == (3.0, 1)

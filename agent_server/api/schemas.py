@@ -80,6 +80,10 @@ class AgentPublic(BaseModel):
     env_requirements: list[dict[str, Any]]
     created_at: datetime
     last_accessed_at: datetime | None
+    rating: float = Field(
+        default=0.0, description="As a provider: the mean of its reviews (0 without any)."
+    )
+    review_count: int = Field(default=0, description="As a provider: how many reviews it has.")
 
     @classmethod
     def of(cls, agent: Agent) -> AgentPublic:
@@ -95,6 +99,8 @@ def _public_fields(agent: Agent) -> dict[str, Any]:
         "last_updated_at": agent.last_updated_at,
         "created_at": agent.created_at,
         "last_accessed_at": agent.last_accessed_at,
+        "rating": agent.rating,
+        "review_count": agent.review_count,
         **profile_dict(agent),
     }
 

@@ -18,6 +18,10 @@ Lifecycle::
                                                                     v
                                    in_dispute --resolve (operator)--> dispute_done
 
+    completed | dispute_done --leave-review (booker, once; 1..5 and a text)--> a review; the
+    provider's rating and review count recomputed in the same transaction
+    (``agent_server.booking.reviews``, event ``review.created``)
+
 The money at each step (``agent_server.services``): reject, expire and a cancel by the
 provider or the system refund the escrow in full, a cancel by the booker by the policy's band;
 completing holds it; the booking clock (``agent_server.services.clock``) releases it to the
