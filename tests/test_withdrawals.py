@@ -663,7 +663,62 @@ async def test_the_schedule_pays_out_balances_above_the_minimum_to_a_confirmed_a
         shown = [(w.kind, w.status, w.amount, w.fee) for w in rows]
         payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=rich)
         left = await svc.payable_balance(uow, payable, lock=False)
-    assert shown == [
-        ("payout", "approved", 80 * USDC - TOKEN_FEE, TOKEN_FEE)
-    ]
+    assert shown == [("payout", "approved", 80 * USDC - TOKEN_FEE, TOKEN_FEE)]
     assert left == 0
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("fmt", ["json", "console"])
+async def test_no_log_line_or_error_carries_the_code_or_the_key(
+    runtime: Runtime,
+    sink: SmtpSink,
+    fmt: str,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+    import re
+
+    from agent_server.kernel.logs import configure_logging
+
+    configure_logging("DEBUG", fmt)
+    caplog.set_level(logging.DEBUG)
+    # The test's SMTP server (aiosmtpd) logs what it receives at DEBUG: the mailbox, not us.
+    caplog.set_level(logging.INFO, logger="mail.log")
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=30 * USDC)
+    auth = {"Authorization": f"Bearer {key}"}
+    bodies: list[str] = []
+    async with await _rest(runtime) as web:
+        placed = await web.post(
+            "/api/agent/withdrawals",
+            json={
+                "currency": "USDC",
+                "amount": 10 * USDC,
+                "address": ETH_ADDRESS,
+                "idempotency_key": "logged-withdrawal",
+            },
+            headers=auth,
+        )
+        bodies.append(placed.text)
+        code = await _mail_code(runtime, sink, agent_id)
+        address_id = (await web.get("/api/agent/withdrawal-addresses", headers=auth)).json()[0][
+            "id"
+        ]
+        wrong = f"{(int(code) + 1) % 10**6:06d}"
+        for attempt in (wrong, code, code):
+            answer = await web.post(
+                f"/api/agent/withdrawal-addresses/{address_id}/confirm",
+                json={"code": attempt},
+                headers=auth,
+            )
+            bodies.append(answer.text)
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    assert "mail.sent" in logged and "withdrawal-addresses" in logged
+    # Six digits that are not a timestamp's fraction of a second.
+    for secret in (code, wrong):
+        found = [ln for ln in logged.splitlines() if re.search(rf"(?<![\d.]){secret}(?!\d)", ln)]
+        assert not found, found
+        assert not any(secret in body for body in bodies), "a code reached an answer"
+    assert key[12:] not in logged and not any(key[12:] in body for body in bodies)
