@@ -72,7 +72,7 @@ class Context:
 
         The catalogue itself is built once and kept: a SQLite file in ``CACHE_DIR``, or a
         PostgreSQL database used as the template of each copy, named by ``catalogue_key``
-        (the demo data's source, the migrations, the size, the seed and the UTC day:
+        (the demo data's and the migrations' source, the size, the seed and the UTC day:
         demo schedules start on the day they are made). Older catalogues of the same size
         are removed when a new one is built.
         """
@@ -123,14 +123,15 @@ class Context:
 
 
 def catalogue_key(size: int, seed: int) -> str:
-    """What a cached catalogue depends on: the demo data's source, the migrations there are
-    (by file name), the size, the seed and the UTC day, as a short hash."""
+    """What a cached catalogue depends on: the demo data's and the migrations' source (a
+    migration edited in place changes the schema as much as a new one), the size, the seed
+    and the UTC day, as a short hash."""
     root = Path(__file__).resolve().parent.parent / "agent_server"
     digest = hashlib.sha256(f"{size}:{seed}:{datetime.now(UTC).date()}".encode())
-    for path in sorted((root / "booking" / "demo").rglob("*.py")):
-        digest.update(path.read_bytes())
-    for path in sorted((root / "migrations" / "versions").glob("*.py")):
-        digest.update(path.name.encode())
+    for folder in (root / "booking" / "demo", root / "migrations" / "versions"):
+        for path in sorted(folder.glob("*.py")):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 
 
