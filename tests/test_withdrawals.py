@@ -722,3 +722,27 @@ async def test_no_log_line_or_error_carries_the_code_or_the_key(
         assert not found, found
         assert not any(secret in body for body in bodies), "a code reached an answer"
     assert key[12:] not in logged and not any(key[12:] in body for body in bodies)
+
+
+async def test_the_quote_reads_the_gas_price_from_an_evm_node_and_falls_back_without_one() -> None:
+    from wallets.chains.anvil import AnvilNode
+    from wallets.network_fees import GAS_LIMIT, NodeFees, estimate_network_fee
+    from wallets.rates import StaticRateSource
+
+    rates = StaticRateSource()
+    fallback = FixedFees(gas_price_wei=7 * 10**9, btc_sat_per_vbyte=3)
+    node = AnvilNode.start()
+    try:
+        gas_price = int(await node.web3().eth.gas_price)
+        fees = NodeFees(node.rpc_url, None, fallback)
+        eth = await estimate_network_fee(fees, "ETH", rates)
+        usdc = await estimate_network_fee(fees, "USDC", rates)
+    finally:
+        node.stop()
+    assert gas_price > 0 and eth == -(-gas_price * GAS_LIMIT["ETH"] // 10**9)
+    token_gwei = -(-gas_price * GAS_LIMIT["USDC"] // 10**9)
+    assert usdc == -(-token_gwei * 3_000_000_000 // 10**9)  # USD micros = USDC base units
+    # The node is gone: the fallback levels answer, and BTC has no node configured.
+    gone = NodeFees(node.rpc_url, None, fallback)
+    assert await estimate_network_fee(gone, "ETH", rates) == 7 * 21_000
+    assert await estimate_network_fee(gone, "BTC", rates) == 3 * 141
