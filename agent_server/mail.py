@@ -143,7 +143,7 @@ FAILED = "failed"
 
 
 async def queue_mail(uow: UnitOfWork, mail: OutgoingMail) -> OutboxMail:
-    """Queue ``mail`` in the caller's transaction (flushed, not committed).
+    """Queue ``mail`` in the caller's transaction (neither flushed nor committed).
 
     The mail exists exactly when the change it is about commits, and the sender
     (``agent_server.events.mail_delivery``) delivers it by SMTP once that happened; without an
@@ -161,7 +161,6 @@ async def queue_mail(uow: UnitOfWork, mail: OutgoingMail) -> OutboxMail:
         next_attempt_at=now,
     )
     uow.session.add(row)
-    await uow.session.flush()
     return row
 
 
