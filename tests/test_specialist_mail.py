@@ -139,3 +139,25 @@ async def test_two_senders_at_once_send_each_mail_once(db: Database, smtp: SmtpS
     assert sum(claimed) == 5
     assert len(smtp.to(email)) == 5
     assert len({m["Message-ID"] for m in smtp.to(email)}) == 5
+
+
+async def test_a_mail_claimed_by_a_sender_that_died_is_sent_after_its_lease(
+    db: Database, smtp: SmtpSink, clock: FakeClock
+) -> None:
+    specialist, schedule = await specialist_schedule(db)
+    [agent] = await make_agents(db)
+    email = await email_of(db, specialist)
+    await book(db, agent, make_slot_id(schedule, MON_9))
+    dead = sender(db, smtp.url)
+    [claimed] = await dead.claim()  # ... and the process is killed before it sends
+    mail = sender(db, smtp.url)
+    assert await mail.run_once() == 0  # the claim holds for its lease
+    clock.advance(timedelta(seconds=mail.config.lease_seconds + 1))
+    assert await mail.run_once() == 1
+    [sent] = smtp.to(email)
+    assert sent["Message-ID"] == claimed.message_id
+    await dead.record(claimed, sent=True)  # a late word from the old claim changes nothing
+    async with db.uow() as uow:
+        row = (await uow.session.execute(select(OutboxMail))).scalar_one()
+        assert (row.status, row.attempts, row.claim_token) == ("sent", 2, None)
+        await uow.commit()
