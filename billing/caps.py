@@ -14,12 +14,29 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Exists, ScalarSelect, Table, bindparam, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Exists,
+    ScalarSelect,
+    Table,
+    bindparam,
+    case,
+    func,
+    select,
+    update,
+)
 
 from agent_server.kernel.errors import SpendingCapReached, ValidationFailed
 from agent_server.kernel.store import UnitOfWork
 from billing.ledger import insert_or_none
-from billing.models import LedgerTransaction, SpendingCap, SpendingTally, TransactionKind
+from billing.models import (
+    Escrow,
+    EscrowStatus,
+    LedgerTransaction,
+    SpendingCap,
+    SpendingTally,
+    TransactionKind,
+)
 
 _TALLY: Table = SpendingTally.__table__  # type: ignore[assignment]
 _TXNS: Table = LedgerTransaction.__table__  # type: ignore[assignment]
@@ -61,15 +78,7 @@ async def set_spending_caps(
     caps.updated_at = now
     await uow.flush()
     for _name, key, start, _reset in _periods(now):
-        spent = (
-            await uow.session.execute(
-                select(func.coalesce(func.sum(_TXNS.c.price_usd_micros), 0)).where(
-                    _TXNS.c.agent_id == agent_id,
-                    _TXNS.c.kind.in_([TransactionKind.CHARGE.value, TransactionKind.ESCROW.value]),
-                    _TXNS.c.created_at >= start,
-                )
-            )
-        ).scalar_one()
+        spent = await _spent_since(uow, agent_id, start)
         if (
             await insert_or_none(
                 uow,
@@ -88,26 +97,95 @@ async def set_spending_caps(
 
 @dataclass(frozen=True)
 class Caps:
-    """An agent's caps in USD micro-dollars (None: no cap)."""
+    """An agent's caps in USD micro-dollars (None: no cap), and its owner's threshold for
+    ``balance.low`` (None: the server's default)."""
 
     daily: int | None
     monthly: int | None
+    balance_low: int | None = None
 
 
-def caps_columns() -> tuple[ScalarSelect[Any], ScalarSelect[Any], Exists]:
-    """Scalar subqueries for the caps of the agent bound as ``:agent_id``, to fetch them with
-    another query's rows."""
+def caps_columns() -> tuple[ScalarSelect[Any], ScalarSelect[Any], Exists, ScalarSelect[Any]]:
+    """Scalar subqueries for the caps and low-balance threshold of the agent bound as
+    ``:agent_id``, to fetch them with another query's rows."""
     agent: BindParameter[int] = bindparam("agent_id")
     daily = select(SpendingCap.daily_usd_micros).where(SpendingCap.agent_id == agent)
     monthly = select(SpendingCap.monthly_usd_micros).where(SpendingCap.agent_id == agent)
+    low = select(SpendingCap.balance_low_usd_micros).where(SpendingCap.agent_id == agent)
     exists = select(SpendingCap.agent_id).where(SpendingCap.agent_id == agent).exists()
-    return daily.scalar_subquery(), monthly.scalar_subquery(), exists
+    return daily.scalar_subquery(), monthly.scalar_subquery(), exists, low.scalar_subquery()
 
 
 async def caps_of(uow: UnitOfWork, agent_id: int) -> Caps | None:
     """The agent's caps, or None when it has none."""
     caps = await uow.session.get(SpendingCap, agent_id)
-    return None if caps is None else Caps(caps.daily_usd_micros, caps.monthly_usd_micros)
+    if caps is None:
+        return None
+    return Caps(caps.daily_usd_micros, caps.monthly_usd_micros, caps.balance_low_usd_micros)
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What an agent spent this UTC day and month (USD micro-dollars), net of refunds."""
+
+    day: int
+    month: int
+    day_resets_at: datetime
+    month_resets_at: datetime
+
+
+async def spent_of(uow: UnitOfWork, agent_id: int) -> Spent:
+    """The agent's spending this day and month: its tallies while it has a cap, else its
+    charges and escrow of the period less the refunds of that escrow."""
+    now = uow.clock.now()
+    figures: list[int] = []
+    resets: list[datetime] = []
+    for _name, key, start, reset in _periods(now):
+        tally = (
+            await uow.session.execute(
+                select(_TALLY.c.spent_usd_micros).where(
+                    _TALLY.c.agent_id == agent_id, _TALLY.c.period == key
+                )
+            )
+        ).scalar_one_or_none()
+        figures.append(
+            int(tally) if tally is not None else await _spent_since(uow, agent_id, start)
+        )
+        resets.append(reset)
+    return Spent(figures[0], figures[1], resets[0], resets[1])
+
+
+async def _spent_since(uow: UnitOfWork, agent_id: int, start: datetime) -> int:
+    spent = (
+        await uow.session.execute(
+            select(func.coalesce(func.sum(_TXNS.c.price_usd_micros), 0)).where(
+                _TXNS.c.agent_id == agent_id,
+                _TXNS.c.kind.in_([TransactionKind.CHARGE.value, TransactionKind.ESCROW.value]),
+                _TXNS.c.created_at >= start,
+            )
+        )
+    ).scalar_one()
+    refunds = await uow.session.execute(
+        select(Escrow.refunded, Escrow.amount, Escrow.price_usd_micros).where(
+            Escrow.agent_id == agent_id,
+            Escrow.status == EscrowStatus.REFUNDED.value,
+            Escrow.settled_at >= start,
+        )
+    )
+    refunded = sum(refunded_usd(p, a, r or 0) for r, a, p in refunds)
+    return max(int(spent) - int(refunded), 0)
+
+
+def raises(current: Caps | None, daily: int | None, monthly: int | None) -> list[str]:
+    """Which of the new caps would let the agent spend more than ``current`` does (a cap
+    removed, or a higher one): the fields only the owner may change that way."""
+    now_daily = current.daily if current else None
+    now_monthly = current.monthly if current else None
+    out = []
+    for name, old, new in (("daily", now_daily, daily), ("monthly", now_monthly, monthly)):
+        if old is not None and (new is None or new > old):
+            out.append(name)
+    return out
 
 
 async def add_spending(
@@ -158,17 +236,30 @@ async def add_spending(
             )
 
 
+def refunded_usd(price_usd_micros: int, amount: int, refunded: int) -> int:
+    """The USD share of an escrow's ``price_usd_micros`` that ``refunded`` of its ``amount``
+    base units are (rounded down)."""
+    if amount <= 0 or refunded <= 0:
+        return 0
+    return price_usd_micros * min(refunded, amount) // amount
+
+
 async def return_spending(uow: UnitOfWork, agent_id: int, usd_micros: int, at: datetime) -> None:
-    """Give back what ``add_spending`` counted at ``at`` (a released hold)."""
+    """Give back what ``add_spending`` counted at ``at`` (a released hold, a refunded escrow)
+    to the day and month of ``at``, never below zero."""
     if usd_micros <= 0:
         return
     for _name, key, _start, _reset in _periods(at):
         await uow.session.execute(
             update(_TALLY)
-            .where(
-                _TALLY.c.agent_id == agent_id,
-                _TALLY.c.period == key,
-                _TALLY.c.spent_usd_micros >= usd_micros,
+            .where(_TALLY.c.agent_id == agent_id, _TALLY.c.period == key)
+            .values(
+                spent_usd_micros=case(
+                    (
+                        _TALLY.c.spent_usd_micros >= usd_micros,
+                        _TALLY.c.spent_usd_micros - usd_micros,
+                    ),
+                    else_=0,
+                )
             )
-            .values(spent_usd_micros=_TALLY.c.spent_usd_micros - usd_micros)
         )

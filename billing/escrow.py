@@ -33,6 +33,7 @@ from datetime import datetime
 from sqlalchemy import Table, select, update
 
 from agent_server.kernel.store import UnitOfWork
+from billing.caps import refunded_usd, return_spending
 from billing.ledger import (
     AccountRef,
     LedgerError,
@@ -364,6 +365,10 @@ async def _settle(
     )
     if settled.rowcount != 1:  # type: ignore[attr-defined]
         raise EscrowAlreadySettled(f"the escrow of booking {booking.id} was settled meanwhile")
+    if refunded:
+        # A refund is credited back against the owner's caps of the day and month it was spent.
+        usd = refunded_usd(escrow.price_usd_micros, escrow.amount, refunded)
+        await return_spending(uow, escrow.agent_id, usd, escrow.created_at)
     await uow.session.refresh(escrow)
     return await _settled(uow, escrow)
 

@@ -293,6 +293,15 @@ class SpendingCap(Base):
     daily_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
     monthly_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The owner's threshold for ``balance.low`` (None: the server's default).
+    balance_low_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # A raise asked for over REST, applied when the code mailed to the owner is confirmed
+    # (None: that cap is to be removed).
+    raise_daily_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    raise_monthly_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    raise_code_hash: Mapped[str | None] = mapped_column(String(128))
+    raise_code_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    raise_code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SpendingTally(Base):

@@ -46,6 +46,8 @@ SPEC_TOOLS = {
     "list-transactions",
     "get-usage",
     "quote",
+    "get-spending-limits",
+    "set-spending-limits",
     "request-withdrawal",
     "list-withdrawals",
     "cancel-withdrawal",

@@ -95,6 +95,8 @@ async def test_toolsets_and_read_only_choose_what_is_served(runtime: Runtime) ->
         "request-withdrawal",
         "list-withdrawals",
         "cancel-withdrawal",
+        "get-spending-limits",
+        "set-spending-limits",
     }
     async with client_for(runtime, None, read_only=True) as client:
         tools = (await client.list_tools()).tools

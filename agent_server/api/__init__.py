@@ -31,6 +31,7 @@ ROUTER_MODULES: tuple[str, ...] = (
     "agent_server.api.wallet_balances",
     "agent_server.api.webhooks",
     "agent_server.api.withdrawals",
+    "agent_server.api.spending_limits",
 )
 
 

@@ -30,7 +30,13 @@ from agent_server.kernel.store import UnitOfWork
 from agent_server.kernel.store.conflicts import lost_update
 from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from agent_server.mcp import results
-from agent_server.mcp.registry import ToolSpec, internal_error_result, validate_arguments
+from agent_server.mcp.registry import (
+    MAX_PRICE,
+    ToolSpec,
+    internal_error_result,
+    pop_max_price,
+    validate_arguments,
+)
 from agent_server.runtime import Runtime
 from billing.meter import Admission, ExtraPrice, Metered, MeteredCall, run_metered
 from wallets.service import rate_source
@@ -135,6 +141,7 @@ class ToolCall:
         self.gate: GatePass | None = None  # set by ``admit``
         self.args: Any = None  # the validated input model, set by ``validate``
         self.prepared: results.JsonOutput | None = None  # the handler's serialised output
+        self.max_price: int | None = None  # a paid tool's max_price, set by ``validate``
 
     async def run(self) -> CallToolResult:
         """The call's result, logged in one line: the tool, its outcome (``ok`` or ``error``
@@ -191,8 +198,14 @@ class ToolCall:
         return self.gate
 
     def validate(self) -> None:
-        """The arguments through the tool's input model (``ValidationFailed`` by field)."""
-        self.args = validate_arguments(self.spec.input_model, self.raw)
+        """The arguments through the tool's input model (``ValidationFailed`` by field);
+        a paid tool's ``max_price`` first (``registry.pop_max_price``)."""
+        raw = self.raw
+        price = self.runtime.billing.prices.for_tool(self.spec.name)
+        if self.spec.takes_max_price(price.price_usd_micros) and MAX_PRICE in raw:
+            raw = dict(raw)
+            self.max_price = pop_max_price(raw)
+        self.args = validate_arguments(self.spec.input_model, raw)
 
     async def price(self, caller: Caller) -> ExtraPrice | None:
         """The extra price the call holds besides the tool's fee, read before it runs."""
@@ -217,6 +230,7 @@ class ToolCall:
             durable=not spec.read_only or runtime.settings.durable_read_charges,
             gate=gate,
             on_balance_low=emit_if_balance_low,
+            max_price_usd_micros=self.max_price,
         )
         metered = await run_metered(runtime.db, admission, self.operate, config=runtime.billing)
         self.facts.replayed = metered.replayed

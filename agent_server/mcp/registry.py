@@ -37,6 +37,14 @@ Out = TypeVar("Out", bound=BaseModel)
 
 TOOLSETS = ("discovery", "booking", "wallet")
 
+MAX_PRICE = "max_price"
+MAX_PRICE_SCHEMA: dict[str, Any] = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "Refuse (uncharged) if the price, fee plus slot price, is higher; USD micros.",
+}
+"""The argument every paid tool takes besides its own (``pop_max_price``)."""
+
 
 # A handler returns its output model, or that output already serialised.
 Handler = Callable[[Any, In], Awaitable[Out | results.JsonOutput]]
@@ -59,6 +67,10 @@ class ToolSpec(Generic[In, Out]):
     open_world: bool = False
     # A price added to the tool's fee for this call (book-slot: the slot's price).
     extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None
+
+    def takes_max_price(self, price_usd_micros: int) -> bool:
+        """Whether calls take ``max_price``: every tool with a fee or an extra price."""
+        return price_usd_micros > 0 or self.extra_price is not None
 
     @property
     def annotations(self) -> ToolAnnotations:
@@ -190,6 +202,10 @@ def _sdk_tool(
         structured_output=True,
     )
     tool.parameters = schemas.input_schema(spec.input_model)
+    if meta is not None and spec.takes_max_price(
+        int(meta["agent-server/price"]["price_usd_micros"])
+    ):
+        tool.parameters.setdefault("properties", {})["max_price"] = MAX_PRICE_SCHEMA
     # One schema for the success body and the error body: clients check both against it.
     # The SDK does not validate each result against the model again: the pipeline builds
     # every structured result from the output model itself.
@@ -204,6 +220,19 @@ def validate_arguments(model: type[In], raw: dict[str, Any]) -> In:
         return model.model_validate(raw)
     except ValidationError as exc:
         raise validation_failed(exc) from None
+
+
+def pop_max_price(raw: dict[str, Any]) -> int | None:
+    """Take ``max_price`` out of a paid tool's arguments: a USD micro-dollar integer >= 0,
+    or None when not given."""
+    value = raw.pop(MAX_PRICE, None)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationFailed.field(
+            MAX_PRICE, "an integer >= 0, the most this call may cost in USD micro-dollars"
+        )
+    return value
 
 
 def validation_failed(exc: ValidationError) -> ValidationFailed:

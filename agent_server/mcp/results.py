@@ -101,7 +101,9 @@ def next_step(error: AgentServerError) -> str:
         case "NOT_FOUND":
             return "Check the id; list or search first to get a valid one."
         case "FORBIDDEN":
-            return "That resource belongs to someone else; use your own ids."
+            return str(
+                d.get("next_step") or "That resource belongs to someone else; use your own ids."
+            )
         case "SERVICE_UNAVAILABLE":
             return (
                 f"Retry in {d.get('retry_after', 'a few')} seconds, with the same "

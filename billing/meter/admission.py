@@ -21,10 +21,12 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import UnitOfWork
 from billing.config import BillingConfig
 from billing.ledger import AccountRef
-from billing.meter.pricing import ExtraPrice, is_held
+from billing.meter.pricing import ExtraPrice, is_held, price_in
 from billing.prices import ToolPrice
 
 
@@ -62,7 +64,9 @@ class Admission:
     ``arguments`` identify the call for its ``idempotency_key`` (same key and arguments: the
     stored result). ``extra_price`` is a slot price, held and moved into escrow by the
     operation. ``durable=False``, for a call whose operation changes nothing, lets a read
-    tool's transaction commit without waiting for the disk (``store.skip_flush_wait``)."""
+    tool's transaction commit without waiting for the disk (``store.skip_flush_wait``).
+    ``max_price_usd_micros``: the caller's limit on the call's list price (fee plus extra);
+    a dearer call is refused before any charge (``check_max_price``)."""
 
     agent_id: int
     tool: str
@@ -72,6 +76,29 @@ class Admission:
     durable: bool = True
     gate: CallGate | None = None
     on_balance_low: BalanceLowHook | None = None
+    max_price_usd_micros: int | None = None
+
+    def check_max_price(self, price: ToolPrice, config: BillingConfig) -> None:
+        """``ValidationFailed`` on ``max_price`` when the call's list price (the tool's fee
+        plus any extra price, in USD micro-dollars) is higher than the caller allowed."""
+        limit = self.max_price_usd_micros
+        if limit is None:
+            return
+        total = price.price_usd_micros
+        extra = self.extra_price
+        if extra is not None and extra.amount > 0:
+            if extra.currency.upper() == "USD":
+                total += extra.amount
+            else:
+                total += price_in(extra.currency, 0, extra, config).extra_usd_micros
+        if total > limit:
+            raise ValidationFailed(
+                f"{self.tool} costs {usd_text(total)} ({total} USD micro-dollars), more than "
+                f"max_price {usd_text(limit)}; nothing was charged. Raise max_price to at "
+                "least the price to make this call.",
+                [{"field": "max_price", "message": f"the price is {total} USD micro-dollars"}],
+                {"price_usd_micros": total, "max_price": limit},
+            )
 
     def held(self, price: ToolPrice) -> bool:
         """Whether this call reserves its price first (see ``pricing.is_held``)."""
@@ -85,9 +112,11 @@ class Admission:
         amount: int,
         rate: int,
         config: BillingConfig,
+        threshold_usd_micros: int | None = None,
     ) -> None:
         """Tell ``on_balance_low`` that ``amount`` left ``wallet`` (its balance after is in
-        the posting's ``balances``)."""
+        the posting's ``balances``); the owner's ``threshold_usd_micros`` when it set one,
+        else the server's."""
         if self.on_balance_low is not None and wallet.id in balances:
             await self.on_balance_low(
                 uow,
@@ -96,5 +125,9 @@ class Admission:
                 balance_before=balances[wallet.id] + amount,
                 balance_after=balances[wallet.id],
                 rate=rate,
-                threshold_usd_micros=config.balance_low_usd_micros,
+                threshold_usd_micros=(
+                    config.balance_low_usd_micros
+                    if threshold_usd_micros is None
+                    else threshold_usd_micros
+                ),
             )

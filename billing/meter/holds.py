@@ -96,7 +96,15 @@ async def _place_hold_once(
             )
         except InsufficientFunds:
             raise LostRace from None
-        await admission.debited(uow, wallet, posted.balances, priced.total, priced.rate, config)
+        await admission.debited(
+            uow,
+            wallet,
+            posted.balances,
+            priced.total,
+            priced.rate,
+            config,
+            payer.caps.balance_low if payer.caps else None,
+        )
         hold = Hold(
             call_id=call_id,
             agent_id=agent_id,

@@ -38,7 +38,7 @@ _AGENTS = table("agents", column("id", Integer), column("currency", String))
 def _payers_query() -> Any:
     """One row per wallet in paying order (``id``, ``currency``, ``balance``), with the
     agent's caps on every row (``capped``: 0 or 1 on SQLite, ``daily``, ``monthly``)."""
-    daily, monthly, capped = caps_columns()
+    daily, monthly, capped, low = caps_columns()
     agent: BindParameter[int] = bindparam("agent_id")
     preferred = select(_AGENTS.c.currency).where(_AGENTS.c.id == agent).scalar_subquery()
     return (
@@ -49,6 +49,7 @@ def _payers_query() -> Any:
             capped.label("capped"),
             daily.label("daily"),
             monthly.label("monthly"),
+            low.label("balance_low"),
         )
         .where(_ACCOUNTS.c.agent_id == agent, _ACCOUNTS.c.kind == AccountKind.WALLET.value)
         .order_by(case((_ACCOUNTS.c.currency == preferred, 0), else_=1), _ACCOUNTS.c.id)
@@ -91,7 +92,11 @@ class Wallets:
         ]
         first = rows[0] if rows else None
         # capped, daily, monthly and quota_used are the same on every row.
-        caps = Caps(first.daily, first.monthly) if first is not None and first.capped else None
+        caps = (
+            Caps(first.daily, first.monthly, first.balance_low)
+            if first is not None and first.capped
+            else None
+        )
         used = int(first.quota_used or 0) if with_quota and first is not None else None
         return cls(balances, caps, used)
 

@@ -56,6 +56,7 @@ async def run_metered(
     hold), ``InsufficientFunds``, ``SpendingCapReached``, ``IdempotencyMismatch``, and
     ``RateLimited`` for a held call whose hold the sweeper released twice while it ran."""
     price = config.prices.for_tool(admission.tool)
+    admission.check_max_price(price, config)
     held = admission.held(price)
     gate = admission.gate
     if gate is not None and (held or admission.idempotency_key is not None):
@@ -213,7 +214,13 @@ class _Run:
         except InsufficientFunds:
             raise LostRace from None
         await self.admission.debited(
-            uow, wallet, posted.balances, priced.fee, priced.rate, self.config
+            uow,
+            wallet,
+            posted.balances,
+            priced.fee,
+            priced.rate,
+            self.config,
+            payer.caps.balance_low if payer.caps else None,
         )
         receipt = Receipt(
             call_id=call.call_id,

@@ -15,6 +15,7 @@ from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
+from agent_server.services import limits as limits_svc
 from agent_server.services.earnings import Earnings, earnings
 from billing import meter, usage
 from billing.meter import ExtraPrice
@@ -257,3 +258,73 @@ async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
     )
     body: dict[str, Any] = result.to_dict()
     return QuoteOut.model_validate(body)
+
+
+Micros = Annotated[int, Field(ge=0, le=2**63 - 1)]
+
+
+class SpendingLimitsOut(BaseModel):
+    daily_cap_usd_micros: int | None = Field(description="null: no cap.")
+    monthly_cap_usd_micros: int | None
+    spent_today_usd_micros: int = Field(description="Net of refunds; UTC day.")
+    spent_this_month_usd_micros: int
+    day_resets_at: datetime
+    month_resets_at: datetime
+    balance_low_usd_micros: int = Field(description="balance.low fires below this.")
+    raise_pending: bool = Field(description="A raise waits for the owner's mailed code.")
+
+
+@REGISTRY.tool(
+    "get-spending-limits",
+    title="Your spending caps",
+    toolset="wallet",
+    input_model=NoInput,
+    output_model=SpendingLimitsOut,
+    read_only=True,
+    idempotent=True,
+)
+async def get_spending_limits(ctx: ToolContext, args: NoInput) -> SpendingLimitsOut:
+    """Your owner's daily and monthly caps (USD micros), spent so far, reset times, and the
+    low-balance threshold."""
+    view = await limits_svc.limits(ctx.uow, ctx.agent_id, ctx.runtime.billing)
+    return SpendingLimitsOut.model_validate(view.to_dict())
+
+
+class SetSpendingLimitsIn(Input):
+    daily_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
+    monthly_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
+    balance_low_usd_micros: Micros | None = Field(default=None, description="Threshold.")
+
+
+@REGISTRY.tool(
+    "set-spending-limits",
+    title="Lower your spending caps",
+    toolset="wallet",
+    input_model=SetSpendingLimitsIn,
+    output_model=SpendingLimitsOut,
+    read_only=False,
+    idempotent=True,
+)
+async def set_spending_limits(ctx: ToolContext, args: SetSpendingLimitsIn) -> SpendingLimitsOut:
+    """Lower (or add) a cap, or set the low-balance threshold; omitted fields stay. Raising
+    or removing a cap is refused (FORBIDDEN): only your owner can."""
+    given = {
+        key
+        for key, name in (
+            ("daily", "daily_cap_usd_micros"),
+            ("monthly", "monthly_cap_usd_micros"),
+            ("balance_low", "balance_low_usd_micros"),
+        )
+        if name in args.model_fields_set
+    }
+    if "balance_low" in given and args.balance_low_usd_micros is None:
+        raise ValidationFailed.field("balance_low_usd_micros", "a USD micro-dollar amount >= 0")
+    change = limits_svc.Change(
+        daily=args.daily_cap_usd_micros,
+        monthly=args.monthly_cap_usd_micros,
+        balance_low=args.balance_low_usd_micros,
+        given=frozenset(given),
+    )
+    await limits_svc.tighten(ctx.uow, ctx.agent_id, change)
+    view = await limits_svc.limits(ctx.uow, ctx.agent_id, ctx.runtime.billing)
+    return SpendingLimitsOut.model_validate(view.to_dict())

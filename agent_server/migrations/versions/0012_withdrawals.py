@@ -182,8 +182,32 @@ def upgrade() -> None:
         ["withdrawal_id"],
     )
 
+    # --- owner controls: a low-balance threshold and a pending raise of the caps ------------
+    with op.batch_alter_table("billing_spending_caps") as batch:
+        batch.add_column(sa.Column("balance_low_usd_micros", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("raise_daily_usd_micros", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("raise_monthly_usd_micros", sa.BigInteger(), nullable=True))
+        batch.add_column(sa.Column("raise_code_hash", sa.String(length=128), nullable=True))
+        batch.add_column(
+            sa.Column("raise_code_tries", sa.Integer(), server_default="0", nullable=False)
+        )
+        batch.add_column(sa.Column("raise_code_expires_at", WHEN, nullable=True))
+    # --- end owner controls ------------------------------------------------------------------
+
 
 def downgrade() -> None:
+    # --- owner controls ----------------------------------------------------------------------
+    with op.batch_alter_table("billing_spending_caps") as batch:
+        for name in (
+            "raise_code_expires_at",
+            "raise_code_tries",
+            "raise_code_hash",
+            "raise_monthly_usd_micros",
+            "raise_daily_usd_micros",
+            "balance_low_usd_micros",
+        ):
+            batch.drop_column(name)
+    # --- end owner controls ------------------------------------------------------------------
     op.drop_table("withdrawal_send_attempts")
     op.drop_table("withdrawals")
     op.drop_table("withdrawal_addresses")
