@@ -494,6 +494,22 @@ async def test_owner_manages_key_caps_and_callback(site: Site, bob: Page) -> Non
         await call_ok(client, "search-specialists", {"limit": 1})
         capped = await client.call_tool("search-specialists", {"limit": 1})
     assert body(capped)["error"]["code"] == "SPENDING_CAP"
+    # The agent cannot raise its own cap; the signed-in owner can, here.
+    async with site.mcp("Bravo Bot") as client:
+        refused = await client.call_tool("set-spending-limits", {"daily_cap_usd_micros": 50_000})
+    assert body(refused)["error"]["code"] == "FORBIDDEN"
+    assert "dashboard" in body(refused)["error"]["next_step"]
+    await bob.goto(f"/agents/{agent_id}")
+    await expect(bob.locator("[data-field=spent]")).to_contain_text("Spent today $0.02")
+    await bob.get_by_label("Daily cap (USD)").fill("0.05")
+    await bob.get_by_label("Low-balance alert below (USD)").fill("2.5")
+    await bob.get_by_role("button", name="Save caps").click()
+    await expect(bob.get_by_role("status")).to_have_text("Spending caps saved.")
+    async with site.mcp("Bravo Bot") as client:
+        await call_ok(client, "search-specialists", {"limit": 1})
+        seen = await call_ok(client, "get-spending-limits", {})
+    assert seen["daily_cap_usd_micros"] == 50_000
+    assert seen["balance_low_usd_micros"] == 2_500_000
 
     await bob.get_by_label("Callback URL").fill("ftp://example.com/hook")
     await bob.get_by_role("button", name="Save callback URL").click()

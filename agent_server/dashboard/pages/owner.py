@@ -42,7 +42,7 @@ from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text, usd_decimal, usd_text
 from agent_server.services import bookings as booking_steps
 from agent_server.services import disputes as dispute_steps
-from billing.caps import caps_of, set_spending_caps
+from agent_server.services import limits
 from billing.usage import check_period, usage_for
 from wallets.addresses import agent_addresses
 from wallets.currencies import CURRENCIES, currency_info
@@ -68,11 +68,12 @@ async def _agent_page(
     runtime = runtime_of(request)
     async with runtime.db.uow() as uow:
         agent = await owned_agent(uow, viewer.person, agent_id)
-        caps = await caps_of(uow, agent_id)
+        view = await limits.limits(uow, agent_id, runtime.billing)
         await uow.commit()  # read only; keeps the loaded agent readable
     shown = {
-        "daily_cap": "" if caps is None or caps.daily is None else usd_decimal(caps.daily),
-        "monthly_cap": "" if caps is None or caps.monthly is None else usd_decimal(caps.monthly),
+        "daily_cap": "" if view.daily_cap is None else usd_decimal(view.daily_cap),
+        "monthly_cap": "" if view.monthly_cap is None else usd_decimal(view.monthly_cap),
+        "balance_low": usd_decimal(view.balance_low),
         "callback_url": agent.callback_url or "",
     }
     shown.update(values or {})
@@ -86,6 +87,8 @@ async def _agent_page(
             "new_key": new_key,
             "values": shown,
             "errors": errors or {},
+            "spent_today": usd_decimal(view.spent_today),
+            "spent_this_month": usd_decimal(view.spent_this_month),
         },
         viewer=viewer,
         status_code=status_code,
@@ -127,21 +130,28 @@ async def save_caps(request: Request, agent_id: AgentId) -> Response:
     viewer = await signed_in(request)
     form = await posted_form(request, viewer)
     runtime = runtime_of(request)
-    values = {"daily_cap": text(form, "daily_cap"), "monthly_cap": text(form, "monthly_cap")}
+    values = {name: text(form, name) for name in ("daily_cap", "monthly_cap", "balance_low")}
     try:
-        daily = _cap(values["daily_cap"], "daily_cap")
-        monthly = _cap(values["monthly_cap"], "monthly_cap")
+        given = {"daily", "monthly"}
+        low = _cap(values["balance_low"], "balance_low")
+        if low is not None:
+            given.add("balance_low")
+        change = limits.Change(
+            daily=_cap(values["daily_cap"], "daily_cap"),
+            monthly=_cap(values["monthly_cap"], "monthly_cap"),
+            balance_low=low,
+            given=frozenset(given),
+        )
         async with runtime.db.uow() as uow:
             await changeable_agent(uow, viewer.person, agent_id)
-            await set_spending_caps(
-                uow, agent_id, daily_usd_micros=daily, monthly_usd_micros=monthly
-            )
+            # The signed-in owner may raise as well as lower.
+            await limits.owner_set(uow, agent_id, change)
             await uow.commit()
     except ValidationFailed as exc:
-        errors = field_errors(exc)
-        errors = {
-            ("daily_cap" if k.startswith("daily") else "monthly_cap"): v for k, v in errors.items()
-        }
+        errors = {}
+        for k, v in field_errors(exc).items():
+            name = next((n for n in values if k.startswith(n.split("_")[0])), "daily_cap")
+            errors[name] = v
         return await _agent_page(
             request, viewer, agent_id, errors=errors, values=values, status_code=422
         )
