@@ -39,6 +39,8 @@ TOKEN_FEE = 1_950_000
 ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER_ETH_ADDRESS = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 BTC_REGTEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+THIRD_ETH_ADDRESS = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
+FOURTH_ETH_ADDRESS = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
 
 
 @pytest.fixture
@@ -374,12 +376,41 @@ async def test_a_stolen_key_cannot_confirm_nor_skip_the_cooling_off(
     with pytest.raises(ValidationFailed) as dead:
         await _confirm(runtime, agent_id, row.address_id, code)
     assert "tried too often" in dead.value.message
+    # No fresh code before the dead one expires, and at most three addresses wait for codes.
+    async with client_for(runtime, key) as client:
+        again = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": USDC,
+                "address": OTHER_ETH_ADDRESS,
+                "idempotency_key": "thief-again-same",
+            },
+        )
+        assert again["code_sent"] is False
+        results = []
+        for n, address in enumerate((ETH_ADDRESS, THIRD_ETH_ADDRESS, FOURTH_ETH_ADDRESS)):
+            results.append(
+                await client.call_tool(
+                    "request-withdrawal",
+                    {
+                        "currency": "USDC",
+                        "amount": USDC,
+                        "address": address,
+                        "idempotency_key": f"thief-new-address-{n}",
+                    },
+                )
+            )
+    assert [r.is_error for r in results] == [False, False, True]
+    assert error_code(results[2]) == "RATE_LIMITED"
     clock.advance(timedelta(days=30))
     assert await _release(db) == 0
     assert (await _withdrawal(db, wid)).status == "awaiting_confirmation"
-    # The owner cancels it: the money is back.
+    # The owner cancels them: the money is back.
     async with db.uow() as uow:
-        await svc.cancel(uow, svc.Owner(agent_id=agent_id), wid)
+        for w in await svc.list_for(uow, svc.Owner(agent_id=agent_id), before=None, limit=9):
+            await svc.cancel(uow, svc.Owner(agent_id=agent_id), w.public_id)
         await uow.commit()
     assert await _wallet(db, agent_id) == 50 * USDC
 

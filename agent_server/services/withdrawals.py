@@ -42,6 +42,7 @@ from agent_server.kernel.errors import (
     IdempotencyMismatch,
     InsufficientFunds,
     NotFound,
+    RateLimited,
     ValidationFailed,
 )
 from agent_server.kernel.money import decimal_text
@@ -73,6 +74,7 @@ from wallets.withdrawal_models import (
 )
 
 CODE_TRIES = 5
+LIVE_CODES = 3  # unconfirmed addresses with a live code, per owner
 _ADDRESSES: Table = WithdrawalAddress.__table__  # type: ignore[assignment]
 _WITHDRAWALS: Table = Withdrawal.__table__  # type: ignore[assignment]
 _OPEN = [s.value for s in OPEN_STATUSES]
@@ -254,6 +256,29 @@ async def _issue_code(
     )
 
 
+async def _limit_live_codes(uow: UnitOfWork, owner: Owner, now: datetime) -> None:
+    """At most ``LIVE_CODES`` unconfirmed addresses with a live code per owner, counted under
+    the owner's row lock, so guessing codes over many new addresses stays bounded too."""
+    if owner.agent_id is not None:
+        lock = select(Agent.id).where(Agent.id == owner.agent_id)
+    else:
+        lock = select(Specialist.id).where(Specialist.id == owner.specialist_id)
+    await uow.session.execute(lock.with_for_update())
+    live = await uow.session.scalar(
+        select(func.count()).where(
+            WithdrawalAddress.owner == owner.key,
+            WithdrawalAddress.confirmed_at.is_(None),
+            WithdrawalAddress.code_expires_at > now,
+        )
+    )
+    if (live or 0) >= LIVE_CODES:
+        raise RateLimited(
+            f"{live} new addresses already wait for their mailed codes; confirm one or try "
+            "again when their codes have expired",
+            {"retry_after": 60},
+        )
+
+
 def _usable(row: WithdrawalAddress, now: datetime) -> bool:
     return (
         row.confirmed_at is not None
@@ -309,12 +334,10 @@ async def request(
     now = uow.clock.now()
     row = await _address_row(uow, owner, code, dest.address, dest.network)
     code_sent = False
-    if row.confirmed_at is None and (
-        row.code_hash is None
-        or row.code_expires_at is None
-        or row.code_expires_at <= now
-        or row.code_tries >= CODE_TRIES
-    ):
+    # A new code only once the last one expired: a used-up code is not replaced early, so
+    # guesses stay limited to CODE_TRIES per address and code lifetime.
+    if row.confirmed_at is None and (row.code_expires_at is None or row.code_expires_at <= now):
+        await _limit_live_codes(uow, owner, now)
         await _issue_code(uow, terms.settings, owner, row)
         code_sent = True
     if not _usable(row, now):
@@ -484,8 +507,8 @@ async def confirm_address(
             row,
             ValidationFailed.field(
                 "code",
-                "this code expired or was tried too often; request the withdrawal again to "
-                "get a new code",
+                "this code expired or was tried too often; once it has expired, request a "
+                "withdrawal to this address again to get a new code",
             ),
         )
     if not secrets.compare_digest(stored, _code_hash(settings, row.id, code.strip())):
