@@ -777,3 +777,52 @@ async def test_the_quote_reads_the_gas_price_from_an_evm_node_and_falls_back_wit
     gone = NodeFees(node.rpc_url, None, fallback)
     assert await estimate_network_fee(gone, "ETH", rates) == 7 * 21_000
     assert await estimate_network_fee(gone, "BTC", rates) == 3 * 141
+
+
+async def test_a_provider_agent_is_paid_its_earnings_over_mcp(runtime: Runtime) -> None:
+    from billing.ledger import credit, debit, open_account, post
+    from billing.models import TransactionKind
+
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=5 * USDC)
+    async with db.uow() as uow:
+        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", agent_id=agent_id)
+        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
+        await post(
+            uow,
+            kind=TransactionKind.PAYOUT,
+            reference="test:agent-earned",
+            legs=[debit(revenue, 60 * USDC), credit(payable, 60 * USDC)],
+            currency="USDC",
+            amount=60 * USDC,
+        )
+        await uow.commit()
+    async with client_for(runtime, key) as client:
+        paid = await call_ok(
+            client,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 50 * USDC,
+                "address": ETH_ADDRESS,
+                "source": "earnings",
+                "idempotency_key": "agent-earnings-1",
+            },
+        )
+        over = await client.call_tool(
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 9 * USDC,
+                "address": ETH_ADDRESS,
+                "source": "earnings",
+                "idempotency_key": "agent-earnings-2",
+            },
+        )
+        assert error_code(over) == "INSUFFICIENT_FUNDS"
+        wid = paid["withdrawal"]["id"]
+        await call_ok(client, "cancel-withdrawal", {"withdrawal_id": wid})
+    assert paid["withdrawal"]["kind"] == "payout"
+    assert await _wallet(db, agent_id) == 5 * USDC  # the wallet is not touched
+    async with db.uow() as uow:
+        assert await svc.payable_balance(uow, payable, lock=False) == 60 * USDC
