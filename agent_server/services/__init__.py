@@ -11,6 +11,9 @@ its history line, its event and its ledger transaction land together or not at a
   (the wallets' ``DepositFollowUp``), given to every deposit watcher.
 * ``funds``: operator credits and debits of a wallet, and the activation a credit brings.
 * ``reviews``: the booker's review of a finished booking, and the provider's rating it sets.
+* ``withdrawals``: money out: quote, request, address confirmation, cancel, approval,
+  rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones.
+* ``closing``: what an agent's money becomes when its account is closed.
 
 Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
 transports → services and runtime → domain (booking, accounts, events, billing, wallets) →
