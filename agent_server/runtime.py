@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import agent_server.events  # noqa: F401  (registers the deposit-event hook with the wallets)
 from agent_server.kernel.clock import Clock, SystemClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
@@ -63,6 +62,14 @@ class Runtime:
         """The rate source every charge and every shown USD figure uses."""
         return self.billing.rates
 
+    def _evm_rpc_url(self) -> str | None:
+        """The configured EVM node, else the embedded chain's while it runs."""
+        if self.settings.evm_rpc_url:
+            return self.settings.evm_rpc_url
+        endpoint = self.chain_services.endpoint if self.chain_services else None
+        url = (endpoint or {}).get("rpc_url")
+        return str(url) if url else None
+
     @property
     def network_fees(self) -> FeeSource:
         """Where withdrawal quotes read fee levels: the configured nodes, else the fallbacks."""
@@ -70,9 +77,7 @@ class Runtime:
             fallback = FixedFees(
                 self.settings.fallback_gas_price_gwei * 10**9, self.settings.fallback_btc_fee_rate
             )
-            self._network_fees = NodeFees(
-                self.settings.evm_rpc_url, self.settings.btc_rpc_url, fallback
-            )
+            self._network_fees = NodeFees(self._evm_rpc_url, self.settings.btc_rpc_url, fallback)
         return self._network_fees
 
     @network_fees.setter

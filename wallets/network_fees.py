@@ -8,6 +8,7 @@ one-input, two-output SegWit transaction. Without a node the configured fallback
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from agent_server.kernel.logs import get_logger
@@ -51,15 +52,27 @@ class NodeFees:
     """Fee levels read from the configured nodes, falling back to fixed ones when a node
     does not answer (logged, without the node's URL, which may carry a password)."""
 
-    def __init__(self, evm_rpc_url: str | None, btc_rpc_url: str | None, fallback: FixedFees):
-        self.evm_rpc_url = evm_rpc_url
-        self.btc_rpc_url = btc_rpc_url
+    def __init__(
+        self,
+        evm_rpc_url: str | Callable[[], str | None] | None,
+        btc_rpc_url: str | None,
+        fallback: FixedFees,
+    ):
+        # The EVM node may be known only once the embedded chain runs: then a callable.
+        self._evm_rpc_url = evm_rpc_url
+        self.btc_rpc_url = btc_rpc_url.removeprefix("bcoin+") if btc_rpc_url else None
         self.fallback = fallback
 
+    @property
+    def evm_rpc_url(self) -> str | None:
+        found = self._evm_rpc_url() if callable(self._evm_rpc_url) else self._evm_rpc_url
+        return found or None
+
     async def evm_gas_price_wei(self) -> int:
-        if not self.evm_rpc_url:
+        url = self.evm_rpc_url
+        if not url:
             return await self.fallback.evm_gas_price_wei()
-        w3: Any = connect(self.evm_rpc_url)
+        w3: Any = connect(url)
         try:
             return max(1, int(await w3.eth.gas_price))
         except Exception as exc:
