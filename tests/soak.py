@@ -20,7 +20,10 @@ dropped afterwards unless ``--keep-database``):
    of one booking at once at both servers: at most one of them may succeed;
 4. stops the servers, lets the housekeeping release what the killed calls left held (as the
    running servers do once a hold is stale), and hands every observed call to
-   ``soak_audit.audit``, which checks the database and a reference model against each other.
+   ``soak_audit.audit``, which checks the database and a reference model against each other;
+5. sends withdrawals and payouts on a real anvil with two ``send-withdrawals`` processes on the
+   same database, one killed with SIGKILL again and again, and checks wallets, payable and
+   pending-withdrawal accounts and the chain against a model (``soak_withdrawals``).
 
 ``tests/test_soak.py`` runs a reduced soak inside the test suite.
 """
@@ -66,6 +69,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from db_support import pg_admin
 from proof_support import Connection
 from soak_audit import AgentSetup, AuditReport, Call, audit
+from soak_withdrawals import run_withdrawal_soak
 from webhook_receiver import Receiver
 
 BIN = Path(sys.executable).parent
@@ -869,6 +873,10 @@ async def run_soak(
         report = await audit(db, setups, calls, received, pepper=PEPPER)
         for actor in actors:
             report.problems.extend(actor.problems)
+        progress("withdrawals and payouts: two senders on the database, one killed -9")
+        money_out = await run_withdrawal_soak(db, url, logs, random.Random(rng.getrandbits(64)))
+        report.problems.extend(money_out.problems)
+        report.figures["withdrawals"] = money_out.figures
         report.figures.update(
             server_kills=1,
             server_restarts=servers[1].starts - 1,
