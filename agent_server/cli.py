@@ -1,5 +1,7 @@
 """The ``agent-server`` command line."""
 
+# Long by design: one Typer app, one thin command per operator task.
+
 from __future__ import annotations
 
 import asyncio

@@ -16,6 +16,8 @@ SQLite they are three statements sent straight to the unit of work's driver conn
 way a charge costs as few trips to the database as the work allows.
 """
 
+# Long by design: the one door for money; its two posting paths stay side by side.
+
 from __future__ import annotations
 
 from collections import defaultdict

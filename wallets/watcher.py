@@ -18,6 +18,8 @@ Re-inclusion: a transfer seen again after its deposit was orphaned becomes pendi
 with a new ``generation``, so its next credit has a new ledger reference.
 """
 
+# Long by design: one watcher whose confirmation, reorg and re-inclusion rules read together.
+
 from __future__ import annotations
 
 import asyncio

@@ -75,6 +75,8 @@ Errors:
   ``Forbidden``; unknown ids are ``NotFound``.
 """
 
+# Long by design: the booking lifecycle's commands share one set of locks and replays.
+
 from __future__ import annotations
 
 import base64

@@ -5,6 +5,8 @@ validate (``parse_schedule_input``, ``SpecialistProfile``) and map the services'
 back to the form's field names, so an error shows next to the field that caused it.
 """
 
+# Long by design: pure parsers and error maps for the schedule and profile forms.
+
 from __future__ import annotations
 
 import re

@@ -25,6 +25,8 @@ row stays locked until the try's transaction ends, so two right answers at once 
 session and many wrong ones at once are compared at most 5 times.
 """
 
+# Long by design: sign-in and sign-up codes share one tries-and-lease scheme.
+
 from __future__ import annotations
 
 import hmac

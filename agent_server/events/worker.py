@@ -21,6 +21,8 @@ claims the event again (the interrupted attempt counts as one). So an event is d
 least once; receivers deduplicate on its ``id``.
 """
 
+# Long by design: one delivery worker whose claim, lease and retry rules read together.
+
 from __future__ import annotations
 
 import asyncio

@@ -21,6 +21,8 @@ Races (two exchanges of one code, two uses of one refresh token) are settled by 
 UPDATEs: one wins, the other is refused.
 """
 
+# Long by design: one class implementing the SDK's OAuth provider protocol.
+
 from __future__ import annotations
 
 import base64

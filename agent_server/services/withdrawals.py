@@ -22,6 +22,8 @@ A stolen API key alone cannot move money to a new address: the code goes to the 
 mailbox, and even then the address is usable only after the cooling-off time.
 """
 
+# Long by design: one withdrawal's life shares its locks, codes and money returns.
+
 from __future__ import annotations
 
 import secrets

@@ -24,6 +24,8 @@ service layer implements, called in the same transaction as the status change.
 that step, for tests that kill it there.
 """
 
+# Long by design: one sender state machine (record, sign, broadcast, confirm) in order.
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,8 @@
 Every page loads the agent through ``owned_agent``: another person's agent is NOT_FOUND.
 """
 
+# Long by design: one thin route per owner page, each calling a service.
+
 from __future__ import annotations
 
 from typing import Annotated
