@@ -30,6 +30,7 @@ from agent_server.services import limits
 from agent_server.services.withdrawals import Owner, owner_email
 from billing.models import LedgerTransaction
 from billing.wallet_funds import balances
+from wallets.network_fees import FixedFees
 
 USDC = 1_000_000
 SEARCH = 10_000  # search-specialists, USD micro-dollars
@@ -45,7 +46,9 @@ def sink() -> Iterator[SmtpSink]:
 
 @pytest.fixture
 async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
-    yield Runtime(settings=Settings(database_url=database_url, smtp_url=sink.url), db=db)
+    rt = Runtime(settings=Settings(database_url=database_url, smtp_url=sink.url), db=db)
+    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
+    yield rt
 
 
 def client_for(runtime: Runtime, key: str) -> Client:
@@ -299,3 +302,27 @@ async def test_the_owners_low_balance_threshold_fires_balance_low_once_when_cros
     data = events[0].get("data", events[0])
     assert data["threshold_usd_micros"] == 1_015_000
     assert data["balance_base_units"] == "1005000"
+
+
+async def test_max_price_limits_a_withdrawals_fee_before_any_money_moves(runtime: Runtime) -> None:
+    db = runtime.db
+    agent_id, key = await make_agent(db, runtime.settings, funds=30 * USDC)
+    ask = {
+        "currency": "USDC",
+        "amount": 10 * USDC,
+        "address": "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed",
+        "idempotency_key": "max-price-withdrawal",
+    }
+    async with client_for(runtime, key) as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+        assert "max_price" in tools["request-withdrawal"].input_schema["properties"]
+        before = (await _wallet(db, agent_id), await _transactions(db))
+        refused = await client.call_tool("request-withdrawal", {**ask, "max_price": USDC})
+        assert error_code(refused) == "VALIDATION_ERROR"
+        assert body(refused)["error"]["details"]["price_usd_micros"] == 1_950_000  # the fee
+        assert (await _wallet(db, agent_id), await _transactions(db)) == before
+        listed = await call_ok(client, "list-withdrawals", {})
+        assert listed["withdrawals"] == []
+        placed = await call_ok(client, "request-withdrawal", {**ask, "max_price": 2 * USDC})
+    assert placed["fee"] == 1_950_000
+    assert await _wallet(db, agent_id) == 30 * USDC - 10 * USDC - 1_950_000

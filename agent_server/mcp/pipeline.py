@@ -26,6 +26,7 @@ from agent_server.events.balance import emit_if_balance_low
 from agent_server.gate import Caller, CallerChanged, GatePass, admit
 from agent_server.kernel.errors import AgentServerError, ServiceUnavailable, Unauthorized
 from agent_server.kernel.logs import get_logger
+from agent_server.kernel.metrics import CHARGED_AMOUNT, CHARGES, TOOL_CALLS, TOOL_LATENCY
 from agent_server.kernel.store import UnitOfWork
 from agent_server.kernel.store.conflicts import lost_update
 from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
@@ -38,7 +39,14 @@ from agent_server.mcp.registry import (
     validate_arguments,
 )
 from agent_server.runtime import Runtime
-from billing.meter import Admission, ExtraPrice, Metered, MeteredCall, run_metered
+from billing.meter import (
+    Admission,
+    ExtraPrice,
+    Metered,
+    MeteredCall,
+    max_price_refused,
+    run_metered,
+)
 from wallets.service import rate_source
 
 log = get_logger(__name__)
@@ -81,6 +89,8 @@ class _CallFacts:
 
     agent_id: int | None = None
     charged: bool = False
+    currency: str | None = None  # what a charged call was charged in, and how much
+    amount: int = 0
     replayed: bool = False
     error: str | None = None  # the exception type behind SERVICE_UNAVAILABLE
 
@@ -163,6 +173,14 @@ class ToolCall:
             **({"replayed": True} if facts.replayed else {}),
             **({"error": facts.error} if facts.error else {}),
         )
+        outcome = code.lower() if code else ("replayed" if facts.replayed else "ok")
+        if result.is_error and not code:
+            outcome = "error"
+        TOOL_CALLS.labels(self.spec.name, outcome).inc()
+        TOOL_LATENCY.labels(self.spec.name).observe(time.perf_counter() - started)
+        if facts.charged and facts.currency is not None:
+            CHARGES.labels(facts.currency).inc()
+            CHARGED_AMOUNT.labels(facts.currency).inc(facts.amount)
         return result
 
     async def outcome(self) -> CallToolResult:
@@ -208,11 +226,18 @@ class ToolCall:
         self.args = validate_arguments(self.spec.input_model, raw)
 
     async def price(self, caller: Caller) -> ExtraPrice | None:
-        """The extra price the call holds besides the tool's fee, read before it runs."""
-        if self.spec.extra_price is None:
+        """The extra price the call holds besides the tool's fee, read before it runs; a
+        tool that prices itself is held to ``max_price`` here (the meter checks the rest)."""
+        spec = self.spec
+        if spec.own_price is not None and self.max_price is not None:
+            async with self.runtime.db.uow() as uow:
+                own = await spec.own_price(LookupContext(self.runtime, caller, uow), self.args)
+            if own is not None and own > self.max_price:
+                raise max_price_refused(spec.name, own, self.max_price)
+        if spec.extra_price is None:
             return None
         async with self.runtime.db.uow() as uow:
-            return await self.spec.extra_price(LookupContext(self.runtime, caller, uow), self.args)
+            return await spec.extra_price(LookupContext(self.runtime, caller, uow), self.args)
 
     async def meter(self, gate: GatePass, extra: ExtraPrice | None) -> Metered:
         """Run ``operate`` in the meter with the call's one ``Admission``."""
@@ -237,6 +262,9 @@ class ToolCall:
         self.facts.charged = (
             bool(metered.receipt and metered.receipt.amount) and not metered.replayed
         )
+        if self.facts.charged and metered.receipt is not None:
+            self.facts.currency = metered.receipt.currency
+            self.facts.amount = metered.receipt.amount
         return metered
 
     async def operate(self, call: MeteredCall) -> dict[str, Any]:

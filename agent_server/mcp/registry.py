@@ -67,10 +67,14 @@ class ToolSpec(Generic[In, Out]):
     open_world: bool = False
     # A price added to the tool's fee for this call (book-slot: the slot's price).
     extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None
+    # What a call costs, in USD micro-dollars, for a tool that charges by itself rather than
+    # through the price list (request-withdrawal: its fee); None when the call costs nothing.
+    own_price: Callable[[Any, In], Awaitable[int | None]] | None = None
 
     def takes_max_price(self, price_usd_micros: int) -> bool:
-        """Whether calls take ``max_price``: every tool with a fee or an extra price."""
-        return price_usd_micros > 0 or self.extra_price is not None
+        """Whether calls take ``max_price``: every tool with a fee, an extra price or a price
+        of its own."""
+        return price_usd_micros > 0 or self.extra_price is not None or self.own_price is not None
 
     @property
     def annotations(self) -> ToolAnnotations:
@@ -108,6 +112,7 @@ class ToolRegistry:
         idempotent: bool = False,
         open_world: bool = False,
         extra_price: Callable[[Any, In], Awaitable[ExtraPrice | None]] | None = None,
+        own_price: Callable[[Any, In], Awaitable[int | None]] | None = None,
     ) -> Callable[[Handler[In, Out]], Handler[In, Out]]:
         """Declare a tool; the handler's docstring is its description."""
         if toolset not in TOOLSETS:
@@ -129,6 +134,7 @@ class ToolRegistry:
                 idempotent=idempotent,
                 open_world=open_world,
                 extra_price=extra_price,
+                own_price=own_price,
             )
             return handler
 

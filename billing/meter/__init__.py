@@ -20,7 +20,7 @@ One module per concern:
 * ``quotes``: the ``quote`` tool, on the same payer choice.
 """
 
-from billing.meter.admission import Admission, BalanceLowHook, CallGate
+from billing.meter.admission import Admission, BalanceLowHook, CallGate, max_price_refused
 from billing.meter.calls import Metered, MeteredCall, Operation, Receipt
 from billing.meter.holds import place_hold, release_hold, release_stale_holds
 from billing.meter.payers import Payer, Wallets, choose_payer, insufficient_funds, read_wallets
@@ -45,6 +45,7 @@ __all__ = [
     "choose_payer",
     "free_quota_left",
     "insufficient_funds",
+    "max_price_refused",
     "period_of",
     "place_hold",
     "price_in",

@@ -57,6 +57,18 @@ class BalanceLowHook(Protocol):
     ) -> Awaitable[object]: ...
 
 
+def max_price_refused(tool: str, price_usd_micros: int, limit: int) -> ValidationFailed:
+    """VALIDATION_ERROR on ``max_price``: the call costs ``price_usd_micros``, more than the
+    caller's ``limit``; nothing was charged."""
+    return ValidationFailed(
+        f"{tool} costs {usd_text(price_usd_micros)} ({price_usd_micros} USD micro-dollars), "
+        f"more than max_price {usd_text(limit)}; nothing was charged. Raise max_price to at "
+        "least the price to make this call.",
+        [{"field": "max_price", "message": f"the price is {price_usd_micros} USD micro-dollars"}],
+        {"price_usd_micros": price_usd_micros, "max_price": limit},
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Admission:
     """One admitted call of ``tool`` by ``agent_id``, as the meter runs it.
@@ -92,13 +104,7 @@ class Admission:
             else:
                 total += price_in(extra.currency, 0, extra, config).extra_usd_micros
         if total > limit:
-            raise ValidationFailed(
-                f"{self.tool} costs {usd_text(total)} ({total} USD micro-dollars), more than "
-                f"max_price {usd_text(limit)}; nothing was charged. Raise max_price to at "
-                "least the price to make this call.",
-                [{"field": "max_price", "message": f"the price is {total} USD micro-dollars"}],
-                {"price_usd_micros": total, "max_price": limit},
-            )
+            raise max_price_refused(self.tool, total, limit)
 
     def held(self, price: ToolPrice) -> bool:
         """Whether this call reserves its price first (see ``pricing.is_held``)."""

@@ -8,10 +8,11 @@ from pydantic import BaseModel, Field
 
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.paging import decode_cursor, encode_cursor
-from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import IdempotencyKey, Input, Paid
 from agent_server.services import withdrawals as svc
+from wallets.rates import base_units_to_usd
 from wallets.withdrawal_models import Withdrawal, WithdrawalKind
 
 
@@ -58,6 +59,17 @@ class RequestOut(Paid):
     code_sent: bool = Field(default=False, description="New address: owner got a code.")
 
 
+async def _fee_usd(ctx: LookupContext, args: RequestIn) -> int | None:
+    """The fee of the withdrawal asked for, in USD micro-dollars (what max_price limits)."""
+    if args.quote_only:
+        return None
+    rt = ctx.runtime
+    q = await svc.quote(
+        svc.Terms.of(rt.settings, rt.billing, rt.network_fees), args.currency, args.amount
+    )
+    return base_units_to_usd(q.fee, q.currency, q.rate_usd_micros)
+
+
 def _terms(ctx: ToolContext) -> svc.Terms:
     rt = ctx.runtime
     return svc.Terms.of(rt.settings, rt.billing, rt.network_fees)
@@ -72,6 +84,7 @@ def _terms(ctx: ToolContext) -> svc.Terms:
     read_only=False,
     idempotent=True,
     open_world=True,
+    own_price=_fee_usd,
 )
 async def request_withdrawal(ctx: ToolContext, args: RequestIn) -> RequestOut:
     """Send coins from your wallet (or earnings) to an address; fee on top. A new address
