@@ -8,6 +8,7 @@ one-input, two-output SegWit transaction. Without a node the configured fallback
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -75,9 +76,12 @@ class NodeFees:
         w3: Any = connect(url)
         try:
             return max(1, int(await w3.eth.gas_price))
-        except Exception as exc:
+        except Exception as exc:  # any node failure falls back
             log.warning("withdrawals.gas_price_unavailable", error=type(exc).__name__)
             return await self.fallback.evm_gas_price_wei()
+        finally:
+            with contextlib.suppress(Exception):
+                await w3.provider.disconnect()
 
     async def btc_fee_rate(self) -> int:
         if not self.btc_rpc_url:
