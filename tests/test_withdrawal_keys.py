@@ -115,3 +115,43 @@ def test_the_development_keystore_is_made_once_for_anvils_account(tmp_path: Path
     assert account.address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
     development_keystore(tmp_path / "sender")
     assert keystore.read_text() == first
+
+
+def test_a_sender_with_a_wrong_password_says_so_without_any_secret(
+    tmp_path: Path, sqlite_template: Path
+) -> None:
+    key = Account.create().key.hex()
+    keystore = tmp_path / "keystore.json"
+    write_keystore(keystore, key, "the right one")
+    database = tmp_path / "sender.db"
+    database.write_bytes(sqlite_template.read_bytes())
+    wrong = "hunter2-wrong-password"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+    environ.update(
+        AGENT_SERVER_DATABASE_URL=f"sqlite+aiosqlite:///{database}",
+        AGENT_SERVER_EVM_RPC_URL="http://127.0.0.1:9",
+        AGENT_SERVER_SENDER_KEYSTORE=str(keystore),
+        AGENT_SERVER_SENDER_KEYSTORE_PASSWORD=wrong,
+        AGENT_SERVER_LOG_FORMAT="json",
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from agent_server.cli import app; app()", "send-withdrawals"],
+        env=environ,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output = ""
+        assert process.stdout is not None
+        for line in process.stdout:
+            output += line
+            if "withdrawals.sender_not_ready" in line:
+                break
+    finally:
+        process.terminate()
+        output += process.communicate(timeout=20)[0]
+    assert "does not open with its password" in output
+    for secret in (wrong, "the right one", key.removeprefix("0x")):
+        assert secret not in output
