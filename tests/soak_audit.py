@@ -22,7 +22,7 @@ is empty when all of this holds:
   open dispute stands behind every disputed booking and a resolved one, whose refund is the
   escrow's, behind every settled dispute; each booking's history is one chain of transitions
   from its creation to its status; and the outbox holds exactly one booking event per
-  transition and recipient;
+  transition and recipient (and one review.created per review);
 * with the booking clock's times (``Deadlines``, the soak's): nothing is held past its time,
   no pending booking past its TTL or start, no accepted one past its auto-completion, no
   completed one's escrow past its dispute window (each with a grace of one clock tick);
@@ -52,6 +52,7 @@ from agent_server.booking.models import (
     BookingStatus,
     Dispute,
     DisputeStatus,
+    Review,
     Schedule,
 )
 from agent_server.booking.service import RESCHEDULED
@@ -66,6 +67,7 @@ from agent_server.events.outbox import (
     BOOKING_EXPIRED,
     BOOKING_RESCHEDULED,
     DISPUTE_RESOLVED,
+    REVIEW_CREATED,
 )
 from agent_server.events.signing import verify_signature
 from agent_server.kernel.errors import ERROR_CODES
@@ -426,6 +428,7 @@ async def booking_consistency(db: Database, deadlines: Deadlines | None = None) 
         bookings = list((await session.scalars(select(Booking).order_by(Booking.id))).all())
         escrows = list((await session.scalars(select(Escrow))).all())
         disputes = {d.booking_id: d for d in (await session.scalars(select(Dispute))).all()}
+        reviewed = set((await session.scalars(select(Review.booking_id))).all())
         moves = (
             await session.execute(
                 select(LedgerTransaction.booking_id, LedgerTransaction.kind, func.count())
@@ -498,6 +501,9 @@ async def booking_consistency(db: Database, deadlines: Deadlines | None = None) 
             for kind in _events_of_change(booking, change):
                 for role in roles:
                     expected[(booking.id, kind, role)] += 1
+        if booking.id in reviewed:
+            for role in roles:
+                expected[(booking.id, REVIEW_CREATED, role)] += 1
     counts: Counter[tuple[int, str]] = Counter()
     for booking_id, kind, n in moves:
         group = "settle" if kind in ("refund", "payout") else str(kind)

@@ -38,14 +38,16 @@ from sqlalchemy import func, select, update
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
 from agent_server.booking.models import Booking, Specialist
+from agent_server.booking.schedules import ScheduleOwner
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
+from agent_server.services.bookings import accept_booking
 from agent_server.services.clock import BookingClock, ClockConfig
-from billing.models import LedgerTransaction, UsageRecord
+from billing.models import Escrow, LedgerTransaction, UsageRecord
 from billing.usage import transactions_for
 from billing.wallet_funds import adjust_balance
 
@@ -826,6 +828,95 @@ async def test_owner_reviews_a_completed_booking_once(site: Site, alice: Page) -
     async with site.mcp("Second Bot") as client:
         profile = await call_ok(client, "view-profile", {"specialist_id": site.specialist_id})
     assert [r["text"] for r in profile["profile"]["reviews"]] == ["Clear, patient, on time."]
+
+
+async def test_owner_disputes_a_session_and_the_operator_splits_the_escrow(
+    site: Site, browser: Browser
+) -> None:
+    agent_id = site.ids["Second Bot"]
+    before = site.clock.now()
+    async with site.mcp("Second Bot") as client:
+        slots = await call_ok(
+            client,
+            "get-availability",
+            {
+                "schedule_id": site.ids["schedule"],
+                "start": "2026-03-23T00:00:00Z",
+                "end": "2026-03-24T00:00:00Z",
+            },
+        )
+        booked = await call_ok(
+            client,
+            "book-slot",
+            {
+                "slot_id": next(iter(slots["schedules"][0]["slots"])),
+                "idempotency_key": "dashboard-booking-dispute",
+            },
+        )
+    booking_id = booked["booking"]["id"]
+    async with site.db.uow() as uow:
+        accepted = await accept_booking(
+            uow, ScheduleOwner(specialist_id=site.specialist_id), booking_id, None
+        )
+        ends = accepted.slot_end
+        await uow.commit()
+    # Three weeks on: the module's sessions have expired, so both sign in afresh.
+    site.clock.set(ends + timedelta(minutes=10))
+    owner_pages = person(browser, site, "alice@example.com")
+    operator_pages = person(browser, site, OPERATOR)
+    alice, operator = await anext(owner_pages), await anext(operator_pages)
+    try:
+        await _dispute_and_split(site, alice, operator, agent_id, booking_id)
+    finally:
+        await owner_pages.aclose()
+        await operator_pages.aclose()
+        site.clock.set(before)  # where the following tests expect it
+    assert await booking_consistency(site.db) == []
+
+
+async def _dispute_and_split(
+    site: Site, alice: Page, operator: Page, agent_id: int, booking_id: int
+) -> None:
+    await alice.goto(f"/agents/{agent_id}/bookings")
+    row = alice.locator(f"#bookings-table tr[data-id='{booking_id}']")
+    await row.get_by_label(f"Why you dispute booking {booking_id}").select_option("ended_early")
+    await row.get_by_label(f"What went wrong in booking {booking_id}").fill("Stopped after 20 min.")
+    await screenshot(alice, "agent-bookings-dispute")
+    await row.get_by_role("button", name=f"Dispute booking {booking_id}").click()
+    await expect(alice.get_by_role("status")).to_contain_text("Dispute opened")
+    await expect(row.locator("[data-field=status]")).to_have_text("in_dispute")
+
+    await operator.goto("/operator/disputes")
+    queued = operator.locator(f"#dispute-{booking_id}")
+    await expect(queued).to_contain_text("Stopped after 20 min.")
+    await expect(queued.locator("[data-field=held]")).to_have_text("45.50 USDC")
+    await queued.get_by_label(f"Resolution for booking {booking_id}").select_option("split")
+    await queued.get_by_label("Refund to the booker in a split (USDC)").fill("20")
+    await queued.get_by_label(f"Why, for booking {booking_id}").fill("A third was held.")
+    await screenshot(operator, "operator-disputes")
+    await queued.get_by_role("button", name=f"Resolve dispute of booking {booking_id}").click()
+    await expect(operator.get_by_role("status")).to_have_text(
+        "Dispute resolved; the escrow is settled."
+    )
+    await expect(operator.locator(f"#dispute-{booking_id}")).to_have_count(0)
+    await operator.goto("/operator/disputes?status=resolved")
+    done = operator.locator(f"#dispute-{booking_id}")
+    await expect(done.locator("[data-field=status]")).to_have_text("dispute_done")
+    await expect(done).to_contain_text("split: 20.00 USDC refunded")
+    await expect(done).to_contain_text(f"by dashboard:{OPERATOR}")
+    await expect(done).to_contain_text("A third was held.")
+    await alice.goto(f"/agents/{agent_id}/transactions?type=refund")
+    await expect(alice.locator("#transactions-table tbody tr").first).to_contain_text(
+        f"dispute of booking {booking_id} settled: 20000000 of 45500000 refunded"
+    )
+    async with site.db.uow() as uow:
+        settled = await uow.session.scalar(select(Escrow).where(Escrow.booking_id == booking_id))
+        assert settled is not None
+        assert (settled.refunded, settled.paid_to_payee, settled.commission) == (
+            20_000_000,
+            22_950_000,
+            2_550_000,
+        )
 
 
 # --- operator pages ----------------------------------------------------------------------------

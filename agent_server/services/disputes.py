@@ -17,13 +17,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import select
+
 from agent_server.booking import disputes
 from agent_server.booking.disputes import DisputePage
 from agent_server.booking.models import Booking, Dispute
-from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.errors import BookingConflict, ValidationFailed
 from agent_server.kernel.store import UnitOfWork
 from agent_server.services.bookings import booking_terms
 from billing.escrow import Settlement, held_amount, settle_dispute
+from billing.models import Escrow, EscrowStatus
 from billing.prices import BookingPolicy
 
 
@@ -47,6 +50,13 @@ async def open_dispute(
     booking, dispute = await disputes.open_dispute(
         uow, agent_id, booking_id, reason_code, text, window
     )
+    state = await uow.session.scalar(select(Escrow.status).where(Escrow.booking_id == booking.id))
+    if state is not None and state != EscrowStatus.HELD.value:
+        # Released already (the booking's row lock orders this against the clock's release).
+        raise BookingConflict(
+            f"the escrow of booking {booking.id} was already paid out; it cannot be disputed",
+            {"reason": disputes.REASON_WINDOW_CLOSED},
+        )
     return Disputed(booking, dispute)
 
 
@@ -95,7 +105,8 @@ async def resolve_dispute(
 
 @dataclass(frozen=True)
 class QueuedDispute:
-    """One dispute in the operator's queue, with its booking and what escrow holds for it."""
+    """One dispute in the operator's queue, with its booking and what escrow holds for it
+    (0 once settled), in the escrow's currency."""
 
     dispute: Dispute
     booking: Booking
@@ -108,15 +119,20 @@ async def dispute_queue(
 ) -> tuple[list[QueuedDispute], DisputePage]:
     """Disputes oldest first (open ones by default), each with its held escrow."""
     page = await disputes.list_disputes(uow, status=status, cursor=cursor, limit=limit)
+    ids = [booking.id for _, booking in page.items]
+    escrowed = {
+        booking_id: (amount, currency, state)
+        for booking_id, amount, currency, state in (
+            await uow.session.execute(
+                select(Escrow.booking_id, Escrow.amount, Escrow.currency, Escrow.status).where(
+                    Escrow.booking_id.in_(ids)
+                )
+            )
+        ).all()
+    }
     out = []
     for dispute, booking in page.items:
-        held = await held_amount(uow, booking.id)
-        out.append(
-            QueuedDispute(
-                dispute,
-                booking,
-                held[0] if held else 0,
-                held[1] if held else booking.price_currency,
-            )
-        )
+        amount, currency, state = escrowed.get(booking.id, (0, booking.price_currency, None))
+        held = amount if state == EscrowStatus.HELD.value else 0
+        out.append(QueuedDispute(dispute, booking, held, currency))
     return out, page
