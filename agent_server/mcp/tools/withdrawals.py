@@ -12,6 +12,7 @@ from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import IdempotencyKey, Input, Paid
 from agent_server.services import withdrawals as svc
+from wallets.destinations import check_destination
 from wallets.rates import base_units_to_usd
 from wallets.withdrawal_models import Withdrawal, WithdrawalKind
 
@@ -90,6 +91,7 @@ async def request_withdrawal(ctx: ToolContext, args: RequestIn) -> RequestOut:
     """Send coins from your wallet (or earnings) to an address; fee on top. A new address
     waits for the owner's emailed code and a cooling-off time; large ones for approval."""
     terms = _terms(ctx)
+    check_destination(args.currency, args.address, btc_network=terms.settings.btc_network)
     q = await svc.quote(terms, args.currency, args.amount)
     if args.quote_only:
         return RequestOut(fee=q.fee, network_fee=q.network_fee, total=q.total)
