@@ -223,6 +223,16 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
         ("list-withdrawals", {}, "OK"),
         ("cancel-withdrawal", {"withdrawal_id": "$26.withdrawal.id"}, "OK"),
         ("cancel-withdrawal", {"withdrawal_id": "$26.withdrawal.id"}, "VALIDATION_ERROR"),  # 30
+        ("get-spending-limits", {}, "OK"),
+        ("set-spending-limits", {"daily_cap_usd_micros": 900 * USDC}, "OK"),
+        ("set-spending-limits", {"daily_cap_usd_micros": 950 * USDC}, "FORBIDDEN"),
+        ("search-specialists", {"limit": 1, "max_price": 1}, "VALIDATION_ERROR"),
+        ("search-specialists", {"limit": 1, "max_price": 10_000}, "OK"),  # 35
+        (
+            "request-withdrawal",
+            {**WITHDRAW, "idempotency_key": "ts-withdraw-3", "max_price": 1},
+            "VALIDATION_ERROR",
+        ),
     ]
     denied = [("get-wallet", {}), ("search-specialists", {"limit": 10}), ("book-slot", {})]
     plan = {
@@ -269,6 +279,13 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     assert results[26]["structured"]["withdrawal"]["status"] == "awaiting_confirmation"
     assert "address" in results[27]["text"]
     assert results[29]["structured"]["withdrawal"]["status"] == "cancelled"
+    # Spending limits: read, lowered, a raise refused toward the owner; max_price refuses.
+    assert results[31]["structured"]["daily_cap_usd_micros"] is None
+    assert results[32]["structured"]["daily_cap_usd_micros"] == 900 * USDC
+    assert "owner" in results[33]["next_step"]
+    assert results[34]["structured"]["error"]["details"]["price_usd_micros"] == 10_000
+    assert results[35]["structured"]["receipt"]["price_usd_micros"] == 10_000
+    assert results[36]["structured"]["error"]["details"]["price_usd_micros"] > 1
     _check(unverified["results"], ["EMAIL_NOT_VERIFIED"] * 3)
     assert "verify" in unverified["results"][0]["next_step"].lower()
     _check(suspended["results"], ["ACCOUNT_INACTIVE"] * 3)

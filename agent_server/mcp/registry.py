@@ -41,7 +41,7 @@ MAX_PRICE = "max_price"
 MAX_PRICE_SCHEMA: dict[str, Any] = {
     "type": "integer",
     "minimum": 0,
-    "description": "Refuse (uncharged) if the price, fee plus slot price, is higher; USD micros.",
+    "description": "USD micros; refused, uncharged, if the price is higher.",
 }
 """The argument every paid tool takes besides its own (``pop_max_price``)."""
 
@@ -194,10 +194,13 @@ def _sdk_tool(
     entry.__annotations__ = {"ctx": Context, "return": Annotated[CallToolResult, spec.output_model]}
     description = spec.description
     meta: dict[str, Any] | None = None
+    price = 0
     if describe_price is not None:
         price_text, price_meta = describe_price(spec.name)
-        description = f"{description}\n\nPrice: {price_text}"
-        meta = {"agent-server/price": price_meta}
+        price = int(price_meta["price_usd_micros"])
+        if price > 0:  # the server instructions say: a tool without a Price line is free
+            description = f"{description}\n\nPrice: {price_text}"
+            meta = {"agent-server/price": price_meta}
     tool = Tool.from_function(
         entry,
         name=spec.name,
@@ -208,14 +211,12 @@ def _sdk_tool(
         structured_output=True,
     )
     tool.parameters = schemas.input_schema(spec.input_model)
-    if meta is not None and spec.takes_max_price(
-        int(meta["agent-server/price"]["price_usd_micros"])
-    ):
+    if describe_price is not None and spec.takes_max_price(price):
         tool.parameters.setdefault("properties", {})["max_price"] = MAX_PRICE_SCHEMA
     # One schema for the success body and the error body: clients check both against it.
     # The SDK does not validate each result against the model again: the pipeline builds
     # every structured result from the output model itself.
-    tool.fn_metadata.output_schema = schemas.output_schema(spec.output_model)
+    tool.fn_metadata.output_schema = schemas.output_schema(spec.output_model, receipt=price > 0)
     tool.fn_metadata.output_model = None
     return tool
 
