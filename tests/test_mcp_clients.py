@@ -545,3 +545,79 @@ def test_the_inspector_cli_lists_tools_and_shows_errors(served: dict[str, Any]) 
     )
     error = gated["structuredContent"]["error"]
     assert error["code"] == "EMAIL_NOT_VERIFIED" and error["next_step"]
+
+
+async def _ended_booking(url: str) -> tuple[str, int, int]:
+    """A booker agent with a session of a demo specialist that ended an hour ago (accepted)
+    and one accepted for tomorrow, on a schedule of its own; (key, ended id, upcoming id)."""
+    from agent_server.booking.models import Booking, BookingStatus, Schedule
+
+    db = Database(make_engine(url), SystemClock())
+    try:
+        agent_id, key = await make_agent(db, Settings(database_url=url), funds=10 * USDC)
+        async with db.uow() as uow:
+            schedule = (
+                await uow.session.scalars(
+                    select(Schedule)
+                    .where(Schedule.specialist_id.is_not(None))
+                    .order_by(Schedule.id.desc())
+                    .limit(1)
+                )
+            ).one()
+            now = uow.clock.now().replace(minute=0, second=0, microsecond=0)
+            made = []
+            for start in (now - timedelta(hours=2), now + timedelta(days=1)):
+                booking = Booking(
+                    schedule_id=schedule.id,
+                    specialist_id=schedule.specialist_id,
+                    booker_agent_id=agent_id,
+                    slot_start=start,
+                    slot_end=start + timedelta(minutes=schedule.slot_minutes),
+                    status=BookingStatus.ACCEPTED.value,
+                    price_currency=schedule.price_currency,
+                    created_at=now,
+                    updated_at=now,
+                )
+                uow.session.add(booking)
+                made.append(booking)
+            await uow.flush()
+            ids = [b.id for b in made]
+            await uow.commit()
+    finally:
+        await db.engine.dispose()
+    return key, ids[0], ids[1]
+
+
+def test_open_dispute_reaches_the_typescript_client(served: dict[str, Any], tmp_path: Path) -> None:
+    url, agents = served["url"], served["agents"]
+    key, ended, upcoming = asyncio.run(_ended_booking(served["env"]["AGENT_SERVER_DATABASE_URL"]))
+    said = {"reason_code": "no_show", "text": "Nobody joined the call."}
+    calls: list[tuple[str, dict[str, Any], str]] = [
+        ("open-dispute", {"booking_id": upcoming, **said}, "BOOKING_CONFLICT"),
+        ("open-dispute", {"booking_id": ended, **said, "reason_code": "bored"}, "VALIDATION_ERROR"),
+        ("open-dispute", {"booking_id": ended, **said, "text": ""}, "VALIDATION_ERROR"),
+        ("open-dispute", {"booking_id": 987_654_321, **said}, "NOT_FOUND"),
+        ("open-dispute", {"booking_id": ended, **said}, "OK"),
+        ("open-dispute", {"booking_id": ended, **said}, "BOOKING_CONFLICT"),
+    ]
+    plan = {
+        "sessions": [
+            {
+                "http": {"url": url, "key": key},
+                "calls": [{"tool": t, "arguments": a} for t, a, _ in calls],
+            },
+            {
+                "http": {"url": url, "key": agents["other"]},
+                "calls": [{"tool": "open-dispute", "arguments": {"booking_id": ended, **said}}],
+            },
+        ]
+    }
+    mine, other = _ts_client(plan, tmp_path)
+    results = mine["results"]
+    _check(results, [code for _, _, code in calls])
+    assert results[0]["structured"]["error"]["details"]["reason"] == "not_ended"
+    opened = results[4]["structured"]
+    assert opened["booking"]["status"] == "in_dispute"
+    assert (opened["dispute"]["status"], opened["dispute"]["reason_code"]) == ("open", "no_show")
+    assert results[5]["structured"]["error"]["details"]["reason"] == "invalid_status"
+    _check(other["results"], ["FORBIDDEN"])
