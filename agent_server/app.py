@@ -15,6 +15,7 @@ from agent_server.api import build_api
 from agent_server.api.body_limits import BodyLimits
 from agent_server.api.calendar_feed import calendar_app
 from agent_server.api.errors import CatchAll, error_response
+from agent_server.api.metrics import metrics_endpoint
 from agent_server.api.middleware import RequestContext
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
@@ -22,6 +23,7 @@ from agent_server.events.mail_delivery import start_mail_sender
 from agent_server.events.worker import start_worker
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.logs import get_logger
+from agent_server.kernel.metrics import RequestMetrics
 from agent_server.kernel.recursion import restore_recursion_limit
 from agent_server.kernel.store.migrate import current_revision, head_revision
 from agent_server.maintenance import start_maintenance
@@ -36,7 +38,7 @@ from wallets.embedded import start_embedded_chain_and_watcher
 log = get_logger(__name__)
 
 # Paths whose errors are SPEC's JSON body whoever asks; /mcp answers JSON-RPC errors.
-JSON_PATHS = ("/api/", "/calendar/", "/.well-known/", "/healthz", "/readyz")
+JSON_PATHS = ("/api/", "/calendar/", "/.well-known/", "/healthz", "/readyz", "/metrics")
 
 
 def refused(scope: Scope, error: ValidationFailed) -> ASGIApp:
@@ -138,6 +140,7 @@ def create_app(
             )
         return JSONResponse({"status": "ok", "database": "ok", "revision": current})
 
+    app.add_route("/metrics", metrics_endpoint(runtime), include_in_schema=False)
     app.mount("/api", build_api(runtime))
     install_dashboard(app, runtime)  # pages and /static, ahead of the MCP catch-all
     app.mount("/calendar", calendar_app(runtime))
@@ -155,4 +158,5 @@ def create_app(
     # exception reaches the client as a bare 500 or a traceback.
     app.add_middleware(CatchAll)
     app.add_middleware(RequestContext)
+    app.add_middleware(RequestMetrics)
     return app

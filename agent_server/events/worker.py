@@ -47,6 +47,7 @@ from agent_server.events.signing import SIGNATURE_HEADER, signature_header, webh
 from agent_server.events.urls import IPAddress, Target, UnsafeCallback, resolve_target
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
+from agent_server.kernel.metrics import WEBHOOK_DELIVERIES
 from agent_server.kernel.store import Database, UnitOfWork
 
 log = get_logger(__name__)
@@ -358,6 +359,9 @@ class DeliveryWorker:
             )
             await uow.commit()
         kept = bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+        WEBHOOK_DELIVERIES.labels(
+            str(values.get("status", "retry")) if kept else "claim_lost"
+        ).inc()
         log.info(
             "webhook.attempt",
             event_id=claim.event_id,
