@@ -10,7 +10,7 @@ from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.paging import decode_cursor, encode_cursor
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
-from agent_server.mcp.tools.common import IdempotencyKey, Input, Paid
+from agent_server.mcp.tools.common import Input, Paid
 from agent_server.services import withdrawals as svc
 from wallets.destinations import check_destination
 from wallets.rates import base_units_to_usd
@@ -49,7 +49,15 @@ class RequestIn(Input):
         "wallet"
     )
     quote_only: Annotated[bool, Field(description="Only show fee and total.")] = False
-    idempotency_key: IdempotencyKey | None = None
+    idempotency_key: Annotated[
+        str | None,
+        Field(
+            min_length=8,
+            max_length=255,
+            pattern=r"^[A-Za-z0-9._:\-]+$",
+            description="Needed to send; a retry with it sends once.",
+        ),
+    ] = None
 
 
 class RequestOut(Paid):
