@@ -29,7 +29,11 @@ choose (reuse the same key when you retry) → list-bookings / cancel-booking. q
 call costs before you make it; get-wallet shows balances. Times are ISO 8601; slot times are
 UTC unless a field says otherwise. Prices read like "25.00 USDC"; the structured part gives
 amounts as integers in base units (USD micro-dollars, USDT/USDC 10^-6, ETH gwei, BTC sat).
-Failed or refused calls cost nothing; an error carries a code and a next step."""
+A tool without a Price line is free; a paid one takes max_price (USD micro-dollars: above it
+the call is refused, uncharged) and its result carries a receipt. Retry a call that takes an
+idempotency_key with the same key: it acts and charges once. Failed or refused calls cost
+nothing; their result has isError and the structured content
+{"error": {"code", "status", "message", "details", "next_step"}}, and its text says the same."""
 
 ApiKeySource = Callable[[], str | None]
 
