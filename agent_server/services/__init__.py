@@ -13,6 +13,8 @@ its history line, its event and its ledger transaction land together or not at a
 * ``reviews``: the booker's review of a finished booking, and the provider's rating it sets.
 * ``withdrawals``: money out: quote, request, address confirmation, cancel, approval,
   rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones.
+* ``withdrawal_sender``: runs the sender (``wallets.sending``) and gives it the ledger and
+  event side of sent, confirmed and failed (the wallets' ``WithdrawalFollowUp``).
 * ``closing``: what an agent's money becomes when its account is closed.
 
 Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
