@@ -6,20 +6,31 @@ once on PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from billing_support import audit_ledger, fund, make_agent, make_schedule, wallet_balance
+from mcp_support import start_serve
+from smtp_sink import free_port
 from sqlalchemy import func, select
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import Booking, BookingChange, CancelledBy, Specialist
+from agent_server.booking.models import (
+    Booking,
+    BookingChange,
+    CancelledBy,
+    Schedule,
+    Specialist,
+)
 from agent_server.booking.service import book_slot
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database, make_engine
+from agent_server.mail import OutboxMail
 from agent_server.services.bookings import accept_booking, complete_booking
 from agent_server.services.clock import BookingClock, ClockConfig
 from billing.config import BillingConfig
@@ -50,6 +61,11 @@ async def book(
     agent = await make_agent(db)
     await fund(db, agent, "USDC", FUNDS)
     schedule = await make_schedule(db, price_amount=PRICE, auto_accept=auto_accept)
+    async with db.uow() as uow:
+        row = await uow.session.get(Schedule, schedule)
+        assert row is not None
+        row.weekly_hours = {day: [["00:00", "23:00"]] for day in row.weekly_hours}
+        await uow.commit()
     slot = make_slot_id(schedule, start)
 
     async def operation(call: MeteredCall) -> dict[str, Any]:
@@ -284,3 +300,68 @@ async def test_two_clocks_racing_move_each_booking_exactly_once(
         )
     assert payouts == 4
     await audit_ledger(db)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_serve_runs_the_clock_with_short_settings(
+    database_url: str, config: BillingConfig, tmp_path: Path
+) -> None:
+    """A real ``agent-server serve`` expires, completes and, after its (short) dispute window,
+    pays out on its own, on the system clock."""
+    now = datetime.now(UTC)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+    if start.hour == 23:  # keep the slot inside the schedule's 00:00-23:00 day
+        start -= timedelta(hours=1)
+    yesterday = Database(make_engine(database_url), FakeClock(now - timedelta(days=1)))
+    try:
+        _, ended = await book(yesterday, config, start=start)
+        _, unanswered = await book(
+            yesterday, config, auto_accept=False, start=start + timedelta(days=1)
+        )
+    finally:
+        await yesterday.dispose()
+    window = now + timedelta(seconds=15) - (start + timedelta(hours=1))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
+    env.update(
+        AGENT_SERVER_DATABASE_URL=database_url,
+        AGENT_SERVER_START_WATCHERS="false",
+        AGENT_SERVER_START_WORKER="true",
+        AGENT_SERVER_CLOCK_INTERVAL="0.3",
+        AGENT_SERVER_BOOKING_PENDING_TTL="3600",
+        AGENT_SERVER_AUTO_COMPLETE_AFTER="0",
+        AGENT_SERVER_DISPUTE_WINDOW=str(int(window.total_seconds())),
+    )
+    db = Database(make_engine(database_url))
+    server = start_serve(env, port, tmp_path / "serve.log")
+    try:
+
+        async def until(what: Callable[[], Awaitable[bool]]) -> None:
+            for _ in range(150):
+                if await what():
+                    return
+                await asyncio.sleep(0.2)
+            raise AssertionError((tmp_path / "serve.log").read_text()[-3000:])
+
+        async def moved() -> bool:
+            return (await booking(db, unanswered)).status == "canceled" and (
+                await booking(db, ended)
+            ).status == "completed"
+
+        await until(moved)
+        assert (await booking(db, unanswered)).cancel_reason_code == "expired"
+        assert await provider_paid(db, ended) == 0  # the window has not passed yet
+
+        async def paid() -> bool:
+            return await provider_paid(db, ended) > 0
+
+        await until(paid)
+        await asyncio.sleep(1)  # a few more ticks: nothing more happens
+        assert await provider_paid(db, ended) == PAID
+        assert (await trail(db, ended))[2] == ["escrow", "payout"]
+        assert (await trail(db, unanswered))[2] == ["escrow", "refund"]
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        await db.dispose()
+    await audit_ledger(Database(make_engine(database_url)))

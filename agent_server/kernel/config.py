@@ -6,9 +6,25 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _seconds(value: object) -> object:
+    """A duration written as a number of seconds (``"90"``, ``"0.5"``), as environment
+    variables carry it; anything else (``PT24H``, a timedelta) is pydantic's to read."""
+    if isinstance(value, str):
+        try:
+            return timedelta(seconds=float(value))
+        except ValueError:
+            return value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_seconds)]
+"""A duration: seconds, or ISO 8601 (``PT24H``)."""
 
 
 class Settings(BaseSettings):
@@ -125,10 +141,10 @@ class Settings(BaseSettings):
     # accepted ones auto_complete_after their end, releases the escrow of completed ones whose
     # dispute_window after the end passed without a dispute, and mails specialists their
     # reminder reminder_before the start. Durations: seconds or ISO 8601 (``PT24H``).
-    booking_pending_ttl: timedelta = timedelta(hours=24)
-    auto_complete_after: timedelta = timedelta(hours=2)
-    dispute_window: timedelta = timedelta(hours=72)
-    reminder_before: timedelta = timedelta(hours=24)
+    booking_pending_ttl: Duration = timedelta(hours=24)
+    auto_complete_after: Duration = timedelta(hours=2)
+    dispute_window: Duration = timedelta(hours=72)
+    reminder_before: Duration = timedelta(hours=24)
     clock_interval: float = Field(default=30.0, ge=0)
 
 
