@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 
 from agent_server.accounts.models import Agent, AgentStatus, AgentStatusChange
 from agent_server.kernel.errors import AccountInactive, NotFound, ValidationFailed
@@ -232,10 +232,26 @@ async def status_history(uow: UnitOfWork, agent_id: int) -> list[AgentStatusChan
 
 
 async def list_agents(
-    uow: UnitOfWork, *, status: AgentStatus | None = None, limit: int = 100, offset: int = 0
+    uow: UnitOfWork,
+    *,
+    status: AgentStatus | None = None,
+    search: str = "",
+    limit: int = 100,
+    offset: int = 0,
 ) -> list[Agent]:
-    """Agents (deleted ones excluded), newest first, optionally of one status."""
+    """Agents (deleted ones excluded), newest first, optionally of one status and whose name,
+    email or owner's email contains ``search`` (any case, ``%`` and ``_`` taken literally)."""
     query = select(Agent).where(Agent.deleted_at.is_(None))
+    if search:
+        wanted = search.lower()
+        query = query.where(
+            or_(
+                *(
+                    func.lower(column).contains(wanted, autoescape=True)
+                    for column in (Agent.name, Agent.email, Agent.owner_email)
+                )
+            )
+        )
     if status is not None:
         query = query.where(Agent.status == status.value)
     query = query.order_by(Agent.id.desc()).limit(limit).offset(offset)

@@ -8,6 +8,7 @@ from fastapi.staticfiles import StaticFiles
 
 from agent_server.dashboard.pages import (
     consent,
+    console,
     operator,
     owner,
     reviews,
@@ -30,6 +31,7 @@ def install_dashboard(app: FastAPI, runtime: Runtime) -> None:
         specialist,
         specialist_account,
         operator,
+        console,
         consent,
         withdrawals,
     ):

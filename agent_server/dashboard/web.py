@@ -179,6 +179,7 @@ MESSAGES = {
     "schedule-saved": "Schedule saved.",
     "schedule-deleted": "Schedule deleted.",
     "status": "Agent status changed.",
+    "webhook_retry": "The event is queued again; the worker delivers it within a minute.",
     "signed-out": "You are signed out.",
 }
 

@@ -45,6 +45,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
 async def agents(
     request: Request,
     status: Annotated[str | None, Query(max_length=20)] = None,
+    q: Annotated[str, Query(max_length=100)] = "",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
 ) -> Response:
     viewer = await signed_in(request)
@@ -60,7 +61,11 @@ async def agents(
             ) from None
     async with runtime.db.uow() as uow:
         rows = await list_agents(
-            uow, status=wanted, limit=PER_PAGE + 1, offset=(page - 1) * PER_PAGE
+            uow,
+            status=wanted,
+            search=q.strip(),
+            limit=PER_PAGE + 1,
+            offset=(page - 1) * PER_PAGE,
         )
         await uow.commit()
     return render(
@@ -72,6 +77,7 @@ async def agents(
             "more": len(rows) > PER_PAGE,
             "page": page,
             "status": status or "",
+            "q": q.strip(),
             "statuses": [s.value for s in AgentStatus],
             "allowed": ALLOWED,
             "section": "operator",
