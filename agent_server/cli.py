@@ -15,7 +15,7 @@ from agent_server.kernel.logs import configure_logging
 from agent_server.kernel.recursion import restore_recursion_limit
 
 if TYPE_CHECKING:
-    from agent_server.accounts.models import OutboxMail
+    from agent_server.mail import OutboxMail
     from agent_server.runtime import Runtime
 
 T = TypeVar("T")

@@ -15,21 +15,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import func, select
+from sqlalchemy import Index, Integer, String, Text, func, select
+from sqlalchemy.orm import Mapped, mapped_column
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, UnitOfWork
+from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 log = get_logger(__name__)
 
 SMTP_TIMEOUT_SECONDS = 15
+
+
+class OutboxMail(Base):
+    """Mail kept in the database: written instead of sent when no SMTP server is configured
+    (``status`` NULL, for a developer to read), or queued in the transaction of the change it
+    is about (``status`` queued, then sent or failed) for the sender to deliver by SMTP."""
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    to_addr: Mapped[str] = mapped_column(String(255), index=True)
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str | None] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When a queued mail is next due; a claimed one is not due again before its lease ends.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,14 @@ from accounts_support import Api, api_for, bearer, outbox_code, wrong_code
 from billing_support import make_schedule
 from sqlalchemy import func, select
 
-from agent_server.accounts.models import Agent, OutboxMail
+from agent_server.accounts.models import Agent
 from agent_server.accounts.service import CODE_REFUSED, RESENT
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus
 from agent_server.booking.service import book_slot
 from agent_server.dashboard.models import SignInCode
 from agent_server.kernel.clock import FakeClock
+from agent_server.mail import OutboxMail
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 

@@ -40,7 +40,6 @@ from soak_audit import booking_consistency
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule, Specialist
 from agent_server.booking.schedules import ScheduleOwner
@@ -50,6 +49,7 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import BookingConflict
 from agent_server.kernel.store import Database, make_engine
 from agent_server.kernel.store.conflicts import REASON_CHANGED, lost_update
+from agent_server.mail import OutboxMail
 from agent_server.services.bookings import (
     cancel_booking,
     complete_booking,

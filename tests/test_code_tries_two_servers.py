@@ -18,10 +18,11 @@ from smtp_sink import free_port
 from soak import PEPPER, drop_database, fresh_database
 from sqlalchemy import select
 
-from agent_server.accounts.models import Agent, EmailCode, OutboxMail
+from agent_server.accounts.models import Agent, EmailCode
 from agent_server.accounts.service import CODE_REFUSED
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
+from agent_server.mail import OutboxMail
 
 N = 60
 UNLIMITED = "100000"

@@ -28,7 +28,7 @@ from mcp_support import CLI
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import func, select
 
-from agent_server.accounts.models import Agent, OutboxMail
+from agent_server.accounts.models import Agent
 from agent_server.accounts.status import find_agent
 from agent_server.app import create_app
 from agent_server.booking import service
@@ -53,6 +53,7 @@ from agent_server.kernel.inputs import (
     require,
 )
 from agent_server.kernel.store import Database
+from agent_server.mail import OutboxMail
 from agent_server.oauth.models import OAuthClient
 from agent_server.runtime import Runtime
 from billing import balances

@@ -13,7 +13,6 @@ from smtp_sink import SmtpSink
 from sqlalchemy import select, update
 from test_bookings import MON_9, book, make_agents, specialist_schedule
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import CancelledBy, Specialist
 from agent_server.booking.service import book_slot, cancel_booking
@@ -21,6 +20,7 @@ from agent_server.events.mail_delivery import MailSender
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
+from agent_server.mail import OutboxMail
 
 
 @pytest.fixture

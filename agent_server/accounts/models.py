@@ -1,8 +1,9 @@
 """Agents: the LLM-agent accounts that call the tools and pay for them.
 
 Besides the ``agents`` row itself this module holds what accounts need around it: the labels
-the directory filters on, email verification codes, the status history operators write, the
-development mail outbox and the rate-limit counters shared by every server process.
+the directory filters on, email verification codes, the status history operators write and
+the rate-limit counters shared by every server process. The mail outbox table lives with the
+mail queue (``agent_server.mail.OutboxMail``).
 """
 
 from __future__ import annotations
@@ -125,28 +126,6 @@ class AgentStatusChange(Base):
     actor: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class OutboxMail(Base):
-    """Mail kept in the database: written instead of sent when no SMTP server is configured
-    (``status`` NULL, for a developer to read), or queued in the transaction of the change it
-    is about (``status`` queued, then sent or failed) for the sender to deliver by SMTP."""
-
-    __tablename__ = "mail_outbox"
-    __table_args__ = (Index("ix_mail_outbox_due", "status", "next_attempt_at"),)
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(40))
-    to_addr: Mapped[str] = mapped_column(String(255), index=True)
-    subject: Mapped[str] = mapped_column(String(255))
-    body: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str | None] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # When a queued mail is next due; a claimed one is not due again before its lease ends.
-    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    claim_token: Mapped[str | None] = mapped_column(String(32))
-    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RateCounter(Base):

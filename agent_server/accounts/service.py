@@ -1,12 +1,14 @@
 """Account operations: register, verify email, resend the code, rotate the key, update,
-delete, and the public profile and directory.
+delete, and the directory. (A public profile with its schedules is ``booking.profiles``.)
 
 Commands (``register_agent``, ``verify_email``, ``resend_verification``, ``regenerate_key``,
-``update_profile``, ``delete_agent``, ``public_profile``) take a fresh ``UnitOfWork``, own its
+``update_profile``, ``delete_agent``) take a fresh ``UnitOfWork``, own its
 transaction and commit it; mail goes out after the commit. Queries that only read take a
 fresh one too. Secrets (API keys, codes) exist in clear only in the return value of the call
 that created them and in the mail; they are never logged.
 """
+
+# Long by design: the account commands share the agent row's codes, labels and key rules.
 
 from __future__ import annotations
 
@@ -33,7 +35,6 @@ from agent_server.accounts.models import (
     AgentStatus,
     EmailCode,
     LabelKind,
-    OutboxMail,
 )
 from agent_server.accounts.ratelimit import hit
 from agent_server.accounts.schemas import (
@@ -46,13 +47,19 @@ from agent_server.accounts.schemas import (
     UpdateAgent,
 )
 from agent_server.accounts.status import READ_ONLY_STATUSES, find_agent, refuse_if_read_only
-from agent_server.booking.models import Schedule
 from agent_server.kernel.config import Settings
-from agent_server.kernel.errors import NotFound, RateLimited, ValidationFailed
+from agent_server.kernel.errors import RateLimited, ValidationFailed
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.money import decimal_text, usd_decimal
 from agent_server.kernel.store import Database, UnitOfWork
-from agent_server.mail import MailDeliveryFailed, MailLater, OutgoingMail, send_mail, send_quietly
+from agent_server.mail import (
+    MailDeliveryFailed,
+    MailLater,
+    OutboxMail,
+    OutgoingMail,
+    send_mail,
+    send_quietly,
+)
 from wallets.addresses import deposit_address_for, wallet_keys
 from wallets.currencies import currency_info
 from wallets.rates import RateSource, StaticRateSource, usd_to_base_units
@@ -61,7 +68,6 @@ log = get_logger(__name__)
 
 CODE_TTL = timedelta(minutes=15)
 MAX_CODE_ATTEMPTS = 5
-PUBLIC_SCHEDULES = 20
 VERIFY_ENDPOINT = "POST /api/agent/verify-email"
 RESEND_ENDPOINT = "POST /api/agent/resend-verification"
 
@@ -563,10 +569,11 @@ async def delete_agent(
     """Erase the agent's personal data and revoke its key; money records stay.
 
     The row remains (ledger entries, deposits and bookings point at its id) with its name,
-    emails, description, profile, callback URL and labels removed, its pending codes and
-    outbox mail deleted and its schedules withdrawn. ``settle`` runs first, in the same
-    transaction under the agent's row lock: it deals with money left (or refuses, and nothing
-    is erased).
+    emails, description, profile, callback URL and labels removed and its pending codes and
+    outbox mail deleted. ``settle`` runs first, in the same transaction under the agent's row
+    lock: it deals with money left (or refuses, and nothing is erased) and with what other
+    domains keep for the agent (``services.closing.close_account`` passes one that also
+    withdraws its schedules).
     """
     async with uow:
         agent = await find_agent(uow, agent_id, for_update=True)
@@ -593,53 +600,11 @@ async def delete_agent(
         await session.execute(delete(AgentLabel).where(AgentLabel.agent_id == agent.id))
         await session.execute(delete(EmailCode).where(EmailCode.agent_id == agent.id))
         await session.execute(delete(OutboxMail).where(OutboxMail.to_addr == old_email))
-        await session.execute(
-            update(Schedule)
-            .where(Schedule.agent_id == agent.id, Schedule.deleted_at.is_(None))
-            .values(deleted_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
         await uow.commit()
     log.info("agent.deleted", agent_id=agent_id)
 
 
-# --- public profile and directory -------------------------------------------------------
-
-
-async def public_profile(uow: UnitOfWork, agent_id: int) -> tuple[Agent, list[Schedule]]:
-    """An active agent and up to 20 of its active public schedules; records the access."""
-    async with uow:
-        agent = (
-            await uow.session.execute(
-                select(Agent).where(
-                    Agent.id == agent_id,
-                    Agent.status == AgentStatus.ACTIVE.value,
-                    Agent.deleted_at.is_(None),
-                )
-            )
-        ).scalar_one_or_none()
-        if agent is None:
-            raise NotFound(f"no active agent {agent_id}", {"agent_id": agent_id})
-        now = uow.clock.now()
-        today = now.date()
-        schedules = list(
-            (
-                await uow.session.execute(
-                    select(Schedule)
-                    .where(
-                        Schedule.agent_id == agent.id,
-                        Schedule.private.is_(False),
-                        Schedule.deleted_at.is_(None),
-                        (Schedule.end_date.is_(None)) | (Schedule.end_date >= today),
-                    )
-                    .order_by(Schedule.created_at.desc(), Schedule.id.desc())
-                    .limit(PUBLIC_SCHEDULES)
-                )
-            ).scalars()
-        )
-        agent.last_accessed_at = now
-        await uow.commit()
-    return agent, schedules
+# --- directory -------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -32,12 +32,12 @@ from agent_server.api.schemas import (
     VerifyResponse,
     Wallet,
 )
+from agent_server.booking import profiles
 from agent_server.events.urls import check_callback_url
 from agent_server.kernel.inputs import Text
-from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
-from agent_server.services.closing import settle_before_closing
+from agent_server.services.closing import close_account
 from wallets.rates import RateSource
 from wallets.service import rate_source
 
@@ -211,10 +211,7 @@ async def delete_me(
     withdraw the agent's schedules. Ledger records stay, attached to the anonymised agent.
     Refused while money is left or withdrawals are open, unless ``remaining=forfeit``."""
 
-    async def settle(uow: UnitOfWork, agent_id: int) -> None:
-        await settle_before_closing(uow, agent_id, remaining)
-
-    await service.delete_agent(runtime.db.uow(), caller.agent_id, settle=settle)
+    await close_account(runtime.db.uow(), caller.agent_id, remaining)
     return MessageResponse(
         message="Agent deleted: personal data erased and API key revoked. "
         "Financial records are kept, anonymised."
@@ -229,7 +226,7 @@ async def delete_me(
 )
 async def public_profile(id: AgentId, runtime: RuntimeDep) -> PublicProfileResponse:
     """An active agent's public profile and up to 20 of its active public schedules."""
-    agent, schedules = await service.public_profile(runtime.db.uow(), id)
+    agent, schedules = await profiles.public_profile(runtime.db.uow(), id)
     return PublicProfileResponse(
         agent=AgentPublic.of(agent), schedules=[SchedulePublic.of(s) for s in schedules]
     )

@@ -32,7 +32,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import select, update
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database
@@ -41,6 +40,7 @@ from agent_server.mail import (
     QUEUED,
     SENT,
     MailDeliveryFailed,
+    OutboxMail,
     OutgoingMail,
     deliver_smtp,
     masked,

@@ -7,6 +7,8 @@ final. Anything left refuses the closing, naming the amounts and the ways out: w
 (and wait for the withdrawals to end), or choose ``remaining="forfeit"``, which records the
 owner's explicit choice: each balance moves to the forfeited account with that reason.
 Withdrawals still open always refuse it: a failed one would return money to a closed account.
+``close_account`` is the use case every surface calls: settle, withdraw the agent's schedules
+(``booking.profiles.withdraw_schedules``), then erase.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Literal
 
 from sqlalchemy import func, select
 
+from agent_server.accounts.service import delete_agent
+from agent_server.booking.profiles import withdraw_schedules
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text
 from agent_server.kernel.store import UnitOfWork
@@ -82,3 +86,14 @@ async def settle_before_closing(uow: UnitOfWork, agent_id: int, remaining: Remai
             agent_id=agent_id,
             memo=f"forfeited on closing the account, by the owner's choice ({ref.kind.value})",
         )
+
+
+async def close_account(uow: UnitOfWork, agent_id: int, remaining: Remaining) -> None:
+    """Close the agent's account in one transaction under its row lock: settle what it holds
+    (or refuse, changing nothing), withdraw its schedules, erase its personal data."""
+
+    async def settle(uow: UnitOfWork, agent_id: int) -> None:
+        await settle_before_closing(uow, agent_id, remaining)
+        await withdraw_schedules(uow, agent_id)
+
+    await delete_agent(uow, agent_id, settle=settle)

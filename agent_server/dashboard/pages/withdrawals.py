@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 
-from agent_server.accounts import service as accounts
 from agent_server.dashboard.forms import field_errors, parse_amount, text
 from agent_server.dashboard.people import (
     changeable_agent,
@@ -32,9 +31,8 @@ from agent_server.dashboard.web import (
 )
 from agent_server.kernel.errors import AgentServerError, NotFound, ValidationFailed
 from agent_server.kernel.money import decimal_text
-from agent_server.kernel.store import UnitOfWork
 from agent_server.services import withdrawals as svc
-from agent_server.services.closing import Remaining, settle_before_closing
+from agent_server.services.closing import Remaining, close_account
 from wallets.currencies import CURRENCIES
 from wallets.withdrawal_models import OPEN_STATUSES, WithdrawalKind
 
@@ -238,11 +236,8 @@ async def close_agent(request: Request, agent_id: Id) -> Response:
     runtime = runtime_of(request)
     remaining: Remaining = "forfeit" if text(form, "forfeit") == "yes" else None
 
-    async def settle(uow: UnitOfWork, agent_id: int) -> None:
-        await settle_before_closing(uow, agent_id, remaining)
-
     try:
-        await accounts.delete_agent(runtime.db.uow(), agent_id, settle=settle)
+        await close_account(runtime.db.uow(), agent_id, remaining)
     except ValidationFailed as exc:
         owner = svc.Owner(agent_id=agent_id)
         base = f"/agents/{agent_id}/withdrawals"
