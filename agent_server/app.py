@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import text
 from starlette.types import ASGIApp, Scope
 
@@ -21,7 +21,7 @@ from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
 from agent_server.events.mail_delivery import start_mail_sender
 from agent_server.events.worker import start_worker
-from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.errors import NotFound, ValidationFailed
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.metrics import RequestMetrics
 from agent_server.kernel.recursion import restore_recursion_limit
@@ -48,6 +48,19 @@ def refused(scope: Scope, error: ValidationFailed) -> ASGIApp:
     if request.url.path == MCP_PATH:
         return refused_body(error)
     browser = "text/html" in request.headers.get("accept", "") or "hx-request" in request.headers
+    if request.url.path.startswith(JSON_PATHS) or not browser:
+        return error_response(error)
+    return error_page(request, error)
+
+
+async def not_found(request: Request, _exc: Exception) -> Response:
+    """A URL nothing answers: the dashboard's page for a browser, SPEC's body for any other
+    client (what the MCP app, mounted last, leaves unanswered)."""
+    error = NotFound(
+        f"Nothing is at {request.url.path[:200]}: check the address, or start from the "
+        "overview at /."
+    )
+    browser = "text/html" in request.headers.get("accept", "")
     if request.url.path.startswith(JSON_PATHS) or not browser:
         return error_response(error)
     return error_page(request, error)
@@ -144,7 +157,10 @@ def create_app(
     app.mount("/api", build_api(runtime))
     install_dashboard(app, runtime)  # pages and /static, ahead of the MCP catch-all
     app.mount("/calendar", calendar_app(runtime))
-    # Last: the MCP app answers /mcp and its protected-resource metadata.
+    # Last: the MCP app answers /mcp and its protected-resource metadata, and what nothing
+    # answers gets the branded 404.
+    mcp_app.add_exception_handler(404, not_found)
+    mcp_app.state.runtime = runtime  # the 404 page reads the clock as every page does
     app.mount("/", mcp_app)
     app.add_middleware(McpFirst, mcp_app=mcp_app)
     # Before any parser (REST, forms, MCP) sees a body: bounded size and JSON nesting.
