@@ -43,10 +43,11 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from web3 import AsyncWeb3
 
-from agent_server.accounts.models import Agent, OutboxMail
+from agent_server.accounts.models import Agent
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
+from agent_server.mail import OutboxMail
 from agent_server.runtime import Runtime
 from agent_server.services import withdrawals as svc
 from billing.ledger import credit, debit, open_account, post, system_account

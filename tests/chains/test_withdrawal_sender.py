@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import signal
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +32,19 @@ from withdrawal_support import (
     withdrawal,
 )
 
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
+from agent_server.mail import OutboxMail
+from agent_server.runtime import Runtime
+from agent_server.services import withdrawals as svc
 from billing.models import AccountKind, LedgerTransaction
 from wallets.chains import AnvilNode
 from wallets.chains.anvil import mine, rpc
 from wallets.evm import evm_network
+from wallets.network_fees import FixedFees
 from wallets.sending.sender import PAUSE_VARIABLE, WithdrawalSender
+from wallets.withdrawal_models import WithdrawalKind
 
 GWEI = 10**9
 
@@ -251,3 +259,74 @@ async def test_a_sender_killed_between_its_steps_never_sends_twice_nor_loses_a_w
     assert await balance(db, agent, "USDC") == 80_000_000 - 6_700_000
     assert await system_balance(db, AccountKind.WITHDRAWING, "USDC") == 0
     assert await system_balance(db, AccountKind.WITHDRAWN, "USDC") == 6_500_000
+
+
+async def test_the_whole_path_request_code_cooling_off_approval_sent_confirmed(
+    db: Database,
+    anvil: AsyncWeb3[Any],
+    test_tokens: dict[str, str],
+    hot: tuple[Path, str],
+    clock: FakeClock,
+) -> None:
+    """Through the withdrawal services: requested to a new address (its code mailed), the
+    code confirmed, the cooling-off time waited, an operator's approval for an amount above
+    the limit, then the sender: exactly the amount arrives, amount and fee leave the wallet."""
+    keystore, _ = hot
+    settings = Settings(
+        withdrawal_cooling_off=timedelta(hours=1), withdrawal_approval_usd_micros=50_000_000
+    )
+    runtime = Runtime(settings, db)
+    terms = svc.Terms.of(settings, runtime.billing, FixedFees(2_000_000_000, 5))
+    agent = await funded_agent(db, {"USDC": 500_000_000})
+    owner = svc.Owner(agent_id=agent)
+    to = external_address()
+    async with db.uow() as uow:
+        placed = await svc.request(
+            uow,
+            terms,
+            owner,
+            kind=WithdrawalKind.WITHDRAWAL,
+            currency="USDC",
+            amount=120_000_000,
+            address=to,
+            request_key="k1",
+        )
+        email = await svc.owner_email(uow, owner)
+        await uow.commit()
+    w = placed.withdrawal
+    assert placed.code_sent and w.status == "awaiting_confirmation" and w.needs_approval
+    async with db.uow() as uow:
+        body = await uow.session.scalar(
+            select(OutboxMail.body)
+            .where(OutboxMail.to_addr == email)
+            .order_by(OutboxMail.id.desc())
+        )
+    code = re.search(r"code is (\S+) \(valid", body or "")
+    assert code
+    async with db.uow() as uow:
+        confirmed = await svc.confirm_address(uow, settings, owner, w.address_id, code.group(1))
+        await uow.commit()
+    assert confirmed.error is None
+    sender = await evm_sender(db, anvil, keystore)
+    await sender.run_once()  # nothing to send yet: cooling off
+    assert (await withdrawal(db, w.public_id)).status == "awaiting_confirmation"
+    clock.advance(timedelta(hours=1))
+    async with db.uow() as uow:
+        await svc.release_due(uow)
+        await uow.commit()
+    assert (await withdrawal(db, w.public_id)).status == "awaiting_approval"
+    await sender.run_once()
+    assert (await withdrawal(db, w.public_id)).status == "awaiting_approval"
+    async with db.uow() as uow:
+        await svc.approve(uow, w.public_id, operator="ops@example.com", note="known customer")
+        await uow.commit()
+
+    await drive(sender, anvil, [w.public_id], db)
+
+    done = await withdrawal(db, w.public_id)
+    assert done.status == "confirmed" and done.decided_by == "ops@example.com"
+    assert await token_balance(anvil, test_tokens["USDC"], to) == 120_000_000
+    assert await balance(db, agent, "USDC") == 500_000_000 - 120_000_000 - done.fee
+    assert await system_balance(db, AccountKind.NETWORK_FEES, "USDC") == done.fee
+    kinds = [t for t, p in await events(db, agent) if p.get("id") == w.public_id]
+    assert kinds == ["withdrawal.requested", "withdrawal.sent", "withdrawal.confirmed"]
