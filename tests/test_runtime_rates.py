@@ -8,8 +8,7 @@ from accounts_support import settings_for
 from agent_server.kernel.store import Database
 from agent_server.runtime import Runtime
 from billing.config import BillingConfig
-from wallets.rates import FakeRateSource, StaticRateSource
-from wallets.service import rate_source
+from wallets.rates import FakeRateSource, StaticRateSource, rate_source
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])

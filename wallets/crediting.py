@@ -1,22 +1,23 @@
 """Turning observed deposits into money, and taking it back when a reorg removes them.
 
-``credit_confirmed`` posts a confirmed deposit to the ledger (``billing.credit_deposit``,
+``credit_confirmed`` posts a confirmed deposit to the ledger (``DepositFollowUp.credit``,
 idempotent by reference) at the USD rate of that moment, has a ``pending_deposit`` agent
 activated when the deposit is worth at least the activation amount, and records
 ``deposit.confirmed``. What is credited is the amount received on chain in base units,
 rounded down (wei to gwei for ETH; the dust below one gwei stays on the deposit row); the
 minimum deposit and the activation amount are checked against that credited amount.
 ``orphan`` marks a deposit whose block left the chain and, if it had been credited, reverses
-it with a new ledger transaction (``billing.reverse_deposit``) and records
+it with a new ledger transaction (``DepositFollowUp.reverse``) and records
 ``deposit.reversed``; an agent that a deposit activated goes back to ``pending_deposit`` once
 none of its credited deposits left reaches the activation amount (a deposit that activates
 an account and is then reorged away must not leave the account open). Both claim the deposit
 row with a conditional UPDATE first, so two watcher processes never post the same deposit
 twice.
 
-What a deposit changes outside the wallets (the agent's account status, the agent's event
-outbox) goes through ``DepositFollowUp``, a protocol the wallets own and the service layer
-implements (``agent_server.services.deposits``); it runs in the crediting transaction.
+What a deposit changes outside the wallets (the ledger, the agent's account status, the
+agent's event outbox) goes through ``DepositFollowUp``, a protocol the wallets own and the
+service layer implements (``agent_server.services.deposits``); it runs in the crediting
+transaction.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from sqlalchemy import exists, select, update
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.money import amount_text, decimal_text, usd_text
 from agent_server.kernel.store import UnitOfWork
-from billing.wallet_funds import credit_deposit, reverse_deposit
 from wallets.currencies import currency_info
 from wallets.events import (
     DEPOSIT_CONFIRMED,
@@ -44,6 +44,22 @@ log = get_logger(__name__)
 
 class DepositFollowUp(Protocol):
     """What a deposit does beyond the wallets, in the caller's transaction (no commit)."""
+
+    async def credit(
+        self,
+        uow: UnitOfWork,
+        *,
+        agent_id: int,
+        currency: str,
+        amount: int,
+        usd_micros: int,
+        reference: str,
+    ) -> int:
+        """Credit the deposit to the agent's wallet in the ledger, idempotent by ``reference``;
+        the ledger transaction's id."""
+
+    async def reverse(self, uow: UnitOfWork, *, reference: str, reason: str) -> int | None:
+        """Reverse the credit made under ``reference``; the reversal's id (None if none)."""
 
     async def lock_holder(self, uow: UnitOfWork, agent_id: int) -> None:
         """Hold the agent's row until the transaction ends: one funding decision at a time."""
@@ -145,7 +161,7 @@ async def credit_confirmed(
     rate = rates.usd_micros_per_coin(info.code)
     usd = base_units_to_usd(credited, info.code, rate)
     reference = deposit_reference(deposit)
-    txn = await credit_deposit(
+    txn = await follow_up.credit(
         uow,
         agent_id=deposit.agent_id,
         currency=info.code,
@@ -223,7 +239,7 @@ async def orphan(
         return None
     reversal: int | None = None
     if previous == DepositStatus.CREDITED:
-        reversal = await reverse_deposit(uow, reference=deposit_reference(deposit), reason=reason)
+        reversal = await follow_up.reverse(uow, reference=deposit_reference(deposit), reason=reason)
         await uow.session.execute(
             update(Deposit)
             .where(Deposit.id == deposit.id)

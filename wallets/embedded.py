@@ -48,8 +48,7 @@ from wallets.chains.tokens import deploy_test_tokens, has_code
 from wallets.crediting import DepositFollowUp
 from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainCheckpoint, ChainToken, ScannedBlock
-from wallets.rates import RateSource
-from wallets.service import rate_source
+from wallets.rates import RateSource, rate_source
 from wallets.watcher import ChainSource, DepositWatcher
 
 log = get_logger(__name__)

@@ -93,3 +93,13 @@ def base_units_to_usd(amount: int, code: str, rate: int) -> int:
     if rate <= 0:
         raise ValueError("a rate must be positive")
     return amount * rate // _unit(code)
+
+
+class HasRates(Protocol):
+    @property
+    def rates(self) -> RateSource: ...
+
+
+def rate_source(runtime: HasRates) -> RateSource:
+    """The runtime's one rate source: the one billing charges with, shared by all."""
+    return runtime.rates

@@ -38,8 +38,7 @@ from agent_server.kernel.inputs import Text
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
 from agent_server.services.closing import close_account
-from wallets.rates import RateSource
-from wallets.service import rate_source
+from wallets.rates import RateSource, rate_source
 
 router = APIRouter(tags=["agents"], responses=error_responses(422, 429))
 

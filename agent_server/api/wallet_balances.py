@@ -5,7 +5,7 @@
     POST /api/agent/wallet/currency   {"currency": "USDC"} -> deposit address, minimum deposit
 
 Both work for every authenticated agent, pending ones included (they need the address to
-activate). The work is done by ``wallets.service``, which the MCP tools share.
+activate). The work is done by ``agent_server.services.wallets``, which the MCP tools share.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.kernel.money import Money
 from agent_server.services.earnings import earnings
-from wallets.service import choose_currency, get_wallet, rate_source
+from agent_server.services.wallets import choose_currency, get_wallet
+from wallets.rates import rate_source
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401))
 

@@ -47,7 +47,7 @@ from billing.meter import (
     max_price_refused,
     run_metered,
 )
-from wallets.service import rate_source
+from wallets.rates import rate_source
 
 log = get_logger(__name__)
 

@@ -1,5 +1,8 @@
 """The wallet surface: balances per currency with their USD value, and deposit instructions.
 
+It composes the wallets (addresses, pending deposits) with billing's ledger (balances, opening
+a currency's wallet), so it lives in the service layer.
+
 Plain async functions over a ``UnitOfWork``, called by REST (``/api/agent/wallet``,
 ``/api/agent/wallet/currency``) and by the MCP tools ``get-wallet`` and
 ``get-deposit-address``::
@@ -17,7 +20,6 @@ arrived on chain, are shown in base units rounded down, as crediting rounds them
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 from sqlalchemy import select
 
@@ -31,16 +33,6 @@ from wallets.currencies import CURRENCIES, currency_info
 from wallets.holders import holder
 from wallets.models import Deposit, DepositStatus
 from wallets.rates import RateSource, base_units_to_usd, usd_to_base_units
-
-
-class HasRates(Protocol):
-    @property
-    def rates(self) -> RateSource: ...
-
-
-def rate_source(runtime: HasRates) -> RateSource:
-    """The runtime's one rate source: the one billing charges with, shared by all."""
-    return runtime.rates
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ from web3 import AsyncWeb3
 from agent_server.accounts.status import status_history
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
+from agent_server.services.wallets import get_wallet
 from billing.models import LedgerTransaction
 from wallets.chains import AnvilNode
 from wallets.chains.anvil import mine, rpc, send_value
 from wallets.chains.tokens import transfer, transfer_many
 from wallets.devfund import fund_agent
 from wallets.models import ChainCheckpoint, DepositEvent, ScannedBlock
-from wallets.service import get_wallet
 
 USDC = 1_000_000  # base units per USDC
 GWEI = 10**9  # ETH's base unit is the gwei; the chain counts in wei (10^9 per gwei)

@@ -45,10 +45,11 @@ from agent_server.kernel.money import decimal_text, usd_decimal, usd_text
 from agent_server.services import bookings as booking_steps
 from agent_server.services import disputes as dispute_steps
 from agent_server.services import limits
+from agent_server.services.wallets import choose_currency, get_wallet
 from billing.usage import check_period, usage_for
 from wallets.addresses import agent_addresses
 from wallets.currencies import CURRENCIES, currency_info
-from wallets.service import choose_currency, get_wallet, rate_source
+from wallets.rates import rate_source
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 

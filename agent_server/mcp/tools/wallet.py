@@ -16,10 +16,10 @@ from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
 from agent_server.services import limits as limits_svc
+from agent_server.services import wallets as wallet_svc
 from agent_server.services.earnings import Earnings, earnings
 from billing import meter, usage
 from billing.meter import ExtraPrice
-from wallets import service as wallet_svc
 
 Currency = Literal["BTC", "ETH", "USDT", "USDC"]
 
