@@ -21,6 +21,7 @@ from agent_server.booking.models import BookingStatus, CancelledBy, Specialist
 from agent_server.booking.schedules import ScheduleOwner, parse_model
 from agent_server.dashboard.charts import qr_svg, recent_periods, usage_chart
 from agent_server.dashboard.forms import field_errors, parse_amount, text
+from agent_server.dashboard.guide import guide_for
 from agent_server.dashboard.history import (
     TYPES,
     all_history,
@@ -72,6 +73,7 @@ async def _agent_page(
     async with runtime.db.uow() as uow:
         agent = await owned_agent(uow, viewer.person, agent_id)
         view = await limits.limits(uow, agent_id, runtime.billing)
+        guide = await guide_for(uow, runtime, request, agent, new_key)
         await uow.commit()  # read only; keeps the loaded agent readable
     shown = {
         "daily_cap": "" if view.daily_cap is None else usd_decimal(view.daily_cap),
@@ -88,6 +90,7 @@ async def _agent_page(
             "agent": agent,
             "tab": "settings",
             "new_key": new_key,
+            "guide": guide,
             "values": shown,
             "errors": errors or {},
             "spent_today": usd_decimal(view.spent_today),
