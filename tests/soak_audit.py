@@ -46,6 +46,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from agent_server.booking.clock import EXPIRED
+from agent_server.booking.events import BOOKING_EVENTS
 from agent_server.booking.models import (
     Booking,
     BookingChange,
@@ -56,7 +57,6 @@ from agent_server.booking.models import (
     Schedule,
 )
 from agent_server.booking.service import RESCHEDULED
-from agent_server.events.bookings import BOOKING_EVENTS
 from agent_server.events.models import OutboxEvent
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,

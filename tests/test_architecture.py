@@ -1,7 +1,8 @@
 """The import contract of pyproject.toml (``[tool.importlinter]``): arrows point down only.
 
-Transports → services and runtime → domain (booking, accounts, events, mail, billing, wallets)
-→ kernel; billing and wallets import neither bookings nor accounts; events import no transport;
+Transports → services and runtime → domain → kernel, and inside the domain booking → events →
+accounts and billing (siblings that import neither each other) → mail and wallets (siblings);
+billing and wallets import neither bookings nor accounts; events import no transport;
 transports leave escrow, refunds, payouts and rebooking to the services.
 The first test checks the code as it is; the others add one upward import to a copy of the code
 and show the same contract refusing it, so the contract cannot pass by checking nothing.
@@ -92,3 +93,34 @@ def test_sideways_and_money_arrows_break_the_contract(copy_of_the_code: Path) ->
     assert "billing.upward -> agent_server.booking.models" in result.stdout
     assert "agent_server.events.upward -> agent_server.dashboard.web" in result.stdout
     assert "agent_server.dashboard.refunds -> billing.escrow" in result.stdout
+
+
+def test_arrows_between_domain_packages_run_one_way(copy_of_the_code: Path) -> None:
+    _add_module(
+        copy_of_the_code,
+        "agent_server/accounts/upward.py",
+        '"""Accounts reading bookings."""\n\nfrom agent_server.booking.models import Schedule\n',
+    )
+    _add_module(
+        copy_of_the_code,
+        "agent_server/events/upward.py",
+        '"""Events reading bookings."""\n\nimport agent_server.booking.models\n',
+    )
+    _add_module(
+        copy_of_the_code,
+        "wallets/upward.py",
+        '"""Wallets posting to the ledger."""\n\nfrom billing.wallet_funds import credit_deposit\n',
+    )
+    _add_module(
+        copy_of_the_code,
+        "billing/sideways.py",
+        '"""Billing reading agents\' status."""\n\nimport agent_server.accounts.status\n',
+    )
+    result = lint_imports(copy_of_the_code)
+    assert result.returncode != 0
+    assert "agent_server.accounts is not allowed to import agent_server.booking" in result.stdout
+    assert "agent_server.accounts.upward -> agent_server.booking.models" in result.stdout
+    assert "agent_server.events is not allowed to import agent_server.booking" in result.stdout
+    assert "wallets is not allowed to import billing" in result.stdout
+    assert "wallets.upward -> billing.wallet_funds" in result.stdout
+    assert "billing is not allowed to import agent_server.accounts" in result.stdout

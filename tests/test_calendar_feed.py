@@ -16,11 +16,10 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import CancelledBy
+from agent_server.booking.calendar import rotate_specialist_calendar_token
+from agent_server.booking.models import CalendarToken, CancelledBy
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.booking.service import book_slot, cancel_booking, reject_booking
-from agent_server.events.calendar import rotate_specialist_calendar_token
-from agent_server.events.models import CalendarToken
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database
 

@@ -22,7 +22,7 @@ from agent_server.accounts.ratelimit import hit
 from agent_server.accounts.service import limit_ip
 from agent_server.api.auth import client_ip
 from agent_server.api.errors import CatchAll, error_response
-from agent_server.events.calendar import FeedOwner, feed_for, owner_of
+from agent_server.booking.calendar import FeedOwner, feed_for, owner_of
 from agent_server.kernel.errors import NotFound, RateLimited
 from agent_server.runtime import Runtime
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
-from agent_server.events.calendar import feed_path, rotate_agent_calendar_token
+from agent_server.booking.calendar import feed_path, rotate_agent_calendar_token
 from agent_server.events.deliveries import MAX_PER_PAGE, list_deliveries
 from agent_server.events.signing import SIGNATURE_HEADER, rotate_webhook_secret
 from agent_server.runtime import Runtime

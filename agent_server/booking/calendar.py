@@ -28,8 +28,13 @@ from sqlalchemy.orm import aliased
 from agent_server.accounts.keys import hash_secret
 from agent_server.accounts.models import Agent
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import Booking, BookingStatus, Schedule, Specialist
-from agent_server.events.models import CalendarToken
+from agent_server.booking.models import (
+    Booking,
+    BookingStatus,
+    CalendarToken,
+    Schedule,
+    Specialist,
+)
 from agent_server.kernel.config import get_settings
 from agent_server.kernel.store import UnitOfWork
 

@@ -22,9 +22,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Select, or_, select, update
 
+from agent_server.booking.events import emit_booking
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Specialist
 from agent_server.booking.service import _cancel, _lock_booking
-from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import BOOKING_EXPIRED
 from agent_server.kernel.store import UnitOfWork
 

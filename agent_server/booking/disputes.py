@@ -29,6 +29,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from agent_server.booking.events import emit_booking
 from agent_server.booking.models import (
     Booking,
     BookingChange,
@@ -45,7 +46,6 @@ from agent_server.booking.service import (
     _record,
     _status_conflict,
 )
-from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import BOOKING_DISPUTED, DISPUTE_RESOLVED, iso
 from agent_server.kernel.errors import BookingConflict, Forbidden, ValidationFailed
 from agent_server.kernel.store import UnitOfWork

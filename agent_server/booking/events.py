@@ -26,6 +26,7 @@ from typing import Any
 
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, Schedule
+from agent_server.booking.specialist_mail import mail_specialist
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,
@@ -39,7 +40,6 @@ from agent_server.events.outbox import (
     emit,
     iso,
 )
-from agent_server.events.specialist_mail import mail_specialist
 from agent_server.kernel.store import UnitOfWork
 
 BOOKING_EVENTS = (

@@ -343,3 +343,22 @@ class CatalogueState(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_txid: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class CalendarToken(Base):
+    """The one live iCal feed token of an agent or a specialist, stored as a peppered hash."""
+
+    __tablename__ = "calendar_tokens"
+    __table_args__ = (
+        CheckConstraint("(agent_id IS NULL) <> (specialist_id IS NULL)", name="exactly_one_owner"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    agent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("agents.id", ondelete="CASCADE"), unique=True
+    )
+    specialist_id: Mapped[int | None] = mapped_column(
+        ForeignKey("specialists.id", ondelete="CASCADE"), unique=True
+    )
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

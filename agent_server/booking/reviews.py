@@ -35,8 +35,8 @@ from sqlalchemy import Update, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent_server.accounts.models import Agent
+from agent_server.booking.events import emit_booking
 from agent_server.booking.models import Booking, BookingStatus, Review, Schedule, Specialist
-from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import REVIEW_CREATED, iso
 from agent_server.kernel.errors import BookingConflict, Forbidden, NotFound, ValidationFailed
 from agent_server.kernel.inputs import check_id, check_text, require

@@ -3,7 +3,7 @@
 Every function takes an entered ``UnitOfWork`` and flushes, never commits: the caller commits,
 so escrow (billing) and events join the same transaction. Every status change writes a
 ``BookingChange`` line; nothing is ever deleted, so a booking's history is complete. Every
-status change also emits its ``booking.*`` event (``agent_server.events.bookings``) in the
+status change also emits its ``booking.*`` event (``agent_server.booking.events``) in the
 same transaction.
 
 Lifecycle::
@@ -104,6 +104,7 @@ from agent_server.booking.availability import (
     slot_end,
     unbookable_reason,
 )
+from agent_server.booking.events import emit_booking
 from agent_server.booking.models import (
     SEAT_HOLDING,
     Booking,
@@ -114,7 +115,6 @@ from agent_server.booking.models import (
 )
 from agent_server.booking.next_free import lower_next_free
 from agent_server.booking.schedules import ScheduleOwner, owner_of, taken_seats
-from agent_server.events.bookings import emit_booking
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,

@@ -1,4 +1,4 @@
-"""Events tables: the outbox, its delivery log, webhook secrets and calendar tokens.
+"""Events tables: the outbox, its delivery log and webhook secrets.
 
 ``outbox_events`` holds every event an agent is told about, written in the same transaction
 as the change that causes it. The delivery worker claims due rows (a lease in
@@ -25,7 +25,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 # The tables these reference, so the metadata resolves them wherever events are imported.
 from agent_server.accounts import models as _accounts  # noqa: F401
-from agent_server.booking import models as _booking  # noqa: F401
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
@@ -96,23 +95,4 @@ class WebhookSecret(Base):
         ForeignKey("agents.id", ondelete="CASCADE"), primary_key=True
     )
     nonce: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-class CalendarToken(Base):
-    """The one live iCal feed token of an agent or a specialist, stored as a peppered hash."""
-
-    __tablename__ = "calendar_tokens"
-    __table_args__ = (
-        CheckConstraint("(agent_id IS NULL) <> (specialist_id IS NULL)", name="exactly_one_owner"),
-    )
-
-    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    agent_id: Mapped[int | None] = mapped_column(
-        ForeignKey("agents.id", ondelete="CASCADE"), unique=True
-    )
-    specialist_id: Mapped[int | None] = mapped_column(
-        ForeignKey("specialists.id", ondelete="CASCADE"), unique=True
-    )
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -4,7 +4,7 @@
   is still held in escrow for their bookings (``agent_server.services.earnings``);
 - ``/specialist/notifications``: which booking mails they receive (new, cancelled, reminder),
   and their iCal feed: a new feed URL is shown once, with a button that copies it; making
-  one retires the previous URL (``agent_server.events.calendar``).
+  one retires the previous URL (``agent_server.booking.calendar``).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
+from agent_server.booking.calendar import feed_path, rotate_specialist_calendar_token
 from agent_server.dashboard.forms import NOTIFICATIONS, update_notifications
 from agent_server.dashboard.people import own_specialist
 from agent_server.dashboard.web import (
@@ -24,7 +25,6 @@ from agent_server.dashboard.web import (
     runtime_of,
     signed_in,
 )
-from agent_server.events.calendar import feed_path, rotate_specialist_calendar_token
 from agent_server.services.earnings import earnings
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
