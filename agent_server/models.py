@@ -1,5 +1,6 @@
 """Every ORM mapping of the product, imported so ``Base.metadata`` is complete."""
 
+from agent_server import mail as mail_models  # noqa: F401  (the mail outbox table)
 from agent_server.accounts import models as accounts_models
 from agent_server.booking import models as booking_models
 from agent_server.dashboard import models as dashboard_models  # noqa: F401
