@@ -330,3 +330,32 @@ async def test_the_whole_path_request_code_cooling_off_approval_sent_confirmed(
     assert await system_balance(db, AccountKind.NETWORK_FEES, "USDC") == done.fee
     kinds = [t for t, p in await events(db, agent) if p.get("id") == w.public_id]
     assert kinds == ["withdrawal.requested", "withdrawal.sent", "withdrawal.confirmed"]
+
+
+async def test_a_reorg_after_confirmation_is_followed_and_the_payment_sent_again_once(
+    db: Database, anvil: AsyncWeb3[Any], test_tokens: dict[str, str], hot: tuple[Path, str]
+) -> None:
+    keystore, hot_address = hot
+    agent = await funded_agent(db, {"ETH": 50_000_000})
+    to = external_address()
+    public_id = await approved_withdrawal(db, agent, "ETH", 4_000_000, 50_000, to)
+    sender = await evm_sender(db, anvil, keystore, confirmations=2)
+    snapshot = await rpc(anvil, "evm_snapshot")
+    await drive(sender, anvil, [public_id], db)
+    confirmed = await withdrawal(db, public_id)
+    assert confirmed.status == "confirmed"
+
+    await rpc(anvil, "evm_revert", snapshot)  # deeper than its confirmations: dropped
+    assert await anvil.eth.get_balance(to) == 0  # type: ignore[arg-type]
+    result = await sender.run_once()
+    assert result.rebroadcast == 1
+    for _ in range(3):
+        await mine(anvil)
+        await sender.run_once()
+
+    w = await withdrawal(db, public_id)
+    assert w.status == "confirmed" and w.tx_hash == confirmed.tx_hash and w.confirmations >= 3
+    assert await anvil.eth.get_balance(to) == 4_000_000 * GWEI  # type: ignore[arg-type]
+    assert await anvil.eth.get_transaction_count(hot_address) == int(w.nonce or 0) + 1  # type: ignore[arg-type]
+    assert await balance(db, agent, "ETH") == 50_000_000 - 4_050_000
+    assert await system_balance(db, AccountKind.WITHDRAWN, "ETH") == 4_000_000  # settled once

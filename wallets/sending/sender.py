@@ -17,6 +17,9 @@ what is approved:
   raw transaction and insert the send attempt; only after that commit is it broadcast.
   Nonces are unique per hot wallet in the database, so two senders never share one.
 
+- **after confirmation**, until ``reorg_window`` blocks deep: confirmations are counted on,
+  and a transaction a reorg dropped is broadcast again from its recorded bytes.
+
 What a withdrawal's steps do beyond its row (ledger, events) is the ``WithdrawalFollowUp`` the
 service layer implements, called in the same transaction as the status change.
 
@@ -111,12 +114,15 @@ class WithdrawalSender:
         *,
         confirmations: int,
         replace_after: float = 120.0,
+        reorg_window: int = 64,
     ) -> None:
         self.db = db
         self.signer = signer
         self.follow_up = follow_up
         self.confirmations = max(1, confirmations)
         self.replace_after = timedelta(seconds=replace_after)
+        # A confirmed withdrawal's transaction is still watched until this deep.
+        self.reorg_window = max(reorg_window, self.confirmations + 1)
         self.currencies = tuple(c for c, i in CURRENCIES.items() if i.chain is signer.chain)
 
     @property
@@ -127,6 +133,8 @@ class WithdrawalSender:
         result = SendResult()
         for withdrawal_id in await self._ids(FOLLOWED):
             await self.follow(withdrawal_id, result)
+        for withdrawal_id in await self._recent_confirmed():
+            await self.recheck(withdrawal_id, result)
         for withdrawal_id in await self._ids((WithdrawalStatus.APPROVED.value,)):
             await self.send(withdrawal_id, result)
         return result
@@ -296,6 +304,71 @@ class WithdrawalSender:
             reason=reason,
             message="left in sending: check the hot wallet's transactions before any retry",
         )
+
+    # -- after confirmation -----------------------------------------------------------
+
+    async def _recent_confirmed(self) -> list[int]:
+        async with self.db.uow() as uow:
+            rows = await uow.session.execute(
+                select(Withdrawal.id)
+                .where(
+                    Withdrawal.status == WithdrawalStatus.CONFIRMED.value,
+                    Withdrawal.currency.in_(self.currencies),
+                    Withdrawal.raw_tx.is_not(None),
+                    Withdrawal.confirmations < self.reorg_window,
+                )
+                .order_by(Withdrawal.id)
+            )
+            return [int(r) for r in rows.scalars()]
+
+    async def recheck(self, withdrawal_id: int, result: SendResult) -> None:
+        """A confirmed withdrawal inside the reorg window: its confirmations are counted on;
+        if a reorg dropped its transaction, the recorded one is broadcast again (the ledger
+        stays settled: the same transaction pays the same address)."""
+        async with self.db.uow() as uow:
+            w = await uow.session.get(Withdrawal, withdrawal_id, populate_existing=True)
+            if w is None or w.tx_hash is None or w.raw_tx is None:
+                return
+            uow.session.expunge(w)
+        seen = await self.signer.lookup(w.tx_hash)
+        values: dict[str, object]
+        if seen.seen is Seen.MINED:
+            assert seen.block_number is not None
+            head = await self.signer.head()
+            values = {
+                "block_number": seen.block_number,
+                "block_hash": seen.block_hash,
+                "confirmations": max(0, head - seen.block_number + 1),
+            }
+        elif seen.seen is Seen.PENDING:
+            values = {"block_number": None, "block_hash": None, "confirmations": 0}
+        else:
+            if isinstance(self.signer, EvmSigner) and w.nonce is not None:
+                if await self.signer.mined_nonce() > w.nonce:
+                    log.error(  # nothing can be sent under that nonce again
+                        "withdrawals.nonce_used_elsewhere", withdrawal=w.public_id, nonce=w.nonce
+                    )
+                    return
+            log.warning("withdrawals.confirmed_dropped", withdrawal=w.public_id, tx_hash=w.tx_hash)
+            try:
+                await self.signer.broadcast(w.raw_tx)
+            except BroadcastRefused as exc:
+                await self._refused(w.id, w.tx_hash, str(exc))
+                return
+            result.rebroadcast += 1
+            values = {"block_number": None, "block_hash": None, "confirmations": 0}
+        async with self.db.uow() as uow:
+            await uow.session.execute(
+                update(Withdrawal)
+                .where(
+                    Withdrawal.id == w.id,
+                    Withdrawal.status == WithdrawalStatus.CONFIRMED.value,
+                    Withdrawal.tx_hash == w.tx_hash,
+                )
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            await uow.commit()
 
     # -- following --------------------------------------------------------------------
 
