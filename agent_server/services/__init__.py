@@ -7,17 +7,20 @@ its money step in it, without committing: the caller commits once, so the bookin
 its history line, its event and its ledger transaction land together or not at all.
 
 * ``bookings``: book (after the meter admits the call), cancel, reject, complete, reschedule.
-* ``deposits``: what a credited or reversed deposit does to its agent's account and outbox
-  (the wallets' ``DepositFollowUp``), given to every deposit watcher.
+* ``deposits``: what a credited or reversed deposit does to the ledger, its agent's account
+  and outbox (the wallets' ``DepositFollowUp``), given to every deposit watcher.
+* ``wallets``: an agent's wallet view (ledger balances, pending deposits, addresses) and the
+  choice of a deposit currency.
 * ``funds``: operator credits and debits of a wallet, and the activation a credit brings.
 * ``reviews``: the booker's review of a finished booking, and the provider's rating it sets.
 * ``withdrawals``: money out: quote, request, address confirmation, cancel, approval,
   rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones.
 * ``withdrawal_sender``: runs the sender (``wallets.sending``) and gives it the ledger and
   event side of sent, confirmed and failed (the wallets' ``WithdrawalFollowUp``).
-* ``closing``: what an agent's money becomes when its account is closed.
+* ``closing``: closing an account: what its money becomes, its schedules withdrawn, its
+  personal data erased (``close_account``).
 
 Layers, arrows pointing down only (checked by ``lint-imports``, see pyproject.toml):
-transports → services and runtime → domain (booking, accounts, events, billing, wallets) →
-kernel.
+transports → services and runtime → domain → kernel; inside the domain, booking → events →
+accounts and billing → mail and wallets.
 """
