@@ -257,7 +257,7 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     }
     funded, unverified, suspended, broke = _ts_client(plan, tmp_path)
 
-    assert funded["tools_list_chars"] <= TOOLS_LIST_BUDGET
+    assert funded["tools_list_chars"] <= TOOLS_LIST_BUDGET, funded["largest_tools"]
     results = funded["results"]
     # A move to a slot that does not exist is refused; which code depends on how it is wrong.
     moved = results[10]
@@ -496,7 +496,7 @@ def test_the_typescript_client_over_stdio_sees_results_and_errors(
         ]
     }
     known, unknown = _ts_client(plan, tmp_path)
-    assert known["tools_list_chars"] <= TOOLS_LIST_BUDGET
+    assert known["tools_list_chars"] <= TOOLS_LIST_BUDGET, known["largest_tools"]
     _check(known["results"], ["OK", "NOT_FOUND", "VALIDATION_ERROR", "OK"])
     _check(unknown["results"], ["UNAUTHORIZED"])
 
@@ -529,7 +529,8 @@ def test_the_inspector_cli_lists_tools_and_shows_errors(served: dict[str, Any]) 
     assert shutil.which("node")
     url, agents = served["url"], served["agents"]
     listed = _inspector(url, agents["funded"], "--method", "tools/list")
-    assert len(json.dumps(listed, separators=(",", ":"))) <= TOOLS_LIST_BUDGET
+    sizes = sorted((len(json.dumps(t, separators=(",", ":"))), t["name"]) for t in listed["tools"])
+    assert len(json.dumps(listed, separators=(",", ":"))) <= TOOLS_LIST_BUDGET, sizes[-5:]
     found = _inspector(url, agents["funded"], "--method", "tools/call", "--tool-name", "get-wallet")
     assert not found.get("isError") and "USDC" in found["content"][0]["text"]
     missing = _inspector(

@@ -35,6 +35,23 @@ async def runtime(database_url: str, db: Database) -> AsyncIterator[Runtime]:
     yield Runtime(settings=Settings(database_url=database_url), db=db)
 
 
+# Arguments whose name and constraints say all there is to say.
+SELF_EVIDENT = {
+    "booking_id",
+    "schedule_id",
+    "cursor",
+    "limit",
+    "city",
+    "currency",
+    "text",
+    "reason",
+    "reason_code",
+}
+# Characters of the compact tools/list answer with every tool: about 6k tokens in each
+# conversation.
+TOOLS_LIST_BUDGET = 24_000
+
+
 def client_for(runtime: Runtime, key: str | None, **options: Any) -> Client:
     return Client(build_mcp_server(runtime, api_key_source=lambda: key, **options))
 
@@ -48,39 +65,58 @@ async def test_tools_list_is_the_spec_with_schemas_annotations_and_prices(
     assert {t.name for t in tools} == SPEC_TOOLS
     for tool in tools:
         assert tool.description and len(tool.description) > 50, tool.name
+        price = prices.for_tool(tool.name)
+        # Each top-level field and its type; nothing required, so an error body conforms too.
         out = tool.output_schema
-        assert out is not None and out["type"] == "object", tool.name
-        # One schema admits the success body and the error body, and nothing requires both.
-        assert out["properties"]["error"]["required"] == [
-            "code",
-            "status",
-            "message",
-            "details",
-            "next_step",
-        ]
-        success, failed = out["anyOf"]
-        assert failed == {"required": ["error"]} and "error" not in success["required"]
-        assert set(success["required"]) <= set(out["properties"]), tool.name
+        assert out is not None and set(out) == {"type", "properties"}, tool.name
+        assert out["type"] == "object" and out["properties"], tool.name
+        assert all(set(p) == {"type"} for p in out["properties"].values()), tool.name
+        assert ("receipt" in out["properties"]) == price.paid, tool.name
         assert tool.input_schema["type"] == "object"
         for name, prop in tool.input_schema.get("properties", {}).items():
-            assert "description" in prop or "$ref" in prop or "anyOf" in prop, (tool.name, name)
-            assert "title" not in prop, (tool.name, name)
-        price = prices.for_tool(tool.name)
-        meta = (tool.meta or {})["agent-server/price"]
-        assert meta["price_usd_micros"] == price.price_usd_micros
-        assert meta.get("free_per_month", 0) == price.free_per_month
-        assert ("free." in tool.description) == (not price.paid)
+            assert "title" not in prop and "$ref" not in prop, (tool.name, name)
+            assert "description" in prop or name in SELF_EVIDENT, (tool.name, name)
+        # A free tool says nothing about its price (the server instructions: no Price line,
+        # free); a paid one says it in its description and its metadata.
+        assert ("\nPrice: " in tool.description) == price.paid, tool.name
+        if price.paid:
+            meta = (tool.meta or {})["agent-server/price"]
+            assert meta["price_usd_micros"] == price.price_usd_micros
+            assert meta.get("free_per_month", 0) == price.free_per_month
+            assert "max_price" in tool.input_schema["properties"], tool.name
+        else:
+            assert tool.meta is None, tool.name
+        # What a client reads from the hints, a missing one meaning the spec's default.
+        spec = REGISTRY.specs[tool.name]
         ann = tool.annotations
-        assert ann is not None and ann.read_only_hint is not None, tool.name
-        assert ann.read_only_hint or ann.destructive_hint is not None, tool.name
+        assert ann is not None, tool.name
+        read_only = bool(ann.read_only_hint)
+        assert read_only == spec.read_only, tool.name
+        assert (ann.open_world_hint is not False) == spec.open_world, tool.name
+        if not read_only:
+            assert (ann.destructive_hint is not False) == spec.destructive, tool.name
+            assert bool(ann.idempotent_hint) == spec.idempotent, tool.name
     by_name = {t.name: t for t in tools}
     for read in ("search-specialists", "view-profile", "get-wallet", "list-bookings", "quote"):
         assert by_name[read].annotations.read_only_hint is True  # type: ignore[union-attr]
     for write in ("book-slot", "create-schedule", "cancel-booking", "delete-schedule"):
-        assert by_name[write].annotations.read_only_hint is False  # type: ignore[union-attr]
-    assert by_name["cancel-booking"].annotations.destructive_hint is True  # type: ignore[union-attr]
+        assert not by_name[write].annotations.read_only_hint  # type: ignore[union-attr]
+    # A writer that destroys nothing says so; one that does is left at the spec's default.
+    assert by_name["book-slot"].annotations.destructive_hint is False  # type: ignore[union-attr]
+    assert by_name["cancel-booking"].annotations.destructive_hint in (None, True)  # type: ignore[union-attr]
     assert by_name["book-slot"].annotations.idempotent_hint is True  # type: ignore[union-attr]
+    assert by_name["search-specialists"].annotations.open_world_hint is False  # type: ignore[union-attr]
     assert "idempotency_key" in by_name["book-slot"].input_schema["required"]
+
+
+async def test_tools_list_fits_its_budget(runtime: Runtime) -> None:
+    async with client_for(runtime, None) as client:
+        listed = await client.list_tools()
+    tools = [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in listed.tools]
+    size = len(json.dumps({"tools": tools}, separators=(",", ":")))
+    largest = sorted((len(json.dumps(t, separators=(",", ":"))), t["name"]) for t in tools)
+    where = ", ".join(f"{name} {chars}" for chars, name in reversed(largest[-5:]))
+    assert size <= TOOLS_LIST_BUDGET, f"tools/list is {size} characters; largest: {where}"
 
 
 async def test_toolsets_and_read_only_choose_what_is_served(runtime: Runtime) -> None:

@@ -79,15 +79,20 @@ class ToolSpec(Generic[In, Out]):
     @property
     def annotations(self) -> ToolAnnotations:
         # The title is the tool's own; the annotations need not repeat it. The destructive
-        # and idempotent hints mean something only for a tool that writes (MCP spec).
+        # and idempotent hints mean something only for a tool that writes (MCP spec). A hint
+        # is left out where it says what the spec assumes without it (not read-only,
+        # destructive, not idempotent, open world): each of those is the careful reading.
+        hints: dict[str, bool] = {}
         if self.read_only:
-            return ToolAnnotations(read_only_hint=True, open_world_hint=self.open_world)
-        return ToolAnnotations(
-            read_only_hint=False,
-            destructive_hint=self.destructive,
-            idempotent_hint=self.idempotent,
-            open_world_hint=self.open_world,
-        )
+            hints["read_only_hint"] = True
+        else:
+            if not self.destructive:
+                hints["destructive_hint"] = False
+            if self.idempotent:
+                hints["idempotent_hint"] = True
+        if not self.open_world:
+            hints["open_world_hint"] = False
+        return ToolAnnotations(**hints)
 
 
 Invoker = Callable[[ToolSpec[Any, Any], dict[str, Any], Context], Awaitable[CallToolResult]]

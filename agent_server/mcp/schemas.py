@@ -38,6 +38,9 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
     schema: dict[str, Any] = _lean(_inline(full, full.get("$defs", {})))
     schema.pop("$defs", None)
     schema.pop("description", None)
+    # The server refuses an unknown argument by name (VALIDATION_ERROR); the listing names
+    # the arguments there are.
+    schema.pop("additionalProperties", None)
     if not schema.get("properties"):
         schema.pop("properties", None)  # a tool without arguments
     return schema

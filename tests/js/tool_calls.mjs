@@ -7,8 +7,9 @@
 // plan: {"sessions": [{"http": {"url", "key"}} | {"stdio": {"command", "args", "env"}},
 //                      "calls": [{"tool", "arguments"}]}]}
 // An argument "$N.a.b" is the value at a.b in the structured result of call N of the session.
-// Prints one JSON object: {"sessions": [{"tools_list_chars", "results": [{"tool", "is_error",
-// "code", "next_step", "text", "protocol_error"}]}]}.
+// Prints one JSON object: {"sessions": [{"tools_list_chars", "largest_tools": [[chars, name]]
+// (the five largest), "results": [{"tool", "is_error", "code", "next_step", "text",
+// "protocol_error"}]}]}.
 import { readFileSync } from "node:fs";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
@@ -57,7 +58,15 @@ for (const session of plan.sessions) {
     }
     results.push(seen);
   }
-  report.sessions.push({ tools_list_chars: JSON.stringify(listed).length, results });
+  const largest = listed.tools
+    .map((tool) => [JSON.stringify(tool).length, tool.name])
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 5);
+  report.sessions.push({
+    tools_list_chars: JSON.stringify(listed).length,
+    largest_tools: largest,
+    results,
+  });
   await client.close();
 }
 process.stdout.write(JSON.stringify(report) + "\n");

@@ -74,40 +74,31 @@ class SearchQuery(BaseModel):
         Text | None,
         Field(
             max_length=200,
-            description=("Free text; every word must appear in the name, title, about or skills."),
+            description="Words that must all appear in name, title, about or skills.",
         ),
     ] = None
     skills: Annotated[
         list[Text],
         Field(
             max_length=10,
-            description=(
-                "Skills they must ALL have, e.g. ['tax-law', 'vat'] ('Tax Law' = 'tax-law')."
-            ),
+            description="ALL of them, e.g. ['tax-law', 'vat'] ('Tax Law' = 'tax-law').",
         ),
     ] = []
     languages: Annotated[
         list[Text],
         Field(
             max_length=10,
-            description=(
-                "ISO 639-1 codes; the specialist must speak ANY of them, e.g. ['en', 'de']."
-            ),
+            description="ISO 639-1 codes; ANY of them, e.g. ['en', 'de'].",
         ),
     ] = []
-    city: Annotated[Text | None, Field(max_length=100, description="City, e.g. 'Berlin'.")] = None
-    country: Annotated[
-        Text | None, Field(description=("ISO 3166-1 alpha-2 country code, e.g. 'DE'."))
-    ] = None
+    city: Annotated[Text | None, Field(max_length=100)] = None
+    country: Annotated[Text | None, Field(description="ISO 3166-1 alpha-2, e.g. 'DE'.")] = None
     price_min: Annotated[
         int | None,
         Field(
             ge=0,
             le=MAX_PRICE_BOUND,
-            description=(
-                "Lowest price per slot in base units of `currency` (50 USD = 50000000; "
-                "USDT/USDC 10^-6, ETH gwei, BTC sat)."
-            ),
+            description="Per slot, in base units of currency (50 USD = 50000000).",
         ),
     ] = None
     price_max: Annotated[
@@ -115,84 +106,59 @@ class SearchQuery(BaseModel):
         Field(
             ge=0,
             le=MAX_PRICE_BOUND,
-            description=("Highest price per slot, in base units of `currency`."),
+            description="Per slot, in base units of currency.",
         ),
     ] = None
     currency: Annotated[
         CurrencyCode,
-        Field(
-            description=(
-                "Currency of price_min/price_max (prices compare in USD across currencies)."
-            )
-        ),
+        Field(description="Of price_min/price_max; prices compare in USD."),
     ] = "USD"
-    min_rating: Annotated[
-        float | None, Field(ge=1, le=5, description="Lowest rating (mean of reviews, 1-5).")
-    ] = None
+    min_rating: Annotated[float | None, Field(ge=1, le=5, description="Mean of reviews.")] = None
     duration: Annotated[
-        int | None, Field(ge=15, le=1440, description=("Slot length in minutes, e.g. 60."))
+        int | None, Field(ge=15, le=1440, description="Slot length in minutes.")
     ] = None
     days_of_week: Annotated[
         list[Text],
         Field(
             max_length=7,
-            description=("Days with a free slot, in `timezone`: 'mon'..'sun' (or full names)."),
+            description="'mon'..'sun' (or full names), in timezone.",
         ),
     ] = []
     hours_from: Annotated[
         Text | None,
-        Field(description=("Earliest slot start, HH:MM in `timezone`; give hours_to too.")),
+        Field(description="Earliest start, HH:MM in timezone; with hours_to."),
     ] = None
     hours_to: Annotated[
         Text | None,
-        Field(
-            description=(
-                "Latest slot end, HH:MM in `timezone` (24:00 for midnight; before hours_from wraps "
-                "past midnight)."
-            )
-        ),
+        Field(description="Latest end, HH:MM (24:00 = midnight; below hours_from wraps)."),
     ] = None
-    date_from: Annotated[
-        Day | None, Field(description=("First day of the window (in `timezone`); default today."))
-    ] = None
+    date_from: Annotated[Day | None, Field(description="In timezone; default today.")] = None
     date_to: Annotated[
         Day | None,
         Field(
-            description=(
-                f"Last day of the window, inclusive; default a week after date_from; at most "
-                f"{MAX_WINDOW_DAYS} days in all."
-            )
+            description=f"Inclusive; default date_from + 7 days; at most {MAX_WINDOW_DAYS} days.",
         ),
     ] = None
     timezone: Annotated[
         TimeZone,
         Field(
             max_length=64,
-            description=(
-                "Your IANA time zone, e.g. 'Europe/Berlin'; days, hours, dates and local slot "
-                "times use it."
-            ),
+            description="Yours (IANA, e.g. 'Europe/Berlin'), for days, hours, dates, local times.",
         ),
     ] = "UTC"
     sort: Annotated[
         SortBy,
-        Field(
-            description=(
-                "rating (best first), price (cheapest first) or next_available (soonest first)."
-            )
-        ),
+        Field(description="Best, cheapest or soonest first."),
     ] = SortBy.RATING
     order: Annotated[
         Order | None,
-        Field(description=("Default desc for rating, else asc (next_available: asc only).")),
+        Field(description="Default desc for rating, else asc."),
     ] = None
     cursor: Annotated[
         Text | None,
-        Field(
-            max_length=512, description=("next_cursor of the previous page, with the same filters.")
-        ),
+        Field(max_length=512, description="next_cursor; same filters."),
     ] = None
-    limit: Annotated[int, Field(ge=1, le=50, description="Results per page.")] = 10
+    limit: Annotated[int, Field(ge=1, le=50)] = 10
 
     @field_validator("q", "city", "hours_from", "hours_to", "cursor", "country")
     @classmethod

@@ -30,10 +30,7 @@ SlotId = Annotated[
     Field(
         min_length=3,
         max_length=64,
-        description=(
-            "A slot_id exactly as returned by search-specialists, view-profile or "
-            "get-availability, e.g. 42-20260504T0900Z (schedule 42, 09:00 UTC on 4 May 2026)."
-        ),
+        description="As listed by search-specialists, view-profile or get-availability.",
         examples=["42-20260504T0900Z"],
     ),
 ]
@@ -74,11 +71,8 @@ async def _slot_price(ctx: LookupContext, args: BookSlotIn) -> ExtraPrice | None
     extra_price=_slot_price,
 )
 async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
-    """Book one seat of a free slot by its slot_id. Charges the booking fee and moves the
-    slot's price from your wallet into escrow (paid to the specialist after the session,
-    refunded by policy if you cancel). Reuse the idempotency_key when you retry: you get the
-    same booking, never a second charge. A slot just taken gives BOOKING_CONFLICT with the
-    next free slot_id."""
+    """Book a seat of a free slot. The slot's price waits in escrow until the session is done
+    (refunds: cancel-booking). A slot just taken: BOOKING_CONFLICT with the next free one."""
     booking = await bookings.book_slot(
         ctx.call,
         agent_id=ctx.agent_id,
@@ -89,30 +83,28 @@ async def book_slot(ctx: ToolContext, args: BookSlotIn) -> BookingResult:
     return BookingResult(booking=booking_out(booking))
 
 
-BookingId = Annotated[int, Field(ge=1, le=MAX_ID, description="A booking id.")]
+BookingId = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class ListBookingsIn(Input):
     role: Annotated[
         Literal["booker", "provider"] | None,
-        Field(description="booker: ones you made; provider: ones on your schedules."),
+        Field(description="booker: you made them; provider: on your schedules."),
     ] = None
     status: Annotated[
         Literal["pending", "accepted", "rejected", "canceled", "completed"] | None,
-        Field(description="Only bookings in this status."),
+        Field(description="Only this status."),
     ] = None
     starts_after: Annotated[
         Moment | None,
-        Field(description="Only slots starting at or after this time (ISO 8601 with offset)."),
+        Field(description="Slots starting then or later (with offset)."),
     ] = None
     starts_before: Annotated[
         Moment | None,
-        Field(description="Only slots starting before this time (ISO 8601 with offset)."),
+        Field(description="Slots starting earlier (with offset)."),
     ] = None
-    cursor: Annotated[
-        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
-    ] = None
-    limit: Annotated[int, Field(ge=1, le=100, description="Bookings per page.")] = 20
+    cursor: Annotated[Text | None, Field(max_length=200)] = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
 
 
 class BookingList(Paid):
@@ -148,10 +140,8 @@ async def list_bookings(ctx: ToolContext, args: ListBookingsIn) -> BookingList:
 
 class CancelBookingIn(Input):
     booking_id: BookingId
-    reason_code: Annotated[
-        Literal["not_feeling_well", "no_time", "other"], Field(description="Why.")
-    ] = "other"
-    reason: Annotated[MultilineText, Field(max_length=2000, description="Free text.")] = ""
+    reason_code: Literal["not_feeling_well", "no_time", "other"] = "other"
+    reason: Annotated[MultilineText, Field(max_length=2000)] = ""
     dismiss: Annotated[
         bool, Field(description="Instead hide your ended booking from list-bookings.")
     ] = False
@@ -175,9 +165,9 @@ class CancelResult(Paid):
     open_world=True,
 )
 async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResult:
-    """Cancel a pending or accepted booking. As booker: the slot price comes back in full
-    until 24 h before the start (see get-booking), half later; the fee never. As the
-    schedule's owner: the booker gets all back."""
+    """Cancel a pending or accepted booking. As booker: the slot price back in full until
+    24 h before the start (see get-booking), half later; never the fee. As the schedule's
+    owner: the booker gets all back."""
     if args.dismiss:
         dismissed = await svc.dismiss_booking(ctx.uow, ctx.agent_id, args.booking_id)
         return CancelResult(booking=booking_out(dismissed), refunded=0, refund_currency=None)
@@ -214,9 +204,9 @@ class RescheduleBookingIn(Input):
     open_world=True,
 )
 async def reschedule_booking(ctx: ToolContext, args: RescheduleBookingIn) -> BookingResult:
-    """Move one of your bookings to another free slot of the same schedule, at no charge: the
-    old booking is canceled (reason "rescheduled") and linked to the new one, and its escrow
-    moves along. The full-refund window counts from the earlier of the two slots."""
+    """Move your booking to another free slot of its schedule, free of charge, escrow and
+    all; the old one is canceled ("rescheduled"). The full refund window counts from the
+    earlier slot."""
     new = await bookings.reschedule_booking(
         ctx.uow, ctx.agent_id, args.booking_id, args.new_slot_id
     )
@@ -253,8 +243,8 @@ class BookingDetail(Paid):
     idempotent=True,
 )
 async def get_booking(ctx: ToolContext, args: BookingIdIn) -> BookingDetail:
-    """A booking you made or received: its history, location, the refund if you cancel now
-    and until when the refund is full."""
+    """A booking you made or received: history, location, refund if cancelled now and until
+    when it is full."""
     view = await bookings.booking_view(
         ctx.uow,
         args.booking_id,

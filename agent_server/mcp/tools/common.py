@@ -24,10 +24,7 @@ IdempotencyKey = Annotated[
         min_length=8,
         max_length=255,
         pattern=r"^[A-Za-z0-9._:\-]+$",
-        description=(
-            "A key you choose per operation (8-255 of A-Z a-z 0-9 . _ : -), e.g. a UUID. "
-            "Retry with the SAME key: you get the first result, never a second action or charge."
-        ),
+        description="Yours per operation, e.g. a UUID; reuse it to retry.",
     ),
 ]
 

@@ -24,7 +24,7 @@ class SearchResult(SearchPage, Paid):
 
 @REGISTRY.tool(
     "search-specialists",
-    title="Search specialists with free slots",
+    title="Search specialists",
     toolset="discovery",
     input_model=SearchQuery,
     output_model=SearchResult,
@@ -32,10 +32,8 @@ class SearchResult(SearchPage, Paid):
     idempotent=True,
 )
 async def search_specialists(ctx: ToolContext, args: SearchQuery) -> SearchResult | JsonOutput:
-    """Find human specialists with free slots in a date window. Filter by text, skills,
-    languages, city, country, price, slot length, weekdays and hours (in your time zone); sort
-    by rating, price or next_available; page with next_cursor. Each result lists free slots by
-    slot_id, which book-slot takes directly. Contact details are in view-profile."""
+    """Find human specialists with free slots in a date window; page with next_cursor. Each
+    result lists free slots by slot_id, for book-slot. Contacts: view-profile."""
     answer = await cache.search_specialists(ctx.uow, args, now=ctx.uow.clock.now())
     return JsonOutput(answer.as_json()[0], answer.text(_search_text))
 
@@ -44,16 +42,13 @@ class ViewProfileIn(Input):
     specialist_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id from search-specialists.")]
     timezone: Annotated[
         TimeZone,
-        Field(
-            max_length=64,
-            description="Your IANA time zone for local slot times, e.g. Europe/Paris.",
-        ),
+        Field(max_length=64, description="Yours (IANA, e.g. Europe/Paris), for local times."),
     ] = "UTC"
     window_days: Annotated[
-        int, Field(ge=1, le=62, description="How many days ahead to list free slots.")
+        int, Field(ge=1, le=62, description="Days ahead to list free slots.")
     ] = 14
     reviews_cursor: Annotated[
-        Text | None, Field(max_length=200, description="next_reviews_cursor, for older reviews.")
+        Text | None, Field(max_length=200, description="next_reviews_cursor: older reviews.")
     ] = None
 
 
@@ -71,9 +66,8 @@ class ProfileResult(Paid):
     idempotent=True,
 )
 async def view_profile(ctx: ToolContext, args: ViewProfileIn) -> ProfileResult | JsonOutput:
-    """A specialist's full profile: contact email and phone, skills, languages, education,
-    rates, rating, newest reviews, and public schedules with their next free slots (slot_id
-    for book-slot; get-availability has seats left)."""
+    """A specialist's contact email and phone, skills, languages, education, rates, rating,
+    newest reviews, and public schedules with their next free slots (slot_id for book-slot)."""
     answer = await cache.view_profile(
         ctx.uow,
         args.specialist_id,

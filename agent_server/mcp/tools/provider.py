@@ -35,8 +35,7 @@ class AcceptBookingIn(Input):
     idempotent=True,
 )
 async def accept_booking(ctx: ToolContext, args: AcceptBookingIn) -> BookingResult:
-    """Accept a pending booking of your schedule. Called on an accepted one with a location,
-    it changes the location."""
+    """Accept a pending booking of your schedule; on an accepted one, change its location."""
     owner = ScheduleOwner.agent(ctx.agent_id)
     booking = await svc.get_booking(ctx.uow, args.booking_id, agent_id=ctx.agent_id)
     if booking.status == BookingStatus.ACCEPTED.value and args.location is not None:
@@ -48,7 +47,7 @@ async def accept_booking(ctx: ToolContext, args: AcceptBookingIn) -> BookingResu
 
 class RejectBookingIn(Input):
     booking_id: BookingId
-    reason: Annotated[MultilineText, Field(max_length=2000, description="Free text.")] = ""
+    reason: Annotated[MultilineText, Field(max_length=2000)] = ""
 
 
 @REGISTRY.tool(
@@ -61,8 +60,7 @@ class RejectBookingIn(Input):
     destructive=True,
 )
 async def reject_booking(ctx: ToolContext, args: RejectBookingIn) -> CancelResult:
-    """Reject a pending booking of your schedule; its booker gets the slot price back in
-    full."""
+    """Reject a pending booking of your schedule; its booker gets the slot price back."""
     rejected = await bookings.reject_booking(
         ctx.uow,
         ScheduleOwner.agent(ctx.agent_id),
@@ -92,8 +90,8 @@ class CompleteBookingIn(Input):
     read_only=False,
 )
 async def complete_booking(ctx: ToolContext, args: CompleteBookingIn) -> BookingResult:
-    """Mark an accepted booking done after its end (booker or provider); a note is kept in
-    its history, and may be added to a completed one."""
+    """Mark an accepted booking done after its end (booker or provider), with a note kept in
+    its history; or add a note to a completed one."""
     booking = await svc.get_booking(ctx.uow, args.booking_id, agent_id=ctx.agent_id)
     role = await svc.role_of(ctx.uow, booking, ctx.agent_id)
     by = CancelledBy.AGENT if role == svc.ROLE_BOOKER else CancelledBy.SPECIALIST

@@ -15,9 +15,9 @@ from agent_server.services import reviews
 
 
 class LeaveReviewIn(Input):
-    booking_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Your booking.")]
+    booking_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     rating: Annotated[int, Field(ge=1, le=5, description="1 (worst) to 5.")]
-    text: Annotated[MultilineText, Field(max_length=MAX_REVIEW_TEXT, description="Comment.")] = ""
+    text: Annotated[MultilineText, Field(max_length=MAX_REVIEW_TEXT)] = ""
 
 
 class ReviewOut(BaseModel):

@@ -33,66 +33,45 @@ from agent_server.mcp.tools.common import (
     schedule_slots,
 )
 
-WEEKLY_HOURS_DOC = (
-    "Opening hours in the schedule's time zone, weekday (mon..sun) → [start, end] ranges that "
-    'do not overlap, e.g. {"mon": [["09:00", "12:00"], ["14:00", "18:00"]]}.'
-)
+WEEKLY_HOURS_DOC = 'Ranges per weekday, in timezone, e.g. {"mon": [["09:00", "12:00"]]}.'
 
 
 class ScheduleFields(Input):
-    label: Annotated[Text, Field(max_length=255, description="Short name shown in search.")] = ""
-    description: Annotated[
-        MultilineText, Field(max_length=5000, description="What is offered.")
-    ] = ""
+    label: Annotated[Text, Field(max_length=255, description="Shown in search.")] = ""
+    description: Annotated[MultilineText, Field(max_length=5000, description="What you offer.")] = (
+        ""
+    )
     skills: Annotated[
         list[Annotated[Text, Field(max_length=100)]],
-        Field(max_length=50, description='Skills offered, e.g. ["tax law", "german"].'),
+        Field(max_length=50, description="e.g. ['tax law', 'german']."),
     ] = []
     weekly_hours: Annotated[JsonObject, Field(description=WEEKLY_HOURS_DOC)] = {}
     overrides: Annotated[
         JsonObject,
-        Field(
-            description=(
-                "Hours for given dates instead (an empty list closes the day), e.g. "
-                '{"2026-12-24": [["10:00", "12:00"]], "2026-12-25": []}.'
-            )
-        ),
+        Field(description=('Ranges for a date instead ([]: closed), e.g. {"2026-12-24": []}.')),
     ] = {}
-    blackout_dates: Annotated[
-        list[Day], Field(max_length=1000, description='Closed dates, e.g. ["2026-12-31"].')
-    ] = []
-    slot_minutes: Annotated[
-        int, Field(ge=15, le=1440, description="Length of one bookable slot in minutes (≥ 15).")
-    ] = 60
-    buffer_minutes: Annotated[
-        int, Field(ge=0, le=1440, description="Gap left free after each slot, in minutes.")
-    ] = 0
+    blackout_dates: Annotated[list[Day], Field(max_length=1000, description="Closed dates.")] = []
+    slot_minutes: Annotated[int, Field(ge=15, le=1440, description="Length of a slot.")] = 60
+    buffer_minutes: Annotated[int, Field(ge=0, le=1440, description="Gap after each slot.")] = 0
     min_notice_minutes: Annotated[
-        Int32, Field(ge=0, description="How long before its start a slot can still be booked.")
+        Int32, Field(ge=0, description="Least time from booking to start.")
     ] = 0
-    start_date: Annotated[
-        Day | None, Field(description="First bookable date (default: today in the time zone).")
-    ] = None
-    end_date: Annotated[Day | None, Field(description="Last bookable date (default: none).")] = None
+    start_date: Annotated[Day | None, Field(description="First bookable date; default today.")] = (
+        None
+    )
+    end_date: Annotated[Day | None, Field(description="Last bookable date.")] = None
     price_amount: Annotated[
         Amount,
         Field(
             ge=0,
-            description=(
-                "Price per slot in base units of price_currency (25 USD = 25000000; USDT/USDC "
-                "10^-6, ETH gwei, BTC sat)."
-            ),
+            description="Per slot, in base units of price_currency (25 USD = 25000000).",
         ),
     ] = 0
-    price_currency: Annotated[
-        str, Field(description="USD, USDT, USDC, ETH or BTC.", examples=["USD"])
-    ] = "USD"
-    capacity: Annotated[int, Field(ge=1, le=1000, description="Seats per slot.")] = 1
-    private: Annotated[
-        bool, Field(description="Private schedules are hidden from search and other agents.")
-    ] = True
+    price_currency: Annotated[str, Field(description="USD, USDT, USDC, ETH or BTC.")] = "USD"
+    capacity: Annotated[int, Field(ge=1, le=1000, description="Seats per slot (> 1: a group).")] = 1
+    private: Annotated[bool, Field(description="Hidden from search and other agents.")] = True
     auto_accept: Annotated[
-        bool, Field(description="Accept bookings at once (false: each waits for acceptance).")
+        bool, Field(description="false: each booking waits for accept-booking.")
     ] = True
 
 
@@ -100,8 +79,7 @@ class CreateScheduleIn(ScheduleFields):
     timezone: Annotated[
         TimeZone,
         Field(
-            description="IANA time zone the hours are in, e.g. Europe/Berlin (not an offset).",
-            examples=["Europe/Berlin", "America/New_York"],
+            description="IANA time zone of the hours, e.g. Europe/Berlin.",
         ),
     ]
     idempotency_key: IdempotencyKey
@@ -121,20 +99,17 @@ class ScheduleResult(Paid):
     idempotent=True,
 )
 async def create_schedule(ctx: ToolContext, args: CreateScheduleIn) -> ScheduleResult:
-    """Publish your own availability as a schedule of bookable slots: weekly hours in the
-    schedule's IANA time zone, cut into slots of slot_minutes, buffer_minutes apart (right
-    across daylight-saving changes). Private by default. Reuse the idempotency_key on retries:
-    nothing is created or charged twice."""
+    """Publish your availability as a schedule: weekly hours in its time zone, cut into
+    bookable slots of slot_minutes, buffer_minutes apart (right across daylight-saving
+    changes). Private by default."""
     data = svc.parse_schedule_input(args.model_dump(exclude={"idempotency_key"}, exclude_none=True))
     schedule = await svc.create_schedule(ctx.uow, ScheduleOwner.agent(ctx.agent_id), data)
     return ScheduleResult(schedule=schedule_out(schedule))
 
 
 class ListSchedulesIn(Input):
-    cursor: Annotated[
-        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
-    ] = None
-    limit: Annotated[int, Field(ge=1, le=50, description="Schedules per page.")] = 50
+    cursor: Annotated[Text | None, Field(max_length=200)] = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 50
 
 
 class ScheduleList(Paid):
@@ -155,7 +130,7 @@ class ScheduleList(Paid):
     idempotent=True,
 )
 async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleList:
-    """Your own schedules, newest first; page with next_cursor."""
+    """Your schedules, newest first; page with next_cursor."""
     listing = await svc.list_schedules(
         ctx.uow,
         ScheduleOwner.agent(ctx.agent_id),
@@ -169,14 +144,11 @@ async def list_schedules(ctx: ToolContext, args: ListSchedulesIn) -> ScheduleLis
 
 
 class UpdateScheduleIn(Input):
-    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your schedules.")]
+    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     changes: Annotated[
         JsonObject,
         Field(
-            description=(
-                "Only the fields to change, named and meant as in create-schedule's arguments "
-                "(timezone, weekly_hours, price_amount, private...)."
-            ),
+            description="Fields to change, as create-schedule's arguments.",
             examples=[{"price_amount": 30000000, "blackout_dates": ["2026-12-24"]}],
         ),
     ]
@@ -184,7 +156,7 @@ class UpdateScheduleIn(Input):
 
 @REGISTRY.tool(
     "update-schedule",
-    title="Change one of your schedules",
+    title="Change a schedule",
     toolset="booking",
     input_model=UpdateScheduleIn,
     output_model=ScheduleResult,
@@ -202,12 +174,12 @@ async def update_schedule(ctx: ToolContext, args: UpdateScheduleIn) -> ScheduleR
 
 
 class DeleteScheduleIn(Input):
-    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID, description="Id of one of your schedules.")]
+    schedule_id: Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 @REGISTRY.tool(
     "delete-schedule",
-    title="Delete one of your schedules",
+    title="Delete a schedule",
     toolset="booking",
     input_model=DeleteScheduleIn,
     output_model=ScheduleResult,
@@ -226,24 +198,19 @@ async def delete_schedule(ctx: ToolContext, args: DeleteScheduleIn) -> ScheduleR
 class AvailabilityIn(Input):
     schedule_id: Annotated[
         int | None,
-        Field(ge=1, le=MAX_ID, description="A schedule id (give this or specialist_id)."),
+        Field(ge=1, le=MAX_ID, description="This or specialist_id."),
     ] = None
     specialist_id: Annotated[
         int | None,
-        Field(ge=1, le=MAX_ID, description="A specialist id: free slots of all their schedules."),
+        Field(ge=1, le=MAX_ID, description="All their schedules."),
     ] = None
     start: Annotated[
         Moment | None,
-        Field(
-            description="Window start, ISO 8601 with offset (default: now).",
-            examples=["2026-05-04T00:00:00Z"],
-        ),
+        Field(description="With offset, e.g. 2026-05-04T00:00:00Z; default now."),
     ] = None
     end: Annotated[
         Moment | None,
-        Field(
-            description="Window end, ISO 8601 with offset (default: start + 7 days; max 62 days)."
-        ),
+        Field(description="Default start + 7 days; at most 62 days later."),
     ] = None
 
 
@@ -263,9 +230,8 @@ class AvailabilityOut(Paid):
     idempotent=True,
 )
 async def get_availability(ctx: ToolContext, args: AvailabilityIn) -> AvailabilityOut:
-    """Free slots of one schedule or of one specialist in a time window, per schedule: each
-    slot_id (book-slot takes it; it holds the UTC start) with its local date and times in the
-    schedule's time zone, and seats left for group schedules."""
+    """Free slots of a schedule or a specialist in a time window: slot_ids for book-slot,
+    local times in each schedule's time zone, seats left in groups."""
     from agent_server.kernel.errors import ValidationFailed
 
     if (args.schedule_id is None) == (args.specialist_id is None):

@@ -58,8 +58,8 @@ class NoInput(Input):
     idempotent=True,
 )
 async def get_wallet(ctx: ToolContext, args: NoInput) -> WalletOut:
-    """Your balance per currency (coins, base units, USD), deposits awaiting confirmations,
-    deposit addresses, the USD total, and earnings from your schedules."""
+    """Your balances (also in USD), pending deposits, deposit addresses, and earnings from
+    your schedules."""
     view = await wallet_svc.get_wallet(ctx.uow, ctx.agent_id, rates=ctx.runtime.billing.rates)
     earned = await earnings(ctx.uow, agent_id=ctx.agent_id)
     return WalletOut.model_validate({**asdict(view), "earnings": [earnings_out(e) for e in earned]})
@@ -73,7 +73,7 @@ def earnings_out(earned: Earnings) -> EarningsOut:
 
 
 class DepositAddressIn(Input):
-    currency: Annotated[Currency, Field(description="BTC, ETH, USDT or USDC.")]
+    currency: Currency
 
 
 class DepositAddressOut(Paid):
@@ -99,8 +99,8 @@ class DepositAddressOut(Paid):
     idempotent=True,
 )
 async def get_deposit_address(ctx: ToolContext, args: DepositAddressIn) -> DepositAddressOut:
-    """Your deposit address for one currency (created on first use, then always the same),
-    the minimum deposit and the confirmations needed before it is credited."""
+    """Your deposit address for a currency (always the same), the minimum deposit and the
+    confirmations before it is credited."""
     info = await wallet_svc.choose_currency(
         ctx.uow, ctx.runtime.settings, ctx.agent_id, args.currency, rates=ctx.runtime.billing.rates
     )
@@ -108,10 +108,8 @@ async def get_deposit_address(ctx: ToolContext, args: DepositAddressIn) -> Depos
 
 
 class ListTransactionsIn(Input):
-    cursor: Annotated[
-        Text | None, Field(max_length=200, description="next_cursor of the previous page.")
-    ] = None
-    limit: Annotated[int, Field(ge=1, le=100, description="Transactions per page.")] = 50
+    cursor: Annotated[Text | None, Field(max_length=200)] = None
+    limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 
 class TransactionOut(BaseModel):
@@ -147,8 +145,8 @@ class TransactionsOut(Paid):
     idempotent=True,
 )
 async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> TransactionsOut:
-    """Your wallet's ledger transactions, newest first (page with next_cursor): deposits,
-    charges, holds and releases, escrow, refunds, payouts and adjustments."""
+    """Your wallet's ledger, newest first (page with next_cursor): deposits, charges, holds,
+    escrow, refunds, payouts, adjustments."""
     history = await usage.transactions_for(
         ctx.uow, ctx.agent_id, per_page=args.limit + 1, before=decode_cursor(args.cursor)
     )
@@ -165,8 +163,7 @@ class UsageIn(Input):
         str | None,
         Field(
             pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
-            description="Calendar month YYYY-MM (UTC); default: the current month.",
-            examples=["2026-04"],
+            description="YYYY-MM (UTC); default this month.",
         ),
     ] = None
 
@@ -202,10 +199,10 @@ async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
 
 
 class QuoteIn(Input):
-    tool: Annotated[Text, Field(max_length=64, description="Tool name, e.g. book-slot.")]
+    tool: Annotated[Text, Field(max_length=64, description="e.g. book-slot.")]
     slot_id: Annotated[
         Text | None,
-        Field(max_length=64, description="For book-slot: the slot, so its price is included."),
+        Field(max_length=64, description="book-slot: adds the slot's price."),
     ] = None
 
 
@@ -232,8 +229,8 @@ class QuoteOut(Paid):
     idempotent=True,
 )
 async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
-    """What one call of a tool would cost you now (book-slot: give slot_id to include the
-    slot's price), which wallet would pay, and your balance after. Changes nothing."""
+    """What a call of a tool would cost you now, which wallet would pay, and your balance
+    after."""
     if args.tool not in REGISTRY.specs:
         raise NotFound(f"no tool is named {args.tool!r}", {"tools": sorted(REGISTRY.specs)})
     extra: ExtraPrice | None = None
@@ -284,8 +281,8 @@ class SpendingLimitsOut(BaseModel):
     idempotent=True,
 )
 async def get_spending_limits(ctx: ToolContext, args: NoInput) -> SpendingLimitsOut:
-    """Your owner's daily and monthly caps (USD micros), spent so far, reset times, and the
-    low-balance threshold."""
+    """Your owner's daily and monthly caps, spent so far, reset times, and the low-balance
+    threshold (USD micros)."""
     view = await limits_svc.limits(ctx.uow, ctx.agent_id, ctx.runtime.billing)
     return SpendingLimitsOut.model_validate(view.to_dict())
 

@@ -42,7 +42,7 @@ def withdrawal_out(w: Withdrawal) -> WithdrawalOut:
 
 
 class RequestIn(Input):
-    currency: Annotated[Literal["BTC", "ETH", "USDT", "USDC"], Field(description="Coin.")]
+    currency: Literal["BTC", "ETH", "USDT", "USDC"]
     amount: Annotated[int, Field(ge=1, le=2**63 - 1, description="Base units to arrive.")]
     address: Annotated[str, Field(max_length=100, description="EIP-55 or bech32.")]
     source: Annotated[Literal["wallet", "earnings"], Field(description="earnings: a payout.")] = (
