@@ -85,10 +85,10 @@ async def build_senders(runtime: SenderRuntime) -> list[WithdrawalSender]:
     from wallets.btc_rpc import BcoinRpc
     from wallets.chains.anvil import connect
     from wallets.sending.chains import BcoinSigner, EvmSigner
-    from wallets.sending.keys import SenderSettings, development_keystore, load_evm_account
+    from wallets.sending.keys import development_keystore, load_evm_account, sender_settings
 
     settings = runtime.settings
-    sender = SenderSettings()
+    sender = sender_settings()
     endpoint, directory = (None, Path()) if settings.evm_rpc_url else _embedded_endpoint()
     senders: list[WithdrawalSender] = []
     evm_url = settings.evm_rpc_url or (endpoint or {}).get("rpc_url")
@@ -137,9 +137,9 @@ def _sender(runtime: SenderRuntime, signer: Any, replace_after: float) -> Withdr
 async def run_senders(runtime: SenderRuntime, stop: asyncio.Event) -> None:
     """Send and follow withdrawals until ``stop``; waits for a node (the embedded chain may
     still be starting) and retries a pass that fails."""
-    from wallets.sending.keys import SenderSettings
+    from wallets.sending.keys import sender_settings
 
-    interval = SenderSettings().interval
+    interval = sender_settings().interval
     senders: list[WithdrawalSender] = []
     while not stop.is_set() and not senders:
         try:

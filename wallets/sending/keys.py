@@ -23,6 +23,8 @@ from eth_typing import HexStr
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent_server.kernel.config import ENV_FILE_VARIABLE
+
 # anvil's first development account, the one that funds the embedded chain (well known).
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
@@ -47,6 +49,12 @@ class SenderSettings(BaseSettings):
     # fee under the same nonce.
     replace_after: float = 120.0
     interval: float = 2.0
+
+
+def sender_settings() -> SenderSettings:
+    """The sender's settings, from the environment and the same file as the server's
+    (``AGENT_SERVER_ENV_FILE``, else ``.env``)."""
+    return SenderSettings(_env_file=os.environ.get(ENV_FILE_VARIABLE) or ".env")
 
 
 class KeyUnavailable(RuntimeError):
