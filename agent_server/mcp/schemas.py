@@ -11,8 +11,9 @@ instructions describe that shape once, and each error's text carries it for the 
 
 Input schemas lose what a reader gains nothing from: pydantic's ``title`` on every field, the
 ``null`` branch of an optional argument (leaving it out means the same), an empty default,
-a database's integer range, ``examples`` a description already gives, and ``$defs`` (each
-shared shape is written where it is used). Schemas carry no ``$schema``: clients read them in
+a database's integer range, ``examples`` a description already gives, ``$defs`` (each
+shared shape is written where it is used) and ``additionalProperties`` (the server refuses an
+unknown argument by name). Schemas carry no ``$schema``: clients read them in
 their default dialect (2020-12 for the spec, draft-07 for ajv), and both agree on what is used
 here.
 """
