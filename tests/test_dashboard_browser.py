@@ -950,3 +950,79 @@ async def test_operator_suspends_and_reactivates_an_agent(site: Site, operator: 
     assert response.status == 422
     await operator.reload()
     await expect(row.locator("[data-field=status]")).to_have_text("active")
+
+
+# --- every page at a desktop's and a phone's width ---------------------------------------------
+
+WIDTHS = (1280, 390)
+# Links that lead to a download, a feed or another surface rather than a page.
+NOT_PAGES = ("/sign-out", "/static/", "/api/", "/calendar/", ".csv", "export", "/mcp")
+
+FITS = """() => {
+  const width = window.innerWidth;
+  const problems = [];
+  const page = document.documentElement.scrollWidth;
+  if (page > width) problems.push(`the page scrolls sideways: ${page}px wide in ${width}px`);
+  const actions = document.querySelectorAll(
+    "button, input[type=submit], form a, form select, form input:not([type=hidden]), form textarea"
+  );
+  for (const action of actions) {
+    const box = action.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue;  // not shown
+    if (box.left < -0.5 || box.right > width + 0.5) {
+      const name = (action.innerText || action.name || action.id || "").trim().slice(0, 40);
+      const at = `${Math.round(box.left)}..${Math.round(box.right)}px`;
+      problems.push(`${action.tagName} "${name}" off-screen at ${at}`);
+    }
+  }
+  return problems;
+}"""
+
+
+async def _links(page: Page) -> list[str]:
+    hrefs: list[str] = await page.eval_on_selector_all(
+        "a[href^='/']", "links => links.map(link => link.getAttribute('href'))"
+    )
+    return [h.split("#")[0] for h in hrefs if not any(part in h for part in NOT_PAGES)]
+
+
+async def _check_pages(page: Page, who: str, start: list[str], limit: int = 40) -> list[str]:
+    """Every page reachable by links from ``start`` (up to ``limit``) at each width: no
+    sideways scroll, no action off-screen; a screenshot of each."""
+    problems: list[str] = []
+    seen: list[str] = []
+    queue = list(start)
+    while queue and len(seen) < limit:
+        path = queue.pop(0)
+        if path in seen:
+            continue
+        seen.append(path)
+        for width in WIDTHS:
+            await page.set_viewport_size({"width": width, "height": 900})
+            response = await page.goto(path)
+            assert response is not None
+            if response.status >= 500:
+                problems.append(f"{path}: {response.status}")
+            found: list[str] = await page.evaluate(FITS)
+            problems += [f"{who} {path} at {width}px: {p}" for p in found]
+            slug = path.strip("/").replace("/", "-").replace("?", "-").replace("=", "-") or "home"
+            await screenshot(page, f"fit-{who}-{slug}-{width}")
+        queue += [link for link in await _links(page) if link not in seen]
+    await page.set_viewport_size({"width": 1280, "height": 900})
+    return problems
+
+
+async def test_every_page_fits_a_desktop_and_a_phone(
+    browser: Browser, site: Site, alice: Page, sam: Page, operator: Page
+) -> None:
+    problems: list[str] = []
+    problems += await _check_pages(alice, "owner", ["/"])
+    problems += await _check_pages(sam, "specialist", ["/", "/specialist"])
+    problems += await _check_pages(operator, "operator", ["/operator"])
+    context = await new_context(browser, site)
+    stranger = await context.new_page()
+    problems += await _check_pages(
+        stranger, "visitor", ["/sign-in", "/sign-up", "/no-such-page"], limit=5
+    )
+    await context.close()
+    assert not problems, "\n".join(problems)
