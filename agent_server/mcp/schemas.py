@@ -42,8 +42,7 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
     # The server refuses an unknown argument by name (VALIDATION_ERROR); the listing names
     # the arguments there are.
     schema.pop("additionalProperties", None)
-    if not schema.get("properties"):
-        schema.pop("properties", None)  # a tool without arguments
+    schema.setdefault("properties", {})  # some clients refuse an object schema without it
     return schema
 
 
