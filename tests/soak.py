@@ -18,7 +18,12 @@ dropped afterwards unless ``--keep-database``):
    server is killed with SIGKILL part-way through and restarted, so the calls in flight to it
    fail and are retried on the other one. Now and then an agent fires cancels and reschedules
    of one booking at once at both servers: at most one of them may succeed;
-4. stops the servers, lets the housekeeping release what the killed calls left held (as the
+   Both servers also run the booking clock with short times (``soak_clock``): pending
+   bookings booked "yesterday" expire, sessions that ended are completed and, once their
+   dispute window closed, paid out, while the agents dispute some of them (``open-dispute``)
+   and an operator settles those disputes with refunds, releases and splits;
+4. waits until the clocks caught up with whatever was due, stops the servers, lets the
+   housekeeping release what the killed calls left held (as the
    running servers do once a hold is stale), and hands every observed call to
    ``soak_audit.audit``, which checks the database and a reference model against each other;
 5. sends withdrawals and payouts on a real anvil with two ``send-withdrawals`` processes on the
@@ -56,19 +61,27 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult
 from sqlalchemy import select, text
 
-from agent_server.accounts.models import OutboxMail
 from agent_server.accounts.status import activate_if_pending
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule
 from agent_server.booking.schedules import get_availability
 from agent_server.kernel.store import Database, make_engine
 from agent_server.kernel.store.migrate import upgrade
+from agent_server.mail import OutboxMail
 from billing.wallet_funds import adjust_balance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from db_support import pg_admin
 from proof_support import Connection
 from soak_audit import AgentSetup, AuditReport, Call, audit
+from soak_clock import (
+    clock_figures,
+    plan_clock,
+    resolve_disputes,
+    seed,
+    settle_clock,
+    wait_for_status,
+)
 from soak_withdrawals import run_withdrawal_soak
 from webhook_receiver import Receiver
 
@@ -350,6 +363,7 @@ WEIGHTS: dict[str, int] = {
     "list-schedules": 3,
     "list-transactions": 4,
     "get-usage": 3,
+    "open-dispute": 5,  # of a seeded session that ended (soak_clock)
 }
 
 
@@ -430,6 +444,7 @@ class Actor:
     schedules: list[int] = field(default_factory=list)
     keys: int = 0
     races: int = 0
+    ended: list[int] = field(default_factory=list)  # sessions it may still dispute
 
     # -- transport --
 
@@ -780,6 +795,23 @@ class Actor:
     async def op_get_usage(self) -> None:
         await self.call("get-usage", {})
 
+    async def op_open_dispute(self) -> None:
+        if not self.ended:
+            return await self.op_list_bookings()
+        booking_id = self.rng.choice(self.ended)
+        arguments = {
+            "booking_id": booking_id,
+            "reason_code": self.rng.choice(["no_show", "ended_early", "not_as_described"]),
+            "text": "soak: the session did not happen as booked",
+        }
+        record = await self.call("open-dispute", arguments)
+        if record.outcome != "error":
+            # An operator settles it out of this agent's sight: its wallet is in doubt now.
+            self.doubt = True
+        if record.outcome == "ok" or record.code == "BOOKING_CONFLICT":
+            self.ended.remove(booking_id)
+        return None
+
 
 async def chaos(budget: Budget, victim: ServeProcess, down_seconds: float) -> int:
     """SIGKILL ``victim`` once the budget passes the kill point while calls are in flight to
@@ -837,12 +869,17 @@ async def run_soak(
         await load_demo_data(db, config.specialists, seed=config.seed)
         hot = await hot_slots(db, max(12, config.agents), rng)
         env = server_env(url)
+        clock_plan = plan_clock(config.agents)
+        env.update(clock_plan.env())
         servers = [ServeProcess("serve-a", env, logs), ServeProcess("serve-b", env, logs)]
         await asyncio.gather(*(s.start() for s in servers))
         with Receiver() as receiver:
             setups = []
             for index in range(config.agents):
                 setups.append(await sign_up(db, servers[index % 2], index, receiver.url))
+            seeded = await seed(url, setups, clock_plan)
+            setups = seeded.setups
+            await wait_for_status(db, seeded.pending, "canceled", 20)  # expired by now
             progress(f"{len(setups)} agents signed up and funded; calling")
             budget = Budget(config.calls, max(1, int(config.calls * config.kill_at)))
             calls: list[Call] = []
@@ -860,17 +897,31 @@ async def run_soak(
                 for setup in setups
             ]
             for actor in actors:
-                actor.expected = dict(actor.setup.funding)
+                agent_id = actor.setup.agent_id
+                actor.expected = dict(seeded.opening.get(agent_id, actor.setup.funding))
+                actor.ended = list(seeded.ended.get(agent_id, []))
             kill = asyncio.create_task(chaos(budget, servers[1], config.down_seconds))
+            operator_stop = asyncio.Event()
+            decisions: dict[str, Any] = {}
+            operator = asyncio.create_task(
+                resolve_disputes(db, operator_stop, random.Random(rng.getrandbits(64)), decisions)
+            )
             await asyncio.gather(*(actor.run() for actor in actors))
             killed_in_flight = await kill  # the budget always passes the kill point
+            operator_stop.set()
+            await operator
+            progress("waiting for the booking clocks to catch up")
+            await settle_clock(db, clock_plan)
             progress(f"{len(calls)} calls made; waiting for webhook deliveries")
             await wait_for_deliveries(db, 30)
             for server in servers:
                 server.stop()
             received = list(receiver.requests)
         progress("servers stopped; auditing")
-        report = await audit(db, setups, calls, received, pepper=PEPPER)
+        report = await audit(
+            db, setups, calls, received, pepper=PEPPER, deadlines=clock_plan.deadlines()
+        )
+        report.figures.update(await clock_figures(db), dispute_decisions=decisions)
         for actor in actors:
             report.problems.extend(actor.problems)
         progress("withdrawals and payouts: two senders on the database, one killed -9")

@@ -29,8 +29,9 @@ is empty when all of this holds:
 * every outbox event is delivered or pending (none failed or skipped), every delivered event
   reached the receiver, and every request the receiver got carries a valid signature;
 * a reference model, plain Python replaying the receipts and refunds the clients saw (and,
-  for the unknown outcomes, what the database proves happened), agrees with every agent
-  wallet to the base unit.
+  for the unknown outcomes, what the database proves happened; for the clock's expiries and
+  the operator's dispute decisions, the refunds the escrows record, each equal to what the
+  operator decided), agrees with every agent wallet to the base unit.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from agent_server.accounts.models import Agent
 from agent_server.booking.clock import EXPIRED
+from agent_server.booking.demo.loader import DEMO_REVIEWER_EMAIL
 from agent_server.booking.events import BOOKING_EVENTS
 from agent_server.booking.models import (
     Booking,
@@ -429,6 +432,10 @@ async def booking_consistency(db: Database, deadlines: Deadlines | None = None) 
         escrows = list((await session.scalars(select(Escrow))).all())
         disputes = {d.booking_id: d for d in (await session.scalars(select(Dispute))).all()}
         reviewed = set((await session.scalars(select(Review.booking_id))).all())
+        # The demo data's past sessions are imported as they ended: no history, no events.
+        imported = set(
+            await session.scalars(select(Agent.id).where(Agent.email == DEMO_REVIEWER_EMAIL))
+        )
         moves = (
             await session.execute(
                 select(LedgerTransaction.booking_id, LedgerTransaction.kind, func.count())
@@ -457,6 +464,8 @@ async def booking_consistency(db: Database, deadlines: Deadlines | None = None) 
         history[change.booking_id].append(change)
     expected: Counter[tuple[int, str, str]] = Counter()
     for booking in bookings:
+        if booking.booker_agent_id in imported:
+            continue
         name = f"booking {booking.id} ({booking.status})"
         held = [e for e in by_booking[booking.id] if e.status == EscrowStatus.HELD.value]
         if booking.status in HOLDING_ESCROW and booking.price_amount > 0:
@@ -583,6 +592,18 @@ async def _reference_model(
             for row in (await session.execute(select(IdempotencyKey))).scalars()
         }
         escrows = list((await session.scalars(select(Escrow))).all())
+        expired = set(
+            await session.scalars(select(Booking.id).where(Booking.cancel_reason_code == EXPIRED))
+        )
+        decided = dict(
+            (
+                await session.execute(
+                    select(Dispute.booking_id, Dispute.refund_amount).where(
+                        Dispute.status == DisputeStatus.RESOLVED.value
+                    )
+                )
+            ).all()
+        )
         keyed_bookings = (
             await session.execute(
                 select(Booking.booker_agent_id, Booking.idempotency_key, Booking.id).where(
@@ -716,7 +737,16 @@ async def _reference_model(
                 f"escrow says {refunded}",
             )
             continue
-        explained = (escrow.agent_id, escrow.booking_id) in unknown_cancels
+        if escrow.booking_id in decided:  # an operator's resolution of a dispute
+            report.check(
+                decided[escrow.booking_id] == refunded,
+                f"booking {escrow.booking_id}: refunded {refunded}, the operator decided "
+                f"{decided[escrow.booking_id]}",
+            )
+            explained = True
+        else:  # a cancel whose answer was lost, or the clock's expiry
+            explained = (escrow.agent_id, escrow.booking_id) in unknown_cancels
+            explained = explained or escrow.booking_id in expired
         report.check(explained, f"booking {escrow.booking_id}: a refund nobody asked for")
         model[(escrow.agent_id, escrow.currency)] += refunded
         resolved_refunds += 1

@@ -16,6 +16,7 @@ import pytest
 from billing_support import audit_ledger, fund, make_agent, make_schedule, wallet_balance
 from mcp_support import start_serve
 from smtp_sink import free_port
+from soak_audit import Deadlines, booking_consistency
 from sqlalchemy import func, select
 
 from agent_server.booking.availability import make_slot_id
@@ -365,3 +366,25 @@ async def test_serve_runs_the_clock_with_short_settings(
         server.wait(timeout=20)
         await db.dispose()
     await audit_ledger(Database(make_engine(database_url)))
+
+
+async def test_the_audit_finds_what_the_clock_left_past_its_time(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    _, pending = await book(db, config, auto_accept=False)
+    _, accepted = await book(db, config, start=START + timedelta(hours=2))
+    deadlines = Deadlines(
+        CONFIG.pending_ttl, CONFIG.auto_complete_after, CONFIG.dispute_window, timedelta(0)
+    )
+    clock.set(START + timedelta(hours=6))  # both overdue: the start came, the end passed
+    problems = await booking_consistency(db, deadlines)
+    assert any(f"booking {pending} (pending): pending past" in p for p in problems)
+    assert any(f"booking {accepted} (accepted): accepted past" in p for p in problems)
+    ticker = BookingClock(db, CONFIG)
+    await ticker.tick()
+    assert await booking_consistency(db, deadlines) == []
+    clock.advance(CONFIG.dispute_window)
+    problems = await booking_consistency(db, deadlines)
+    assert any("escrow held past the dispute window" in p for p in problems)
+    await ticker.tick()
+    assert await booking_consistency(db, deadlines) == []

@@ -59,6 +59,11 @@ def test_reduced_soak_passes_the_audit(soaked: SoakResult) -> None:
     assert figures["outbox_by_status"].get("delivered", 0) > 0
     assert figures["wallets_checked_against_model"] >= 10
     assert figures["booking_races"] > 0 and figures["rescheduled"] > 0
+    # The booking clocks of both servers expired the unanswered bookings and paid out the
+    # undisputed sessions after the window; the disputed ones were settled by the operator.
+    assert figures["bookings_expired"] >= 2 and figures["escrows_paid_out"] > 0
+    assert figures["disputes_opened"] > 0
+    assert figures["disputes_resolved"] == figures["disputes_opened"]
 
 
 async def test_the_audit_catches_doctored_books(soaked: SoakResult) -> None:
