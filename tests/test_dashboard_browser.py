@@ -975,6 +975,10 @@ FITS = """() => {
       problems.push(`${action.tagName} "${name}" off-screen at ${at}`);
     }
   }
+  for (const label of document.querySelectorAll("svg text")) {
+    const size = label.getBoundingClientRect().height;
+    if (size < 11) problems.push(`chart label "${label.textContent}" is ${size.toFixed(1)}px high`);
+  }
   return problems;
 }"""
 

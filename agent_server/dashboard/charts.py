@@ -10,11 +10,13 @@ import segno
 from agent_server.kernel.money import usd_text
 from billing.usage import Usage
 
-CHART_WIDTH = 640
-LABEL_WIDTH = 180
-VALUE_WIDTH = 150
-BAR_HEIGHT = 26
-BAR_GAP = 10
+# Narrow enough that a phone shows it near its own size (labels stay about 12 px at 390 px):
+# each tool's name sits above its bar, the calls and cost right of it.
+CHART_WIDTH = 360
+VALUE_WIDTH = 160
+BAR_HEIGHT = 18
+NAME_HEIGHT = 20  # the tool's name above the bar
+BAR_GAP = 12
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,7 @@ class Chart:
 
 def usage_chart(usage: Usage) -> Chart:
     """Horizontal bars, one per tool, longest for the most calls."""
-    area = CHART_WIDTH - LABEL_WIDTH - VALUE_WIDTH
+    area = CHART_WIDTH - VALUE_WIDTH
     most = max((u.calls for u in usage.usage), default=0)
     bars = []
     for i, u in enumerate(usage.usage):
@@ -57,13 +59,13 @@ def usage_chart(usage: Usage) -> Chart:
                 calls=u.calls,
                 free_calls=u.free_calls,
                 usd_micros=u.price_usd_micros,
-                x=LABEL_WIDTH,
-                y=i * (BAR_HEIGHT + BAR_GAP),
+                x=0,
+                y=i * (NAME_HEIGHT + BAR_HEIGHT + BAR_GAP) + NAME_HEIGHT,
                 width=width,
                 height=BAR_HEIGHT,
             )
         )
-    height = max(1, len(bars)) * (BAR_HEIGHT + BAR_GAP)
+    height = max(1, len(bars)) * (NAME_HEIGHT + BAR_HEIGHT + BAR_GAP)
     return Chart(bars, CHART_WIDTH, height, area)
 
 

@@ -23,3 +23,17 @@ document.addEventListener("htmx:afterRequest", (event) => {
 window.addEventListener("pageshow", () => {
   document.querySelectorAll("form[aria-busy=true]").forEach((form) => busy(form, false));
 });
+
+// Each table cell knows its column's name, shown before it where tables stack (phones).
+function labelCells(root) {
+  root.querySelectorAll("table.list").forEach((table) => {
+    const names = [...table.querySelectorAll("thead th")].map((th) => th.textContent.trim());
+    table.querySelectorAll("tbody tr").forEach((row) => {
+      [...row.children].forEach((cell, i) => {
+        if (names[i] && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", names[i]);
+      });
+    });
+  });
+}
+document.addEventListener("DOMContentLoaded", () => labelCells(document));
+document.addEventListener("htmx:afterSwap", (event) => labelCells(event.detail.elt.parentElement || document));
