@@ -26,12 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from agent_server.accounts.keys import looks_like_api_key
 from agent_server.accounts.models import Agent, AgentStatus, RateCounter
 from agent_server.accounts.ratelimit import RateDecision, hit, peek, window_decision
-from agent_server.accounts.service import (
-    RESEND_ENDPOINT,
-    VERIFY_ENDPOINT,
-    hash_api_key,
-    wallet_info,
-)
+from agent_server.accounts.service import RESEND_ENDPOINT, VERIFY_ENDPOINT, hash_api_key
 from agent_server.kernel.config import Settings, get_settings
 from agent_server.kernel.errors import (
     AccountInactive,
@@ -41,6 +36,7 @@ from agent_server.kernel.errors import (
     Unauthorized,
 )
 from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.services.registration import wallet_info
 from wallets.rates import RateSource
 
 # Calls per minute per agent; other tools get Settings.rate_limit_default.

@@ -14,13 +14,13 @@ from smtp_sink import SmtpSink
 from sqlalchemy import select
 
 from agent_server.accounts.schemas import RegisterAgent
-from agent_server.accounts.service import register_agent
 from agent_server.accounts.status import StatusAction, change_status
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mail import OutboxMail
 from agent_server.runtime import Runtime
+from agent_server.services.registration import register_agent
 
 PEPPER = "test-pepper-0123456789"
 

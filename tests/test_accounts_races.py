@@ -11,11 +11,12 @@ from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, EmailCode
 from agent_server.accounts.schemas import RegisterAgent
-from agent_server.accounts.service import register_agent, resend_verification, verify_email
+from agent_server.accounts.service import resend_verification, verify_email
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import RateLimited, ValidationFailed
 from agent_server.kernel.store import Database, make_engine
+from agent_server.services.registration import register_agent
 
 
 @pytest.fixture

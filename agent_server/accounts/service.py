@@ -1,11 +1,13 @@
-"""Account operations: register, verify email, resend the code, rotate the key, update,
-delete, and the directory. (A public profile with its schedules is ``booking.profiles``.)
+"""Account operations: create, verify email, resend the code, rotate the key, update, delete,
+and the directory. Registration with its deposit address is
+``agent_server.services.registration``; a public profile with its schedules is
+``booking.profiles``; closing an account is ``agent_server.services.closing``.
 
-Commands (``register_agent``, ``verify_email``, ``resend_verification``, ``regenerate_key``,
-``update_profile``, ``delete_agent``) take a fresh ``UnitOfWork``, own its
-transaction and commit it; mail goes out after the commit. Queries that only read take a
-fresh one too. Secrets (API keys, codes) exist in clear only in the return value of the call
-that created them and in the mail; they are never logged.
+``create_agent`` works in the caller's unit of work. The other commands (``verify_email``,
+``resend_verification``, ``regenerate_key``, ``update_profile``, ``delete_agent``) take a fresh
+``UnitOfWork``, own its transaction and commit it; mail goes out after the commit. Queries
+that only read take a fresh one too. Secrets (API keys, codes) exist in clear only in the
+return value of the call that created them and in the mail; they are never logged.
 """
 
 # Long by design: the account commands share the agent row's codes, labels and key rules.
@@ -50,7 +52,6 @@ from agent_server.accounts.status import READ_ONLY_STATUSES, find_agent, refuse_
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import RateLimited, ValidationFailed
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.money import decimal_text, usd_decimal
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import (
     MailDeliveryFailed,
@@ -60,9 +61,6 @@ from agent_server.mail import (
     send_mail,
     send_quietly,
 )
-from wallets.addresses import deposit_address_for, wallet_keys
-from wallets.currencies import currency_info
-from wallets.rates import RateSource, StaticRateSource, usd_to_base_units
 
 log = get_logger(__name__)
 
@@ -78,46 +76,6 @@ def pepper(settings: Settings) -> str:
 
 def hash_api_key(settings: Settings, api_key: str) -> str:
     return hash_secret(pepper(settings), api_key)
-
-
-# --- wallet summary ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WalletInfo:
-    """Where to send the activation deposit, and how much at least."""
-
-    currency: str
-    deposit_address: str
-    minimum_deposit: str  # whole coins, e.g. "20" USDT or "0.00033334" BTC
-    minimum_deposit_usd: str  # e.g. "20.00"
-
-
-async def wallet_info(
-    uow: UnitOfWork,
-    settings: Settings,
-    agent_id: int,
-    currency: str | None,
-    rates: RateSource | None = None,
-) -> WalletInfo:
-    """The agent's deposit address in its currency and the deposit that activates it.
-
-    Runs in the caller's transaction (the address is allocated on first use).
-    """
-    code = currency or DEFAULT_CURRENCY
-    info = currency_info(code)
-    address = await deposit_address_for(uow, agent_id, info.code, keys=wallet_keys(settings))
-    rate = (rates or StaticRateSource()).usd_micros_per_coin(info.code)
-    needed = max(usd_to_base_units(settings.activation_usd_micros, info.code, rate), 1)
-    # Rounded up to at most 8 decimals, so the amount is easy to type and still enough.
-    quantum = 10 ** max(info.decimals - 8, 0)
-    needed = -(-needed // quantum) * quantum
-    return WalletInfo(
-        currency=info.code,
-        deposit_address=address.address,
-        minimum_deposit=decimal_text(max(needed, info.min_deposit), info.code),
-        minimum_deposit_usd=usd_decimal(settings.activation_usd_micros),
-    )
 
 
 # --- shared helpers ---------------------------------------------------------------------
@@ -236,7 +194,8 @@ def _code_mail(settings: Settings, email: str, code: str) -> OutgoingMail:
     )
 
 
-async def _mail_code(settings: Settings, db: Database, email: str, code: str) -> bool:
+async def mail_code(settings: Settings, db: Database, email: str, code: str) -> bool:
+    """Mail a verification code after its commit; False if the SMTP server refused it."""
     try:
         await send_mail(settings, db, _code_mail(settings, email, code))
     except MailDeliveryFailed:
@@ -248,60 +207,50 @@ async def _mail_code(settings: Settings, db: Database, email: str, code: str) ->
 
 
 @dataclass(frozen=True)
-class Registration:
-    """A new agent, its API key (shown once) and where to fund it."""
+class NewAgent:
+    """A new ``pending_deposit`` agent, its API key (shown once) and its verification code."""
 
     agent: Agent
     api_key: str
-    wallet: WalletInfo
-    mail_sent: bool
+    code: str
 
 
-async def register_agent(
-    uow: UnitOfWork,
-    settings: Settings,
-    data: RegisterAgent,
-    *,
-    client_ip: str | None = None,
-    rates: RateSource | None = None,
-) -> Registration:
-    """Create a ``pending_deposit`` agent, mail its verification code, allocate its address."""
-    await limit_ip(uow.db, "registration", client_ip, settings.register_per_ip_per_hour)
+async def create_agent(uow: UnitOfWork, settings: Settings, data: RegisterAgent) -> NewAgent:
+    """Add a ``pending_deposit`` agent with its labels and a verification code, in the caller's
+    entered unit of work (flushed, not committed); a taken email is ``ValidationFailed``.
+
+    Registration as a whole (the deposit address, the commit, the mail) is
+    ``agent_server.services.registration.register_agent``."""
     api_key = new_api_key()
-    async with uow:
-        taken = await uow.session.scalar(select(Agent.id).where(Agent.email == data.email))
-        if taken is not None:
-            raise ValidationFailed.field(
-                "email", "is already registered; use another email or your existing agent's key"
-            )
-        now = uow.clock.now()
-        agent = Agent(
-            name=data.name,
-            email=data.email,
-            email_verified=False,
-            status=AgentStatus.PENDING_DEPOSIT.value,
-            api_key_hash=hash_api_key(settings, api_key),
-            api_key_prefix=shown_prefix(api_key),
-            api_key_created_at=now,
-            currency=data.currency or DEFAULT_CURRENCY,
-            profile={},
-            created_at=now,
-            updated_at=now,
+    taken = await uow.session.scalar(select(Agent.id).where(Agent.email == data.email))
+    if taken is not None:
+        raise ValidationFailed.field(
+            "email", "is already registered; use another email or your existing agent's key"
         )
-        _apply_metadata(agent, data, set(data.model_fields_set) - {"name", "email", "currency"})
-        uow.session.add(agent)
-        try:
-            await uow.session.flush()
-        except IntegrityError:
-            # Another registration took this email between our check and our insert.
-            raise ValidationFailed.field("email", "is already registered") from None
-        await _write_labels(uow, agent.id, agent.profile)
-        code = await _issue_code(uow, settings, agent.id, "registration")
-        wallet = await wallet_info(uow, settings, agent.id, agent.currency, rates)
-        await uow.commit()
-    log.info("agent.registered", agent_id=agent.id, key_prefix=agent.api_key_prefix)
-    sent = await _mail_code(settings, uow.db, agent.email, code)
-    return Registration(agent=agent, api_key=api_key, wallet=wallet, mail_sent=sent)
+    now = uow.clock.now()
+    agent = Agent(
+        name=data.name,
+        email=data.email,
+        email_verified=False,
+        status=AgentStatus.PENDING_DEPOSIT.value,
+        api_key_hash=hash_api_key(settings, api_key),
+        api_key_prefix=shown_prefix(api_key),
+        api_key_created_at=now,
+        currency=data.currency or DEFAULT_CURRENCY,
+        profile={},
+        created_at=now,
+        updated_at=now,
+    )
+    _apply_metadata(agent, data, set(data.model_fields_set) - {"name", "email", "currency"})
+    uow.session.add(agent)
+    try:
+        await uow.session.flush()
+    except IntegrityError:
+        # Another registration took this email between our check and our insert.
+        raise ValidationFailed.field("email", "is already registered") from None
+    await _write_labels(uow, agent.id, agent.profile)
+    code = await _issue_code(uow, settings, agent.id, "registration")
+    return NewAgent(agent=agent, api_key=api_key, code=code)
 
 
 # --- email verification -----------------------------------------------------------------

@@ -37,6 +37,7 @@ from agent_server.events.urls import check_callback_url
 from agent_server.kernel.inputs import Text
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
+from agent_server.services import registration
 from agent_server.services.closing import close_account
 from wallets.rates import RateSource, rate_source
 
@@ -68,7 +69,7 @@ async def register(body: RegisterAgent, request: Request, runtime: RuntimeDep) -
     The API key is returned **once**; only its hash is stored. Deposit at least the minimum to
     the wallet's address to activate the agent."""
     await check_callback_url(body.callback_url, runtime.settings)
-    result = await service.register_agent(
+    result = await registration.register_agent(
         runtime.db.uow(),
         runtime.settings,
         body,
@@ -159,7 +160,7 @@ async def regenerate_key(caller: CurrentAgent, runtime: RuntimeDep) -> KeyRespon
 async def _own(runtime: Runtime, agent_id: int) -> OwnProfileResponse:
     async with runtime.db.uow() as uow:
         agent = await find_agent(uow, agent_id)
-        wallet = await service.wallet_info(
+        wallet = await registration.wallet_info(
             uow, runtime.settings, agent.id, agent.currency, _rates(runtime)
         )
         await uow.commit()

@@ -8,8 +8,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from agent_server.accounts.models import Agent
-from agent_server.accounts.service import WalletInfo, profile_dict
+from agent_server.accounts.service import profile_dict
 from agent_server.booking.models import Schedule
+from agent_server.services.registration import WalletInfo
 
 
 class Wallet(BaseModel):

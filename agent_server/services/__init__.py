@@ -17,6 +17,7 @@ its history line, its event and its ledger transaction land together or not at a
   rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones.
 * ``withdrawal_sender``: runs the sender (``wallets.sending``) and gives it the ledger and
   event side of sent, confirmed and failed (the wallets' ``WithdrawalFollowUp``).
+* ``registration``: a new agent with its deposit address and activation deposit.
 * ``closing``: closing an account: what its money becomes, its schedules withdrawn, its
   personal data erased (``close_account``).
 
