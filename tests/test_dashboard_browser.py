@@ -49,7 +49,7 @@ from agent_server.services.bookings import accept_booking
 from agent_server.services.clock import BookingClock, ClockConfig
 from billing.models import Escrow, LedgerTransaction, UsageRecord
 from billing.usage import transactions_for
-from billing.wallet_funds import adjust_balance
+from billing.wallet_funds import adjust_balance, balances
 
 START = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday, 09:00 in Berlin
 USDC = 1_000_000
@@ -1030,3 +1030,43 @@ async def test_every_page_fits_a_desktop_and_a_phone(
     )
     await context.close()
     assert not problems, "\n".join(problems)
+
+
+async def test_spend_and_balance_chart_shows_the_ledger(site: Site, alice: Page) -> None:
+    agent_id = site.ids["Alpha Bot"]
+    async with site.mcp("Alpha Bot") as client:  # a fee charged today
+        await call_ok(client, "search-specialists", {})
+    await alice.goto(f"/agents/{agent_id}/wallet")
+    days = alice.locator("#daily-chart g.day")
+    await expect(days).to_have_count(30)
+    shown = [
+        (
+            str(await days.nth(i).get_attribute("data-day")),
+            int(str(await days.nth(i).get_attribute("data-spent"))),
+            int(str(await days.nth(i).get_attribute("data-balance"))),
+        )
+        for i in range(30)
+    ]
+    async with site.db.uow() as uow:
+        now = uow.clock.now()
+        first = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=29)
+        charges = (
+            await uow.session.execute(
+                select(LedgerTransaction.created_at, LedgerTransaction.amount).where(
+                    LedgerTransaction.agent_id == agent_id,
+                    LedgerTransaction.kind == "charge",
+                    LedgerTransaction.currency == "USDC",
+                    LedgerTransaction.created_at >= first,
+                )
+            )
+        ).all()
+        balance = (await balances(uow, agent_id))["USDC"]
+    assert shown[-1][0] == now.date().isoformat()
+    assert shown[0][0] == first.date().isoformat()
+    by_day: dict[str, int] = {}
+    for at, amount in charges:
+        by_day[at.date().isoformat()] = by_day.get(at.date().isoformat(), 0) + amount
+    assert {day: spent for day, spent, _ in shown if spent} == by_day
+    assert by_day.get(now.date().isoformat(), 0) > 0
+    assert shown[-1][2] == balance
+    await screenshot(alice, "wallet-daily-chart")

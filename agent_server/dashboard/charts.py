@@ -85,3 +85,52 @@ def qr_svg(data: str, title: str) -> str:
     """An inline SVG QR code of ``data`` (dark on light, with its quiet zone)."""
     code = segno.make(data, error="m")
     return code.svg_inline(scale=5, border=4, dark="#000", light="#fff", title=title, svgclass="qr")
+
+
+SERIES_WIDTH = 360
+SERIES_HEIGHT = 120
+
+
+@dataclass(frozen=True)
+class DayPoint:
+    day: str  # YYYY-MM-DD, UTC
+    spent: int  # tool fees charged that day, base units
+    balance: int  # the wallet's balance at the end of the day, base units
+    x: int
+    bar_y: int
+    bar_height: int
+    line_y: int
+
+
+@dataclass(frozen=True)
+class DailyChart:
+    """Spend per day as bars and the balance at each day's end as a line, one currency."""
+
+    currency: str
+    points: list[DayPoint]
+    width: int
+    height: int
+    step: int
+
+    @property
+    def line(self) -> str:
+        return " ".join(f"{p.x + self.step // 2},{p.line_y}" for p in self.points)
+
+
+def daily_chart(
+    currency: str, days: list[str], spent: dict[str, int], balances: list[int]
+) -> DailyChart:
+    """``days`` oldest first, ``spent`` by day, ``balances`` at each day's end (same order)."""
+    step = SERIES_WIDTH // max(1, len(days))
+    top_spent = max(spent.values(), default=0)
+    top_balance = max([*balances, 0])
+    plot = SERIES_HEIGHT - 10
+    points = []
+    for i, day in enumerate(days):
+        used = spent.get(day, 0)
+        height = round(plot * used / top_spent) if top_spent else 0
+        line_y = SERIES_HEIGHT - (round(plot * balances[i] / top_balance) if top_balance else 0)
+        points.append(
+            DayPoint(day, used, balances[i], i * step, SERIES_HEIGHT - height, height, line_y)
+        )
+    return DailyChart(currency, points, SERIES_WIDTH, SERIES_HEIGHT, step)

@@ -12,12 +12,21 @@ import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
+
+from sqlalchemy import func, select
 
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text, usd_decimal
 from agent_server.kernel.store import UnitOfWork
-from billing.models import TransactionKind
+from billing.models import (
+    AccountKind,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    TransactionKind,
+)
 from billing.usage import HistoryItem, Usage, transactions_for
 
 PER_PAGE = 25
@@ -142,3 +151,59 @@ def usage_csv(usage: Usage) -> str:
             for u in usage.usage
         ),
     )
+
+
+async def daily_history(
+    uow: UnitOfWork, agent_id: int, currency: str, days: int = 30
+) -> tuple[list[str], dict[str, int], list[int]]:
+    """The last ``days`` UTC days (oldest first), the tool fees charged on each, and the
+    wallet's balance in ``currency`` at the end of each, from the ledger's own rows."""
+    today = uow.clock.now().date()
+    names = [(today - timedelta(days=days - 1 - i)).isoformat() for i in range(days)]
+    first = uow.clock.now().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
+        days=days - 1
+    )
+    day = func.date(LedgerTransaction.created_at)
+    spent_rows = await uow.session.execute(
+        select(day, func.sum(LedgerTransaction.amount))
+        .where(
+            LedgerTransaction.agent_id == agent_id,
+            LedgerTransaction.kind == TransactionKind.CHARGE.value,
+            LedgerTransaction.currency == currency,
+            LedgerTransaction.created_at >= first,
+        )
+        .group_by(day)
+    )
+    spent = {str(d): int(total or 0) for d, total in spent_rows}
+    wallet = (
+        select(LedgerAccount.id)
+        .where(
+            LedgerAccount.agent_id == agent_id,
+            LedgerAccount.kind == AccountKind.WALLET.value,
+            LedgerAccount.currency == currency,
+        )
+        .scalar_subquery()
+    )
+    moved = LedgerEntry.credit - LedgerEntry.debit
+    before = await uow.session.scalar(
+        select(func.coalesce(func.sum(moved), 0))
+        .select_from(LedgerEntry)
+        .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+        .where(LedgerEntry.account_id == wallet, LedgerTransaction.created_at < first)
+    )
+    changes = {
+        str(d): int(total or 0)
+        for d, total in await uow.session.execute(
+            select(day, func.sum(moved))
+            .select_from(LedgerEntry)
+            .join(LedgerTransaction, LedgerTransaction.id == LedgerEntry.transaction_id)
+            .where(LedgerEntry.account_id == wallet, LedgerTransaction.created_at >= first)
+            .group_by(day)
+        )
+    }
+    running = int(before or 0)
+    balances = []
+    for name in names:
+        running += changes.get(name, 0)
+        balances.append(running)
+    return names, spent, balances

@@ -19,12 +19,13 @@ from agent_server.booking import service as booking_svc
 from agent_server.booking.disputes import DISPUTE_REASON_CODES
 from agent_server.booking.models import BookingStatus, CancelledBy, Specialist
 from agent_server.booking.schedules import ScheduleOwner, parse_model
-from agent_server.dashboard.charts import qr_svg, recent_periods, usage_chart
+from agent_server.dashboard.charts import daily_chart, qr_svg, recent_periods, usage_chart
 from agent_server.dashboard.forms import field_errors, parse_amount, text
 from agent_server.dashboard.guide import guide_for
 from agent_server.dashboard.history import (
     TYPES,
     all_history,
+    daily_history,
     history_page,
     transactions_csv,
     usage_csv,
@@ -202,6 +203,8 @@ async def wallet(request: Request, agent_id: AgentId) -> Response:
         agent = await owned_agent(uow, viewer.person, agent_id)
         view = await get_wallet(uow, agent_id, rates=rate_source(runtime))
         addresses = await agent_addresses(uow, agent_id)
+        charted = (agent.currency or "USDT").upper()
+        days, spent, balances = await daily_history(uow, agent_id, charted)
         await uow.commit()
     held = {w.currency: w for w in view.wallets}
     rows = []
@@ -229,6 +232,7 @@ async def wallet(request: Request, agent_id: AgentId) -> Response:
             "tab": "wallet",
             "view": view,
             "rows": rows,
+            "daily": daily_chart(charted, days, spent, balances),
         },
         viewer=viewer,
     )
