@@ -33,7 +33,7 @@ JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
 BROWSER_HEADERS = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
-JSON_PATHS = ("/api/", "/calendar/", "/healthz", "/readyz", "/.well-known/")
+JSON_PATHS = ("/api/", "/calendar/", "/healthz", "/readyz", "/metrics", "/.well-known/")
 
 
 def _env(db: Path, **extra: str) -> dict[str, str]:
