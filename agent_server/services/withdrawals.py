@@ -26,6 +26,7 @@ mailbox, and even then the address is usable only after the cooling-off time.
 
 from __future__ import annotations
 
+import re
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -146,6 +147,17 @@ class Confirmation:
 
 def new_public_id() -> str:
     return f"wd_{uuid.uuid4().hex}"
+
+
+_PUBLIC_ID = re.compile(r"wd_[0-9a-f]{32}")
+
+
+def check_public_id(public_id: str) -> str:
+    """``public_id`` if it has the shape of a withdrawal id; otherwise ``NotFound`` at once,
+    so no malformed or hostile text reaches a query."""
+    if not _PUBLIC_ID.fullmatch(public_id):
+        raise NotFound(f"no withdrawal {public_id[:40]!r}", {"withdrawal_id": public_id[:40]})
+    return public_id
 
 
 async def quote(terms: Terms, currency: str, amount: int) -> Quote:
@@ -581,6 +593,7 @@ async def _change(
 ) -> Withdrawal:
     """Move a withdrawal from one of ``from_statuses`` to ``to`` with one conditional update;
     ``NotFound`` or a ``ValidationFailed`` naming its current status when it cannot."""
+    check_public_id(public_id)
     now = uow.clock.now()
     where = [_WITHDRAWALS.c.public_id == public_id, _WITHDRAWALS.c.status.in_(from_statuses)]
     if owner is not None:
@@ -734,6 +747,7 @@ async def list_for(
 
 
 async def find(uow: UnitOfWork, public_id: str, owner: Owner | None = None) -> Withdrawal:
+    check_public_id(public_id)
     query = select(Withdrawal).where(Withdrawal.public_id == public_id)
     if owner is not None:
         query = query.where(Withdrawal.owner == owner.key)
