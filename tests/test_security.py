@@ -4,7 +4,9 @@ any REST route.
 The tools come from ``tools/list`` and the routes from ``/api/openapi.json``; each must have
 a case below, so a tool or route added without one fails ``test_every_tool_and_route_has_a
 _case``. Each case is agent A aiming at agent B's bookings, schedules, wallet, usage,
-transactions, webhook secret, calendar token and profile. After every case:
+transactions, withdrawals and their addresses, spending limits, webhook secret, calendar token
+and profile; the routes on bookings, withdrawals and spending limits also answer 401 without a
+key. After every case:
 
 * no response A got contains anything private of B's (email, deposit addresses, booking
   topic, private schedule label and description, call ids, event ids);
@@ -43,12 +45,15 @@ from agent_server.models import metadata
 from agent_server.runtime import Runtime
 from billing.models import UsageRecord
 from wallets.models import DepositAddressRecord
+from wallets.withdrawal_models import WithdrawalAddress
 
 USDC = 1_000_000
 OWNER_COLUMNS = ("agent_id", "booker_agent_id")
 # Columns that change when someone merely reads the row (a public profile's "last read").
 READ_STAMPS = {("agents", "last_accessed_at")}
 REFUSED = {"FORBIDDEN", "NOT_FOUND"}
+B_ADDRESS = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"  # only B withdraws to it
+A_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 
 
 @dataclass
@@ -65,6 +70,8 @@ class Other:
     private_schedule: int
     private_slot: str
     schedule_key: str
+    withdrawal_id: str = ""
+    withdrawal_address_id: int = 0
     markers: list[str] = field(default_factory=list)
 
 
@@ -106,9 +113,15 @@ class World:
         headers = {"Authorization": f"Bearer {key or self.a_key}"}
         response = await self.api.request(method, f"/api{path}", headers=headers, **kwargs)
         if key is None:
-            self.sent.append(json.dumps(kwargs.get("json")) + str(kwargs.get("params")))
+            self.sent.append(path + json.dumps(kwargs.get("json")) + str(kwargs.get("params")))
             self.seen.append(response.text)
         return response
+
+    async def anonymous(self, method: str, path: str, **kwargs: Any) -> None:
+        """The same request without any key is refused before it reaches anyone's data."""
+        assert self.api is not None
+        response = await self.api.request(method, f"/api{path}", **kwargs)
+        assert response.status_code == 401, (method, path, response.text)
 
 
 def _client(runtime: Runtime, key: str) -> Client:
@@ -163,6 +176,16 @@ async def _make_other(runtime: Runtime) -> Other:
             },
         )
         await _ok(b, "search-specialists", {})
+        withdrawn = await _ok(
+            b,
+            "request-withdrawal",
+            {
+                "currency": "USDC",
+                "amount": 5 * USDC,
+                "address": B_ADDRESS,
+                "idempotency_key": "b-withdrawal-key-0001",
+            },
+        )
         receipts = [booked["receipt"]["call_id"], made["receipt"]["call_id"]]
     private = int(made["schedule"]["id"])
     other = Other(
@@ -176,9 +199,25 @@ async def _make_other(runtime: Runtime) -> Other:
         private_schedule=private,
         private_slot=(await _free_slots(db, private, viewer=b_id))[0],
         schedule_key="b-schedule-key-0001",
-        markers=[email, topic, label, "description-of-agent-b-44e0", *receipts],
+        withdrawal_id=str(withdrawn["withdrawal"]["id"]),
+        markers=[
+            email,
+            topic,
+            label,
+            "description-of-agent-b-44e0",
+            B_ADDRESS,
+            str(withdrawn["withdrawal"]["id"]),
+            *receipts,
+        ],
     )
     async with db.uow() as uow:
+        other.withdrawal_address_id = int(
+            (
+                await uow.session.scalars(
+                    select(WithdrawalAddress.id).where(WithdrawalAddress.agent_id == b_id)
+                )
+            ).one()
+        )
         other.markers += list(
             (
                 await uow.session.scalars(
@@ -345,7 +384,85 @@ async def quote(w: World) -> None:
     await w.refused("quote", {"tool": "book-slot", "slot_id": w.b.private_slot}, REFUSED)
 
 
+async def get_booking(w: World) -> None:
+    await w.refused("get-booking", {"booking_id": w.b.booking_id}, REFUSED)
+
+
+async def accept_booking(w: World) -> None:
+    # B booked a slot of a demo specialist's schedule: A is neither its booker nor provider.
+    await w.refused("accept-booking", {"booking_id": w.b.booking_id}, REFUSED)
+    await w.refused(
+        "accept-booking", {"booking_id": w.b.booking_id, "location": "taken over"}, REFUSED
+    )
+
+
+async def reject_booking(w: World) -> None:
+    await w.refused(
+        "reject-booking", {"booking_id": w.b.booking_id, "reason": "taken over"}, REFUSED
+    )
+
+
+async def complete_booking(w: World) -> None:
+    await w.refused("complete-booking", {"booking_id": w.b.booking_id}, REFUSED)
+    await w.refused(
+        "complete-booking", {"booking_id": w.b.booking_id, "note": "taken over"}, REFUSED
+    )
+
+
+async def leave_review(w: World) -> None:
+    await w.refused(
+        "leave-review", {"booking_id": w.b.booking_id, "rating": 1, "text": "taken over"}, REFUSED
+    )
+
+
+async def get_spending_limits(w: World) -> None:
+    await w.ok("get-spending-limits", {})
+
+
+async def set_spending_limits(w: World) -> None:
+    # Unknown arguments naming B are refused by name; A's own caps are A's alone.
+    await w.refused(
+        "set-spending-limits",
+        {"agent_id": w.b.agent_id, "daily_cap_usd_micros": 1},
+        {"VALIDATION_ERROR"},
+    )
+    await w.ok("set-spending-limits", {"daily_cap_usd_micros": 500 * USDC})
+
+
+async def request_withdrawal(w: World) -> None:
+    # B's idempotency key is B's: with it, A's withdrawal is A's own, never B's back.
+    mine = await w.ok(
+        "request-withdrawal",
+        {
+            "currency": "USDC",
+            "amount": 2 * USDC,
+            "address": A_ADDRESS,
+            "idempotency_key": "b-withdrawal-key-0001",
+        },
+    )
+    assert mine["withdrawal"]["id"] != w.b.withdrawal_id, mine
+
+
+async def list_withdrawals(w: World) -> None:
+    listed = await w.ok("list-withdrawals", {})
+    assert w.b.withdrawal_id not in {x["id"] for x in listed["withdrawals"]}
+
+
+async def cancel_withdrawal(w: World) -> None:
+    await w.refused("cancel-withdrawal", {"withdrawal_id": w.b.withdrawal_id}, REFUSED)
+
+
 TOOL_CASES: dict[str, ToolCase] = {
+    "get-booking": get_booking,
+    "accept-booking": accept_booking,
+    "reject-booking": reject_booking,
+    "complete-booking": complete_booking,
+    "leave-review": leave_review,
+    "get-spending-limits": get_spending_limits,
+    "set-spending-limits": set_spending_limits,
+    "request-withdrawal": request_withdrawal,
+    "list-withdrawals": list_withdrawals,
+    "cancel-withdrawal": cancel_withdrawal,
     "search-specialists": search_specialists,
     "view-profile": view_profile,
     "get-availability": get_availability_,
@@ -469,7 +586,128 @@ async def calendar_token(w: World) -> None:
     assert issued.status_code == 200, issued.text
 
 
+def _refused(response: httpx.Response) -> None:
+    assert response.status_code in (403, 404), response.text
+
+
+def _on_b_booking(action: str, body: dict[str, Any] | None = None) -> ToolCase:
+    """A POSTs ``action`` on B's booking: refused; without a key: 401."""
+
+    async def case(w: World) -> None:
+        path = f"/agent/bookings/{w.b.booking_id}/{action}"
+        _refused(await w.rest("POST", path, json=body))
+        await w.anonymous("POST", path, json=body)
+
+    return case
+
+
+async def list_bookings_rest(w: World) -> None:
+    for role in (None, "booker", "provider"):
+        listed = await w.rest("GET", "/agent/bookings", params={"role": role} if role else None)
+        assert listed.status_code == 200, listed.text
+        assert w.b.booking_id not in {b["id"] for b in listed.json()["bookings"]}
+    await w.anonymous("GET", "/agent/bookings")
+
+
+async def get_booking_rest(w: World) -> None:
+    _refused(await w.rest("GET", f"/agent/bookings/{w.b.booking_id}"))
+    await w.anonymous("GET", f"/agent/bookings/{w.b.booking_id}")
+
+
+async def spending_limits(w: World) -> None:
+    mine = await w.rest("GET", "/agent/spending-limits")
+    assert mine.status_code == 200, mine.text
+    await w.anonymous("GET", "/agent/spending-limits")
+
+
+async def put_spending_limits(w: World) -> None:
+    lowered = await w.rest("PUT", "/agent/spending-limits", json={"daily_cap_usd_micros": USDC})
+    assert lowered.status_code == 200, lowered.text
+    named = await w.rest(
+        "PUT", "/agent/spending-limits", json={"agent_id": w.b.agent_id, "daily_cap_usd_micros": 1}
+    )
+    assert named.status_code == 422, named.text
+    await w.anonymous("PUT", "/agent/spending-limits", json={"daily_cap_usd_micros": 1})
+
+
+async def confirm_spending_limits(w: World) -> None:
+    guessed = await w.rest("POST", "/agent/spending-limits/confirm", json={"code": "000000"})
+    assert guessed.status_code in (403, 404, 409, 422), guessed.text
+    await w.anonymous("POST", "/agent/spending-limits/confirm", json={"code": "000000"})
+
+
+async def withdrawal_addresses(w: World) -> None:
+    listed = await w.rest("GET", "/agent/withdrawal-addresses")
+    assert listed.status_code == 200, listed.text
+    assert w.b.withdrawal_address_id not in {a["id"] for a in listed.json()}
+    await w.anonymous("GET", "/agent/withdrawal-addresses")
+
+
+async def confirm_withdrawal_address(w: World) -> None:
+    path = f"/agent/withdrawal-addresses/{w.b.withdrawal_address_id}/confirm"
+    _refused(await w.rest("POST", path, json={"code": "000000"}))
+    await w.anonymous("POST", path, json={"code": "000000"})
+
+
+async def withdrawals_rest(w: World) -> None:
+    listed = await w.rest("GET", "/agent/withdrawals")
+    assert listed.status_code == 200, listed.text
+    assert w.b.withdrawal_id not in {x["id"] for x in listed.json()["withdrawals"]}
+    await w.anonymous("GET", "/agent/withdrawals")
+
+
+async def get_withdrawal(w: World) -> None:
+    _refused(await w.rest("GET", f"/agent/withdrawals/{w.b.withdrawal_id}"))
+    await w.anonymous("GET", f"/agent/withdrawals/{w.b.withdrawal_id}")
+
+
+async def cancel_withdrawal_rest(w: World) -> None:
+    path = f"/agent/withdrawals/{w.b.withdrawal_id}/cancel"
+    _refused(await w.rest("POST", path))
+    await w.anonymous("POST", path)
+
+
+async def request_withdrawal_rest(w: World) -> None:
+    body = {
+        "currency": "USDC",
+        "amount": 2 * USDC,
+        "address": A_ADDRESS,
+        "idempotency_key": "b-withdrawal-key-0001",
+    }
+    mine = await w.rest("POST", "/agent/withdrawals", json=body)
+    assert mine.status_code in (200, 201, 202), mine.text
+    assert mine.json()["withdrawal"]["id"] != w.b.withdrawal_id
+    await w.anonymous("POST", "/agent/withdrawals", json=body)
+
+
+async def quote_withdrawal(w: World) -> None:
+    body = {"currency": "USDC", "amount": 2 * USDC}
+    quoted = await w.rest("POST", "/agent/withdrawals/quote", json=body)
+    assert quoted.status_code == 200, quoted.text
+    await w.anonymous("POST", "/agent/withdrawals/quote", json=body)
+
+
 ROUTE_CASES: dict[str, ToolCase] = {
+    "GET /agent/bookings": list_bookings_rest,
+    "GET /agent/bookings/{booking_id}": get_booking_rest,
+    "POST /agent/bookings/{booking_id}/accept": _on_b_booking("accept", {"location": "x"}),
+    "POST /agent/bookings/{booking_id}/location": _on_b_booking("location", {"location": "x"}),
+    "POST /agent/bookings/{booking_id}/reject": _on_b_booking("reject", {"reason": "x"}),
+    "POST /agent/bookings/{booking_id}/cancel": _on_b_booking("cancel", {"reason": "x"}),
+    "POST /agent/bookings/{booking_id}/complete": _on_b_booking("complete"),
+    "POST /agent/bookings/{booking_id}/note": _on_b_booking("note", {"note": "taken over"}),
+    "POST /agent/bookings/{booking_id}/dismiss": _on_b_booking("dismiss"),
+    "POST /agent/bookings/{booking_id}/review": _on_b_booking("review", {"rating": 1}),
+    "GET /agent/spending-limits": spending_limits,
+    "PUT /agent/spending-limits": put_spending_limits,
+    "POST /agent/spending-limits/confirm": confirm_spending_limits,
+    "GET /agent/withdrawal-addresses": withdrawal_addresses,
+    "POST /agent/withdrawal-addresses/{address_id}/confirm": confirm_withdrawal_address,
+    "GET /agent/withdrawals": withdrawals_rest,
+    "GET /agent/withdrawals/{withdrawal_id}": get_withdrawal,
+    "POST /agent/withdrawals/{withdrawal_id}/cancel": cancel_withdrawal_rest,
+    "POST /agent/withdrawals": request_withdrawal_rest,
+    "POST /agent/withdrawals/quote": quote_withdrawal,
     "POST /agent/register": register,
     "POST /agent/verify-email": verify_email,
     "POST /agent/resend-verification": resend_verification,
