@@ -52,7 +52,14 @@ from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
 from agent_server.services.bookings import accept_booking
 from agent_server.services.clock import BookingClock, ClockConfig
-from billing.models import Escrow, LedgerTransaction, UsageRecord
+from billing.models import (
+    AccountKind,
+    Escrow,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    UsageRecord,
+)
 from billing.usage import transactions_for
 from billing.wallet_funds import adjust_balance, balances
 
@@ -1095,6 +1102,18 @@ async def _spend_and_balance(site: Site, alice: Page) -> None:
             )
         ).all()
         balance = (await balances(uow, agent_id))["USDC"]
+        moves = (
+            await uow.session.execute(
+                select(LedgerTransaction.created_at, LedgerEntry.credit - LedgerEntry.debit)
+                .join(LedgerEntry, LedgerEntry.transaction_id == LedgerTransaction.id)
+                .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+                .where(
+                    LedgerAccount.agent_id == agent_id,
+                    LedgerAccount.kind == AccountKind.WALLET.value,
+                    LedgerAccount.currency == "USDC",
+                )
+            )
+        ).all()
     assert shown[-1][0] == now.date().isoformat()
     assert shown[0][0] == first.date().isoformat()
     by_day: dict[str, int] = {}
@@ -1103,4 +1122,8 @@ async def _spend_and_balance(site: Site, alice: Page) -> None:
     assert {day: spent for day, spent, _ in shown if spent} == by_day
     assert by_day.get(now.date().isoformat(), 0) > 0
     assert shown[-1][2] == balance
+    # Each day's end: today's balance less what moved in the wallet on the days after it.
+    for day, _, shown_balance in shown:
+        later = sum(moved for at, moved in moves if at.date().isoformat() > day)
+        assert shown_balance == balance - later, day
     await screenshot(alice, "wallet-daily-chart")
