@@ -39,7 +39,7 @@ def build(recorded: dict[str, Any]) -> MCPServer:
     tools: list[Tool] = []
     for name, entry in recorded.items():
         tool = Tool.from_function(
-            _answering([success(body) for body in entry["answers"]]),
+            _answering([success(name, body) for body in entry["answers"]]),
             name=name,
             description=f"Recorded answers of {name}.",
             structured_output=True,
