@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from datetime import timedelta
 
 import httpx
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from mcp_support import make_agent
+from sqlalchemy import select
 
+from agent_server.accounts.models import Agent, AgentKey
+from agent_server.accounts.service import delete_agent
 from agent_server.app import create_app
+from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
-from agent_server.kernel.store.migrate import current_revision, head_revision
+from agent_server.kernel.store.migrate import (
+    alembic_config,
+    current_revision,
+    head_revision,
+    upgrade_async,
+)
 from agent_server.models import metadata
 from agent_server.runtime import Runtime
 
@@ -89,3 +102,38 @@ async def test_request_ids_and_traceparent_reach_every_log_line(
     first = [x for x in hits if x["traceparent"] == incoming]
     assert len(first) == 2
     assert all(x["request_id"] == response.headers["x-request-id"] for x in first)
+
+
+async def test_the_key_history_migration_records_each_agents_current_key(
+    db: Database, database_url: str, clock: FakeClock
+) -> None:
+    settings = Settings(database_url=database_url)
+    plain, _ = await make_agent(db, settings)
+    rotated, _ = await make_agent(db, settings)
+    closed, _ = await make_agent(db, settings)
+    async with db.uow() as uow:
+        agents = {a: await uow.session.get(Agent, a) for a in (plain, rotated, closed)}
+        created = agents[plain].created_at  # type: ignore[union-attr]
+        agents[rotated].api_key_created_at = created + timedelta(hours=1)  # type: ignore[union-attr]
+        prefixes = {a: agent.api_key_prefix for a, agent in agents.items()}  # type: ignore[union-attr]
+        await uow.commit()
+    clock.advance(timedelta(hours=2))
+    await delete_agent(db.uow(), closed)
+    await db.engine.dispose()
+
+    try:
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0012")
+    finally:
+        await upgrade_async(database_url)
+
+    async with db.uow() as uow:
+        rows = (await uow.session.scalars(select(AgentKey).order_by(AgentKey.agent_id))).all()
+        await uow.commit()
+    assert [
+        (k.agent_id, k.prefix, k.issued_at, k.issued_by, k.revoked_at, k.revoked_reason)
+        for k in rows
+    ] == [
+        (plain, prefixes[plain], created, "migration", None, None),
+        (rotated, prefixes[rotated], created + timedelta(hours=1), "migration", None, None),
+        (closed, "", created, "migration", created + timedelta(hours=2), "closed"),
+    ]

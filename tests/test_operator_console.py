@@ -15,7 +15,9 @@ from pydantic import SecretStr
 from smtp_sink import SmtpSink
 from sqlalchemy import select
 
-from agent_server.accounts.models import Agent
+from agent_server.accounts.keys import shown_prefix
+from agent_server.accounts.models import Agent, AgentKey
+from agent_server.accounts.service import delete_agent, hash_api_key
 from agent_server.accounts.status import StatusAction, change_status
 from agent_server.app import create_app
 from agent_server.dashboard.sessions import csrf_token, request_code, verify_code
@@ -218,3 +220,87 @@ async def test_owners_cannot_open_the_console(console: Console) -> None:
         assert (await console.http.get(path)).status_code == 403, path
     refused = await console.http.post("/operator/webhooks/evt_x/retry", data={"csrf_token": csrf})
     assert refused.status_code == 403
+
+
+async def test_the_agent_page_lists_the_keys_issued_and_revoked(
+    console: Console, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    http, db, settings = console.http, console.db, console.settings
+    registered = await http.post(
+        "/api/agent/register", json={"name": "Key keeper", "email": "keeper@example.com"}
+    )
+    assert registered.status_code == 201, registered.text
+    first = registered.json()["api_key"]
+    agent_id = registered.json()["agent_id"]
+    async with db.uow() as uow:
+        keys = (
+            await uow.session.scalars(select(AgentKey).where(AgentKey.agent_id == agent_id))
+        ).all()
+        assert [(k.prefix, k.issued_by, k.revoked_at) for k in keys] == [
+            (shown_prefix(first), "registration", None)
+        ]
+        agent = await uow.session.get(Agent, agent_id)
+        assert agent is not None
+        agent.owner_email = "keeper-owner@example.com"
+        await uow.commit()
+
+    rotated = await http.post(
+        "/api/agent/regenerate-key", headers={"Authorization": f"Bearer {first}"}
+    )
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()["api_key"]
+    assert rotated.json()["api_key_prefix"] == shown_prefix(second)
+
+    token, csrf = await console.session_for("keeper-owner@example.com")
+    http.cookies.set(SESSION_COOKIE, token)
+    page = await http.post(
+        f"/agents/{agent_id}/key",
+        data={"csrf_token": csrf, "replaces": shown_prefix(second)},
+    )
+    assert page.status_code == 200, page.text
+    third = re.search(r'id="new-key"[^>]*value="([^"]+)"', page.text)
+    assert third is not None
+    third_key = third.group(1)
+    again = await http.post(
+        f"/agents/{agent_id}/key",
+        data={"csrf_token": csrf, "replaces": shown_prefix(second)},
+        follow_redirects=False,
+    )
+    assert again.status_code == 303  # the form sent twice keeps the key it made
+
+    async with db.uow() as uow:
+        keys = (
+            await uow.session.scalars(
+                select(AgentKey).where(AgentKey.agent_id == agent_id).order_by(AgentKey.id)
+            )
+        ).all()
+        hash_now = (await uow.session.get(Agent, agent_id)).api_key_hash  # type: ignore[union-attr]
+        await uow.commit()
+    assert [(k.prefix, k.issued_by, k.revoked_reason) for k in keys] == [
+        (shown_prefix(first), "registration", "regenerated"),
+        (shown_prefix(second), "owner", "regenerated"),
+        (shown_prefix(third_key), "owner", None),
+    ]
+    assert keys[0].revoked_at == keys[1].issued_at and keys[1].revoked_at == keys[2].issued_at
+    assert keys[2].revoked_at is None
+
+    token, _ = await console.session_for(OPERATOR)
+    http.cookies.set(SESSION_COOKIE, token)
+    detail = await http.get(f"/operator/agents/{agent_id}")
+    assert detail.status_code == 200
+    rows = _rows(detail.text, "agent-keys")
+    assert len(rows) == 3
+    assert rows[0].startswith(shown_prefix(third_key)) and "owner" in rows[0]
+    assert "in use" in rows[0]
+    assert rows[1].startswith(shown_prefix(second)) and rows[1].endswith("regenerated")
+    assert rows[2].startswith(shown_prefix(first)) and "registration" in rows[2]
+    assert rows[2].endswith("regenerated")
+    captured = capsys.readouterr()
+    logged = captured.out + captured.err + caplog.text
+    for secret in (first, second, third_key, hash_now, hash_api_key(settings, first)):
+        assert secret not in detail.text and secret not in logged
+
+    # Closing the account revokes the live key.
+    await delete_agent(db.uow(), agent_id)
+    closed = _rows((await http.get(f"/operator/agents/{agent_id}")).text, "agent-keys")
+    assert len(closed) == 3 and closed[0].endswith("closed") and "in use" not in closed[0]

@@ -128,6 +128,23 @@ class AgentStatusChange(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class AgentKey(Base):
+    """One API key an agent was given: its shown prefix, when and how it was issued, and when
+    and why it stopped working. Neither the key nor its hash is kept here."""
+
+    __tablename__ = "agent_keys"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # 'registration', 'owner' (REST or dashboard), 'operator', 'migration' (back-filled).
+    issued_by: Mapped[str] = mapped_column(String(20))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # 'regenerated' or 'closed'.
+    revoked_reason: Mapped[str | None] = mapped_column(String(20))
+
+
 class RateCounter(Base):
     """A fixed-window hit counter, one row per limited key (e.g. an agent and a tool).
 

@@ -33,6 +33,7 @@ from agent_server.accounts.keys import (
 )
 from agent_server.accounts.models import (
     Agent,
+    AgentKey,
     AgentLabel,
     AgentStatus,
     EmailCode,
@@ -249,6 +250,7 @@ async def create_agent(uow: UnitOfWork, settings: Settings, data: RegisterAgent)
         # Another registration took this email between our check and our insert.
         raise ValidationFailed.field("email", "is already registered") from None
     await _write_labels(uow, agent.id, agent.profile)
+    await _record_key(uow, agent.id, agent.api_key_prefix, now, "registration")
     code = await _issue_code(uow, settings, agent.id, "registration")
     return NewAgent(agent=agent, api_key=api_key, code=code)
 
@@ -435,12 +437,34 @@ async def resend_verification(
 # --- key, profile, deletion -------------------------------------------------------------
 
 
+async def _record_key(
+    uow: UnitOfWork, agent_id: int, prefix: str, now: datetime, issued_by: str
+) -> None:
+    """Add the key history row of a key just issued, revoking the one it replaces."""
+    await _revoke_keys(uow, agent_id, now, "regenerated")
+    uow.session.add(AgentKey(agent_id=agent_id, prefix=prefix, issued_at=now, issued_by=issued_by))
+
+
+async def _revoke_keys(uow: UnitOfWork, agent_id: int, now: datetime, reason: str) -> None:
+    await uow.session.execute(
+        update(AgentKey)
+        .where(AgentKey.agent_id == agent_id, AgentKey.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+
+
 class KeyAlreadyReplaced(Exception):
     """``regenerate_key(replacing=...)``: that key had been replaced already; nothing changed."""
 
 
 async def regenerate_key(
-    uow: UnitOfWork, settings: Settings, agent_id: int, *, replacing: str | None = None
+    uow: UnitOfWork,
+    settings: Settings,
+    agent_id: int,
+    *,
+    replacing: str | None = None,
+    issued_by: str = "owner",
 ) -> str:
     """A new API key for the agent; the old one stops working when this commits.
 
@@ -450,7 +474,8 @@ async def regenerate_key(
     between, which its owner may already use, keeps working.
 
     A banned agent's key is not replaced (``AccountInactive``): the UPDATE names the statuses
-    it may change, so a ban committed first always wins.
+    it may change, so a ban committed first always wins. The key history records the new key
+    (``issued_by``) and revokes the old one in the same transaction.
     """
     api_key = new_api_key()
     async with uow:
@@ -475,6 +500,7 @@ async def regenerate_key(
         if result.rowcount != 1:  # type: ignore[attr-defined]
             refuse_if_read_only(await find_agent(uow, agent_id))  # NotFound without the agent
             raise KeyAlreadyReplaced(replacing or "")
+        await _record_key(uow, agent_id, shown_prefix(api_key), now, issued_by)
         await uow.commit()
     log.info("agent.key_regenerated", agent_id=agent_id, key_prefix=shown_prefix(api_key))
     return api_key
@@ -543,6 +569,7 @@ async def delete_agent(
         # An unguessable value that no key hashes to (hashes are 64 hex characters).
         agent.api_key_hash = f"revoked:{secrets.token_hex(32)}"
         agent.api_key_prefix = ""
+        await _revoke_keys(uow, agent.id, now, "closed")
         agent.deleted_at = now
         agent.updated_at = now
         session = uow.session

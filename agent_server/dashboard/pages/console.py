@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import func, select, update
 
-from agent_server.accounts.models import Agent, AgentStatusChange
+from agent_server.accounts.models import Agent, AgentKey, AgentStatusChange
 from agent_server.booking.models import Booking
 from agent_server.dashboard.people import require_operator
 from agent_server.dashboard.web import (
@@ -175,6 +175,14 @@ async def agent_detail(
                 .limit(LISTED)
             )
         ).all()
+        keys = (
+            await uow.session.scalars(
+                select(AgentKey)
+                .where(AgentKey.agent_id == agent_id)
+                .order_by(AgentKey.id.desc())
+                .limit(LISTED)
+            )
+        ).all()
         held = await balances(uow, agent_id)
         deposits = (
             await uow.session.scalars(
@@ -216,6 +224,7 @@ async def agent_detail(
             "section": "operator",
             "subject": agent,
             "history": history,
+            "keys": keys,
             "balances": [
                 {"currency": c, "amount": decimal_text(v, c)} for c, v in sorted(held.items())
             ],
