@@ -195,8 +195,38 @@ def test_the_readme_connection_steps_are_the_ones_tested() -> None:
     for client in CLIENTS:
         assert f"agent-server mcp-config --client {client}" in readme, client
     assert "Python 3.11" in readme
-    # No hand-copied file with paths that fit no install but the one that wrote it.
-    assert not (REPO / "mcp.json").exists()
+    assert "`<checkout>`" in readme and "`<your agent API key>`" in readme
+
+
+def _shipped(checkout: Path, key: str, port: int = 8000) -> dict[str, Any]:
+    """The root mcp.json with its placeholders filled in, as the README says."""
+    text = (REPO / "mcp.json").read_text()
+    text = text.replace("<checkout>", str(checkout)).replace("<your agent API key>", key)
+    return dict(json.loads(text.replace("127.0.0.1:8000", f"127.0.0.1:{port}"))["mcpServers"])
+
+
+async def test_the_shipped_mcp_json_serves_tools_once_its_placeholders_are_filled(
+    install: Path, agent_key: str, served: tuple[int, Path], tmp_path: Path
+) -> None:
+    bin_dir = install / ".venv" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    if not (bin_dir / "agent-server").exists():
+        (bin_dir / "agent-server").symlink_to(CLI)
+    servers = _shipped(install, agent_key, port=served[0])
+    stdio = servers["agent-server"]
+    elsewhere = tmp_path / "client-working-directory"
+    elsewhere.mkdir()
+    params = StdioServerParameters(
+        command=stdio["command"], args=stdio["args"], env=stdio["env"], cwd=elsewhere
+    )
+    async with Client(params) as mcp:
+        assert {t.name for t in (await mcp.list_tools()).tools} == SPEC_TOOLS
+        await call_ok(mcp, "get-wallet", {})
+    assert list(elsewhere.iterdir()) == []  # no stray database where the client runs
+    http_entry = servers["agent-server-http"]
+    http = httpx2.AsyncClient(headers=http_entry["headers"], timeout=30)
+    async with Client(streamable_http_client(http_entry["url"], http_client=http)) as mcp:
+        await call_ok(mcp, "get-wallet", {})
 
 
 def _one_line(stderr: str) -> str:
