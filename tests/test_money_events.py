@@ -1,15 +1,20 @@
 """Money events: deposit.confirmed from the crediting transaction, balance.low once per
-crossing of the threshold by a charge."""
+crossing of the threshold by a charge, and money in every payload as the rest of the product
+shows it: ``{amount, currency, text}`` with the amount an integer in base units."""
 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from billing_support import fund, make_agent, pending_deposit
-from events_support import outbox
+from events_support import outbox, schedule, specialist
 
+from agent_server.booking.availability import make_slot_id
+from agent_server.booking.schedules import ScheduleOwner
+from agent_server.booking.service import book_slot
 from agent_server.events.balance import emit_if_balance_low
 from agent_server.kernel.store import Database
 from agent_server.services.deposits import DEPOSIT_FOLLOW_UP
@@ -68,10 +73,9 @@ async def test_balance_low_fires_once_each_time_a_charge_crosses_the_threshold(
     assert events == [
         {
             "currency": "USDC",
-            "balance": "0.90",
-            "balance_base_units": "900000",
-            "balance_usd_micros": 900_000,
-            "threshold_usd_micros": 1_000_000,
+            "balance": {"amount": 900_000, "currency": "USDC", "text": "0.90 USDC"},
+            "balance_usd": {"amount": 900_000, "currency": "USD", "text": "0.90 USD"},
+            "threshold_usd": {"amount": 1_000_000, "currency": "USD", "text": "1.00 USD"},
             "rate_usd_micros": 1_000_000,
         }
     ]
@@ -80,7 +84,7 @@ async def test_balance_low_fires_once_each_time_a_charge_crosses_the_threshold(
     balances = [await call(db, agent, "book", config) for _ in range(5)]
     assert balances == [2_000_000, 1_700_000, 1_400_000, 1_100_000, 800_000]
     events = await low_events(db, agent)
-    assert [e["balance_base_units"] for e in events] == ["900000", "800000"]
+    assert [e["balance"]["amount"] for e in events] == [900_000, 800_000]
 
 
 async def test_two_concurrent_charges_across_the_threshold_emit_one_event(
@@ -90,7 +94,7 @@ async def test_two_concurrent_charges_across_the_threshold_emit_one_event(
     await fund(db, agent, "USDC", 1_100_000)
     after = await asyncio.gather(*(call(db, agent, "search", config) for _ in range(2)))
     assert sorted(b for b in after if b is not None) == [500_000, 800_000]
-    assert [e["balance_base_units"] for e in await low_events(db, agent)] == ["800000"]
+    assert [e["balance"]["amount"] for e in await low_events(db, agent)] == [800_000]
 
 
 async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: Database) -> None:
@@ -124,8 +128,27 @@ async def test_a_confirmed_deposit_emits_deposit_confirmed_with_the_credit(db: D
     (event,) = await outbox(db, agent)
     assert event.type == "deposit.confirmed"
     data = event.payload
-    assert (data["deposit_id"], data["currency"], data["amount"]) == (deposit.id, "USDC", "25.00")
-    assert data["amount_base_units"] == "25000000" and data["usd_micros"] == 25_000_000
+    assert (data["deposit_id"], data["currency"]) == (deposit.id, "USDC")
+    assert data["amount"] == {"amount": 25_000_000, "currency": "USDC", "text": "25.00 USDC"}
+    assert data["usd_micros"] == 25_000_000 and "amount_base_units" not in data
     assert data["tx_hash"] == deposit.tx_hash and data["confirmations"] == 3
     assert data["ledger_transaction_id"] is not None
     assert "kind" not in data
+
+
+async def test_a_booking_event_shows_its_price_as_money(db: Database) -> None:
+    booker = await make_agent(db, name="booker")
+    expert = await specialist(db)
+    auto = await schedule(db, ScheduleOwner.specialist(expert), auto_accept=True)
+    tuesday_9 = datetime(2026, 3, 3, 9, tzinfo=UTC)  # the clock starts the Monday before
+    async with db.uow() as uow:
+        await book_slot(
+            uow, agent_id=booker, slot_id=make_slot_id(auto, tuesday_9), idempotency_key=None
+        )
+        await uow.commit()
+    created = [e for e in await outbox(db, booker) if e.type == "booking.created"]
+    assert created[0].payload["booking"]["price"] == {
+        "amount": 50_000_000,
+        "currency": "USD",
+        "text": "50.00 USD",
+    }

@@ -300,8 +300,8 @@ async def test_the_owners_low_balance_threshold_fires_balance_low_once_when_cros
     events = await _low_events(db, agent_id)
     assert len(events) == 1
     data = events[0].get("data", events[0])
-    assert data["threshold_usd_micros"] == 1_015_000
-    assert data["balance_base_units"] == "1005000"
+    assert data["threshold_usd"] == {"amount": 1_015_000, "currency": "USD", "text": "1.015 USD"}
+    assert data["balance"]["amount"] == 1_005_000
 
 
 async def test_max_price_limits_a_withdrawals_fee_before_any_money_moves(runtime: Runtime) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from agent_server.kernel.money import Money
 from agent_server.kernel.store import UnitOfWork
 from wallets.models import DepositEvent
 
@@ -28,9 +29,10 @@ class DepositEventData:
     deposit_id: int
     agent_id: int
     currency: str
-    amount: str  # whole coins credited, decimal string
-    amount_base_units: str  # credited, integer string (base units: gwei for ETH)
-    amount_on_chain: str  # integer string of what arrived in the chain's unit (wei for ETH)
+    amount: int  # credited, in base units (gwei for ETH); the body shows it as money
+    # What arrived, in the chain's unit (wei for ETH), as an integer string: wei exceed what a
+    # JSON number carries exactly in JavaScript (2^53), base units never do.
+    amount_on_chain: str
     usd_micros: int | None
     network: str
     tx_hash: str
@@ -42,7 +44,9 @@ class DepositEventData:
     at: str
 
     def payload(self) -> dict[str, Any]:
-        return asdict(self)
+        body = asdict(self)
+        body["amount"] = Money.of(self.amount, self.currency).model_dump()
+        return body
 
 
 Publish = Callable[[UnitOfWork, DepositEventData], Awaitable[None]]

@@ -40,6 +40,7 @@ from agent_server.events.outbox import (
     emit,
     iso,
 )
+from agent_server.kernel.money import Money
 from agent_server.kernel.store import UnitOfWork
 
 BOOKING_EVENTS = (
@@ -66,7 +67,7 @@ def booking_data(booking: Booking) -> dict[str, Any]:
         "end": iso(booking.slot_end),
         "seat": booking.seat,
         "status": booking.status,
-        "price": {"amount": booking.price_amount, "currency": booking.price_currency},
+        "price": Money.of(booking.price_amount, booking.price_currency).model_dump(),
         "topic": booking.topic,
         "cancelled_by": booking.cancelled_by,
         "cancel_reason_code": booking.cancel_reason_code,

@@ -11,7 +11,7 @@ threshold again arms the next crossing.
 from __future__ import annotations
 
 from agent_server.events.outbox import BALANCE_LOW, emit
-from agent_server.kernel.money import decimal_text
+from agent_server.kernel.money import USD, Money
 from agent_server.kernel.store import UnitOfWork
 from wallets.currencies import currency_info
 from wallets.rates import base_units_to_usd
@@ -30,6 +30,8 @@ async def emit_if_balance_low(
     """Emit ``balance.low`` if this debit crossed the threshold; the event id, or None.
 
     Balances are in base units of ``currency``; ``rate`` is USD micro-dollars per whole coin.
+    The event shows the balance after the charge, its USD value and the threshold as money
+    (``{amount, currency, text}``, the integer in base units) as wallets show them elsewhere.
     Does not commit.
     """
     if threshold_usd_micros <= 0 or rate <= 0 or balance_after >= balance_before:
@@ -45,10 +47,9 @@ async def emit_if_balance_low(
         agent_id=agent_id,
         data={
             "currency": code,
-            "balance": decimal_text(balance_after, code),
-            "balance_base_units": str(balance_after),
-            "balance_usd_micros": after_usd,
-            "threshold_usd_micros": threshold_usd_micros,
+            "balance": Money.of(balance_after, code).model_dump(),
+            "balance_usd": Money.of(after_usd, USD).model_dump(),
+            "threshold_usd": Money.of(threshold_usd_micros, USD).model_dump(),
             "rate_usd_micros": rate,
         },
     )

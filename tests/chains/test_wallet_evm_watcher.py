@@ -60,12 +60,12 @@ async def test_one_transaction_with_two_transfer_logs_credits_both_agents_after_
     assert {r.usd_micros for r in rows} == {25_000_000, 5_000_000}
     async with db.uow() as uow:
         events = [
-            (e.kind, e.payload["amount"])
+            (e.kind, e.payload["amount"]["amount"], e.payload["amount"]["text"])
             for e in (await uow.session.execute(select(DepositEvent))).scalars()
         ]
     assert sorted(events) == [
-        ("deposit.confirmed", "25.00"),
-        ("deposit.confirmed", "5.00"),
+        ("deposit.confirmed", 5_000_000, "5.00 USDC"),
+        ("deposit.confirmed", 25_000_000, "25.00 USDC"),
     ]
 
 
@@ -128,8 +128,11 @@ async def test_an_eth_deposit_above_the_int64_wei_limit_is_credited_in_gwei_keep
         "12.345678901 ETH",
     )
     assert eth.balance_usd.text == "37037.036703 USD"
-    assert payload["amount"] == "12.345678901"
-    assert payload["amount_base_units"] == "12345678901"
+    assert payload["amount"] == {
+        "amount": 12_345_678_901,
+        "currency": "ETH",
+        "text": "12.345678901 ETH",
+    }
     assert payload["amount_on_chain"] == str(sent)
 
 
