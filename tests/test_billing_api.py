@@ -52,13 +52,13 @@ async def test_usage_and_transactions_show_every_charge(
         history = await api.client.get("/api/agent/wallet/transactions", headers=bearer(key))
         assert history.status_code == 200, history.text
         page = history.json()
-        assert (page["current_page"], page["per_page"], page["total"]) == (1, 50, 3)
-        assert [(t["type"], t["balance_change"]) for t in page["data"]] == [
+        assert (page["total"], page["next_cursor"]) == (3, None)
+        assert [(t["type"], t["balance_change"]) for t in page["transactions"]] == [
             ("charge", -10_000),
             ("charge", -10_000),
             ("adjustment", 60_000),
         ]
-        assert page["data"][0]["amount_display"] == "0.01"
+        assert page["transactions"][0]["amount_display"] == "0.01"
 
         bad = await api.client.get(
             "/api/agent/wallet/usage", params={"period": "2026-13"}, headers=bearer(key)
@@ -68,3 +68,48 @@ async def test_usage_and_transactions_show_every_charge(
         anonymous = await api.client.get("/api/agent/wallet/transactions")
         assert anonymous.status_code == 401
         assert anonymous.json()["error"]["code"] == "UNAUTHORIZED"
+
+
+async def test_transactions_page_by_cursor_and_a_new_one_shifts_no_page(
+    database_url: str, clock: FakeClock
+) -> None:
+    async with api_for(database_url, clock, None) as api:
+        registered = await api.register("pager@example.com", currency="USDC")
+        assert registered.status_code == 201, registered.text
+        agent, key = int(registered.json()["agent_id"]), registered.json()["api_key"]
+        db = api.runtime.db
+        for amount in (1_000, 2_000, 3_000, 4_000, 5_000):
+            await fund(db, agent, "USDC", amount)
+
+        async def page(**params: Any) -> dict[str, Any]:
+            reply = await api.client.get(
+                "/api/agent/wallet/transactions", params=params, headers=bearer(key)
+            )
+            assert reply.status_code == 200, reply.text
+            return dict(reply.json())
+
+        first = await page(limit=2)
+        assert [t["amount"] for t in first["transactions"]] == [5_000, 4_000]
+        assert first["total"] == 5 and first["next_cursor"]
+        # Money arriving between two pages is not shown again below, nor pushes one down.
+        await fund(db, agent, "USDC", 6_000)
+        second = await page(limit=2, cursor=first["next_cursor"])
+        assert [t["amount"] for t in second["transactions"]] == [3_000, 2_000]
+        last = await page(limit=2, cursor=second["next_cursor"])
+        assert [t["amount"] for t in last["transactions"]] == [1_000]
+        assert last["next_cursor"] is None
+        assert [t["amount"] for t in (await page(limit=1))["transactions"]] == [6_000]
+
+        bad = await api.client.get(
+            "/api/agent/wallet/transactions", params={"cursor": "page-2"}, headers=bearer(key)
+        )
+        assert bad.status_code == 422
+        error = bad.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert error["details"]["fields"][0]["field"] == "cursor"
+        assert "next_cursor" in error["details"]["fields"][0]["message"]
+        too_many = await api.client.get(
+            "/api/agent/wallet/transactions", params={"limit": 101}, headers=bearer(key)
+        )
+        assert too_many.status_code == 422
+        assert too_many.json()["error"]["details"]["fields"][0]["field"] == "limit"

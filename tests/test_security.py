@@ -549,7 +549,7 @@ async def wallet_usage(w: World) -> None:
 async def wallet_transactions(w: World) -> None:
     history = await w.rest("GET", "/agent/wallet/transactions")
     assert history.status_code == 200, history.text
-    assert all(t.get("booking_id") != w.b.booking_id for t in history.json()["data"])
+    assert all(t.get("booking_id") != w.b.booking_id for t in history.json()["transactions"])
 
 
 async def wallet(w: World) -> None:

@@ -3,6 +3,8 @@
 
 Amounts are integers in each currency's base unit (satoshi, gwei, 10^-6 for USDT and USDC) and
 USD amounts are micro-dollars; ``*_display`` fields repeat them as decimal strings for people.
+Transactions page by cursor, as every list does (``agent_server.kernel.paging``): a page
+starts below the last id shown, so transactions written meanwhile neither shift nor repeat it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pydantic import BaseModel, Field
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.kernel.money import decimal_text, usd_decimal
+from agent_server.kernel.paging import decode_cursor, page_of
 from billing.usage import PAGE_SIZE, transactions_for, usage_for
 
 router = APIRouter(tags=["wallet"], responses=error_responses(401, 422))
@@ -63,10 +66,11 @@ class TransactionOut(BaseModel):
 
 
 class TransactionsResponse(BaseModel):
-    current_page: int
-    per_page: int
-    total: int
-    data: list[TransactionOut]
+    transactions: list[TransactionOut]
+    total: int = Field(description="All your transactions.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 @router.get("/agent/wallet/usage", response_model=UsageResponse)
@@ -108,16 +112,19 @@ async def wallet_usage(
 async def wallet_transactions(
     caller: CurrentAgent,
     runtime: RuntimeDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="The `next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = PAGE_SIZE,
 ) -> TransactionsResponse:
-    """Your ledger history, newest first, 50 a page."""
+    """Your ledger history, newest first, `limit` a page (50 unless asked)."""
+    before = decode_cursor(cursor)
     async with runtime.db.uow() as uow:
-        history = await transactions_for(uow, caller.agent_id, page)
+        history = await transactions_for(uow, caller.agent_id, per_page=limit + 1, before=before)
+    shown, next_cursor = page_of(history.data, limit)
     return TransactionsResponse(
-        current_page=history.current_page,
-        per_page=PAGE_SIZE,
-        total=history.total,
-        data=[
+        transactions=[
             TransactionOut(
                 id=item.id,
                 type=item.type,
@@ -133,6 +140,8 @@ async def wallet_transactions(
                 booking_id=item.booking_id,
                 description=item.description,
             )
-            for item in history.data
+            for item in shown
         ],
+        total=history.total,
+        next_cursor=next_cursor,
     )
