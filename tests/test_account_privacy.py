@@ -27,9 +27,10 @@ from sqlalchemy import func, select
 from agent_server.accounts.models import Agent
 from agent_server.accounts.service import CODE_REFUSED, RESENT
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import Booking, BookingStatus
+from agent_server.booking.models import Booking, BookingStatus, CalendarToken
 from agent_server.booking.service import book_slot
 from agent_server.dashboard.models import SignInCode
+from agent_server.events.models import WebhookSecret
 from agent_server.kernel.clock import FakeClock
 from agent_server.mail import OutboxMail
 
@@ -337,3 +338,48 @@ async def test_a_suspended_agents_owner_keeps_the_account_in_order(api: Api) -> 
     assert (
         await api.client.post("/api/agent/regenerate-key", headers=bearer(key))
     ).status_code == 200
+
+
+async def _rows(api: Api, model: Any, agent_id: int) -> int:
+    async with api.runtime.db.uow() as uow:
+        count = await uow.session.scalar(
+            select(func.count()).select_from(model).where(model.agent_id == agent_id)
+        )
+        await uow.commit()
+    return int(count or 0)
+
+
+async def _wallet_currencies(api: Api, key: str) -> set[str]:
+    wallet = await api.client.get("/api/agent/wallet", headers=bearer(key))
+    assert wallet.status_code == 200, wallet.text
+    return {w["currency"] for w in wallet.json()["wallets"]}
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/agent/webhook-secret", None),
+        ("/api/agent/calendar-token", None),
+        ("/api/agent/wallet/currency", {"currency": "BTC"}),
+    ],
+)
+async def test_a_banned_agents_key_cannot_rotate_secrets_or_open_a_currency(
+    api: Api, path: str, body: dict[str, Any] | None
+) -> None:
+    agent_id, key = await signup(api, "banned-rest@example.com")
+    await api.set_status(agent_id, "ban", "fraud")
+    refused = await api.client.post(path, json=body, headers=bearer(key))
+    assert refused.status_code == 403, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "ACCOUNT_INACTIVE"
+    assert error["details"] == {"agent_id": agent_id, "status": "banned"}
+    assert "nothing of it can be changed" in error["message"]
+    # Nothing was made: no signing secret, no feed token, no BTC wallet or address.
+    assert await _rows(api, WebhookSecret, agent_id) == 0
+    assert await _rows(api, CalendarToken, agent_id) == 0
+    assert "BTC" not in await _wallet_currencies(api, key)
+    # A suspended agent's owner keeps the account in order: the same call goes through.
+    await api.set_status(agent_id, "reactivate", "cleared")
+    await api.set_status(agent_id, "suspend", "chargeback investigation")
+    allowed = await api.client.post(path, json=body, headers=bearer(key))
+    assert allowed.status_code == 200, allowed.text

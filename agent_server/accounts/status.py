@@ -266,9 +266,14 @@ decision; a suspension is a hold on tool calls while the owner keeps the account
 
 def refuse_if_read_only(agent: Agent) -> None:
     """``AccountInactive`` if the agent's owner may not change it any more (see above)."""
-    if AgentStatus(agent.status) in READ_ONLY_STATUSES:
+    refuse_status_if_read_only(agent.id, AgentStatus(agent.status))
+
+
+def refuse_status_if_read_only(agent_id: int, status: AgentStatus) -> None:
+    """``refuse_if_read_only`` for an agent known by its id and status (an API caller)."""
+    if status in READ_ONLY_STATUSES:
         raise AccountInactive(
-            f"agent {agent.id} is {agent.status}: its pages and records can be read, but "
+            f"agent {agent_id} is {status.value}: its pages and records can be read, but "
             "nothing of it can be changed; ask an operator if you think this is a mistake",
-            {"agent_id": agent.id, "status": agent.status},
+            {"agent_id": agent_id, "status": status.value},
         )

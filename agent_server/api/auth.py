@@ -9,6 +9,9 @@
 ``current_agent`` answers UNAUTHORIZED for a missing, malformed, unknown, regenerated or
 deleted key. It does not apply the MCP gate's status, email and rate checks: account
 endpoints must work for agents that are still pending, unverified or suspended.
+``ChangingAgent`` is the caller of a route that changes the account (a secret, a token, a
+deposit currency): ACCOUNT_INACTIVE for a banned agent, whose owner may read but change
+nothing, as on the dashboard.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from agent_server.accounts.status import refuse_status_if_read_only
 from agent_server.gate import Caller, authenticate
 from agent_server.runtime import Runtime
 
@@ -51,5 +55,12 @@ async def current_agent(
         )
 
 
+async def changing_agent(caller: Annotated[Caller, Depends(current_agent)]) -> Caller:
+    """The caller, unless banned: then ACCOUNT_INACTIVE and nothing changes."""
+    refuse_status_if_read_only(caller.agent_id, caller.status)
+    return caller
+
+
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 CurrentAgent = Annotated[Caller, Depends(current_agent)]
+ChangingAgent = Annotated[Caller, Depends(changing_agent)]

@@ -5,7 +5,8 @@
     POST /api/agent/wallet/currency   {"currency": "USDC"} -> deposit address, minimum deposit
 
 Both work for every authenticated agent, pending ones included (they need the address to
-activate). The work is done by ``agent_server.services.wallets``, which the MCP tools share.
+activate), except that a banned agent cannot choose a currency (ACCOUNT_INACTIVE). The work
+is done by ``agent_server.services.wallets``, which the MCP tools share.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from agent_server.api.auth import CurrentAgent, RuntimeDep
+from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.kernel.money import Money
 from agent_server.services.earnings import earnings
@@ -99,10 +100,10 @@ async def wallet(caller: CurrentAgent, runtime: RuntimeDep) -> WalletResponse:
     "/agent/wallet/currency",
     response_model=DepositAddressResponse,
     summary="Select currency and get deposit address",
-    responses=error_responses(422),
+    responses=error_responses(403, 422),
 )
 async def wallet_currency(
-    body: ChooseCurrency, caller: CurrentAgent, runtime: RuntimeDep
+    body: ChooseCurrency, caller: ChangingAgent, runtime: RuntimeDep
 ) -> DepositAddressResponse:
     """Choose BTC, ETH, USDT or USDC and get the agent's deposit address for it (the same
     one on every call), the minimum deposit and the deposit that activates the account."""

@@ -4,6 +4,8 @@
   signing at once);
 - ``GET /api/agent/webhooks/deliveries``: the delivery log, newest events first;
 - ``POST /api/agent/calendar-token``: a new iCal feed URL, shown once.
+
+The two rotations refuse a banned agent (ACCOUNT_INACTIVE) and change nothing then.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from agent_server.api.auth import CurrentAgent, RuntimeDep
+from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.booking.calendar import feed_path, rotate_agent_calendar_token
 from agent_server.events.deliveries import MAX_PER_PAGE, list_deliveries
@@ -86,9 +88,10 @@ class DeliveriesResponse(BaseModel):
 @router.post(
     "/agent/webhook-secret",
     response_model=WebhookSecretResponse,
+    responses=error_responses(403),
     summary="Rotate the webhook signing secret",
 )
-async def webhook_secret(caller: CurrentAgent, runtime: RuntimeDep) -> WebhookSecretResponse:
+async def webhook_secret(caller: ChangingAgent, runtime: RuntimeDep) -> WebhookSecretResponse:
     """A new secret for checking the `X-Agent-Server-Signature` of deliveries, returned
     **once**; deliveries sent from now on are signed with it."""
     async with runtime.db.uow() as uow:
@@ -157,10 +160,11 @@ async def deliveries(
 @router.post(
     "/agent/calendar-token",
     response_model=CalendarTokenResponse,
+    responses=error_responses(403),
     summary="Issue a new iCal feed URL",
 )
 async def calendar_token(
-    caller: CurrentAgent, runtime: RuntimeDep, request: Request
+    caller: ChangingAgent, runtime: RuntimeDep, request: Request
 ) -> CalendarTokenResponse:
     """A new secret URL of your bookings as an iCal feed, returned **once**; the previous URL
     stops working."""
