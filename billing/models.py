@@ -285,7 +285,8 @@ class IdempotencyKey(Base):
 
 
 class SpendingCap(Base):
-    """An owner's optional daily and monthly USD caps for one agent (UTC days and months)."""
+    """An owner's controls over one agent's money: optional daily and monthly USD caps on
+    spending and on withdrawals (UTC days and months), and the codes that loosen them."""
 
     __tablename__ = "billing_spending_caps"
 
@@ -302,6 +303,16 @@ class SpendingCap(Base):
     raise_code_hash: Mapped[str | None] = mapped_column(String(128))
     raise_code_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     raise_code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The owner's limits on what the agent withdraws per UTC day and month (USD micro-dollars
+    # at each withdrawal's rate; None: no limit), and the raise of them waiting for the code.
+    withdraw_daily_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    withdraw_monthly_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    raise_withdraw_daily_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    raise_withdraw_monthly_usd_micros: Mapped[int | None] = mapped_column(BigInteger)
+    # Giving up a balance on closing over REST: the code mailed to the owner.
+    forfeit_code_hash: Mapped[str | None] = mapped_column(String(128))
+    forfeit_code_tries: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    forfeit_code_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class SpendingTally(Base):

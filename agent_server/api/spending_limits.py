@@ -1,11 +1,13 @@
-"""An owner's spending caps and low-balance threshold over REST.
+"""An owner's spending caps, withdrawal limits and low-balance threshold over REST.
 
-    GET  /api/agent/spending-limits           caps, spent today and this month, threshold
+    GET  /api/agent/spending-limits           caps and withdrawal limits, spent and withdrawn
+                                              today and this month, threshold
     PUT  /api/agent/spending-limits           lower (applied now) or raise (a code is mailed
                                               to the owner; 202 and nothing raised yet)
     POST /api/agent/spending-limits/confirm   {"code": "123456"} from the owner's mail
 
-The API key alone can only tighten the caps: a raise needs the code the owner receives.
+The API key alone can only tighten the caps and limits: a raise needs the code the owner
+receives.
 The work is done by ``services.limits``.
 """
 
@@ -35,17 +37,25 @@ class LimitsResponse(BaseModel):
     month_resets_at: str
     balance_low_usd_micros: int
     raise_pending: bool = Field(description="A raise waits for the owner's mailed code.")
+    daily_withdrawal_limit_usd_micros: int | None = Field(description="null: no limit.")
+    monthly_withdrawal_limit_usd_micros: int | None
+    withdrawn_today_usd_micros: int = Field(
+        description="Withdrawals and payouts requested this UTC day, unless they ended unsent."
+    )
+    withdrawn_this_month_usd_micros: int
     code_sent: bool = Field(default=False, description="This request mailed a code.")
 
 
 class LimitsRequest(BaseModel):
-    """Fields left out stay as they are; a cap of null removes it (a raise)."""
+    """Fields left out stay as they are; a cap or limit of null removes it (a raise)."""
 
     model_config = ConfigDict(extra="forbid")
 
     daily_cap_usd_micros: Micros | None = None
     monthly_cap_usd_micros: Micros | None = None
     balance_low_usd_micros: Micros | None = None
+    daily_withdrawal_limit_usd_micros: Micros | None = None
+    monthly_withdrawal_limit_usd_micros: Micros | None = None
 
 
 class ConfirmRequest(BaseModel):
@@ -75,12 +85,14 @@ async def get_limits(caller: CurrentAgent, runtime: RuntimeDep) -> LimitsRespons
 async def put_limits(
     body: LimitsRequest, caller: CurrentAgent, runtime: RuntimeDep, response: Response
 ) -> LimitsResponse:
-    """Lowering applies now; raising or removing a cap mails a code to the owner and waits
-    for it (POST /api/agent/spending-limits/confirm)."""
+    """Lowering applies now; raising or removing a cap or limit mails a code to the owner
+    and waits for it (POST /api/agent/spending-limits/confirm)."""
     names = {
         "daily_cap_usd_micros": "daily",
         "monthly_cap_usd_micros": "monthly",
         "balance_low_usd_micros": "balance_low",
+        "daily_withdrawal_limit_usd_micros": "withdraw_daily",
+        "monthly_withdrawal_limit_usd_micros": "withdraw_monthly",
     }
     given = frozenset(names[f] for f in body.model_fields_set)
     if "balance_low" in given and body.balance_low_usd_micros is None:
@@ -90,6 +102,8 @@ async def put_limits(
         monthly=body.monthly_cap_usd_micros,
         balance_low=body.balance_low_usd_micros,
         given=given,
+        withdraw_daily=body.daily_withdrawal_limit_usd_micros,
+        withdraw_monthly=body.monthly_withdrawal_limit_usd_micros,
     )
     async with runtime.db.uow() as uow:
         sent = await svc.request_change(uow, runtime.settings, caller.agent_id, change)

@@ -14,7 +14,10 @@ its history line, its event and its ledger transaction land together or not at a
 * ``funds``: operator credits and debits of a wallet, and the activation a credit brings.
 * ``reviews``: the booker's review of a finished booking, and the provider's rating it sets.
 * ``withdrawals``: money out: quote, request, address confirmation, cancel, approval,
-  rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones.
+  rejection, failure and settlement, scheduled payouts; ``withdrawal_jobs`` runs the due ones;
+  ``withdrawal_limits`` the owner's daily and monthly limits on them.
+* ``limits``: the owner's spending caps, withdrawal limits and low-balance threshold: the
+  agent only tightens them, the owner loosens them (dashboard, or REST with a mailed code).
 * ``withdrawal_sender``: runs the sender (``wallets.sending``) and gives it the ledger and
   event side of sent, confirmed and failed (the wallets' ``WithdrawalFollowUp``).
 * ``registration``: a new agent with its deposit address and activation deposit.

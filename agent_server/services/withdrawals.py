@@ -18,6 +18,9 @@ One function per step, each in the caller's unit of work (never committing):
 * ``schedule_payouts``: a payout for every payable balance above the minimum, to the owner's
   confirmed address.
 
+An agent's requests are refused past its owner's daily and monthly withdrawal limits
+(``withdrawal_limits.check``, in the request's transaction under the caps row's lock).
+
 A stolen API key alone cannot move money to a new address: the code goes to the owner's
 mailbox, and even then the address is usable only after the cooling-off time.
 """
@@ -51,6 +54,7 @@ from agent_server.kernel.errors import (
 from agent_server.kernel.money import decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
+from agent_server.services import withdrawal_limits
 from billing.config import BillingConfig
 from billing.ledger import (
     AccountRef,
@@ -345,6 +349,10 @@ async def request(
         if earlier is not None:
             return _replay(earlier, kind, code, amount, dest.address)
     q = priced or await quote(terms, code, amount)
+    if owner.agent_id is not None:
+        # The owner's withdrawal limits, under the caps row's lock until this commits.
+        usd = base_units_to_usd(amount, code, q.rate_usd_micros)
+        await withdrawal_limits.check(uow, owner.agent_id, usd)
     now = uow.clock.now()
     row = await _address_row(uow, owner, code, dest.address, dest.network)
     code_sent = False
@@ -818,6 +826,11 @@ async def schedule_payouts(uow: UnitOfWork, terms: Terms) -> list[Withdrawal]:
         amount = owed - probe.fee
         if amount < probe.minimum:
             continue
+        usd = base_units_to_usd(amount, code, probe.rate_usd_micros)
+        if owner.agent_id is not None and await withdrawal_limits.would_pass(
+            uow, owner.agent_id, usd
+        ):
+            continue  # over the owner's withdrawal limit: a later run pays it
         result = await request(
             uow,
             terms,

@@ -60,6 +60,10 @@ CANCELLABLE = (BookingStatus.PENDING.value, BookingStatus.ACCEPTED.value)
 DISPUTABLE = (BookingStatus.ACCEPTED.value, BookingStatus.COMPLETED.value)
 
 
+def _shown(micros: int | None) -> str:
+    return "" if micros is None else usd_decimal(micros)
+
+
 async def _agent_page(
     request: Request,
     viewer: Viewer,
@@ -80,6 +84,8 @@ async def _agent_page(
         "daily_cap": "" if view.daily_cap is None else usd_decimal(view.daily_cap),
         "monthly_cap": "" if view.monthly_cap is None else usd_decimal(view.monthly_cap),
         "balance_low": usd_decimal(view.balance_low),
+        "withdraw_daily": _shown(view.daily_withdrawal_limit),
+        "withdraw_monthly": _shown(view.monthly_withdrawal_limit),
         "callback_url": agent.callback_url or "",
     }
     shown.update(values or {})
@@ -96,6 +102,8 @@ async def _agent_page(
             "errors": errors or {},
             "spent_today": usd_decimal(view.spent_today),
             "spent_this_month": usd_decimal(view.spent_this_month),
+            "withdrawn_today": usd_decimal(view.withdrawn_today),
+            "withdrawn_this_month": usd_decimal(view.withdrawn_this_month),
         },
         viewer=viewer,
         status_code=status_code,
@@ -137,17 +145,22 @@ async def save_caps(request: Request, agent_id: AgentId) -> Response:
     viewer = await signed_in(request)
     form = await posted_form(request, viewer)
     runtime = runtime_of(request)
-    values = {name: text(form, name) for name in ("daily_cap", "monthly_cap", "balance_low")}
+    names = ("daily_cap", "monthly_cap", "balance_low", "withdraw_daily", "withdraw_monthly")
+    values = {name: text(form, name) for name in names}
     try:
         given = {"daily", "monthly"}
         low = _cap(values["balance_low"], "balance_low")
         if low is not None:
             given.add("balance_low")
+        # A form without the withdrawal fields (an older page) leaves the limits as they are.
+        given |= {n for n in ("withdraw_daily", "withdraw_monthly") if n in form}
         change = limits.Change(
             daily=_cap(values["daily_cap"], "daily_cap"),
             monthly=_cap(values["monthly_cap"], "monthly_cap"),
             balance_low=low,
             given=frozenset(given),
+            withdraw_daily=_cap(values["withdraw_daily"], "withdraw_daily"),
+            withdraw_monthly=_cap(values["withdraw_monthly"], "withdraw_monthly"),
         )
         async with runtime.db.uow() as uow:
             await changeable_agent(uow, viewer.person, agent_id)
@@ -157,7 +170,8 @@ async def save_caps(request: Request, agent_id: AgentId) -> Response:
     except ValidationFailed as exc:
         errors = {}
         for k, v in field_errors(exc).items():
-            name = next((n for n in values if k.startswith(n.split("_")[0])), "daily_cap")
+            name = k if k in values else None
+            name = name or next((n for n in values if k.startswith(n.split("_")[0])), "daily_cap")
             errors[name] = v
         return await _agent_page(
             request, viewer, agent_id, errors=errors, values=values, status_code=422

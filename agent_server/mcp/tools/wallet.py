@@ -269,6 +269,10 @@ class SpendingLimitsOut(BaseModel):
     month_resets_at: datetime
     balance_low_usd_micros: int = Field(description="balance.low fires below this.")
     raise_pending: bool = Field(description="A raise waits for the owner's mailed code.")
+    daily_withdrawal_limit_usd_micros: int | None
+    monthly_withdrawal_limit_usd_micros: int | None
+    withdrawn_today_usd_micros: int
+    withdrawn_this_month_usd_micros: int
 
 
 @REGISTRY.tool(
@@ -281,8 +285,8 @@ class SpendingLimitsOut(BaseModel):
     idempotent=True,
 )
 async def get_spending_limits(ctx: ToolContext, args: NoInput) -> SpendingLimitsOut:
-    """Your owner's daily and monthly caps, spent so far, reset times, and the low-balance
-    threshold (USD micros)."""
+    """Your owner's daily and monthly spending caps and withdrawal limits, spent and withdrawn
+    so far, reset times, and the low-balance threshold (USD micros)."""
     view = await limits_svc.limits(ctx.uow, ctx.agent_id, ctx.runtime.billing)
     return SpendingLimitsOut.model_validate(view.to_dict())
 
@@ -291,6 +295,8 @@ class SetSpendingLimitsIn(Input):
     daily_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
     monthly_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
     balance_low_usd_micros: Micros | None = Field(default=None, description="Threshold.")
+    daily_withdrawal_limit_usd_micros: Micros | None = None
+    monthly_withdrawal_limit_usd_micros: Micros | None = None
 
 
 @REGISTRY.tool(
@@ -303,14 +309,16 @@ class SetSpendingLimitsIn(Input):
     idempotent=True,
 )
 async def set_spending_limits(ctx: ToolContext, args: SetSpendingLimitsIn) -> SpendingLimitsOut:
-    """Lower (or add) a cap, or set the low-balance threshold; omitted fields stay. Raising
-    or removing a cap is refused (FORBIDDEN): only your owner can."""
+    """Lower (or add) a spending cap or withdrawal limit, or set the low-balance threshold;
+    omitted fields stay. Raising or removing one is refused (FORBIDDEN): only your owner can."""
     given = {
         key
         for key, name in (
             ("daily", "daily_cap_usd_micros"),
             ("monthly", "monthly_cap_usd_micros"),
             ("balance_low", "balance_low_usd_micros"),
+            ("withdraw_daily", "daily_withdrawal_limit_usd_micros"),
+            ("withdraw_monthly", "monthly_withdrawal_limit_usd_micros"),
         )
         if name in args.model_fields_set
     }
@@ -321,6 +329,8 @@ async def set_spending_limits(ctx: ToolContext, args: SetSpendingLimitsIn) -> Sp
         monthly=args.monthly_cap_usd_micros,
         balance_low=args.balance_low_usd_micros,
         given=frozenset(given),
+        withdraw_daily=args.daily_withdrawal_limit_usd_micros,
+        withdraw_monthly=args.monthly_withdrawal_limit_usd_micros,
     )
     await limits_svc.tighten(ctx.uow, ctx.agent_id, change)
     view = await limits_svc.limits(ctx.uow, ctx.agent_id, ctx.runtime.billing)
