@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     # and lookups of tokens that open no feed per client address; 0 turns a limit off.
     calendar_feed_per_hour: int = 60
     calendar_misses_per_ip_per_hour: int = 60
+    # OAuth dynamic client registrations (POST /register) an hour per client address.
+    oauth_register_per_ip_per_hour: int = 20
+    # OAuth clients named by the URL of their metadata document: http on 127.0.0.1 or
+    # localhost is fetched only when this is true (development and tests only).
+    oauth_client_documents_allow_loopback: bool = False
 
     smtp_url: str | None = None
     mail_from: str = "Agent Server <no-reply@agent-server.local>"

@@ -22,6 +22,7 @@ from agent_server.api.errors import CatchAll
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.logs import get_logger
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
+from agent_server.oauth.routes import install_oauth_edges
 from agent_server.runtime import Runtime
 
 log = get_logger(__name__)
@@ -110,6 +111,8 @@ def mcp_http_app(
         transport_security=transport_security(runtime, bind_host),
         host=bind_host,
     )
+    # Metadata documents as client ids, and a rate limit on registration (when OAuth is on).
+    install_oauth_edges(app, runtime)
     # Inside the app's own 500 handler, around its bearer check (which reads the database):
     # a database that cannot serve gets a 503 with Retry-After, not a bare 500.
     app.add_middleware(CatchAll)

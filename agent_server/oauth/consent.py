@@ -28,6 +28,7 @@ from agent_server.kernel.errors import NotFound
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import masked
+from agent_server.oauth.client_documents import DOCUMENT_ID_PREFIX, DOCUMENT_KEY
 from agent_server.oauth.models import OAuthClient, OAuthGrant
 from agent_server.oauth.provider import CODE_PREFIX, CODE_TTL, secret_hash
 
@@ -88,8 +89,12 @@ async def pending(db: Database, settings: Settings, handle: str | None) -> Pendi
         info = await uow.session.scalar(
             select(OAuthClient.info).where(OAuthClient.client_id == grant.client_id)
         )
-        name = str((info or {}).get("client_name") or "An MCP client")
-        return Pending(grant.id, grant.client_id, name[:100], grant.redirect_uri)
+        name = str((info or {}).get("client_name") or "An MCP client")[:100]
+        document = (info or {}).get(DOCUMENT_KEY)
+        if grant.client_id.startswith(DOCUMENT_ID_PREFIX) and document:
+            # Named by its own document: the host that published it vouches for the name.
+            name = f"{name} ({urlsplit(str(document)).netloc})"
+        return Pending(grant.id, grant.client_id, name, grant.redirect_uri)
 
 
 async def _answer(

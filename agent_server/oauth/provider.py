@@ -14,6 +14,9 @@ stores and decides the rest:
   original.
 - Revoking an access or a refresh token revokes the grant: every token it issued.
 - API keys are still bearer tokens: ``load_access_token`` hands them to ``ApiKeyVerifier``.
+- A client may also be named by the https URL of its metadata document
+  (``agent_server.oauth.client_documents``): ``get_client`` reads the document instead of a
+  registration, and grants and tokens store the URL's digest (``stored_client_id``).
 
 An access token resolves to the agent as the gate sees it (``Caller``), read fresh on every
 request, so a tool call by an OAuth token passes the same gate and meter as the agent's key.
@@ -61,6 +64,15 @@ from agent_server.kernel.inputs import check_json
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mcp.auth import CALLER_CLAIM, REMEMBERED_CLAIM, ApiKeyVerifier
+from agent_server.oauth.client_documents import (
+    DOCUMENT_ID_PREFIX,
+    DOCUMENT_KEY,
+    ClientDocumentError,
+    check_redirect_uris,
+    documents_for,
+    is_document_url,
+    stored_client_id,
+)
 from agent_server.oauth.models import OAuthClient, OAuthGrant, OAuthToken
 from agent_server.runtime import Runtime
 
@@ -124,6 +136,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
         self.keys = keys
         self.issuer = issuer.rstrip("/")
         self.resource = resource
+        self.documents = documents_for(runtime)
 
     @property
     def settings(self) -> Settings:
@@ -137,6 +150,11 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
     # Clients -----------------------------------------------------------------------------
 
     async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+        if is_document_url(client_id):
+            try:
+                return await self.documents.load(client_id)
+            except ClientDocumentError:  # logged; /authorize tells the browser why
+                return None
         if not client_id or len(client_id) > 64:
             return None
         async with self.runtime.db.uow() as uow:
@@ -162,12 +180,9 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
         )
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
-        for uri in client_info.redirect_uris or []:
-            if uri.scheme == "http" and uri.host not in ("127.0.0.1", "localhost", "[::1]", "::1"):
-                raise RegistrationError(
-                    "invalid_redirect_uri",
-                    f"redirect URI {uri} must use https, or http on a loopback address",
-                )
+        refused = check_redirect_uris(client_info)
+        if refused is not None:
+            raise RegistrationError("invalid_redirect_uri", refused)
         secret = client_info.client_secret
         sealed = _fernet(self.settings).encrypt(secret.encode()).decode() if secret else None
         info = client_info.model_dump(
@@ -209,7 +224,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
             uow.session.add(
                 OAuthGrant(
                     request_hash=secret_hash(self.settings, handle, "request"),
-                    client_id=client.client_id,
+                    client_id=stored_client_id(client.client_id),
                     redirect_uri=str(params.redirect_uri),
                     redirect_uri_explicit=params.redirect_uri_provided_explicitly,
                     code_challenge=params.code_challenge,
@@ -232,7 +247,8 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
         async with self.runtime.db.uow() as uow:
             grant = await uow.session.scalar(
                 select(OAuthGrant).where(
-                    OAuthGrant.code_hash == digest, OAuthGrant.client_id == client.client_id
+                    OAuthGrant.code_hash == digest,
+                    OAuthGrant.client_id == stored_client_id(client.client_id),
                 )
             )
             if grant is None or grant.revoked_at is not None or grant.agent_id is None:
@@ -249,7 +265,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                 code=authorization_code,
                 scopes=grant.scopes.split(),
                 expires_at=self._wall(grant.code_expires_at),
-                client_id=grant.client_id,
+                client_id=client.client_id,
                 code_challenge=grant.code_challenge,
                 redirect_uri=grant.redirect_uri,
                 redirect_uri_provided_explicitly=grant.redirect_uri_explicit,
@@ -281,7 +297,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                 uow,
                 grant_id=authorization_code.grant_id,
                 agent_id=authorization_code.agent_id,
-                client_id=client.client_id,
+                client_id=stored_client_id(client.client_id),
                 scopes=authorization_code.scopes,
                 resource=authorization_code.resource,
             )
@@ -343,7 +359,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                     .where(
                         OAuthToken.token_hash == digest,
                         OAuthToken.kind == "refresh",
-                        OAuthToken.client_id == client.client_id,
+                        OAuthToken.client_id == stored_client_id(client.client_id),
                     )
                 )
             ).one_or_none()
@@ -363,7 +379,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                 return None
             return GrantRefreshToken(
                 token=refresh_token,
-                client_id=token.client_id,
+                client_id=client.client_id,
                 scopes=token.scopes.split(),
                 expires_at=int(self._wall(token.expires_at)),
                 resource=token.resource,
@@ -398,7 +414,7 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                 uow,
                 grant_id=refresh_token.grant_id,
                 agent_id=refresh_token.agent_id,
-                client_id=client.client_id,
+                client_id=stored_client_id(client.client_id),
                 scopes=scopes,
                 resource=refresh_token.resource,
             )
@@ -432,9 +448,11 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
                         Agent.email_verified,
                         Agent.api_key_prefix,
                         Agent.currency,
+                        OAuthClient.info,
                     )
                     .join(OAuthGrant, OAuthGrant.id == OAuthToken.grant_id)
                     .join(Agent, Agent.id == OAuthToken.agent_id)
+                    .outerjoin(OAuthClient, OAuthClient.client_id == OAuthToken.client_id)
                     .where(
                         OAuthToken.token_hash == digest,
                         OAuthToken.kind == "access",
@@ -455,9 +473,13 @@ class AgentServerOAuth(OAuthAuthorizationServerProvider[GrantCode, GrantRefreshT
             key_prefix=row.api_key_prefix,
             currency=row.currency,
         )
+        # A document's client is known by its URL, stored beside the digest the token keeps.
+        document = None
+        if row.client_id.startswith(DOCUMENT_ID_PREFIX):
+            document = (row.info or {}).get(DOCUMENT_KEY)
         return GrantAccessToken(
             token=token,
-            client_id=row.client_id,
+            client_id=str(document or row.client_id),
             scopes=row.scopes.split(),
             expires_at=int(self._wall(row.expires_at)),
             resource=row.resource,
