@@ -15,12 +15,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import httpx
 import pytest
+from client_document_server import DocumentServer
 from mcp_support import CLI, make_agent, start_serve
-from oauth_support import query
+from oauth_support import REDIRECT, pkce, query
 from pydantic import SecretStr
 from smtp_sink import SmtpSink, free_port
 from sqlalchemy import func, select, update
@@ -57,6 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, smtp: SmtpSink) -> Iterator
         AGENT_SERVER_START_WATCHERS="false",
         AGENT_SERVER_START_WORKER="false",
         AGENT_SERVER_LOG_FORMAT="json",
+        AGENT_SERVER_OAUTH_CLIENT_DOCUMENTS_ALLOW_LOOPBACK="true",
     )
     subprocess.run([CLI, "db", "upgrade"], env=env, check=True, capture_output=True, timeout=120)
     port = free_port()
@@ -106,7 +108,11 @@ def _csrf(page: httpx.Response) -> str:
 
 
 def _consent(
-    browser: httpx.Client, smtp: SmtpSink, authorize_url: str, agents: dict[str, int]
+    browser: httpx.Client,
+    smtp: SmtpSink,
+    authorize_url: str,
+    agents: dict[str, int],
+    client_name: str = "TypeScript SDK test client",
 ) -> str:
     """Drive the consent page as the owner's browser would; the code the client receives."""
     reply = browser.get(authorize_url)
@@ -134,7 +140,7 @@ def _consent(
         assert back.status_code == 303 and back.headers["location"] == target
         page = browser.get(consent_url)
     assert page.status_code == 200, page.text
-    assert "TypeScript SDK test client" in page.text
+    assert client_name in page.text
     assert "first agent" in page.text and "second agent" in page.text
     assert "theirs agent" not in page.text
     # The answer redirects to the client, so the page's form-action allows its origin.
@@ -236,3 +242,70 @@ async def test_the_typescript_client_signs_in_calls_refreshes_and_is_revoked(
     logged = served["log"].read_text()
     for secret in (tokens["access_token"], tokens["refresh_token"], client.get("client_secret")):
         assert not secret or secret not in logged
+
+
+async def test_a_metadata_document_url_as_client_id_signs_in_with_the_mailed_code(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    """No registration: the client's id is the URL of its document, served here on 127.0.0.1
+    (which ``serve`` fetches because the test allows loopback documents)."""
+    base = served["base"]
+    agents = await _agents(served["db"])
+    before = await _usage(served["db"])
+    documents = DocumentServer().start()
+    try:
+        client_id = documents.document(
+            "/oauth/client.json", [REDIRECT], client_name="Document test client"
+        )
+        verifier, challenge = pkce()
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            "state": "doc-1",
+            "resource": f"{base}/mcp",
+        }
+        with httpx.Client(base_url=base, timeout=30) as browser:
+            metadata = browser.get("/.well-known/oauth-authorization-server").json()
+            assert metadata["client_id_metadata_document_supported"] is True
+            code = _consent(
+                browser,
+                smtp,
+                f"{base}/authorize?{urlencode(params)}",
+                agents,
+                client_name="Document test client (127.0.0.1:",
+            )
+            issued = browser.post(
+                "/token",
+                data={
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT,
+                    "client_id": client_id,
+                    "code_verifier": verifier,
+                },
+            )
+            assert issued.status_code == 200, issued.text
+            called = browser.post(
+                "/mcp",
+                json={
+                    "jsonrpc": "2.0",
+                    "id": 1,
+                    "method": "tools/call",
+                    "params": {"name": "get-wallet", "arguments": {}},
+                },
+                headers={
+                    "Authorization": f"Bearer {issued.json()['access_token']}",
+                    "Accept": "application/json, text/event-stream",
+                },
+            )
+        assert called.status_code == 200, called.text
+        assert not called.json()["result"].get("isError"), called.text
+        assert "/oauth/client.json" in documents.hits
+    finally:
+        documents.stop()
+    usage = await _usage(served["db"])
+    assert usage.get(agents["second"], 0) == before.get(agents["second"], 0) + 1
+    assert usage.get(agents["first"], 0) == before.get(agents["first"], 0)
