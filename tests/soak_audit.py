@@ -68,6 +68,7 @@ from agent_server.events.outbox import (
     BOOKING_CREATED,
     BOOKING_DISPUTED,
     BOOKING_EXPIRED,
+    BOOKING_PAID_OUT,
     BOOKING_RESCHEDULED,
     DISPUTE_RESOLVED,
     REVIEW_CREATED,
@@ -75,6 +76,7 @@ from agent_server.events.outbox import (
 from agent_server.events.signing import verify_signature
 from agent_server.kernel.errors import ERROR_CODES
 from agent_server.kernel.store import Database
+from agent_server.services.clock import RELEASED
 from billing.meter import release_stale_holds
 from billing.models import (
     AccountKind,
@@ -376,8 +378,8 @@ def _events_of_change(booking: Booking, change: BookingChange) -> list[str]:
             return [BOOKING_RESCHEDULED]
         confirmed = change.to_status == BookingStatus.ACCEPTED.value
         return [BOOKING_CREATED, *([BOOKING_CONFIRMED] if confirmed else [])]
-    if change.from_status == change.to_status:  # a note
-        return []
+    if change.from_status == change.to_status:  # a note, or the clock's escrow release
+        return [BOOKING_PAID_OUT] if (change.note or "").startswith(RELEASED) else []
     if change.to_status == BookingStatus.ACCEPTED.value:
         return [BOOKING_CONFIRMED]
     if change.to_status == BookingStatus.COMPLETED.value:

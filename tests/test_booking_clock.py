@@ -14,11 +14,14 @@ from typing import Any
 
 import pytest
 from billing_support import audit_ledger, fund, make_agent, make_schedule, wallet_balance
+from events_support import worker_config
 from mcp_support import start_serve
 from smtp_sink import free_port
 from soak_audit import Deadlines, booking_consistency
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from webhook_receiver import Receiver
 
+from agent_server.accounts.models import Agent
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import (
     Booking,
@@ -29,6 +32,7 @@ from agent_server.booking.models import (
 )
 from agent_server.booking.service import book_slot
 from agent_server.events.models import OutboxEvent
+from agent_server.events.worker import DeliveryWorker
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mail import OutboxMail
@@ -56,9 +60,15 @@ def config() -> BillingConfig:
 
 
 async def book(
-    db: Database, config: BillingConfig, *, auto_accept: bool = True, start: datetime = START
+    db: Database,
+    config: BillingConfig,
+    *,
+    auto_accept: bool = True,
+    start: datetime = START,
+    provider: int | None = None,
 ) -> tuple[int, int]:
-    """A funded agent books a 40 USD slot through the meter; (agent id, booking id)."""
+    """A funded agent books a 40 USD slot through the meter; (agent id, booking id). The
+    schedule is a specialist's, or the agent ``provider``'s."""
     agent = await make_agent(db)
     await fund(db, agent, "USDC", FUNDS)
     schedule = await make_schedule(db, price_amount=PRICE, auto_accept=auto_accept)
@@ -66,6 +76,8 @@ async def book(
         row = await uow.session.get(Schedule, schedule)
         assert row is not None
         row.weekly_hours = {day: [["00:00", "23:00"]] for day in row.weekly_hours}
+        if provider is not None:
+            row.specialist_id, row.agent_id = None, provider
         await uow.commit()
     slot = make_slot_id(schedule, start)
 
@@ -191,9 +203,62 @@ async def test_an_accepted_booking_completes_after_its_end_and_pays_after_the_wi
     notes, events, kinds = await trail(db, booking_id)
     assert notes[:2] == ["booked", "completed"]
     assert len(notes) == 3 and notes[2].startswith("escrow released: 36000000 USDC")
-    assert events == ["booking.created", "booking.confirmed", "booking.completed"]
+    assert events == [
+        "booking.created",
+        "booking.confirmed",
+        "booking.completed",
+        "booking.paid_out",
+    ]
     assert kinds == ["escrow", "payout"]
     await audit_ledger(db)
+
+
+def usdc(amount: int, text: str) -> dict[str, Any]:
+    return {"amount": amount, "currency": "USDC", "text": text}
+
+
+async def test_the_release_is_told_to_the_booker_and_the_providing_agent_by_webhook(
+    db: Database, config: BillingConfig, clock: FakeClock
+) -> None:
+    with Receiver() as receiver:
+        provider = await make_agent(db, name="provider")
+        booker, booking_id = await book(db, config, provider=provider)
+        async with db.uow() as uow:
+            await uow.session.execute(
+                update(Agent)
+                .where(Agent.id.in_([booker, provider]))
+                .values(callback_url=receiver.url)
+            )
+            await uow.commit()
+        ticker = BookingClock(db, CONFIG)
+        clock.set(END + timedelta(hours=2))
+        assert (await ticker.tick()).completed == 1
+        worker = DeliveryWorker(db, worker_config())
+        while await worker.run_once():
+            pass
+        before = len(receiver.requests)
+        clock.set(END + timedelta(hours=71, minutes=59))
+        assert (await ticker.tick()).released == 0
+        assert await worker.run_once() == 0
+        clock.set(END + timedelta(hours=72))
+        assert (await ticker.tick()).released == 1
+        assert await worker.run_once() == 2
+        clock.advance(timedelta(days=10))
+        assert (await ticker.tick()).total() == 0
+        assert await worker.run_once() == 0
+    paid_out = [r.json() for r in receiver.requests[before:]]
+    assert sorted((body["agent_id"], body["data"]["role"]) for body in paid_out) == sorted(
+        [(booker, "booker"), (provider, "provider")]
+    )
+    for body in paid_out:
+        assert body["event"] == "booking.paid_out"
+        assert body["data"]["booking"]["id"] == booking_id
+        assert body["data"]["booking"]["status"] == "completed"
+        assert body["data"]["payout"] == {
+            "escrowed": usdc(PRICE, "40.00 USDC"),
+            "paid_to_provider": usdc(PAID, "36.00 USDC"),
+            "commission": usdc(PRICE - PAID, "4.00 USDC"),
+        }
 
 
 async def test_a_booking_completed_by_its_provider_is_paid_only_after_the_window(
@@ -292,7 +357,7 @@ async def test_two_clocks_racing_move_each_booking_exactly_once(
     for booking_id in accepted:
         notes, events, kinds = await trail(db, booking_id)
         assert len(notes) == 3 and notes[1] == "completed"
-        assert events[2:] == ["booking.completed"]
+        assert events[2:] == ["booking.completed", "booking.paid_out"]
         assert kinds == ["escrow", "payout"]
         assert await provider_paid(db, booking_id) == PAID
     async with db.uow() as uow:

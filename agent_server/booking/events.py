@@ -10,6 +10,9 @@
 - booking.expired: a pending booking not answered in time, canceled by the clock (reason
   code ``expired``, refunded in full);
 - booking.disputed: the booker contested the session; ``dispute`` has its reason;
+- booking.paid_out: the dispute window passed without a dispute and the clock released the
+  escrow to the provider; ``payout`` has what was held, what the provider got and the
+  commission, each as money in base units;
 - dispute.resolved: an operator settled the dispute; ``dispute`` has the resolution and the
   refund;
 - review.created: the booker reviewed the finished booking; ``review`` has the rating, the
@@ -34,6 +37,7 @@ from agent_server.events.outbox import (
     BOOKING_CREATED,
     BOOKING_DISPUTED,
     BOOKING_EXPIRED,
+    BOOKING_PAID_OUT,
     BOOKING_RESCHEDULED,
     DISPUTE_RESOLVED,
     REVIEW_CREATED,
@@ -51,6 +55,7 @@ BOOKING_EVENTS = (
     BOOKING_RESCHEDULED,
     BOOKING_EXPIRED,
     BOOKING_DISPUTED,
+    BOOKING_PAID_OUT,
     DISPUTE_RESOLVED,
     REVIEW_CREATED,
 )

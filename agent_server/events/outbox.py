@@ -28,6 +28,7 @@ BOOKING_COMPLETED = "booking.completed"
 BOOKING_RESCHEDULED = "booking.rescheduled"
 BOOKING_EXPIRED = "booking.expired"
 BOOKING_DISPUTED = "booking.disputed"
+BOOKING_PAID_OUT = "booking.paid_out"
 DISPUTE_RESOLVED = "dispute.resolved"
 REVIEW_CREATED = "review.created"
 DEPOSIT_CONFIRMED = "deposit.confirmed"
@@ -46,6 +47,7 @@ EVENT_TYPES: tuple[str, ...] = (
     BOOKING_RESCHEDULED,
     BOOKING_EXPIRED,
     BOOKING_DISPUTED,
+    BOOKING_PAID_OUT,
     DISPUTE_RESOLVED,
     REVIEW_CREATED,
     DEPOSIT_CONFIRMED,

@@ -12,6 +12,7 @@ step                    which bookings                                money step
                         end
 ``release_escrow``      completed, ``DISPUTE_WINDOW`` past the end,   escrow paid to the
                         never disputed, escrow still held             provider less commission
+                                                                      (``booking.paid_out``)
 ``remind``              accepted, starting within ``REMINDER_BEFORE``  none; the specialist's
                         of a specialist who asked for reminders       reminder mail queued
 ======================  ============================================  ========================
@@ -38,6 +39,7 @@ from sqlalchemy import Select, select
 from agent_server.booking import clock as booking_clock
 from agent_server.booking import service as booking_service
 from agent_server.booking.availability import make_slot_id
+from agent_server.booking.events import emit_booking
 from agent_server.booking.models import (
     Booking,
     BookingChange,
@@ -45,10 +47,11 @@ from agent_server.booking.models import (
     CancelledBy,
     Specialist,
 )
-from agent_server.events.outbox import iso
+from agent_server.events.outbox import BOOKING_PAID_OUT, iso
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import AgentServerError
 from agent_server.kernel.logs import get_logger
+from agent_server.kernel.money import Money
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services.bookings import Settled, booking_terms
@@ -58,6 +61,9 @@ from billing.models import Escrow, EscrowStatus
 from billing.prices import BookingPolicy
 
 log = get_logger(__name__)
+
+RELEASED = "escrow released"
+"""How a release's history line begins (status unchanged, the amounts after it)."""
 
 MAX_PER_STEP = 200
 """Bookings one step moves in one tick at most; the rest wait for the next tick."""
@@ -149,12 +155,26 @@ async def release_escrow(
             actor=CancelledBy.SYSTEM.value,
             from_status=booking.status,
             to_status=booking.status,
-            note=f"escrow released: {settlement.paid_to_payee} {settlement.currency} "
+            note=f"{RELEASED}: {settlement.paid_to_payee} {settlement.currency} "
             f"to the provider, {settlement.commission} commission",
         )
     )
     await uow.session.flush()
+    await emit_booking(uow, BOOKING_PAID_OUT, booking, extra={"payout": payout_data(settlement)})
     return settlement
+
+
+def payout_data(settlement: Settlement) -> dict[str, dict[str, object]]:
+    """A released escrow as ``booking.paid_out`` describes it: money in base units."""
+
+    def money(amount: int) -> dict[str, object]:
+        return Money.of(amount, settlement.currency).model_dump()
+
+    return {
+        "escrowed": money(settlement.amount),
+        "paid_to_provider": money(settlement.paid_to_payee),
+        "commission": money(settlement.commission),
+    }
 
 
 def reminder_mail(booking: Booking, specialist: Specialist) -> OutgoingMail:
