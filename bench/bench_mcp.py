@@ -29,7 +29,8 @@ the spread (lowest-highest) of the rounds.
 
 Options (``-o KEY VALUE``): ``specialists`` (100000; ``--quick``: 2000), ``small`` (1000;
 ``--quick``: 200), ``calls`` per side and round (200; ``--quick``: 40), ``rounds`` (5;
-``--quick``: 3), ``memory_searches`` (10000; ``--quick``: 300).
+``--quick``: 3), ``memory_searches`` (10000; ``--quick``: 300), ``cases`` (every case; a
+comma-separated choice of the case names above and ``memory``, to measure a few).
 """
 
 from __future__ import annotations
@@ -453,6 +454,7 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
     calls = int(opt("calls", 40 if ctx.quick else 200))
     rounds = int(opt("rounds", 3 if ctx.quick else 5))
     memory_searches = int(opt("memory_searches", 300 if ctx.quick else 10_000))
+    chosen = {c.strip() for c in opt("cases", "").split(",") if c.strip()}
     rows: list[dict[str, Any]] = []
     admin = create_async_engine(ctx.pg_admin_url) if ctx.pg_admin_url else None
     async with AsyncExitStack() as stack:
@@ -543,6 +545,8 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
             ("book-slot", ours_url, auth, book_call, ours_server, big),
         ]
         for name, url_, headers, call, server, size in cases:
+            if chosen and name not in chosen:
+                continue
             pairs: list[tuple[_Measured, _Measured]] = []
             samples: list[float] = []
             sent: list[Any] = []
@@ -603,6 +607,8 @@ async def run(ctx: Context) -> list[dict[str, Any]]:
             )
 
         # Memory: the 100k server after ``memory_searches`` distinct searches in all.
+        if chosen and "memory" not in chosen:
+            return rows
         left = max(0, memory_searches - sent_to_big)
         started = time.perf_counter()
         async with AsyncExitStack() as conns:

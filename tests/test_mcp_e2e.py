@@ -3,6 +3,7 @@ SDK's own client, from registration (code read from a real SMTP server) to refun
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_support import CLI, SPEC_TOOLS, body, call_ok, error_code, start_serve
 from smtp_sink import SmtpSink, free_port
+
+from agent_server.mcp.auth import KNOWN_KEY_SECONDS
 
 
 def _env(db: Path, smtp: SmtpSink, **extra: str) -> dict[str, str]:
@@ -240,6 +243,44 @@ async def test_unknown_host_and_origin_headers_are_refused_on_a_loopback_bind(
         timeout=10,
     )
     assert evil_origin.status_code == 403
+
+
+async def test_a_repeated_tools_list_gets_the_answer_the_first_got_and_refusals_still_apply(
+    served: dict[str, Any], smtp: SmtpSink
+) -> None:
+    """The server answers a repeated tools/list from what it wrote the first time: the same
+    bytes but for the id. A request it refuses stays refused, and a key regenerated since is
+    refused once the HTTP layer's memory of it has run out (about a second)."""
+    base = served["base"]
+    _, key = _funded(served, smtp, "listing@example.com", 1)
+    headers = {"Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}"}
+
+    def listing(request_id: Any, **extra: str) -> httpx.Response:
+        request = {"jsonrpc": "2.0", "id": request_id, "method": "tools/list"}
+        return httpx.post(f"{base}/mcp", json=request, headers={**headers, **extra}, timeout=10)
+
+    first, second, named = listing(1), listing(22), listing("list-3")
+    assert [r.status_code for r in (first, second, named)] == [200, 200, 200]
+    assert {t["name"] for t in first.json()["result"]["tools"]} == SPEC_TOOLS
+    assert second.content == first.content.replace(b'"id":1,', b'"id":22,', 1)
+    assert named.json() == {**first.json(), "id": "list-3"}
+    assert int(second.headers["content-length"]) == len(second.content)
+    # Requests the transport refuses are refused after a listing was kept, as before.
+    assert listing(4, Host="attacker.example").status_code == 421
+    assert listing(5, Origin="https://attacker.example").status_code == 403
+    assert b'"tools"' not in listing(True).content  # not an id: the SDK takes no request
+    cursor = {"jsonrpc": "2.0", "id": 6, "method": "tools/list", "params": {"cursor": 7}}
+    bad_cursor = httpx.post(f"{base}/mcp", json=cursor, headers=headers, timeout=10)
+    assert "error" in bad_cursor.json()
+    assert listing(7, Authorization="Bearer as_live_not-a-real-key").status_code == 401
+    regenerated = httpx.post(
+        f"{base}/api/agent/regenerate-key", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert regenerated.status_code == 200, regenerated.text
+    await asyncio.sleep(KNOWN_KEY_SECONDS + 0.2)
+    assert listing(8).status_code == 401
+    new_headers = {"Authorization": f"Bearer {regenerated.json()['api_key']}"}
+    assert listing(9, **new_headers).json() == {**first.json(), "id": 9}
 
 
 def test_host_checks_follow_the_bind_address_and_the_allow_list() -> None:
