@@ -4,7 +4,9 @@ A key read from the database is remembered for ``KNOWN_KEY_SECONDS`` (by its HMA
 active agents only), so the next requests with it pass the HTTP layer without a read of their
 own. Such a request is marked: the tool call's first transaction reads the agent again (one
 statement inside a transaction it runs anyway), so a revoked key, a suspension or a ban takes
-effect on the very next call, and the key is forgotten.
+effect on the very next call, and the key is forgotten. A request that makes no call
+(``tools/list``) is refused once the memory runs out, so the window is kept to a second: one
+read a second per busy key.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ CALLER_CLAIM = "agent_server_caller"
 # True when the caller was remembered from an earlier request rather than read now.
 REMEMBERED_CLAIM = "agent_server_remembered"
 
-KNOWN_KEY_SECONDS = 60.0
+KNOWN_KEY_SECONDS = 1.0
 KNOWN_KEYS = 10_000
 
 

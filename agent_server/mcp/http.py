@@ -12,15 +12,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from contextlib import AbstractAsyncContextManager
 
+from mcp.server.auth.middleware.bearer_auth import RequireAuthMiddleware
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError
 from starlette.applications import Starlette
 from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from agent_server.api.errors import CatchAll
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.logs import get_logger
+from agent_server.mcp.listing import ListingReplay
 from agent_server.mcp.server import build_mcp_server, http_api_key, http_caller
 from agent_server.oauth.routes import install_oauth_edges
 from agent_server.runtime import Runtime
@@ -86,6 +89,20 @@ def transport_security(runtime: Runtime, bind_host: str) -> TransportSecuritySet
     )
 
 
+def _replay_listings(app: Starlette) -> None:
+    """Put ``ListingReplay`` around the MCP endpoint, inside its bearer check: a repeated
+    ``tools/list`` is answered with the bytes the SDK wrote for it the first time."""
+    for route in app.routes:
+        if isinstance(route, Route) and route.path == MCP_PATH:
+            guard = route.app
+            if isinstance(guard, RequireAuthMiddleware):
+                guard.app = ListingReplay(guard.app)
+            else:
+                route.app = ListingReplay(guard)
+            return
+    raise RuntimeError(f"the MCP app serves no route at {MCP_PATH}")
+
+
 def mcp_http_app(
     runtime: Runtime,
     *,
@@ -113,6 +130,7 @@ def mcp_http_app(
     )
     # Metadata documents as client ids, and a rate limit on registration (when OAuth is on).
     install_oauth_edges(app, runtime)
+    _replay_listings(app)
     # Inside the app's own 500 handler, around its bearer check (which reads the database):
     # a database that cannot serve gets a 503 with Retry-After, not a bare 500.
     app.add_middleware(CatchAll)
