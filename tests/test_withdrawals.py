@@ -136,7 +136,9 @@ async def test_request_confirm_cool_off_approve_and_settle_to_the_base_unit(
             "request-withdrawal",
             {"currency": "USDC", "amount": 150 * USDC, "address": ETH_ADDRESS, "quote_only": True},
         )
-        assert (quoted["fee"], quoted["total"]) == (TOKEN_FEE, 150 * USDC + TOKEN_FEE)
+        assert quoted["fee"] == {"amount": TOKEN_FEE, "currency": "USDC", "text": "1.95 USDC"}
+        assert quoted["total"]["amount"] == 150 * USDC + TOKEN_FEE
+        assert quoted["total"]["text"] == "151.95 USDC"
         assert quoted["withdrawal"] is None and await _wallet(db, agent_id) == 500 * USDC
 
         asked = await call_ok(
@@ -151,7 +153,8 @@ async def test_request_confirm_cool_off_approve_and_settle_to_the_base_unit(
         )
     w = asked["withdrawal"]
     assert asked["code_sent"] is True
-    assert w["status"] == "awaiting_confirmation" and w["fee"] == TOKEN_FEE
+    assert w["status"] == "awaiting_confirmation" and w["fee"]["amount"] == TOKEN_FEE
+    assert w["amount"] == {"amount": 150 * USDC, "currency": "USDC", "text": "150.00 USDC"}
     total = 150 * USDC + TOKEN_FEE
     assert await _wallet(db, agent_id) == 500 * USDC - total
     assert await _account(db, AccountKind.WITHDRAWING) == total
@@ -596,7 +599,9 @@ async def test_rest_quote_request_confirm_by_mailed_code_and_cancel(
     assert await _wallet(db, agent_id) == 30 * USDC
 
 
-async def test_closing_an_account_never_strands_its_balance(runtime: Runtime) -> None:
+async def test_closing_an_account_never_strands_its_balance(
+    runtime: Runtime, sink: SmtpSink
+) -> None:
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=30 * USDC)
     auth = {"Authorization": f"Bearer {key}"}
@@ -623,7 +628,12 @@ async def test_closing_an_account_never_strands_its_balance(runtime: Runtime) ->
         wid = placed.json()["withdrawal"]["id"]
         await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)
         assert (await web.get("/api/agent/me", headers=auth)).status_code == 200
-        closed = await web.delete("/api/agent/me?remaining=forfeit", headers=auth)
+        await MailSender(db, runtime.settings).run_once()  # the new address's code
+        # Giving the balance up needs the owner's mailed code, not only the key.
+        asked = await web.delete("/api/agent/me?remaining=forfeit", headers=auth)
+        assert asked.status_code == 202, asked.text
+        code = await _mail_code(runtime, sink, agent_id)
+        closed = await web.delete(f"/api/agent/me?remaining=forfeit&code={code}", headers=auth)
         assert closed.status_code == 200, closed.text
         assert (await web.get("/api/agent/me", headers=auth)).status_code == 401
     assert await _wallet(db, agent_id) == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, status
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request, Response, status
 from pydantic import Field
 
 from agent_server.accounts import service
@@ -37,7 +37,7 @@ from agent_server.events.urls import check_callback_url
 from agent_server.kernel.inputs import Text
 from agent_server.mail import send_quietly
 from agent_server.runtime import Runtime
-from agent_server.services import registration
+from agent_server.services import closing, registration
 from agent_server.services.closing import close_account
 from wallets.rates import RateSource, rate_source
 
@@ -196,22 +196,56 @@ async def update_me(
 @router.delete(
     "/agent/me",
     response_model=MessageResponse,
-    responses=error_responses(401, 422),
+    responses={
+        **error_responses(401, 422),
+        202: {"description": "Forfeit: a code was mailed to the owner; nothing closed yet."},
+    },
     summary="Delete the agent's personal data",
 )
 async def delete_me(
     caller: CurrentAgent,
     runtime: RuntimeDep,
+    response: Response,
     remaining: Annotated[
         Literal["forfeit"] | None,
         Query(description="forfeit: give up any balance left (recorded); else it is refused."),
     ] = None,
+    code: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9]{6}$",
+            description="With remaining=forfeit: the code the first call mailed to the owner.",
+        ),
+    ] = None,
 ) -> MessageResponse:
     """Erase name, emails, description, profile and callback URL, revoke the API key and
     withdraw the agent's schedules. Ledger records stay, attached to the anonymised agent.
-    Refused while money is left or withdrawals are open, unless ``remaining=forfeit``."""
-
-    await close_account(runtime.db.uow(), caller.agent_id, remaining)
+    Refused while money is left or withdrawals are open, unless ``remaining=forfeit``; giving
+    a balance up needs the owner: the first call mails a code to the owner (202), the second
+    sends it (``&code=``)."""
+    confirmed = False
+    if remaining == "forfeit":
+        async with runtime.db.uow() as uow:
+            if code is None:
+                sent = await closing.request_forfeit(uow, runtime.settings, caller.agent_id)
+                error = None
+            else:
+                sent = False
+                error = await closing.confirm_forfeit(uow, runtime.settings, caller.agent_id, code)
+            await uow.commit()
+        if error is not None:
+            raise error
+        if sent:
+            response.status_code = 202
+            minutes = int(runtime.settings.withdrawal_code_ttl.total_seconds() // 60)
+            return MessageResponse(
+                message="Nothing is closed yet: giving up the balance needs the owner. A code "
+                f"was mailed to the owner (valid {minutes} minutes); call DELETE "
+                "/api/agent/me?remaining=forfeit&code=<the code> to close, or let the owner "
+                "close the account on the dashboard."
+            )
+        confirmed = code is not None
+    await close_account(runtime.db.uow(), caller.agent_id, remaining, owner_confirmed=confirmed)
     return MessageResponse(
         message="Agent deleted: personal data erased and API key revoked. "
         "Financial records are kept, anonymised."
@@ -249,14 +283,22 @@ async def directory(
         Query(alias="languages[]", max_length=50),
     ] = None,
     license: Annotated[QueryText | None, Query(max_length=100)] = None,
-    per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 20,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            description="The `next_cursor` of the previous page (same filters and sorting).",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_DIRECTORY_PAGE)] = 20,
     sort_by: Annotated[SortBy, Query(alias="sortBy")] = "name",
     descending: Annotated[Literal["true", "false", "1", "0"], Query()] = "false",
 ) -> DirectoryResponse:
     """Active agents matching all given filters (every tag, skill and language listed, the
-    license, and every word of `query` in name, description, skills or tags)."""
-    result = await service.search_agents(
+    license, and every word of `query` in name, description, skills or tags), `limit` a page
+    (20 unless asked). A page starts after the last agent shown in the chosen order, so agents
+    joining meanwhile neither shift nor repeat it."""
+    result = await service.search_agents_after(
         runtime.db.uow(),
         service.DirectoryQuery(
             query=query,
@@ -266,13 +308,12 @@ async def directory(
             license=license,
             sort_by=sort_by,
             descending=descending in ("true", "1"),
-            page=page,
-            per_page=per_page,
         ),
+        cursor=cursor,
+        limit=limit,
     )
     return DirectoryResponse(
-        current_page=result.page,
-        data=[AgentPublic.of(a) for a in result.agents],
-        per_page=result.per_page,
+        agents=[AgentPublic.of(a) for a in result.agents],
         total=result.total,
+        next_cursor=result.next_cursor,
     )

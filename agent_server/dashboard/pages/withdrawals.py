@@ -237,7 +237,8 @@ async def close_agent(request: Request, agent_id: Id) -> Response:
     remaining: Remaining = "forfeit" if text(form, "forfeit") == "yes" else None
 
     try:
-        await close_account(runtime.db.uow(), agent_id, remaining)
+        # The signed-in owner's explicit choice (the ticked box) is the confirmation.
+        await close_account(runtime.db.uow(), agent_id, remaining, owner_confirmed=True)
     except ValidationFailed as exc:
         owner = svc.Owner(agent_id=agent_id)
         base = f"/agents/{agent_id}/withdrawals"
