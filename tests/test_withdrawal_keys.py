@@ -19,6 +19,7 @@ from eth_account import Account
 from pydantic import SecretStr
 
 from agent_server.kernel.config import Settings
+from wallets.chains.anvil import DEV_ACCOUNT, SENDER_ACCOUNT
 from wallets.sending.keys import (
     KeyUnavailable,
     SenderSettings,
@@ -107,14 +108,28 @@ def test_the_keystore_is_encrypted_private_and_refuses_a_wrong_password(tmp_path
     assert "wrong password" not in str(refused.value)
 
 
-def test_the_development_keystore_is_made_once_for_anvils_account(tmp_path: Path) -> None:
+def test_the_development_keystore_is_made_once_for_anvils_sender_account(tmp_path: Path) -> None:
     keystore, password_file = development_keystore(tmp_path / "sender")
     first = keystore.read_text()
     assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
     account = load_evm_account(SenderSettings(), keystore=keystore, password_file=password_file)
-    assert account.address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+    # Its own account, not the one `dev fund` sends from: the two never share a nonce.
+    assert account.address == SENDER_ACCOUNT == "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+    assert account.address != DEV_ACCOUNT
     development_keystore(tmp_path / "sender")
     assert keystore.read_text() == first
+
+
+def test_a_development_keystore_of_the_funding_account_is_replaced(tmp_path: Path) -> None:
+    # A checkout whose first start wrote anvil's first account (the one `dev fund` uses).
+    directory = tmp_path / "sender"
+    directory.mkdir()
+    (directory / "keystore-password").write_text("old password")
+    funding_key = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+    write_keystore(directory / "keystore.json", funding_key, "old password")
+    keystore, password_file = development_keystore(directory)
+    account = load_evm_account(SenderSettings(), keystore=keystore, password_file=password_file)
+    assert account.address == SENDER_ACCOUNT
 
 
 def test_a_sender_with_a_wrong_password_says_so_without_any_secret(

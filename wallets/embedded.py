@@ -44,7 +44,7 @@ from wallets.btc import BtcSource, btc_network
 from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
 from wallets.chains.anvil import AnvilNode
 from wallets.chains.bcoin import BcoinNode
-from wallets.chains.tokens import deploy_test_tokens, has_code
+from wallets.chains.tokens import deploy_test_tokens, fund_sender_tokens, has_code
 from wallets.crediting import DepositFollowUp
 from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainCheckpoint, ChainToken, ScannedBlock
@@ -170,6 +170,7 @@ async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dic
         if len(tokens) < 2 or not all([await has_code(w3, c) for c in tokens.values()]):
             tokens = await deploy_test_tokens(w3)
             meta["tokens"] = tokens
+        await fund_sender_tokens(w3, tokens)
         await asyncio.to_thread(_write_json, directory / "chain.json", meta)
     except BaseException:
         await asyncio.to_thread(node.stop)

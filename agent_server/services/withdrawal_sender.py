@@ -10,7 +10,8 @@ network fee) with ``withdrawal.confirmed``; ``failed`` returns the money once wi
 The hot-wallet key is read here only, and only when the sender runs: ``wallets.sending.keys``
 is imported by ``start_senders`` and its settings (``AGENT_SERVER_SENDER_*``) are never part
 of the server's own. With no EVM node configured the embedded development chain is used, and
-its development account signs from a keystore made for it on first use
+anvil's second development account (the first funds agents with ``dev fund``, so the two never
+share a nonce) signs from a keystore made for it on first use
 (``.agent_server/chain/sender/``); the BTC payments of the embedded bcoin node are signed by
 its own wallet.
 """

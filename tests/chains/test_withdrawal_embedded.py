@@ -1,6 +1,7 @@
 """``make run``'s path on one machine: ``serve`` with the embedded chain and the sender on
-(AGENT_SERVER_SEND_WITHDRAWALS), the development account signing from a keystore made for it
-on first start; an approved ETH withdrawal goes to confirmed and arrives to the wei."""
+(AGENT_SERVER_SEND_WITHDRAWALS), anvil's second development account (not the one `dev fund`
+uses) signing from a keystore made for it on first start; an approved ETH withdrawal goes to
+confirmed and arrives to the wei."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from test_wallet_processes import cli, env, start
 from withdrawal_support import approved_withdrawal, external_address, funded_agent, withdrawal
 
 from agent_server.kernel.store import Database
-from wallets.chains.anvil import connect, mine
+from wallets.chains.anvil import DEV_ACCOUNT, SENDER_ACCOUNT, connect, mine
+from wallets.chains.tokens import token
 
 
 async def test_serve_sends_a_withdrawal_from_the_embedded_chains_development_key(
@@ -47,6 +49,12 @@ async def test_serve_sends_a_withdrawal_from_the_embedded_chains_development_key
                     await asyncio.sleep(0.3)
                     await mine(w3)
             assert await w3.eth.get_balance(to) == 21_000_001 * 10**9  # type: ignore[arg-type]
+            # Signed by the sender's own development account, not the one `dev fund` sends
+            # from, which the embedded chain also gave test tokens for token withdrawals.
+            sent = await w3.eth.get_transaction((await withdrawal(db, public_id)).tx_hash)  # type: ignore[arg-type]
+            assert sent["from"] == SENDER_ACCOUNT != DEV_ACCOUNT
+            usdc = token(w3, endpoint["tokens"]["USDC"])
+            assert await usdc.functions.balanceOf(SENDER_ACCOUNT).call() > 0
         finally:
             await w3.provider.disconnect()
     except TimeoutError:

@@ -26,6 +26,9 @@ restore_recursion_limit()  # importing web3 raised it (py_ecc)
 _LISTENING = re.compile(r"Listening on (\d+\.\d+\.\d+\.\d+):(\d+)")
 # anvil's well-known first development account (unlocked on every anvil node).
 DEV_ACCOUNT = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+# Its second one: the embedded chain's withdrawal sender signs from it, so the sender and
+# ``dev fund`` (which sends from DEV_ACCOUNT) never compete for one account's nonces.
+SENDER_ACCOUNT = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
 
 
 def anvil_binary() -> str:

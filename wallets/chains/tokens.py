@@ -14,7 +14,7 @@ from typing import Any
 from web3 import AsyncWeb3
 
 from agent_server.kernel.recursion import restore_recursion_limit
-from wallets.chains.anvil import DEV_ACCOUNT
+from wallets.chains.anvil import DEV_ACCOUNT, SENDER_ACCOUNT
 from wallets.chains.processes import ChainProcessError
 
 restore_recursion_limit()  # importing web3 raised it (py_ecc)
@@ -71,6 +71,15 @@ async def deploy_test_tokens(w3: AsyncWeb3[Any], deployer: str = DEV_ACCOUNT) ->
         await mint(w3, contract, deployer, INITIAL_SUPPLY, owner=deployer)
         deployed[symbol] = contract
     return deployed
+
+
+async def fund_sender_tokens(w3: AsyncWeb3[Any], tokens: dict[str, str]) -> None:
+    """Mint each test token to the withdrawal sender's account (anvil gives it ETH) when it
+    holds none, so the embedded chain's hot wallet can pay token withdrawals too."""
+    for contract in tokens.values():
+        held = await token(w3, contract).functions.balanceOf(SENDER_ACCOUNT).call()
+        if int(held) == 0:
+            await mint(w3, contract, SENDER_ACCOUNT, INITIAL_SUPPLY)
 
 
 def token(w3: AsyncWeb3[Any], contract: str) -> Any:

@@ -5,9 +5,11 @@
 encrypted keystore (``eth_account.Account.encrypt``) whose password comes from
 ``AGENT_SERVER_SENDER_KEYSTORE_PASSWORD`` or the file ``..._PASSWORD_FILE``.
 
-On the embedded development chain the key is anvil's first development account (public
-knowledge, worthless elsewhere): ``development_keystore`` writes it once into a keystore with
-a random password file beside it, both readable by their owner only.
+On the embedded development chain the key is anvil's second development account (public
+knowledge, worthless elsewhere; the first one funds agents with ``dev fund``, so the two never
+share a nonce): ``development_keystore`` writes it once into a keystore with a random password
+file beside it, both readable by their owner only, and rewrites a keystore made for another
+account.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_server.kernel.config import ENV_FILE_VARIABLE
 
-# anvil's first development account, the one that funds the embedded chain (well known).
-ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
+# anvil's second development account (well known): the embedded chain's hot wallet. anvil
+# gives it ETH at start and the embedded chain mints it test tokens
+# (``wallets.chains.anvil.SENDER_ACCOUNT``).
+ANVIL_SENDER_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
 
 
 class SenderSettings(BaseSettings):
@@ -80,11 +84,24 @@ def development_keystore(directory: Path) -> tuple[Path, Path]:
     """The embedded chain's keystore and password file in ``directory``, made on first use."""
     keystore = directory / "keystore.json"
     password_file = directory / "keystore-password"
-    if not keystore.exists() or not password_file.exists():
+    if (
+        not keystore.exists()
+        or not password_file.exists()
+        or keystore_address(keystore) != Account.from_key(ANVIL_SENDER_KEY).address.lower()
+    ):
         password = secrets.token_urlsafe(24)
         _write_private(password_file, password)
-        write_keystore(keystore, ANVIL_DEV_KEY, password)
+        write_keystore(keystore, ANVIL_SENDER_KEY, password)
     return keystore, password_file
+
+
+def keystore_address(path: Path) -> str | None:
+    """The lower-case 0x address a keystore names (read without decrypting), or None."""
+    try:
+        address = json.loads(path.read_text()).get("address")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return f"0x{str(address).lower().removeprefix('0x')}" if address else None
 
 
 def _password(settings: SenderSettings, password_file: Path | None) -> str:
