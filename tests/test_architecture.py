@@ -6,7 +6,8 @@ billing and wallets import neither bookings nor accounts; events import no trans
 transports leave escrow, refunds, payouts and rebooking to the services.
 The first test checks the code as it is; the others add one upward import to a copy of the code
 and show the same contract refusing it, so the contract cannot pass by checking nothing.
-The last one holds every module over about 400 lines to a "Long by design: ..." line at its top.
+One holds every module over about 400 lines to a "Long by design: ..." line at its top; the
+last finds no module importing another module's private (underscored) names.
 """
 
 from __future__ import annotations
@@ -148,3 +149,20 @@ def test_long_modules_say_at_their_top_why_they_stay_whole() -> None:
             if not any("Long by design: " in line for line in top):
                 unexplained.append(f"{path.relative_to(ROOT)} ({len(lines)} lines)")
     assert unexplained == [], "split these or say why they stay whole: " + ", ".join(unexplained)
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    """A name with a leading underscore is its module's own: another module that needs it
+    gets a public name, so a private helper can change without breaking its importers."""
+    borrowed = []
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom):
+                    names = [a.name for a in node.names]
+                    borrowed += [
+                        f"{path.relative_to(ROOT)}: {node.module}.{name}"
+                        for name in names
+                        if name.startswith("_") and not name.startswith("__")
+                    ]
+    assert borrowed == [], "make these public: " + ", ".join(borrowed)

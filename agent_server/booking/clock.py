@@ -24,7 +24,7 @@ from sqlalchemy import Select, or_, select, update
 
 from agent_server.booking.events import emit_booking
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Specialist
-from agent_server.booking.service import _cancel, _lock_booking
+from agent_server.booking.service import lock_booking, mark_canceled
 from agent_server.events.outbox import BOOKING_EXPIRED
 from agent_server.kernel.store import UnitOfWork
 
@@ -72,19 +72,14 @@ def due_for_reminder(now: datetime, before: timedelta) -> Select[int]:
     )
 
 
-async def lock_booking(uow: UnitOfWork, booking_id: int) -> Booking:
-    """The booking read afresh under its row lock, held until the transaction ends."""
-    return await _lock_booking(uow, booking_id)
-
-
 async def expire_booking(uow: UnitOfWork, booking_id: int, ttl: timedelta) -> Booking | None:
     """Cancel a pending booking that is still due to expire; None if it is not (any more)."""
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     now = uow.clock.now()
     if booking.status != BookingStatus.PENDING.value or not is_expired(booking, now, ttl):
         return None
     note = "expired: not answered in time"
-    await _cancel(uow, booking, CancelledBy.SYSTEM, EXPIRED, "", note)
+    await mark_canceled(uow, booking, CancelledBy.SYSTEM, EXPIRED, "", note)
     await emit_booking(uow, BOOKING_EXPIRED, booking)
     await uow.session.flush()
     return booking

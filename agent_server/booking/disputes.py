@@ -40,11 +40,11 @@ from agent_server.booking.models import (
 )
 from agent_server.booking.service import (
     REASON_NOT_ENDED,
-    _check_text,
-    _flush,
-    _lock_booking,
-    _record,
-    _status_conflict,
+    check_long_text,
+    flush_booking,
+    lock_booking,
+    record_change,
+    require_status,
 )
 from agent_server.events.outbox import BOOKING_DISPUTED, DISPUTE_RESOLVED, iso
 from agent_server.kernel.errors import BookingConflict, Forbidden, ValidationFailed
@@ -82,13 +82,13 @@ async def open_dispute(
 ) -> tuple[Booking, Dispute]:
     """The booker contests an ended session; the booking becomes ``in_dispute``."""
     code = check_reason_code(reason_code)
-    text = _check_text("text", text.strip(), MAX_DISPUTE_TEXT)
+    text = check_long_text("text", text.strip(), MAX_DISPUTE_TEXT)
     if not text:
         raise ValidationFailed.field("text", "say in a sentence what went wrong")
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     if booking.booker_agent_id != agent_id:
         raise Forbidden(f"booking {booking_id} belongs to someone else", {"booking_id": booking_id})
-    _status_conflict(booking, "disputed", [BookingStatus.ACCEPTED, BookingStatus.COMPLETED])
+    require_status(booking, "disputed", [BookingStatus.ACCEPTED, BookingStatus.COMPLETED])
     now = uow.clock.now()
     if now < booking.slot_end:
         raise BookingConflict(
@@ -104,7 +104,7 @@ async def open_dispute(
     before = booking.status
     booking.status = BookingStatus.IN_DISPUTE.value
     booking.updated_at = now
-    await _flush(uow, booking)
+    await flush_booking(uow, booking)
     dispute = Dispute(
         booking_id=booking.id,
         opened_by_agent_id=agent_id,
@@ -114,7 +114,7 @@ async def open_dispute(
         opened_at=now,
     )
     uow.session.add(dispute)
-    _record(uow, booking, CancelledBy.AGENT, before, f"disputed: {code}")
+    record_change(uow, booking, CancelledBy.AGENT, before, f"disputed: {code}")
     await emit_booking(uow, BOOKING_DISPUTED, booking, extra={"dispute": dispute_data(dispute)})
     await uow.session.flush()
     return booking, dispute
@@ -146,7 +146,7 @@ def check_resolution(kind: str, refund_amount: int | None, operator: str, note: 
         raise ValidationFailed.field(
             "refund_amount", "give a refund amount only with the resolution split"
         )
-    note = _check_text("note", note.strip(), MAX_RESOLUTION_NOTE)
+    note = check_long_text("note", note.strip(), MAX_RESOLUTION_NOTE)
     if not note:
         raise ValidationFailed.field("note", "say why you decided so; it is recorded")
     if not operator:
@@ -156,8 +156,8 @@ def check_resolution(kind: str, refund_amount: int | None, operator: str, note: 
 
 async def lock_open_dispute(uow: UnitOfWork, booking_id: int) -> tuple[Booking, Dispute]:
     """The disputed booking under its row lock, and its open dispute."""
-    booking = await _lock_booking(uow, booking_id)
-    _status_conflict(booking, "resolved", [BookingStatus.IN_DISPUTE])
+    booking = await lock_booking(uow, booking_id)
+    require_status(booking, "resolved", [BookingStatus.IN_DISPUTE])
     dispute = await dispute_of(uow, booking.id)
     assert dispute is not None and dispute.status == DisputeStatus.OPEN.value  # in_dispute
     return booking, dispute
@@ -176,7 +176,7 @@ async def close_dispute(
     now = uow.clock.now()
     booking.status = BookingStatus.DISPUTE_DONE.value
     booking.updated_at = now
-    await _flush(uow, booking)
+    await flush_booking(uow, booking)
     dispute.status = DisputeStatus.RESOLVED.value
     dispute.resolution = decision.kind
     dispute.refund_amount = refunded

@@ -160,13 +160,14 @@ _SEAT_HOLDING = [s.value for s in SEAT_HOLDING]
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _record(
+def record_change(
     uow: UnitOfWork,
     booking: Booking,
     actor: CancelledBy,
     from_status: str | None,
     note: str = "",
 ) -> None:
+    """Add the booking's history line for its move from ``from_status`` to its status now."""
     uow.session.add(
         BookingChange(
             booking_id=booking.id,
@@ -219,7 +220,7 @@ async def _load_booking(uow: UnitOfWork, booking_id: int) -> Booking:
     return booking
 
 
-async def _lock_booking(uow: UnitOfWork, booking_id: int) -> Booking:
+async def lock_booking(uow: UnitOfWork, booking_id: int) -> Booking:
     """The booking, read afresh under a row lock held until the transaction ends: a
     concurrent change of it waits here and then reads this transaction's result."""
     query = (
@@ -234,7 +235,7 @@ async def _lock_booking(uow: UnitOfWork, booking_id: int) -> Booking:
     return booking
 
 
-async def _flush(uow: UnitOfWork, booking: Booking) -> None:
+async def flush_booking(uow: UnitOfWork, booking: Booking) -> None:
     """Flush a booking's change; a lost version check is ``BookingConflict``."""
     booking_id = booking.id
     try:
@@ -243,7 +244,8 @@ async def _flush(uow: UnitOfWork, booking: Booking) -> None:
         raise changed_meanwhile(booking_id) from None
 
 
-def _status_conflict(booking: Booking, action: str, allowed: Iterable[BookingStatus]) -> None:
+def require_status(booking: Booking, action: str, allowed: Iterable[BookingStatus]) -> None:
+    """``BookingConflict`` (reason ``invalid_status``) unless the booking is in ``allowed``."""
     if booking.status not in {s.value for s in allowed}:
         wanted = " or ".join(s.value for s in allowed)
         raise BookingConflict(
@@ -390,7 +392,8 @@ def _replay(existing: Booking, schedule_id: int, start: datetime, topic: str) ->
     return existing
 
 
-def _check_text(field: str, value: str, limit: int) -> str:
+def check_long_text(field: str, value: str, limit: int) -> str:
+    """``value`` as multi-line text of at most ``limit`` characters, or a field error."""
     if len(value) > limit:
         raise ValidationFailed.field(field, f"at most {limit} characters")
     return require(field, lambda v: check_text(v, multiline=True), value)
@@ -414,7 +417,7 @@ async def book_slot(
     seats are all taken, is ``BookingConflict`` with the reason and the next free slot.
     """
     schedule_id, start = parse_slot_id(slot_id)
-    topic = _check_text("topic", topic, MAX_TOPIC)
+    topic = check_long_text("topic", topic, MAX_TOPIC)
     if idempotency_key is not None:
         if not idempotency_key.strip() or len(idempotency_key) > MAX_KEY:
             raise ValidationFailed.field(
@@ -461,7 +464,7 @@ async def book_slot(
             if existing is not None:
                 return _replay(existing, schedule_id, start, topic)
         raise await _conflict(uow, spec, start, REASON_FULL)
-    _record(uow, booking, CancelledBy.AGENT, None, "booked")
+    record_change(uow, booking, CancelledBy.AGENT, None, "booked")
     await emit_booking(uow, BOOKING_CREATED, booking)
     if booking.status == BookingStatus.ACCEPTED.value:
         await emit_booking(uow, BOOKING_CONFIRMED, booking)
@@ -480,17 +483,17 @@ async def accept_booking(
 ) -> Booking:
     """The schedule's owner accepts a pending booking, optionally saying where it happens."""
     place = None if location is None else _check_location(location)
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
-    _status_conflict(booking, "accepted", [BookingStatus.PENDING])
+    require_status(booking, "accepted", [BookingStatus.PENDING])
     now = uow.clock.now()
     booking.status = BookingStatus.ACCEPTED.value
     booking.accepted_at = now
     booking.updated_at = now
     if place:
         booking.location = place
-    await _flush(uow, booking)
-    _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
+    await flush_booking(uow, booking)
+    record_change(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
     await emit_booking(uow, BOOKING_CONFIRMED, booking)
     await uow.session.flush()
     return booking
@@ -500,14 +503,14 @@ async def reject_booking(
     uow: UnitOfWork, owner: ScheduleOwner, booking_id: int, reason: str = ""
 ) -> Booking:
     """The schedule's owner rejects a pending booking, which frees its seat."""
-    reason = _check_text("reason", reason, MAX_REASON)
-    booking = await _lock_booking(uow, booking_id)
+    reason = check_long_text("reason", reason, MAX_REASON)
+    booking = await lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
-    _status_conflict(booking, "rejected", [BookingStatus.PENDING])
+    require_status(booking, "rejected", [BookingStatus.PENDING])
     booking.status = BookingStatus.REJECTED.value
     booking.updated_at = uow.clock.now()
-    await _flush(uow, booking)
-    _record(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
+    await flush_booking(uow, booking)
+    record_change(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
     await _seat_freed(uow, booking)
     await emit_booking(uow, BOOKING_CANCELLED, booking)
     await uow.session.flush()
@@ -526,7 +529,7 @@ def normalize_reason_code(code: str) -> str:
     return canonical
 
 
-async def _cancel(
+async def mark_canceled(
     uow: UnitOfWork,
     booking: Booking,
     by: CancelledBy,
@@ -534,7 +537,9 @@ async def _cancel(
     reason: str,
     note: str,
 ) -> None:
-    _status_conflict(booking, "canceled", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
+    """Cancel a pending or accepted booking already locked, with its history line, and free
+    its seat; no refund, no event (the caller's)."""
+    require_status(booking, "canceled", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
     before = booking.status
     now = uow.clock.now()
     booking.status = BookingStatus.CANCELED.value
@@ -543,8 +548,8 @@ async def _cancel(
     booking.cancel_reason = reason
     booking.cancelled_at = now
     booking.updated_at = now
-    await _flush(uow, booking)
-    _record(uow, booking, by, before, note or reason_code)
+    await flush_booking(uow, booking)
+    record_change(uow, booking, by, before, note or reason_code)
     await _seat_freed(uow, booking)
 
 
@@ -563,10 +568,10 @@ async def cancel_booking(
     of ``CANCEL_REASON_CODES``.
     """
     code = normalize_reason_code(reason_code)
-    reason = _check_text("reason", reason, MAX_REASON)
-    booking = await _lock_booking(uow, booking_id)
+    reason = check_long_text("reason", reason, MAX_REASON)
+    booking = await lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
-    await _cancel(uow, booking, by, code, reason, "")
+    await mark_canceled(uow, booking, by, code, reason, "")
     await emit_booking(uow, BOOKING_CANCELLED, booking)
     await uow.session.flush()
     return booking
@@ -580,9 +585,9 @@ async def complete_booking(
     The booker (``by=agent``), the schedule's owner (``by=specialist``) or the system may.
     Before the slot's end: ``BookingConflict`` with reason ``not_ended`` and ``ends_at``.
     """
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
-    _status_conflict(booking, "completed", [BookingStatus.ACCEPTED])
+    require_status(booking, "completed", [BookingStatus.ACCEPTED])
     now = uow.clock.now()
     if now < booking.slot_end:
         ends = booking.slot_end.astimezone(UTC).isoformat().replace("+00:00", "Z")
@@ -593,8 +598,8 @@ async def complete_booking(
     booking.status = BookingStatus.COMPLETED.value
     booking.completed_at = now
     booking.updated_at = now
-    await _flush(uow, booking)
-    _record(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
+    await flush_booking(uow, booking)
+    record_change(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
     await emit_booking(uow, BOOKING_COMPLETED, booking)
     await uow.session.flush()
     return booking
@@ -610,10 +615,10 @@ async def reschedule_booking(
     is ``BookingConflict`` and changes nothing.
     """
     schedule_id, start = parse_slot_id(new_slot_id)
-    old = await _lock_booking(uow, booking_id)
+    old = await lock_booking(uow, booking_id)
     if old.booker_agent_id != agent_id:
         raise Forbidden(f"booking {booking_id} belongs to someone else", {"booking_id": booking_id})
-    _status_conflict(old, "rescheduled", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
+    require_status(old, "rescheduled", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
     if schedule_id != old.schedule_id:
         raise ValidationFailed.field(
             "new_slot_id",
@@ -648,8 +653,10 @@ async def reschedule_booking(
     if new is None:
         raise await _conflict(uow, spec, start, REASON_FULL)
     old.rescheduled_to_id = new.id
-    await _cancel(uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}")
-    _record(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
+    await mark_canceled(
+        uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}"
+    )
+    record_change(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
     await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old)
     await uow.session.flush()
     return new
@@ -662,10 +669,10 @@ async def add_note(
     text = note.strip()
     if not text:
         raise ValidationFailed.field("note", "write a note of at least one character")
-    _check_text("note", text, MAX_NOTE)
-    booking = await _lock_booking(uow, booking_id)
+    check_long_text("note", text, MAX_NOTE)
+    booking = await lock_booking(uow, booking_id)
     _authorize(booking, await _schedule_of(uow, booking), by, actor_id)
-    _status_conflict(booking, "given notes", [BookingStatus.ACCEPTED, BookingStatus.COMPLETED])
+    require_status(booking, "given notes", [BookingStatus.ACCEPTED, BookingStatus.COMPLETED])
     if uow.clock.now() < booking.slot_end:
         ends = booking.slot_end.astimezone(UTC).isoformat().replace("+00:00", "Z")
         raise BookingConflict(
@@ -674,8 +681,8 @@ async def add_note(
         )
     booking.notes = f"{booking.notes}\n{text}" if booking.notes else text
     booking.updated_at = uow.clock.now()
-    await _flush(uow, booking)
-    _record(uow, booking, by, booking.status, text)
+    await flush_booking(uow, booking)
+    record_change(uow, booking, by, booking.status, text)
     await uow.session.flush()
     return booking
 
@@ -686,13 +693,13 @@ async def set_location(
     """The schedule's owner says where a pending or accepted booking happens (an address or a
     video link); an empty ``location`` clears it. Kept in the history."""
     place = _check_location(location)
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     _check_owner(booking, await _schedule_of(uow, booking), owner)
-    _status_conflict(booking, "given a location", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
+    require_status(booking, "given a location", [BookingStatus.PENDING, BookingStatus.ACCEPTED])
     booking.location = place or None
     booking.updated_at = uow.clock.now()
-    await _flush(uow, booking)
-    _record(uow, booking, CancelledBy.SPECIALIST, booking.status, f"location: {place or '-'}")
+    await flush_booking(uow, booking)
+    record_change(uow, booking, CancelledBy.SPECIALIST, booking.status, f"location: {place or '-'}")
     await uow.session.flush()
     return booking
 
@@ -709,16 +716,16 @@ DISMISSABLE = (
 async def dismiss_booking(uow: UnitOfWork, agent_id: int, booking_id: int) -> Booking:
     """The booker hides a finished booking from its default lists (``get_booking`` still
     finds it). Dismissing it again changes nothing."""
-    booking = await _lock_booking(uow, booking_id)
+    booking = await lock_booking(uow, booking_id)
     if booking.booker_agent_id != agent_id:
         raise Forbidden(
             f"only the booker can dismiss booking {booking_id}", {"booking_id": booking_id}
         )
-    _status_conflict(booking, "dismissed", DISMISSABLE)
+    require_status(booking, "dismissed", DISMISSABLE)
     if booking.dismissed_at is None:
         booking.dismissed_at = uow.clock.now()
-        await _flush(uow, booking)
-        _record(uow, booking, CancelledBy.AGENT, booking.status, "dismissed")
+        await flush_booking(uow, booking)
+        record_change(uow, booking, CancelledBy.AGENT, booking.status, "dismissed")
         await uow.session.flush()
     return booking
 

@@ -121,7 +121,7 @@ async def expire_booking(
 
 async def auto_complete(uow: UnitOfWork, booking_id: int, *, after: timedelta) -> Booking | None:
     """Complete an accepted booking ``after`` past its end; its escrow stays held."""
-    booking = await booking_clock.lock_booking(uow, booking_id)
+    booking = await booking_service.lock_booking(uow, booking_id)
     now = uow.clock.now()
     if booking.status != BookingStatus.ACCEPTED.value or booking.slot_end > now - after:
         return None
@@ -137,7 +137,7 @@ async def release_escrow(
 ) -> Settlement | None:
     """Pay a completed booking's escrow to its provider, less the commission, once the dispute
     window after its end passed; None if it is not due (disputed, settled, or too early)."""
-    booking = await booking_clock.lock_booking(uow, booking_id)
+    booking = await booking_service.lock_booking(uow, booking_id)
     now = uow.clock.now()
     if booking.status != BookingStatus.COMPLETED.value or booking.slot_end + window > now:
         return None
@@ -196,7 +196,7 @@ def reminder_mail(booking: Booking, specialist: Specialist) -> OutgoingMail:
 
 async def remind(uow: UnitOfWork, booking_id: int) -> bool:
     """Queue the specialist's reminder of an accepted booking, once (``reminder_sent_at``)."""
-    booking = await booking_clock.lock_booking(uow, booking_id)
+    booking = await booking_service.lock_booking(uow, booking_id)
     if booking.specialist_id is None or booking.status != BookingStatus.ACCEPTED.value:
         return False
     specialist = await uow.session.get(Specialist, booking.specialist_id)
