@@ -52,7 +52,7 @@ The package, one concept per module, each step's interface in its docstring::
     answer       SearchPage, SpecialistHit, Facets, FreeSlots: the answer's shape
     cursor       Position, encode_cursor, decode_cursor: the walk position as opaque text
     plan         Plan, make_plan: the query resolved against the clock (no database)
-    sql          the statements a plan needs (built, never run)
+    sql          the statements a plan needs, built once per shape with bind parameters
     evaluation   evaluate: matching schedules cut into slots, each specialist's sort key
     walk         walk_page: the index read in order until the page is exact
     facets       count_facets: the facet counts of a plan

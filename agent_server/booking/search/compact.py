@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent_server.booking.models import Specialist
 from agent_server.booking.search.answer import (
     ScheduleHit,
     SearchPage,
@@ -23,6 +22,22 @@ from agent_server.booking.search.evaluation import SpecialistEval
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.text import clip, iso_utc
 from agent_server.kernel.money import Money
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """The profile fields a result shows."""
+
+    id: int
+    name: str
+    title: str
+    about: str
+    city: str
+    country: str
+    languages: list[str]
+    skills: list[str]
+    rating: float
+    review_count: int
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,7 @@ PAGE_BUDGET_PER_RESULT = 760
 for 10, which leaves room for the call's receipt within 8,000."""
 
 
-def hit(plan: Plan, person: Specialist, ev: SpecialistEval, detail: Detail) -> SpecialistHit:
+def hit(plan: Plan, person: Person, ev: SpecialistEval, detail: Detail) -> SpecialistHit:
     """``person`` as a result at ``detail``: its matched schedules and first fitting slots."""
     matched = ev.matched
     shown = sorted((slot for s in matched for slot in s.fitting), key=lambda slot: slot.start)[

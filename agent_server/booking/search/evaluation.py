@@ -5,34 +5,186 @@ the plan's filters, cuts each into free slots for the window (at most ``SLOTS_PE
 fitting ones, plus the first free slot from now), stores fresh ``next_free_at`` bounds, and
 gives one ``SpecialistEval`` per id: its schedules and its ``key``, the best walk position
 among schedules with a fitting slot (None: no fitting slot, not a result).
+
+Schedules are read as plain values (``FoundSchedule``), not ORM entities, and their hours and
+rules are parsed once while they stay the same (``SPECS`` kept, keyed by the stored values).
 """
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.sql import Executable
 
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
-from agent_server.booking.models import Schedule, Specialist
-from agent_server.booking.next_free import first_free, seats_taken, store_next_free
+from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule, Specialist
+from agent_server.booking.next_free import first_free, store_next_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
-from agent_server.booking.search.sql import conditions
-from agent_server.kernel.store import UnitOfWork
+from agent_server.booking.search.sql import (
+    Shape,
+    any_of,
+    conditions,
+    list_params,
+    list_size,
+    moment,
+    params,
+    shape_of,
+    statement,
+)
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 SLOTS_PER_RESULT = 3
 """Fitting slots cut per schedule: the most a result shows."""
+
+
+SPECS = 8192
+"""Parsed schedules kept (by their stored hours and rules); least recently used leave first."""
+
+_SPEC_COLUMNS = (
+    Schedule.timezone,
+    Schedule.weekly_hours,
+    Schedule.overrides,
+    Schedule.blackout_dates,
+    Schedule.slot_minutes,
+    Schedule.buffer_minutes,
+    Schedule.min_notice_minutes,
+    Schedule.start_date,
+    Schedule.end_date,
+    Schedule.capacity,
+)
+_COLUMNS = (
+    Schedule.id,
+    Schedule.specialist_id,
+    Schedule.label,
+    Schedule.price_amount,
+    Schedule.price_currency,
+    Schedule.price_usd_micros,
+    Schedule.next_free_at,
+    Specialist.rating,
+    Specialist.review_count,
+    *_SPEC_COLUMNS,
+)
+_FIRST_SPEC_COLUMN = len(_COLUMNS) - len(_SPEC_COLUMNS)
+
+
+@dataclass(frozen=True, slots=True)
+class FoundSchedule:
+    """A matching schedule as a result shows it, and its hours and rules parsed."""
+
+    id: int
+    specialist_id: int
+    label: str
+    price_amount: int
+    price_currency: str
+    price_usd_micros: int
+    next_free_at: datetime | None
+    spec: ScheduleSpec
+
+    @property
+    def slot_minutes(self) -> int:
+        return self.spec.slot_minutes
+
+    @property
+    def capacity(self) -> int:
+        return self.spec.capacity
+
+
+_SPECS: OrderedDict[tuple[int, str], ScheduleSpec] = OrderedDict()
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _day(value: Any) -> date | None:
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
+    """The schedule's hours and rules parsed, once while they stay the same (the key is the
+    stored values themselves, so a changed schedule is parsed again)."""
+    key = (schedule_id, repr(raw))  # JSON columns may come as text or as parsed values
+    found = _SPECS.get(key)
+    if found is not None:
+        _SPECS.move_to_end(key)
+        return found
+    tz, weekly, overrides, blackouts, minutes, buffer, notice, first, last, capacity = raw
+    spec = _SPECS[key] = ScheduleSpec.build(
+        id=schedule_id,
+        timezone=tz,
+        weekly_hours=_json(weekly),
+        overrides=_json(overrides),
+        blackout_dates=_json(blackouts),
+        slot_minutes=minutes,
+        buffer_minutes=buffer,
+        min_notice_minutes=notice,
+        start_date=_day(first),
+        end_date=_day(last),
+        capacity=capacity,
+    )
+    while len(_SPECS) > SPECS:
+        _SPECS.popitem(last=False)
+    return spec
+
+
+def _schedules_query(shape: Shape, size: int) -> Direct:
+    def build() -> Executable:
+        return (
+            select(*_COLUMNS)
+            .join(Specialist, Specialist.id == Schedule.specialist_id)
+            .where(*conditions(shape), any_of(Schedule.specialist_id, "i", size))
+            .order_by(Schedule.id)
+        )
+
+    return statement(("evaluate", shape, size), build)
+
+
+def _seats_query(size: int) -> Direct:
+    def build() -> Executable:
+        return (
+            select(Booking.schedule_id, Booking.slot_start, func.count())
+            .where(
+                any_of(Booking.schedule_id, "i", size),
+                Booking.status.in_(
+                    [bindparam(f"held{i}", s.value) for i, s in enumerate(SEAT_HOLDING)]
+                ),
+                Booking.slot_start >= bindparam("start", type_=Booking.slot_start.type),
+                Booking.slot_start < bindparam("end", type_=Booking.slot_start.type),
+            )
+            .group_by(Booking.schedule_id, Booking.slot_start)
+        )
+
+    return statement(("seats", size), build)
+
+
+async def _seats_taken(
+    uow: UnitOfWork, schedule_ids: Sequence[int], start: datetime, end: datetime
+) -> dict[int, dict[datetime, int]]:
+    """Seats held per slot start in ``[start, end)``, per schedule."""
+    out: dict[int, dict[datetime, int]] = defaultdict(dict)
+    if not schedule_ids:
+        return out
+    values = dict(list_params("i", schedule_ids), start=start, end=end)
+    for schedule_id, slot_start, count in await direct_rows(
+        uow, _seats_query(list_size(len(schedule_ids))), values
+    ):
+        out[schedule_id][moment(slot_start)] = count
+    return out
 
 
 @dataclass
 class ScheduleEval:
     """A schedule cut for the window: its first free slot from now and its fitting slots."""
 
-    schedule: Schedule
+    schedule: FoundSchedule
     first_free: Slot | None
     fitting: list[Slot]
 
@@ -51,14 +203,14 @@ class SpecialistEval:
         return [s for s in self.schedules if s.fitting]
 
 
-def _cut(plan: Plan, sched: Schedule, taken: Mapping[datetime, int]) -> ScheduleEval:
+def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> ScheduleEval:
     """Up to three fitting slots in the window, and (if any) the first free slot from now.
 
     Only the stretches of time where a fitting slot may start are cut (``Plan.stretches``),
     a day, then two, four... at a time, so the answer is found without cutting the whole
     window when it is near.
     """
-    spec = ScheduleSpec.from_row(sched)
+    spec = sched.spec
     fitting: list[Slot] = []
     for lo, hi in plan.stretches:
         start, span = lo, timedelta(days=1)
@@ -104,26 +256,35 @@ async def evaluate(
     """Cut the matching schedules of these specialists into slots; store fresh bounds."""
     if not specialist_ids:
         return {}
-    session = uow.session
-    stmt = (
-        select(Schedule, Specialist.rating, Specialist.review_count)
-        .join(Specialist, Specialist.id == Schedule.specialist_id)
-        .where(*conditions(plan), Schedule.specialist_id.in_(list(specialist_ids)))
-        .order_by(Schedule.id)
-    )
-    rows = (await session.execute(stmt)).all()
-    taken = await seats_taken(session, (s.id for s, _, _ in rows), plan.now, plan.window_end)
-    out = {sid: SpecialistEval(sid) for sid in specialist_ids}
+    shape = shape_of(plan).filters
+    values = dict(params(plan), **list_params("i", specialist_ids))
+    found = await direct_rows(uow, _schedules_query(shape, list_size(len(specialist_ids))), values)
+    rows: list[FoundSchedule] = []
     rating: dict[int, tuple[float, int]] = {}
+    for row in found:
+        next_free = row[6]
+        rows.append(
+            FoundSchedule(
+                id=row[0],
+                specialist_id=row[1],
+                label=row[2],
+                price_amount=row[3],
+                price_currency=row[4],
+                price_usd_micros=row[5],
+                next_free_at=None if next_free is None else moment(next_free),
+                spec=_spec(row[0], tuple(row[_FIRST_SPEC_COLUMN:])),
+            )
+        )
+        rating[row[1]] = (row[7], row[8])
+    taken = await _seats_taken(uow, [s.id for s in rows], plan.now, plan.window_end)
+    out = {sid: SpecialistEval(sid) for sid in specialist_ids}
     bounds: dict[int, datetime] = {}
-    for sched, specialist_rating, review_count in rows:
-        assert sched.specialist_id is not None
-        rating[sched.specialist_id] = (specialist_rating, review_count)
+    for sched in rows:
         ev = _cut(plan, sched, taken.get(sched.id, {}))
         out[sched.specialist_id].schedules.append(ev)
         if ev.first_free is not None and sched.next_free_at != ev.first_free.start:
             bounds[sched.id] = ev.first_free.start
-    await store_next_free(session, bounds)
+    await store_next_free(uow.session, bounds)
     for ev_ in out.values():
         ev_.key = _key(plan, ev_, rating)
     return out

@@ -15,11 +15,20 @@ from sqlalchemy.sql.expression import cast
 
 from agent_server.booking.models import Schedule, SpecialistSkill
 from agent_server.booking.search.answer import Facets
-from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
-from agent_server.booking.search.sql import matching, rows_upto, schedule_conditions
+from agent_server.booking.search.sql import (
+    Shape,
+    last_position,
+    matching,
+    params,
+    position_params,
+    rows_upto,
+    schedule_conditions,
+    shape_of,
+    statement,
+)
 from agent_server.booking.search.walk import slice_end
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 FACET_ROWS = 1000
 """Walk entries facets count among: bounded work on any catalogue."""
@@ -43,11 +52,14 @@ async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
     matches nearest the top of the sort order (``complete`` is then false). One statement:
     the matched ids once, then three aggregates over them.
     """
-    end = await slice_end(uow, plan, None, FACET_ROWS)
+    shape = shape_of(plan)
+    end = await slice_end(uow, shape, None, FACET_ROWS)
+    values = params(plan)
+    values.update(position_params("e", last_position(shape) if end is None else end))
     counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
-    for kind, key, count in await uow.session.execute(_facet_counts(plan, end)):
+    for kind, key, count in await direct_rows(uow, _facet_counts(shape), values):
         if kind == "n":
             counted = count
         elif kind == "p":
@@ -65,24 +77,28 @@ async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
     )
 
 
-def _facet_counts(plan: Plan, end: Position | None) -> Select[Any]:
+def _facet_counts(shape: Shape) -> Direct:
     """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill."""
-    walk = matching(plan)
-    walked = (walk if end is None else walk.where(rows_upto(plan, end))).subquery("walked")
-    ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
-    in_ids = select(ids.c.sid)
-    price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
-    bucket = case(
-        *((price < bounds[i + 1] * 1_000_000, i) for i in range(len(bounds) - 1)),
-        else_=len(bounds) - 1,
-    )
-    parts = [
-        select(literal("n"), cast(None, String), func.count()).select_from(ids),
-        select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
-        .where(Schedule.specialist_id.in_(in_ids), *schedule_conditions(plan))
-        .group_by(bucket),
-        select(literal("s"), SpecialistSkill.skill, func.count())
-        .where(SpecialistSkill.specialist_id.in_(in_ids))
-        .group_by(SpecialistSkill.skill),
-    ]
-    return union_all(*parts)  # type: ignore[return-value]
+
+    def build() -> Select[Any]:
+        walk = matching(shape)
+        walked = walk.where(rows_upto(shape)).subquery("walked")
+        ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
+        in_ids = select(ids.c.sid)
+        price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
+        bucket = case(
+            *((price < bounds[i + 1] * 1_000_000, i) for i in range(len(bounds) - 1)),
+            else_=len(bounds) - 1,
+        )
+        parts = [
+            select(literal("n"), cast(None, String), func.count()).select_from(ids),
+            select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
+            .where(Schedule.specialist_id.in_(in_ids), *schedule_conditions(shape))
+            .group_by(bucket),
+            select(literal("s"), SpecialistSkill.skill, func.count())
+            .where(SpecialistSkill.specialist_id.in_(in_ids))
+            .group_by(SpecialistSkill.skill),
+        ]
+        return union_all(*parts)  # type: ignore[return-value]
+
+    return statement(("facets", shape), build)

@@ -7,9 +7,12 @@ and shapes the page within its budget.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.sql import Executable
 
 from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.next_free import refresh_next_free
@@ -17,6 +20,7 @@ from agent_server.booking.search.answer import Facets, SearchPage
 from agent_server.booking.search.compact import (
     DETAIL_LEVELS,
     PAGE_BUDGET_PER_RESULT,
+    Person,
     hit,
     page_size,
 )
@@ -24,10 +28,17 @@ from agent_server.booking.search.cursor import encode_cursor
 from agent_server.booking.search.facets import count_facets
 from agent_server.booking.search.plan import make_plan
 from agent_server.booking.search.query import SearchQuery
-from agent_server.booking.search.sql import opaque, same
+from agent_server.booking.search.sql import (
+    any_of,
+    list_params,
+    list_size,
+    opaque,
+    same,
+    statement,
+)
 from agent_server.booking.search.text import iso_utc
 from agent_server.booking.search.walk import walk_page
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 NULL_REPAIR = 1000
 """Schedules with an unknown ``next_free_at`` one call computes before searching."""
@@ -35,20 +46,60 @@ NULL_REPAIR = 1000
 
 async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
     """Compute ``next_free_at`` of searchable schedules that do not have one yet."""
-    hidden = opaque if uow.db.is_sqlite else same
-    stmt = (
-        select(Schedule.id)
-        .where(
-            Schedule.next_free_at.is_(None),
-            hidden(Schedule.specialist_id).is_not(None),
-            hidden(Schedule.private).is_(False),
-            hidden(Schedule.deleted_at).is_(None),
+    sqlite = uow.db.is_sqlite
+
+    def build() -> Executable:
+        hidden = opaque if sqlite else same
+        return (
+            select(Schedule.id)
+            .where(
+                Schedule.next_free_at.is_(None),
+                hidden(Schedule.specialist_id).is_not(None),
+                hidden(Schedule.private).is_(False),
+                hidden(Schedule.deleted_at).is_(None),
+            )
+            .limit(NULL_REPAIR)
         )
-        .limit(NULL_REPAIR)
-    )
-    ids = (await uow.session.scalars(stmt)).all()
+
+    ids = [r[0] for r in await direct_rows(uow, statement(("unknown", sqlite), build), {})]
     if ids:
         await refresh_next_free(uow.session, ids, now=now)
+
+
+_PERSON = (
+    Specialist.id,
+    Specialist.name,
+    Specialist.title,
+    Specialist.about,
+    Specialist.city,
+    Specialist.country,
+    Specialist.languages,
+    Specialist.skills,
+    Specialist.rating,
+    Specialist.review_count,
+)
+
+
+def _people_query(size: int) -> Direct:
+    def build() -> Executable:
+        return select(*_PERSON).where(any_of(Specialist.id, "i", size))
+
+    return statement(("people", size), build)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def _people(uow: UnitOfWork, ids: list[int]) -> dict[int, Person]:
+    """The profiles the page shows, by id."""
+    if not ids:
+        return {}
+    rows = await direct_rows(uow, _people_query(list_size(len(ids))), list_params("i", ids))
+    return {
+        r[0]: Person(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), _json(r[7]), r[8], r[9])
+        for r in rows
+    }
 
 
 async def search_specialists(
@@ -68,11 +119,7 @@ async def search_specialists(
     plan = make_plan(query, now, uow.db.is_sqlite)
     await _repair_unknown(uow, now)
     walk = await walk_page(uow, plan)
-    people: dict[int, Specialist] = {}
-    if walk.emitted:
-        ids = [ev.specialist_id for ev in walk.emitted]
-        result = await uow.session.scalars(select(Specialist).where(Specialist.id.in_(ids)))
-        people = {p.id: p for p in result}
+    people = await _people(uow, [ev.specialist_id for ev in walk.emitted])
     if facets is None:
         facets = await count_facets(uow, plan)
     await uow.flush()

@@ -1,41 +1,197 @@
-"""SQL of a search: the statements a plan needs, built and never run here.
+"""SQL of a search: the statements a plan needs, built once per shape with bind parameters.
 
-For a ``Plan``: ``conditions`` (every filter SQL can apply, for schedules joined to their
+A plan's statements differ only in which filters are present (``Shape``: the sort, the order,
+the backend, which bounds are given, how many words, skills and languages), never in their
+values: those travel as bind parameters (``params``). So each statement is built and compiled
+once per shape (``statement``: a bounded table of ``Direct`` statements, run straight on the
+driver, see ``kernel.store.direct``) and the database sees the same text every time.
+
+For a ``Shape``: ``conditions`` (every filter SQL can apply, for schedules joined to their
 specialists), split into ``schedule_conditions`` and ``specialist_conditions``;
 ``position_columns`` (the walk's sort columns); ``matching`` (the walk itself:
 ``(sid, *position)`` rows in sort order, through an index); ``rows_after`` and ``rows_upto``
-(keyset bounds around a ``Position``); ``slice_end_query`` (the index entry a number of rows
-further on, before any filter). ``opaque`` hides a column from SQLite's index choice.
-Each is a function of the plan alone: no session, no I/O.
+(keyset bounds around the positions bound as ``a0..a2`` and ``e0..e2``);
+``slice_end_query`` (the index entry ``off`` rows further on, before any filter);
+``any_of`` (a list bound as a fixed number of parameters). ``opaque`` hides a column from
+SQLite's index choice. Each is a function of the shape alone: no session, no I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import timedelta
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, tuple_
-from sqlalchemy.sql.elements import UnaryExpression
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter, UnaryExpression
 from sqlalchemy.sql.operators import custom_op
 
 from agent_server.booking.models import Schedule, Specialist, SpecialistLanguage, SpecialistSkill
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
+from agent_server.kernel.store import Direct
+
+STATEMENTS = 1024
+"""Statements kept built and compiled (by shape); the least recently used leave first."""
 
 
-def _has_skill(skill: str) -> ColumnElement[bool]:
-    """The specialist lists ``skill``: one look-up in ``specialist_skills``' key."""
-    return exists().where(
-        SpecialistSkill.skill == skill, SpecialistSkill.specialist_id == Specialist.id
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What a plan's statements look like: the sort, the order, the backend and how many
+    words, skills and languages (``list_size``) there are; never the values, and not which
+    of the other filters are given (an absent one is bound to a value every row passes)."""
+
+    sort: SortBy
+    desc: bool
+    sqlite: bool
+    words: int
+    skills: int
+    languages: int
+
+    @property
+    def filters(self) -> Shape:
+        """The shape without the sort: all that the filters' SQL depends on."""
+        return Shape(SortBy.RATING, False, self.sqlite, self.words, self.skills, self.languages)
+
+
+def shape_of(plan: Plan) -> Shape:
+    q = plan.query
+    return Shape(
+        sort=plan.sort,
+        desc=plan.desc,
+        sqlite=plan.sqlite,
+        words=len(plan.words),
+        skills=len(q.skills),
+        languages=list_size(len(q.languages)) if q.languages else 0,
     )
 
 
-def _speaks_any(languages: Sequence[str]) -> ColumnElement[bool]:
-    """The specialist speaks one of ``languages``: look-ups in ``specialist_languages``' key."""
+LOWEST_PRICE = -1
+HIGHEST = 2**63 - 1
+"""Bounds no stored price, id or count reaches."""
+LOWEST_RATING = -1.0
+"""Below every rating: ``min_rating`` when none is given."""
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Bounds no ``next_free_at`` reaches."""
+
+
+def params(plan: Plan) -> dict[str, Any]:
+    """The values of the filters' bind parameters (an absent filter: one every row passes,
+    or NULL, which the statement reads as "no filter")."""
+    q = plan.query
+    out: dict[str, Any] = {
+        "first_day": (plan.window_start - timedelta(days=1)).date(),
+        "last_day": (plan.window_end + timedelta(days=1)).date(),
+        "window_end": plan.window_end,
+        "usd_min": LOWEST_PRICE if plan.usd_min is None else plan.usd_min,
+        "usd_max": HIGHEST if plan.usd_max is None else plan.usd_max,
+        "duration": q.duration,
+        "country": q.country,
+        "city": None if q.city is None else q.city.lower(),
+        "min_rating": LOWEST_RATING if q.min_rating is None else q.min_rating,
+    }
+    for i, word in enumerate(plan.words):
+        out[f"w{i}"] = f"%{_like_escape(word)}%"
+    for i, skill in enumerate(q.skills):
+        out[f"s{i}"] = skill
+    if q.languages:
+        out.update(list_params("l", q.languages))
+    return out
+
+
+def first_position(shape: Shape) -> Position:
+    """A position before every row of the walk: where it starts without a cursor."""
+    return last_position(replace(shape, desc=not shape.desc))
+
+
+def last_position(shape: Shape) -> Position:
+    """A position after every row of the walk."""
+    if shape.sort is SortBy.NEXT_AVAILABLE:
+        return (EARLIEST, -1, -1) if shape.desc else (LATEST, HIGHEST, HIGHEST)
+    if shape.sort is SortBy.RATING:  # rating, review count (a 32-bit column), id
+        return (LOWEST_RATING, -1, -1) if shape.desc else (float(HIGHEST), 2**31 - 1, HIGHEST)
+    return (LOWEST_PRICE, -1, -1) if shape.desc else (HIGHEST, HIGHEST, HIGHEST)
+
+
+def position_params(prefix: str, pos: Position) -> dict[str, Any]:
+    """``pos`` as the bind parameters ``<prefix>0..2``."""
+    return {f"{prefix}0": pos[0], f"{prefix}1": pos[1], f"{prefix}2": pos[2]}
+
+
+_TABLE: OrderedDict[Hashable, Direct] = OrderedDict()
+
+
+def statement(key: Hashable, build: Callable[[], Executable]) -> Direct:
+    """The statement ``build`` makes, built once per ``key`` (bounded, least recently used
+    leave first)."""
+    found = _TABLE.get(key)
+    if found is not None:
+        _TABLE.move_to_end(key)
+        return found
+    made = _TABLE[key] = Direct(build())
+    while len(_TABLE) > STATEMENTS:
+        _TABLE.popitem(last=False)
+    return made
+
+
+def list_size(n: int) -> int:
+    """Parameters a list of ``n`` values is bound as: a power of two, so few shapes serve all
+    lengths (the list is padded with its first value, which changes nothing in ``IN``)."""
+    size = 4
+    while size < n:
+        size *= 2
+    return size
+
+
+def list_params(prefix: str, values: Sequence[Any]) -> dict[str, Any]:
+    """``values`` padded to ``list_size`` as the bind parameters ``<prefix>0..``."""
+    size = list_size(len(values))
+    return {f"{prefix}{i}": values[i] if i < len(values) else values[0] for i in range(size)}
+
+
+def any_of(column: Any, prefix: str, size: int) -> ColumnElement[bool]:
+    """``column IN (<prefix>0, ..., <prefix>size-1)``."""
+    return column.in_([bindparam(f"{prefix}{i}", type_=column.type) for i in range(size)])  # type: ignore[no-any-return]
+
+
+def moment(value: Any) -> datetime:
+    """A timestamp as the driver gives it (SQLite: naive UTC text) as an aware UTC datetime."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+    return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+def _has_skill(i: int) -> ColumnElement[bool]:
+    """The specialist lists skill ``s<i>``: one look-up in ``specialist_skills``' key."""
     return exists().where(
-        SpecialistLanguage.language.in_(list(languages)),
+        SpecialistSkill.skill == bindparam(f"s{i}", type_=SpecialistSkill.skill.type),
+        SpecialistSkill.specialist_id == Specialist.id,
+    )
+
+
+def _speaks_any(n: int) -> ColumnElement[bool]:
+    """The specialist speaks one of ``l0..l<n-1>``: look-ups in ``specialist_languages``' key."""
+    column = SpecialistLanguage.language
+    return exists().where(
+        column.in_([bindparam(f"l{i}", type_=column.type) for i in range(n)]),
         SpecialistLanguage.specialist_id == Specialist.id,
     )
 
@@ -54,127 +210,149 @@ def same(column: Any) -> Any:
     return column
 
 
-def conditions(plan: Plan) -> list[ColumnElement[bool]]:
+def _bind(name: str, column: Any) -> BindParameter[Any]:
+    return bindparam(name, type_=column.type)
+
+
+def conditions(shape: Shape) -> list[ColumnElement[bool]]:
     """Every filter SQL can apply, for schedules joined to their specialists."""
-    return schedule_conditions(plan) + specialist_conditions(plan)
+    return schedule_conditions(shape) + specialist_conditions(shape)
 
 
-def schedule_conditions(plan: Plan) -> list[ColumnElement[bool]]:
+def schedule_conditions(shape: Shape) -> list[ColumnElement[bool]]:
     """The filters on a schedule's own columns."""
-    q = plan.query
-    first_day = (plan.window_start - timedelta(days=1)).date()
-    last_day = (plan.window_end + timedelta(days=1)).date()
     # Nearly every schedule passes these, so they must not drive an index (SQLite would
     # walk it and sort everything instead of walking the sort order and stopping early).
-    hidden = opaque if plan.sqlite else same
+    hidden = opaque if shape.sqlite else same
     next_free = hidden(Schedule.next_free_at)
     end_date = hidden(Schedule.end_date)
     conds: list[ColumnElement[bool]] = [
         hidden(Schedule.private).is_(False),
         hidden(Schedule.deleted_at).is_(None),
-        hidden(Schedule.start_date) <= last_day,
-        or_(end_date.is_(None), end_date >= first_day),
-        or_(next_free.is_(None), next_free < plan.window_end),
+        hidden(Schedule.start_date) <= _bind("last_day", Schedule.start_date),
+        or_(end_date.is_(None), end_date >= _bind("first_day", Schedule.end_date)),
+        or_(next_free.is_(None), next_free < _bind("window_end", Schedule.next_free_at)),
     ]
-    if plan.usd_min is not None:
-        conds.append(Schedule.price_usd_micros >= plan.usd_min)
-    if plan.usd_max is not None:
-        conds.append(Schedule.price_usd_micros <= plan.usd_max)
-    if q.duration is not None:
-        conds.append(Schedule.slot_minutes == q.duration)
+    price = Schedule.price_usd_micros
+    duration = _bind("duration", Schedule.slot_minutes)
+    conds += [
+        price >= _bind("usd_min", price),
+        price <= _bind("usd_max", price),
+        or_(duration.is_(None), Schedule.slot_minutes == duration),
+    ]
     return conds
 
 
-def specialist_conditions(plan: Plan) -> list[ColumnElement[bool]]:
+def specialist_conditions(shape: Shape) -> list[ColumnElement[bool]]:
     """The filters on the specialist's profile."""
-    q = plan.query
-    conds: list[ColumnElement[bool]] = []
-    if q.country is not None:
-        conds.append(Specialist.country == q.country)
-    if q.city is not None:
-        conds.append(func.lower(Specialist.city) == q.city.lower())
-    for word in plan.words:
-        conds.append(Specialist.search_text.like(f"%{_like_escape(word)}%", escape="\\"))
-    for skill in q.skills:
-        conds.append(_has_skill(skill))
-    if q.languages:
-        conds.append(_speaks_any(q.languages))
-    if q.min_rating is not None:
-        conds.append(Specialist.rating >= q.min_rating)
+    country = _bind("country", Specialist.country)
+    city = _bind("city", Specialist.city)
+    conds: list[ColumnElement[bool]] = [
+        or_(country.is_(None), Specialist.country == country),
+        or_(city.is_(None), func.lower(Specialist.city) == city),
+        Specialist.rating >= _bind("min_rating", Specialist.rating),
+    ]
+    for i in range(shape.words):
+        conds.append(Specialist.search_text.like(_bind(f"w{i}", Specialist.search_text), "\\"))
+    for i in range(shape.skills):
+        conds.append(_has_skill(i))
+    if shape.languages:
+        conds.append(_speaks_any(shape.languages))
     return conds
 
 
-def position_columns(plan: Plan) -> tuple[Any, Any, Any]:
+def position_columns(shape: Shape) -> tuple[Any, Any, Any]:
     """The columns of a walk ``Position``: sort value, specialist id, schedule id; for the
     rating sort: rating, review count (the tie-break), specialist id."""
-    if plan.sort is SortBy.PRICE:
+    if shape.sort is SortBy.PRICE:
         return Schedule.price_usd_micros, Schedule.specialist_id, Schedule.id
-    if plan.sort is SortBy.RATING:
+    if shape.sort is SortBy.RATING:
         return Specialist.rating, Specialist.review_count, Specialist.id
     return Schedule.next_free_at, Schedule.specialist_id, Schedule.id
 
 
-def rows_after(plan: Plan, pos: Position) -> ColumnElement[bool]:
-    """Rows strictly after ``pos`` in the walk; the leading pair is an index range."""
-    a, b, c = position_columns(plan)
-    lead, lead_value = tuple_(a, b), tuple_(pos[0], pos[1])
-    if plan.sort is SortBy.RATING:  # one row per specialist
-        whole, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
-        return whole < value if plan.desc else whole > value
-    if plan.desc:
-        return and_(lead <= lead_value, or_(lead < lead_value, c < pos[2]))
-    return and_(lead >= lead_value, or_(lead > lead_value, c > pos[2]))
+def _position(shape: Shape, prefix: str) -> tuple[Any, Any, Any]:
+    a, b, c = position_columns(shape)
+    return _bind(f"{prefix}0", a), _bind(f"{prefix}1", b), _bind(f"{prefix}2", c)
 
 
-def matching(plan: Plan) -> Select[Any]:
+def rows_after(shape: Shape) -> ColumnElement[bool]:
+    """Rows strictly after the position ``a0..a2``; the leading pair is an index range."""
+    a, b, c = position_columns(shape)
+    p0, p1, p2 = _position(shape, "a")
+    lead, lead_value = tuple_(a, b), tuple_(p0, p1)
+    if shape.sort is SortBy.RATING:  # one row per specialist
+        whole, value = tuple_(a, b, c), tuple_(p0, p1, p2)
+        return whole < value if shape.desc else whole > value
+    if shape.desc:
+        return and_(lead <= lead_value, or_(lead < lead_value, c < p2))
+    return and_(lead >= lead_value, or_(lead > lead_value, c > p2))
+
+
+def rows_upto(shape: Shape) -> ColumnElement[bool]:
+    """Rows at or before the position ``e0..e2`` in the walk."""
+    a, b, c = position_columns(shape)
+    lead, value = tuple_(a, b, c), tuple_(*_position(shape, "e"))
+    return lead >= value if shape.desc else lead <= value
+
+
+def _ordered(shape: Shape, stmt: Select[Any], cols: Sequence[Any]) -> Select[Any]:
+    return stmt.order_by(*(c.desc() if shape.desc else c.asc() for c in cols))
+
+
+def matching(shape: Shape) -> Select[Any]:
     """The walk: ``(specialist id, *position)`` rows in sort order, through an index.
 
     Sorting by rating walks specialists (one row each, by rating, review count and id); the
     other sorts walk schedules.
     """
-    cols = position_columns(plan)
-    if plan.sort is SortBy.RATING:
+    cols = position_columns(shape)
+    if shape.sort is SortBy.RATING:
         # A scalar subquery, not EXISTS: PostgreSQL may turn EXISTS into a hash join over
         # every schedule, while this stays an index look-up per specialist walked.
         has_schedule = (
             select(Schedule.id)
-            .where(Schedule.specialist_id == Specialist.id, *schedule_conditions(plan))
+            .where(Schedule.specialist_id == Specialist.id, *schedule_conditions(shape))
             .limit(1)
             .scalar_subquery()
             .is_not(None)
         )
         stmt = select(Specialist.id.label("sid"), *cols).where(
-            *specialist_conditions(plan), has_schedule
+            *specialist_conditions(shape), has_schedule
         )
-        order: tuple[Any, ...] = cols
     else:
         stmt = (
             select(Schedule.specialist_id.label("sid"), *cols)
             .join(Specialist, Specialist.id == Schedule.specialist_id)
-            .where(*conditions(plan))
+            .where(*conditions(shape))
         )
-        order = cols
-        if plan.sort is SortBy.NEXT_AVAILABLE:
+        if shape.sort is SortBy.NEXT_AVAILABLE:
             stmt = stmt.where(Schedule.next_free_at.is_not(None))
-    return stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order))
+    return _ordered(shape, stmt, cols)
 
 
-def rows_upto(plan: Plan, pos: Position) -> ColumnElement[bool]:
-    """Rows at or before ``pos`` in the walk."""
-    a, b, c = position_columns(plan)
-    lead, value = tuple_(a, b, c), tuple_(pos[0], pos[1], pos[2])
-    return lead >= value if plan.desc else lead <= value
+def walk_query(shape: Shape) -> Direct:
+    """The walk's next ``lim`` rows after ``a0..a2``, up to ``e0..e2`` (``first_position``
+    and ``last_position`` when the walk has no such bound)."""
+
+    def build() -> Select[Any]:
+        stmt = matching(shape).where(rows_after(shape), rows_upto(shape))
+        return stmt.limit(bindparam("lim", type_=Integer()))
+
+    return statement(("walk", shape), build)
 
 
-def slice_end_query(plan: Plan, after: Position | None, rows: int) -> Select[Any]:
-    """The position ``rows`` entries of the walk's index after ``after`` (before any filter):
-    one row, or none when fewer are left."""
-    cols = position_columns(plan)
-    stmt = select(*cols)
-    order: tuple[Any, ...] = cols
-    if plan.sort is SortBy.NEXT_AVAILABLE:
-        stmt = stmt.where(Schedule.next_free_at.is_not(None))
-    if after is not None:
-        stmt = stmt.where(rows_after(plan, after))
-    stmt = stmt.order_by(*(c.desc() if plan.desc else c.asc() for c in order))
-    return stmt.offset(rows - 1).limit(1)
+def slice_end_query(shape: Shape) -> Direct:
+    """The position ``off + 1`` entries of the walk's index after ``a0..a2`` (before any
+    filter): one row, or none when fewer are left."""
+
+    def build() -> Select[Any]:
+        cols = position_columns(shape)
+        stmt = select(*cols).where(rows_after(shape))
+        if shape.sort is SortBy.NEXT_AVAILABLE:
+            stmt = stmt.where(Schedule.next_free_at.is_not(None))
+        stmt = _ordered(shape, stmt, cols)
+        return stmt.offset(bindparam("off", type_=Integer())).limit(1)
+
+    # Only the sort and the order matter: the statement reads the index alone.
+    return statement(("slice_end", shape.sort, shape.desc, shape.sqlite), build)

@@ -11,6 +11,7 @@ slice at a time (``slice_end``) and stops early after ``MAX_EXAMINED`` specialis
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +19,18 @@ from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
-from agent_server.booking.search.sql import matching, rows_after, rows_upto, slice_end_query
-from agent_server.kernel.store import UnitOfWork
+from agent_server.booking.search.sql import (
+    Shape,
+    first_position,
+    last_position,
+    moment,
+    params,
+    position_params,
+    shape_of,
+    slice_end_query,
+    walk_query,
+)
+from agent_server.kernel.store import UnitOfWork, direct_rows
 
 MAX_EXAMINED = 200
 """Specialists whose slots one search call may cut before it returns a short page."""
@@ -41,7 +52,7 @@ class Walk:
 
 
 async def slice_end(
-    uow: UnitOfWork, plan: Plan, after: Position | None, rows: int
+    uow: UnitOfWork, shape: Shape, after: Position | None, rows: int
 ) -> Position | None:
     """The position ``rows`` entries of the walk's index after ``after`` (before any filter),
     or None when fewer are left.
@@ -49,8 +60,18 @@ async def slice_end(
     Read from the index alone, so a slice of the walk costs the same on any catalogue size
     whatever the planner thinks of the filters.
     """
-    row = (await uow.session.execute(slice_end_query(plan, after, rows))).first()
-    return None if row is None else (row[0], row[1], row[2])
+    values = position_params("a", first_position(shape) if after is None else after)
+    values["off"] = rows - 1
+    found = await direct_rows(uow, slice_end_query(shape), values)
+    return None if not found else as_position(shape, found[0])
+
+
+def as_position(shape: Shape, row: Sequence[Any]) -> Position:
+    """A walk position from the driver's values of its three columns."""
+    value = row[0]
+    if shape.sort is SortBy.NEXT_AVAILABLE:
+        value = moment(value)
+    return (value, row[1], row[2])
 
 
 def walk_bounds(plan: Plan) -> tuple[Position | None, Position | None]:
@@ -94,18 +115,19 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
         while heap and heap[0][0] <= here and len(emitted) < want:
             emitted.append(found[heapq.heappop(heap)[1]])
 
+    shape = shape_of(plan)
+    filters = params(plan)
     while len(emitted) < want:
-        end = await slice_end(uow, plan, last, slice_rows)
+        end = await slice_end(uow, shape, last, slice_rows)
         if end is not None and stop is not None and plan.rank(end) >= plan.rank(stop):
             end = None  # the slice reaches past the last entry that can match: read to the end
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
-        stmt = matching(plan)
-        if last is not None:
-            stmt = stmt.where(rows_after(plan, last))
-        if end is not None:
-            stmt = stmt.where(rows_upto(plan, end))
-        rows = (await uow.session.execute(stmt.limit(batch))).all()
+        values = dict(filters, lim=batch)
+        values.update(position_params("a", first_position(shape) if last is None else last))
+        values.update(position_params("e", last_position(shape) if end is None else end))
+        fetched = await direct_rows(uow, walk_query(shape), values)
+        rows = [(r[0], *as_position(shape, r[1:])) for r in fetched]
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
         evals = await evaluate(uow, plan, new_ids)
         examined += len(new_ids)
