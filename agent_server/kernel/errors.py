@@ -64,10 +64,23 @@ def bounded_fields(fields: Sequence[dict[str, str]]) -> list[dict[str, str]]:
 
 
 class AgentServerError(Exception):
-    """Base of every error a caller may receive."""
+    """Base of every error a caller may receive.
+
+    A subclass names its code and HTTP status in its class line,
+    ``class NotFound(AgentServerError, code="NOT_FOUND", status=404)``; one that leaves either
+    out keeps its parent's."""
 
     code: ClassVar[str] = "INTERNAL_ERROR"
     status: ClassVar[int] = 500
+
+    def __init_subclass__(
+        cls, *, code: str | None = None, status: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
+        if status is not None:
+            cls.status = status
 
     def __init__(self, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -86,74 +99,44 @@ class AgentServerError(Exception):
         }
 
 
-class Unauthorized(AgentServerError):
+class Unauthorized(AgentServerError, code="UNAUTHORIZED", status=401):
     """The API key is missing or unknown."""
 
-    code = "UNAUTHORIZED"
-    status = 401
 
-
-class InsufficientFunds(AgentServerError):
+class InsufficientFunds(AgentServerError, code="INSUFFICIENT_FUNDS", status=402):
     """The wallet balance is below the price of the call."""
 
-    code = "INSUFFICIENT_FUNDS"
-    status = 402
 
-
-class SpendingCapReached(AgentServerError):
+class SpendingCapReached(AgentServerError, code="SPENDING_CAP", status=402):
     """The owner's daily or monthly spending cap would be passed."""
 
-    code = "SPENDING_CAP"
-    status = 402
 
-
-class EmailNotVerified(AgentServerError):
+class EmailNotVerified(AgentServerError, code="EMAIL_NOT_VERIFIED", status=403):
     """The agent has not verified its email yet."""
 
-    code = "EMAIL_NOT_VERIFIED"
-    status = 403
 
-
-class AccountInactive(AgentServerError):
+class AccountInactive(AgentServerError, code="ACCOUNT_INACTIVE", status=403):
     """The agent is pending its first deposit, suspended or banned."""
 
-    code = "ACCOUNT_INACTIVE"
-    status = 403
 
-
-class Forbidden(AgentServerError):
+class Forbidden(AgentServerError, code="FORBIDDEN", status=403):
     """The resource belongs to someone else."""
 
-    code = "FORBIDDEN"
-    status = 403
 
-
-class NotFound(AgentServerError):
+class NotFound(AgentServerError, code="NOT_FOUND", status=404):
     """No resource has that id."""
 
-    code = "NOT_FOUND"
-    status = 404
 
-
-class BookingConflict(AgentServerError):
+class BookingConflict(AgentServerError, code="BOOKING_CONFLICT", status=409):
     """The slot is taken or outside the schedule's availability."""
 
-    code = "BOOKING_CONFLICT"
-    status = 409
 
-
-class IdempotencyMismatch(AgentServerError):
+class IdempotencyMismatch(AgentServerError, code="IDEMPOTENCY_MISMATCH", status=409):
     """The idempotency key was used with other arguments, or its first call is in flight."""
 
-    code = "IDEMPOTENCY_MISMATCH"
-    status = 409
 
-
-class ValidationFailed(AgentServerError):
+class ValidationFailed(AgentServerError, code="VALIDATION_ERROR", status=422):
     """The input is malformed; ``details.fields`` has one entry per bad field."""
-
-    code = "VALIDATION_ERROR"
-    status = 422
 
     def __init__(
         self,
@@ -171,30 +154,22 @@ class ValidationFailed(AgentServerError):
         return cls(f"{field}: {message}", [{"field": field, "message": message}])
 
 
-class BodyTooLarge(ValidationFailed):
+class BodyTooLarge(ValidationFailed, status=413):
     """The request body is larger than the server accepts: VALIDATION_ERROR with HTTP 413."""
-
-    status = 413
 
     def __init__(self, limit: int) -> None:
         message = f"the request body is larger than {limit:,} bytes; send a smaller one"
         super().__init__(f"body: {message}", [{"field": "body", "message": message}])
 
 
-class RateLimited(AgentServerError):
+class RateLimited(AgentServerError, code="RATE_LIMITED", status=429):
     """Too many calls; retry after ``details.retry_after`` seconds."""
 
-    code = "RATE_LIMITED"
-    status = 429
 
-
-class ServiceUnavailable(AgentServerError):
+class ServiceUnavailable(AgentServerError, code="SERVICE_UNAVAILABLE", status=503):
     """The server cannot serve the call right now (its database is unreachable, overloaded or
     chose this transaction as a deadlock's victim); retry after ``details.retry_after``
     seconds. Not one of SPEC's codes: it says nothing about the call itself."""
-
-    code = "SERVICE_UNAVAILABLE"
-    status = 503
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(
@@ -204,11 +179,8 @@ class ServiceUnavailable(AgentServerError):
         )
 
 
-class InternalError(AgentServerError):
+class InternalError(AgentServerError, code="INTERNAL_ERROR", status=500):
     """An unexpected failure; the details stay in the server log."""
-
-    code = "INTERNAL_ERROR"
-    status = 500
 
 
 ALL_ERRORS: tuple[type[AgentServerError], ...] = (
