@@ -527,14 +527,13 @@ class Actor:
         receipt = record.receipt
         if receipt is not None and receipt["call_id"] not in self.receipts:
             self.receipts.add(receipt["call_id"])
-            if receipt["currency"] is not None:
-                spent = int(receipt["amount"]) + int(receipt.get("escrowed") or 0)
-                self.expected[receipt["currency"]] = (
-                    self.expected.get(receipt["currency"], 0) - spent
-                )
-        if record.tool == "cancel-booking" and record.body.get("refunded"):
-            currency = str(record.body["refund_currency"])
-            self.expected[currency] = self.expected.get(currency, 0) + int(record.body["refunded"])
+            spent = record.spent
+            if spent is not None:
+                currency, amount = spent
+                self.expected[currency] = self.expected.get(currency, 0) - amount
+        refunded, refund_currency = record.refund
+        if record.tool == "cancel-booking" and refunded and refund_currency is not None:
+            self.expected[refund_currency] = self.expected.get(refund_currency, 0) + refunded
 
     async def _cut_off(
         self, server: ServeProcess, tool: str, arguments: dict[str, Any]

@@ -151,6 +151,31 @@ class Call:
         receipt = self.body.get("receipt")
         return receipt if isinstance(receipt, dict) else None
 
+    @property
+    def charged(self) -> int:
+        """The fee the receipt says the wallet paid, in base units (0 for a free call)."""
+        paid = (self.receipt or {}).get("amount")
+        return int(paid["amount"]) if isinstance(paid, dict) else 0
+
+    @property
+    def spent(self) -> tuple[str, int] | None:
+        """What the receipt took from a wallet: its currency, and the fee plus any slot price
+        put into escrow; None when no wallet paid."""
+        receipt = self.receipt or {}
+        paid, escrowed = receipt.get("amount"), receipt.get("escrowed")
+        if not isinstance(paid, dict):
+            return None
+        held = int(escrowed["amount"]) if isinstance(escrowed, dict) else 0
+        return str(paid["currency"]), int(paid["amount"]) + held
+
+    @property
+    def refund(self) -> tuple[int, str | None]:
+        """What a cancel-booking returned: the amount and its currency (0, None: nothing)."""
+        refunded = self.body.get("refunded")
+        if not isinstance(refunded, dict):
+            return 0, None
+        return int(refunded["amount"]), str(refunded["currency"])
+
 
 @dataclass
 class AuditReport:
@@ -641,15 +666,14 @@ async def _reference_model(
                 receipts_by_key[(call.agent_id, call.key)].add(str(receipt["call_id"]))
             if receipt["call_id"] not in seen:
                 seen[receipt["call_id"]] = receipt
-                if receipt["currency"] is not None:
-                    spent = int(receipt["amount"]) + int(receipt.get("escrowed") or 0)
-                    model[(call.agent_id, receipt["currency"])] -= spent
-                if int(receipt["amount"]) > 0:
+                spent = call.spent
+                if spent is not None:
+                    model[(call.agent_id, spent[0])] -= spent[1]
+                if call.charged > 0:
                     paid_seen += 1
         if call.tool == "cancel-booking":
             booking_id = int(call.arguments["booking_id"])
-            refunded = int(call.body["refunded"])
-            refund_currency = call.body.get("refund_currency")
+            refunded, refund_currency = call.refund
             refunds_seen[booking_id] = (refunded, refund_currency)
             if refunded:
                 model[(call.agent_id, str(refund_currency))] += refunded
@@ -688,9 +712,10 @@ async def _reference_model(
             continue
         charged_db += 1
         if call_id in seen:
+            paid = seen[call_id].get("amount") or {}
             report.check(
-                int(seen[call_id]["amount"]) == amount,
-                f"call {call_id}: the client saw {seen[call_id]['amount']}, usage says {amount}",
+                int(paid.get("amount", 0)) == amount,
+                f"call {call_id}: the client saw {paid.get('text')}, usage says {amount}",
             )
             continue
         if call_id in key_receipts:

@@ -97,7 +97,7 @@ async def test_each_booking_change_emits_exactly_its_event(db: Database, clock: 
     cancelled = await new_events(db, 6)
     assert summary(cancelled) == [("booking.cancelled", booker, b2, "canceled", "booker")]
     booking = cancelled[0].payload["booking"]
-    assert (booking["cancelled_by"], booking["cancel_reason_code"]) == ("agent", "no_time")
+    assert (booking["canceled_by"], booking["cancel_reason_code"]) == ("agent", "no_time")
 
     async with db.uow() as uow:
         moved = await reschedule_booking(uow, booker, b1, slot(auto, 11))

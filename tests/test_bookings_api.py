@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from events_support import outbox
+from mcp_support import call_ok
 from provider_support import PRICE, TUE_9, Market, audited, runtime_for
 
 from agent_server.api import build_api
@@ -167,6 +169,32 @@ async def test_cancel_in_each_role_refunds_what_get_booking_quoted(
     again = error(await rest.post(f"/agent/bookings/{booking_id}/cancel", headers=auth(key)), 409)
     assert again["details"]["reason"] == "invalid_status"
     await audited(runtime.db)
+
+
+async def test_rest_mcp_and_the_webhook_show_a_booking_alike_with_canceled_by(
+    runtime: Runtime, rest: httpx.AsyncClient
+) -> None:
+    market = await Market(runtime).open()
+    booking_id = await market.book()
+    provider = auth(market.provider_key)
+    await ok(rest.post(f"/agent/bookings/{booking_id}/cancel", headers=provider))
+    over_rest = (await ok(rest.get(f"/agent/bookings/{booking_id}", headers=provider)))["booking"]
+    async with market.provider() as client:
+        over_mcp = (await call_ok(client, "get-booking", {"booking_id": booking_id}))["booking"]
+    # One model serves both surfaces: the same fields with the same values.
+    assert over_rest == over_mcp
+    assert over_rest["status"] == "canceled" and over_rest["canceled_by"] == "specialist"
+    assert "cancelled_by" not in over_rest
+    payloads = [
+        e.payload["booking"]
+        for e in await outbox(runtime.db)
+        if e.type == "booking.cancelled" and e.payload["booking"]["id"] == booking_id
+    ]
+    assert payloads, "no booking.cancelled event"
+    same = ("slot_id", "status", "canceled_by", "cancel_reason_code", "rescheduled_to_id")
+    for payload in payloads:  # one per agent the booking concerns
+        assert "cancelled_by" not in payload
+        assert {k: payload[k] for k in same} == {k: over_rest[k] for k in same}
 
 
 async def test_unknown_foreign_and_malformed_requests_get_the_error_body(

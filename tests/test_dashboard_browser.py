@@ -790,9 +790,9 @@ async def test_specialist_sets_the_place_and_cancels_with_a_full_refund(
     async with site.mcp("Second Bot") as client:
         after = await call_ok(client, "get-wallet", {})
         seen = await call_ok(client, "get-booking", {"booking_id": booking_id})
-    assert seen["booking"]["cancelled_by"] == "specialist"
+    assert seen["booking"]["canceled_by"] == "specialist"
     assert seen["history"][-1]["to_status"] == "canceled"
-    fee = booked["receipt"]["amount"]
+    fee = booked["receipt"]["amount"]["amount"]
     paid = next(w for w in before["wallets"] if w["currency"] == "USDC")["balance"]["amount"]
     left = next(w for w in after["wallets"] if w["currency"] == "USDC")["balance"]["amount"]
     assert paid - left == fee  # the slot price came back in full, the booking fee did not

@@ -268,14 +268,15 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     assert len(results[0]["text"]) <= SEARCH_TEXT_BUDGET
     assert slot_id in results[0]["text"] or "slot" in results[0]["text"]
     # Money reads in units a model knows; the base units stay structured.
-    assert "USDC" in results[6]["text"] and results[6]["structured"]["receipt"]["amount"] > 0
+    fee = results[6]["structured"]["receipt"]["amount"]
+    assert fee["currency"] == "USDC" and fee["amount"] > 0 and fee["text"] in results[6]["text"]
     invalid = results[3]
     assert "- timezone:" in invalid["text"] and "- bogus:" in invalid["text"]
     assert results[8]["structured"]["error"]["details"]
     # A withdrawal reaches the client with its fee and total, and is cancelled once.
-    assert (
-        results[25]["structured"]["total"] == WITHDRAW["amount"] + results[25]["structured"]["fee"]
-    )
+    priced = results[25]["structured"]
+    assert priced["total"]["amount"] == WITHDRAW["amount"] + priced["fee"]["amount"]
+    assert priced["total"]["currency"] == "USDC" and priced["total"]["text"] in results[25]["text"]
     assert results[26]["structured"]["withdrawal"]["status"] == "awaiting_confirmation"
     assert "address" in results[27]["text"]
     assert results[29]["structured"]["withdrawal"]["status"] == "cancelled"
@@ -284,7 +285,11 @@ def test_every_tool_and_error_reaches_the_typescript_client_over_http(
     assert results[32]["structured"]["daily_cap_usd_micros"] == 900 * USDC
     assert "owner" in results[33]["next_step"]
     assert results[34]["structured"]["error"]["details"]["price_usd_micros"] == 10_000
-    assert results[35]["structured"]["receipt"]["price_usd_micros"] == 10_000
+    assert results[35]["structured"]["receipt"]["price_usd"] == {
+        "amount": 10_000,
+        "currency": "USD",
+        "text": "0.01 USD",
+    }
     assert results[36]["structured"]["error"]["details"]["price_usd_micros"] > 1
     _check(unverified["results"], ["EMAIL_NOT_VERIFIED"] * 3)
     assert "verify" in unverified["results"][0]["next_step"].lower()
@@ -459,12 +464,14 @@ def test_provider_tools_reach_the_typescript_client(served: dict[str, Any], tmp_
     results = mine["results"]
     assert results[1]["structured"]["booking"]["location"] == "https://meet.example/p"
     assert results[3]["structured"]["error"]["details"]["reason"] == "not_ended"
-    assert results[5]["structured"]["refunded"] == 2 * USDC
+    assert results[5]["structured"]["refunded"]["amount"] == 2 * USDC
     assert results[7]["structured"]["role"] == "provider"
-    assert results[8]["structured"]["refunded"] == 2 * USDC  # the provider cancels: all back
+    assert (
+        results[8]["structured"]["refunded"]["text"] == "2.00 USDC"
+    )  # the provider cancels: all back
     seen = theirs["results"]
     assert seen[1]["structured"]["booking"]["status"] == "canceled"
-    assert seen[1]["structured"]["booking"]["cancelled_by"] == "specialist"
+    assert seen[1]["structured"]["booking"]["canceled_by"] == "specialist"
     assert [b["id"] for b in seen[3]["structured"]["bookings"]] == [first]  # second dismissed
 
 

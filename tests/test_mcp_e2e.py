@@ -102,6 +102,11 @@ def _usdc(wallet: dict[str, Any]) -> int:
     return int(next(w for w in wallet["wallets"] if w["currency"] == "USDC")["balance"]["amount"])
 
 
+def _base(money: dict[str, Any] | None) -> int:
+    """A Money's base units; 0 for null (a free call, nothing escrowed or refunded)."""
+    return int(money["amount"]) if money else 0
+
+
 async def _journey(client: Client) -> None:
     """register → ... → cancel, checking that usage and history agree with every receipt."""
     receipts: list[dict[str, Any]] = []
@@ -118,13 +123,13 @@ async def _journey(client: Client) -> None:
     assert start == 1_000_000_000
 
     found = await paid("search-specialists", {"limit": 10, "sort": "next_available"})
-    assert found["receipt"]["amount"] == 10_000
+    assert found["receipt"]["amount"] == {"amount": 10_000, "currency": "USDC", "text": "0.01 USDC"}
     hit = next(i for i in found["items"] if any(s["slots"] for s in i["schedules"]))
     slots = next(s["slots"] for s in hit["schedules"] if s["slots"])
     slot_id = next(iter(slots))  # the soonest slot's id
 
     viewed = await paid("view-profile", {"specialist_id": hit["id"]})
-    assert viewed["receipt"]["free"] is True and viewed["receipt"]["amount"] == 0
+    assert viewed["receipt"]["free"] is True and viewed["receipt"]["amount"] is None
     assert viewed["profile"]["email"]
 
     weekly = {d: [["09:00", "12:00"]] for d in ("mon", "wed", "fri")}
@@ -132,12 +137,12 @@ async def _journey(client: Client) -> None:
         "create-schedule",
         {"timezone": "Europe/Berlin", "weekly_hours": weekly, "idempotency_key": "schedule-0001"},
     )
-    assert made["receipt"]["amount"] == 100_000
+    assert _base(made["receipt"]["amount"]) == 100_000
 
     booked = await paid("book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"})
     assert booked["booking"]["status"] in ("accepted", "pending")
-    escrowed = booked["receipt"]["escrowed"]
-    assert booked["receipt"]["amount"] == 50_000  # the fee; the slot price went to escrow
+    escrowed = _base(booked["receipt"]["escrowed"])
+    assert _base(booked["receipt"]["amount"]) == 50_000  # the fee; the slot price: escrow
 
     retried = await call_ok(
         client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
@@ -149,22 +154,23 @@ async def _journey(client: Client) -> None:
         client, "cancel-booking", {"booking_id": booked["booking"]["id"], "reason_code": "no_time"}
     )
     assert cancelled["booking"]["status"] == "canceled"
-    assert 0 < cancelled["refunded"] <= escrowed or escrowed == 0
+    refunded = _base(cancelled["refunded"])
+    assert 0 < refunded <= escrowed or escrowed == 0
 
     end = _usdc(await call_ok(client, "get-wallet", {}))
-    charged = sum(r["amount"] for r in receipts)
-    assert end == start - charged - escrowed + cancelled["refunded"]
+    charged = sum(_base(r["amount"]) for r in receipts)
+    assert end == start - charged - escrowed + refunded
 
     usage = await call_ok(client, "get-usage", {})
     by_tool = {u["tool"]: u for u in usage["usage"]}
     for tool in ("search-specialists", "create-schedule", "book-slot"):
         assert by_tool[tool]["paid_calls"] == 1, by_tool[tool]
     assert by_tool["view-profile"]["free_calls"] == 1
-    fees = sum(u["amounts"].get("USDC", 0) for u in usage["usage"])
+    fees = sum(m["amount"] for u in usage["usage"] for m in u["amounts"] if m["currency"] == "USDC")
     assert fees == charged
 
     history = await call_ok(client, "list-transactions", {})
-    assert sum(t["balance_change"] for t in history["transactions"]) == end
+    assert sum(t["balance_change"]["amount"] for t in history["transactions"]) == end
 
 
 async def test_the_whole_journey_over_streamable_http(

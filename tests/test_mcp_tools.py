@@ -21,10 +21,12 @@ from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import ERROR_CODES, RateLimited
 from agent_server.kernel.store import Database, direct_rows
+from agent_server.mcp.receipts import receipt_body
 from agent_server.mcp.results import JsonOutput, failure, prepared
 from agent_server.mcp.server import build_mcp_server
 from agent_server.mcp.tools import REGISTRY
 from agent_server.runtime import Runtime
+from billing.meter import Receipt as MeterReceipt
 from billing.prices import load_price_list
 
 USDC = 1_000_000  # base units per USDC
@@ -240,8 +242,12 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
     agent_id, key = await make_agent(runtime.db, runtime.settings, funds=500 * USDC)
     async with client_for(runtime, key) as client:
         found = await call_ok(client, "search-specialists", {"limit": 10, "sort": "next_available"})
-        assert found["receipt"]["price_usd_micros"] == 10_000
-        assert found["receipt"]["amount"] == 10_000  # 0.01 USDC
+        assert found["receipt"]["price_usd"]["amount"] == 10_000
+        assert found["receipt"]["amount"] == {
+            "amount": 10_000,
+            "currency": "USDC",
+            "text": "0.01 USDC",
+        }
         assert len(json.dumps(found, separators=(",", ":"), ensure_ascii=False)) <= 8000
         text = await _text_of(client, "search-specialists", {"limit": 10})
         assert len(text) <= 8000 and "USDC" in text.splitlines()[0]
@@ -255,9 +261,11 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
             client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
         )
         receipt = booked["receipt"]
-        assert receipt["amount"] + receipt["escrowed"] == quote["amount"]
+        assert (
+            receipt["amount"]["amount"] + receipt["escrowed"]["amount"] == quote["amount"]["amount"]
+        )
         after = _usdc(await call_ok(client, "get-wallet", {}))
-        assert before - after == quote["amount"]
+        assert before - after == quote["amount"]["amount"]
 
         again = await call_ok(
             client, "book-slot", {"slot_id": slot_id, "idempotency_key": "booking-0001"}
@@ -278,7 +286,7 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
             assert "next_available_slot" in body(taken)["error"]["details"]
         else:  # a group session: a second seat of the same slot
             seat = body(taken)["receipt"]
-            after -= seat["amount"] + seat["escrowed"]
+            after -= seat["amount"]["amount"] + seat["escrowed"]["amount"]
 
         cancelled = await call_ok(
             client,
@@ -286,17 +294,18 @@ async def test_find_and_book_in_two_calls_with_escrow_idempotency_and_refund(
             {"booking_id": booked["booking"]["id"], "reason_code": "no_time"},
         )
         assert cancelled["booking"]["status"] == "canceled"
-        escrowed = receipt["escrowed"]
-        assert cancelled["refunded"] in (escrowed, -(-escrowed // 2))
+        escrowed = receipt["escrowed"]["amount"]
+        refunded = cancelled["refunded"]["amount"]
+        assert refunded in (escrowed, -(-escrowed // 2))
         final = _usdc(await call_ok(client, "get-wallet", {}))
-        assert final == after + cancelled["refunded"]
+        assert final == after + refunded
 
         usage = await call_ok(client, "get-usage", {"period": clock.now().strftime("%Y-%m")})
         by_tool = {u["tool"]: u for u in usage["usage"]}
         assert by_tool["search-specialists"]["paid_calls"] == 2  # the page, then its text
         assert by_tool["book-slot"]["calls"] == (1 if schedule["capacity"] == 1 else 2)
         history = await call_ok(client, "list-transactions", {})
-        assert sum(t["balance_change"] for t in history["transactions"]) == final
+        assert sum(t["balance_change"]["amount"] for t in history["transactions"]) == final
     assert agent_id
 
 
@@ -317,7 +326,7 @@ async def test_view_profile_free_quota_then_paid_and_unknown_id(
             for _ in range(3)
         ]
         assert [r["free"] for r in receipts] == [True, True, False]
-        assert receipts[2]["amount"] == 20_000
+        assert receipts[2]["amount"]["amount"] == 20_000
         missing = await client.call_tool("view-profile", {"specialist_id": 999_999})
         assert error_code(missing) == "NOT_FOUND"
         profile = await call_ok(client, "view-profile", {"specialist_id": 2})
@@ -442,14 +451,10 @@ def test_a_rate_limited_result_says_whether_the_caller_or_the_server_was_too_bus
 
 def test_an_answer_rendered_once_gets_the_call_receipt_in_front() -> None:
     answer = {"items": [{"name": "Zoë", "rating": 4.5}], "next_cursor": None}
-    receipt = {
-        "call_id": "c1",
-        "tool": "search-specialists",
-        "amount": 10_000,
-        "currency": "USDC",
-        "balance_after": 990_000,
-        "free": False,
-    }
+    receipt = receipt_body(
+        MeterReceipt("c1", "search-specialists", 10_000, "USDC", 10_000, 990_000, rate=1_000_000)
+    )
+    assert receipt is not None
     sent = prepared(JsonOutput(answer, "1 specialist"), receipt, has_receipt=True)
     assert sent.structured_content == {"receipt": receipt, **answer}
     assert list(sent.structured_content) == ["receipt", "items", "next_cursor"]
@@ -460,6 +465,57 @@ def test_an_answer_rendered_once_gets_the_call_receipt_in_front() -> None:
     free = prepared(JsonOutput({}, "nothing"), None, has_receipt=True)
     assert free.structured_content == {"receipt": None}
     assert free.content[0].text == "nothing"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("currency", "fee", "balance", "escrowed", "texts"),
+    [
+        ("USDC", 10_000, 990_000, 25_000_000, ("0.01 USDC", "0.99 USDC", "25.00 USDC")),
+        ("USDT", 50_000, 1, 0, ("0.05 USDT", "0.000001 USDT", None)),
+        ("ETH", 16_667, 1_500_000_000, 1_250_000, ("0.000016667 ETH", "1.50 ETH", "0.00125 ETH")),
+        ("BTC", 15, 100_000_000, 60_000, ("0.00000015 BTC", "1.00 BTC", "0.0006 BTC")),
+    ],
+)
+def test_every_money_figure_of_a_receipt_is_amount_currency_and_text(
+    currency: str, fee: int, balance: int, escrowed: int, texts: tuple[str, str, str | None]
+) -> None:
+    rate = 65_000 * 1_000_000 if currency == "BTC" else 1_000_000
+    meter_receipt = MeterReceipt(
+        "c1", "book-slot", 10_000, currency, fee, balance, rate=rate, escrowed=escrowed
+    )
+    receipt = receipt_body(meter_receipt)
+    assert receipt is not None
+    fee_text, balance_text, escrow_text = texts
+    assert receipt["amount"] == {"amount": fee, "currency": currency, "text": fee_text}
+    assert receipt["balance_after"] == {
+        "amount": balance,
+        "currency": currency,
+        "text": balance_text,
+    }
+    if escrow_text is None:
+        assert receipt["escrowed"] is None
+    else:
+        assert receipt["escrowed"] == {
+            "amount": escrowed,
+            "currency": currency,
+            "text": escrow_text,
+        }
+    assert receipt["price_usd"] == {"amount": 10_000, "currency": "USD", "text": "0.01 USD"}
+    assert receipt["rate"]["currency"] == "USD" and receipt["rate"]["amount"] == rate
+    # No bare integer is left beside a currency: every figure reads by itself.
+    assert "currency" not in receipt and "price_usd_micros" not in receipt
+    line = prepared(JsonOutput({}, "done"), receipt, has_receipt=True).content[0].text  # type: ignore[union-attr]
+    assert f"Charged {fee_text} for book-slot" in line and f"balance {balance_text}" in line
+    assert (f"{escrow_text} into escrow" in line) if escrow_text else "escrow" not in line
+
+
+def test_a_free_call_receipt_has_no_wallet_figures() -> None:
+    receipt = receipt_body(MeterReceipt("c2", "view-profile", 0, None, 0, None, free=True))
+    assert receipt is not None
+    assert (receipt["amount"], receipt["balance_after"], receipt["escrowed"]) == (None, None, None)
+    assert receipt["free"] is True and receipt["price_usd"]["text"] == "0.00 USD"
+    text = prepared(JsonOutput({}, "profile"), receipt, has_receipt=True).content[0].text  # type: ignore[union-attr]
+    assert text.startswith("Free (monthly quota) for view-profile, call_id c2.")
 
 
 def _record_commit_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:

@@ -242,9 +242,9 @@ async def test_max_price_refuses_a_dearer_call_before_any_charge(runtime: Runtim
         assert (await _wallet(db, agent_id), await _transactions(db)) == before
 
         searched = await call_ok(client, "search-specialists", {"q": "tax", "max_price": SEARCH})
-        assert searched["receipt"]["price_usd_micros"] == SEARCH
+        assert searched["receipt"]["price_usd"]["amount"] == SEARCH
         booked = await call_ok(client, "book-slot", {**booking, "max_price": 40 * USDC + 50_000})
-        assert booked["receipt"]["escrowed"] == 40 * USDC
+        assert booked["receipt"]["escrowed"]["text"] == "40.00 USDC"
     assert await _wallet(db, agent_id) == 100 * USDC - SEARCH - 40 * USDC - 50_000
 
 
@@ -269,7 +269,7 @@ async def test_a_refund_is_credited_back_against_the_caps(runtime: Runtime) -> N
             "cancel-booking",
             {"booking_id": booked["booking"]["id"], "reason_code": "no_time"},
         )
-        assert cancelled["refunded"] == 40 * USDC  # more than a day ahead: all of it
+        assert cancelled["refunded"]["amount"] == 40 * USDC  # more than a day ahead: all of it
         seen = await call_ok(client, "get-spending-limits", {})
         assert seen["spent_today_usd_micros"] == 50_000  # the booking fee stays spent
         await call_ok(client, "book-slot", {"slot_id": slots[1], "idempotency_key": "refund-cap-3"})
@@ -324,5 +324,5 @@ async def test_max_price_limits_a_withdrawals_fee_before_any_money_moves(runtime
         listed = await call_ok(client, "list-withdrawals", {})
         assert listed["withdrawals"] == []
         placed = await call_ok(client, "request-withdrawal", {**ask, "max_price": 2 * USDC})
-    assert placed["fee"] == 1_950_000
+    assert placed["fee"]["text"] == "1.95 USDC"
     assert await _wallet(db, agent_id) == 30 * USDC - 10 * USDC - 1_950_000

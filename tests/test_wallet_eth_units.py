@@ -96,7 +96,11 @@ async def test_an_eth_price_above_ten_eth_is_published_and_booked_in_gwei(
     schedule = made["schedule"]
     assert schedule["price"] == {"amount": price, "currency": "ETH", "text": "12.50 ETH"}
     # 0.1 USD for create-schedule at 3,000 USD/ETH: 33,334 gwei, rounded up.
-    assert (made["receipt"]["currency"], made["receipt"]["amount"]) == ("ETH", 33_334)
+    assert made["receipt"]["amount"] == {
+        "amount": 33_334,
+        "currency": "ETH",
+        "text": "0.000033334 ETH",
+    }
 
     async with client_for(runtime, buyer) as client:
         start = (clock.now() + timedelta(days=2)).isoformat()
@@ -112,13 +116,18 @@ async def test_an_eth_price_above_ten_eth_is_published_and_booked_in_gwei(
             },
         )
         receipt = booked["receipt"]
-        assert (receipt["currency"], receipt["escrowed"]) == ("ETH", price)
+        assert receipt["escrowed"] == {"amount": price, "currency": "ETH", "text": "12.50 ETH"}
         assert booked["booking"]["price"] == {
             "amount": price,
             "currency": "ETH",
             "text": "12.50 ETH",
         }
         wallet = _eth(await call_ok(client, "get-wallet", {}))
-    left = 20 * GWEI - price - receipt["amount"]  # the slot price and 0.05 USD for the call
-    assert receipt["amount"] == 16_667 and receipt["balance_after"] == left
+    left = 20 * GWEI - price - receipt["amount"]["amount"]  # the slot price and 0.05 USD
+    assert receipt["amount"]["amount"] == 16_667
+    assert receipt["balance_after"] == {
+        "amount": left,
+        "currency": "ETH",
+        "text": "7.499983333 ETH",
+    }
     assert wallet["balance"] == {"amount": left, "currency": "ETH", "text": "7.499983333 ETH"}

@@ -17,8 +17,9 @@ A suspended or banned agent is refused, as the MCP gate refuses it.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +28,6 @@ from agent_server.accounts.models import AgentStatus
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.booking import service as booking_svc
-from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.gate import Caller
@@ -35,7 +35,9 @@ from agent_server.kernel.errors import AccountInactive
 from agent_server.kernel.inputs import MultilineText, Text
 from agent_server.kernel.money import Money
 from agent_server.kernel.store import UnitOfWork
+from agent_server.runtime import Runtime
 from agent_server.services import bookings as steps
+from agent_server.services.booking_out import BookingOut, booking_out, refunded
 from agent_server.services.bookings import Settled
 
 router = APIRouter(tags=["bookings"], responses=error_responses(401, 403, 404, 422))
@@ -43,6 +45,7 @@ router = APIRouter(tags=["bookings"], responses=error_responses(401, 403, 404, 4
 MAX_ID = 2**63 - 1
 BookingId = Annotated[int, Path(ge=1, le=MAX_ID, description="The booking's id.")]
 CHANGES = error_responses(409)
+Done = TypeVar("Done")
 
 
 async def allowed_agent(caller: CurrentAgent) -> Caller:
@@ -60,50 +63,6 @@ Agent = Annotated[Caller, Depends(allowed_agent)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class BookingOut(BaseModel):
-    id: int
-    schedule_id: int
-    specialist_id: int | None
-    slot_id: str = Field(examples=["42-20260504T0900Z"])
-    start: datetime
-    end: datetime
-    seat: int
-    status: str = Field(
-        description="pending, accepted, rejected, canceled, completed, in_dispute or dispute_done"
-    )
-    price: Money
-    topic: str
-    notes: str
-    location: str | None = Field(description="Address or video link, set by the provider.")
-    cancelled_by: str | None
-    cancel_reason_code: str | None
-    cancel_reason: str | None
-    dismissed: bool = Field(description="The booker hid it from its default list.")
-    created_at: datetime
-
-
-def booking_out(b: Booking) -> BookingOut:
-    return BookingOut(
-        id=b.id,
-        schedule_id=b.schedule_id,
-        specialist_id=b.specialist_id,
-        slot_id=make_slot_id(b.schedule_id, b.slot_start),
-        start=b.slot_start,
-        end=b.slot_end,
-        seat=b.seat,
-        status=b.status,
-        price=Money.of(b.price_amount, b.price_currency),
-        topic=b.topic,
-        notes=b.notes,
-        location=b.location,
-        cancelled_by=b.cancelled_by,
-        cancel_reason_code=b.cancel_reason_code,
-        cancel_reason=b.cancel_reason,
-        dismissed=b.dismissed_at is not None,
-        created_at=b.created_at,
-    )
 
 
 class BookingListResponse(BaseModel):
@@ -137,9 +96,16 @@ class SettledResponse(BaseModel):
 
 
 def settled_out(settled: Settled) -> SettledResponse:
-    s = settled.settlement
-    refunded = Money.of(s.refunded, s.currency) if s is not None else None
-    return SettledResponse(booking=booking_out(settled.booking), refunded=refunded)
+    return SettledResponse(booking=booking_out(settled.booking), refunded=refunded(settled))
+
+
+async def _change(runtime: Runtime, step: Callable[[UnitOfWork], Awaitable[Done]]) -> Done:
+    """One change of a booking in its own unit of work, committed: what every POST below
+    does around its service call."""
+    async with runtime.db.uow() as uow:
+        done = await step(uow)
+        await uow.commit()
+    return done
 
 
 class AcceptBody(Strict):
@@ -235,10 +201,10 @@ async def accept(
 ) -> BookingOut:
     """Accept a pending booking of your schedule, optionally with where it happens."""
     location = body.location if body else None
-    async with runtime.db.uow() as uow:
-        owner = ScheduleOwner.agent(caller.agent_id)
-        booking = await steps.accept_booking(uow, owner, booking_id, location)
-        await uow.commit()
+    owner = ScheduleOwner.agent(caller.agent_id)
+    booking = await _change(
+        runtime, lambda uow: steps.accept_booking(uow, owner, booking_id, location)
+    )
     return booking_out(booking)
 
 
@@ -252,10 +218,10 @@ async def set_location(
     booking_id: BookingId, body: LocationBody, caller: Agent, runtime: RuntimeDep
 ) -> BookingOut:
     """Set or change the address or video link of a pending or accepted booking."""
-    async with runtime.db.uow() as uow:
-        owner = ScheduleOwner.agent(caller.agent_id)
-        booking = await booking_svc.set_location(uow, owner, booking_id, body.location)
-        await uow.commit()
+    owner = ScheduleOwner.agent(caller.agent_id)
+    booking = await _change(
+        runtime, lambda uow: booking_svc.set_location(uow, owner, booking_id, body.location)
+    )
     return booking_out(booking)
 
 
@@ -269,16 +235,13 @@ async def reject(
     booking_id: BookingId, caller: Agent, runtime: RuntimeDep, body: RejectBody | None = None
 ) -> SettledResponse:
     """Reject a pending booking of your schedule; its booker gets the slot price back."""
-    async with runtime.db.uow() as uow:
-        owner = ScheduleOwner.agent(caller.agent_id)
-        rejected = await steps.reject_booking(
-            uow,
-            owner,
-            booking_id,
-            body.reason if body else "",
-            policy=runtime.billing.prices.booking,
-        )
-        await uow.commit()
+    owner = ScheduleOwner.agent(caller.agent_id)
+    reason = body.reason if body else ""
+    policy = runtime.billing.prices.booking
+    rejected = await _change(
+        runtime,
+        lambda uow: steps.reject_booking(uow, owner, booking_id, reason, policy=policy),
+    )
     return settled_out(rejected)
 
 
@@ -293,17 +256,14 @@ async def cancel(
 ) -> SettledResponse:
     """Cancel a pending or accepted booking. As booker, the slot price comes back by the
     refund policy (see `refund_now`); as the schedule's owner, in full."""
-    body = body or CancelBody()
-    async with runtime.db.uow() as uow:
-        cancelled = await steps.cancel_as(
-            uow,
-            caller.agent_id,
-            booking_id,
-            body.reason_code,
-            body.reason,
-            policy=runtime.billing.prices.booking,
-        )
-        await uow.commit()
+    given = body or CancelBody()
+    policy = runtime.billing.prices.booking
+    cancelled = await _change(
+        runtime,
+        lambda uow: steps.cancel_as(
+            uow, caller.agent_id, booking_id, given.reason_code, given.reason, policy=policy
+        ),
+    )
     return settled_out(cancelled)
 
 
@@ -321,12 +281,12 @@ async def _role_actor(uow: UnitOfWork, booking_id: int, agent_id: int) -> Cancel
 )
 async def complete(booking_id: BookingId, caller: Agent, runtime: RuntimeDep) -> BookingOut:
     """Mark an accepted booking done once its slot has ended (booker or provider)."""
-    async with runtime.db.uow() as uow:
+
+    async def step(uow: UnitOfWork) -> Settled:
         by = await _role_actor(uow, booking_id, caller.agent_id)
-        done = await steps.complete_booking(
-            uow, booking_id, by, caller.agent_id, policy=runtime.billing.prices.booking
-        )
-        await uow.commit()
+        return await steps.complete_booking(uow, booking_id, by, caller.agent_id)
+
+    done = await _change(runtime, step)
     return booking_out(done.booking)
 
 
@@ -340,11 +300,12 @@ async def note(
     booking_id: BookingId, body: NoteBody, caller: Agent, runtime: RuntimeDep
 ) -> BookingOut:
     """Add a note to an accepted or completed booking after its end; kept in its history."""
-    async with runtime.db.uow() as uow:
+
+    async def step(uow: UnitOfWork) -> Booking:
         by = await _role_actor(uow, booking_id, caller.agent_id)
-        booking = await booking_svc.add_note(uow, booking_id, by, caller.agent_id, body.note)
-        await uow.commit()
-    return booking_out(booking)
+        return await booking_svc.add_note(uow, booking_id, by, caller.agent_id, body.note)
+
+    return booking_out(await _change(runtime, step))
 
 
 @router.post(
@@ -355,7 +316,7 @@ async def note(
 )
 async def dismiss(booking_id: BookingId, caller: Agent, runtime: RuntimeDep) -> BookingOut:
     """Hide a rejected, canceled or finished booking you made from your default list."""
-    async with runtime.db.uow() as uow:
-        booking = await booking_svc.dismiss_booking(uow, caller.agent_id, booking_id)
-        await uow.commit()
+    booking = await _change(
+        runtime, lambda uow: booking_svc.dismiss_booking(uow, caller.agent_id, booking_id)
+    )
     return booking_out(booking)

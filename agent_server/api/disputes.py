@@ -16,11 +16,12 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from agent_server.api.auth import RuntimeDep
-from agent_server.api.bookings import Agent, BookingId, BookingOut, Strict, booking_out
+from agent_server.api.bookings import Agent, BookingId, Strict
 from agent_server.api.errors import error_responses
 from agent_server.booking.disputes import MAX_DISPUTE_TEXT
 from agent_server.kernel.inputs import MultilineText
 from agent_server.services import disputes
+from agent_server.services.booking_out import BookingOut, booking_out
 
 router = APIRouter(tags=["bookings"], responses=error_responses(401, 403, 404, 422))
 

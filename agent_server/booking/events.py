@@ -74,7 +74,7 @@ def booking_data(booking: Booking) -> dict[str, Any]:
         "status": booking.status,
         "price": Money.of(booking.price_amount, booking.price_currency).model_dump(),
         "topic": booking.topic,
-        "cancelled_by": booking.cancelled_by,
+        "canceled_by": booking.cancelled_by,
         "cancel_reason_code": booking.cancel_reason_code,
         "cancel_reason": booking.cancel_reason,
         "rescheduled_from_id": booking.rescheduled_from_id,

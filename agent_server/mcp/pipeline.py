@@ -31,6 +31,7 @@ from agent_server.kernel.store import UnitOfWork
 from agent_server.kernel.store.conflicts import lost_update
 from agent_server.kernel.store.outage import RETRY_AFTER_SECONDS, database_unavailable
 from agent_server.mcp import results
+from agent_server.mcp.receipts import receipt_body
 from agent_server.mcp.registry import (
     MAX_PRICE,
     ToolSpec,
@@ -281,7 +282,7 @@ class ToolCall:
 
     def answer(self, metered: Metered) -> CallToolResult:
         """The tool's result: its output with the receipt when the output model has one."""
-        receipt = metered.receipt.to_dict() if metered.receipt else None
+        receipt = receipt_body(metered.receipt)
         has_receipt = "receipt" in self.spec.output_model.model_fields
         if self.prepared is not None and not metered.replayed:
             return results.prepared(self.prepared, receipt, has_receipt=has_receipt)

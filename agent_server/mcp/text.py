@@ -19,15 +19,12 @@ from agent_server.kernel.money import amount_text, usd_text
 
 Body = Mapping[str, Any]
 
-# Integer fields holding money in the base unit of the sibling field named here.
+# Integer fields holding money in the base unit of the sibling field named here (most money
+# is a Money mapping, which reads as its text).
 _AMOUNTS = {
     "price": "currency",
     "amount": "currency",
     "balance": "currency",
-    "balance_after": "currency",
-    "balance_change": "currency",
-    "escrowed": "currency",
-    "refunded": "refund_currency",
 }
 # Exact figures a reader does not need beside their readable form (they stay structured).
 _HIDDEN = {"rate", "currency"}
@@ -44,17 +41,33 @@ def render(tool: str, body: Body) -> str:
 
 def receipt_text(receipt: Body) -> str:
     """One line on what the call cost."""
-    currency = receipt.get("currency")
+    paid = receipt.get("amount")
     if receipt.get("free"):
         cost = "Free (monthly quota)"
+    elif isinstance(paid, Mapping) and _is_money(paid):
+        cost = f"Charged {_money_text(paid)}"
     else:
-        cost = f"Charged {amount_text(int(receipt.get('amount') or 0), currency)}"
+        cost = "Nothing charged"
     parts = [f"{cost} for {receipt.get('tool')}, call_id {receipt.get('call_id')}"]
-    if receipt.get("escrowed"):
-        parts.append(f"{amount_text(int(receipt['escrowed']), currency)} into escrow")
-    if receipt.get("balance_after") is not None and currency:
-        parts.append(f"balance {amount_text(int(receipt['balance_after']), currency)}")
+    if _is_money(receipt.get("escrowed")):
+        parts.append(f"{_money_text(receipt['escrowed'])} into escrow")
+    if _is_money(receipt.get("balance_after")):
+        parts.append(f"balance {_money_text(receipt['balance_after'])}")
     return "; ".join(parts) + "."
+
+
+def _is_money(value: Any) -> bool:
+    """A Money mapping (``{amount, currency, text}``), not a record that holds one."""
+    return (
+        isinstance(value, Mapping)
+        and {"amount", "currency"} <= set(value) <= {"amount", "currency", "text"}
+        and isinstance(value["amount"], int)
+    )
+
+
+def _money_text(money: Body) -> str:
+    """A Money's text, from the one formatter (``kernel.money``)."""
+    return amount_text(int(money["amount"]), str(money["currency"]))
 
 
 def error_text(code: str, status: int, message: str, details: Body, next_step: str) -> str:
@@ -83,7 +96,7 @@ def _generic(body: Body) -> str:
             lines.extend(
                 f"- {_flat(item) if isinstance(item, Mapping) else item}" for item in value
             )
-        elif isinstance(value, Mapping) and key not in ("price", "amounts", "owner"):
+        elif isinstance(value, Mapping) and not _is_money(value) and key != "owner":
             lines.append(f"{key}: {_flat(value)}")
         else:
             scalars[key] = value
@@ -117,13 +130,12 @@ def _value(key: str, value: Any, data: Body) -> str:
     if key.endswith("usd_micros") and isinstance(value, int):
         return usd_text(value)
     if isinstance(value, Mapping):
-        if {"amount", "currency"} <= set(value):  # a Money: its text, from the one formatter
-            return amount_text(int(value["amount"]), str(value["currency"]))
-        if key == "amounts":
-            return ", ".join(amount_text(int(v), str(c)) for c, v in value.items()) or "none"
-        return "{" + _flat(value) + "}"
+        return _money_text(value) if _is_money(value) else "{" + _flat(value) + "}"
     if isinstance(value, list):
-        return ", ".join(_flat(v) if isinstance(v, Mapping) else str(v) for v in value)
+        return ", ".join(
+            _money_text(v) if _is_money(v) else _flat(v) if isinstance(v, Mapping) else str(v)
+            for v in value
+        )
     return str(value)
 
 

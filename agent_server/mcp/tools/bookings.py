@@ -14,15 +14,9 @@ from agent_server.kernel.inputs import Moment, MultilineText, Text
 from agent_server.kernel.money import Money
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
-from agent_server.mcp.tools.common import (
-    MAX_ID,
-    BookingOut,
-    IdempotencyKey,
-    Input,
-    Paid,
-    booking_out,
-)
+from agent_server.mcp.tools.common import MAX_ID, IdempotencyKey, Input, Paid
 from agent_server.services import bookings
+from agent_server.services.booking_out import BookingOut, booking_out, refunded
 from billing.meter import ExtraPrice
 
 SlotId = Annotated[
@@ -149,8 +143,7 @@ class CancelBookingIn(Input):
 
 class CancelResult(Paid):
     booking: BookingOut
-    refunded: int = Field(description="Amount returned to your wallet, in its base unit.")
-    refund_currency: str | None
+    refunded: Money | None = Field(description="Returned to the booker; null when nothing.")
 
 
 @REGISTRY.tool(
@@ -170,7 +163,7 @@ async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResul
     owner: the booker gets all back."""
     if args.dismiss:
         dismissed = await svc.dismiss_booking(ctx.uow, ctx.agent_id, args.booking_id)
-        return CancelResult(booking=booking_out(dismissed), refunded=0, refund_currency=None)
+        return CancelResult(booking=booking_out(dismissed), refunded=None)
     cancelled = await bookings.cancel_as(
         ctx.uow,
         ctx.agent_id,
@@ -179,12 +172,7 @@ async def cancel_booking(ctx: ToolContext, args: CancelBookingIn) -> CancelResul
         args.reason,
         policy=ctx.runtime.billing.prices.booking,
     )
-    settlement = cancelled.settlement
-    return CancelResult(
-        booking=booking_out(cancelled.booking),
-        refunded=settlement.refunded if settlement else 0,
-        refund_currency=settlement.currency if settlement else None,
-    )
+    return CancelResult(booking=booking_out(cancelled.booking), refunded=refunded(cancelled))
 
 
 class RescheduleBookingIn(Input):

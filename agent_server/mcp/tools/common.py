@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_server.booking.availability import Slot, make_slot_id
-from agent_server.booking.models import Booking, Schedule
+from agent_server.booking.availability import Slot
+from agent_server.booking.models import Schedule
 from agent_server.booking.search.answer import FreeSlots, local_time_range
 from agent_server.kernel.money import Money
+from agent_server.mcp.receipts import Receipt
 
 MAX_ID = 2**63 - 1  # the database's BIGINT
 
@@ -33,24 +34,6 @@ class Input(BaseModel):
     """Base of every tool input: unknown arguments are refused by name."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-class Receipt(BaseModel):
-    """What a paid call cost; present on every result that was charged."""
-
-    call_id: str = Field(description="Id of this charged call in the ledger.")
-    tool: str
-    price_usd_micros: int = Field(description="Price in USD micro-dollars (1 USD = 1,000,000).")
-    currency: str | None = Field(description="Wallet currency that paid (null when free).")
-    amount: int = Field(description="Amount charged, in the currency's base unit.")
-    balance_after: int | None = Field(description="Wallet balance after the charge, in base units.")
-    rate: int | None = Field(
-        default=None, description="USD micro-dollars per whole coin used for the conversion."
-    )
-    free: bool = Field(default=False, description="True when the monthly free quota paid.")
-    escrowed: int = Field(
-        default=0, description="Slot price moved into escrow, in base units (book-slot)."
-    )
 
 
 class Paid(BaseModel):
@@ -136,50 +119,6 @@ def schedule_out(s: Schedule) -> ScheduleOut:
         auto_accept=s.auto_accept,
         created_at=s.created_at,
         deleted=s.deleted_at is not None,
-    )
-
-
-class BookingOut(BaseModel):
-    id: int
-    schedule_id: int
-    specialist_id: int | None
-    slot_id: str
-    start: datetime
-    end: datetime
-    seat: int
-    status: str
-    price: Money
-    topic: str
-    notes: str
-    location: str | None
-    cancelled_by: str | None
-    cancel_reason_code: str | None
-    cancel_reason: str | None
-    rescheduled_from_id: int | None
-    rescheduled_to_id: int | None
-    created_at: datetime
-
-
-def booking_out(b: Booking) -> BookingOut:
-    return BookingOut(
-        id=b.id,
-        schedule_id=b.schedule_id,
-        specialist_id=b.specialist_id,
-        slot_id=make_slot_id(b.schedule_id, b.slot_start),
-        start=b.slot_start,
-        end=b.slot_end,
-        seat=b.seat,
-        status=b.status,
-        price=Money.of(b.price_amount, b.price_currency),
-        topic=b.topic,
-        notes=b.notes,
-        location=b.location,
-        cancelled_by=b.cancelled_by,
-        cancel_reason_code=b.cancel_reason_code,
-        cancel_reason=b.cancel_reason,
-        rescheduled_from_id=b.rescheduled_from_id,
-        rescheduled_to_id=b.rescheduled_to_id,
-        created_at=b.created_at,
     )
 
 

@@ -12,8 +12,9 @@ from agent_server.kernel.inputs import MultilineText
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.bookings import BookingId
 from agent_server.mcp.tools.catalog import REGISTRY
-from agent_server.mcp.tools.common import BookingOut, Input, Paid, booking_out
+from agent_server.mcp.tools.common import Input, Paid
 from agent_server.services import disputes
+from agent_server.services.booking_out import BookingOut, booking_out
 
 
 class OpenDisputeIn(Input):

@@ -14,8 +14,9 @@ from agent_server.kernel.inputs import MultilineText, Text
 from agent_server.mcp.pipeline import ToolContext
 from agent_server.mcp.tools.bookings import BookingId, BookingResult, CancelResult
 from agent_server.mcp.tools.catalog import REGISTRY
-from agent_server.mcp.tools.common import Input, booking_out
+from agent_server.mcp.tools.common import Input
 from agent_server.services import bookings
+from agent_server.services.booking_out import booking_out, refunded
 
 
 class AcceptBookingIn(Input):
@@ -68,12 +69,7 @@ async def reject_booking(ctx: ToolContext, args: RejectBookingIn) -> CancelResul
         args.reason,
         policy=ctx.runtime.billing.prices.booking,
     )
-    settlement = rejected.settlement
-    return CancelResult(
-        booking=booking_out(rejected.booking),
-        refunded=settlement.refunded if settlement else 0,
-        refund_currency=settlement.currency if settlement else None,
-    )
+    return CancelResult(booking=booking_out(rejected.booking), refunded=refunded(rejected))
 
 
 class CompleteBookingIn(Input):

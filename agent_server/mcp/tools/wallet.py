@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from agent_server.kernel.errors import NotFound, ValidationFailed
 from agent_server.kernel.inputs import Text
-from agent_server.kernel.money import Money
+from agent_server.kernel.money import USD, Money
 from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
+from agent_server.mcp.receipts import money_or_none
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
 from agent_server.services import limits as limits_svc
@@ -116,11 +117,10 @@ class TransactionOut(BaseModel):
     id: int
     type: str = Field(description="deposit, charge, hold, release, refund, payout, adjustment...")
     created_at: datetime
-    currency: str
-    amount: int = Field(description="Amount in the base unit.")
-    balance_change: int = Field(description="Effect on your balance (negative: money left it).")
-    usd_micros: int | None
-    rate: int | None
+    amount: Money
+    balance_change: Money = Field(description="Effect on your balance (negative: money left).")
+    usd: Money | None = Field(description="The amount in USD, when converted.")
+    rate: Money | None = Field(description="USD price of one coin, when converted.")
     tool: str | None
     call_id: str | None
     booking_id: int | None
@@ -152,9 +152,25 @@ async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> Trans
     )
     shown, next_cursor = page_of(history.data, args.limit)
     return TransactionsOut(
-        transactions=[TransactionOut.model_validate(asdict(item)) for item in shown],
+        transactions=[transaction_out(item) for item in shown],
         total=history.total,
         next_cursor=next_cursor,
+    )
+
+
+def transaction_out(item: usage.HistoryItem) -> TransactionOut:
+    return TransactionOut(
+        id=item.id,
+        type=item.type,
+        created_at=item.created_at,
+        amount=Money.of(item.amount, item.currency),
+        balance_change=Money.of(item.balance_change, item.currency),
+        usd=money_or_none(item.usd_micros, USD),
+        rate=money_or_none(item.rate, USD),
+        tool=item.tool,
+        call_id=item.call_id,
+        booking_id=item.booking_id,
+        description=item.description,
     )
 
 
@@ -173,14 +189,14 @@ class ToolUsageOut(BaseModel):
     calls: int
     free_calls: int
     paid_calls: int
-    price_usd_micros: int
-    amounts: dict[str, int] = Field(description="Charged per currency, in base units.")
+    price_usd: Money = Field(description="What its paid calls cost.")
+    amounts: list[Money] = Field(description="Charged, per currency.")
 
 
 class UsageOut(Paid):
     period: str
     usage: list[ToolUsageOut]
-    total_usd_micros: int
+    total_usd: Money
 
 
 @REGISTRY.tool(
@@ -195,7 +211,21 @@ class UsageOut(Paid):
 async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
     """Calls and charges per tool for one calendar month (UTC)."""
     result = await usage.usage_for(ctx.uow, ctx.agent_id, args.period)
-    return UsageOut.model_validate(asdict(result))
+    return UsageOut(
+        period=result.period,
+        usage=[
+            ToolUsageOut(
+                tool=u.tool,
+                calls=u.calls,
+                free_calls=u.free_calls,
+                paid_calls=u.paid_calls,
+                price_usd=Money.of(u.price_usd_micros, USD),
+                amounts=[Money.of(amount, c) for c, amount in sorted(u.amounts.items())],
+            )
+            for u in result.usage
+        ],
+        total_usd=Money.of(result.total_usd_micros, USD),
+    )
 
 
 class QuoteIn(Input):
@@ -208,15 +238,14 @@ class QuoteIn(Input):
 
 class QuoteOut(Paid):
     tool: str
-    price_usd_micros: int
-    currency: str = Field(description="The wallet that would pay.")
-    amount: int = Field(description="What the call would cost, in that wallet's base unit.")
-    balance: int
-    balance_after: int
+    price_usd: Money
+    amount: Money = Field(description="What the call would cost, from the wallet that would pay.")
+    balance: Money
+    balance_after: Money
     sufficient: bool
     free: bool = Field(description="True when the monthly free quota covers it.")
     free_remaining: int | None
-    rate: int
+    rate: Money = Field(description="USD price of one coin of that wallet.")
 
 
 @REGISTRY.tool(
@@ -253,8 +282,17 @@ async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
         extra_price=extra,
         config=ctx.runtime.billing,
     )
-    body: dict[str, Any] = result.to_dict()
-    return QuoteOut.model_validate(body)
+    return QuoteOut(
+        tool=result.tool,
+        price_usd=Money.of(result.price_usd_micros, USD),
+        amount=Money.of(result.amount, result.currency),
+        balance=Money.of(result.balance, result.currency),
+        balance_after=Money.of(result.balance_after, result.currency),
+        sufficient=result.sufficient,
+        free=result.free,
+        free_remaining=result.free_remaining,
+        rate=Money.of(result.rate, USD),
+    )
 
 
 Micros = Annotated[int, Field(ge=0, le=2**63 - 1)]

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field
 
 from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.money import Money
 from agent_server.kernel.paging import decode_cursor, encode_cursor
 from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
@@ -22,8 +23,8 @@ class WithdrawalOut(BaseModel):
     kind: str
     status: str
     currency: str
-    amount: int
-    fee: int
+    amount: Money = Field(description="What arrives at the address.")
+    fee: Money = Field(description="Taken on top of the amount.")
     address: str
     tx_hash: str | None = None
 
@@ -34,8 +35,8 @@ def withdrawal_out(w: Withdrawal) -> WithdrawalOut:
         kind=w.kind,
         status=w.status,
         currency=w.currency,
-        amount=w.amount,
-        fee=w.fee,
+        amount=Money.of(w.amount, w.currency),
+        fee=Money.of(w.fee, w.currency),
         address=w.address,
         tx_hash=w.tx_hash,
     )
@@ -61,9 +62,9 @@ class RequestIn(Input):
 
 
 class RequestOut(Paid):
-    fee: int
-    network_fee: int
-    total: int
+    fee: Money
+    network_fee: Money = Field(description="The chain's part of the fee, estimated.")
+    total: Money = Field(description="Amount and fee: what leaves your wallet.")
     withdrawal: WithdrawalOut | None = None
     code_sent: bool = Field(default=False, description="New address: owner got a code.")
 
@@ -102,7 +103,11 @@ async def request_withdrawal(ctx: ToolContext, args: RequestIn) -> RequestOut:
     check_destination(args.currency, args.address, btc_network=terms.settings.btc_network)
     q = await svc.quote(terms, args.currency, args.amount)
     if args.quote_only:
-        return RequestOut(fee=q.fee, network_fee=q.network_fee, total=q.total)
+        return RequestOut(
+            fee=Money.of(q.fee, q.currency),
+            network_fee=Money.of(q.network_fee, q.currency),
+            total=Money.of(q.total, q.currency),
+        )
     if args.idempotency_key is None:
         raise ValidationFailed.field("idempotency_key", "required unless quote_only is true")
     placed = await svc.request(
@@ -118,9 +123,9 @@ async def request_withdrawal(ctx: ToolContext, args: RequestIn) -> RequestOut:
     )
     w = placed.withdrawal
     return RequestOut(
-        fee=w.fee,
-        network_fee=w.network_fee_estimate,
-        total=w.amount + w.fee,
+        fee=Money.of(w.fee, w.currency),
+        network_fee=Money.of(w.network_fee_estimate, w.currency),
+        total=Money.of(w.amount + w.fee, w.currency),
         withdrawal=withdrawal_out(w),
         code_sent=placed.code_sent,
     )
