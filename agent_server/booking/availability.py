@@ -258,6 +258,28 @@ def _as_date(value: str | date) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
+@lru_cache(maxsize=4096)
+def steady_offset(tz: ZoneInfo, day: date) -> int | None:
+    """The UTC offset of ``tz`` in minutes, when it is the same all through the local
+    ``day`` (no clock change that day, no wall time shown twice); None on a day it changes."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+    following = day + timedelta(days=1)
+    next_midnight = datetime(following.year, following.month, following.day, tzinfo=tz)
+    offsets = {
+        moment.utcoffset()
+        for wall in (midnight, next_midnight)
+        for moment in (wall, wall.replace(fold=1))
+    }
+    # Offsets at both midnights agree, and the day lasts 24 hours in UTC too.
+    span = next_midnight.astimezone(UTC) - midnight.astimezone(UTC)
+    if len(offsets) != 1 or span != timedelta(days=1):
+        return None
+    only = offsets.pop()
+    if only is None or only % timedelta(minutes=1):
+        return None
+    return only // timedelta(minutes=1)
+
+
 def local_instant(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     """The UTC instant of local wall time ``day`` + ``minutes`` in ``tz``.
 
@@ -266,6 +288,11 @@ def local_instant(day: date, minutes: int, tz: ZoneInfo) -> datetime:
     """
     day = day + timedelta(days=minutes // MINUTES_PER_DAY)  # "24:00" is the next midnight
     minutes %= MINUTES_PER_DAY
+    offset = steady_offset(tz, day)
+    if offset is not None:  # no transition that day: plain arithmetic
+        return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(
+            minutes=minutes - offset
+        )
     wall = datetime(day.year, day.month, day.day, minutes // 60, minutes % 60, tzinfo=tz)
     utc = wall.astimezone(UTC)
     if utc.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
