@@ -383,3 +383,44 @@ async def test_a_banned_agents_key_cannot_rotate_secrets_or_open_a_currency(
     await api.set_status(agent_id, "suspend", "chargeback investigation")
     allowed = await api.client.post(path, json=body, headers=bearer(key))
     assert allowed.status_code == 200, allowed.text
+
+
+async def test_a_banned_agents_key_cannot_change_limits_or_move_money(api: Api) -> None:
+    agent_id, key = await signup(api, "banned-money@example.com")
+    await api.set_status(agent_id, "ban", "fraud")
+    address = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
+    changes: list[tuple[str, str, dict[str, Any]]] = [
+        ("PUT", "/api/agent/spending-limits", {"daily_cap_usd_micros": 5_000_000}),
+        ("POST", "/api/agent/spending-limits/confirm", {"code": "123456"}),
+        (
+            "POST",
+            "/api/agent/withdrawals",
+            {
+                "currency": "USDC",
+                "amount": 1_000_000,
+                "address": address,
+                "idempotency_key": "banned-withdrawal-1",
+            },
+        ),
+        ("POST", "/api/agent/withdrawals/wd_0123456789abcdef/cancel", {}),
+        ("POST", "/api/agent/withdrawal-addresses/1/confirm", {"code": "123456"}),
+    ]
+    for method, path, body in changes:
+        refused = await api.client.request(method, path, json=body, headers=bearer(key))
+        assert refused.status_code == 403, (path, refused.text)
+        error = refused.json()["error"]
+        assert error["code"] == "ACCOUNT_INACTIVE", path
+        assert error["details"] == {"agent_id": agent_id, "status": "banned"}, path
+    # Nothing changed: no cap, no withdrawal, no address; reading still works.
+    limits = await api.client.get("/api/agent/spending-limits", headers=bearer(key))
+    assert limits.status_code == 200 and limits.json()["daily_cap_usd_micros"] is None
+    listed = await api.client.get("/api/agent/withdrawals", headers=bearer(key))
+    assert listed.status_code == 200 and listed.json()["withdrawals"] == []
+    addresses = await api.client.get("/api/agent/withdrawal-addresses", headers=bearer(key))
+    assert addresses.status_code == 200 and addresses.json() == []
+    # Reactivated, lowering a cap applies again.
+    await api.set_status(agent_id, "reactivate", "cleared")
+    lowered = await api.client.put(
+        "/api/agent/spending-limits", json={"daily_cap_usd_micros": 5_000_000}, headers=bearer(key)
+    )
+    assert lowered.status_code == 200 and lowered.json()["daily_cap_usd_micros"] == 5_000_000

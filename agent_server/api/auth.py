@@ -10,8 +10,8 @@
 deleted key. It does not apply the MCP gate's status, email and rate checks: account
 endpoints must work for agents that are still pending, unverified or suspended.
 ``ChangingAgent`` is the caller of a route that changes the account (a secret, a token, a
-deposit currency): ACCOUNT_INACTIVE for a banned agent, whose owner may read but change
-nothing, as on the dashboard.
+deposit currency, limits, withdrawals): ACCOUNT_INACTIVE for a banned agent, whose owner may
+read but change nothing, as on the dashboard.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from typing import Annotated
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_server.api.auth import CurrentAgent, RuntimeDep
+from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.services import limits as svc
@@ -80,10 +80,13 @@ async def get_limits(caller: CurrentAgent, runtime: RuntimeDep) -> LimitsRespons
     "/agent/spending-limits",
     response_model=LimitsResponse,
     summary="Change spending limits",
-    responses={202: {"description": "A raise: a code was mailed to the owner."}},
+    responses={
+        202: {"description": "A raise: a code was mailed to the owner."},
+        **error_responses(403),
+    },
 )
 async def put_limits(
-    body: LimitsRequest, caller: CurrentAgent, runtime: RuntimeDep, response: Response
+    body: LimitsRequest, caller: ChangingAgent, runtime: RuntimeDep, response: Response
 ) -> LimitsResponse:
     """Lowering applies now; raising or removing a cap or limit mails a code to the owner
     and waits for it (POST /api/agent/spending-limits/confirm)."""
@@ -114,10 +117,13 @@ async def put_limits(
 
 
 @router.post(
-    "/agent/spending-limits/confirm", response_model=LimitsResponse, summary="Confirm a raise"
+    "/agent/spending-limits/confirm",
+    response_model=LimitsResponse,
+    summary="Confirm a raise",
+    responses=error_responses(403),
 )
 async def confirm(
-    body: ConfirmRequest, caller: CurrentAgent, runtime: RuntimeDep
+    body: ConfirmRequest, caller: ChangingAgent, runtime: RuntimeDep
 ) -> LimitsResponse:
     """Apply the waiting raise with the code mailed to the owner (5 tries, then ask again)."""
     async with runtime.db.uow() as uow:

@@ -19,7 +19,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from agent_server.api.auth import CurrentAgent, RuntimeDep
+from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.events.outbox import iso
 from agent_server.kernel.paging import decode_cursor, encode_cursor
@@ -135,10 +135,10 @@ async def quote(body: QuoteRequest, caller: CurrentAgent, runtime: RuntimeDep) -
     response_model=PlacedResponse,
     status_code=201,
     summary="Request a withdrawal",
-    responses=error_responses(402, 409),
+    responses=error_responses(402, 403, 409),
 )
 async def request_withdrawal(
-    body: WithdrawalRequest, caller: CurrentAgent, runtime: RuntimeDep
+    body: WithdrawalRequest, caller: ChangingAgent, runtime: RuntimeDep
 ) -> PlacedResponse:
     """Amount and fee leave the wallet (or earnings) now; the withdrawal waits for a new
     address's confirmation and cooling-off, and for an operator above the approval limit."""
@@ -198,9 +198,10 @@ async def get_withdrawal(
     "/agent/withdrawals/{withdrawal_id}/cancel",
     response_model=WithdrawalResponse,
     summary="Cancel a withdrawal",
+    responses=error_responses(403),
 )
 async def cancel_withdrawal(
-    withdrawal_id: PublicId, caller: CurrentAgent, runtime: RuntimeDep
+    withdrawal_id: PublicId, caller: ChangingAgent, runtime: RuntimeDep
 ) -> WithdrawalResponse:
     """Before it is handed to the sender; amount and fee return to their source once."""
     async with runtime.db.uow() as uow:
@@ -224,11 +225,12 @@ async def list_addresses(caller: CurrentAgent, runtime: RuntimeDep) -> list[Addr
     "/agent/withdrawal-addresses/{address_id}/confirm",
     response_model=AddressResponse,
     summary="Confirm a new address",
+    responses=error_responses(403),
 )
 async def confirm_address(
     address_id: Annotated[int, Path(ge=1, le=MAX_AMOUNT)],
     body: ConfirmRequest,
-    caller: CurrentAgent,
+    caller: ChangingAgent,
     runtime: RuntimeDep,
 ) -> AddressResponse:
     """With the code mailed to the owner; a wrong code uses one of five tries. The address
