@@ -333,8 +333,8 @@ class SetSpendingLimitsIn(Input):
     daily_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
     monthly_cap_usd_micros: Micros | None = Field(default=None, description="New lower cap.")
     balance_low_usd_micros: Micros | None = Field(default=None, description="Threshold.")
-    daily_withdrawal_limit_usd_micros: Micros | None = None
-    monthly_withdrawal_limit_usd_micros: Micros | None = None
+    daily_withdrawal_limit_usd_micros: Micros | None = Field(default=None, description="Lower.")
+    monthly_withdrawal_limit_usd_micros: Micros | None = Field(default=None, description="Lower.")
 
 
 @REGISTRY.tool(
