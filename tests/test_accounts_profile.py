@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 from accounts_support import Api, api_for, bearer, outbox_code
+from billing_support import make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select
 
 from agent_server.accounts.models import Agent, AgentLabel, EmailCode
 from agent_server.booking.models import Schedule
 from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.paging import encode_keyset_cursor
 from billing import balances, credit_deposit
 from wallets.models import DepositAddressRecord
 
@@ -262,37 +265,38 @@ async def test_directory_filters_sorts_and_pages(api: Api, clock: FakeClock) -> 
         clock.advance(timedelta(minutes=1))
 
     everyone = await _directory(api)
-    assert [a["name"] for a in everyone["data"]] == ["Alpha Planner", "beta booker", "Gamma"]
-    assert everyone["total"] == 3 and everyone["current_page"] == 1 and everyone["per_page"] == 20
+    assert [a["name"] for a in everyone["agents"]] == ["Alpha Planner", "beta booker", "Gamma"]
+    assert everyone["total"] == 3 and everyone["next_cursor"] is None
 
     travel = await _directory(api, **{"tags[]": ["TRAVEL"]})
-    assert [a["name"] for a in travel["data"]] == ["Alpha Planner", "beta booker"]
+    assert [a["name"] for a in travel["agents"]] == ["Alpha Planner", "beta booker"]
     both = await _directory(api, **{"tags[]": ["travel", "hotels"]})
-    assert [a["name"] for a in both["data"]] == ["Alpha Planner"]
+    assert [a["name"] for a in both["agents"]] == ["Alpha Planner"]
     booking = await _directory(api, **{"skills[]": ["booking"]})
-    assert [a["name"] for a in booking["data"]] == ["beta booker"]
+    assert [a["name"] for a in booking["agents"]] == ["beta booker"]
     german = await _directory(api, **{"languages[]": ["de"]})
-    assert [a["name"] for a in german["data"]] == ["beta booker", "Gamma"]
+    assert [a["name"] for a in german["agents"]] == ["beta booker", "Gamma"]
     mit = await _directory(api, license="mit")
-    assert [a["name"] for a in mit["data"]] == ["Alpha Planner", "Gamma"]
+    assert [a["name"] for a in mit["agents"]] == ["Alpha Planner", "Gamma"]
     words = await _directory(api, query="planner TRAVEL")
-    assert [a["name"] for a in words["data"]] == ["Alpha Planner"]
+    assert [a["name"] for a in words["agents"]] == ["Alpha Planner"]
     assert (await _directory(api, query="100%_"))["total"] == 0
 
     newest = await _directory(api, sortBy="created_at", descending="true")
-    assert [a["name"] for a in newest["data"]] == ["Gamma", "beta booker", "Alpha Planner"]
-    page = await _directory(api, sortBy="name", perPage=1, page=2)
-    assert [a["name"] for a in page["data"]] == ["beta booker"]
-    assert page["total"] == 3 and page["per_page"] == 1 and page["current_page"] == 2
+    assert [a["name"] for a in newest["agents"]] == ["Gamma", "beta booker", "Alpha Planner"]
+    first = await _directory(api, sortBy="name", limit=1)
+    page = await _directory(api, sortBy="name", limit=1, cursor=first["next_cursor"])
+    assert [a["name"] for a in page["agents"]] == ["beta booker"]
+    assert page["total"] == 3 and page["next_cursor"]
 
     await api.client.get(f"/api/agents/{ids['Gamma']}")
     accessed = await _directory(api, sortBy="last_accessed_at", descending="1")
-    assert accessed["data"][0]["name"] == "Gamma"
+    assert accessed["agents"][0]["name"] == "Gamma"
 
     for params in (
-        {"perPage": 0},
-        {"perPage": 101},
-        {"page": 0},
+        {"limit": 0},
+        {"limit": 101},
+        {"cursor": "page-2"},
         {"sortBy": "email"},
         {"descending": "yes"},
         {"query": "q" * 201},
@@ -303,6 +307,81 @@ async def test_directory_filters_sorts_and_pages(api: Api, clock: FakeClock) -> 
         response = await api.client.get("/api/agents", params=params)
         fields = _fields(response)
         assert fields[0]["field"].split("[")[0] == next(iter(params)).split("[")[0], fields
+
+
+async def test_directory_pages_by_cursor_and_agents_joining_shift_no_page(
+    api: Api, clock: FakeClock
+) -> None:
+    db = api.runtime.db
+
+    async def join(*names: str) -> None:
+        for name in names:
+            await make_agent(db, name=name)
+            clock.advance(timedelta(minutes=1))
+
+    async def names(**params: Any) -> tuple[list[str], str | None]:
+        page = await _directory(api, **params)
+        return [a["name"] for a in page["agents"]], page["next_cursor"]
+
+    async def walk(**params: Any) -> list[str]:
+        seen, cursor = await names(**params)
+        while cursor is not None:
+            more, cursor = await names(**params, cursor=cursor)
+            seen += more
+        return seen
+
+    await join("Cora", "Abe", "Dan", "Bea", "Eve")
+
+    # By name: one agent joins before the cursor (not shown), one after it (shown once).
+    first, cursor = await names(limit=2)
+    assert first == ["Abe", "Bea"] and cursor
+    await join("Ada", "Cal")
+    second, cursor = await names(limit=2, cursor=cursor)
+    assert second == ["Cal", "Cora"]
+    last, cursor = await names(limit=2, cursor=cursor)
+    assert (last, cursor) == (["Dan", "Eve"], None)
+
+    # Newest first: an agent joining between two pages does not push the next one down.
+    newest = {"sortBy": "created_at", "descending": "true", "limit": 3}
+    first, cursor = await names(**newest)
+    assert first == ["Cal", "Ada", "Eve"]
+    await join("Fay")
+    second, cursor = await names(**newest, cursor=cursor)
+    assert second == ["Bea", "Dan", "Abe"]
+    assert await names(**newest, cursor=cursor) == (["Cora"], None)
+    assert (await names(**newest))[0] == ["Fay", "Cal", "Ada"]
+
+    # Agents never seen come after those that were, by id, across page boundaries.
+    ids = {a["name"]: a["id"] for a in (await _directory(api, limit=100))["agents"]}
+    for name in ("Eve", "Abe"):
+        await api.client.get(f"/api/agents/{ids[name]}")
+        clock.advance(timedelta(minutes=1))
+    expected = ["Eve", "Abe", "Cora", "Dan", "Bea", "Ada", "Cal", "Fay"]
+    for limit in (1, 3):
+        assert await walk(sortBy="last_accessed_at", limit=limit) == expected
+    assert await walk(limit=1) == sorted(expected)
+
+    by_name = (await names(limit=1))[1]
+    lone_surrogate = base64.urlsafe_b64encode(b'{"order": "name", "after": ["\\ud800", 1]}')
+    for params in (
+        {"cursor": "page-2"},
+        {"cursor": by_name, "sortBy": "created_at"},
+        {"cursor": by_name, "descending": "true"},
+        {"cursor": encode_keyset_cursor("name", "a\x00", 1)},
+        {"cursor": lone_surrogate.decode()},
+        *(
+            {"cursor": encode_keyset_cursor("created_at", forged, 1), "sortBy": "created_at"}
+            for forged in ("2026-01-01T00:00:00", "yesterday", "0001-01-01T00:00:00+14:00")
+        ),
+    ):
+        response = await api.client.get("/api/agents", params=params)
+        assert response.status_code == 422, params
+        fields = _fields(response)
+        assert fields[0]["field"] == "cursor" and "next_cursor" in fields[0]["message"]
+    assert len((await _directory(api, limit=100))["agents"]) == 8
+    for limit in (0, 101):
+        response = await api.client.get("/api/agents", params={"limit": limit})
+        assert _fields(response)[0]["field"] == "limit"
 
 
 async def test_deletion_erases_personal_data_and_keeps_money(api: Api) -> None:

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from accounts_support import Api, api_for, bearer
@@ -379,8 +380,8 @@ async def test_the_secret_is_shown_once_per_rotation_and_the_log_is_on_rest(
     response = await api.client.get("/api/agent/webhooks/deliveries", headers=bearer(key))
     assert response.status_code == 200, response.text
     page = response.json()
-    assert page["total"] == 2 and page["current_page"] == 1
-    newest, oldest = page["data"]
+    assert page["total"] == 2 and page["next_cursor"] is None
+    newest, oldest = page["deliveries"]
     assert (newest["event_id"], newest["event"], newest["status"]) == (
         delivered_id,
         "booking.created",
@@ -391,20 +392,69 @@ async def test_the_secret_is_shown_once_per_rotation_and_the_log_is_on_rest(
     assert [a["status_code"] for a in oldest["log"]] == [503, 200]
     assert oldest["log"][0]["error"] == "HTTP 503 Service Unavailable"
 
+    first = await api.client.get(
+        "/api/agent/webhooks/deliveries", params={"limit": 1}, headers=bearer(key)
+    )
     one = await api.client.get(
         "/api/agent/webhooks/deliveries",
-        params={"per_page": 1, "page": 2},
+        params={"limit": 1, "cursor": first.json()["next_cursor"]},
         headers=bearer(key),
     )
-    assert [d["event_id"] for d in one.json()["data"]] == [failed_id]
+    assert [d["event_id"] for d in one.json()["deliveries"]] == [failed_id]
     only_failed = await api.client.get(
         "/api/agent/webhooks/deliveries", params={"status": "failed"}, headers=bearer(key)
     )
     assert only_failed.json()["total"] == 0
     bad = await api.client.get(
-        "/api/agent/webhooks/deliveries", params={"per_page": 0}, headers=bearer(key)
+        "/api/agent/webhooks/deliveries", params={"limit": 0}, headers=bearer(key)
     )
     assert bad.status_code == 422
+
+
+async def test_the_delivery_log_pages_by_cursor_and_new_events_shift_no_page(api: Api) -> None:
+    agent_id, key = await api.signup("pages@example.com", verify=False)
+    db = api.runtime.db
+    for n in range(1, 6):
+        await emit_one(db, agent_id, "booking.created", {"n": n})
+    await emit_one(db, await agent_with_callback(db, None, "other"), "booking.created", {"n": 0})
+
+    async def page(**params: Any) -> tuple[list[int], int, str | None]:
+        reply = await api.client.get(
+            "/api/agent/webhooks/deliveries", params=params, headers=bearer(key)
+        )
+        assert reply.status_code == 200, reply.text
+        body = reply.json()
+        return [d["data"]["n"] for d in body["deliveries"]], body["total"], body["next_cursor"]
+
+    first, total, cursor = await page(limit=2)
+    assert (first, total) == ([5, 4], 5) and cursor
+    # An event written between two pages is not shown again below, nor pushes one down.
+    await emit_one(db, agent_id, "booking.created", {"n": 6})
+    second, total, cursor = await page(limit=2, cursor=cursor)
+    assert (second, total) == ([3, 2], 6) and cursor
+    assert await page(limit=2, cursor=cursor) == ([1], 6, None)
+    assert (await page(limit=1))[0] == [6]
+    assert (await page(limit=100))[0] == [6, 5, 4, 3, 2, 1]
+    # The cursor pages a filtered log the same way.
+    pending, _, cursor = await page(limit=4, status="pending")
+    assert pending == [6, 5, 4, 3]
+    assert await page(limit=4, status="pending", cursor=cursor) == ([2, 1], 6, None)
+
+    for params, field in (
+        ({"cursor": "page-2"}, "cursor"),
+        ({"cursor": "eyJiZWZvcmUiOiAwfQ"}, "cursor"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 101}, "limit"),
+    ):
+        bad = await api.client.get(
+            "/api/agent/webhooks/deliveries", params=params, headers=bearer(key)
+        )
+        assert bad.status_code == 422, params
+        error = bad.json()["error"]
+        assert error["code"] == "VALIDATION_ERROR"
+        assert error["details"]["fields"][0]["field"] == field, error
+        if field == "cursor":
+            assert "next_cursor" in error["details"]["fields"][0]["message"]
 
 
 async def test_listing_is_only_the_callers_own(db: Database) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from agent_server.accounts.keys import (
@@ -52,7 +52,9 @@ from agent_server.accounts.schemas import (
 from agent_server.accounts.status import READ_ONLY_STATUSES, find_agent, refuse_if_read_only
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import Forbidden, RateLimited, ValidationFailed
+from agent_server.kernel.inputs import check_moment
 from agent_server.kernel.logs import get_logger
+from agent_server.kernel.paging import decode_keyset_cursor, encode_keyset_cursor
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.mail import (
     MailDeliveryFailed,
@@ -628,9 +630,8 @@ _SORT_COLUMNS: dict[str, Any] = {
 }
 
 
-async def search_agents(uow: UnitOfWork, q: DirectoryQuery) -> DirectoryPage:
-    """Active agents matching every given filter: all words of ``query``, every tag, skill
-    and language (case-insensitive), and the license."""
+def _directory_conditions(q: DirectoryQuery) -> list[Any]:
+    """What an agent must match to be listed: active, and every filter of ``q``."""
     conditions: list[Any] = [
         Agent.status == AgentStatus.ACTIVE.value,
         Agent.deleted_at.is_(None),
@@ -652,20 +653,96 @@ async def search_agents(uow: UnitOfWork, q: DirectoryQuery) -> DirectoryPage:
                     AgentLabel.value == value,
                 )
             )
+    return conditions
+
+
+def _directory_order(q: DirectoryQuery) -> list[Any]:
+    """The sort asked for (agents without a value last), then the id the same way."""
     column = _SORT_COLUMNS[q.sort_by]
     order = column.desc() if q.descending else column.asc()
+    return [order.nulls_last(), Agent.id.desc() if q.descending else Agent.id.asc()]
+
+
+async def search_agents(uow: UnitOfWork, q: DirectoryQuery) -> DirectoryPage:
+    """Active agents matching every given filter: all words of ``query``, every tag, skill
+    and language (case-insensitive), and the license; page ``q.page`` of them."""
+    conditions = _directory_conditions(q)
     async with uow:
         total = await uow.session.scalar(select(func.count()).select_from(Agent).where(*conditions))
         rows = await uow.session.execute(
             select(Agent)
             .where(*conditions)
-            .order_by(order.nulls_last(), Agent.id.desc() if q.descending else Agent.id.asc())
+            .order_by(*_directory_order(q))
             .limit(q.per_page)
             .offset((q.page - 1) * q.per_page)
         )
         agents = list(rows.scalars())
         await uow.commit()  # read only; committing keeps the loaded agents readable
     return DirectoryPage(agents=agents, total=int(total or 0), page=q.page, per_page=q.per_page)
+
+
+@dataclass(frozen=True)
+class DirectoryCursorPage:
+    agents: list[Agent]
+    total: int
+    next_cursor: str | None
+
+
+MAX_DIRECTORY_PAGE = 100
+_TIME_SORTS = frozenset({"created_at", "last_accessed_at", "last_updated_at"})
+
+
+def _after(q: DirectoryQuery, key_text: str | None, last_id: int) -> Any:
+    """Agents after the one with id ``last_id`` and sort value ``key_text`` in ``q``'s order
+    (agents without a value come last, by id)."""
+    column = _SORT_COLUMNS[q.sort_by]
+    key: Any = key_text
+    if key_text is not None and q.sort_by in _TIME_SORTS:
+        try:
+            key = check_moment(datetime.fromisoformat(key_text))
+        except ValueError:
+            raise ValidationFailed.field(
+                "cursor", "pass the next_cursor of the previous page unchanged"
+            ) from None
+    later_id = Agent.id < last_id if q.descending else Agent.id > last_id
+    if key is None:
+        return and_(column.is_(None), later_id)
+    beyond = column < key if q.descending else column > key
+    return or_(beyond, and_(column == key, later_id), column.is_(None))
+
+
+async def search_agents_after(
+    uow: UnitOfWork, q: DirectoryQuery, *, cursor: str | None = None, limit: int = 20
+) -> DirectoryCursorPage:
+    """Active agents matching every filter of ``q`` (as ``search_agents``), ``limit`` of them
+    after ``cursor`` in ``q``'s order, and the cursor of the page after them (None at the end).
+
+    The cursor holds the sort value and id of the last agent shown, so agents added meanwhile
+    neither shift nor repeat a page; it is refused (naming ``cursor``) with another sorting."""
+    if not 1 <= limit <= MAX_DIRECTORY_PAGE:
+        raise ValidationFailed.field("limit", f"give a page size from 1 to {MAX_DIRECTORY_PAGE}")
+    order = ("-" if q.descending else "") + q.sort_by
+    position = decode_keyset_cursor(cursor, order)
+    conditions = _directory_conditions(q)
+    where = conditions + ([_after(q, *position)] if position is not None else [])
+    column = _SORT_COLUMNS[q.sort_by]
+    async with uow:
+        total = await uow.session.scalar(select(func.count()).select_from(Agent).where(*conditions))
+        rows = await uow.session.execute(
+            select(Agent, column.label("sort_key"))
+            .where(*where)
+            .order_by(*_directory_order(q))
+            .limit(limit + 1)
+        )
+        found = [(agent, key) for agent, key in rows.all()]
+        await uow.commit()  # read only; committing keeps the loaded agents readable
+    shown = found[:limit]
+    next_cursor = None
+    if len(found) > limit and shown:
+        last, key = shown[-1]
+        text = key.isoformat() if isinstance(key, datetime) else key
+        next_cursor = encode_keyset_cursor(order, text, last.id)
+    return DirectoryCursorPage([agent for agent, _ in shown], int(total or 0), next_cursor)
 
 
 def profile_dict(agent: Agent) -> dict[str, Any]:

@@ -283,14 +283,22 @@ async def directory(
         Query(alias="languages[]", max_length=50),
     ] = None,
     license: Annotated[QueryText | None, Query(max_length=100)] = None,
-    per_page: Annotated[int, Query(alias="perPage", ge=1, le=100)] = 20,
-    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    cursor: Annotated[
+        str | None,
+        Query(
+            max_length=2000,
+            description="The `next_cursor` of the previous page (same filters and sorting).",
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=service.MAX_DIRECTORY_PAGE)] = 20,
     sort_by: Annotated[SortBy, Query(alias="sortBy")] = "name",
     descending: Annotated[Literal["true", "false", "1", "0"], Query()] = "false",
 ) -> DirectoryResponse:
     """Active agents matching all given filters (every tag, skill and language listed, the
-    license, and every word of `query` in name, description, skills or tags)."""
-    result = await service.search_agents(
+    license, and every word of `query` in name, description, skills or tags), `limit` a page
+    (20 unless asked). A page starts after the last agent shown in the chosen order, so agents
+    joining meanwhile neither shift nor repeat it."""
+    result = await service.search_agents_after(
         runtime.db.uow(),
         service.DirectoryQuery(
             query=query,
@@ -300,13 +308,12 @@ async def directory(
             license=license,
             sort_by=sort_by,
             descending=descending in ("true", "1"),
-            page=page,
-            per_page=per_page,
         ),
+        cursor=cursor,
+        limit=limit,
     )
     return DirectoryResponse(
-        current_page=result.page,
-        data=[AgentPublic.of(a) for a in result.agents],
-        per_page=result.per_page,
+        agents=[AgentPublic.of(a) for a in result.agents],
         total=result.total,
+        next_cursor=result.next_cursor,
     )

@@ -185,7 +185,9 @@ class PublicProfileResponse(BaseModel):
 
 
 class DirectoryResponse(BaseModel):
-    current_page: int
-    data: list[AgentPublic]
-    per_page: int
-    total: int
+    agents: list[AgentPublic]
+    total: int = Field(description="All agents matching the filters.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters and sorting) for the next page; "
+        "null at the end."
+    )

@@ -2,7 +2,8 @@
 
 - ``POST /api/agent/webhook-secret``: a new signing secret, shown once (the old one stops
   signing at once);
-- ``GET /api/agent/webhooks/deliveries``: the delivery log, newest events first;
+- ``GET /api/agent/webhooks/deliveries``: the delivery log, newest events first, paged by
+  cursor (``cursor`` and ``limit`` in, ``next_cursor`` out) like every list;
 - ``POST /api/agent/calendar-token``: a new iCal feed URL, shown once.
 
 The two rotations refuse a banned agent (ACCOUNT_INACTIVE) and change nothing then.
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field
 from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.booking.calendar import feed_path, rotate_agent_calendar_token
-from agent_server.events.deliveries import MAX_PER_PAGE, list_deliveries
+from agent_server.events.deliveries import MAX_PER_PAGE, list_deliveries_after
 from agent_server.events.signing import SIGNATURE_HEADER, rotate_webhook_secret
 from agent_server.runtime import Runtime
 
@@ -79,10 +80,11 @@ class DeliveryOut(BaseModel):
 
 
 class DeliveriesResponse(BaseModel):
-    current_page: int
-    per_page: int
-    total: int
-    data: list[DeliveryOut]
+    deliveries: list[DeliveryOut]
+    total: int = Field(description="All your events (with the status asked for, if any).")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null at the end."
+    )
 
 
 @router.post(
@@ -113,23 +115,25 @@ async def webhook_secret(caller: ChangingAgent, runtime: RuntimeDep) -> WebhookS
 async def deliveries(
     caller: CurrentAgent,
     runtime: RuntimeDep,
-    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="The `next_cursor` of the previous page."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PER_PAGE)] = 20,
     status: Annotated[Literal["pending", "delivered", "failed", "skipped"] | None, Query()] = None,
 ) -> DeliveriesResponse:
-    """Your events, newest first, each with its delivery status and every attempt.
+    """Your events, newest first, each with its delivery status and every attempt; `limit` a
+    page (20 unless asked). A page starts below the last event shown, so events written
+    meanwhile neither shift nor repeat it.
 
     Events that were delivered, failed or skipped more than 30 days ago are deleted; pending
     ones stay until they settle."""
     async with runtime.db.uow() as uow:
-        found = await list_deliveries(
-            uow, caller.agent_id, page=page, per_page=per_page, status=status
+        found = await list_deliveries_after(
+            uow, caller.agent_id, cursor=cursor, limit=limit, status=status
         )
     return DeliveriesResponse(
-        current_page=found.page,
-        per_page=found.per_page,
-        total=found.total,
-        data=[
+        deliveries=[
             DeliveryOut(
                 event_id=item.event_id,
                 event=item.type,
@@ -154,6 +158,8 @@ async def deliveries(
             )
             for item in found.items
         ],
+        total=found.total,
+        next_cursor=found.next_cursor,
     )
 
 

@@ -1,5 +1,8 @@
 """The delivery log an agent (or its owner on the dashboard) reads: each event, its status,
-its attempts and what each attempt got back. Newest events first."""
+its attempts and what each attempt got back. Newest events first.
+
+``list_deliveries_after`` pages by cursor (REST): a page starts below the last event shown, so
+events written meanwhile neither shift nor repeat it. ``list_deliveries`` pages by number."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from sqlalchemy import func, select
 
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.kernel.store import UnitOfWork
 
 MAX_PER_PAGE = 100
@@ -52,6 +56,58 @@ class DeliveryPage:
     total: int
 
 
+@dataclass(frozen=True)
+class DeliveryCursorPage:
+    items: list[EventDelivery]
+    total: int
+    next_cursor: str | None
+
+
+def _filters(agent_id: int, status: str | None) -> list[Any]:
+    known = [s.value for s in OutboxStatus]
+    if status is not None and status not in known:
+        raise ValidationFailed.field("status", f"use one of {', '.join(known)}")
+    where: list[Any] = [OutboxEvent.agent_id == agent_id]
+    if status is not None:
+        where.append(OutboxEvent.status == status)
+    return where
+
+
+async def _count(uow: UnitOfWork, where: list[Any]) -> int:
+    total = (
+        await uow.session.execute(select(func.count(OutboxEvent.id)).where(*where))
+    ).scalar_one()
+    return int(total)
+
+
+async def list_deliveries_after(
+    uow: UnitOfWork,
+    agent_id: int,
+    *,
+    cursor: str | None = None,
+    limit: int = 20,
+    status: str | None = None,
+) -> DeliveryCursorPage:
+    """The agent's events below ``cursor`` (from the newest without one), ``limit`` of them
+    with their attempts, and the cursor of the page after them (None at the end)."""
+    if not 1 <= limit <= MAX_PER_PAGE:
+        raise ValidationFailed.field("limit", f"give a page size from 1 to {MAX_PER_PAGE}")
+    before = decode_cursor(cursor)
+    where = _filters(agent_id, status)
+    total = await _count(uow, where)
+    if before is not None:
+        where.append(OutboxEvent.id < before)
+    rows = list(
+        (
+            await uow.session.execute(
+                select(OutboxEvent).where(*where).order_by(OutboxEvent.id.desc()).limit(limit + 1)
+            )
+        ).scalars()
+    )
+    events, next_cursor = page_of(rows, limit)
+    return DeliveryCursorPage(await _with_attempts(uow, events), total, next_cursor)
+
+
 async def list_deliveries(
     uow: UnitOfWork,
     agent_id: int,
@@ -65,15 +121,8 @@ async def list_deliveries(
         raise ValidationFailed.field("page", "pages start at 1")
     if not 1 <= per_page <= MAX_PER_PAGE:
         raise ValidationFailed.field("per_page", f"give a page size from 1 to {MAX_PER_PAGE}")
-    known = [s.value for s in OutboxStatus]
-    if status is not None and status not in known:
-        raise ValidationFailed.field("status", f"use one of {', '.join(known)}")
-    where = [OutboxEvent.agent_id == agent_id]
-    if status is not None:
-        where.append(OutboxEvent.status == status)
-    total = (
-        await uow.session.execute(select(func.count(OutboxEvent.id)).where(*where))
-    ).scalar_one()
+    where = _filters(agent_id, status)
+    total = await _count(uow, where)
     events = list(
         (
             await uow.session.execute(
@@ -85,6 +134,11 @@ async def list_deliveries(
             )
         ).scalars()
     )
+    return DeliveryPage(await _with_attempts(uow, events), page, per_page, total)
+
+
+async def _with_attempts(uow: UnitOfWork, events: list[OutboxEvent]) -> list[EventDelivery]:
+    """Each event with its delivery attempts, in the order given."""
     logs: dict[int, list[Attempt]] = {e.id: [] for e in events}
     if events:
         rows = await uow.session.execute(
@@ -96,7 +150,7 @@ async def list_deliveries(
             logs[d.outbox_event_id].append(
                 Attempt(d.attempt, d.started_at, d.status_code, d.error, d.duration_ms)
             )
-    items = [
+    return [
         EventDelivery(
             event_id=e.event_id,
             type=e.type,
@@ -112,4 +166,3 @@ async def list_deliveries(
         )
         for e in events
     ]
-    return DeliveryPage(items, page, per_page, int(total))
