@@ -167,6 +167,8 @@ async def test_disputes_outside_the_window_or_by_others_are_refused_and_change_n
     async with market.booker() as booker:
         early = await booker.call_tool("open-dispute", arguments)
         assert body(early)["error"]["details"]["reason"] == "not_ended"
+        # The next step is about the booking, not a slot to search for again.
+        assert body(early)["error"]["next_step"].startswith("Call again after the session ends")
         bad = await booker.call_tool("open-dispute", {**arguments, "reason_code": "bored"})
         assert error_code(bad) == "VALIDATION_ERROR"
         empty = await booker.call_tool("open-dispute", {**arguments, "text": ""})
@@ -181,6 +183,8 @@ async def test_disputes_outside_the_window_or_by_others_are_refused_and_change_n
         late = await booker.call_tool("open-dispute", arguments)
         assert error_code(late) == "BOOKING_CONFLICT"
         assert body(late)["error"]["details"]["reason"] == "dispute_window_closed"
+        assert "dispute window has closed" in body(late)["error"]["next_step"]
+        assert "search again" not in late.content[0].text
         missing = await booker.call_tool("open-dispute", {**arguments, "booking_id": 10**9})
         assert error_code(missing) == "NOT_FOUND"
     async with runtime.db.uow() as uow:

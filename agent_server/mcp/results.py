@@ -58,6 +58,26 @@ def prepared(
     )
 
 
+class _Blank(dict[str, Any]):
+    """Details for a next-step line; a missing one reads as a blank."""
+
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+# A BOOKING_CONFLICT about the booking itself, not its slot: searching again would not help.
+_BOOKING_STATE_STEPS = {
+    "invalid_status": "The booking is {status} now; get-booking shows what it allows.",
+    "not_ended": "Call again after the session ends at {ends_at}.",
+    "dispute_window_closed": (
+        "The dispute window has closed and the escrow went to the provider; "
+        "contact the operator if something is still wrong."
+    ),
+    "already_reviewed": "Nothing to do: a booking is reviewed once.",
+    "changed_meanwhile": "Read the booking again (get-booking); retry if the change still applies.",
+}
+
+
 def next_step(error: AgentServerError) -> str:
     """One line that says what the agent should do about ``error``."""
     d = error.details
@@ -89,6 +109,9 @@ def next_step(error: AgentServerError) -> str:
             nxt = d.get("next_available_slot")
             if isinstance(nxt, dict) and nxt.get("slot_id"):
                 return f"That slot cannot be booked; the next free one is slot_id {nxt['slot_id']}."
+            reason = d.get("reason")
+            if reason in _BOOKING_STATE_STEPS:
+                return _BOOKING_STATE_STEPS[str(reason)].format_map(_Blank(d))
             return "That slot cannot be booked; search again for free slots."
         case "IDEMPOTENCY_MISMATCH":
             if d.get("retryable"):
