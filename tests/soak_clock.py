@@ -3,11 +3,13 @@
 Both servers run the booking clock (every 0.5 s) on the soak's database. Before the calls start,
 ``seed`` books, on the system clock of yesterday, for some agents a session that ended a few
 minutes ago (accepted, 5 USDC in escrow from their wallets) and for others a pending booking
-nobody answered (expired by the first tick, refunded in full). The dispute window is set so that
-it closes a little while into the run: until then the agents dispute some of their ended
-sessions (``open-dispute``) and an operator (``resolve_disputes``, in the soak's own process)
-settles the open disputes with a refund, a release or a split while the clocks of both
-servers release the undisputed escrows once the window closed, one server killed -9 meanwhile.
+nobody answered (expired by the first tick, refunded in full). One ended session, a slot
+earlier than the others, is never offered for dispute; the dispute window is set so that its
+window closes a little while into the run, and the others' a slot (15 minutes) later. So
+however fast or slow the machine: the agents can dispute their sessions (``open-dispute``)
+throughout a reduced run, and an operator (``resolve_disputes``, in the soak's own process)
+settles the open disputes with a refund, a release or a split, while the clocks of both
+servers release at least the kept session's escrow, one server killed -9 meanwhile.
 ``settle_clock`` waits until the clock has caught up with everything due, so that the audit's
 ``Deadlines`` find nothing held past its time.
 """
@@ -23,14 +25,22 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from soak_audit import AgentSetup, Deadlines, booking_consistency
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from agent_server.booking.availability import make_slot_id
-from agent_server.booking.models import Booking, BookingStatus, Dispute, Schedule, Specialist
+from agent_server.booking.models import (
+    Booking,
+    BookingChange,
+    BookingStatus,
+    Dispute,
+    Schedule,
+    Specialist,
+)
 from agent_server.booking.service import book_slot
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.errors import AgentServerError
 from agent_server.kernel.store import Database, make_engine
+from agent_server.services.clock import RELEASED
 from agent_server.services.disputes import resolve_dispute
 from billing.escrow import escrow_booking
 from billing.prices import load_price_list
@@ -45,14 +55,16 @@ GRACE = timedelta(seconds=5)
 
 @dataclass(frozen=True)
 class ClockPlan:
-    """When the seeded sessions ended and when their dispute window closes."""
+    """When the seeded sessions started (the kept one a slot before the others) and when the
+    kept session's dispute window closes (the others' a slot later)."""
 
+    kept_start: datetime
     slot_start: datetime
     window_closes: datetime
 
     @property
     def dispute_window(self) -> timedelta:
-        return self.window_closes - (self.slot_start + SLOT)
+        return self.window_closes - (self.kept_start + SLOT)
 
     def env(self) -> dict[str, str]:
         return {
@@ -67,12 +79,13 @@ class ClockPlan:
 
 
 def plan_clock(agents: int) -> ClockPlan:
-    """Sessions that ended 15 minutes ago; their window closes well into the run."""
+    """Sessions that ended 15 to 30 minutes ago, the kept one a slot earlier; its window
+    closes a little while into the run."""
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=now.minute % 15 + 30)
-    if (start.hour, start.minute) == (23, 45):  # keep the slot inside 00:00-23:45
+    while (start.hour, start.minute) in ((23, 45), (0, 0)):  # both slots inside 00:00-23:45
         start -= SLOT
-    return ClockPlan(start, now + timedelta(seconds=20 + agents))
+    return ClockPlan(start - SLOT, start, now + timedelta(seconds=20 + agents))
 
 
 async def _schedule(db: Database, *, capacity: int, auto_accept: bool) -> int:
@@ -129,11 +142,13 @@ class Seeded:
     opening: dict[int, dict[str, int]]
     ended: dict[int, list[int]]
     pending: list[int]
+    undisputed: list[int]  # ended a slot earlier, never disputed: the clock releases them
 
 
 async def seed(url: str, setups: list[AgentSetup], plan: ClockPlan) -> Seeded:
     """Ended sessions for the rich agents and unanswered pending bookings for some, booked
-    yesterday (see ``Seeded``)."""
+    yesterday (see ``Seeded``); the first agent's ended session is the one kept from the
+    disputes."""
     rich = [s for s in setups if s.funding.get("USDC", 0) >= 1000 * USDC]
     ended_by = rich[: max(2, len(rich) * 2 // 3)]
     pending_by = rich[-2:]
@@ -141,8 +156,10 @@ async def seed(url: str, setups: list[AgentSetup], plan: ClockPlan) -> Seeded:
     try:
         ended_schedule = await _schedule(yesterday, capacity=len(ended_by), auto_accept=True)
         pending_schedule = await _schedule(yesterday, capacity=len(pending_by), auto_accept=False)
+        kept = make_slot_id(ended_schedule, plan.kept_start)
+        undisputed = [await _book(yesterday, ended_by[0].agent_id, kept)]
         ended: dict[int, list[int]] = {}
-        for setup in ended_by:
+        for setup in ended_by[1:]:
             slot = make_slot_id(ended_schedule, plan.slot_start)
             ended[setup.agent_id] = [await _book(yesterday, setup.agent_id, slot)]
         pending = []
@@ -167,7 +184,7 @@ async def seed(url: str, setups: list[AgentSetup], plan: ClockPlan) -> Seeded:
         else s
         for s in setups
     ]
-    return Seeded(updated, opening, ended, pending)
+    return Seeded(updated, opening, ended, pending, undisputed)
 
 
 async def wait_for_status(db: Database, ids: list[int], status: str, seconds: float) -> None:
@@ -235,7 +252,11 @@ async def clock_figures(db: Database) -> dict[str, int]:
     async with db.uow() as uow:
         rows = (await uow.session.execute(select(Booking.status, Booking.cancel_reason_code))).all()
         disputes = list(await uow.session.scalars(select(Dispute.status)))
+        released = await uow.session.scalar(
+            select(func.count()).where(BookingChange.note.startswith(RELEASED))
+        )
     return {
+        "clock_releases": int(released or 0),
         "bookings_expired": sum(1 for _, code in rows if code == "expired"),
         "bookings_completed": sum(1 for s, _ in rows if s == BookingStatus.COMPLETED.value),
         "disputes_opened": len(disputes),

@@ -60,10 +60,10 @@ def test_reduced_soak_passes_the_audit(soaked: SoakResult) -> None:
     assert figures["wallets_checked_against_model"] >= 10
     assert figures["booking_races"] > 0 and figures["rescheduled"] > 0
     # The booking clocks of both servers expired the unanswered bookings and paid out the
-    # undisputed sessions after the window; the disputed ones were settled by the operator.
-    # Whether a release falls inside a reduced run depends on the machine's speed; the audit
-    # still finds any escrow held past its window.
+    # session kept from the disputes once its window closed; the agents disputed others,
+    # whose window stays open a slot longer, and the operator settled them.
     assert figures["bookings_expired"] >= 2
+    assert figures["clock_releases"] >= 1 and figures["escrows_paid_out"] > 0
     assert figures["disputes_opened"] > 0
     assert figures["disputes_resolved"] == figures["disputes_opened"]
 
