@@ -23,12 +23,14 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.sql import Executable
 
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
-from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule, Specialist
+from agent_server.booking.models import SEAT_HOLDING, Booking, Specialist
 from agent_server.booking.next_free import first_free, store_next_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.sql import (
+    SCHEDULES,
+    SPECIALISTS,
     Shape,
     any_of,
     conditions,
@@ -49,27 +51,27 @@ SPECS = 8192
 """Parsed schedules kept (by their stored hours and rules); least recently used leave first."""
 
 _SPEC_COLUMNS = (
-    Schedule.timezone,
-    Schedule.weekly_hours,
-    Schedule.overrides,
-    Schedule.blackout_dates,
-    Schedule.slot_minutes,
-    Schedule.buffer_minutes,
-    Schedule.min_notice_minutes,
-    Schedule.start_date,
-    Schedule.end_date,
-    Schedule.capacity,
+    SCHEDULES.timezone,
+    SCHEDULES.weekly_hours,
+    SCHEDULES.overrides,
+    SCHEDULES.blackout_dates,
+    SCHEDULES.slot_minutes,
+    SCHEDULES.buffer_minutes,
+    SCHEDULES.min_notice_minutes,
+    SCHEDULES.start_date,
+    SCHEDULES.end_date,
+    SCHEDULES.capacity,
 )
 _COLUMNS = (
-    Schedule.id,
-    Schedule.specialist_id,
-    Schedule.label,
-    Schedule.price_amount,
-    Schedule.price_currency,
-    Schedule.price_usd_micros,
-    Schedule.next_free_at,
-    Specialist.rating,
-    Specialist.review_count,
+    SCHEDULES.id,
+    SCHEDULES.specialist_id,
+    SCHEDULES.label,
+    SCHEDULES.price_amount,
+    SCHEDULES.price_currency,
+    SCHEDULES.price_usd_micros,
+    SCHEDULES.next_free_at,
+    SPECIALISTS.rating,
+    SPECIALISTS.review_count,
     *_SPEC_COLUMNS,
 )
 _FIRST_SPEC_COLUMN = len(_COLUMNS) - len(_SPEC_COLUMNS)
@@ -97,6 +99,7 @@ class FoundSchedule:
         return self.spec.capacity
 
 
+BOOKINGS: Any = Booking.__table__.c
 _SPECS: OrderedDict[tuple[int, str], ScheduleSpec] = OrderedDict()
 
 
@@ -139,9 +142,9 @@ def _schedules_query(shape: Shape, size: int) -> Direct:
     def build() -> Executable:
         return (
             select(*_COLUMNS)
-            .join(Specialist, Specialist.id == Schedule.specialist_id)
-            .where(*conditions(shape), any_of(Schedule.specialist_id, "i", size))
-            .order_by(Schedule.id)
+            .join(Specialist.__table__, SPECIALISTS.id == SCHEDULES.specialist_id)
+            .where(*conditions(shape), any_of(SCHEDULES.specialist_id, "i", size))
+            .order_by(SCHEDULES.id)
         )
 
     return statement(("evaluate", shape, size), build)
@@ -150,16 +153,16 @@ def _schedules_query(shape: Shape, size: int) -> Direct:
 def _seats_query(size: int) -> Direct:
     def build() -> Executable:
         return (
-            select(Booking.schedule_id, Booking.slot_start, func.count())
+            select(BOOKINGS.schedule_id, BOOKINGS.slot_start, func.count())
             .where(
-                any_of(Booking.schedule_id, "i", size),
-                Booking.status.in_(
+                any_of(BOOKINGS.schedule_id, "i", size),
+                BOOKINGS.status.in_(
                     [bindparam(f"held{i}", s.value) for i, s in enumerate(SEAT_HOLDING)]
                 ),
-                Booking.slot_start >= bindparam("start", type_=Booking.slot_start.type),
-                Booking.slot_start < bindparam("end", type_=Booking.slot_start.type),
+                BOOKINGS.slot_start >= bindparam("start", type_=BOOKINGS.slot_start.type),
+                BOOKINGS.slot_start < bindparam("end", type_=BOOKINGS.slot_start.type),
             )
-            .group_by(Booking.schedule_id, Booking.slot_start)
+            .group_by(BOOKINGS.schedule_id, BOOKINGS.slot_start)
         )
 
     return statement(("seats", size), build)

@@ -13,10 +13,11 @@ from typing import Any
 from sqlalchemy import Select, String, case, distinct, func, literal, select, union_all
 from sqlalchemy.sql.expression import cast
 
-from agent_server.booking.models import Schedule, SpecialistSkill
 from agent_server.booking.search.answer import Facets
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.sql import (
+    SCHEDULES,
+    SKILLS,
     Shape,
     last_position,
     matching,
@@ -85,19 +86,21 @@ def _facet_counts(shape: Shape) -> Direct:
         walked = walk.where(rows_upto(shape)).subquery("walked")
         ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
         in_ids = select(ids.c.sid)
-        price, bounds = Schedule.price_usd_micros, PRICE_BUCKETS_USD
+        price, bounds = SCHEDULES.price_usd_micros, PRICE_BUCKETS_USD
         bucket = case(
             *((price < bounds[i + 1] * 1_000_000, i) for i in range(len(bounds) - 1)),
             else_=len(bounds) - 1,
         )
         parts = [
             select(literal("n"), cast(None, String), func.count()).select_from(ids),
-            select(literal("p"), cast(bucket, String), func.count(distinct(Schedule.specialist_id)))
-            .where(Schedule.specialist_id.in_(in_ids), *schedule_conditions(shape))
+            select(
+                literal("p"), cast(bucket, String), func.count(distinct(SCHEDULES.specialist_id))
+            )
+            .where(SCHEDULES.specialist_id.in_(in_ids), *schedule_conditions(shape))
             .group_by(bucket),
-            select(literal("s"), SpecialistSkill.skill, func.count())
-            .where(SpecialistSkill.specialist_id.in_(in_ids))
-            .group_by(SpecialistSkill.skill),
+            select(literal("s"), SKILLS.skill, func.count())
+            .where(SKILLS.specialist_id.in_(in_ids))
+            .group_by(SKILLS.skill),
         ]
         return union_all(*parts)  # type: ignore[return-value]
 

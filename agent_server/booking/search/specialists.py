@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.sql import Executable
 
-from agent_server.booking.models import Schedule, Specialist
 from agent_server.booking.next_free import refresh_next_free
 from agent_server.booking.search.answer import Facets, SearchPage
 from agent_server.booking.search.compact import (
@@ -29,6 +28,8 @@ from agent_server.booking.search.facets import count_facets
 from agent_server.booking.search.plan import make_plan
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.sql import (
+    SCHEDULES,
+    SPECIALISTS,
     any_of,
     list_params,
     list_size,
@@ -51,12 +52,12 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
     def build() -> Executable:
         hidden = opaque if sqlite else same
         return (
-            select(Schedule.id)
+            select(SCHEDULES.id)
             .where(
-                Schedule.next_free_at.is_(None),
-                hidden(Schedule.specialist_id).is_not(None),
-                hidden(Schedule.private).is_(False),
-                hidden(Schedule.deleted_at).is_(None),
+                SCHEDULES.next_free_at.is_(None),
+                hidden(SCHEDULES.specialist_id).is_not(None),
+                hidden(SCHEDULES.private).is_(False),
+                hidden(SCHEDULES.deleted_at).is_(None),
             )
             .limit(NULL_REPAIR)
         )
@@ -67,22 +68,22 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
 
 
 _PERSON = (
-    Specialist.id,
-    Specialist.name,
-    Specialist.title,
-    Specialist.about,
-    Specialist.city,
-    Specialist.country,
-    Specialist.languages,
-    Specialist.skills,
-    Specialist.rating,
-    Specialist.review_count,
+    SPECIALISTS.id,
+    SPECIALISTS.name,
+    SPECIALISTS.title,
+    SPECIALISTS.about,
+    SPECIALISTS.city,
+    SPECIALISTS.country,
+    SPECIALISTS.languages,
+    SPECIALISTS.skills,
+    SPECIALISTS.rating,
+    SPECIALISTS.review_count,
 )
 
 
 def _people_query(size: int) -> Direct:
     def build() -> Executable:
-        return select(*_PERSON).where(any_of(Specialist.id, "i", size))
+        return select(*_PERSON).where(any_of(SPECIALISTS.id, "i", size))
 
     return statement(("people", size), build)
 
