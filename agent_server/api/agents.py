@@ -181,7 +181,7 @@ async def get_me(caller: CurrentAgent, runtime: RuntimeDep) -> OwnProfileRespons
 @router.patch(
     "/agent/me",
     response_model=OwnProfileResponse,
-    responses=error_responses(401),
+    responses=error_responses(401, 403),
     summary="Update agent profile",
 )
 async def update_me(
