@@ -95,64 +95,81 @@ async def claim(
     stale_after: timedelta,
 ) -> Claim | Replay:
     """Take the key for this call (committed at once), or answer from its first use."""
+    async with db.uow() as uow:
+        claimed = await claim_in(
+            uow, agent_id=agent_id, key=key, tool=tool, arguments=arguments, stale_after=stale_after
+        )
+        if isinstance(claimed, Claim):
+            await uow.commit()
+        return claimed
+
+
+async def claim_in(
+    uow: UnitOfWork,
+    *,
+    agent_id: int,
+    key: str,
+    tool: str,
+    arguments: dict[str, Any],
+    stale_after: timedelta,
+) -> Claim | Replay:
+    """``claim`` in the caller's entered unit of work, which must commit before the call's
+    work begins for the key to be held (the meter commits it with the call's rate count)."""
     check_key(key)
     fingerprint = request_hash(tool, arguments)
     token = uuid.uuid4().hex
-    async with db.uow() as uow:
-        now = uow.clock.now()
-        row = None
-        for _ in range(CLAIM_ATTEMPTS):
-            new_id = await insert_or_none(
-                uow,
-                KEYS,
-                {
-                    "agent_id": agent_id,
-                    "key": key,
-                    "tool": tool,
-                    "request_hash": fingerprint,
-                    "status": IdempotencyStatus.IN_FLIGHT.value,
-                    "lock_token": token,
-                    "locked_at": now,
-                    "created_at": now,
-                },
-                ["agent_id", "key"],
+    now = uow.clock.now()
+    row = None
+    for _ in range(CLAIM_ATTEMPTS):
+        new_id = await insert_or_none(
+            uow,
+            KEYS,
+            {
+                "agent_id": agent_id,
+                "key": key,
+                "tool": tool,
+                "request_hash": fingerprint,
+                "status": IdempotencyStatus.IN_FLIGHT.value,
+                "lock_token": token,
+                "locked_at": now,
+                "created_at": now,
+            },
+            ["agent_id", "key"],
+        )
+        if new_id is not None:
+            return Claim(new_id, token, key)
+        row = (
+            await uow.session.execute(
+                select(KEYS).where(KEYS.c.agent_id == agent_id, KEYS.c.key == key)
             )
-            if new_id is not None:
-                await uow.commit()
-                return Claim(new_id, token, key)
-            row = (
-                await uow.session.execute(
-                    select(KEYS).where(KEYS.c.agent_id == agent_id, KEYS.c.key == key)
-                )
-            ).one_or_none()
-            if row is not None:
-                break
-            # Its holder failed and freed the key between our insert and this read (each
-            # statement sees the latest commits on PostgreSQL): try to take it again.
-        if row is None:
-            raise _in_progress(key)
-        if row.request_hash != fingerprint:
-            raise IdempotencyMismatch(
-                "This idempotency key was already used for a different call. Use a new key "
-                "for new arguments; reuse a key only to retry the very same call.",
-                {"idempotency_key": key, "retryable": False, "first_tool": row.tool},
-            )
-        if row.status == IdempotencyStatus.DONE.value:
-            return Replay(result=dict(row.result or {}), receipt=row.receipt)
-        if row.locked_at <= now - stale_after:
-            taken = await uow.session.execute(
-                update(KEYS)
-                .where(
-                    KEYS.c.id == row.id,
-                    KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
-                    KEYS.c.lock_token == row.lock_token,
-                )
-                .values(lock_token=token, locked_at=now)
-            )
-            if taken.rowcount == 1:  # type: ignore[attr-defined]
-                await uow.commit()
-                return Claim(int(row.id), token, key)
+        ).one_or_none()
+        if row is not None:
+            break
+        # Its holder failed and freed the key between our insert and this read (each
+        # statement sees the latest commits on PostgreSQL): try to take it again.
+    if row is None:
         raise _in_progress(key)
+    if row.request_hash != fingerprint:
+        raise IdempotencyMismatch(
+            "This idempotency key was already used for a different call. Use a new key "
+            "for new arguments; reuse a key only to retry the very same call.",
+            {"idempotency_key": key, "retryable": False, "first_tool": row.tool},
+        )
+    if row.status == IdempotencyStatus.DONE.value:
+        return Replay(result=dict(row.result or {}), receipt=row.receipt)
+    if row.locked_at <= now - stale_after:
+        taken = await uow.session.execute(
+            update(KEYS)
+            .where(
+                KEYS.c.id == row.id,
+                KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+                KEYS.c.lock_token == row.lock_token,
+            )
+            .values(lock_token=token, locked_at=now)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            return Claim(int(row.id), token, key)
+    raise _in_progress(key)
 
 
 def _still_held(held: Claim) -> ColumnElement[bool]:

@@ -325,15 +325,17 @@ async def _bookable_schedule(uow: UnitOfWork, schedule_id: int, agent_id: int) -
     return schedule
 
 
-async def _require_bookable(uow: UnitOfWork, schedule: Schedule, start: datetime) -> ScheduleSpec:
-    """The schedule's spec if a seat of the slot at ``start`` can be booked now; otherwise
-    ``BookingConflict`` with the reason and the next free slot."""
+async def _require_bookable(
+    uow: UnitOfWork, schedule: Schedule, start: datetime
+) -> tuple[ScheduleSpec, set[int]]:
+    """The schedule's spec and the seats of the slot at ``start`` held now, if a seat of it
+    can be booked now; otherwise ``BookingConflict`` with the reason and the next free slot."""
     spec = ScheduleSpec.from_row(schedule)
     held = await _seats_held(uow, schedule.id, start)
     reason = unbookable_reason(spec, start, uow.clock.now(), {start: len(held)})
     if reason is not None:
         raise await _conflict(uow, spec, start, reason)
-    return spec
+    return spec, held
 
 
 async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set[int]:
@@ -347,13 +349,16 @@ async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set
     return set(rows.scalars())
 
 
-async def _take_seat(uow: UnitOfWork, capacity: int, fields: dict[str, Any]) -> Booking | None:
-    """Insert a booking with ``fields`` on the lowest seat the unique index lets through.
+async def _take_seat(
+    uow: UnitOfWork, capacity: int, fields: dict[str, Any], held: set[int]
+) -> Booking | None:
+    """Insert a booking with ``fields`` on the lowest seat the unique index lets through,
+    trying first the seats not in ``held`` (those held when the slot was checked: only the
+    order of the tries, the index decides).
 
     Returns ``None`` when every seat is held. Raises ``IntegrityError`` for any other
     violation (the idempotency key's among them).
     """
-    held = await _seats_held(uow, fields["schedule_id"], fields["slot_start"])
     seats = range(1, capacity + 1)
     order = [s for s in seats if s not in held] + [s for s in seats if s in held]
     for seat in order:
@@ -426,11 +431,13 @@ async def book_slot(
         existing = await _by_key(uow, agent_id, idempotency_key)
         if existing is not None:
             return _replay(existing, schedule_id, start, topic)
-    agent = await uow.session.get(Agent, agent_id)
-    if agent is None or agent.deleted_at is not None:
+    live = await uow.session.scalar(
+        select(Agent.id).where(Agent.id == agent_id, Agent.deleted_at.is_(None))
+    )
+    if live is None:
         raise NotFound(f"agent {agent_id} not found", {"agent_id": agent_id})
     schedule = await _bookable_schedule(uow, schedule_id, agent_id)
-    spec = await _require_bookable(uow, schedule, start)
+    spec, held = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
 
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
@@ -452,7 +459,7 @@ async def book_slot(
         refund_anchor_at=start,
     )
     try:
-        booking = await _take_seat(uow, schedule.capacity, fields)
+        booking = await _take_seat(uow, schedule.capacity, fields, held)
     except IntegrityError as exc:
         if idempotency_key is None or not _key_violation(exc):
             raise
@@ -628,7 +635,7 @@ async def reschedule_booking(
     if start == old.slot_start:
         raise ValidationFailed.field("new_slot_id", "this is the booking's current slot")
     schedule = await _bookable_schedule(uow, schedule_id, agent_id)
-    spec = await _require_bookable(uow, schedule, start)
+    spec, held = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
     fields: dict[str, Any] = dict(
@@ -649,7 +656,7 @@ async def reschedule_booking(
         # The refund band stays where the money was paid: never later than before.
         refund_anchor_at=min(old.refund_anchor_at or old.slot_start, start),
     )
-    new = await _take_seat(uow, schedule.capacity, fields)
+    new = await _take_seat(uow, schedule.capacity, fields, held)
     if new is None:
         raise await _conflict(uow, spec, start, REASON_FULL)
     old.rescheduled_to_id = new.id

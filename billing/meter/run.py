@@ -59,22 +59,22 @@ async def run_metered(
     admission.check_max_price(price, config)
     held = admission.held(price)
     gate = admission.gate
+    claimed: idempotency.Claim | idempotency.Replay | None = None
     if gate is not None and (held or admission.idempotency_key is not None):
+        # The rate count and the key's claim, committed together before the work.
         async with db.uow() as uow:
             await gate.before_work(uow)
+            if admission.idempotency_key is not None:
+                claimed = await _claim(uow, admission, config)
             await gate.before_commit(uow)
             await uow.commit()
         gate = None
+    elif admission.idempotency_key is not None:
+        async with db.uow() as uow:
+            claimed = await _claim(uow, admission, config)
+            await uow.commit()
     claim: idempotency.Claim | None = None
-    if admission.idempotency_key is not None:
-        claimed = await idempotency.claim(
-            db,
-            agent_id=admission.agent_id,
-            key=admission.idempotency_key,
-            tool=admission.tool,
-            arguments=admission.arguments,
-            stale_after=config.stale_key_after,
-        )
+    if claimed is not None:
         if isinstance(claimed, idempotency.Replay):
             stored = claimed.receipt
             return Metered(
@@ -92,6 +92,20 @@ async def run_metered(
     except BaseException:
         await idempotency.abandon(db, claim)
         raise
+
+
+async def _claim(
+    uow: UnitOfWork, admission: Admission, config: BillingConfig
+) -> idempotency.Claim | idempotency.Replay:
+    assert admission.idempotency_key is not None
+    return await idempotency.claim_in(
+        uow,
+        agent_id=admission.agent_id,
+        key=admission.idempotency_key,
+        tool=admission.tool,
+        arguments=admission.arguments,
+        stale_after=config.stale_key_after,
+    )
 
 
 @dataclass(slots=True)
