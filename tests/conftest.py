@@ -1,4 +1,5 @@
-"""Shared fixtures: real SQLite and PostgreSQL databases, migrated by Alembic, and a fake clock.
+"""Shared fixtures: real SQLite and PostgreSQL databases, migrated by Alembic, a fake clock and
+local SMTP servers.
 
 ``db`` runs a test once per backend. The PostgreSQL database is created for the test session,
 migrated once and emptied between tests. Without a server on 127.0.0.1:5432 the PostgreSQL
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from db_support import PG_ADMIN_URL, START, pg_admin, truncate_all
+from smtp_sink import SmtpSink
 
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.logs import configure_logging
@@ -83,6 +85,24 @@ def clock() -> FakeClock:
 
 
 _truncate_all = truncate_all
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A local SMTP server for one test, recording what it is sent."""
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[SmtpSink]:
+    """A local SMTP server for a module's tests (browser tests serve one site per module)."""
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

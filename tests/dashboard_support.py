@@ -1,17 +1,28 @@
-"""Helpers for the browser tests: a real uvicorn in a thread, headless Chromium, QR decoding."""
+"""Helpers for the browser tests: a module's database and site settings, a real uvicorn in a
+thread, headless Chromium, QR decoding."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import png
+import pytest
 import uvicorn
 import zxingcpp
+from db_support import truncate_all
 from fastapi import FastAPI
+from playwright.async_api import Browser, async_playwright
+from pydantic import SecretStr
+from smtp_sink import SmtpSink
+
+from agent_server.kernel.config import Settings
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,6 +35,48 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts" / "dashboard"
+
+
+async def module_database(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    sqlite_template: Path,
+    name: str,
+) -> str:
+    """The URL of an empty migrated database for a module's site, on the backend its fixture
+    is parametrised with: a copy of the SQLite template, or the PostgreSQL test database
+    emptied."""
+    if request.param == "sqlite":
+        path = tmp_path_factory.mktemp(name) / f"{name}.db"
+        shutil.copyfile(sqlite_template, path)
+        return f"sqlite+aiosqlite:///{path}"
+    url = str(request.getfixturevalue("pg_url"))
+    await truncate_all(url)
+    return url
+
+
+def site_settings(url: str, smtp: SmtpSink, pepper: str, **overrides: Any) -> Settings:
+    """A browser test's server: mail to ``smtp``, sign-in codes not limited by the one client
+    address every browser shares, no chain watchers and no background worker."""
+    values: dict[str, Any] = {
+        "database_url": url,
+        "smtp_url": smtp.url,
+        "secret_pepper": SecretStr(pepper),
+        "email_checks_per_ip_per_hour": 1000,
+        "start_watchers": False,
+        "start_worker": False,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def chromium() -> AsyncIterator[Browser]:
+    """Headless Chromium (the system's), closed when the block ends."""
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
 
 
 class ServerThread:

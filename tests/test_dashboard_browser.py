@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,20 +21,19 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 from dashboard_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ServerThread,
+    chromium,
     decode_qr,
+    module_database,
     screenshot,
+    site_settings,
 )
-from db_support import truncate_all
 from mcp import Client
 from mcp_support import body, call_ok, make_agent
 from oauth_support import pkce
 from oauth_support import register as oauth_register
 from oauth_support import start as oauth_start
-from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
-from pydantic import SecretStr
+from playwright.async_api import Browser, BrowserContext, Page, expect
 from smtp_sink import SmtpSink, free_port
 from soak_audit import booking_consistency
 from sqlalchemy import func, select, update
@@ -45,7 +43,6 @@ from agent_server.app import create_app
 from agent_server.booking.models import Booking, Specialist
 from agent_server.booking.schedules import ScheduleOwner
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
@@ -84,14 +81,6 @@ class Site:
         return Client(build_mcp_server(self.runtime, api_key_source=lambda: key))
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
-
-
 async def _owned_agent(site: Site, name: str, owner: str, funds: int) -> None:
     agent_id, key = await make_agent(site.db, site.runtime.settings, funds=funds)
     async with site.db.uow() as uow:
@@ -113,23 +102,9 @@ async def site(
     smtp: SmtpSink,
 ) -> AsyncIterator[Site]:
     """The server on a fresh database of each backend, with three agents and a specialist."""
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("dashboard") / "dashboard.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await truncate_all(url)
+    url = await module_database(request, tmp_path_factory, sqlite_template, "dashboard")
     clock = FakeClock(START)
-    settings = Settings(
-        database_url=url,
-        smtp_url=smtp.url,
-        secret_pepper=SecretStr("browser-test-pepper"),
-        operator_emails=[OPERATOR],
-        email_checks_per_ip_per_hour=1000,
-        start_watchers=False,
-        start_worker=False,
-    )
+    settings = site_settings(url, smtp, "browser-test-pepper", operator_emails=[OPERATOR])
     server = ServerThread(create_app(Runtime.create(settings, clock)), free_port())
     server.start()
     db = Database(make_engine(url), clock)
@@ -161,10 +136,8 @@ async def site(
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 async def new_context(browser: Browser, site: Site) -> BrowserContext:

@@ -11,27 +11,30 @@ artifacts/dashboard/.
 from __future__ import annotations
 
 import asyncio
-import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from dashboard_support import CHROMIUM, CHROMIUM_ARGS, ServerThread, screenshot, wait_for
-from db_support import truncate_all
+from dashboard_support import (
+    ServerThread,
+    chromium,
+    module_database,
+    screenshot,
+    site_settings,
+    wait_for,
+)
 from mcp import Client
 from mcp_support import call_ok, make_agent
-from playwright.async_api import Browser, Page, async_playwright, expect
-from pydantic import SecretStr
+from playwright.async_api import Browser, Page, expect
 from smtp_sink import SmtpSink, free_port
 from sqlalchemy import select
 
 from agent_server.app import create_app
 from agent_server.booking.models import Specialist
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, make_engine
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
@@ -58,14 +61,6 @@ class Site:
         return [str(m["Subject"]) for m in self.smtp.to(address)]
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
-    sink.start()
-    yield sink
-    sink.stop()
-
-
 @pytest.fixture(
     scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 )
@@ -75,25 +70,11 @@ async def site(
     sqlite_template: Path,
     smtp: SmtpSink,
 ) -> AsyncIterator[Site]:
-    if request.param == "sqlite":
-        path = tmp_path_factory.mktemp("signup") / "signup.db"
-        shutil.copyfile(sqlite_template, path)
-        url = f"sqlite+aiosqlite:///{path}"
-    else:
-        url = request.getfixturevalue("pg_url")
-        await truncate_all(url)
+    url = await module_database(request, tmp_path_factory, sqlite_template, "signup")
     with smtp.lock:  # each backend's run reads only its own mail
         smtp.messages.clear()
     clock = FakeClock(START)
-    settings = Settings(
-        database_url=url,
-        smtp_url=smtp.url,
-        secret_pepper=SecretStr("signup-test-pepper"),
-        email_checks_per_ip_per_hour=1000,
-        start_watchers=False,
-        start_worker=False,
-        clock_interval=0,
-    )
+    settings = site_settings(url, smtp, "signup-test-pepper", clock_interval=0)
     server = ServerThread(create_app(Runtime.create(settings, clock)), free_port())
     server.start()
     db = Database(make_engine(url), clock)
@@ -108,10 +89,8 @@ async def site(
 
 @pytest.fixture(scope="module")
 async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        await chromium.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ low-balance threshold for balance.low. The clock is a FakeClock across day and m
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,14 +34,6 @@ from wallets.network_fees import FixedFees
 
 USDC = 1_000_000
 SEARCH = 10_000  # search-specialists, USD micro-dollars
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ owner's address, which the key cannot change. Real SMTP sink, FakeClock."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,14 +43,6 @@ TOKEN_FEE = 1_950_000
 ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OWNER = "owner@example.com"
 LIMITS = "/api/agent/spending-limits"
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

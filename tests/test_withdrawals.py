@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -16,12 +15,19 @@ from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select, update
+from withdrawal_support import (
+    ETH_ADDRESS,
+    TOKEN_FEE,
+    USDC,
+    credit_earnings,
+    mailed_code,
+    withdrawal_runtime,
+)
 
 from agent_server.app import create_app
 from agent_server.events.mail_delivery import MailSender
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.store import Database
 from agent_server.mcp.server import build_mcp_server
@@ -33,10 +39,6 @@ from billing.wallet_funds import balances
 from wallets.network_fees import FixedFees
 from wallets.withdrawal_models import Withdrawal
 
-USDC = 1_000_000
-# 10 gwei x 65,000 gas = 650,000 gwei = 0.00065 ETH = 1.95 USD at 3,000 USD: 1.95 USDC.
-TOKEN_FEE = 1_950_000
-ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
 OTHER_ETH_ADDRESS = "0xfB6916095ca1df60bB79Ce92cE3Ea74c37c5d359"
 BTC_REGTEST = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 THIRD_ETH_ADDRESS = "0xdbF03B407c01E7cD3CBea99509d93f8DDDC8C6FB"
@@ -44,24 +46,14 @@ FOURTH_ETH_ADDRESS = "0xD1220A0cf47c7B9Be7A2E6BA89F429762e7b9aDb"
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        database_url=database_url,
-        smtp_url=sink.url,
+def runtime(database_url: str, db: Database, sink: SmtpSink) -> Runtime:
+    return withdrawal_runtime(
+        database_url,
+        db,
+        sink,
         withdrawal_cooling_off=timedelta(hours=24),
         withdrawal_approval_usd_micros=100 * USDC,
     )
-    rt = Runtime(settings=settings, db=db)
-    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
-    yield rt
 
 
 def client_for(runtime: Runtime, key: str) -> Client:
@@ -74,8 +66,7 @@ async def _owner_email(db: Database, agent_id: int) -> str:
 
 
 async def _mail_code(runtime: Runtime, sink: SmtpSink, agent_id: int) -> str:
-    assert await MailSender(runtime.db, runtime.settings).run_once() >= 1
-    return sink.latest_code(await _owner_email(runtime.db, agent_id))
+    return await mailed_code(runtime, sink, await _owner_email(runtime.db, agent_id))
 
 
 async def _confirm(runtime: Runtime, agent_id: int, address_id: int, code: str) -> None:
@@ -421,23 +412,11 @@ async def test_a_stolen_key_cannot_confirm_nor_skip_the_cooling_off(
 async def test_a_payout_moves_what_a_specialist_is_owed(runtime: Runtime) -> None:
     from events_support import specialist as make_specialist
 
-    from billing.ledger import credit, debit, open_account, post
-    from billing.models import TransactionKind
-
     db = runtime.db
     specialist_id = await make_specialist(db)
     owner = svc.Owner(specialist_id=specialist_id)
     async with db.uow() as uow:
-        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=specialist_id)
-        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
-        await post(
-            uow,
-            kind=TransactionKind.PAYOUT,
-            reference="test:earned",
-            legs=[debit(revenue, 80 * USDC), credit(payable, 80 * USDC)],
-            currency="USDC",
-            amount=80 * USDC,
-        )
+        payable = await credit_earnings(uow, 80 * USDC, specialist_id=specialist_id)
         await uow.commit()
     terms = svc.Terms.of(runtime.settings, runtime.billing, runtime.network_fees)
     async with db.uow() as uow:
@@ -661,24 +640,14 @@ async def test_the_schedule_pays_out_balances_above_the_minimum_to_a_confirmed_a
     from events_support import specialist as make_specialist
 
     from agent_server.services.withdrawal_jobs import run_once
-    from billing.ledger import credit, debit, open_account, post
-    from billing.models import TransactionKind
+    from billing.ledger import open_account
     from wallets.withdrawal_models import WithdrawalAddress
 
     db = runtime.db
     rich, poor, unconfirmed = [await make_specialist(db, f"S{n}") for n in range(3)]
     async with db.uow() as uow:
-        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
         for who, owed in ((rich, 80 * USDC), (poor, 20 * USDC), (unconfirmed, 90 * USDC)):
-            payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=who)
-            await post(
-                uow,
-                kind=TransactionKind.PAYOUT,
-                reference=f"test:earned:{who}",
-                legs=[debit(revenue, owed), credit(payable, owed)],
-                currency="USDC",
-                amount=owed,
-            )
+            await credit_earnings(uow, owed, specialist_id=who, reference=f"test:earned:{who}")
             now = clock.now()
             confirmed = who != unconfirmed
             uow.session.add(
@@ -790,21 +759,11 @@ async def test_the_quote_reads_the_gas_price_from_an_evm_node_and_falls_back_wit
 
 
 async def test_a_provider_agent_is_paid_its_earnings_over_mcp(runtime: Runtime) -> None:
-    from billing.ledger import credit, debit, open_account, post
-    from billing.models import TransactionKind
-
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=5 * USDC)
     async with db.uow() as uow:
-        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", agent_id=agent_id)
-        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
-        await post(
-            uow,
-            kind=TransactionKind.PAYOUT,
-            reference="test:agent-earned",
-            legs=[debit(revenue, 60 * USDC), credit(payable, 60 * USDC)],
-            currency="USDC",
-            amount=60 * USDC,
+        payable = await credit_earnings(
+            uow, 60 * USDC, agent_id=agent_id, reference="test:agent-earned"
         )
         await uow.commit()
     async with client_for(runtime, key) as client:

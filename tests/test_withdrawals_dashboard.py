@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import httpx
@@ -14,49 +13,38 @@ import pytest
 from mcp_support import make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import update
+from withdrawal_support import (
+    ETH_ADDRESS,
+    OWNER,
+    TOKEN_FEE,
+    USDC,
+    credit_earnings,
+    mailed_code,
+    withdrawal_runtime,
+)
 
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
 from agent_server.dashboard.sessions import SESSION_COOKIE, csrf_token, request_code, verify_code
-from agent_server.events.mail_delivery import MailSender
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
 from agent_server.runtime import Runtime
 from agent_server.services import withdrawals as svc
-from billing.ledger import credit, debit, open_account, post, system_account
-from billing.models import AccountKind, TransactionKind
 from billing.wallet_funds import balances
-from wallets.network_fees import FixedFees
-
-USDC = 1_000_000
-TOKEN_FEE = 1_950_000
-ETH_ADDRESS = "0x5aAeb6053F3E94C9b9A09f33669435E7Ef1BeAed"
-OWNER = "owner@example.com"
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        database_url=database_url,
-        smtp_url=sink.url,
+def runtime(database_url: str, db: Database, sink: SmtpSink) -> Runtime:
+    return withdrawal_runtime(
+        database_url,
+        db,
+        sink,
         operator_emails=["ops@example.com"],
         withdrawal_cooling_off=timedelta(hours=1),
         withdrawal_approval_usd_micros=100 * USDC,
         start_watchers=False,
         start_worker=False,
     )
-    rt = Runtime(settings=settings, db=db)
-    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
-    yield rt
 
 
 async def _session(runtime: Runtime, sink: SmtpSink, email: str) -> tuple[dict[str, str], str]:
@@ -64,11 +52,6 @@ async def _session(runtime: Runtime, sink: SmtpSink, email: str) -> tuple[dict[s
     code = await asyncio.to_thread(sink.latest_code, email)
     token = await verify_code(runtime.db, runtime.settings, email, code)
     return {SESSION_COOKIE: token}, csrf_token(runtime.settings, token)
-
-
-async def _mailed_code(runtime: Runtime, sink: SmtpSink, email: str) -> str:
-    assert await MailSender(runtime.db, runtime.settings).run_once() >= 1
-    return await asyncio.to_thread(sink.latest_code, email)
 
 
 def _web(runtime: Runtime, cookies: dict[str, str]) -> httpx.AsyncClient:
@@ -117,7 +100,7 @@ async def test_owner_requests_confirms_and_the_operator_approves(
         assert len(rows) == 1
         page = (await web.get(base)).text
         assert _status(page, wid) == "awaiting_confirmation"
-        code = await _mailed_code(runtime, sink, OWNER)
+        code = await mailed_code(runtime, sink, OWNER)
         wrong = await web.post(
             f"/agents/{agent_id}/withdrawal-addresses/{address_id}/confirm",
             data={"csrf_token": csrf, "code": "000000" if code != "000000" else "111111"},
@@ -165,16 +148,7 @@ async def test_a_specialist_requests_a_payout_and_an_owner_closes_an_account(
     db = runtime.db
     specialist_id = await specialist(db)
     async with db.uow() as uow:
-        payable = await open_account(uow, AccountKind.PAYABLE, "USDC", specialist_id=specialist_id)
-        revenue = await system_account(uow, AccountKind.REVENUE, "USDC")
-        await post(
-            uow,
-            kind=TransactionKind.PAYOUT,
-            reference="test:earned",
-            legs=[debit(revenue, 40 * USDC), credit(payable, 40 * USDC)],
-            currency="USDC",
-            amount=40 * USDC,
-        )
+        payable = await credit_earnings(uow, 40 * USDC, specialist_id=specialist_id)
         await uow.commit()
         email = await svc.owner_email(uow, svc.Owner(specialist_id=specialist_id))
     cookies, csrf = await _session(runtime, sink, email)
