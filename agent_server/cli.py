@@ -140,6 +140,7 @@ def serve(
     import uvicorn
 
     from agent_server.app import create_app
+    from agent_server.booking.search.warm import warm_statements
     from agent_server.runtime import Runtime
 
     settings = _settings(server=True)
@@ -151,6 +152,8 @@ def serve(
     if chosen_port == 0:  # the URL the server names (OAuth metadata) needs the real port
         chosen_port = _free_port(bind_host)
     runtime = Runtime.create(settings)
+    # Searches meet their statements compiled: a new shape costs milliseconds per call.
+    warm_statements(runtime.db)
     uvicorn.run(
         create_app(
             runtime, bind_host=bind_host, port=chosen_port, toolsets=chosen, read_only=read_only

@@ -138,7 +138,7 @@ def _spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
     return spec
 
 
-def _schedules_query(shape: Shape, size: int) -> Direct:
+def schedules_query(shape: Shape, size: int) -> Direct:
     def build() -> Executable:
         return (
             select(*_COLUMNS)
@@ -150,7 +150,7 @@ def _schedules_query(shape: Shape, size: int) -> Direct:
     return statement(("evaluate", shape, size), build)
 
 
-def _seats_query(size: int) -> Direct:
+def seats_query(size: int) -> Direct:
     def build() -> Executable:
         return (
             select(BOOKINGS.schedule_id, BOOKINGS.slot_start, func.count())
@@ -177,7 +177,7 @@ async def _seats_taken(
         return out
     values = dict(list_params("i", schedule_ids), start=start, end=end)
     for schedule_id, slot_start, count in await direct_rows(
-        uow, _seats_query(list_size(len(schedule_ids))), values
+        uow, seats_query(list_size(len(schedule_ids))), values
     ):
         out[schedule_id][moment(slot_start)] = count
     return out
@@ -261,7 +261,7 @@ async def evaluate(
         return {}
     shape = shape_of(plan).filters
     values = dict(params(plan), **list_params("i", specialist_ids))
-    found = await direct_rows(uow, _schedules_query(shape, list_size(len(specialist_ids))), values)
+    found = await direct_rows(uow, schedules_query(shape, list_size(len(specialist_ids))), values)
     rows: list[FoundSchedule] = []
     rating: dict[int, tuple[float, int]] = {}
     for row in found:

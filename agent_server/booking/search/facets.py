@@ -60,7 +60,7 @@ async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
     counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
-    for kind, key, count in await direct_rows(uow, _facet_counts(shape), values):
+    for kind, key, count in await direct_rows(uow, facet_counts_query(shape), values):
         if kind == "n":
             counted = count
         elif kind == "p":
@@ -78,7 +78,7 @@ async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
     )
 
 
-def _facet_counts(shape: Shape) -> Direct:
+def facet_counts_query(shape: Shape) -> Direct:
     """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill."""
 
     def build() -> Select[Any]:

@@ -45,9 +45,8 @@ NULL_REPAIR = 1000
 """Schedules with an unknown ``next_free_at`` one call computes before searching."""
 
 
-async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
-    """Compute ``next_free_at`` of searchable schedules that do not have one yet."""
-    sqlite = uow.db.is_sqlite
+def unknown_query(sqlite: bool) -> Direct:
+    """Searchable schedules without a ``next_free_at`` (at most ``NULL_REPAIR``)."""
 
     def build() -> Executable:
         hidden = opaque if sqlite else same
@@ -62,7 +61,12 @@ async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
             .limit(NULL_REPAIR)
         )
 
-    ids = [r[0] for r in await direct_rows(uow, statement(("unknown", sqlite), build), {})]
+    return statement(("unknown", sqlite), build)
+
+
+async def _repair_unknown(uow: UnitOfWork, now: datetime) -> None:
+    """Compute ``next_free_at`` of searchable schedules that do not have one yet."""
+    ids = [r[0] for r in await direct_rows(uow, unknown_query(uow.db.is_sqlite), {})]
     if ids:
         await refresh_next_free(uow.session, ids, now=now)
 
@@ -81,7 +85,7 @@ _PERSON = (
 )
 
 
-def _people_query(size: int) -> Direct:
+def people_query(size: int) -> Direct:
     def build() -> Executable:
         return select(*_PERSON).where(any_of(SPECIALISTS.id, "i", size))
 
@@ -96,7 +100,7 @@ async def _people(uow: UnitOfWork, ids: list[int]) -> dict[int, Person]:
     """The profiles the page shows, by id."""
     if not ids:
         return {}
-    rows = await direct_rows(uow, _people_query(list_size(len(ids))), list_params("i", ids))
+    rows = await direct_rows(uow, people_query(list_size(len(ids))), list_params("i", ids))
     return {
         r[0]: Person(r[0], r[1], r[2], r[3], r[4], r[5], _json(r[6]), _json(r[7]), r[8], r[9])
         for r in rows

@@ -182,10 +182,13 @@ class UnitOfWork:
                 return known[1], known[2], known[3]
         connection = await self.session.connection()
         raw = await connection.get_raw_connection()
+        # A lent connection has an engine of its own, made from the same URL: its statements
+        # compile as for the database's engine, so they compile once, not once per connection.
+        dialect = self.db.engine.dialect if self._lent is not None else connection.dialect
         self._driver = (
             self.session.sync_session.get_transaction(),
-            connection.dialect,
+            dialect,
             raw.driver_connection,
             raw.dbapi_connection,
         )
-        return connection.dialect, raw.driver_connection, raw.dbapi_connection
+        return dialect, raw.driver_connection, raw.dbapi_connection

@@ -1,0 +1,67 @@
+"""Warm-up: the search's statements compiled before the first search needs them.
+
+A statement is compiled the first time its shape is met (``sql.statement``), which costs a
+search several milliseconds per statement; on a fresh server most searches met a shape for
+the first time. ``warm_statements(db)`` compiles, for ``db``'s dialect, the statements of
+every shape searches commonly have: each sort and order (next_available: ascending), up to
+``WARM_WORDS`` words and ``WARM_SKILLS`` skills, with and without languages, lists of ids
+up to ``WARM_IDS``. Other shapes still compile on first use. ``agent-server serve`` calls
+it before it listens.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from agent_server.booking.search.evaluation import schedules_query, seats_query
+from agent_server.booking.search.facets import facet_counts_query
+from agent_server.booking.search.query import SortBy
+from agent_server.booking.search.specialists import people_query, unknown_query
+from agent_server.booking.search.sql import (
+    STATEMENTS,
+    Shape,
+    list_size,
+    slice_end_query,
+    walk_query,
+)
+from agent_server.kernel.store import Database, Direct
+
+WARM_WORDS = 2
+WARM_SKILLS = 2
+WARM_IDS = 64
+"""The largest shapes compiled ahead: words of ``q``, skills, and ids in one list."""
+
+
+def warm_shapes(sqlite: bool) -> list[Shape]:
+    """The shapes compiled ahead, the commonest first."""
+    languages = (0, list_size(1))
+    return [
+        Shape(sort, desc, sqlite, words, skills, langs)
+        for words, skills, langs, sort, desc in itertools.product(
+            range(WARM_WORDS + 1), range(WARM_SKILLS + 1), languages, SortBy, (False, True)
+        )
+        if not (desc and sort is SortBy.NEXT_AVAILABLE)  # soonest first only
+    ]
+
+
+def warm_statements(db: Database) -> int:
+    """Compile the common shapes' statements for ``db``'s dialect; how many there are."""
+    dialect = db.engine.dialect
+    sqlite = db.is_sqlite
+    directs: list[Direct] = [unknown_query(sqlite)]
+    sizes = []
+    size = list_size(1)
+    while size <= WARM_IDS:
+        sizes.append(size)
+        size *= 2
+    for size in sizes:
+        directs += [people_query(size), seats_query(size)]
+    for shape in warm_shapes(sqlite):
+        directs += [walk_query(shape), slice_end_query(shape), facet_counts_query(shape)]
+        if not shape.desc and shape.sort is SortBy.RATING:  # one per filter shape
+            directs += [schedules_query(shape.filters, size) for size in sizes]
+    unique = list({id(d): d for d in directs}.values())
+    assert len(unique) <= STATEMENTS, "the statement table must keep every warmed statement"
+    for direct in unique:
+        direct.compiled(dialect)
+    return len(unique)

@@ -1,0 +1,49 @@
+"""A server warmed up before it listens compiles no statement for the searches agents send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists
+from agent_server.booking.search.warm import warm_statements
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database
+from agent_server.kernel.store import direct as store_direct
+
+QUERIES: list[dict[str, Any]] = [
+    {},
+    {"sort": "price", "skills": ["python"], "price_max": 90_000_000},
+    {"sort": "price", "order": "desc", "languages": ["en", "de"], "q": "tax"},
+    {"sort": "next_available", "skills": ["python", "tax-law"], "timezone": "Asia/Tokyo"},
+    {"sort": "rating", "order": "asc", "q": "senior advisor", "city": "Berlin"},
+    {"order": "asc", "languages": ["fr"], "min_rating": 4.0, "limit": 50},
+    {"days_of_week": ["mon"], "hours_from": "09:00", "hours_to": "12:00", "duration": 60},
+]
+
+
+async def test_warmed_statements_serve_every_common_search_shape(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load_demo_data(db, 40, seed=3)
+    warmed = warm_statements(db)
+    assert warmed > 100
+    compiled: list[str] = []
+    original = store_direct.compile_direct
+
+    def counting(statement: Any, dialect: Any) -> Any:
+        compiled.append(str(statement)[:80])
+        return original(statement, dialect)
+
+    monkeypatch.setattr(store_direct, "compile_direct", counting)
+    found = 0
+    for raw in QUERIES:
+        async with db.uow() as uow:
+            page = await search_specialists(uow, SearchQuery.parse(raw), now=clock.now())
+            await uow.commit()
+        found += len(page.items)
+    assert found > 0  # the searches did find specialists
+    assert compiled == []  # and none of them compiled a statement
