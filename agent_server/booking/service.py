@@ -87,8 +87,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.exc import StaleDataError
 
 from agent_server.accounts.models import Agent
@@ -177,22 +178,6 @@ def record_change(
             to_status=booking.status,
             note=note,
         )
-    )
-
-
-def _violated(exc: IntegrityError, constraint: str, columns: str) -> bool:
-    # PostgreSQL names the constraint; SQLite names the columns.
-    text = str(exc.orig)
-    return constraint in text or columns in text
-
-
-def _seat_violation(exc: IntegrityError) -> bool:
-    return _violated(exc, "uq_bookings_seat", "bookings.schedule_id, bookings.slot_start")
-
-
-def _key_violation(exc: IntegrityError) -> bool:
-    return _violated(
-        exc, "uq_bookings_idempotency", "bookings.booker_agent_id, bookings.idempotency_key"
     )
 
 
@@ -349,29 +334,48 @@ async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set
     return set(rows.scalars())
 
 
+_SEAT_INSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
+
+
+def _seat_insert(uow: UnitOfWork, columns: Iterable[str]) -> Any:
+    """``INSERT INTO bookings ... ON CONFLICT DO NOTHING RETURNING`` the new booking, with a
+    bind parameter per column, built once per dialect and set of columns."""
+    names = tuple(sorted(columns))
+    key = (uow.db.is_sqlite, names)
+    stmt = _SEAT_INSERTS.get(key)
+    if stmt is None:
+        insert = sqlite_insert if uow.db.is_sqlite else pg_insert
+        stmt = (
+            insert(Booking)
+            .values({name: bindparam(name) for name in names})
+            .on_conflict_do_nothing()
+            .returning(Booking)
+        )
+        _SEAT_INSERTS[key] = stmt
+    return stmt
+
+
 async def _take_seat(
     uow: UnitOfWork, capacity: int, fields: dict[str, Any], held: set[int]
 ) -> Booking | None:
-    """Insert a booking with ``fields`` on the lowest seat the unique index lets through,
+    """Insert a booking with ``fields`` on the lowest seat the unique indexes let through,
     trying first the seats not in ``held`` (those held when the slot was checked: only the
     order of the tries, the index decides).
 
-    Returns ``None`` when every seat is held. Raises ``IntegrityError`` for any other
-    violation (the idempotency key's among them).
+    Each try is one statement that inserts nothing when a unique index refuses the row: the
+    seat's (taken meanwhile) or the idempotency key's (used by a concurrent call; every try
+    then inserts nothing and the caller finds that call's booking by its key). Returns
+    ``None`` when no try inserted a booking.
     """
     seats = range(1, capacity + 1)
     order = [s for s in seats if s not in held] + [s for s in seats if s in held]
+    stmt = _seat_insert(uow, [*fields, "seat"])
     for seat in order:
-        booking = Booking(**fields, seat=seat)
-        try:
-            async with uow.session.begin_nested():
-                uow.session.add(booking)
-                await uow.session.flush()
-        except IntegrityError as exc:
-            if _seat_violation(exc):
-                continue
-            raise
-        return booking
+        booking: Booking | None = (
+            await uow.session.scalars(stmt, {**fields, "seat": seat})
+        ).first()
+        if booking is not None:
+            return booking
     return None
 
 
@@ -458,12 +462,7 @@ async def book_slot(
         rescheduled_from_id=None,
         refund_anchor_at=start,
     )
-    try:
-        booking = await _take_seat(uow, schedule.capacity, fields, held)
-    except IntegrityError as exc:
-        if idempotency_key is None or not _key_violation(exc):
-            raise
-        booking = None
+    booking = await _take_seat(uow, schedule.capacity, fields, held)
     if booking is None:
         # A concurrent call with the same key may have won the seat: answer as a replay.
         if idempotency_key is not None:
