@@ -58,6 +58,7 @@ The package, one concept per module, each step's interface in its docstring::
     facets       count_facets: the facet counts of a plan
     compact      DETAIL_LEVELS, compact_json: a page within its character budget
     specialists  search_specialists: the steps above, in order
+    warm         warm_statements: the common shapes' statements compiled before serving
     profile      view_profile, ProfileView: a whole profile
 """
 
