@@ -166,9 +166,9 @@ async def search_specialists(
     A page not asked for before still reuses its search's facets when another page of it
     (another cursor or page size) was found in the same minute on the same catalogue."""
     key = ("search", query.model_dump_json())
-    facets_key = ("facets", query.fingerprint())
 
     async def compute(kept: _Kept) -> SearchPage:
+        facets_key = ("facets", query.fingerprint())  # not needed when the page is kept
         known = kept.get(facets_key)
         page = await search_now(
             uow,
