@@ -251,6 +251,9 @@ async def test_unknown_host_and_origin_headers_are_refused_on_a_loopback_bind(
     assert evil_origin.status_code == 403
 
 
+_TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
 async def test_a_repeated_tools_list_gets_the_answer_the_first_got_and_refusals_still_apply(
     served: dict[str, Any], smtp: SmtpSink
 ) -> None:
@@ -271,6 +274,10 @@ async def test_a_repeated_tools_list_gets_the_answer_the_first_got_and_refusals_
     assert second.content == first.content.replace(b'"id":1,', b'"id":22,', 1)
     assert named.json() == {**first.json(), "id": "list-3"}
     assert int(second.headers["content-length"]) == len(second.content)
+    traced = listing(23, **{"X-Request-Id": "listing-23", "traceparent": _TRACE})
+    assert traced.content == second.content.replace(b'"id":22,', b'"id":23,', 1)
+    assert traced.headers["x-request-id"] == "listing-23"
+    assert traced.headers["traceparent"] == _TRACE
     # Requests the transport refuses are refused after a listing was kept, as before.
     assert listing(4, Host="attacker.example").status_code == 421
     assert listing(5, Origin="https://attacker.example").status_code == 403

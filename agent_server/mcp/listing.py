@@ -3,8 +3,9 @@
 The tool set is fixed when the server is built, yet the SDK builds, validates, dumps and
 JSON-encodes the listing (about 23 KB) on every request. ``ListingReplay`` wraps the MCP
 endpoint inside its bearer check (only authenticated requests reach it) and keeps, for each
-distinct ``tools/list`` request (every header but the key and the length, and the body without
-its id), the answer the SDK gave it; the same request again gets the same bytes with its own id.
+distinct ``tools/list`` request (every header but the key, the length and the request's and
+trace's ids, and the body without its id), the answer the SDK gave it; the same request again
+gets the same bytes with its own id.
 
 Only a successful JSON answer is kept, so whatever the SDK refuses (a bad header, a bad
 cursor, a protocol version it does not speak) it refuses every time. At most ``KEPT`` requests
@@ -20,9 +21,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 METHOD = b'"tools/list"'
-SKIPPED_HEADERS = frozenset({b"authorization", b"content-length"})
-"""Headers that do not choose the answer: who asks (authenticated before this point) and the
-body's length (the body itself is part of the key)."""
+SKIPPED_HEADERS = frozenset(
+    {b"authorization", b"content-length", b"x-request-id", b"traceparent", b"tracestate"}
+)
+"""Headers that do not choose the answer: who asks (authenticated before this point), the
+body's length (the body itself is part of the key) and the ids of the request and its trace,
+new on every request (the server's own middleware, outside, answers them)."""
 
 Key = tuple[tuple[tuple[bytes, bytes], ...], str]
 
@@ -75,7 +79,8 @@ class ListingReplay:
         sent: list[Message] = []
 
         async def keep(message: Message) -> None:
-            sent.append(message)
+            # As the SDK sent it: middleware further out may change the message it passes on.
+            sent.append({**message, "headers": list(message.get("headers", []))})
             await send(message)
 
         await self.app(scope, _replaying(first, receive), keep)
