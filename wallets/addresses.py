@@ -21,14 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from bip_utils import (
-    Base58Decoder,
-    Bip32KeyNetVersions,
-    Bip32Secp256k1,
-    EthAddr,
-    P2WPKHAddr,
-)
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
@@ -38,6 +32,11 @@ from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import UnitOfWork
 from wallets.currencies import Chain, currency_info
 from wallets.models import DepositAddressRecord, DerivationCounter
+
+# bip_utils loads hundreds of modules: imported where addresses are derived, not by every
+# process that imports this module (a server that derives none never loads it).
+if TYPE_CHECKING:
+    from bip_utils import Bip32Secp256k1
 
 log = get_logger(__name__)
 
@@ -79,6 +78,8 @@ class DepositAddress:
 
 
 def _account_key(text: str, setting: str) -> Bip32Secp256k1:
+    from bip_utils import Base58Decoder, Bip32KeyNetVersions, Bip32Secp256k1
+
     text = text.strip()
     try:
         raw = Base58Decoder.CheckDecode(text)
@@ -138,10 +139,14 @@ class WalletKeys:
 
     def evm_address(self, index: int) -> str:
         """The checksummed EVM address at ``m/44'/60'/0'/0/index``."""
+        from bip_utils import EthAddr
+
         return str(EthAddr.EncodeKey(self._eth.ChildKey(index).PublicKey().KeyObject()))
 
     def btc_address(self, index: int) -> str:
         """The bech32 P2WPKH address at ``m/84'/0'/0'/0/index`` for the configured network."""
+        from bip_utils import P2WPKHAddr
+
         key = self._btc.ChildKey(index).PublicKey().KeyObject()
         return str(P2WPKHAddr.EncodeKey(key, hrp=self.btc_hrp))
 

@@ -21,7 +21,6 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import httpx
-from bip_utils import Bech32ChecksumError, SegwitBech32Decoder, SegwitBech32Encoder
 
 SATOSHI_PER_BTC = 100_000_000
 
@@ -79,6 +78,10 @@ def reencode_bech32(address: str, from_hrp: str, to_hrp: str) -> str:
     """The same segwit program under another human-readable prefix (``rb1...`` ↔ ``bcrt1...``)."""
     if not address.lower().startswith(from_hrp + "1"):
         return address
+    # Imported here: bip_utils loads hundreds of modules a server that only quotes fees or
+    # reads blocks never needs.
+    from bip_utils import Bech32ChecksumError, SegwitBech32Decoder, SegwitBech32Encoder
+
     try:
         version, program = SegwitBech32Decoder.Decode(from_hrp, address)
     except (ValueError, Bech32ChecksumError):

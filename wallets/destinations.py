@@ -10,9 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bip_utils import SegwitBech32Decoder
-from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
-
 from agent_server.kernel.errors import ValidationFailed
 from wallets.currencies import Chain, currency_info
 
@@ -30,6 +27,8 @@ class Destination:
 
 def btc_network_of(address: str) -> str | None:
     """The Bitcoin network a bech32 address decodes for, or None."""
+    from bip_utils import SegwitBech32Decoder  # imported on use: a heavy package
+
     lowered = address.lower()
     for network, hrp in (("regtest", "bcrt"), ("mainnet", "bc"), ("testnet", "tb")):
         if lowered.startswith(hrp + "1"):
@@ -56,6 +55,9 @@ def check_destination(currency: str, address: str, *, btc_network: str) -> Desti
 
 
 def _evm(code: str, text: str) -> str:
+    # eth_utils is imported on use: a heavy package most requests never need.
+    from eth_utils.address import is_checksum_address, is_hex_address, to_checksum_address
+
     if not is_hex_address(text):
         hint = " (that is a BTC address)" if btc_network_of(text) else ""
         raise ValidationFailed.field(
@@ -79,6 +81,8 @@ def _btc(text: str, network: str) -> str:
     hrp = BTC_HRP.get(network)
     if hrp is None:
         raise ValueError(f"unknown BTC network {network!r}")
+    from eth_utils.address import is_hex_address
+
     if is_hex_address(text):
         raise ValidationFailed.field(
             "address", "that is an Ethereum address: BTC goes to a bech32 address"

@@ -33,7 +33,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, select
 
@@ -42,14 +42,14 @@ from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database
 from wallets.btc import BtcSource, btc_network
 from wallets.btc_rpc import BcoinRpc, BitcoinCoreRpc, BitcoinRpc
-from wallets.chains.anvil import AnvilNode
 from wallets.chains.bcoin import BcoinNode
-from wallets.chains.tokens import deploy_test_tokens, fund_sender_tokens, has_code
 from wallets.crediting import DepositFollowUp
-from wallets.evm import EvmSource, evm_network
 from wallets.models import ChainCheckpoint, ChainToken, ScannedBlock
 from wallets.rates import RateSource, rate_source
 from wallets.watcher import ChainSource, DepositWatcher
+
+if TYPE_CHECKING:  # web3 is imported only once an EVM chain is started or watched
+    from wallets.chains.anvil import AnvilNode
 
 log = get_logger(__name__)
 
@@ -160,6 +160,10 @@ async def _start_embedded_bitcoin(db: Database) -> tuple[BcoinNode, dict[str, An
 
 
 async def _start_embedded(db: Database, directory: Path) -> tuple[AnvilNode, dict[str, Any]]:
+    from wallets.chains.anvil import AnvilNode
+    from wallets.chains.tokens import deploy_test_tokens, fund_sender_tokens, has_code
+    from wallets.evm import evm_network
+
     meta, state_path = await asyncio.to_thread(_load_state, directory)
     node = await asyncio.to_thread(
         AnvilNode.start, chain_id=meta["chain_id"], state_path=state_path
@@ -324,7 +328,13 @@ async def start_embedded_chain_and_watcher(
                 )
         if evm_url:
             url = evm_url
-            factories.append(("evm", lambda: EvmSource.connect(url)))
+
+            async def evm_source() -> ChainSource:
+                from wallets.evm import EvmSource
+
+                return await EvmSource.connect(url)
+
+            factories.append(("evm", evm_source))
         if btc_url:
 
             async def btc_source() -> ChainSource:

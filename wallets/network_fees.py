@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from agent_server.kernel.logs import get_logger
 from wallets.btc_rpc import BitcoinCoreRpc, BitcoinRpcError, to_satoshi
-from wallets.chains.anvil import connect
 from wallets.currencies import Chain, currency_info
 from wallets.rates import RateSource, usd_to_base_units
 
@@ -73,6 +72,9 @@ class NodeFees:
         url = self.evm_rpc_url
         if not url:
             return await self.fallback.evm_gas_price_wei()
+        # Imported only when a node is configured: web3 is the heaviest import of the server.
+        from wallets.chains.anvil import connect
+
         w3: Any = connect(url)
         try:
             return max(1, int(await w3.eth.gas_price))

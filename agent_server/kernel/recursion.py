@@ -3,9 +3,11 @@
 ``py_ecc`` (imported by web3 through ``eth_keyfile``) raises ``sys.setrecursionlimit`` to
 100,000 when it is imported. With a limit that high, a deeply nested input (a JSON body of
 70,000 ``[``) makes the C parsers recurse until the C stack overflows and the process dies,
-where the default limit would have raised ``RecursionError``. Every module importing web3 calls
+where the default limit would have raised ``RecursionError``. Every module importing web3 or
+eth_account imports it at its top (never inside a function) and calls
 ``restore_recursion_limit()`` right after its imports, and the server's entry points call it
-once more at start.
+once more at start. The server imports those modules only when a chain needs them, so the
+first import may come late, from whichever of them is used first.
 """
 
 from __future__ import annotations

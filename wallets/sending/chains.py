@@ -20,8 +20,11 @@ from eth_typing import HexStr
 from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound
 
+from agent_server.kernel.recursion import restore_recursion_limit
 from wallets.btc_rpc import BitcoinCoreRpc, BitcoinRpcError, reencode_bech32
 from wallets.currencies import Chain, currency_info
+
+restore_recursion_limit()  # importing web3 raised it (py_ecc)
 
 ERC20_TRANSFER = "0xa9059cbb"
 

@@ -26,6 +26,9 @@ from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_server.kernel.config import ENV_FILE_VARIABLE
+from agent_server.kernel.recursion import restore_recursion_limit
+
+restore_recursion_limit()  # importing eth_account raised it (py_ecc)
 
 # anvil's second development account (well known): the embedded chain's hot wallet. anvil
 # gives it ETH at start and the embedded chain mints it test tokens

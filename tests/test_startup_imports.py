@@ -1,0 +1,83 @@
+"""What a serving process loads: the chain libraries (web3, eth_account, eth_utils, bip_utils)
+only once a chain is used, so a server without configured chains stays small; and wherever
+web3 or eth_account is first imported, the recursion limit is back at its default after."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHAIN_LIBRARIES = ("web3", "eth_account", "eth_keyfile", "eth_utils", "py_ecc", "bip_utils")
+# The packages whose import raises the recursion limit (py_ecc, through eth_keyfile).
+RAISING = re.compile(r"^([ \t]*)(?:from|import) (web3|eth_account|eth_keyfile|py_ecc)\b", re.M)
+
+
+def _run(script: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_served_app_does_not_load_chain_libraries(tmp_path: Path) -> None:
+    """What ``agent-server serve`` builds before it listens, without chains configured."""
+    out = _run(
+        f"""
+        import sys
+        import uvicorn
+        import agent_server.cli
+        from agent_server.app import create_app
+        from agent_server.booking.search.warm import warm_statements
+        from agent_server.kernel.config import Settings
+        from agent_server.runtime import Runtime
+        url = "sqlite+aiosqlite:///{tmp_path / "db.sqlite"}"
+        runtime = Runtime.create(Settings(database_url=url))
+        warm_statements(runtime.db)
+        create_app(runtime)
+        print(sorted(m for m in sys.modules if m.split(".")[0] in {CHAIN_LIBRARIES!r}))
+        """
+    )
+    assert out.strip() == "[]"
+
+
+def _raising_modules() -> dict[str, list[str]]:
+    """First-party modules importing a package that raises the limit: name -> indents."""
+    found: dict[str, list[str]] = {}
+    for package in ("agent_server", "billing", "wallets"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            indents = [m.group(1) for m in RAISING.finditer(path.read_text())]
+            if indents:
+                name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+                found[name.removesuffix(".__init__")] = indents
+    return found
+
+
+def test_every_first_import_of_web3_leaves_the_recursion_limit_at_its_default() -> None:
+    """The server imports these modules on first use, so any of them may be the first to
+    import web3 or eth_account: each, imported first in a fresh process, restores the limit."""
+    modules = _raising_modules()
+    assert {"wallets.chains.anvil", "wallets.sending.keys"} <= modules.keys()
+    # Imported inside a function, nothing would restore the limit after it.
+    assert {m: i for m, i in modules.items() if any(i)} == {}
+    for module in modules:
+        out = _run(
+            f"""
+            import importlib, sys
+            default = sys.getrecursionlimit()
+            importlib.import_module({module!r})
+            assert "py_ecc" in sys.modules
+            print(default, sys.getrecursionlimit())
+            """
+        )
+        default, after = map(int, out.split())
+        assert after <= default == 1000, module
