@@ -1,25 +1,31 @@
 """Facets: counts of specialists matching a plan's filters (free slots not checked).
 
-``count_facets(uow, plan)`` counts among the first ``FACET_ROWS`` entries of the walk, in one
-statement: the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the
-``FACET_SKILLS`` most common skills. The cursor and the page size play no part, so every page
+``count_facets(uow, plan, walk)`` counts among the first ``FACET_ROWS`` entries of the walk:
+the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the ``FACET_SKILLS`` most
+common skills; from what the page's walk already read when it read that far (rare matches),
+else in one statement. The cursor and the page size play no part, so every page
 of a search has the same facets (``agent_server.booking.cache`` reuses them).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from typing import Any
 
 from sqlalchemy import Select, String, case, distinct, func, literal, select, union_all
 from sqlalchemy.sql.expression import cast
 
 from agent_server.booking.search.answer import Facets
+from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.sql import (
     SCHEDULES,
     SKILLS,
     Shape,
+    any_of,
     last_position,
+    list_params,
+    list_size,
     matching,
     params,
     position_params,
@@ -28,11 +34,13 @@ from agent_server.booking.search.sql import (
     shape_of,
     statement,
 )
-from agent_server.booking.search.walk import slice_end
+from agent_server.booking.search.walk import Walk, slice_end
 from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 FACET_ROWS = 1000
 """Walk entries facets count among: bounded work on any catalogue."""
+MET_IDS = 64
+"""Specialists a walk met that facets count from it (more: counted in SQL, one statement)."""
 FACET_SKILLS = 8
 """Skills a facet lists, the most common first."""
 PRICE_BUCKETS_USD: tuple[int, ...] = (0, 50, 100, 200, 500)
@@ -46,27 +54,45 @@ def _bucket_label(i: int) -> str:
     return f"{lo}+"
 
 
-async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
+def _bucket(usd_micros: int) -> int:
+    return bisect_right(PRICE_BUCKETS_USD, usd_micros // 1_000_000) - 1
+
+
+async def count_facets(uow: UnitOfWork, plan: Plan, walk: Walk | None = None) -> Facets:
     """Facet counts over the matches among the first ``FACET_ROWS`` entries of the walk.
 
     Bounded work on any catalogue: on a small one that is every match, on a large one the
-    matches nearest the top of the sort order (``complete`` is then false). One statement:
-    the matched ids once, then three aggregates over them.
+    matches nearest the top of the sort order (``complete`` is then false). When ``walk``
+    (this plan's page) already read every match up to there, as it does when matches are
+    rare, its specialists and their cut schedules are counted, and only their skills are
+    read (``skill_counts_query``); otherwise one statement: the matched ids once, then three
+    aggregates over them.
     """
     shape = shape_of(plan)
     end = await slice_end(uow, shape, None, FACET_ROWS)
-    values = params(plan)
-    values.update(position_params("e", last_position(shape) if end is None else end))
     counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
-    for kind, key, count in await direct_rows(uow, facet_counts_query(shape), values):
-        if kind == "n":
-            counted = count
-        elif kind == "p":
-            buckets[int(key)] = count
-        else:
-            skills.append((key, count))
+    ids = _met_upto(plan, walk, end)
+    if ids is not None:
+        assert walk is not None
+        counted = len(ids)
+        for sid in ids:
+            for i in {_bucket(s.schedule.price_usd_micros) for s in walk.met[sid][1].schedules}:
+                buckets[i] = buckets.get(i, 0) + 1
+        if ids:
+            query = skill_counts_query(list_size(len(ids)))
+            skills = [(k, c) for k, c in await direct_rows(uow, query, list_params("i", ids))]
+    else:
+        values = params(plan)
+        values.update(position_params("e", last_position(shape) if end is None else end))
+        for kind, key, count in await direct_rows(uow, facet_counts_query(shape), values):
+            if kind == "n":
+                counted = count
+            elif kind == "p":
+                buckets[int(key)] = count
+            else:
+                skills.append((key, count))
     skills.sort(key=lambda sc: (-sc[1], sc[0]))
     return Facets(
         skills=dict(skills[:FACET_SKILLS]),
@@ -76,6 +102,32 @@ async def count_facets(uow: UnitOfWork, plan: Plan) -> Facets:
         counted=counted,
         complete=end is None,
     )
+
+
+def _met_upto(plan: Plan, walk: Walk | None, end: Position | None) -> list[int] | None:
+    """The specialists ``walk`` met with a matching entry at or before ``end``, when it read
+    every such entry and they are at most ``MET_IDS``; else None."""
+    if walk is None or not walk.read_upto(plan, end):
+        return None
+    if end is None:
+        ids = list(walk.met)
+    else:
+        last = plan.rank(end)
+        ids = [sid for sid, (pos, _) in walk.met.items() if plan.rank(pos) <= last]
+    return ids if len(ids) <= MET_IDS else None
+
+
+def skill_counts_query(size: int) -> Direct:
+    """(skill, count) rows: the skills of the specialists ``i0..i<size-1>``."""
+
+    def build() -> Select[Any]:
+        return (
+            select(SKILLS.skill, func.count())
+            .where(any_of(SKILLS.specialist_id, "i", size))
+            .group_by(SKILLS.skill)
+        )
+
+    return statement(("skill_counts", size), build)
 
 
 def facet_counts_query(shape: Shape) -> Direct:

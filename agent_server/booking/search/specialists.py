@@ -126,7 +126,7 @@ async def search_specialists(
     walk = await walk_page(uow, plan)
     people = await _people(uow, [ev.specialist_id for ev in walk.emitted])
     if facets is None:
-        facets = await count_facets(uow, plan)
+        facets = await count_facets(uow, plan, walk)
     await uow.flush()
     budget = PAGE_BUDGET_PER_RESULT * max(query.limit, 10)
     page: SearchPage | None = None

@@ -49,6 +49,21 @@ class Walk:
 
     emitted: list[SpecialistEval]
     resume: Position | None  # where the next page starts, or None at the end
+    met: dict[int, tuple[Position, SpecialistEval]]
+    """Every specialist the walk met: where first (its first matching entry) and as cut."""
+    covered: Position | None
+    """On a first page (no cursor), the position up to which every matching entry was read
+    (``met`` holds all of their specialists); None otherwise. ``exhausted``: every entry."""
+    exhausted: bool
+
+    def read_upto(self, plan: Plan, end: Position | None) -> bool:
+        """Whether ``met`` holds every specialist with a matching entry at or before ``end``
+        (None: the end of the walk)."""
+        if self.exhausted and plan.after is None:
+            return True
+        if self.covered is None or end is None:
+            return False
+        return plan.rank(self.covered) >= plan.rank(end)
 
 
 async def slice_end(
@@ -101,6 +116,7 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     heap: list[tuple[tuple[Any, ...], int]] = []
     found: dict[int, SpecialistEval] = {}
     seen: set[int] = set()
+    met: dict[int, tuple[Position, SpecialistEval]] = {}
     emitted: list[SpecialistEval] = []
     examined = scanned = 0
     slice_rows = FIRST_SLICE
@@ -136,6 +152,7 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
             if specialist_id not in seen:
                 seen.add(specialist_id)
                 ev = evals[specialist_id]
+                met[specialist_id] = ((row[1], row[2], row[3]), ev)
                 if ev.key is not None and (after_rank is None or plan.rank(ev.key) > after_rank):
                     found[specialist_id] = ev
                     heapq.heappush(heap, (plan.rank(ev.key), specialist_id))
@@ -163,4 +180,5 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     if len(emitted) > plan.query.limit:
         assert page[-1].key is not None
         resume = page[-1].key
-    return Walk(page, resume)
+    covered = last if plan.after is None else None
+    return Walk(page, resume, met, covered, exhausted)

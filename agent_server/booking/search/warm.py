@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 
 from agent_server.booking.search.evaluation import schedules_query, seats_query
-from agent_server.booking.search.facets import facet_counts_query
+from agent_server.booking.search.facets import MET_IDS, facet_counts_query, skill_counts_query
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.specialists import people_query, unknown_query
 from agent_server.booking.search.sql import (
@@ -56,6 +56,8 @@ def warm_statements(db: Database) -> int:
         size *= 2
     for size in sizes:
         directs += [people_query(size), seats_query(size)]
+        if size <= list_size(MET_IDS):
+            directs.append(skill_counts_query(size))
     for shape in warm_shapes(sqlite):
         directs += [walk_query(shape), slice_end_query(shape), facet_counts_query(shape)]
         if not shape.desc and shape.sort is SortBy.RATING:  # one per filter shape
