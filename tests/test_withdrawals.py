@@ -15,7 +15,7 @@ from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select, update
-from withdrawal_support import (
+from withdrawal_setup import (
     ETH_ADDRESS,
     TOKEN_FEE,
     USDC,

@@ -13,7 +13,7 @@ import pytest
 from mcp_support import make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import update
-from withdrawal_support import (
+from withdrawal_setup import (
     ETH_ADDRESS,
     OWNER,
     TOKEN_FEE,
