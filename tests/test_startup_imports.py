@@ -1,6 +1,7 @@
 """What a serving process loads: the chain libraries (web3, eth_account, eth_utils, bip_utils)
-only once a chain is used, so a server without configured chains stays small; and wherever
-web3 or eth_account is first imported, the recursion limit is back at its default after."""
+only once a chain is used, icalendar once a feed is rendered and alembic only to migrate, so
+a server stays small; and wherever web3 or eth_account is first imported, the recursion limit
+is back at its default after."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHAIN_LIBRARIES = ("web3", "eth_account", "eth_keyfile", "eth_utils", "py_ecc", "bip_utils")
+LOADED_ON_USE = (
+    *("web3", "eth_account", "eth_keyfile", "eth_utils", "py_ecc", "bip_utils"),
+    *("icalendar", "alembic", "mako"),
+)
 # The packages whose import raises the recursion limit (py_ecc, through eth_keyfile).
 RAISING = re.compile(r"^([ \t]*)(?:from|import) (web3|eth_account|eth_keyfile|py_ecc)\b", re.M)
 
@@ -29,8 +33,8 @@ def _run(script: str) -> str:
     return done.stdout
 
 
-def test_the_served_app_does_not_load_chain_libraries(tmp_path: Path) -> None:
-    """What ``agent-server serve`` builds before it listens, without chains configured."""
+def test_the_served_app_loads_no_library_it_does_not_use_yet(tmp_path: Path) -> None:
+    """What ``agent-server serve`` builds and checks before it listens (chains not started)."""
     out = _run(
         f"""
         import sys
@@ -39,12 +43,14 @@ def test_the_served_app_does_not_load_chain_libraries(tmp_path: Path) -> None:
         from agent_server.app import create_app
         from agent_server.booking.search.warm import warm_statements
         from agent_server.kernel.config import Settings
+        from agent_server.kernel.store.migrate import head_revision
         from agent_server.runtime import Runtime
         url = "sqlite+aiosqlite:///{tmp_path / "db.sqlite"}"
         runtime = Runtime.create(Settings(database_url=url))
         warm_statements(runtime.db)
         create_app(runtime)
-        print(sorted(m for m in sys.modules if m.split(".")[0] in {CHAIN_LIBRARIES!r}))
+        assert head_revision()
+        print(sorted(m for m in sys.modules if m.split(".")[0] in {LOADED_ON_USE!r}))
         """
     )
     assert out.strip() == "[]"
@@ -81,3 +87,13 @@ def test_every_first_import_of_web3_leaves_the_recursion_limit_at_its_default() 
         )
         default, after = map(int, out.split())
         assert after <= default == 1000, module
+
+
+def test_the_head_revision_read_from_the_files_is_alembics() -> None:
+    from alembic.script import ScriptDirectory
+
+    from agent_server.kernel.store.migrate import alembic_config, head_revision
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    assert head_revision() == script.get_current_head()
+    assert head_revision() == max(r.revision for r in script.walk_revisions())

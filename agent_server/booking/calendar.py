@@ -17,9 +17,8 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from icalendar import Calendar, Event
 from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -37,6 +36,9 @@ from agent_server.booking.models import (
 )
 from agent_server.kernel.config import get_settings
 from agent_server.kernel.store import UnitOfWork
+
+if TYPE_CHECKING:  # icalendar is imported when a feed is rendered: a server may serve none
+    from icalendar import Event
 
 TOKEN_PREFIX = "cal_"  # noqa: S105 (a label, not a secret)
 TOKEN_CONTEXT = "calendar-token"  # noqa: S105
@@ -159,6 +161,8 @@ async def feed_for(uow: UnitOfWork, owner: FeedOwner) -> bytes:
         )
     else:
         query = query.where(Booking.specialist_id == owner.specialist_id)
+    from icalendar import Calendar
+
     calendar = Calendar()
     calendar.add("prodid", "-//Agent Server//Bookings//EN")
     calendar.add("version", "2.0")
@@ -177,6 +181,8 @@ async def feed_for(uow: UnitOfWork, owner: FeedOwner) -> bytes:
 
 
 def _vevent(booking: Booking, *, provided: bool, counterpart: str, now: datetime) -> Event:
+    from icalendar import Event
+
     event = Event()
     event.add("uid", booking_uid(booking.id))
     event.add("dtstamp", booking.updated_at or now)

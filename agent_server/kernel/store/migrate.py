@@ -3,21 +3,28 @@ whether a database is ready to serve."""
 
 from __future__ import annotations
 
+import ast
 import asyncio
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Alembic (with mako) is imported only to migrate: a serving process reads the head revision
+# from the migration files' ``revision``/``down_revision`` lines instead.
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 VERSION_TABLE = "alembic_version"
 
 
 def alembic_config(url: str) -> Config:
+    from alembic.config import Config
+
     cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
@@ -26,6 +33,8 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations up to ``revision`` (blocking; runs its own event loop)."""
+    from alembic import command
+
     command.upgrade(alembic_config(url), revision)
 
 
@@ -34,8 +43,42 @@ async def upgrade_async(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, url, revision)
 
 
-def head_revision(url: str = "sqlite://") -> str | None:
-    return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+def _assigned(module: ast.Module, name: str) -> object:
+    """The literal a module assigns to ``name`` at its top, or ``...`` when it assigns none."""
+    for node in module.body:
+        target: ast.expr
+        if isinstance(node, ast.AnnAssign) and node.value is not None:
+            target, value = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value = node.targets[0], node.value
+        else:
+            continue
+        if isinstance(target, ast.Name) and target.id == name:
+            return ast.literal_eval(value)
+    return ...
+
+
+@cache
+def head_revision() -> str | None:
+    """The newest migration's revision: the one no other migration names as its parent."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS_DIR / "versions").glob("*.py"):
+        module = ast.parse(path.read_text(), str(path))
+        revision, parent = _assigned(module, "revision"), _assigned(module, "down_revision")
+        if not isinstance(revision, str) or not (parent is None or isinstance(parent, str)):
+            return _alembic_head()  # not a plain linear migration: alembic reads it
+        revisions.add(revision)
+        if parent is not None:
+            parents.add(parent)
+    heads = revisions - parents
+    return heads.pop() if len(heads) == 1 else _alembic_head()
+
+
+def _alembic_head() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 
 
 def _read_revision(sync_conn: Connection) -> str | None:
