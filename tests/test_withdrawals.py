@@ -104,6 +104,17 @@ async def _events(db: Database, agent_id: int) -> list[tuple[str, str]]:
         return [(t, p["status"]) for t, p in rows.all()]
 
 
+async def _money_in_events(db: Database, agent_id: int) -> list[tuple[object, object, str]]:
+    """Each withdrawal.* event's ``amount``, ``fee`` and ``currency``, as a webhook sends them."""
+    async with db.uow() as uow:
+        rows = await uow.session.execute(
+            select(OutboxEvent.payload)
+            .where(OutboxEvent.agent_id == agent_id, OutboxEvent.type.like("withdrawal.%"))
+            .order_by(OutboxEvent.id)
+        )
+        return [(p["amount"], p["fee"], p["currency"]) for (p,) in rows.all()]
+
+
 async def _release(db: Database) -> int:
     async with db.uow() as uow:
         moved = await svc.release_due(uow)
@@ -195,6 +206,10 @@ async def test_request_confirm_cool_off_approve_and_settle_to_the_base_unit(
         ("withdrawal.requested", "awaiting_confirmation"),
         ("withdrawal.confirmed", "confirmed"),
     ]
+    # A webhook reads the withdrawal's money as Money, as the tools show it.
+    fee_money = {"amount": TOKEN_FEE, "currency": "USDC", "text": "1.95 USDC"}
+    amount_money = {"amount": 150 * USDC, "currency": "USDC", "text": "150.00 USDC"}
+    assert await _money_in_events(db, agent_id) == [(amount_money, fee_money, "USDC")] * 2
 
     # The address is now usable: a small withdrawal to it is approved at once.
     async with client_for(runtime, key) as client:
@@ -531,7 +546,18 @@ async def test_rest_quote_request_confirm_by_mailed_code_and_cancel(
             headers=auth,
         )
         assert quoted.status_code == 200, quoted.text
-        assert quoted.json()["fee"] == TOKEN_FEE and quoted.json()["total"] == 10 * USDC + TOKEN_FEE
+        q = quoted.json()
+        assert q["fee"] == {"amount": TOKEN_FEE, "currency": "USDC", "text": "1.95 USDC"}
+        assert q["total"] == {
+            "amount": 10 * USDC + TOKEN_FEE,
+            "currency": "USDC",
+            "text": "11.95 USDC",
+        }
+        assert q["amount"]["text"] == "10.00 USDC" and q["currency"] == "USDC"
+        assert (
+            q["network_fee"]["currency"] == "USDC" and 0 < q["network_fee"]["amount"] <= TOKEN_FEE
+        )
+        assert q["minimum"]["currency"] == "USDC" and q["minimum"]["amount"] <= 10 * USDC
         placed = await web.post(
             "/api/agent/withdrawals",
             json={
@@ -545,6 +571,8 @@ async def test_rest_quote_request_confirm_by_mailed_code_and_cancel(
         assert placed.status_code == 201, placed.text
         wid = placed.json()["withdrawal"]["id"]
         assert placed.json()["code_sent"] is True
+        assert placed.json()["withdrawal"]["amount"] == q["amount"]
+        assert placed.json()["withdrawal"]["fee"] == q["fee"]
         listed = (await web.get("/api/agent/withdrawal-addresses", headers=auth)).json()
         assert [(a["address"], a["confirmed"]) for a in listed] == [(ETH_ADDRESS, False)]
         code = await _mail_code(runtime, sink, agent_id)
@@ -566,6 +594,9 @@ async def test_rest_quote_request_confirm_by_mailed_code_and_cancel(
         )
         one = await web.get(f"/api/agent/withdrawals/{wid}", headers=auth)
         assert one.json()["status"] == "awaiting_confirmation"
+        assert one.json()["fee"]["text"] == "1.95 USDC" and one.json()["currency"] == "USDC"
+        page = (await web.get("/api/agent/withdrawals", headers=auth)).json()
+        assert [w["amount"]["text"] for w in page["withdrawals"]] == ["10.00 USDC"]
         cancelled = await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)
         assert cancelled.json()["status"] == "cancelled"
         again = await web.post(f"/api/agent/withdrawals/{wid}/cancel", headers=auth)

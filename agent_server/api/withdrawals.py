@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent_server.api.auth import ChangingAgent, CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
 from agent_server.events.outbox import iso
+from agent_server.kernel.money import Money
 from agent_server.kernel.paging import decode_cursor, encode_cursor
 from agent_server.services import withdrawals as svc
 from wallets.withdrawal_models import Withdrawal, WithdrawalAddress, WithdrawalKind
@@ -51,11 +52,11 @@ class WithdrawalRequest(QuoteRequest):
 
 class QuoteResponse(BaseModel):
     currency: str
-    amount: int
-    network_fee: int = Field(description="Estimated now, base units.")
-    fee: int = Field(description="Charged on top of amount, base units.")
-    total: int
-    minimum: int
+    amount: Money = Field(description="What arrives at the address.")
+    network_fee: Money = Field(description="The chain's part of the fee, estimated now.")
+    fee: Money = Field(description="Charged on top of amount.")
+    total: Money = Field(description="Amount and fee: what leaves the wallet.")
+    minimum: Money = Field(description="The smallest amount accepted in this currency.")
     needs_approval: bool
 
 
@@ -64,8 +65,8 @@ class WithdrawalResponse(BaseModel):
     kind: str
     status: str
     currency: str
-    amount: int
-    fee: int
+    amount: Money = Field(description="What arrives at the address.")
+    fee: Money = Field(description="Taken on top of the amount.")
     address: str
     needs_approval: bool
     reason: str | None = None
@@ -121,11 +122,11 @@ async def quote(body: QuoteRequest, caller: CurrentAgent, runtime: RuntimeDep) -
     q = await svc.quote(_terms(runtime), body.currency, body.amount)
     return QuoteResponse(
         currency=q.currency,
-        amount=q.amount,
-        network_fee=q.network_fee,
-        fee=q.fee,
-        total=q.total,
-        minimum=q.minimum,
+        amount=Money.of(q.amount, q.currency),
+        network_fee=Money.of(q.network_fee, q.currency),
+        fee=Money.of(q.fee, q.currency),
+        total=Money.of(q.total, q.currency),
+        minimum=Money.of(q.minimum, q.currency),
         needs_approval=q.needs_approval,
     )
 

@@ -51,7 +51,7 @@ from agent_server.kernel.errors import (
     RateLimited,
     ValidationFailed,
 )
-from agent_server.kernel.money import decimal_text
+from agent_server.kernel.money import Money, decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services import withdrawal_limits
@@ -466,14 +466,15 @@ async def _load(uow: UnitOfWork, withdrawal_id: int) -> Withdrawal:
 
 
 def withdrawal_data(w: Withdrawal) -> dict[str, Any]:
-    """The public view of a withdrawal (events, tools, routes)."""
+    """The public view of a withdrawal (withdrawal.* events and the REST routes); amount
+    and fee are Money (``{amount, currency, text}``) as everywhere else."""
     return {
         "id": w.public_id,
         "kind": w.kind,
         "status": w.status,
         "currency": w.currency,
-        "amount": w.amount,
-        "fee": w.fee,
+        "amount": Money.of(w.amount, w.currency).model_dump(),
+        "fee": Money.of(w.fee, w.currency).model_dump(),
         "address": w.address,
         "needs_approval": w.needs_approval,
         "reason": w.reason or None,

@@ -105,6 +105,13 @@ async def test_eth_usdt_usdc_go_from_approved_to_confirmed_once(
             "withdrawal.sent",
             "withdrawal.confirmed",
         ]
+    # The webhook shows what arrived and the fee as Money, ETH in gwei read as ETH.
+    sent = {p["currency"]: p for t, p in await events(db, agent) if t == "withdrawal.sent"}
+    texts = {"ETH": ("0.012345678 ETH", "0.0001 ETH"), "USDT": ("25.000001 USDT", "1.50 USDT")}
+    texts["USDC"] = ("7.654321 USDC", "1.25 USDC")
+    for c, (amount_text, fee_text) in texts.items():
+        assert sent[c]["amount"] == {"amount": amounts[c], "currency": c, "text": amount_text}
+        assert sent[c]["fee"] == {"amount": fees[c], "currency": c, "text": fee_text}
     # Nothing more happens however often the sender runs again.
     await sender.run_once()
     assert await anvil.eth.get_transaction_count(hot_address) == nonce_before + 3  # type: ignore[arg-type]
