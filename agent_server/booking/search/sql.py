@@ -350,6 +350,47 @@ def walk_query(shape: Shape) -> Direct:
     return statement(("walk", shape), build)
 
 
+def driven_walk_query(shape: Shape) -> Direct:
+    """The walk's next ``lim`` rows after ``a0..a2`` among the specialists with the skill
+    ``rare``, found through ``specialist_skills``' key and sorted, not by walking the sort
+    index: for a skill few specialists list (``skill_count_query``). The matches are gathered
+    apart (a materialized CTE), so no planner walks the sort index for them."""
+
+    def build() -> Select[Any]:
+        sid = SPECIALISTS.id if shape.sort is SortBy.RATING else SCHEDULES.specialist_id
+        listed = select(SKILLS.specialist_id).where(
+            SKILLS.skill == bindparam("rare", type_=SKILLS.skill.type)
+        )
+        found = (
+            matching(shape)
+            .order_by(None)
+            .where(sid.in_(listed), rows_after(shape))
+            .cte("driven")
+            .prefix_with("MATERIALIZED")
+        )
+        cols = list(found.c)
+        stmt = _ordered(shape, select(*cols), cols[1:])
+        return stmt.limit(bindparam("lim", type_=Integer()))
+
+    return statement(("driven", shape), build)
+
+
+def skill_count_query() -> Direct:
+    """How many specialists list the skill ``skill``, counted up to ``cap`` (one look-up
+    range in ``specialist_skills``' key)."""
+
+    def build() -> Select[Any]:
+        listed = (
+            select(SKILLS.specialist_id)
+            .where(SKILLS.skill == bindparam("skill", type_=SKILLS.skill.type))
+            .limit(bindparam("cap", type_=Integer()))
+            .subquery()
+        )
+        return select(func.count()).select_from(listed)
+
+    return statement(("skill_count",), build)
+
+
 def slice_end_query(shape: Shape) -> Direct:
     """The position ``off + 1`` entries of the walk's index after ``a0..a2`` (before any
     filter): one row, or none when fewer are left."""

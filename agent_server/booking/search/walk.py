@@ -5,7 +5,9 @@
 after (None at the end). A specialist is emitted once the walk has passed its key, so the
 order is exact although keys are known only after slots are cut. The walk reads the index a
 slice at a time (``slice_end``) and stops early after ``MAX_EXAMINED`` specialists or
-``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it.
+``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it. With a skill
+few specialists list (``RARE_SKILL``), the walk reads their matching entries, sorted, instead
+of the index (``driven_walk_query``): the same rows in the same order.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.sql import (
     Shape,
+    driven_walk_query,
     first_position,
     last_position,
     moment,
     params,
     position_params,
     shape_of,
+    skill_count_query,
     slice_end_query,
     walk_query,
 )
@@ -37,6 +41,9 @@ MAX_EXAMINED = 200
 FIRST_SLICE = 256
 """Index entries of the first slice; each next slice is four times longer, up to MAX_SLICE."""
 MAX_SLICE = 4096
+RARE_SKILL = 400
+"""Specialists a skill filter may match at most for the walk to start from them, sorted,
+instead of walking the sort index."""
 MAX_SCANNED = 12_000
 """Walk entries one search call may read before it returns a short page (rare matches)."""
 BEYOND_IDS = 2**62
@@ -89,6 +96,17 @@ def as_position(shape: Shape, row: Sequence[Any]) -> Position:
     return (value, row[1], row[2])
 
 
+async def rarest_skill(uow: UnitOfWork, plan: Plan) -> str | None:
+    """The skill filter fewest specialists list, when at most ``RARE_SKILL`` do; else None."""
+    best: tuple[int, str] | None = None
+    for skill in plan.query.skills:
+        values = {"skill": skill, "cap": RARE_SKILL + 1}
+        count = (await direct_rows(uow, skill_count_query(), values))[0][0]
+        if count <= RARE_SKILL and (best is None or count < best[0]):
+            best = (count, skill)
+    return None if best is None else best[1]
+
+
 def walk_bounds(plan: Plan) -> tuple[Position | None, Position | None]:
     """Where matches can begin and end in the walk, from the bounds on its sort column: the
     price bounds for the price sort, ``min_rating`` for the rating sort (None: no bound).
@@ -133,16 +151,22 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
 
     shape = shape_of(plan)
     filters = params(plan)
+    rare = await rarest_skill(uow, plan)
+    if rare is not None:
+        filters["rare"] = rare
     while len(emitted) < want:
-        end = await slice_end(uow, shape, last, slice_rows)
+        end = None if rare is not None else await slice_end(uow, shape, last, slice_rows)
         if end is not None and stop is not None and plan.rank(end) >= plan.rank(stop):
             end = None  # the slice reaches past the last entry that can match: read to the end
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
         values = dict(filters, lim=batch)
         values.update(position_params("a", first_position(shape) if last is None else last))
-        values.update(position_params("e", last_position(shape) if end is None else end))
-        fetched = await direct_rows(uow, walk_query(shape), values)
+        if rare is not None:
+            fetched = await direct_rows(uow, driven_walk_query(shape), values)
+        else:
+            values.update(position_params("e", last_position(shape) if end is None else end))
+            fetched = await direct_rows(uow, walk_query(shape), values)
         rows = [(r[0], *as_position(shape, r[1:])) for r in fetched]
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
         evals = await evaluate(uow, plan, new_ids)

@@ -20,7 +20,9 @@ from agent_server.booking.search.specialists import people_query, unknown_query
 from agent_server.booking.search.sql import (
     STATEMENTS,
     Shape,
+    driven_walk_query,
     list_size,
+    skill_count_query,
     slice_end_query,
     walk_query,
 )
@@ -48,7 +50,7 @@ def warm_statements(db: Database) -> int:
     """Compile the common shapes' statements for ``db``'s dialect; how many there are."""
     dialect = db.engine.dialect
     sqlite = db.is_sqlite
-    directs: list[Direct] = [unknown_query(sqlite)]
+    directs: list[Direct] = [unknown_query(sqlite), skill_count_query()]
     sizes = []
     size = list_size(1)
     while size <= WARM_IDS:
@@ -60,6 +62,8 @@ def warm_statements(db: Database) -> int:
             directs.append(skill_counts_query(size))
     for shape in warm_shapes(sqlite):
         directs += [walk_query(shape), slice_end_query(shape), facet_counts_query(shape)]
+        if shape.skills:
+            directs.append(driven_walk_query(shape))
         if not shape.desc and shape.sort is SortBy.RATING:  # one per filter shape
             directs += [schedules_query(shape.filters, size) for size in sizes]
     unique = list({id(d): d for d in directs}.values())
