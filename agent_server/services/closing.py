@@ -20,12 +20,11 @@ confirmed it (``owner_confirmed``).
 
 from __future__ import annotations
 
-import secrets
 from typing import Literal
 
 from sqlalchemy import Table, func, select, update
 
-from agent_server.accounts.keys import hash_secret, new_code
+from agent_server.accounts.keys import new_code
 from agent_server.accounts.service import delete_agent
 from agent_server.booking.profiles import withdraw_schedules
 from agent_server.kernel.config import Settings
@@ -34,6 +33,7 @@ from agent_server.kernel.money import decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services.limits import locked_caps
+from agent_server.services.owner_codes import code_hash, try_code
 from agent_server.services.withdrawals import Owner, owner_email, payable_balance
 from billing.ledger import AccountRef, credit, debit, post, system_account
 from billing.models import AccountKind, LedgerAccount, SpendingCap, TransactionKind
@@ -41,7 +41,6 @@ from billing.wallet_funds import paying_wallets
 from wallets.withdrawal_models import FINAL_STATUSES, Withdrawal
 
 Remaining = Literal["forfeit"] | None
-CODE_TRIES = 5
 _CAPS: Table = SpendingCap.__table__  # type: ignore[assignment]
 
 
@@ -133,9 +132,8 @@ async def close_account(
     await delete_agent(uow, agent_id, settle=settle)
 
 
-def _code_hash(settings: Settings, agent_id: int, code: str) -> str:
-    pepper = settings.secret_pepper.get_secret_value()
-    return hash_secret(pepper, code, context=f"forfeit:{agent_id}")
+def _code_context(agent_id: int) -> str:
+    return f"forfeit:{agent_id}"
 
 
 async def request_forfeit(uow: UnitOfWork, settings: Settings, agent_id: int) -> bool:
@@ -153,7 +151,7 @@ async def request_forfeit(uow: UnitOfWork, settings: Settings, agent_id: int) ->
     if row.forfeit_code_hash is not None and expires is not None and expires > now:
         return True
     code = new_code()
-    row.forfeit_code_hash = _code_hash(settings, agent_id, code)
+    row.forfeit_code_hash = code_hash(settings, _code_context(agent_id), code)
     row.forfeit_code_tries = 0
     row.forfeit_code_expires_at = now + settings.withdrawal_code_ttl
     minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
@@ -184,30 +182,23 @@ async def confirm_forfeit(
     """Check the owner's forfeit code: each try is counted by a conditional update (committed
     by the caller even when refused); the right code is used up. The error to raise after
     committing, or None."""
-    now = uow.clock.now()
-    counted = await uow.session.execute(
-        update(_CAPS)
-        .where(
-            _CAPS.c.agent_id == agent_id,
-            _CAPS.c.forfeit_code_hash.is_not(None),
-            _CAPS.c.forfeit_code_tries < CODE_TRIES,
-            _CAPS.c.forfeit_code_expires_at > now,
-        )
-        .values(forfeit_code_tries=_CAPS.c.forfeit_code_tries + 1)
-        .returning(_CAPS.c.forfeit_code_hash, _CAPS.c.forfeit_code_tries)
+    tried = await try_code(
+        uow,
+        settings,
+        _CAPS,
+        [_CAPS.c.agent_id == agent_id],
+        prefix="forfeit_",
+        context=_code_context(agent_id),
+        code=code,
     )
-    stored = counted.one_or_none()
-    if stored is None:
+    if tried is None:
         return ValidationFailed.field(
             "code",
             "no forfeit is waiting, or its code expired or was tried too often; close with "
             "remaining=forfeit and no code to mail a new one to the owner",
         )
-    if not secrets.compare_digest(stored[0], _code_hash(settings, agent_id, code.strip())):
-        left = max(CODE_TRIES - int(stored[1]), 0)
-        return ValidationFailed.field(
-            "code", f"wrong code; {left} tries left (check the owner's latest mail)"
-        )
+    if not tried.right:
+        return tried.wrong()
     await uow.session.execute(
         update(_CAPS)
         .where(_CAPS.c.agent_id == agent_id)

@@ -17,28 +17,27 @@ The threshold only decides when ``balance.low`` fires; any surface may set it.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agent_server.accounts.keys import hash_secret, new_code
+from agent_server.accounts.keys import new_code
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import Forbidden, ValidationFailed
 from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
+from agent_server.services.owner_codes import code_hash, try_code
 from agent_server.services.withdrawal_limits import LIMIT_FIELDS, withdrawn_of
 from agent_server.services.withdrawals import Owner, owner_email
 from billing.caps import caps_of, set_spending_caps, spent_of
 from billing.config import BillingConfig
 from billing.models import SpendingCap
 
-CODE_TRIES = 5
 _CAPS: Table = SpendingCap.__table__  # type: ignore[assignment]
 CAP_FIELDS = {
     "daily": "daily_cap_usd_micros",
@@ -220,9 +219,8 @@ async def owner_set(uow: UnitOfWork, agent_id: int, change: Change) -> None:
     await _apply(uow, agent_id, row, change)
 
 
-def _code_hash(settings: Settings, agent_id: int, code: str) -> str:
-    pepper = settings.secret_pepper.get_secret_value()
-    return hash_secret(pepper, code, context=f"spending-limits:{agent_id}")
+def _code_context(agent_id: int) -> str:
+    return f"spending-limits:{agent_id}"
 
 
 async def request_change(
@@ -249,7 +247,7 @@ async def request_change(
     row.raise_monthly_usd_micros = after["monthly"]
     row.raise_withdraw_daily_usd_micros = after["withdraw_daily"]
     row.raise_withdraw_monthly_usd_micros = after["withdraw_monthly"]
-    row.raise_code_hash = _code_hash(settings, agent_id, code)
+    row.raise_code_hash = code_hash(settings, _code_context(agent_id), code)
     row.raise_code_tries = 0
     row.raise_code_expires_at = uow.clock.now() + settings.withdrawal_code_ttl
     minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
@@ -285,30 +283,23 @@ async def confirm_raise(
     """Check the owner's code for the stored raise: a wrong code uses one of ``CODE_TRIES``
     tries (a conditional update, committed by the caller even when refused); the right one
     applies the stored caps. The error to raise after committing, or None."""
-    now = uow.clock.now()
-    counted = await uow.session.execute(
-        update(_CAPS)
-        .where(
-            _CAPS.c.agent_id == agent_id,
-            _CAPS.c.raise_code_hash.is_not(None),
-            _CAPS.c.raise_code_tries < CODE_TRIES,
-            _CAPS.c.raise_code_expires_at > now,
-        )
-        .values(raise_code_tries=_CAPS.c.raise_code_tries + 1)
-        .returning(_CAPS.c.raise_code_hash, _CAPS.c.raise_code_tries)
+    tried = await try_code(
+        uow,
+        settings,
+        _CAPS,
+        [_CAPS.c.agent_id == agent_id],
+        prefix="raise_",
+        context=_code_context(agent_id),
+        code=code,
     )
-    stored = counted.one_or_none()
-    if stored is None:
+    if tried is None:
         return ValidationFailed.field(
             "code",
             "no raise is waiting, or its code expired or was tried too often; ask for the "
             "raise again (PUT /api/agent/spending-limits) to mail a new code",
         )
-    if not secrets.compare_digest(stored[0], _code_hash(settings, agent_id, code.strip())):
-        left = max(CODE_TRIES - int(stored[1]), 0)
-        return ValidationFailed.field(
-            "code", f"wrong code; {left} tries left (check the owner's latest mail)"
-        )
+    if not tried.right:
+        return tried.wrong()
     row = await uow.session.get(SpendingCap, agent_id, with_for_update=True, populate_existing=True)
     assert row is not None
     to = {

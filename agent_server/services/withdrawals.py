@@ -30,7 +30,6 @@ mailbox, and even then the address is usable only after the cooling-off time.
 from __future__ import annotations
 
 import re
-import secrets
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select, update
 
-from agent_server.accounts.keys import hash_secret, new_code
+from agent_server.accounts.keys import new_code
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Specialist
 from agent_server.events import outbox
@@ -55,6 +54,7 @@ from agent_server.kernel.money import Money, decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services import withdrawal_limits
+from agent_server.services.owner_codes import code_hash, try_code
 from billing.config import BillingConfig
 from billing.ledger import (
     AccountRef,
@@ -80,7 +80,6 @@ from wallets.withdrawal_models import (
     WithdrawalStatus,
 )
 
-CODE_TRIES = 5
 LIVE_CODES = 3  # unconfirmed addresses with a live code, per owner
 _ADDRESSES: Table = WithdrawalAddress.__table__  # type: ignore[assignment]
 _WITHDRAWALS: Table = Withdrawal.__table__  # type: ignore[assignment]
@@ -205,9 +204,8 @@ async def owner_email(uow: UnitOfWork, owner: Owner) -> str:
     return specialist.email
 
 
-def _code_hash(settings: Settings, address_id: int, code: str) -> str:
-    pepper = settings.secret_pepper.get_secret_value()
-    return hash_secret(pepper, code, context=f"withdrawal-address:{address_id}")
+def _code_context(address_id: int) -> str:
+    return f"withdrawal-address:{address_id}"
 
 
 async def _address_row(
@@ -250,7 +248,7 @@ async def _issue_code(
     """A new code for ``row``, hashed, mailed to the owner in this transaction."""
     code = new_code()
     now = uow.clock.now()
-    row.code_hash = _code_hash(settings, row.id, code)
+    row.code_hash = code_hash(settings, _code_context(row.id), code)
     row.code_tries = 0
     row.code_expires_at = now + settings.withdrawal_code_ttl
     row.removed_at = None
@@ -499,21 +497,19 @@ async def confirm_address(
     """Check the owner's code for a new address. A wrong code uses one of ``CODE_TRIES``
     tries (a conditional update); the right one confirms the address and starts its
     cooling-off time. The caller commits, then raises ``error`` if there is one."""
-    now = uow.clock.now()
-    counted = await uow.session.execute(
-        update(_ADDRESSES)
-        .where(
+    tried = await try_code(
+        uow,
+        settings,
+        _ADDRESSES,
+        [
             _ADDRESSES.c.id == address_id,
             _ADDRESSES.c.owner == owner.key,
             _ADDRESSES.c.confirmed_at.is_(None),
-            _ADDRESSES.c.code_hash.is_not(None),
-            _ADDRESSES.c.code_tries < CODE_TRIES,
-            _ADDRESSES.c.code_expires_at > now,
-        )
-        .values(code_tries=_ADDRESSES.c.code_tries + 1)
-        .returning(_ADDRESSES.c.code_hash)
+        ],
+        prefix="",
+        context=_code_context(address_id),
+        code=code,
     )
-    stored = counted.scalar_one_or_none()
     row = (
         await uow.session.execute(
             select(WithdrawalAddress)
@@ -525,7 +521,7 @@ async def confirm_address(
         raise NotFound(f"no withdrawal address {address_id} of yours", {"address_id": address_id})
     if row.confirmed_at is not None:
         return Confirmation(row, None)
-    if stored is None:
+    if tried is None:
         return Confirmation(
             row,
             ValidationFailed.field(
@@ -534,14 +530,9 @@ async def confirm_address(
                 "withdrawal to this address again to get a new code",
             ),
         )
-    if not secrets.compare_digest(stored, _code_hash(settings, row.id, code.strip())):
-        left = max(CODE_TRIES - row.code_tries, 0)
-        return Confirmation(
-            row,
-            ValidationFailed.field(
-                "code", f"wrong code; {left} tries left (check the latest mail)"
-            ),
-        )
+    if not tried.right:
+        return Confirmation(row, tried.wrong("the latest mail"))
+    now = uow.clock.now()
     row.confirmed_at = now
     row.usable_after = now + settings.withdrawal_cooling_off
     row.code_hash = None
