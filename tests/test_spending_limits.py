@@ -16,21 +16,18 @@ from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, select
+from withdrawal_setup import owner_set_limits, usdc_balance, withdrawal_runtime
 
 from agent_server.app import create_app
 from agent_server.booking.availability import make_slot_id
 from agent_server.events.mail_delivery import MailSender
 from agent_server.events.models import OutboxEvent
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from agent_server.services import limits
 from agent_server.services.withdrawals import Owner, owner_email
 from billing.models import LedgerTransaction
-from billing.wallet_funds import balances
-from wallets.network_fees import FixedFees
 
 USDC = 1_000_000
 SEARCH = 10_000  # search-specialists, USD micro-dollars
@@ -38,28 +35,11 @@ SEARCH = 10_000  # search-specialists, USD micro-dollars
 
 @pytest.fixture
 async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
-    rt = Runtime(settings=Settings(database_url=database_url, smtp_url=sink.url), db=db)
-    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
-    yield rt
+    yield withdrawal_runtime(database_url, db, sink)
 
 
 def client_for(runtime: Runtime, key: str) -> Client:
     return Client(build_mcp_server(runtime, api_key_source=lambda: key))
-
-
-async def _owner_set(db: Database, agent_id: int, **values: int | None) -> None:
-    async with db.uow() as uow:
-        await limits.owner_set(
-            uow,
-            agent_id,
-            limits.Change(**values, given=frozenset(values)),  # type: ignore[arg-type]
-        )
-        await uow.commit()
-
-
-async def _wallet(db: Database, agent_id: int) -> int:
-    async with db.uow() as uow:
-        return (await balances(uow, agent_id)).get("USDC", 0)
 
 
 async def _transactions(db: Database) -> int:
@@ -79,7 +59,7 @@ async def test_daily_and_monthly_caps_refuse_and_reset_across_day_and_month_ends
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=10 * USDC)
     clock.set(datetime(2026, 3, 30, 22, 0, tzinfo=UTC))
-    await _owner_set(db, agent_id, daily=3 * SEARCH, monthly=5 * SEARCH)
+    await owner_set_limits(db, agent_id, daily=3 * SEARCH, monthly=5 * SEARCH)
     async with client_for(runtime, key) as client:
         for _ in range(3):
             await call_ok(client, "search-specialists", {"q": "tax"})
@@ -105,7 +85,7 @@ async def test_daily_and_monthly_caps_refuse_and_reset_across_day_and_month_ends
     assert seen["month_resets_at"] == "2026-05-01T00:00:00Z" or seen["month_resets_at"].startswith(
         "2026-05-01T00:00:00"
     )
-    assert await _wallet(db, agent_id) == 10 * USDC - 6 * SEARCH
+    assert await usdc_balance(db, agent_id) == 10 * USDC - 6 * SEARCH
 
 
 async def test_over_mcp_an_agent_lowers_its_caps_but_cannot_raise_or_remove_them(
@@ -113,7 +93,7 @@ async def test_over_mcp_an_agent_lowers_its_caps_but_cannot_raise_or_remove_them
 ) -> None:
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=USDC)
-    await _owner_set(db, agent_id, daily=50_000, monthly=None)
+    await owner_set_limits(db, agent_id, daily=50_000, monthly=None)
     async with client_for(runtime, key) as client:
         lowered = await call_ok(
             client,
@@ -155,7 +135,7 @@ async def test_rest_raises_only_with_the_code_mailed_to_the_owner(
 ) -> None:
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=USDC)
-    await _owner_set(db, agent_id, daily=50_000, monthly=None)
+    await owner_set_limits(db, agent_id, daily=50_000, monthly=None)
     auth = {"Authorization": f"Bearer {key}"}
     path = "/api/agent/spending-limits"
     async with await _rest(runtime) as web:
@@ -215,7 +195,7 @@ async def test_max_price_refuses_a_dearer_call_before_any_charge(runtime: Runtim
         for paid in ("search-specialists", "view-profile", "create-schedule", "book-slot"):
             assert "max_price" in tools[paid].input_schema["properties"], paid
         assert "max_price" not in tools["get-wallet"].input_schema.get("properties", {})
-        before = (await _wallet(db, agent_id), await _transactions(db))
+        before = (await usdc_balance(db, agent_id), await _transactions(db))
 
         refused = await _search(client, max_price=SEARCH - 1)
         assert error_code(refused) == "VALIDATION_ERROR"
@@ -231,19 +211,19 @@ async def test_max_price_refuses_a_dearer_call_before_any_charge(runtime: Runtim
         assert error_code(bad) == "VALIDATION_ERROR"
         free = await client.call_tool("get-wallet", {"max_price": 1})
         assert error_code(free) == "VALIDATION_ERROR"  # a free tool takes no max_price
-        assert (await _wallet(db, agent_id), await _transactions(db)) == before
+        assert (await usdc_balance(db, agent_id), await _transactions(db)) == before
 
         searched = await call_ok(client, "search-specialists", {"q": "tax", "max_price": SEARCH})
         assert searched["receipt"]["price_usd"]["amount"] == SEARCH
         booked = await call_ok(client, "book-slot", {**booking, "max_price": 40 * USDC + 50_000})
         assert booked["receipt"]["escrowed"]["text"] == "40.00 USDC"
-    assert await _wallet(db, agent_id) == 100 * USDC - SEARCH - 40 * USDC - 50_000
+    assert await usdc_balance(db, agent_id) == 100 * USDC - SEARCH - 40 * USDC - 50_000
 
 
 async def test_a_refund_is_credited_back_against_the_caps(runtime: Runtime) -> None:
     db = runtime.db
     agent_id, key = await make_agent(db, runtime.settings, funds=100 * USDC)
-    await _owner_set(db, agent_id, daily=41 * USDC, monthly=None)
+    await owner_set_limits(db, agent_id, daily=41 * USDC, monthly=None)
     schedule = await make_schedule(db, price_amount=40 * USDC, price_currency="USD")
     slots = [make_slot_id(schedule, datetime(2026, 3, 5, h, 0, tzinfo=UTC)) for h in (10, 11)]
     async with client_for(runtime, key) as client:
@@ -308,13 +288,13 @@ async def test_max_price_limits_a_withdrawals_fee_before_any_money_moves(runtime
     async with client_for(runtime, key) as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert "max_price" in tools["request-withdrawal"].input_schema["properties"]
-        before = (await _wallet(db, agent_id), await _transactions(db))
+        before = (await usdc_balance(db, agent_id), await _transactions(db))
         refused = await client.call_tool("request-withdrawal", {**ask, "max_price": USDC})
         assert error_code(refused) == "VALIDATION_ERROR"
         assert body(refused)["error"]["details"]["price_usd_micros"] == 1_950_000  # the fee
-        assert (await _wallet(db, agent_id), await _transactions(db)) == before
+        assert (await usdc_balance(db, agent_id), await _transactions(db)) == before
         listed = await call_ok(client, "list-withdrawals", {})
         assert listed["withdrawals"] == []
         placed = await call_ok(client, "request-withdrawal", {**ask, "max_price": 2 * USDC})
     assert placed["fee"]["text"] == "1.95 USDC"
-    assert await _wallet(db, agent_id) == 30 * USDC - 10 * USDC - 1_950_000
+    assert await usdc_balance(db, agent_id) == 30 * USDC - 10 * USDC - 1_950_000

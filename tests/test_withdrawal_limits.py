@@ -18,24 +18,21 @@ from mcp import Client
 from mcp_support import body, call_ok, error_code, make_agent
 from smtp_sink import SmtpSink
 from sqlalchemy import func, inspect, select, text, update
+from withdrawal_setup import owner_set_limits, usdc_balance, withdrawal_runtime
 
 from agent_server.accounts.models import Agent
 from agent_server.app import create_app
 from agent_server.dashboard.sessions import SESSION_COOKIE, csrf_token, request_code, verify_code
 from agent_server.events.mail_delivery import MailSender
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import SpendingCapReached
 from agent_server.kernel.store import Database
 from agent_server.kernel.store.migrate import alembic_config, upgrade_async
 from agent_server.mcp.server import build_mcp_server
 from agent_server.runtime import Runtime
-from agent_server.services import limits
 from agent_server.services import withdrawals as svc
 from billing.ledger import account_balance_from_entries, system_account
 from billing.models import AccountKind, LedgerTransaction, SpendingCap
-from billing.wallet_funds import balances
-from wallets.network_fees import FixedFees
 from wallets.withdrawal_models import Withdrawal
 
 USDC = 1_000_000  # one USDC in base units, and one USD in micro-dollars at the test rate
@@ -47,16 +44,14 @@ LIMITS = "/api/agent/spending-limits"
 
 @pytest.fixture
 async def runtime(database_url: str, db: Database, sink: SmtpSink) -> AsyncIterator[Runtime]:
-    settings = Settings(
-        database_url=database_url,
-        smtp_url=sink.url,
+    yield withdrawal_runtime(
+        database_url,
+        db,
+        sink,
         withdrawal_approval_usd_micros=1_000 * USDC,
         start_watchers=False,
         start_worker=False,
     )
-    rt = Runtime(settings=settings, db=db)
-    rt.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
-    yield rt
 
 
 def client_for(runtime: Runtime, key: str) -> Client:
@@ -80,21 +75,6 @@ async def _agent(runtime: Runtime, funds: int, owner: str | None = OWNER) -> tup
             )
             await uow.commit()
     return agent_id, key
-
-
-async def _owner_set(db: Database, agent_id: int, **values: int | None) -> None:
-    async with db.uow() as uow:
-        await limits.owner_set(
-            uow,
-            agent_id,
-            limits.Change(**values, given=frozenset(values)),  # type: ignore[arg-type]
-        )
-        await uow.commit()
-
-
-async def _wallet(db: Database, agent_id: int) -> int:
-    async with db.uow() as uow:
-        return (await balances(uow, agent_id)).get("USDC", 0)
 
 
 async def _withdrawals(db: Database, agent_id: int) -> int:
@@ -125,10 +105,10 @@ async def test_withdrawal_limits_refuse_past_the_limit_to_the_base_unit(
     db = runtime.db
     clock.set(datetime(2026, 3, 31, 20, 0, tzinfo=UTC))
     agent_id, key = await _agent(runtime, 200 * USDC)
-    await _owner_set(db, agent_id, withdraw_daily=25 * USDC, withdraw_monthly=40 * USDC)
+    await owner_set_limits(db, agent_id, withdraw_daily=25 * USDC, withdraw_monthly=40 * USDC)
     async with client_for(runtime, key) as client:
         first = await call_ok(client, "request-withdrawal", _ask(10 * USDC, "limit-one"))
-        before = (await _wallet(db, agent_id), await _withdrawals(db, agent_id))
+        before = (await usdc_balance(db, agent_id), await _withdrawals(db, agent_id))
         refused = await client.call_tool(
             "request-withdrawal", _ask(15 * USDC + 1, "limit-over-by-one")
         )
@@ -144,7 +124,7 @@ async def test_withdrawal_limits_refuse_past_the_limit_to_the_base_unit(
         assert details["resets_at"].startswith("2026-04-01T00:00:00")
         assert "owner" in details["next_step"] and "dashboard" in details["next_step"]
         # Nothing moved: no withdrawal, no ledger step, the same balance.
-        assert (await _wallet(db, agent_id), await _withdrawals(db, agent_id)) == before
+        assert (await usdc_balance(db, agent_id), await _withdrawals(db, agent_id)) == before
 
         await call_ok(client, "request-withdrawal", _ask(15 * USDC, "limit-exactly"))
         seen = await call_ok(client, "get-spending-limits", {})
@@ -168,14 +148,14 @@ async def test_withdrawal_limits_refuse_past_the_limit_to_the_base_unit(
         assert details["resets_at"].startswith("2026-05-01T00:00:00")
         await call_ok(client, "request-withdrawal", _ask(15 * USDC, "limit-month-exact"))
     # Fees are charged on top and do not count against the limit.
-    assert await _wallet(db, agent_id) == 200 * USDC - 65 * USDC - 4 * TOKEN_FEE
+    assert await usdc_balance(db, agent_id) == 200 * USDC - 65 * USDC - 4 * TOKEN_FEE
 
 
 @pytest.mark.parametrize("backend", [pytest.param("postgres", marks=pytest.mark.postgres)])
 async def test_two_concurrent_requests_cannot_both_pass_the_limit(runtime: Runtime) -> None:
     db = runtime.db
     agent_id, _ = await _agent(runtime, 100 * USDC)
-    await _owner_set(db, agent_id, withdraw_daily=25 * USDC)
+    await owner_set_limits(db, agent_id, withdraw_daily=25 * USDC)
     terms = svc.Terms.of(runtime.settings, runtime.billing, runtime.network_fees)
     owner = svc.Owner(agent_id=agent_id)
 
@@ -220,7 +200,7 @@ async def test_two_concurrent_requests_cannot_both_pass_the_limit(runtime: Runti
     outcomes = sorted(await racing)
     assert outcomes == ["placed", "refused"]
     assert await _withdrawals(db, agent_id) == 1
-    assert await _wallet(db, agent_id) == 100 * USDC - 15 * USDC - TOKEN_FEE
+    assert await usdc_balance(db, agent_id) == 100 * USDC - 15 * USDC - TOKEN_FEE
 
 
 # --- who changes the limits ---------------------------------------------------------------
@@ -270,7 +250,7 @@ async def test_rest_raises_a_withdrawal_limit_only_with_the_owners_code(
     runtime: Runtime, sink: SmtpSink
 ) -> None:
     agent_id, key = await _agent(runtime, 100 * USDC)
-    await _owner_set(runtime.db, agent_id, withdraw_daily=10 * USDC)
+    await owner_set_limits(runtime.db, agent_id, withdraw_daily=10 * USDC)
     auth = {"Authorization": f"Bearer {key}"}
     async with _rest(runtime) as web:
         shown = (await web.get(LIMITS, headers=auth)).json()
@@ -325,7 +305,9 @@ async def test_the_signed_in_owner_raises_and_removes_withdrawal_limits_on_the_d
     runtime: Runtime, sink: SmtpSink
 ) -> None:
     agent_id, key = await _agent(runtime, 100 * USDC)
-    await _owner_set(runtime.db, agent_id, withdraw_daily=5 * USDC, withdraw_monthly=50 * USDC)
+    await owner_set_limits(
+        runtime.db, agent_id, withdraw_daily=5 * USDC, withdraw_monthly=50 * USDC
+    )
     async with client_for(runtime, key) as client:
         await call_ok(client, "request-withdrawal", _ask(4 * USDC, "before-dashboard"))
     cookies, csrf = await _owner_session(runtime, sink)
@@ -373,13 +355,13 @@ async def test_the_api_key_alone_cannot_forfeit_a_balance(runtime: Runtime, sink
         again = await web.delete("/api/agent/me?remaining=forfeit", headers=auth)
         assert again.status_code == 202
         assert await MailSender(db, runtime.settings).run_once() == 0
-        assert await _wallet(db, agent_id) == 30 * USDC
+        assert await usdc_balance(db, agent_id) == 30 * USDC
         assert (await web.get("/api/agent/me", headers=auth)).status_code == 200
 
         closed = await web.delete(f"/api/agent/me?remaining=forfeit&code={code}", headers=auth)
         assert closed.status_code == 200, closed.text
         assert (await web.get("/api/agent/me", headers=auth)).status_code == 401
-    assert await _wallet(db, agent_id) == 0
+    assert await usdc_balance(db, agent_id) == 0
     async with db.uow() as uow:
         forfeited = await uow.session.scalar(
             select(func.count())
@@ -402,7 +384,7 @@ async def test_the_owner_forfeits_on_the_dashboard_without_a_code(
             f"/agents/{agent_id}/close", data={"csrf_token": csrf, "forfeit": "yes"}
         )
         assert closed.status_code == 303, closed.text
-    assert await _wallet(runtime.db, agent_id) == 0
+    assert await usdc_balance(runtime.db, agent_id) == 0
     async with runtime.db.uow() as uow:
         forfeited = await system_account(uow, AccountKind.FORFEITED, "USDC")
         held = await account_balance_from_entries(uow, forfeited.id)
@@ -463,7 +445,7 @@ async def test_the_withdrawal_limits_migration_keeps_the_caps_and_starts_without
 ) -> None:
     db = runtime.db
     agent_id, _ = await _agent(runtime, 0)
-    await _owner_set(db, agent_id, daily=7 * USDC, withdraw_daily=3 * USDC)
+    await owner_set_limits(db, agent_id, daily=7 * USDC, withdraw_daily=3 * USDC)
     await db.engine.dispose()
     try:
         await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0013")

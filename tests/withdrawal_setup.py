@@ -13,8 +13,10 @@ from agent_server.events.mail_delivery import MailSender
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, UnitOfWork
 from agent_server.runtime import Runtime
+from agent_server.services import limits
 from billing.ledger import AccountRef, credit, debit, open_account, post, system_account
 from billing.models import AccountKind, TransactionKind
+from billing.wallet_funds import balances
 from wallets.network_fees import FixedFees
 
 USDC = 1_000_000
@@ -31,6 +33,24 @@ def withdrawal_runtime(database_url: str, db: Database, sink: SmtpSink, **settin
     )
     runtime.network_fees = FixedFees(gas_price_wei=10 * 10**9, btc_sat_per_vbyte=5)
     return runtime
+
+
+async def owner_set_limits(db: Database, agent_id: int, **values: int | None) -> None:
+    """Set the agent's limits as its signed-in owner would (``daily``, ``withdraw_daily``...),
+    committed."""
+    async with db.uow() as uow:
+        await limits.owner_set(
+            uow,
+            agent_id,
+            limits.Change(**values, given=frozenset(values)),
+        )
+        await uow.commit()
+
+
+async def usdc_balance(db: Database, agent_id: int) -> int:
+    """The agent's USDC wallet balance in base units (0 without one)."""
+    async with db.uow() as uow:
+        return (await balances(uow, agent_id)).get("USDC", 0)
 
 
 async def mailed_code(runtime: Runtime, sink: SmtpSink, email: str) -> str:
