@@ -41,11 +41,10 @@ async def register(http: httpx.AsyncClient, **metadata: Any) -> dict[str, Any]:
     return dict(reply.json())
 
 
-async def start(
-    http: httpx.AsyncClient, client_id: str, challenge: str, **extra: str
-) -> httpx.Response:
-    """``GET /authorize``, as a browser the client sent there."""
-    params = {
+def authorize_params(client_id: str, challenge: str, **extra: str) -> dict[str, str]:
+    """The query of ``GET /authorize`` for a code with PKCE, state ``s-1`` unless ``extra``
+    says otherwise."""
+    return {
         "response_type": "code",
         "client_id": client_id,
         "redirect_uri": REDIRECT,
@@ -54,7 +53,40 @@ async def start(
         "state": "s-1",
         **extra,
     }
-    return await http.get("/authorize", params=params)
+
+
+async def start(
+    http: httpx.AsyncClient, client_id: str, challenge: str, **extra: str
+) -> httpx.Response:
+    """``GET /authorize``, as a browser the client sent there."""
+    return await http.get("/authorize", params=authorize_params(client_id, challenge, **extra))
+
+
+def code_form(client_id: str, code: str, verifier: str) -> dict[str, str]:
+    """The ``POST /token`` form that trades an authorization code for tokens."""
+    return {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT,
+        "client_id": client_id,
+        "code_verifier": verifier,
+    }
+
+
+def get_wallet_call(token: str) -> dict[str, Any]:
+    """``json`` and ``headers`` of a ``POST /mcp`` calling get-wallet with bearer ``token``."""
+    return {
+        "json": {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "tools/call",
+            "params": {"name": "get-wallet", "arguments": {}},
+        },
+        "headers": {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json, text/event-stream",
+        },
+    }
 
 
 @dataclass
@@ -82,14 +114,7 @@ async def authorized(
 
 
 async def exchange(http: httpx.AsyncClient, auth: Authorized, **override: str) -> httpx.Response:
-    form = {
-        "grant_type": "authorization_code",
-        "code": auth.code,
-        "redirect_uri": REDIRECT,
-        "client_id": auth.client["client_id"],
-        "code_verifier": auth.verifier,
-        **override,
-    }
+    form = {**code_form(auth.client["client_id"], auth.code, auth.verifier), **override}
     if auth.client.get("client_secret") and "client_secret" not in override:
         form["client_secret"] = auth.client["client_secret"]
     return await http.post("/token", data=form)

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from client_document_server import DocumentServer
 from mcp_support import make_agent
-from oauth_support import REDIRECT, pkce, query, register
+from oauth_support import REDIRECT, code_form, get_wallet_call, pkce, query, register, start
 from pydantic import SecretStr
 from sqlalchemy import func, select, update
 
@@ -75,32 +75,8 @@ async def http(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def authorize(http: httpx.AsyncClient, client_id: str, challenge: str) -> httpx.Response:
-    params = {
-        "response_type": "code",
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "code_challenge": challenge,
-        "code_challenge_method": "S256",
-        "state": "s-1",
-    }
-    return await http.get("/authorize", params=params)
-
-
 async def call_tool(http: httpx.AsyncClient, token: str) -> httpx.Response:
-    return await http.post(
-        "/mcp",
-        json={
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "tools/call",
-            "params": {"name": "get-wallet", "arguments": {}},
-        },
-        headers={
-            "Authorization": f"Bearer {token}",
-            "Accept": "application/json, text/event-stream",
-        },
-    )
+    return await http.post("/mcp", **get_wallet_call(token))
 
 
 async def test_the_metadata_says_a_url_may_be_a_client_id(http: httpx.AsyncClient) -> None:
@@ -131,7 +107,7 @@ async def document_flow(
         f"/clients/{'a-very-long-path-segment/' * 4}{runtime.db.is_sqlite}.json", [REDIRECT]
     )
     verifier, challenge = pkce()
-    started = await authorize(http, client_id, challenge)
+    started = await start(http, client_id, challenge)
     assert started.status_code == 302, started.text
     handle = query(started.headers["location"])["request"]
 
@@ -142,14 +118,7 @@ async def document_flow(
     answer = query(await consent.approve(runtime.db, runtime.settings, handle, person, agent_id))
     assert answer["state"] == "s-1"
 
-    form = {
-        "grant_type": "authorization_code",
-        "code": answer["code"],
-        "redirect_uri": REDIRECT,
-        "client_id": client_id,
-        "code_verifier": verifier,
-    }
-    issued = await http.post("/token", data=form)
+    issued = await http.post("/token", data=code_form(client_id, answer["code"], verifier))
     assert issued.status_code == 200, issued.text
     tokens = issued.json()
 
@@ -204,7 +173,7 @@ async def test_a_document_that_cannot_be_read_is_a_clear_oauth_error(
 ) -> None:
     path = f"/broken/{abs(hash((page, database_url)))}.json"
     documents.pages[path] = page
-    reply = await authorize(http, documents.url(path), pkce()[1])
+    reply = await start(http, documents.url(path), pkce()[1])
     assert reply.status_code == 400 and "location" not in reply.headers
     body = reply.json()
     assert body["error"] == "invalid_request"
@@ -232,7 +201,7 @@ async def test_a_document_that_does_not_describe_a_usable_client_is_refused(
 ) -> None:
     path = f"/bad/{abs(hash((json.dumps(fields), runtime.settings.database_url)))}.json"
     url = documents.document(path, [REDIRECT], **fields)
-    reply = await authorize(http, url, pkce()[1])
+    reply = await start(http, url, pkce()[1])
     assert reply.status_code == 400, reply.text
     assert reason in reply.json()["error_description"]
     async with runtime.db.uow() as uow:
@@ -243,7 +212,7 @@ async def test_a_redirect_uri_the_document_does_not_list_is_refused(
     http: httpx.AsyncClient, documents: DocumentServer, database_url: str
 ) -> None:
     url = documents.document(f"/other/{abs(hash(database_url))}.json", ["http://127.0.0.1:9/else"])
-    reply = await authorize(http, url, pkce()[1])
+    reply = await start(http, url, pkce()[1])
     assert reply.status_code == 400
     assert "redirect" in reply.json()["error_description"].lower()
 
@@ -263,7 +232,7 @@ async def test_loopback_http_and_private_addresses_are_refused_unless_allowed(
             "https://10.1.2.3/client.json",
             "https://[::1]/client.json",
         ):
-            reply = await authorize(http, client_id, pkce()[1])
+            reply = await start(http, client_id, pkce()[1])
             assert reply.status_code == 400, client_id
             description = reply.json()["error_description"]
             assert "https URL on a public host" in description or "address" in description
@@ -272,7 +241,7 @@ async def test_loopback_http_and_private_addresses_are_refused_unless_allowed(
             ("https://clients.example/a/../b.json", "must have a path"),
             ("https://user:pw@clients.example/c.json", "user name or password"),
         ):
-            reply = await authorize(http, client_id, pkce()[1])
+            reply = await start(http, client_id, pkce()[1])
             assert reply.status_code == 400 and reason in reply.json()["error_description"]
     assert len(documents.hits) == seen  # nothing was fetched
 

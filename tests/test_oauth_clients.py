@@ -21,7 +21,7 @@ import httpx
 import pytest
 from client_document_server import DocumentServer
 from mcp_support import CLI, make_agent, start_serve
-from oauth_support import REDIRECT, pkce, query
+from oauth_support import REDIRECT, authorize_params, code_form, get_wallet_call, pkce, query
 from pydantic import SecretStr
 from smtp_sink import SmtpSink, free_port
 from sqlalchemy import func, select, update
@@ -258,15 +258,7 @@ async def test_a_metadata_document_url_as_client_id_signs_in_with_the_mailed_cod
             "/oauth/client.json", [REDIRECT], client_name="Document test client"
         )
         verifier, challenge = pkce()
-        params = {
-            "response_type": "code",
-            "client_id": client_id,
-            "redirect_uri": REDIRECT,
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-            "state": "doc-1",
-            "resource": f"{base}/mcp",
-        }
+        params = authorize_params(client_id, challenge, state="doc-1", resource=f"{base}/mcp")
         with httpx.Client(base_url=base, timeout=30) as browser:
             metadata = browser.get("/.well-known/oauth-authorization-server").json()
             assert metadata["client_id_metadata_document_supported"] is True
@@ -277,30 +269,9 @@ async def test_a_metadata_document_url_as_client_id_signs_in_with_the_mailed_cod
                 agents,
                 client_name="Document test client (127.0.0.1:",
             )
-            issued = browser.post(
-                "/token",
-                data={
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": REDIRECT,
-                    "client_id": client_id,
-                    "code_verifier": verifier,
-                },
-            )
+            issued = browser.post("/token", data=code_form(client_id, code, verifier))
             assert issued.status_code == 200, issued.text
-            called = browser.post(
-                "/mcp",
-                json={
-                    "jsonrpc": "2.0",
-                    "id": 1,
-                    "method": "tools/call",
-                    "params": {"name": "get-wallet", "arguments": {}},
-                },
-                headers={
-                    "Authorization": f"Bearer {issued.json()['access_token']}",
-                    "Accept": "application/json, text/event-stream",
-                },
-            )
+            called = browser.post("/mcp", **get_wallet_call(issued.json()["access_token"]))
         assert called.status_code == 200, called.text
         assert not called.json()["result"].get("isError"), called.text
         assert "/oauth/client.json" in documents.hits
