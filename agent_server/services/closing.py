@@ -24,7 +24,6 @@ from typing import Literal
 
 from sqlalchemy import Table, func, select, update
 
-from agent_server.accounts.keys import new_code
 from agent_server.accounts.service import delete_agent
 from agent_server.booking.profiles import withdraw_schedules
 from agent_server.kernel.config import Settings
@@ -33,7 +32,7 @@ from agent_server.kernel.money import decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services.limits import locked_caps
-from agent_server.services.owner_codes import code_hash, try_code
+from agent_server.services.owner_codes import issue_code, try_code
 from agent_server.services.withdrawals import Owner, owner_email, payable_balance
 from billing.ledger import AccountRef, credit, debit, post, system_account
 from billing.models import AccountKind, LedgerAccount, SpendingCap, TransactionKind
@@ -150,10 +149,7 @@ async def request_forfeit(uow: UnitOfWork, settings: Settings, agent_id: int) ->
     expires = row.forfeit_code_expires_at
     if row.forfeit_code_hash is not None and expires is not None and expires > now:
         return True
-    code = new_code()
-    row.forfeit_code_hash = code_hash(settings, _code_context(agent_id), code)
-    row.forfeit_code_tries = 0
-    row.forfeit_code_expires_at = now + settings.withdrawal_code_ttl
+    code = issue_code(row, settings, prefix="forfeit_", context=_code_context(agent_id), now=now)
     minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
     body = (
         f"Your agent {agent_id} asked to close its account and give up what it holds: "

@@ -25,13 +25,12 @@ from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from agent_server.accounts.keys import new_code
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import Forbidden, ValidationFailed
 from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
-from agent_server.services.owner_codes import code_hash, try_code
+from agent_server.services.owner_codes import issue_code, try_code
 from agent_server.services.withdrawal_limits import LIMIT_FIELDS, withdrawn_of
 from agent_server.services.withdrawals import Owner, owner_email
 from billing.caps import caps_of, set_spending_caps, spent_of
@@ -242,14 +241,13 @@ async def request_change(
             row,
             Change(balance_low=change.balance_low, given=frozenset({"balance_low"})),
         )
-    code = new_code()
     row.raise_daily_usd_micros = after["daily"]
     row.raise_monthly_usd_micros = after["monthly"]
     row.raise_withdraw_daily_usd_micros = after["withdraw_daily"]
     row.raise_withdraw_monthly_usd_micros = after["withdraw_monthly"]
-    row.raise_code_hash = code_hash(settings, _code_context(agent_id), code)
-    row.raise_code_tries = 0
-    row.raise_code_expires_at = uow.clock.now() + settings.withdrawal_code_ttl
+    code = issue_code(
+        row, settings, prefix="raise_", context=_code_context(agent_id), now=uow.clock.now()
+    )
     minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
 
     def cap(value: int | None) -> str:

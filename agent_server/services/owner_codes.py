@@ -13,10 +13,11 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Table, update
 
-from agent_server.accounts.keys import hash_secret
+from agent_server.accounts.keys import hash_secret, new_code
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.store import UnitOfWork
@@ -27,6 +28,16 @@ CODE_TRIES = 5
 def code_hash(settings: Settings, context: str, code: str) -> str:
     """The stored form of ``code`` for what ``context`` names (e.g. ``forfeit:<agent id>``)."""
     return hash_secret(settings.secret_pepper.get_secret_value(), code, context=context)
+
+
+def issue_code(row: object, settings: Settings, *, prefix: str, context: str, now: datetime) -> str:
+    """Give ``row`` a new code in its ``<prefix>code_*`` attributes: hashed, all tries left,
+    live for ``withdrawal_code_ttl`` from ``now``. The code itself, to mail; not stored."""
+    code = new_code()
+    setattr(row, f"{prefix}code_hash", code_hash(settings, context, code))
+    setattr(row, f"{prefix}code_tries", 0)
+    setattr(row, f"{prefix}code_expires_at", now + settings.withdrawal_code_ttl)
+    return code
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,6 @@ from typing import Any
 
 from sqlalchemy import Table, and_, func, or_, select, update
 
-from agent_server.accounts.keys import new_code
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Specialist
 from agent_server.events import outbox
@@ -54,7 +53,7 @@ from agent_server.kernel.money import Money, decimal_text
 from agent_server.kernel.store import UnitOfWork
 from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services import withdrawal_limits
-from agent_server.services.owner_codes import code_hash, try_code
+from agent_server.services.owner_codes import issue_code, try_code
 from billing.config import BillingConfig
 from billing.ledger import (
     AccountRef,
@@ -246,11 +245,8 @@ async def _issue_code(
     uow: UnitOfWork, settings: Settings, owner: Owner, row: WithdrawalAddress
 ) -> None:
     """A new code for ``row``, hashed, mailed to the owner in this transaction."""
-    code = new_code()
     now = uow.clock.now()
-    row.code_hash = code_hash(settings, _code_context(row.id), code)
-    row.code_tries = 0
-    row.code_expires_at = now + settings.withdrawal_code_ttl
+    code = issue_code(row, settings, prefix="", context=_code_context(row.id), now=now)
     row.removed_at = None
     minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
     hours = settings.withdrawal_cooling_off.total_seconds() / 3600
