@@ -41,10 +41,17 @@ async def test_usage_and_transactions_show_every_charge(
         assert usage.status_code == 200, usage.text
         body = usage.json()
         assert body["period"] == "2026-03"
-        assert body["total_usd_micros"] == 20_000 and body["total_usd_display"] == "0.02"
+        assert body["total_usd"] == {"amount": 20_000, "currency": "USD", "text": "0.02 USD"}
         by_tool = {row["tool"]: row for row in body["usage"]}
         assert by_tool["search-specialists"]["calls"] == 2
-        assert by_tool["search-specialists"]["amounts"] == {"USDC": 20_000}
+        assert by_tool["search-specialists"]["price_usd"] == {
+            "amount": 20_000,
+            "currency": "USD",
+            "text": "0.02 USD",
+        }
+        assert by_tool["search-specialists"]["amounts"] == [
+            {"amount": 20_000, "currency": "USDC", "text": "0.02 USDC"}
+        ]
         assert by_tool["view-profile"]["free_calls"] == 1
         current = await api.client.get("/api/agent/wallet/usage", headers=bearer(key))
         assert current.json()["period"] == "2026-03"
@@ -53,12 +60,20 @@ async def test_usage_and_transactions_show_every_charge(
         assert history.status_code == 200, history.text
         page = history.json()
         assert (page["total"], page["next_cursor"]) == (3, None)
-        assert [(t["type"], t["balance_change"]) for t in page["transactions"]] == [
+        assert [(t["type"], t["balance_change"]["amount"]) for t in page["transactions"]] == [
             ("charge", -10_000),
             ("charge", -10_000),
             ("adjustment", 60_000),
         ]
-        assert page["transactions"][0]["amount_display"] == "0.01"
+        charge = page["transactions"][0]
+        assert charge["amount"] == {"amount": 10_000, "currency": "USDC", "text": "0.01 USDC"}
+        assert charge["balance_change"] == {
+            "amount": -10_000,
+            "currency": "USDC",
+            "text": "-0.01 USDC",
+        }
+        assert charge["usd"] == {"amount": 10_000, "currency": "USD", "text": "0.01 USD"}
+        assert "amount_display" not in charge and "currency" not in charge
 
         bad = await api.client.get(
             "/api/agent/wallet/usage", params={"period": "2026-13"}, headers=bearer(key)
@@ -89,16 +104,16 @@ async def test_transactions_page_by_cursor_and_a_new_one_shifts_no_page(
             return dict(reply.json())
 
         first = await page(limit=2)
-        assert [t["amount"] for t in first["transactions"]] == [5_000, 4_000]
+        assert [t["amount"]["amount"] for t in first["transactions"]] == [5_000, 4_000]
         assert first["total"] == 5 and first["next_cursor"]
         # Money arriving between two pages is not shown again below, nor pushes one down.
         await fund(db, agent, "USDC", 6_000)
         second = await page(limit=2, cursor=first["next_cursor"])
-        assert [t["amount"] for t in second["transactions"]] == [3_000, 2_000]
+        assert [t["amount"]["amount"] for t in second["transactions"]] == [3_000, 2_000]
         last = await page(limit=2, cursor=second["next_cursor"])
-        assert [t["amount"] for t in last["transactions"]] == [1_000]
+        assert [t["amount"]["amount"] for t in last["transactions"]] == [1_000]
         assert last["next_cursor"] is None
-        assert [t["amount"] for t in (await page(limit=1))["transactions"]] == [6_000]
+        assert [t["amount"]["amount"] for t in (await page(limit=1))["transactions"]] == [6_000]
 
         bad = await api.client.get(
             "/api/agent/wallet/transactions", params={"cursor": "page-2"}, headers=bearer(key)

@@ -1,8 +1,9 @@
 """Wallet usage and history over REST: ``GET /api/agent/wallet/usage`` and
 ``GET /api/agent/wallet/transactions``, for the authenticated agent.
 
-Amounts are integers in each currency's base unit (satoshi, gwei, 10^-6 for USDT and USDC) and
-USD amounts are micro-dollars; ``*_display`` fields repeat them as decimal strings for people.
+Every figure is a Money, the shape the ``get-usage`` and ``list-transactions`` tools answer:
+the integer in its currency's base unit (satoshi, gwei, 10^-6 for USDT and USDC; micro-dollars
+for USD), the currency and its text for people.
 Transactions page by cursor, as every list does (``agent_server.kernel.paging``): a page
 starts below the last id shown, so transactions written meanwhile neither shift nor repeat it.
 """
@@ -17,7 +18,7 @@ from pydantic import BaseModel, Field
 
 from agent_server.api.auth import CurrentAgent, RuntimeDep
 from agent_server.api.errors import error_responses
-from agent_server.kernel.money import decimal_text, usd_decimal
+from agent_server.kernel.money import USD, Money
 from agent_server.kernel.paging import decode_cursor, page_of
 from billing.usage import PAGE_SIZE, transactions_for, usage_for
 
@@ -29,18 +30,14 @@ class ToolUsageOut(BaseModel):
     calls: int = Field(description="Successful calls in the period.")
     free_calls: int = Field(description="Calls that cost nothing (free quota or a free tool).")
     paid_calls: int
-    price_usd_micros: int = Field(description="What the paid calls cost, in USD micro-dollars.")
-    price_usd_display: str = Field(examples=["0.03"])
-    amounts: dict[str, int] = Field(
-        description="What was charged, by currency, in base units.", examples=[{"USDC": 30000}]
-    )
+    price_usd: Money = Field(description="What the paid calls cost.")
+    amounts: list[Money] = Field(description="What was charged, per currency.")
 
 
 class UsageResponse(BaseModel):
     period: str = Field(examples=["2026-04"])
     usage: list[ToolUsageOut]
-    total_usd_micros: int
-    total_usd_display: str
+    total_usd: Money
 
 
 class TransactionOut(BaseModel):
@@ -51,14 +48,12 @@ class TransactionOut(BaseModel):
         examples=["charge"],
     )
     created_at: datetime
-    currency: str = Field(examples=["USDC"])
-    amount: int = Field(description="What moved, in base units of `currency`.")
-    amount_display: str = Field(examples=["0.01"])
-    balance_change: int = Field(
-        description="What it did to your wallet balance, in base units (negative: money left)."
+    amount: Money = Field(description="What moved.")
+    balance_change: Money = Field(
+        description="What it did to your wallet balance (negative: money left)."
     )
-    usd_micros: int | None = Field(description="The USD price or value, in micro-dollars.")
-    rate: int | None = Field(description="USD micro-dollars per whole coin, when converted.")
+    usd: Money | None = Field(description="The amount in USD, when converted.")
+    rate: Money | None = Field(description="USD price of one coin, when converted.")
     tool: str | None
     call_id: str | None
     booking_id: int | None
@@ -97,14 +92,12 @@ async def wallet_usage(
                 calls=u.calls,
                 free_calls=u.free_calls,
                 paid_calls=u.paid_calls,
-                price_usd_micros=u.price_usd_micros,
-                price_usd_display=usd_decimal(u.price_usd_micros),
-                amounts=u.amounts,
+                price_usd=Money.of(u.price_usd_micros, USD),
+                amounts=[Money.of(amount, c) for c, amount in sorted(u.amounts.items())],
             )
             for u in usage.usage
         ],
-        total_usd_micros=usage.total_usd_micros,
-        total_usd_display=usd_decimal(usage.total_usd_micros),
+        total_usd=Money.of(usage.total_usd_micros, USD),
     )
 
 
@@ -129,12 +122,10 @@ async def wallet_transactions(
                 id=item.id,
                 type=item.type,
                 created_at=item.created_at,
-                currency=item.currency,
-                amount=item.amount,
-                amount_display=decimal_text(item.amount, item.currency),
-                balance_change=item.balance_change,
-                usd_micros=item.usd_micros,
-                rate=item.rate,
+                amount=Money.of(item.amount, item.currency),
+                balance_change=Money.of(item.balance_change, item.currency),
+                usd=None if item.usd_micros is None else Money.of(item.usd_micros, USD),
+                rate=None if item.rate is None else Money.of(item.rate, USD),
                 tool=item.tool,
                 call_id=item.call_id,
                 booking_id=item.booking_id,
