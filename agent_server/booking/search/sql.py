@@ -14,10 +14,9 @@ specialists), split into ``schedule_conditions`` and ``specialist_conditions``;
 ``slice_end_query`` (the index entry ``off`` rows further on, before any filter);
 ``any_of`` (a list bound as a fixed number of parameters). ``opaque`` hides a column from
 SQLite's index choice. Each is a function of the shape alone: no session, no I/O.
-
-Long by design: every statement of a search is built from the same shape and the same
-condition helpers, and reads best as one file; the walk, facets and evaluation import it.
 """
+
+# Long by design: every statement of a search is built from one shape and shared conditions.
 
 from __future__ import annotations
 
