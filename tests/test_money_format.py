@@ -44,7 +44,7 @@ def test_every_surface_shows_the_same_figure(amount: int, currency: str) -> None
     # MCP text: a money object, a receipt line and a generic body all read the same.
     body = {"price": Money.of(amount, currency).model_dump(), "note": "x"}
     assert f"price {said}" in render("some-tool", body)
-    receipt = {"tool": "t", "call_id": "c", "currency": currency, "amount": amount}
+    receipt = {"tool": "t", "call_id": "c", "amount": Money.of(amount, currency).model_dump()}
     assert receipt_text(receipt).startswith(f"Charged {said} for t")
     # Dashboard: the template filters and the form fields.
     filters = TEMPLATES.env.filters

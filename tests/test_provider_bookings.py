@@ -172,7 +172,11 @@ async def test_a_late_refund_of_an_odd_price_is_quoted_and_paid_to_the_base_unit
         assert seen["refund_now"]["amount"] == 5_000_001
         assert seen["full_refund_until"] == "2026-03-02T09:00:00Z"
         done = await call_ok(booker, "cancel-booking", {"booking_id": booking_id})
-        assert done["refunded"] == 5_000_001
+        assert done["refunded"] == {
+            "amount": 5_000_001,
+            "currency": "USDC",
+            "text": "5.000001 USDC",
+        }
     async with market.provider() as provider:
         assert earned(await wallet(provider)) == (4_500_000, 0)  # 5,000,000 less 10 %
     await audited(runtime.db)

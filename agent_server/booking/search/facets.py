@@ -55,7 +55,8 @@ def _bucket_label(i: int) -> str:
 
 
 def _bucket(usd_micros: int) -> int:
-    return bisect_right(PRICE_BUCKETS_USD, usd_micros // 1_000_000) - 1
+    whole_usd, _ = divmod(usd_micros, 1_000_000)
+    return bisect_right(PRICE_BUCKETS_USD, whole_usd) - 1
 
 
 async def count_facets(uow: UnitOfWork, plan: Plan, walk: Walk | None = None) -> Facets:
