@@ -50,6 +50,8 @@ proxy:
 	test -x /usr/sbin/nginx || { S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$S apt-get update && $$S apt-get install -y --no-install-recommends nginx; }
 
+# pytest runs on two workers, one test file at a time each: most tests wait on servers and
+# chains they start, so two workers share the machine's two cores without starving either.
 # The last step runs the billing, ledger and store tests again with the store's shortcuts off:
 # the ordinary way through the ORM session (kernel/store/shortcuts.py) gives the same results.
 test: install postgres chains browser proxy
@@ -57,7 +59,7 @@ test: install postgres chains browser proxy
 	$(BIN)/ruff format --check agent_server billing wallets tests bench
 	$(BIN)/mypy agent_server billing wallets
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 	AGENT_SERVER_DATABASE_SHORTCUTS=off $(BIN)/pytest -q tests/test_billing_*.py \
 		tests/test_store_direct.py tests/test_store_shortcuts.py tests/test_accounts_gate.py
 

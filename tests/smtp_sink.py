@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import logging
 import re
 import socket
 import threading
@@ -11,6 +12,9 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+# aiosmtpd tells of every connection at INFO; the tests read what was sent, not that.
+logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def free_port() -> int:
