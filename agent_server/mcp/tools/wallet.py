@@ -11,15 +11,14 @@ from pydantic import BaseModel, Field
 from agent_server.kernel.errors import NotFound, ValidationFailed
 from agent_server.kernel.inputs import Text
 from agent_server.kernel.money import USD, Money
-from agent_server.kernel.paging import decode_cursor, page_of
 from agent_server.mcp.pipeline import ToolContext
-from agent_server.mcp.receipts import money_or_none
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import Input, Paid
 from agent_server.services import limits as limits_svc
+from agent_server.services import wallet_history
 from agent_server.services import wallets as wallet_svc
 from agent_server.services.earnings import Earnings, earnings
-from billing import meter, usage
+from billing import meter
 from billing.meter import ExtraPrice
 
 Currency = Literal["BTC", "ETH", "USDT", "USDC"]
@@ -113,26 +112,8 @@ class ListTransactionsIn(Input):
     limit: Annotated[int, Field(ge=1, le=100)] = 50
 
 
-class TransactionOut(BaseModel):
-    id: int
-    type: str = Field(description="deposit, charge, hold, release, refund, payout, adjustment...")
-    created_at: datetime
-    amount: Money
-    balance_change: Money = Field(description="Effect on your balance (negative: money left).")
-    usd: Money | None = Field(description="The amount in USD, when converted.")
-    rate: Money | None = Field(description="USD price of one coin, when converted.")
-    tool: str | None
-    call_id: str | None
-    booking_id: int | None
-    description: str
-
-
-class TransactionsOut(Paid):
-    transactions: list[TransactionOut]
-    total: int = Field(description="All your transactions.")
-    next_cursor: str | None = Field(
-        description="Pass as cursor for the next page; null at the end."
-    )
+class TransactionsOut(Paid, wallet_history.TransactionsOut):
+    pass
 
 
 @REGISTRY.tool(
@@ -147,31 +128,10 @@ class TransactionsOut(Paid):
 async def list_transactions(ctx: ToolContext, args: ListTransactionsIn) -> TransactionsOut:
     """Your wallet's ledger, newest first (page with next_cursor): deposits, charges, holds,
     escrow, refunds, payouts, adjustments."""
-    history = await usage.transactions_for(
-        ctx.uow, ctx.agent_id, per_page=args.limit + 1, before=decode_cursor(args.cursor)
+    page = await wallet_history.transactions_of(
+        ctx.uow, ctx.agent_id, cursor=args.cursor, limit=args.limit
     )
-    shown, next_cursor = page_of(history.data, args.limit)
-    return TransactionsOut(
-        transactions=[transaction_out(item) for item in shown],
-        total=history.total,
-        next_cursor=next_cursor,
-    )
-
-
-def transaction_out(item: usage.HistoryItem) -> TransactionOut:
-    return TransactionOut(
-        id=item.id,
-        type=item.type,
-        created_at=item.created_at,
-        amount=Money.of(item.amount, item.currency),
-        balance_change=Money.of(item.balance_change, item.currency),
-        usd=money_or_none(item.usd_micros, USD),
-        rate=money_or_none(item.rate, USD),
-        tool=item.tool,
-        call_id=item.call_id,
-        booking_id=item.booking_id,
-        description=item.description,
-    )
+    return TransactionsOut.model_validate(page, from_attributes=True)
 
 
 class UsageIn(Input):
@@ -184,19 +144,8 @@ class UsageIn(Input):
     ] = None
 
 
-class ToolUsageOut(BaseModel):
-    tool: str
-    calls: int
-    free_calls: int
-    paid_calls: int
-    price_usd: Money = Field(description="What its paid calls cost.")
-    amounts: list[Money] = Field(description="Charged, per currency.")
-
-
-class UsageOut(Paid):
-    period: str
-    usage: list[ToolUsageOut]
-    total_usd: Money
+class UsageOut(Paid, wallet_history.UsageOut):
+    pass
 
 
 @REGISTRY.tool(
@@ -210,22 +159,8 @@ class UsageOut(Paid):
 )
 async def get_usage(ctx: ToolContext, args: UsageIn) -> UsageOut:
     """Calls and charges per tool for one calendar month (UTC)."""
-    result = await usage.usage_for(ctx.uow, ctx.agent_id, args.period)
-    return UsageOut(
-        period=result.period,
-        usage=[
-            ToolUsageOut(
-                tool=u.tool,
-                calls=u.calls,
-                free_calls=u.free_calls,
-                paid_calls=u.paid_calls,
-                price_usd=Money.of(u.price_usd_micros, USD),
-                amounts=[Money.of(amount, c) for c, amount in sorted(u.amounts.items())],
-            )
-            for u in result.usage
-        ],
-        total_usd=Money.of(result.total_usd_micros, USD),
-    )
+    found = await wallet_history.usage_of(ctx.uow, ctx.agent_id, args.period)
+    return UsageOut.model_validate(found, from_attributes=True)
 
 
 class QuoteIn(Input):
