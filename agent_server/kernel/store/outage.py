@@ -5,8 +5,8 @@ database could not be reached or used at that moment, whatever the statement was
 
 * no connection could be made (``DatabaseUnreachable``: PostgreSQL connections are opened
   through ``connect_postgres``, which raises it for a refused, reset or timed-out connect),
-  or the connection was lost (asyncpg's ``ConnectionDoesNotExistError``, an error SQLAlchemy
-  marked ``connection_invalidated``, SQLSTATE class 08);
+  or the connection was lost (asyncpg's ``ConnectionDoesNotExistError`` or "connection is
+  closed", an error SQLAlchemy marked ``connection_invalidated``, SQLSTATE class 08);
 * PostgreSQL is starting, stopping or out of resources: class 57P (admin or crash shutdown,
   cannot connect now) and class 53 (too many connections, disk full, out of memory);
 * the engine's connection pool stayed exhausted for its whole timeout;
@@ -26,6 +26,7 @@ import sqlite3
 from typing import Any
 
 import asyncpg
+from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
@@ -36,6 +37,10 @@ RETRY_AFTER_SECONDS = 5
 
 _SQLSTATE_CLASSES = ("08", "53", "57P")
 _SQLSTATES = ("40001", "40P01", "55P03")
+
+
+_INTERFACE_ERRORS = (asyncpg.InterfaceError, AsyncAdapt_asyncpg_dbapi.InterfaceError)
+"""asyncpg's, raw and as SQLAlchemy's adapter raises them."""
 
 
 class DatabaseUnreachable(ConnectionError):
@@ -67,6 +72,8 @@ def _unavailable(err: BaseException) -> bool:
         return True
     if isinstance(err, DBAPIError) and err.connection_invalidated:
         return True
+    if isinstance(err, _INTERFACE_ERRORS) and "connection is closed" in str(err):
+        return True  # dropped by the server before the statement (SQLAlchemy's own test)
     if isinstance(err, sqlite3.OperationalError) and is_busy(err):
         return True
     state = getattr(err, "sqlstate", None)  # asyncpg's errors, and the adapter's
