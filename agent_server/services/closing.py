@@ -30,10 +30,9 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import ValidationFailed
 from agent_server.kernel.money import decimal_text
 from agent_server.kernel.store import UnitOfWork
-from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services.limits import locked_caps
-from agent_server.services.owner_codes import issue_code, try_code
-from agent_server.services.withdrawals import Owner, owner_email, payable_balance
+from agent_server.services.owner_codes import Owner, code_minutes, issue_code, mail_code, try_code
+from agent_server.services.withdrawals import payable_balance
 from billing.ledger import AccountRef, credit, debit, post, system_account
 from billing.models import AccountKind, LedgerAccount, SpendingCap, TransactionKind
 from billing.wallet_funds import paying_wallets
@@ -150,7 +149,7 @@ async def request_forfeit(uow: UnitOfWork, settings: Settings, agent_id: int) ->
     if row.forfeit_code_hash is not None and expires is not None and expires > now:
         return True
     code = issue_code(row, settings, prefix="forfeit_", context=_code_context(agent_id), now=now)
-    minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
+    minutes = code_minutes(settings)
     body = (
         f"Your agent {agent_id} asked to close its account and give up what it holds: "
         f"{_listed(left)}. That money would be gone for good.\n\n"
@@ -159,14 +158,12 @@ async def request_forfeit(uow: UnitOfWork, settings: Settings, agent_id: int) ->
         "the dashboard.\n\nIf you did not ask for this, ignore this mail: nothing is given "
         "up without the code; withdraw the balance and replace the agent's API key.\n"
     )
-    await queue_mail(
+    await mail_code(
         uow,
-        OutgoingMail(
-            to=await owner_email(uow, Owner(agent_id=agent_id)),
-            subject="Confirm giving up your agent's balance",
-            body=body,
-            kind="forfeit_code",
-        ),
+        Owner(agent_id=agent_id),
+        subject="Confirm giving up your agent's balance",
+        body=body,
+        kind="forfeit_code",
     )
     await uow.flush()
     return True

@@ -29,10 +29,8 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import Forbidden, ValidationFailed
 from agent_server.kernel.money import usd_text
 from agent_server.kernel.store import UnitOfWork
-from agent_server.mail import OutgoingMail, queue_mail
-from agent_server.services.owner_codes import issue_code, try_code
+from agent_server.services.owner_codes import Owner, code_minutes, issue_code, mail_code, try_code
 from agent_server.services.withdrawal_limits import LIMIT_FIELDS, withdrawn_of
-from agent_server.services.withdrawals import Owner, owner_email
 from billing.caps import caps_of, set_spending_caps, spent_of
 from billing.config import BillingConfig
 from billing.models import SpendingCap
@@ -248,7 +246,7 @@ async def request_change(
     code = issue_code(
         row, settings, prefix="raise_", context=_code_context(agent_id), now=uow.clock.now()
     )
-    minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
+    minutes = code_minutes(settings)
 
     def cap(value: int | None) -> str:
         return "no cap" if value is None else usd_text(value)
@@ -262,14 +260,12 @@ async def request_change(
         "yourself on the dashboard.\n\nIf you did not ask for this, ignore this mail: nothing "
         "changes without the code; replace the agent's API key.\n"
     )
-    await queue_mail(
+    await mail_code(
         uow,
-        OutgoingMail(
-            to=await owner_email(uow, Owner(agent_id=agent_id)),
-            subject="Confirm raising your agent's spending caps or withdrawal limits",
-            body=body,
-            kind="spending_limits_code",
-        ),
+        Owner(agent_id=agent_id),
+        subject="Confirm raising your agent's spending caps or withdrawal limits",
+        body=body,
+        kind="spending_limits_code",
     )
     await uow.flush()
     return True

@@ -18,11 +18,61 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Table, update
 
 from agent_server.accounts.keys import hash_secret, new_code
+from agent_server.accounts.models import Agent
+from agent_server.booking.models import Specialist
 from agent_server.kernel.config import Settings
-from agent_server.kernel.errors import ValidationFailed
+from agent_server.kernel.errors import NotFound, ValidationFailed
 from agent_server.kernel.store import UnitOfWork
+from agent_server.mail import OutgoingMail, queue_mail
 
 CODE_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Owner:
+    """Whose money it is: an agent or a specialist."""
+
+    agent_id: int | None = None
+    specialist_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.agent_id is None) == (self.specialist_id is None):
+            raise ValueError("an owner is exactly one of an agent or a specialist")
+
+    @property
+    def key(self) -> str:
+        if self.agent_id is not None:
+            return f"agent:{self.agent_id}"
+        return f"specialist:{self.specialist_id}"
+
+    def columns(self) -> dict[str, int | None]:
+        return {"agent_id": self.agent_id, "specialist_id": self.specialist_id}
+
+
+async def owner_email(uow: UnitOfWork, owner: Owner) -> str:
+    """Where the owner's codes go: an agent's owner (or the agent's own verified address),
+    or the specialist."""
+    if owner.agent_id is not None:
+        agent = await uow.session.get(Agent, owner.agent_id)
+        if agent is None or agent.deleted_at is not None:
+            raise NotFound(f"no agent {owner.agent_id}")
+        return agent.owner_email or agent.email
+    specialist = await uow.session.get(Specialist, owner.specialist_id)
+    if specialist is None:
+        raise NotFound(f"no specialist {owner.specialist_id}")
+    return specialist.email
+
+
+def code_minutes(settings: Settings) -> int:
+    """How long a mailed code stays live, in whole minutes, as its mail says."""
+    return int(settings.withdrawal_code_ttl.total_seconds() // 60)
+
+
+async def mail_code(uow: UnitOfWork, owner: Owner, *, subject: str, body: str, kind: str) -> None:
+    """Queue the mail that carries a code to the owner, in this transaction (it is sent only
+    if the transaction commits)."""
+    to = await owner_email(uow, owner)
+    await queue_mail(uow, OutgoingMail(to=to, subject=subject, body=body, kind=kind))
 
 
 def code_hash(settings: Settings, context: str, code: str) -> str:

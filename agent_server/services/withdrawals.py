@@ -51,9 +51,10 @@ from agent_server.kernel.errors import (
 )
 from agent_server.kernel.money import Money, decimal_text
 from agent_server.kernel.store import UnitOfWork
-from agent_server.mail import OutgoingMail, queue_mail
 from agent_server.services import withdrawal_limits
-from agent_server.services.owner_codes import issue_code, try_code
+from agent_server.services.owner_codes import Owner as Owner  # whose withdrawals: part of this API
+from agent_server.services.owner_codes import code_minutes, issue_code, mail_code, try_code
+from agent_server.services.owner_codes import owner_email as owner_email
 from billing.config import BillingConfig
 from billing.ledger import (
     AccountRef,
@@ -84,27 +85,6 @@ _ADDRESSES: Table = WithdrawalAddress.__table__  # type: ignore[assignment]
 _WITHDRAWALS: Table = Withdrawal.__table__  # type: ignore[assignment]
 _OPEN = [s.value for s in OPEN_STATUSES]
 _S = WithdrawalStatus
-
-
-@dataclass(frozen=True)
-class Owner:
-    """Whose money leaves: an agent or a specialist."""
-
-    agent_id: int | None = None
-    specialist_id: int | None = None
-
-    def __post_init__(self) -> None:
-        if (self.agent_id is None) == (self.specialist_id is None):
-            raise ValueError("an owner is exactly one of an agent or a specialist")
-
-    @property
-    def key(self) -> str:
-        if self.agent_id is not None:
-            return f"agent:{self.agent_id}"
-        return f"specialist:{self.specialist_id}"
-
-    def columns(self) -> dict[str, int | None]:
-        return {"agent_id": self.agent_id, "specialist_id": self.specialist_id}
 
 
 @dataclass(frozen=True)
@@ -189,20 +169,6 @@ async def quote(terms: Terms, currency: str, amount: int) -> Quote:
     )
 
 
-async def owner_email(uow: UnitOfWork, owner: Owner) -> str:
-    """Where the owner's codes go: an agent's owner (or the agent's own verified address),
-    or the specialist."""
-    if owner.agent_id is not None:
-        agent = await uow.session.get(Agent, owner.agent_id)
-        if agent is None or agent.deleted_at is not None:
-            raise NotFound(f"no agent {owner.agent_id}")
-        return agent.owner_email or agent.email
-    specialist = await uow.session.get(Specialist, owner.specialist_id)
-    if specialist is None:
-        raise NotFound(f"no specialist {owner.specialist_id}")
-    return specialist.email
-
-
 def _code_context(address_id: int) -> str:
     return f"withdrawal-address:{address_id}"
 
@@ -248,7 +214,7 @@ async def _issue_code(
     now = uow.clock.now()
     code = issue_code(row, settings, prefix="", context=_code_context(row.id), now=now)
     row.removed_at = None
-    minutes = int(settings.withdrawal_code_ttl.total_seconds() // 60)
+    minutes = code_minutes(settings)
     hours = settings.withdrawal_cooling_off.total_seconds() / 3600
     body = (
         f"A withdrawal to a new {row.currency} address was requested:\n\n  {row.address}\n\n"
@@ -257,14 +223,12 @@ async def _issue_code(
         "If you did not ask for this, do not confirm: nothing is sent to an unconfirmed "
         "address; cancel the withdrawal on the dashboard and replace the agent's API key.\n"
     )
-    await queue_mail(
+    await mail_code(
         uow,
-        OutgoingMail(
-            to=await owner_email(uow, owner),
-            subject=f"Confirm a new {row.currency} withdrawal address",
-            body=body,
-            kind="withdrawal_address_code",
-        ),
+        owner,
+        subject=f"Confirm a new {row.currency} withdrawal address",
+        body=body,
+        kind="withdrawal_address_code",
     )
 
 
