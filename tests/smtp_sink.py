@@ -13,8 +13,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
-# aiosmtpd tells of every connection at INFO; the tests read what was sent, not that.
-logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def free_port() -> int:
@@ -48,6 +46,9 @@ class SmtpSink:
         return f"smtp://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        # aiosmtpd tells of every connection at INFO (a test that sets up logging again
+        # resets it); the tests read what was sent, not that.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
         self.controller.start()
 
     def stop(self) -> None:

@@ -18,7 +18,6 @@ A suspended or banned agent is refused, as the MCP gate refuses it.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import datetime
 from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -37,7 +36,13 @@ from agent_server.kernel.money import Money
 from agent_server.kernel.store import UnitOfWork
 from agent_server.runtime import Runtime
 from agent_server.services import bookings as steps
-from agent_server.services.booking_out import BookingOut, booking_out, refunded
+from agent_server.services.booking_out import (
+    BookingDetailOut,
+    BookingOut,
+    booking_detail,
+    booking_out,
+    refunded,
+)
 from agent_server.services.bookings import Settled
 
 router = APIRouter(tags=["bookings"], responses=error_responses(401, 403, 404, 422))
@@ -68,26 +73,6 @@ class Strict(BaseModel):
 class BookingListResponse(BaseModel):
     bookings: list[BookingOut]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
-
-
-class ChangeOut(BaseModel):
-    at: datetime
-    actor: str = Field(description="agent, specialist or system")
-    from_status: str | None
-    to_status: str
-    note: str
-
-
-class BookingDetailResponse(BaseModel):
-    booking: BookingOut
-    role: str = Field(description="booker or provider: how you stand to this booking.")
-    history: list[ChangeOut]
-    refund_now: Money | None = Field(
-        description="What the booker gets back if you cancel now; null when nothing is held."
-    )
-    full_refund_until: datetime | None = Field(
-        description="As booker: until when a cancellation refunds in full."
-    )
 
 
 class SettledResponse(BaseModel):
@@ -161,33 +146,17 @@ async def list_bookings(
 
 
 @router.get(
-    "/agent/bookings/{booking_id}", response_model=BookingDetailResponse, summary="Get a booking"
+    "/agent/bookings/{booking_id}", response_model=BookingDetailOut, summary="Get a booking"
 )
 async def get_booking(
     booking_id: BookingId, caller: Agent, runtime: RuntimeDep
-) -> BookingDetailResponse:
+) -> BookingDetailOut:
     """One booking you made or received, its history, and what cancelling it now refunds."""
     async with runtime.db.uow() as uow:
         view = await steps.booking_view(
             uow, booking_id, agent_id=caller.agent_id, policy=runtime.billing.prices.booking
         )
-        quote = view.refund_now
-        return BookingDetailResponse(
-            booking=booking_out(view.booking),
-            role=view.role,
-            history=[
-                ChangeOut(
-                    at=c.at,
-                    actor=c.actor,
-                    from_status=c.from_status,
-                    to_status=c.to_status,
-                    note=c.note,
-                )
-                for c in view.history
-            ],
-            refund_now=Money.of(quote.refund, quote.currency) if quote else None,
-            full_refund_until=view.full_refund_until,
-        )
+        return booking_detail(view)
 
 
 @router.post(

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking
 from agent_server.kernel.money import Money
-from agent_server.services.bookings import Settled
+from agent_server.services.bookings import BookingView, Settled
 
 
 class BookingOut(BaseModel):
@@ -73,3 +73,44 @@ def refunded(settled: Settled) -> Money | None:
     """What a cancellation or rejection returned to the booker; None when nothing was held."""
     s = settled.settlement
     return Money.of(s.refunded, s.currency) if s is not None else None
+
+
+class ChangeOut(BaseModel):
+    at: datetime
+    actor: str = Field(description="agent, specialist or system")
+    from_status: str | None
+    to_status: str
+    note: str
+
+
+class BookingDetailOut(BaseModel):
+    booking: BookingOut
+    role: str = Field(description="booker or provider: how you stand to this booking.")
+    history: list[ChangeOut]
+    refund_now: Money | None = Field(
+        description="What the booker gets back if you cancel now; null when nothing is held."
+    )
+    full_refund_until: datetime | None = Field(
+        description="As booker: until when a cancellation refunds in full."
+    )
+
+
+def booking_detail(view: BookingView) -> BookingDetailOut:
+    """One booking as ``get-booking`` and ``GET /api/agent/bookings/{id}`` show it."""
+    quote = view.refund_now
+    return BookingDetailOut(
+        booking=booking_out(view.booking),
+        role=view.role,
+        history=[
+            ChangeOut(
+                at=c.at,
+                actor=c.actor,
+                from_status=c.from_status,
+                to_status=c.to_status,
+                note=c.note,
+            )
+            for c in view.history
+        ],
+        refund_now=Money.of(quote.refund, quote.currency) if quote else None,
+        full_refund_until=view.full_refund_until,
+    )

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agent_server.booking import schedules as schedule_svc
 from agent_server.booking import service as svc
@@ -16,7 +15,13 @@ from agent_server.mcp.pipeline import LookupContext, ToolContext
 from agent_server.mcp.tools.catalog import REGISTRY
 from agent_server.mcp.tools.common import MAX_ID, IdempotencyKey, Input, Paid
 from agent_server.services import bookings
-from agent_server.services.booking_out import BookingOut, booking_out, refunded
+from agent_server.services.booking_out import (
+    BookingDetailOut,
+    BookingOut,
+    booking_detail,
+    booking_out,
+    refunded,
+)
 from billing.meter import ExtraPrice
 
 SlotId = Annotated[
@@ -205,20 +210,8 @@ class BookingIdIn(Input):
     booking_id: BookingId
 
 
-class ChangeOut(BaseModel):
-    at: datetime
-    actor: str
-    from_status: str | None
-    to_status: str
-    note: str
-
-
-class BookingDetail(Paid):
-    booking: BookingOut
-    role: str = Field(description="booker or provider.")
-    history: list[ChangeOut]
-    refund_now: Money | None = Field(description="Your refund if you cancel now.")
-    full_refund_until: datetime | None
+class BookingDetail(Paid, BookingDetailOut):
+    pass
 
 
 @REGISTRY.tool(
@@ -239,20 +232,4 @@ async def get_booking(ctx: ToolContext, args: BookingIdIn) -> BookingDetail:
         agent_id=ctx.agent_id,
         policy=ctx.runtime.billing.prices.booking,
     )
-    quote = view.refund_now
-    return BookingDetail(
-        booking=booking_out(view.booking),
-        role=view.role,
-        history=[
-            ChangeOut(
-                at=c.at,
-                actor=c.actor,
-                from_status=c.from_status,
-                to_status=c.to_status,
-                note=c.note,
-            )
-            for c in view.history
-        ],
-        refund_now=Money.of(quote.refund, quote.currency) if quote else None,
-        full_refund_until=view.full_refund_until,
-    )
+    return BookingDetail.model_validate(booking_detail(view), from_attributes=True)
