@@ -24,6 +24,7 @@ from agent_server.booking.availability import (
     free_slots,
     next_free_slot,
     parse_slot_id,
+    slots_on,
     unbookable_reason,
 )
 from agent_server.kernel.errors import ValidationFailed
@@ -268,3 +269,41 @@ def _dst_change_on(day: date, tz: ZoneInfo) -> bool:
     first = datetime(day.year, day.month, day.day, tzinfo=tz)
     last = first + timedelta(hours=23, minutes=59)
     return first.utcoffset() != last.utcoffset()
+
+
+def _every_slot_cut(
+    s: ScheduleSpec, start: datetime, end: datetime, now: datetime, taken: dict[datetime, int]
+) -> list[Slot]:
+    """free_slots by definition: every slot of every day near the window, then filtered."""
+    earliest = max(start, now + timedelta(minutes=s.min_notice_minutes), now)
+    found = []
+    day = start.astimezone(s.tz).date() - timedelta(days=2)
+    while day <= end.astimezone(s.tz).date() + timedelta(days=2):
+        if s.in_date_range(day) and day not in s.blackout_dates:
+            for a, b in slots_on(s, day):
+                left = s.capacity - taken.get(a, 0)
+                if earliest <= a < end and left > 0:
+                    found.append(Slot(s.id, a, b, left))
+        day += timedelta(days=1)
+    return sorted(found, key=lambda x: x.start)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    schedules(),
+    st.sampled_from([utc(2026, 3, 28), utc(2026, 10, 24), utc(2026, 4, 4), utc(2026, 6, 1)]),
+    st.integers(0, 4 * 24 * 60 - 1),
+    st.integers(1, 3 * 24 * 60),
+    st.integers(-3 * 24 * 60, 3 * 24 * 60),
+)
+def test_free_slots_of_any_window_are_the_cut_slots_that_start_in_it(
+    s: ScheduleSpec, day: datetime, offset: int, minutes: int, now_offset: int
+) -> None:
+    """Windows of a minute to days, at any minute, around clock changes: the slots found
+    without cutting the whole days around the window are exactly those that cutting them
+    gives (a window of an hour once cut the three days around it)."""
+    start = day + timedelta(minutes=offset)
+    end = start + timedelta(minutes=minutes)
+    now = start + timedelta(minutes=now_offset)
+    taken = {x.start: 1 for x in _every_slot_cut(s, start, end, now, {})[::3]}
+    assert free_slots(s, start, end, now, taken) == _every_slot_cut(s, start, end, now, taken)

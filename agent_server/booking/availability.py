@@ -358,14 +358,25 @@ def free_slots(
         last = spec.end_date
     out: list[Slot] = []
     one_day = timedelta(days=1)
+    length = timedelta(minutes=spec.slot_minutes)
+    step = timedelta(minutes=spec.slot_minutes + spec.buffer_minutes)
+    capacity = spec.capacity
     while day <= last:
         if day not in spec.blackout_dates:
-            for start, end in slots_on(spec, day):
-                if start < earliest or start >= window_end:
-                    continue
-                left = spec.capacity - taken.get(start, 0)
-                if left > 0:
-                    out.append(Slot(spec.id, start, end, left))
+            # The slots of ``slots_on(spec, day)`` that start in [earliest, window_end),
+            # without cutting the ones before or after: a range's starts lie on a grid of
+            # ``step`` from its start, so the first one at or after ``earliest`` is found by
+            # division (a window of an hour no longer cuts the three days around it).
+            for lo, hi in spec.ranges_on(day):
+                start = local_instant(day, lo, tz)
+                end = local_instant(day, hi, tz)
+                if start < earliest:
+                    start += -((start - earliest) // step) * step
+                while start + length <= end and start < window_end:
+                    left = capacity - taken.get(start, 0)
+                    if left > 0:
+                        out.append(Slot(spec.id, start, start + length, left))
+                    start += step
         day += one_day
     out.sort(key=lambda s: s.start)
     return out
