@@ -386,7 +386,10 @@ async def test_serve_runs_the_clock_with_short_settings(
         )
     finally:
         await yesterday.dispose()
-    window = now + timedelta(seconds=15) - (start + timedelta(hours=1))
+    # The window closes 25 s from now: time for the server to start (slow on a busy machine)
+    # and to expire and complete the bookings before it pays out.
+    paid_from = now + timedelta(seconds=25)
+    window = paid_from - (start + timedelta(hours=1))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SERVER_")}
     env.update(
@@ -416,6 +419,7 @@ async def test_serve_runs_the_clock_with_short_settings(
 
         await until(moved)
         assert (await booking(db, unanswered)).cancel_reason_code == "expired"
+        assert datetime.now(UTC) < paid_from, "the server took the whole window to start"
         assert await provider_paid(db, ended) == 0  # the window has not passed yet
 
         async def paid() -> bool:
