@@ -362,6 +362,14 @@ def free_slots(
     step = timedelta(minutes=spec.slot_minutes + spec.buffer_minutes)
     capacity = spec.capacity
     while day <= last:
+        offset = steady_offset(tz, day)
+        if offset is not None:  # a plain day: its slots start within its 24 hours
+            midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(
+                minutes=offset
+            )
+            if midnight + one_day <= earliest or midnight >= window_end:
+                day += one_day
+                continue
         if day not in spec.blackout_dates:
             # The slots of ``slots_on(spec, day)`` that start in [earliest, window_end),
             # without cutting the ones before or after: a range's starts lie on a grid of
