@@ -207,3 +207,26 @@ async def test_every_page_of_a_search_shares_its_facets(
     clock.advance(timedelta(minutes=1))  # another minute: counted as of then
     await page_of(db, limit=4, sort="price", cursor=other.next_cursor)
     assert counts.runs == 5
+
+
+async def test_a_kept_answer_is_the_same_to_every_caller_whatever_one_does_with_it(
+    db: Database,
+) -> None:
+    """A kept page is kept as its JSON: each caller gets a body of its own, the same as the
+    first, and its model read back equals the page first found."""
+    await load_demo_data(db, 12, seed=4)
+    query = SearchQuery(limit=3)
+    async with db.uow() as uow:
+        first = await cache.search_specialists(uow, query, now=db.clock.now())
+        model = first.value
+        body, text = first.as_json()
+    body["items"].clear()  # one caller changes what it got
+    async with db.uow() as uow:
+        again = await cache.search_specialists(uow, query, now=db.clock.now())
+        assert again is first  # kept
+        body_again, text_again = again.as_json()
+    assert text_again == text and body_again == SearchPage.model_validate_json(text).model_dump(
+        mode="json"
+    )
+    assert len(body_again["items"]) == 3
+    assert again.value == model
