@@ -248,3 +248,28 @@ async def test_with_echo_on_direct_statements_are_logged_too(
     assert sum(m.startswith("[direct] [SQL parameters hidden") for m in logged) == 2, logged
     # Parameters never reach the log: some hold one-time codes (a mail body for the outbox).
     assert not any("echo:" in m for m in logged), logged
+
+
+async def test_a_statement_built_again_on_demand_keeps_its_sql_not_its_tree(
+    db: Database,
+) -> None:
+    """With ``rebuild``, the tree is let go once compiled; the statement still runs, through
+    the shortcut and through the session (shortcuts off), and compiles for another dialect."""
+    builds = []
+
+    def build() -> Any:
+        builds.append(1)
+        return select(_COUNTERS.c.hits).where(_COUNTERS.c.key == bindparam("key"))
+
+    lazy = Direct(build(), rebuild=build)
+    async with db.uow() as uow:
+        await direct_execute(uow, COUNTER, {"key": "lazy"})
+        assert await direct_rows(uow, lazy, {"key": "lazy"}) == [(3,)]
+        await uow.commit()
+    assert len(builds) == 1 and lazy._statement is None  # compiled, tree let go
+    async with db.uow() as uow:  # the session's way builds it again, once
+        rows = (await uow.session.execute(lazy.ordinary, {"key": "lazy"})).all()
+        assert [tuple(r) for r in rows] == [(3,)]
+        assert lazy.ordinary is lazy.ordinary
+    assert len(builds) == 2
+    assert "hits" in lazy.compiled(sqlite.dialect()).sql  # another dialect: built again

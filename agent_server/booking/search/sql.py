@@ -153,7 +153,7 @@ def statement(key: Hashable, build: Callable[[], Executable]) -> Direct:
     if found is not None:
         _TABLE.move_to_end(key)
         return found
-    made = _TABLE[key] = Direct(build())
+    made = _TABLE[key] = Direct(build(), rebuild=build)
     while len(_TABLE) > STATEMENTS:
         _TABLE.popitem(last=False)
     return made

@@ -142,24 +142,51 @@ def compile_direct(statement: Executable, dialect: Dialect) -> CompiledDirect:
 
 class Direct:
     """A Core statement (built once, with ``bindparam``\\ s) for ``direct_rows`` and
-    ``direct_execute``; compiled once per SQLite dialect, on first use."""
+    ``direct_execute``; compiled once per dialect, on first use.
 
-    __slots__ = ("_compiled", "_last", "ordinary", "returns_rows", "row", "statement")
+    Given ``rebuild`` (what built the statement), the statement's tree is let go once it is
+    compiled and built again only if it is needed again (another dialect, or the session's
+    way with the shortcuts off): a process keeping many large statements (the search's, one
+    per shape) keeps their SQL, not their trees, which take about three times as much."""
 
-    def __init__(self, statement: Executable) -> None:
-        self.statement = statement
+    __slots__ = ("_compiled", "_last", "_ordinary", "_rebuild", "_statement", "returns_rows", "row")
+
+    def __init__(
+        self, statement: Executable, rebuild: Callable[[], Executable] | None = None
+    ) -> None:
         dml: Any = statement
         # A SELECT, or an INSERT, UPDATE or DELETE with RETURNING.
         self.returns_rows = not dml.is_dml or len(dml.exported_columns) > 0
         self.row: type[NamedRow] = row_class(column_names(statement))
-        # The statement as the session runs it when the shortcut is off. An INSERT without
-        # RETURNING made inline: else on PostgreSQL SQLAlchemy adds RETURNING for the new
-        # primary key and the driver no longer counts the rows inserted.
-        self.ordinary: Executable = (
-            dml.inline() if isinstance(statement, Insert) and not self.returns_rows else statement
-        )
+        self._statement: Executable | None = statement
+        self._ordinary: Executable | None = None
+        self._rebuild = rebuild
         self._last: tuple[Dialect, CompiledDirect] | None = None
         self._compiled: WeakKeyDictionary[Dialect, CompiledDirect] = WeakKeyDictionary()
+
+    @property
+    def statement(self) -> Executable:
+        """The Core statement (built again if its tree was let go)."""
+        found = self._statement
+        if found is None:
+            assert self._rebuild is not None
+            found = self._rebuild()
+        return found
+
+    @property
+    def ordinary(self) -> Executable:
+        """The statement as the session runs it when the shortcut is off (kept once asked
+        for). An INSERT without RETURNING made inline: else on PostgreSQL SQLAlchemy adds
+        RETURNING for the new primary key and the driver no longer counts the rows inserted."""
+        found = self._ordinary
+        if found is None:
+            statement: Any = self.statement
+            found = self._ordinary = (
+                statement.inline()
+                if isinstance(statement, Insert) and not self.returns_rows
+                else statement
+            )
+        return found
 
     def compiled(self, dialect: Dialect) -> CompiledDirect:
         """The statement compiled for ``dialect`` (kept per dialect)."""
@@ -169,6 +196,8 @@ class Direct:
         found = self._compiled.get(dialect)
         if found is None:
             found = self._compiled[dialect] = compile_direct(self.statement, dialect)
+            if self._rebuild is not None:
+                self._statement = None
         self._last = (dialect, found)
         return found
 
