@@ -22,6 +22,7 @@ from agent_server.dashboard.web import error_page
 from agent_server.events.mail_delivery import start_mail_sender
 from agent_server.events.worker import start_worker
 from agent_server.kernel.errors import NotFound, ValidationFailed
+from agent_server.kernel.heap import settle_after_start
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.metrics import RequestMetrics
 from agent_server.kernel.recursion import restore_recursion_limit
@@ -78,13 +79,15 @@ def create_app(
     port: int | None = None,
     toolsets: Iterable[str] | None = None,
     read_only: bool = False,
+    settle: bool = False,
 ) -> FastAPI:
     """Build the whole HTTP surface around one runtime.
 
     ``bind_host`` and ``port`` are where the server listens (the host decides which Host
     headers the MCP endpoint accepts; without ``AGENT_SERVER_PUBLIC_URL`` both name the URL in
     the OAuth metadata and the 401's ``WWW-Authenticate``); ``toolsets`` and ``read_only``
-    choose the MCP tools served.
+    choose the MCP tools served. ``settle``: once started, freeze what start-up left for the
+    garbage collector (``kernel.heap``), for a process that serves this app for its life.
     """
     # Whatever the imports did, request bodies are parsed under the default limit.
     restore_recursion_limit()
@@ -110,6 +113,8 @@ def create_app(
                 start_withdrawal_sender(runtime),
                 start_withdrawal_jobs(runtime),
             ):
+                if settle:  # the process serves this app for its life (``kernel.heap``)
+                    settle_after_start()
                 yield
         finally:
             await runtime.close()

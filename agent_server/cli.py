@@ -156,7 +156,12 @@ def serve(
     warm_statements(runtime.db)
     uvicorn.run(
         create_app(
-            runtime, bind_host=bind_host, port=chosen_port, toolsets=chosen, read_only=read_only
+            runtime,
+            bind_host=bind_host,
+            port=chosen_port,
+            toolsets=chosen,
+            read_only=read_only,
+            settle=True,
         ),
         host=bind_host,
         port=chosen_port,
@@ -177,6 +182,7 @@ def stdio(
     """Serve MCP over stdio; the API key comes from AGENT_SERVER_API_KEY."""
     import anyio
 
+    from agent_server.kernel.heap import settle_after_start
     from agent_server.mcp.server import build_mcp_server
     from agent_server.runtime import Runtime
 
@@ -198,6 +204,7 @@ def stdio(
     restore_recursion_limit()  # after the imports above: stdin lines are untrusted JSON
 
     async def run() -> None:
+        settle_after_start()  # this process serves one client for its life (kernel.heap)
         try:
             await server.run_stdio_async()
         finally:

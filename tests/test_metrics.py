@@ -256,3 +256,7 @@ async def test_metrics_equal_the_database_after_a_mix_of_calls(
     assert _by(not_found, "surface") == {"dashboard": 1}
     pool = _by(metrics["agent_server_db_pool_connections"], "state")
     assert pool["size"] >= 1
+    # What start-up left is frozen for the garbage collector (kernel.heap): the served
+    # process's modules, models and warmed statements, a few hundred thousand objects.
+    [frozen] = metrics["agent_server_heap_frozen_objects"].values()
+    assert frozen > 100_000

@@ -54,6 +54,10 @@ WEBHOOK_DELIVERIES = Counter(
     "Webhook delivery attempts recorded, by result (delivered, retry, failed).",
     ["result"],
 )
+HEAP_FROZEN = Gauge(
+    "agent_server_heap_frozen_objects",
+    "Objects start-up left that the garbage collector no longer walks (kernel.heap).",
+)
 DEPOSITS = Gauge(
     "agent_server_deposits",
     "Deposits in the database, by currency and status.",
