@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -96,7 +97,20 @@ def format_hhmm(minutes: int) -> str:
 
 
 def _ranges(raw: Iterable[Any]) -> tuple[Range, ...]:
-    return tuple(sorted((parse_hhmm(r[0]), parse_hhmm(r[1])) for r in raw))
+    return _parsed_ranges(tuple((r[0], r[1]) for r in raw))
+
+
+@lru_cache(maxsize=4096)
+def _parsed_ranges(raw: tuple[tuple[Any, Any], ...]) -> tuple[Range, ...]:
+    """Ranges parsed once per pattern: schedules repeat a few (a process keeps thousands of
+    specs, which share them)."""
+    return tuple(sorted((parse_hhmm(lo), parse_hhmm(hi)) for lo, hi in raw))
+
+
+@lru_cache(maxsize=4096)
+def _week(days: tuple[tuple[str, tuple[Range, ...]], ...]) -> Mapping[str, tuple[Range, ...]]:
+    """A week of ranges by day, read-only, one shared mapping per pattern."""
+    return MappingProxyType(dict(days))
 
 
 @dataclass(frozen=True)
@@ -227,7 +241,9 @@ class ScheduleSpec:
         return cls(
             id=id,
             timezone=timezone,
-            weekly_hours={day.lower(): _ranges(r) for day, r in weekly_hours.items()},
+            weekly_hours=_week(
+                tuple(sorted((day.lower(), _ranges(r)) for day, r in weekly_hours.items()))
+            ),
             slot_minutes=slot_minutes,
             overrides={_as_date(d): _ranges(r) for d, r in (overrides or {}).items()},
             blackout_dates=frozenset(_as_date(d) for d in blackout_dates),

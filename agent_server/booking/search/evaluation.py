@@ -17,6 +17,7 @@ from collections import OrderedDict, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from hashlib import blake2b
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -100,7 +101,7 @@ class FoundSchedule:
 
 
 BOOKINGS: Any = Booking.__table__.c
-_SPECS: OrderedDict[tuple[int, str], ScheduleSpec] = OrderedDict()
+_SPECS: OrderedDict[tuple[int, bytes], ScheduleSpec] = OrderedDict()
 
 
 def _json(value: Any) -> Any:
@@ -112,9 +113,11 @@ def _day(value: Any) -> date | None:
 
 
 def _spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
-    """The schedule's hours and rules parsed, once while they stay the same (the key is the
-    stored values themselves, so a changed schedule is parsed again)."""
-    key = (schedule_id, repr(raw))  # JSON columns may come as text or as parsed values
+    """The schedule's hours and rules parsed, once while they stay the same (the key is a
+    digest of the stored values, so a changed schedule is parsed again)."""
+    # The stored values' digest: JSON columns may come as text or as parsed values, and the
+    # text itself would take more room than the spec.
+    key = (schedule_id, blake2b(repr(raw).encode(), digest_size=16).digest())
     found = _SPECS.get(key)
     if found is not None:
         _SPECS.move_to_end(key)
