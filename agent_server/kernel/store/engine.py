@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import event
@@ -90,45 +89,21 @@ def make_engine(
     return engine
 
 
-PING_AFTER_IDLE_SECONDS = 1.0
-"""A pooled PostgreSQL connection idle at least this long is pinged before it is lent again."""
-
-
 def _ping_on_checkout(engine: AsyncEngine) -> None:
-    """PostgreSQL: check a connection that has sat idle as the pool hands it out, in one round
-    trip.
+    """PostgreSQL: check each connection as the pool hands it out, in one round trip.
 
-    ``pool_pre_ping`` would check every one in three (the asyncpg adapter wraps its ping in a
+    ``pool_pre_ping`` would do the same in three (the asyncpg adapter wraps its ping in a
     transaction: BEGIN, the ping, ROLLBACK), on every unit of work. ``SELECT 1`` outside a
     transaction goes as a simple query (no prepared statement, so it is safe behind a
     transaction-pooling proxy too). A connection that fails it is discarded and the pool
     tries another (SQLAlchemy's documented pessimistic disconnect handling), so a unit of
-    work does not start on a connection the server dropped while it sat idle (a restart, an
-    idle timeout).
-
-    A connection that served a unit of work less than ``PING_AFTER_IDLE_SECONDS`` ago is lent
-    without the ping (under load that is nearly every checkout, and the ping was a round trip
-    and backend CPU of its own) unless the driver has already seen the server close it. Should
-    the server drop it unseen within that second, the unit of work fails as any cut
-    mid-transaction does (SERVICE_UNAVAILABLE, retry after a few seconds) and the next
-    checkout finds it closed and replaces it.
+    work never starts on a connection the server has dropped (a restart, an idle timeout).
     """
 
-    @event.listens_for(engine.sync_engine, "checkin")
-    def _returned(_dbapi_conn: Any, record: Any) -> None:
-        if record is not None:
-            record.info["returned_at"] = time.monotonic()
-
     @event.listens_for(engine.sync_engine, "checkout")
-    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        driver = dbapi_conn.driver_connection
-        if driver.is_closed():  # the driver saw the server close it
-            raise DisconnectionError("the server closed the connection")
-        returned_at = record.info.get("returned_at")
-        if returned_at is not None and time.monotonic() - returned_at < PING_AFTER_IDLE_SECONDS:
-            return
+    def _ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
         try:
-            await_(driver.execute("SELECT 1"))
+            await_(dbapi_conn.driver_connection.execute("SELECT 1"))
         except Exception as exc:
             raise DisconnectionError("the connection failed its ping") from exc
 
