@@ -57,12 +57,13 @@ class SmtpSink:
         with self.lock:
             return [m for m in self.messages if m["To"] == address]
 
-    def latest_code(self, address: str, timeout: float = 5.0) -> str:
-        """The 6-digit code in the newest message to ``address``."""
+    def latest_code(self, address: str, timeout: float = 5.0, *, after: int = 0) -> str:
+        """The 6-digit code in the newest message to ``address``, once more than ``after``
+        messages reached it (a code asked for just now may still be on its way)."""
         deadline = time.monotonic() + timeout
         while True:
             received = self.to(address)
-            if received:
+            if len(received) > after:
                 body = received[-1].get_payload(decode=True)
                 assert isinstance(body, bytes)
                 match = re.search(r"\b(\d{6})\b", body.decode())
