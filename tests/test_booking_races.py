@@ -32,13 +32,13 @@ import pytest
 from billing_support import audit_ledger, fund, make_agent, make_schedule, wallet_balance
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import body, start_serve
+from mcp_support import body
 from mcp_support import make_agent as make_keyed_agent
-from smtp_sink import free_port
-from soak import PEPPER, drop_database, fresh_database
+from soak import PEPPER
 from soak_audit import booking_consistency
 from sqlalchemy import select
 from sqlalchemy.orm.exc import StaleDataError
+from two_servers import two_servers
 
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule, Specialist
@@ -377,28 +377,10 @@ async def test_a_booking_moved_earlier_keeps_the_earlier_window(
 
 @pytest.fixture(scope="module")
 def served(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """Two ``agent-server serve`` processes on a PostgreSQL database of their own (``pg_url``
-    only decides whether PostgreSQL is there: skipped without it, failed under CI)."""
-    from db_support import PG_ADMIN_URL
-    from soak import server_env
-
-    name, url = asyncio.run(fresh_database(PG_ADMIN_URL))
-    logs = tmp_path_factory.mktemp("races")
-    env = dict(server_env(url), AGENT_SERVER_START_WORKER="false")
-    procs = []
-    try:
-        ports = [free_port(), free_port()]
-        for i, port in enumerate(ports):
-            procs.append(
-                start_serve(dict(env, AGENT_SERVER_PORT=str(port)), port, logs / f"{i}.log")
-            )
-        yield {"url": url, "bases": [f"http://127.0.0.1:{p}" for p in ports], "logs": logs}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        asyncio.run(drop_database(PG_ADMIN_URL, name))
+    """Two serve processes on a PostgreSQL database of their own (``pg_url`` only decides
+    whether PostgreSQL is there: skipped without it, failed under CI)."""
+    with two_servers(tmp_path_factory.mktemp("races")) as served:
+        yield served
 
 
 class Wire:

@@ -13,10 +13,10 @@ from typing import Any
 import httpx
 import pytest
 from accounts_support import wrong_code
-from mcp_support import make_agent, start_serve
-from smtp_sink import free_port
-from soak import PEPPER, drop_database, fresh_database
+from mcp_support import make_agent
+from soak import PEPPER
 from sqlalchemy import select
+from two_servers import two_servers
 
 from agent_server.accounts.models import Agent, EmailCode
 from agent_server.accounts.service import CODE_REFUSED
@@ -32,30 +32,9 @@ UNLIMITED = "100000"
 def served(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two serve processes on a PostgreSQL database of their own (``pg_url`` only decides
     whether PostgreSQL is there: skipped without it, failed under CI)."""
-    from db_support import PG_ADMIN_URL
-    from soak import server_env
-
-    name, url = asyncio.run(fresh_database(PG_ADMIN_URL))
     logs = tmp_path_factory.mktemp("code-tries")
-    env = dict(
-        server_env(url),
-        AGENT_SERVER_START_WORKER="false",
-        AGENT_SERVER_CODE_TRIES_PER_EMAIL_PER_HOUR=UNLIMITED,
-    )
-    procs = []
-    try:
-        ports = [free_port(), free_port()]
-        for i, port in enumerate(ports):
-            procs.append(
-                start_serve(dict(env, AGENT_SERVER_PORT=str(port)), port, logs / f"{i}.log")
-            )
-        yield {"url": url, "bases": [f"http://127.0.0.1:{p}" for p in ports], "logs": logs}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        asyncio.run(drop_database(PG_ADMIN_URL, name))
+    with two_servers(logs, AGENT_SERVER_CODE_TRIES_PER_EMAIL_PER_HOUR=UNLIMITED) as served:
+        yield served
 
 
 def logged(served: dict[str, Any], event: str) -> int:

@@ -27,10 +27,10 @@ import pytest
 from billing_support import audit_ledger
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp_support import body, make_agent, start_serve
-from smtp_sink import free_port
-from soak import PEPPER, drop_database, fresh_database
+from mcp_support import body, make_agent
+from soak import PEPPER
 from sqlalchemy import func, select, text
+from two_servers import two_servers
 from withdrawal_setup import ETH_ADDRESS, USDC, owner_set_limits, usdc_balance
 
 from agent_server.kernel.config import Settings
@@ -52,32 +52,11 @@ WITHDRAWALS = "/api/agent/withdrawals"
 def served(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Two serve processes on a PostgreSQL database of their own (``pg_url`` only decides
     whether PostgreSQL is there: skipped without it, failed under CI)."""
-    from db_support import PG_ADMIN_URL
-    from soak import server_env
-
-    name, url = asyncio.run(fresh_database(PG_ADMIN_URL))
     logs = tmp_path_factory.mktemp("withdrawal-limits")
-    env = dict(
-        server_env(url),
-        AGENT_SERVER_START_WORKER="false",
-        # The held address row keeps the requests waiting a moment on purpose: no lock
-        # timeout may end one of them on a busy machine.
-        AGENT_SERVER_DATABASE_LOCK_TIMEOUT="60",
-    )
-    procs = []
-    try:
-        ports = [free_port(), free_port()]
-        for i, port in enumerate(ports):
-            procs.append(
-                start_serve(dict(env, AGENT_SERVER_PORT=str(port)), port, logs / f"{i}.log")
-            )
-        yield {"url": url, "bases": [f"http://127.0.0.1:{p}" for p in ports]}
-    finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
-        asyncio.run(drop_database(PG_ADMIN_URL, name))
+    # The held address row keeps the requests waiting a moment on purpose: no lock timeout
+    # may end one of them on a busy machine.
+    with two_servers(logs, AGENT_SERVER_DATABASE_LOCK_TIMEOUT="60") as served:
+        yield served
 
 
 @pytest.fixture
