@@ -244,6 +244,11 @@ def schedule_conditions(shape: Shape) -> list[ColumnElement[bool]]:
         or_(next_free.is_(None), next_free < _bind("window_end", SCHEDULES.next_free_at)),
     ]
     price = SCHEDULES.price_usd_micros
+    if shape.sort is SortBy.PRICE:
+        # The walk's own bounds (``walk.walk_bounds``) carry the price range as an index
+        # range on the sort order; as a second range SQLite would pick this one and read
+        # past the slice's end, row by row, to the end of the range.
+        price = hidden(price)
     duration = _bind("duration", SCHEDULES.slot_minutes)
     conds += [
         price >= _bind("usd_min", price),
@@ -257,10 +262,13 @@ def specialist_conditions(shape: Shape) -> list[ColumnElement[bool]]:
     """The filters on the specialist's profile."""
     country = _bind("country", SPECIALISTS.country)
     city = _bind("city", SPECIALISTS.city)
+    rating = SPECIALISTS.rating
+    if shape.sort is SortBy.RATING and shape.sqlite:
+        rating = opaque(rating)  # the walk's bounds carry it, as the price above
     conds: list[ColumnElement[bool]] = [
         or_(country.is_(None), SPECIALISTS.country == country),
         or_(city.is_(None), func.lower(SPECIALISTS.city) == city),
-        SPECIALISTS.rating >= _bind("min_rating", SPECIALISTS.rating),
+        rating >= _bind("min_rating", SPECIALISTS.rating),
     ]
     for i in range(shape.words):
         conds.append(SPECIALISTS.search_text.like(_bind(f"w{i}", SPECIALISTS.search_text), "\\"))

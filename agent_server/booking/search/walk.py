@@ -156,8 +156,9 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
         filters["rare"] = rare
     while len(emitted) < want:
         end = None if rare is not None else await slice_end(uow, shape, last, slice_rows)
-        if end is not None and stop is not None and plan.rank(end) >= plan.rank(stop):
-            end = None  # the slice reaches past the last entry that can match: read to the end
+        final = end is None  # the slice reads to the end of the walk
+        if stop is not None and rare is None and (end is None or plan.rank(end) >= plan.rank(stop)):
+            end, final = stop, True  # past the last entry that can match: read up to it
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
         values = dict(filters, lim=batch)
@@ -187,9 +188,10 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
         if len(emitted) >= want:
             break
         if len(rows) < batch:  # the whole slice was read: move past it
-            if end is None:
+            if final:
                 exhausted = True
                 break
+            assert end is not None
             last = end
             emit_up_to(end)
             scanned += slice_rows
