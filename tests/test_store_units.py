@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from agent_server.accounts.models import RateCounter
-from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, skip_flush_wait
+from agent_server.kernel.store import (
+    Database,
+    Direct,
+    direct_execute,
+    direct_rows,
+    plan_each_time,
+    skip_flush_wait,
+)
 from agent_server.kernel.store.engine import WAL_PAGES
 from agent_server.kernel.store.outage import database_unavailable
 
@@ -157,6 +164,30 @@ async def test_a_commit_may_skip_the_flush_wait_for_its_own_transaction_only(
     assert await _stored(db, "relaxed")
     async with db.uow() as uow:  # the next transaction on a pooled connection waits again
         assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
+
+
+PLANNER = Direct(
+    text(
+        "SELECT current_setting('plan_cache_mode'), current_setting('jit'),"
+        " current_setting('max_parallel_workers_per_gather')"
+    )
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_sessions_run_short_statements_without_jit_or_workers(
+    db: Database,
+) -> None:
+    """Each statement is short: no JIT compilation, no parallel workers; a search's
+    transaction plans each statement for its own values, and only that transaction."""
+    async with db.uow() as uow:
+        assert await direct_rows(uow, PLANNER, {}) == [("auto", "off", "0")]
+        await plan_each_time(uow)
+        assert await direct_rows(uow, PLANNER, {}) == [("force_custom_plan", "off", "0")]
+        await uow.commit()
+    async with db.uow() as uow:  # the next transaction on a pooled connection: as before
+        assert await direct_rows(uow, PLANNER, {}) == [("auto", "off", "0")]
 
 
 async def _drop_backend(db: Database, pid: int) -> None:

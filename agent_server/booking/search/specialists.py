@@ -39,7 +39,7 @@ from agent_server.booking.search.sql import (
 )
 from agent_server.booking.search.text import iso_utc
 from agent_server.booking.search.walk import walk_page
-from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows, plan_each_time
 
 NULL_REPAIR = 1000
 """Schedules with an unknown ``next_free_at`` one call computes before searching."""
@@ -122,6 +122,7 @@ async def search_specialists(
     Takes an entered unit of work; flushes, never commits.
     """
     plan = make_plan(query, now, uow.db.is_sqlite)
+    await plan_each_time(uow)
     await _repair_unknown(uow, now)
     walk = await walk_page(uow, plan)
     people = await _people(uow, [ev.specialist_id for ev in walk.emitted])

@@ -26,7 +26,7 @@ from agent_server.booking.search.sql import (
     slice_end_query,
     walk_query,
 )
-from agent_server.kernel.store import Database, Direct
+from agent_server.kernel.store import PLAN_EACH_TIME, Database, Direct
 
 WARM_WORDS = 2
 WARM_SKILLS = 2
@@ -50,7 +50,7 @@ def warm_statements(db: Database) -> int:
     """Compile the common shapes' statements for ``db``'s dialect; how many there are."""
     dialect = db.engine.dialect
     sqlite = db.is_sqlite
-    directs: list[Direct] = [unknown_query(sqlite), skill_count_query()]
+    directs: list[Direct] = [PLAN_EACH_TIME, unknown_query(sqlite), skill_count_query()]
     sizes = []
     size = list_size(1)
     while size <= WARM_IDS:

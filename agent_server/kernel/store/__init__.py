@@ -1,11 +1,19 @@
 """The store layer: declarative base, engines and the unit of work."""
 
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
-from agent_server.kernel.store.direct import Direct, direct_execute, direct_rows, skip_flush_wait
+from agent_server.kernel.store.direct import (
+    PLAN_EACH_TIME,
+    Direct,
+    direct_execute,
+    direct_rows,
+    plan_each_time,
+    skip_flush_wait,
+)
 from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.kernel.store.uow import Database, UnitOfWork
 
 __all__ = [
+    "PLAN_EACH_TIME",
     "Base",
     "BigIntPK",
     "Database",
@@ -17,5 +25,6 @@ __all__ = [
     "is_sqlite",
     "make_engine",
     "make_sessionmaker",
+    "plan_each_time",
     "skip_flush_wait",
 ]

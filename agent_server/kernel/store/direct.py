@@ -297,6 +297,23 @@ async def skip_flush_wait(uow: UnitOfWork) -> None:
         await direct_execute(uow, _NO_FLUSH_WAIT, {})
 
 
+PLAN_EACH_TIME = Direct(text("SET LOCAL plan_cache_mode TO force_custom_plan"))
+"""What ``plan_each_time`` runs (``booking.search.warm`` compiles it ahead)."""
+
+
+async def plan_each_time(uow: UnitOfWork) -> None:
+    """Let PostgreSQL plan each statement of ``uow``'s transaction for its own parameters.
+
+    A statement prepared once (as asyncpg prepares every one) is planned for its values a
+    few times; then PostgreSQL may keep one generic plan for any values. A search's
+    statements depend on their values (a keyset slice of a few hundred index entries, or a
+    bound every row passes), and a generic plan of one may sort thousands of rows where
+    the values' own plan reads a few hundred. For this transaction only (one round trip);
+    SQLite plans every statement alike, so there this does nothing."""
+    if not uow.db.is_sqlite:
+        await direct_execute(uow, PLAN_EACH_TIME, {})
+
+
 async def _session_rows(
     uow: UnitOfWork, direct: Direct, params: Mapping[str, Any]
 ) -> list[NamedRow]:
