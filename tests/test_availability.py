@@ -307,3 +307,34 @@ def test_free_slots_of_any_window_are_the_cut_slots_that_start_in_it(
     now = start + timedelta(minutes=now_offset)
     taken = {x.start: 1 for x in _every_slot_cut(s, start, end, now, {})[::3]}
     assert free_slots(s, start, end, now, taken) == _every_slot_cut(s, start, end, now, taken)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    schedules(),
+    st.sampled_from([utc(2026, 3, 28), utc(2026, 10, 24), utc(2026, 6, 1)]),
+    st.lists(st.tuples(st.integers(0, 6 * 24 * 60), st.integers(1, 30 * 60)), max_size=6),
+    st.integers(-2 * 24 * 60, 2 * 24 * 60),
+)
+def test_free_slots_within_stretches_are_those_starting_in_one(
+    s: ScheduleSpec, day: datetime, raw: list[tuple[int, int]], now_offset: int
+) -> None:
+    """A search's days and hours as stretches of the window: the slots found in them are
+    exactly the window's free slots that start in one, around clock changes too."""
+    merged: list[tuple[datetime, datetime]] = []
+    for offset, minutes in sorted(raw):
+        lo = day + timedelta(minutes=offset)
+        hi = lo + timedelta(minutes=minutes)
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    start, end = day, day + timedelta(days=7)
+    now = start + timedelta(minutes=now_offset)
+    taken = {x.start: 1 for x in _every_slot_cut(s, start, end, now, {})[::3]}
+    expected = [
+        slot
+        for slot in free_slots(s, start, end, now, taken)
+        if any(lo <= slot.start < hi for lo, hi in merged)
+    ]
+    assert free_slots(s, start, end, now, taken, merged) == expected

@@ -32,7 +32,8 @@ Slot ids are ``"<schedule_id>-YYYYMMDDTHHMMZ"`` with the start in UTC, e.g. ``"1
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
@@ -354,16 +355,24 @@ def free_slots(
     window_end: datetime,
     now: datetime,
     taken: Mapping[datetime, int],
+    within: Sequence[tuple[datetime, datetime]] | None = None,
 ) -> list[Slot]:
     """Free slots starting in ``[window_start, window_end)``, in time order.
 
     Excludes slots already started (past), starting within the minimum notice, on blackout
     dates, outside the schedule's date range, and those whose seats are all ``taken``
-    (seats used per slot start, UTC).
+    (seats used per slot start, UTC). ``within``: sorted, disjoint ``[start, end)`` stretches;
+    only slots starting in one of them (a search's days and hours, ``Plan.stretches``), found
+    without cutting the rest of each day.
     """
     spec = schedule
     earliest = max(window_start, now + timedelta(minutes=spec.min_notice_minutes), now)
     if earliest >= window_end:
+        return []
+    spans: Sequence[tuple[datetime, datetime]] = (
+        [(earliest, window_end)] if within is None else _clipped(within, earliest, window_end)
+    )
+    if not spans:
         return []
     tz = spec.tz
     day = _local_date(earliest, tz) - timedelta(days=1)
@@ -383,27 +392,53 @@ def free_slots(
             midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(
                 minutes=offset
             )
-            if midnight + one_day <= earliest or midnight >= window_end:
+            if not _meets(spans, midnight, midnight + one_day):
                 day += one_day
                 continue
         if day not in spec.blackout_dates:
-            # The slots of ``slots_on(spec, day)`` that start in [earliest, window_end),
-            # without cutting the ones before or after: a range's starts lie on a grid of
-            # ``step`` from its start, so the first one at or after ``earliest`` is found by
-            # division (a window of an hour no longer cuts the three days around it).
+            # The slots of ``slots_on(spec, day)`` that start in a span, without cutting the
+            # ones before or after: a range's starts lie on a grid of ``step`` from its
+            # start, so the first one at or after a span's start is found by division (a
+            # window of an hour no longer cuts the three days around it).
             for lo, hi in spec.ranges_on(day):
-                start = local_instant(day, lo, tz)
+                first = local_instant(day, lo, tz)
                 end = local_instant(day, hi, tz)
-                if start < earliest:
-                    start += -((start - earliest) // step) * step
-                while start + length <= end and start < window_end:
-                    left = capacity - taken.get(start, 0)
-                    if left > 0:
-                        out.append(Slot(spec.id, start, start + length, left))
-                    start += step
+                for span_start, span_end in _clipped(spans, first, end):
+                    start = first
+                    if start < span_start:
+                        start += -((start - span_start) // step) * step
+                    while start + length <= end and start < span_end:
+                        left = capacity - taken.get(start, 0)
+                        if left > 0:
+                            out.append(Slot(spec.id, start, start + length, left))
+                        start += step
         day += one_day
     out.sort(key=lambda s: s.start)
     return out
+
+
+def _clipped(
+    spans: Sequence[tuple[datetime, datetime]], lo: datetime, hi: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The parts of the sorted, disjoint ``spans`` that lie in ``[lo, hi)``."""
+    i = max(bisect_right(spans, (lo,)) - 1, 0)
+    out: list[tuple[datetime, datetime]] = []
+    while i < len(spans) and spans[i][0] < hi:
+        a, b = spans[i]
+        if b > lo:
+            out.append((max(a, lo), min(b, hi)))
+        i += 1
+    return out
+
+
+def _meets(spans: Sequence[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> bool:
+    """Whether one of the sorted, disjoint ``spans`` overlaps ``[lo, hi)``."""
+    i = max(bisect_right(spans, (lo,)) - 1, 0)
+    while i < len(spans) and spans[i][0] < hi:
+        if spans[i][1] > lo:
+            return True
+        i += 1
+    return False
 
 
 def next_free_slot(

@@ -212,24 +212,26 @@ class SpecialistEval:
 def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> ScheduleEval:
     """Up to three fitting slots in the window, and (if any) the first free slot from now.
 
-    Only the stretches of time where a fitting slot may start are cut (``Plan.stretches``),
-    a day, then two, four... at a time, so the answer is found without cutting the whole
-    window when it is near.
+    Only slots starting in the stretches of time where a fitting one may start are cut
+    (``Plan.stretches``, passed to ``free_slots``), a day, then two, four... of the window
+    at a time, so the answer is found without cutting the whole window when it is near.
     """
     spec = sched.spec
     fitting: list[Slot] = []
-    for lo, hi in plan.stretches:
-        start, span = lo, timedelta(days=1)
-        while start < hi and len(fitting) < SLOTS_PER_RESULT:
-            stop = min(start + span, hi)
-            for slot in free_slots(spec, start, stop, plan.now, taken):
-                if plan.fits(slot):
-                    fitting.append(slot)
-                    if len(fitting) >= SLOTS_PER_RESULT:
-                        break
-            start, span = stop, span * 2
-        if len(fitting) >= SLOTS_PER_RESULT:
-            break
+    stretches = plan.stretches
+    if not stretches:
+        return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
+    within = stretches if len(stretches) > 1 else None
+    start, hi = stretches[0][0], stretches[-1][1]
+    span = timedelta(days=1)
+    while start < hi and len(fitting) < SLOTS_PER_RESULT:
+        stop = min(start + span, hi)
+        for slot in free_slots(spec, start, stop, plan.now, taken, within):
+            if plan.fits(slot):
+                fitting.append(slot)
+                if len(fitting) >= SLOTS_PER_RESULT:
+                    break
+        start, span = stop, span * 2
     first: Slot | None = None
     if fitting:
         first = fitting[0]
