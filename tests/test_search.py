@@ -24,6 +24,7 @@ from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Booking, Schedule, Specialist
 from agent_server.booking.next_free import refresh_due
 from agent_server.booking.schedules import usd_value
+from agent_server.booking.search import facets as search_facets
 from agent_server.booking.search import walk as search_walk
 from agent_server.booking.search.answer import SearchPage
 from agent_server.booking.search.profile import view_profile
@@ -409,6 +410,27 @@ async def test_facets_count_skills_and_price_ranges(db: Database, loaded: Catalo
     assert list(page.facets.price_ranges.items()) == [  # the cheapest first
         (label, len(buckets[label])) for label in labels if label in buckets
     ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"sort": "price", "order": "asc", "price_min": 100_000_000},
+        {"sort": "price", "order": "desc", "price_max": 40_000_000},
+        {"sort": "rating", "order": "asc", "min_rating": 4.5},
+    ],
+)
+async def test_facets_count_from_where_the_walk_begins(
+    db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch, query: dict[str, Any]
+) -> None:
+    """Facets count among the first entries of the walk past a price or rating bound, not
+    among the catalogue's cheapest (or dearest, or lowest rated), which the bound excludes."""
+    monkeypatch.setattr(search_facets, "FACET_ROWS", 5)
+    page = await run_search(db, query)
+    assert page.items
+    assert not page.facets.complete
+    assert 1 <= page.facets.counted <= 5
+    assert sum(page.facets.price_ranges.values()) >= page.facets.counted
 
 
 # --- the page on the wire ------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Facets: counts of specialists matching a plan's filters (free slots not checked).
 
-``count_facets(uow, plan, walk)`` counts among the first ``FACET_ROWS`` entries of the walk:
+``count_facets(uow, plan, walk)`` counts among the first ``FACET_ROWS`` entries of the walk
+(from where it begins: past a lower price bound for the cheapest first, for instance):
 the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the ``FACET_SKILLS`` most
 common skills; from what the page's walk already read when it read that far (rare matches),
 else in one statement. The cursor and the page size play no part, so every page
@@ -23,18 +24,20 @@ from agent_server.booking.search.sql import (
     SKILLS,
     Shape,
     any_of,
+    first_position,
     last_position,
     list_params,
     list_size,
     matching,
     params,
     position_params,
+    rows_after,
     rows_upto,
     schedule_conditions,
     shape_of,
     statement,
 )
-from agent_server.booking.search.walk import Walk, slice_end
+from agent_server.booking.search.walk import Walk, slice_end, walk_bounds
 from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 FACET_ROWS = 1000
@@ -70,7 +73,8 @@ async def count_facets(uow: UnitOfWork, plan: Plan, walk: Walk | None = None) ->
     aggregates over them.
     """
     shape = shape_of(plan)
-    end = await slice_end(uow, shape, None, FACET_ROWS)
+    start, _ = walk_bounds(plan)  # where the walk begins: a price or rating bound
+    end = await slice_end(uow, shape, start, FACET_ROWS)
     counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
@@ -86,6 +90,7 @@ async def count_facets(uow: UnitOfWork, plan: Plan, walk: Walk | None = None) ->
             skills = [(k, c) for k, c in await direct_rows(uow, query, list_params("i", ids))]
     else:
         values = params(plan)
+        values.update(position_params("a", first_position(shape) if start is None else start))
         values.update(position_params("e", last_position(shape) if end is None else end))
         for kind, key, count in await direct_rows(uow, facet_counts_query(shape), values):
             if kind == "n":
@@ -132,11 +137,12 @@ def skill_counts_query(size: int) -> Direct:
 
 
 def facet_counts_query(shape: Shape) -> Direct:
-    """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill."""
+    """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill,
+    among the walk's entries after ``a0..a2`` and up to ``e0..e2``."""
 
     def build() -> Select[Any]:
         walk = matching(shape)
-        walked = walk.where(rows_upto(shape)).subquery("walked")
+        walked = walk.where(rows_after(shape), rows_upto(shape)).subquery("walked")
         ids = select(walked.c.sid).distinct().cte("ids").prefix_with("MATERIALIZED")
         in_ids = select(ids.c.sid)
         price, bounds = SCHEDULES.price_usd_micros, PRICE_BUCKETS_USD
