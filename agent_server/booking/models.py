@@ -60,12 +60,20 @@ class CancelledBy(StrEnum):
     SYSTEM = "system"
 
 
+_FILTERED = ("private", "deleted_at", "start_date", "end_date", "slot_minutes")
+"""Schedule columns a search's filters check, carried by the indexes it walks."""
+
+
 class Specialist(Base):
     """A human expert; contact fields are revealed only by view-profile."""
 
     __tablename__ = "specialists"
-    # The walk order of sort=rating: ties by review count, then id.
-    __table_args__ = (Index("ix_specialists_rating", "rating", "review_count", "id"),)
+    # The walk order of sort=rating (ties by review count, then id), and the specialist side
+    # of the other walks, each with the columns their filters check (migration 0015).
+    __table_args__ = (
+        Index("ix_specialists_rating", "rating", "review_count", "id", "country", "city"),
+        Index("ix_specialists_walk", "id", "rating", "review_count", "country", "city"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -141,9 +149,32 @@ class Schedule(Base):
         CheckConstraint("capacity >= 1", name="capacity_min"),
         CheckConstraint("price_amount >= 0", name="price_nonneg"),
         Index("ix_schedules_searchable", "private", "deleted_at", "price_usd_micros"),
-        # Keyset orders of search (sort by price, by next available slot).
-        Index("ix_schedules_price_order", "price_usd_micros", "specialist_id", "id"),
-        Index("ix_schedules_next_free", "next_free_at", "specialist_id", "id"),
+        # Keyset orders of search (sort by price, by next available slot), and a specialist's
+        # schedules for the rating walk, each with the columns the filters check.
+        Index(
+            "ix_schedules_price_order",
+            "price_usd_micros",
+            "specialist_id",
+            "id",
+            "next_free_at",
+            *_FILTERED,
+        ),
+        Index(
+            "ix_schedules_next_free",
+            "next_free_at",
+            "specialist_id",
+            "id",
+            "price_usd_micros",
+            *_FILTERED,
+        ),
+        Index(
+            "ix_schedules_owner_search",
+            "specialist_id",
+            "id",
+            "next_free_at",
+            "price_usd_micros",
+            *_FILTERED,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
