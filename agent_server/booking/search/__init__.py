@@ -13,7 +13,9 @@ Cutting slots is the expensive part, so it is done only for the specialists a pa
 1. SQL filters schedules (public, not deleted, dates, price, length, skills, languages, place,
    text) and walks them in the sort order through an index (keyset pagination), in small
    batches. ``schedules.next_free_at`` (see ``next_free``) prunes schedules with nothing free
-   before the window ends and is the index order for ``sort=next_available``.
+   before the window ends and is the index order for ``sort=next_available``. The walked
+   indexes carry the columns the filters check (migration 0015), so most entries are checked
+   without reading their rows.
 2. For each new specialist met, its matching schedules are cut into slots for the window, and
    its sort key is the best one among schedules that have a fitting free slot.
 3. A specialist is emitted once the walk has passed its key (nothing unseen can sort before
