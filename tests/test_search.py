@@ -433,6 +433,38 @@ async def test_facets_count_from_where_the_walk_begins(
     assert sum(page.facets.price_ranges.values()) >= page.facets.counted
 
 
+async def test_schedules_with_slots_longer_than_the_hours_are_never_cut(
+    db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slot must start and end within the hours asked, so a schedule of 90-minute slots
+    never fits an hour: it is neither a result nor counted in the facets, and the search
+    does not cut its slots to find that out."""
+    cut: list[int] = []
+    evaluate = search_walk.evaluate
+
+    async def counting(uow: Any, plan: Any, ids: list[int]) -> Any:
+        cut.extend(ids)
+        return await evaluate(uow, plan, ids)
+
+    monkeypatch.setattr(search_walk, "evaluate", counting)
+    hour = {"timezone": "UTC", "hours_from": "09:00", "hours_to": "10:00"}
+    page = await run_search(db, {**hour, "duration": 90})
+    assert page.items == [] and page.facets.counted == 0 and cut == []
+
+    page = await run_search(db, hour)
+    short = {
+        p.id
+        for p in loaded.specialists
+        if any(
+            schedule_matches(s, hour) and s.slot_minutes <= 60
+            for s in loaded.schedules.get(p.id, [])
+        )
+    }
+    assert page.items and {item.id for item in page.items} <= short
+    assert set(cut) <= short
+    assert page.facets.complete and page.facets.counted == len(short)
+
+
 # --- the page on the wire ------------------------------------------------------------------
 
 

@@ -28,7 +28,8 @@ Cutting slots is the expensive part, so it is done only for the specialists a pa
 ``sort=next_available`` orders by each result's ``next_available``: the soonest free slot
 from now among its matched schedules (the slots shown are those fitting the days and hours).
 
-Facets count specialists matching every filter except the free-slot check, among the first
+Facets count specialists matching every filter except the free-slot check (a schedule whose
+slots are longer than the hours asked is no match: ``Plan.longest_slot``), among the first
 ``FACET_ROWS`` entries of the walk (``facets.complete`` says whether that was all of them).
 The cursor and the page size play no part in them, so every page of a search has the same
 facets: the caller may pass those it already has (``agent_server.booking.cache`` does), and

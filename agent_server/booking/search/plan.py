@@ -83,6 +83,19 @@ class Plan:
             day += timedelta(days=1)
         return out
 
+    @property
+    def longest_slot(self) -> int | None:
+        """The longest slot, in minutes, that fits within the hours asked (None: no hours).
+
+        ``fits`` wants a slot to start at or after ``hours_from`` and end by ``hours_to``
+        (local wall time, the range wrapping past midnight when it ends earlier), so no
+        longer slot ever fits: SQL leaves such schedules out before any is cut.
+        """
+        if self.hours is None:
+            return None
+        lo, hi = self.hours
+        return hi - lo if lo < hi else hi + 24 * 60 - lo
+
     def rank(self, pos: Position) -> tuple[Any, ...]:
         """``pos`` as an ascending key: the walk visits positions in increasing rank."""
         if self.desc:

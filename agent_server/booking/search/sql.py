@@ -96,6 +96,8 @@ HIGHEST = 2**63 - 1
 """Bounds no stored price, id or count reaches."""
 LOWEST_RATING = -1.0
 """Below every rating: ``min_rating`` when none is given."""
+LONGEST_SLOT = 2**31 - 1
+"""Above every slot length (a 32-bit column): ``longest`` when no hours are asked."""
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 """Bounds no ``next_free_at`` reaches."""
@@ -112,6 +114,7 @@ def params(plan: Plan) -> dict[str, Any]:
         "usd_min": LOWEST_PRICE if plan.usd_min is None else plan.usd_min,
         "usd_max": HIGHEST if plan.usd_max is None else plan.usd_max,
         "duration": q.duration,
+        "longest": LONGEST_SLOT if plan.longest_slot is None else plan.longest_slot,
         "country": q.country,
         "city": None if q.city is None else q.city.lower(),
         "min_rating": LOWEST_RATING if q.min_rating is None else q.min_rating,
@@ -255,6 +258,8 @@ def schedule_conditions(shape: Shape) -> list[ColumnElement[bool]]:
         price >= _bind("usd_min", price),
         price <= _bind("usd_max", price),
         or_(duration.is_(None), SCHEDULES.slot_minutes == duration),
+        # Slots longer than the hours asked never fit them (``Plan.longest_slot``).
+        SCHEDULES.slot_minutes <= _bind("longest", SCHEDULES.slot_minutes),
     ]
     return conds
 
