@@ -70,11 +70,12 @@ class Context:
         """The URL of a fresh copy of a migrated database holding ``size`` demo specialists
         (``seed``), analyzed; dropped (or deleted) afterwards.
 
-        The catalogue itself is built once and kept: a SQLite file in ``CACHE_DIR``, or a
-        PostgreSQL database used as the template of each copy, named by ``catalogue_key``
-        (the demo data's and the migrations' source, the size, the seed and the UTC day:
-        demo schedules start on the day they are made). Older catalogues of the same size
-        are removed when a new one is built.
+        Each copy's next-free-slot bounds are brought up to now, as a live server's
+        maintenance keeps them. The catalogue itself is built once and kept: a SQLite file in
+        ``CACHE_DIR``, or a PostgreSQL database used as the template of each copy, named by
+        ``catalogue_key`` (the demo data's and the migrations' source, the size, the seed and
+        the UTC day: demo schedules start on the day they are made). Older catalogues of the
+        same size are removed when a new one is built.
         """
         key = catalogue_key(size, seed)
         if self.pg_admin_url:
@@ -98,6 +99,7 @@ class Context:
             dbname = f"bench_run_{size}_{secrets.token_hex(3)}"
             await _pg_admin(self.pg_admin_url, f'CREATE DATABASE "{dbname}" TEMPLATE "{template}"')
             try:
+                await _refresh_bounds(f"{base}/{dbname}")
                 yield f"{base}/{dbname}"
             finally:
                 drop = f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)'
@@ -117,6 +119,7 @@ class Context:
             directory = Path(tempfile.mkdtemp(prefix=f"bench-cat-{size}-"))
             shutil.copyfile(cached, directory / "bench.db")
             try:
+                await _refresh_bounds(f"sqlite+aiosqlite:///{directory / 'bench.db'}")
                 yield f"sqlite+aiosqlite:///{directory / 'bench.db'}"
             finally:
                 shutil.rmtree(directory, ignore_errors=True)
@@ -148,6 +151,26 @@ async def _build_catalogue(url: str, size: int, seed: int) -> None:
         async with db.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             await auto.execute(text("ANALYZE" if db.is_sqlite else "VACUUM ANALYZE"))
+    finally:
+        await db.dispose()
+
+
+async def _refresh_bounds(url: str) -> None:
+    """Bring the copy's next-free-slot bounds up to now, as a live server's maintenance pass
+    keeps them (``agent_server.maintenance``): the catalogue was built hours earlier, and a
+    bound time has passed makes every search sorted by the next available slot examine
+    that schedule again until one stores it."""
+    from agent_server.booking.next_free import refresh_due
+    from agent_server.kernel.store import Database, make_engine
+
+    db = Database(make_engine(url))
+    try:
+        while True:
+            async with db.uow() as uow:
+                refreshed = await refresh_due(uow.session, now=uow.clock.now(), limit=5000)
+                await uow.commit()
+            if refreshed < 5000:
+                return
     finally:
         await db.dispose()
 
