@@ -619,8 +619,8 @@ class Actor:
 
     async def op_book_slot(self) -> None:
         pool = self.hot if (self.rng.random() < 0.4 or not self.known_slots) else self.known_slots
-        if not pool:
-            return
+        if not pool:  # nothing to book yet: the call this turn is a search for slots
+            return await self.op_search_specialists()
         arguments = {
             "slot_id": self.rng.choice(pool),
             "idempotency_key": self._key("book"),
@@ -668,13 +668,12 @@ class Actor:
             return await self.op_book_slot()
         booking_id = self.rng.choice(sorted(self.bookings))
         schedule = int(self.bookings[booking_id].split("-", 1)[0])
-        if not self.budget.take():
-            return None
         free = await self.call("get-availability", {"schedule_id": schedule})
         if free.outcome != "ok":
             return None
         choices = [s for s in _slot_ids(free.body) if s != self.bookings[booking_id]]
-        if not choices:
+        # Each call made takes one of the budget's calls, and only a call made takes one.
+        if not choices or not self.budget.take():
             return None
         target = self.rng.choice(choices[:10])
         record = await self.call(
