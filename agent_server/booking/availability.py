@@ -392,7 +392,7 @@ def free_slots(
             midnight = datetime(day.year, day.month, day.day, tzinfo=UTC) - timedelta(
                 minutes=offset
             )
-            if not _meets(spans, midnight, midnight + one_day):
+            if not _clipped(spans, midnight, midnight + one_day):
                 day += one_day
                 continue
         if day not in spec.blackout_dates:
@@ -429,16 +429,6 @@ def _clipped(
             out.append((max(a, lo), min(b, hi)))
         i += 1
     return out
-
-
-def _meets(spans: Sequence[tuple[datetime, datetime]], lo: datetime, hi: datetime) -> bool:
-    """Whether one of the sorted, disjoint ``spans`` overlaps ``[lo, hi)``."""
-    i = max(bisect_right(spans, (lo,)) - 1, 0)
-    while i < len(spans) and spans[i][0] < hi:
-        if spans[i][1] > lo:
-            return True
-        i += 1
-    return False
 
 
 def next_free_slot(
