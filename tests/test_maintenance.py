@@ -11,13 +11,15 @@ from sqlalchemy import func, select, update
 
 from agent_server.accounts.models import RateCounter
 from agent_server.accounts.ratelimit import hit, purge_rate_counters
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.models import Schedule
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.events.outbox import BOOKING_CREATED, emit
 from agent_server.events.retention import purge_settled_events
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, UnitOfWork
-from agent_server.maintenance import run_once
+from agent_server.maintenance import refresh_passed, run_once
 from agent_server.runtime import Runtime
 from billing.idempotency import Replay, claim, complete
 from billing.meter import Admission, place_hold
@@ -221,3 +223,36 @@ async def test_settled_events_are_purged_in_bounded_batches(
     assert await _outbox(db) == ({rows[-1]: "delivered"}, 1)
     assert await purge_settled_events(db, batch_size=2) == 1
     assert await _outbox(db) == ({}, 0)
+
+
+async def test_a_pass_refreshes_every_passed_next_free_bound_in_batches(
+    db: Database, database_url: str, clock: FakeClock
+) -> None:
+    """A large catalogue's bounds pass by the thousand at each half hour: one pass refreshes
+    all of them, a batch to a transaction, up to its most."""
+    runtime = Runtime(settings=Settings(database_url=database_url), db=db)
+    await load_demo_data(db, 12, seed=3)
+    public = (Schedule.private.is_(False), Schedule.deleted_at.is_(None))
+    async with db.uow() as uow:
+        count = await uow.session.scalar(select(func.count()).where(*public))
+        await uow.session.execute(update(Schedule).values(next_free_at=None))
+        await uow.commit()
+    assert count is not None and count > 7
+
+    async def stale() -> int:
+        now = clock.now()
+        async with db.uow() as uow:
+            due = (Schedule.next_free_at.is_(None)) | (Schedule.next_free_at < now)
+            found = await uow.session.scalar(select(func.count()).where(*public, due))
+        return int(found or 0)
+
+    assert await refresh_passed(runtime, batch=3, most=7) == 7
+    assert await stale() == count - 7
+    assert await refresh_passed(runtime, batch=3) == count - 7
+    assert await stale() == 0
+    assert await refresh_passed(runtime, batch=3) == 0
+
+    clock.advance(timedelta(days=40))  # past the horizon: every bound has passed
+    assert await stale() == count
+    await run_once(runtime)
+    assert await stale() == 0
