@@ -22,10 +22,12 @@ from agent_server.booking.availability import (
     ScheduleSpec,
     Slot,
     free_slots,
+    may_start_in,
     next_free_slot,
     parse_slot_id,
     slots_on,
     unbookable_reason,
+    week_of,
 )
 from agent_server.kernel.errors import ValidationFailed
 
@@ -338,3 +340,110 @@ def test_free_slots_within_stretches_are_those_starting_in_one(
         if any(lo <= slot.start < hi for lo, hi in merged)
     ]
     assert free_slots(s, start, end, now, taken, merged) == expected
+
+
+def _merged_stretches(day: datetime, raw: list[tuple[int, int]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for offset, minutes in sorted(raw):
+        lo = day + timedelta(minutes=offset)
+        hi = lo + timedelta(minutes=minutes)
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    schedules(),
+    st.sampled_from([utc(2026, 3, 26), utc(2026, 10, 22), utc(2026, 4, 3), utc(2026, 6, 1)]),
+    st.lists(
+        st.tuples(st.integers(0, 20 * 24 * 60), st.integers(1, 6 * 60)), min_size=1, max_size=8
+    ),
+    st.lists(st.tuples(st.integers(0, 20), st.integers(0, 95), st.integers(1, 12)), max_size=2),
+)
+def test_a_schedule_said_never_to_meet_the_stretches_has_no_slot_in_them(
+    s: ScheduleSpec,
+    day: datetime,
+    raw: list[tuple[int, int]],
+    extra: list[tuple[int, int, int]],
+) -> None:
+    """``may_start_in`` spares cutting a schedule only when cutting would find nothing: its
+    hours (overrides too) never meet the stretches' week, around clock changes, in zones with
+    odd offsets, over windows of days to three weeks."""
+    local = day.astimezone(s.tz).date()
+    overrides = {
+        (local + timedelta(days=d)).isoformat(): [[_hhmm(a * 15), _hhmm(min(a + n, 96) * 15)]]
+        for d, a, n in extra
+    }
+    if overrides:
+        s = spec(
+            timezone=s.timezone,
+            weekly_hours={
+                k: [[_hhmm(a), _hhmm(b)] for a, b in v] for k, v in s.weekly_hours.items()
+            },
+            overrides=overrides,
+            slot_minutes=s.slot_minutes,
+            buffer_minutes=s.buffer_minutes,
+        )
+    within = _merged_stretches(day, raw)
+    week = week_of(within)
+    if week is None or may_start_in(s, week, within[0][0], within[-1][1]):
+        return
+    assert free_slots(s, within[0][0], within[-1][1], LONG_AGO, {}, within) == []
+
+
+def test_stretches_a_schedule_never_meets_are_known_without_cutting() -> None:
+    """Weekday office hours in Berlin against a month of lunch hours in New York, against
+    weekends, and against an hour they do meet; a date's override opens what the week does
+    not; a zone half an hour off UTC is laid on the week to the minute."""
+    office = spec(
+        timezone="Europe/Berlin",
+        weekly_hours={d: [["09:00", "17:00"]] for d in ("mon", "tue", "wed", "thu", "fri")},
+        slot_minutes=60,
+    )
+    new_york = ZoneInfo("America/New_York")
+
+    def daily(
+        first: date, days: int, lo: int, hi: int, tz: ZoneInfo
+    ) -> list[tuple[datetime, datetime]]:
+        out = []
+        for n in range(days):
+            d = first + timedelta(days=n)
+            midnight = datetime(d.year, d.month, d.day, tzinfo=tz)
+            out.append(
+                (
+                    (midnight + timedelta(minutes=lo)).astimezone(UTC),
+                    (midnight + timedelta(minutes=hi)).astimezone(UTC),
+                )
+            )
+        return out
+
+    def meets(s: ScheduleSpec, within: list[tuple[datetime, datetime]]) -> bool:
+        week = week_of(within)
+        assert week is not None
+        met = may_start_in(s, week, within[0][0], within[-1][1])
+        found = free_slots(s, within[0][0], within[-1][1], LONG_AGO, {}, within)
+        assert met or not found
+        return met
+
+    lunch = daily(date(2026, 3, 1), 31, 12 * 60, 13 * 60, new_york)  # across both clock changes
+    assert not meets(office, lunch)
+    assert meets(office, daily(date(2026, 3, 1), 31, 5 * 60, 6 * 60, new_york))  # 11:00 in Berlin
+    weekend = daily(date(2026, 6, 6), 2, 0, 24 * 60, ZoneInfo("Europe/Berlin"))
+    assert not meets(office, weekend)
+    saturday = spec(
+        timezone="Europe/Berlin",
+        weekly_hours=office.weekly_hours and {"mon": [["09:00", "17:00"]]},
+        overrides={"2026-06-06": [["10:00", "12:00"]]},
+        slot_minutes=60,
+    )
+    assert meets(saturday, weekend)
+    kolkata = spec(
+        timezone="Asia/Kolkata", weekly_hours={"mon": [["09:00", "10:00"]]}, slot_minutes=30
+    )
+    monday = datetime(2026, 6, 1, tzinfo=UTC)  # 09:00 in Kolkata is 03:30 UTC
+    assert meets(kolkata, [(monday + timedelta(minutes=210), monday + timedelta(minutes=240))])
+    assert not meets(kolkata, [(monday + timedelta(minutes=180), monday + timedelta(minutes=210))])
+    assert week_of([(monday, monday + timedelta(days=7))]) is None

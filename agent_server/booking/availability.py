@@ -431,6 +431,115 @@ def _clipped(
     return out
 
 
+WEEK_MINUTES = 7 * MINUTES_PER_DAY
+
+Week = tuple[tuple[int, int], ...]
+"""Minutes of a week in UTC, as sorted, disjoint ``[start, end)`` pairs (Monday 00:00 is 0)."""
+
+
+def week_of(spans: Sequence[tuple[datetime, datetime]]) -> Week | None:
+    """The minutes of the week (UTC) that ``spans`` touch, or None when they touch all of it."""
+    parts: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        lo = lo.astimezone(UTC).replace(second=0, microsecond=0)
+        length = -((lo - hi) // timedelta(minutes=1))  # whole minutes, rounded up
+        if length >= WEEK_MINUTES:
+            return None
+        if length > 0:
+            start = lo.weekday() * MINUTES_PER_DAY + lo.hour * 60 + lo.minute
+            _add_to_week(parts, start, start + length)
+    return _merged(parts)
+
+
+def may_start_in(spec: ScheduleSpec, week: Week, first: datetime, last: datetime) -> bool:
+    """False only when no slot of ``spec`` starting in ``[first, last)`` can start in ``week``.
+
+    The schedule's hours (each weekday's ranges, and the overrides of the dates in between)
+    are laid on a week in UTC, each range widened to hold it at every offset its zone takes
+    in between; a slot starts within one of them. Blackouts, dates, notice and seats are left
+    to ``free_slots``: this only spares cutting a schedule whose hours never meet the week.
+    """
+    tz = spec.tz
+    lo_day = first.astimezone(tz).date() - timedelta(days=1)
+    hi_day = last.astimezone(tz).date() + timedelta(days=1)
+    offsets = _offsets_between(tz, lo_day, hi_day)
+    if offsets is None:
+        return True
+    low, high = offsets
+    parts: list[tuple[int, int]] = []
+    for weekday, name in enumerate(WEEKDAYS):
+        for a, b in spec.weekly_hours.get(name, ()):
+            if a < b:
+                base = weekday * MINUTES_PER_DAY
+                _add_to_week(parts, base + a - high, base + b - low)
+    for day, ranges in spec.overrides.items():
+        if lo_day <= day <= hi_day:
+            for a, b in ranges:
+                if a < b:
+                    base = day.weekday() * MINUTES_PER_DAY
+                    _add_to_week(parts, base + a - high, base + b - low)
+    return _meet(_merged(parts), week)
+
+
+@lru_cache(maxsize=1024)
+def _offsets_between(tz: ZoneInfo, first: date, last: date) -> tuple[int, int] | None:
+    """The lowest and highest UTC offset (minutes) of ``tz`` from local ``first`` to the end
+    of ``last``, or None when one is not whole minutes. At most one change a day, so the
+    offsets at each midnight (either reading of it) are all the day takes."""
+    seen: set[timedelta] = set()
+    day = first
+    while day <= last + timedelta(days=1):
+        wall = datetime(day.year, day.month, day.day, tzinfo=tz)
+        for moment in (wall, wall.replace(fold=1)):
+            offset = moment.utcoffset()
+            if offset is None or offset % timedelta(minutes=1):
+                return None
+            seen.add(offset)
+        day += timedelta(days=1)
+    minute = timedelta(minutes=1)
+    return min(seen) // minute, max(seen) // minute
+
+
+def _add_to_week(parts: list[tuple[int, int]], start: int, end: int) -> None:
+    """``[start, end)`` (minutes, any integers) folded onto the week."""
+    length = end - start
+    if length <= 0:
+        return
+    if length >= WEEK_MINUTES:
+        parts.append((0, WEEK_MINUTES))
+        return
+    start %= WEEK_MINUTES
+    end = start + length
+    if end <= WEEK_MINUTES:
+        parts.append((start, end))
+    else:
+        parts.append((start, WEEK_MINUTES))
+        parts.append((0, end - WEEK_MINUTES))
+
+
+def _merged(parts: list[tuple[int, int]]) -> Week:
+    out: list[tuple[int, int]] = []
+    for a, b in sorted(parts):
+        if out and a <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return tuple(out)
+
+
+def _meet(one: Week, other: Week) -> bool:
+    """Whether two weeks share a minute."""
+    i = j = 0
+    while i < len(one) and j < len(other):
+        if max(one[i][0], other[j][0]) < min(one[i][1], other[j][1]):
+            return True
+        if one[i][1] <= other[j][1]:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
 def next_free_slot(
     spec: ScheduleSpec,
     after: datetime,

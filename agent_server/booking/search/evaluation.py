@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.sql import Executable
 
-from agent_server.booking.availability import ScheduleSpec, Slot, free_slots
+from agent_server.booking.availability import ScheduleSpec, Slot, free_slots, may_start_in
 from agent_server.booking.models import SEAT_HOLDING, Booking, Specialist
 from agent_server.booking.next_free import first_free, store_next_free
 from agent_server.booking.search.cursor import Position
@@ -223,6 +223,9 @@ def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> Sch
         return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
     within = stretches if len(stretches) > 1 else None
     start, hi = stretches[0][0], stretches[-1][1]
+    week = plan.stretch_week
+    if week is not None and not may_start_in(spec, week, start, hi):
+        return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
     span = timedelta(days=1)
     while start < hi and len(fitting) < SLOTS_PER_RESULT:
         stop = min(start + span, hi)

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent_server.booking.availability import Slot, parse_hhmm, zone
+from agent_server.booking.availability import Slot, Week, parse_hhmm, week_of, zone
 from agent_server.booking.schedules.usd import usd_value
 from agent_server.booking.search.cursor import Position, decode_cursor
 from agent_server.booking.search.query import (
@@ -82,6 +82,12 @@ class Plan:
                         out.append((start, end))
             day += timedelta(days=1)
         return out
+
+    @cached_property
+    def stretch_week(self) -> Week | None:
+        """The minutes of the week (UTC) the stretches touch; None when they touch all of it.
+        A schedule whose hours never meet them has no fitting slot (``may_start_in``)."""
+        return week_of(self.stretches)
 
     @property
     def longest_slot(self) -> int | None:
