@@ -13,6 +13,7 @@ from smtp_sink import SmtpSink
 from sqlalchemy import select, update
 from test_bookings import MON_9, book, make_agents, specialist_schedule
 
+from agent_server.accounts.models import Agent
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import CancelledBy, Specialist
 from agent_server.booking.service import book_slot, cancel_booking
@@ -63,6 +64,13 @@ async def test_new_and_cancelled_bookings_reach_the_specialist_once(
     text = new.get_payload(decode=True).decode()  # type: ignore[union-attr]
     assert "Monday 02 March 2026, 09:00 to 10:00 (Europe/London)" in text
     assert "50.00 USD" in text
+    async with db.uow() as uow:  # the booker's and the specialist's names, as stored
+        booker = await uow.session.get(Agent, agent)
+        person = await uow.session.get(Specialist, specialist)
+        assert booker is not None and person is not None
+        names = person.name, booker.name
+    assert f"Hello {names[0]},\r\n" in text
+    assert f"Booked by: {names[1]}\r\n" in text
 
     async with db.uow() as uow:
         await cancel_booking(uow, booking.id, CancelledBy.AGENT, agent, "no_time", "sorry")

@@ -15,8 +15,11 @@ mail in the caller's transaction; the sender delivers it after the commit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule, Specialist
@@ -38,18 +41,54 @@ def _local(at: datetime, zone: str) -> str:
     return at.astimezone(tz).strftime("%A %d %B %Y, %H:%M")
 
 
-async def _facts(uow: UnitOfWork, booking: Booking, specialist: Specialist) -> list[str]:
-    schedule = await uow.session.get(Schedule, booking.schedule_id)
+@dataclass(frozen=True)
+class _Reader:
+    """What a mail about a booking needs of its specialist, and the booker's name."""
+
+    name: str
+    email: str
+    timezone: str
+    notify_new_booking: bool
+    notify_cancelled: bool
+    booker: str | None
+
+
+async def _reader(uow: UnitOfWork, booking: Booking) -> _Reader | None:
+    """The booking's specialist and booker as the mail needs them, in one statement (the
+    columns only: the whole rows are much larger)."""
     booker = (
-        await uow.session.get(Agent, booking.booker_agent_id)
+        select(Agent.name).where(Agent.id == booking.booker_agent_id).scalar_subquery()
         if booking.booker_agent_id is not None
         else None
     )
+    stmt = select(
+        Specialist.name,
+        Specialist.email,
+        Specialist.timezone,
+        Specialist.notify_new_booking,
+        Specialist.notify_cancelled,
+        *([] if booker is None else [booker]),
+    ).where(Specialist.id == booking.specialist_id)
+    row = (await uow.session.execute(stmt)).first()
+    if row is None:
+        return None
+    return _Reader(
+        name=row[0],
+        email=row[1],
+        timezone=row[2],
+        notify_new_booking=bool(row[3]),
+        notify_cancelled=bool(row[4]),
+        booker=row[5] if booker is not None else None,
+    )
+
+
+async def _facts(uow: UnitOfWork, booking: Booking, specialist: _Reader) -> list[str]:
+    schedule = await uow.session.get(Schedule, booking.schedule_id)
     end = _local(booking.slot_end, specialist.timezone).rsplit(", ", 1)[-1]
     lines = [
         f"When: {_local(booking.slot_start, specialist.timezone)} to {end} ({specialist.timezone})",
         f"Schedule: {schedule.label if schedule and schedule.label else booking.schedule_id}",
-        f"Booked by: {booker.name if booker else 'an agent'}",
+        f"Booked by: {specialist.booker or 'an agent'}",
         f"Price: {amount_text(booking.price_amount, booking.price_currency)}",
         f"Booking: {booking.id} ({booking.status})",
     ]
@@ -59,7 +98,7 @@ async def _facts(uow: UnitOfWork, booking: Booking, specialist: Specialist) -> l
 
 
 async def _queue(
-    uow: UnitOfWork, specialist: Specialist, kind: str, subject: str, intro: str, facts: list[str]
+    uow: UnitOfWork, specialist: _Reader, kind: str, subject: str, intro: str, facts: list[str]
 ) -> None:
     body = (
         f"Hello {specialist.name},\n\n{intro}\n\n"
@@ -87,7 +126,7 @@ async def mail_specialist(uow: UnitOfWork, type: str, booking: Booking) -> bool:
     )
     if not new and not cancelled:
         return False
-    specialist = await uow.session.get(Specialist, booking.specialist_id)
+    specialist = await _reader(uow, booking)
     if specialist is None:
         return False
     if type in (BOOKING_CREATED, BOOKING_RESCHEDULED):
