@@ -706,6 +706,55 @@ async def test_unknown_and_stale_next_free_bounds_do_not_change_results(
     assert refreshed >= 0 and all(b is not None and b >= now for b in bounds)
 
 
+async def test_pages_are_the_same_wherever_the_walks_slices_end(
+    db: Database, loaded: Catalogue, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice's end only divides the walk: slices ending a step in or far on, and ends kept
+    from earlier searches while the catalogue changes under them, give the same pages; a
+    search from the start of an index finds its slices' ends already known."""
+    monkeypatch.setattr(search_walk, "FIRST_SLICE", 4)
+    monkeypatch.setattr(search_walk, "MAX_SLICE", 16)
+    queries: list[dict[str, Any]] = [
+        {"sort": "next_available", "limit": 7},
+        {"sort": "price", "order": "desc", "hours_from": "06:00", "hours_to": "12:00", "limit": 5},
+        {"sort": "rating", "order": "asc", "limit": 6},
+        {"sort": "price", "price_min": 30_000_000, "limit": 4},
+    ]
+    real = search_walk.slice_end
+    reads: list[int] = []
+
+    async def odd(uow: Any, shape: Any, after: Any, rows: int) -> Any:
+        reads.append(rows)
+        return await real(uow, shape, after, 1 if len(reads) % 2 else rows * 3)
+
+    monkeypatch.setattr(search_walk, "slice_end", odd)
+    now = clock.now()
+    for query in queries:
+        assert await all_pages(db, query) == expected(loaded, query, now), query
+    monkeypatch.setattr(search_walk, "slice_end", real)
+    # The ends kept above no longer fall where they would: every price moves, and every
+    # next free slot is to be found again.
+    async with db.uow() as uow:
+        await uow.session.execute(
+            update(Schedule).values(
+                price_usd_micros=Schedule.price_usd_micros * 2 % 97_000_000, next_free_at=None
+            )
+        )
+        await uow.commit()
+    loaded = await catalogue(db)
+    for query in queries:
+        assert await all_pages(db, query) == expected(loaded, query, now), query
+
+    monkeypatch.setattr(search_walk, "slice_end", odd)
+    reads.clear()
+    first = {"sort": "rating", "min_rating": 1.5, "limit": 3}
+    await run_search(db, first)
+    assert reads  # the first search from the bound reads its slices' ends
+    reads.clear()
+    await run_search(db, {**first, "limit": 2, "q": "a"})
+    assert reads == []  # the next one from the same bound finds them known
+
+
 async def test_a_short_examination_budget_gives_short_pages_that_still_add_up(
     db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,7 +4,8 @@
 ``limit + 1``, in order, as ``SpecialistEval``) and the position the next page resumes
 after (None at the end). A specialist is emitted once the walk has passed its key, so the
 order is exact although keys are known only after slots are cut. The walk reads the index a
-slice at a time (``slice_end``) and stops early after ``MAX_EXAMINED`` specialists or
+slice at a time (``slice_end``, or the same end found by an earlier search:
+``known_slice_end``) and stops early after ``MAX_EXAMINED`` specialists or
 ``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it. With a skill
 few specialists list (``RARE_SKILL``), the walk reads their matching entries, sorted, instead
 of the index (``driven_walk_query``): the same rows in the same order.
@@ -13,9 +14,12 @@ of the index (``driven_walk_query``): the same rows in the same order.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
@@ -34,7 +38,7 @@ from agent_server.booking.search.sql import (
     slice_end_query,
     walk_query,
 )
-from agent_server.kernel.store import UnitOfWork, direct_rows
+from agent_server.kernel.store import Database, UnitOfWork, direct_rows
 
 MAX_EXAMINED = 200
 """Specialists whose slots one search call may cut before it returns a short page."""
@@ -48,6 +52,10 @@ MAX_SCANNED = 12_000
 """Walk entries one search call may read before it returns a short page (rare matches)."""
 BEYOND_IDS = 2**62
 """Above every id: a position after all rows of one sort value."""
+SLICE_END_SECONDS = 60.0
+"""How long a slice's end found by one search serves the next ones (``known_slice_end``)."""
+SLICE_ENDS = 2048
+"""Slice ends one process keeps per database; the least recently used leave first."""
 
 
 @dataclass
@@ -86,6 +94,40 @@ async def slice_end(
     values["off"] = rows - 1
     found = await direct_rows(uow, slice_end_query(shape), values)
     return None if not found else as_position(shape, found[0])
+
+
+_SLICE_ENDS: WeakKeyDictionary[Database, OrderedDict[Hashable, tuple[float, Position | None]]] = (
+    WeakKeyDictionary()
+)
+
+
+async def known_slice_end(
+    uow: UnitOfWork, shape: Shape, after: Position | None, rows: int
+) -> Position | None:
+    """``slice_end``, as found by an earlier search when one asked the same less than
+    ``SLICE_END_SECONDS`` ago.
+
+    A slice's end only divides the walk: the page, its order and its cursor are the same
+    wherever the slices end, as long as each ends after it begins, and an end found after
+    ``after`` always does. Searches from the start of an index (or from the same price or
+    rating bound) meet the same ends slice after slice, so most are not read again; one
+    older than a minute is, so slices stay near their size as the catalogue changes.
+    """
+    ends = _SLICE_ENDS.get(uow.db)
+    if ends is None:
+        ends = _SLICE_ENDS[uow.db] = OrderedDict()
+    key = (shape.sort, shape.desc, shape.sqlite, after, rows)
+    now = time.monotonic()
+    found = ends.get(key)
+    if found is not None and now - found[0] < SLICE_END_SECONDS:
+        ends.move_to_end(key)
+        return found[1]
+    end = await slice_end(uow, shape, after, rows)
+    ends[key] = (now, end)
+    ends.move_to_end(key)
+    while len(ends) > SLICE_ENDS:
+        ends.popitem(last=False)
+    return end
 
 
 def as_position(shape: Shape, row: Sequence[Any]) -> Position:
@@ -155,7 +197,7 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     if rare is not None:
         filters["rare"] = rare
     while len(emitted) < want:
-        end = None if rare is not None else await slice_end(uow, shape, last, slice_rows)
+        end = None if rare is not None else await known_slice_end(uow, shape, last, slice_rows)
         final = end is None  # the slice reads to the end of the walk
         if stop is not None and rare is None and (end is None or plan.rank(end) >= plan.rank(stop)):
             end, final = stop, True  # past the last entry that can match: read up to it
