@@ -311,6 +311,18 @@ def test_free_slots_of_any_window_are_the_cut_slots_that_start_in_it(
     assert free_slots(s, start, end, now, taken) == _every_slot_cut(s, start, end, now, taken)
 
 
+def _merged_stretches(day: datetime, raw: list[tuple[int, int]]) -> list[tuple[datetime, datetime]]:
+    merged: list[tuple[datetime, datetime]] = []
+    for offset, minutes in sorted(raw):
+        lo = day + timedelta(minutes=offset)
+        hi = lo + timedelta(minutes=minutes)
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return merged
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     schedules(),
@@ -323,14 +335,7 @@ def test_free_slots_within_stretches_are_those_starting_in_one(
 ) -> None:
     """A search's days and hours as stretches of the window: the slots found in them are
     exactly the window's free slots that start in one, around clock changes too."""
-    merged: list[tuple[datetime, datetime]] = []
-    for offset, minutes in sorted(raw):
-        lo = day + timedelta(minutes=offset)
-        hi = lo + timedelta(minutes=minutes)
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
+    merged = _merged_stretches(day, raw)
     start, end = day, day + timedelta(days=7)
     now = start + timedelta(minutes=now_offset)
     taken = {x.start: 1 for x in _every_slot_cut(s, start, end, now, {})[::3]}
@@ -340,18 +345,6 @@ def test_free_slots_within_stretches_are_those_starting_in_one(
         if any(lo <= slot.start < hi for lo, hi in merged)
     ]
     assert free_slots(s, start, end, now, taken, merged) == expected
-
-
-def _merged_stretches(day: datetime, raw: list[tuple[int, int]]) -> list[tuple[datetime, datetime]]:
-    merged: list[tuple[datetime, datetime]] = []
-    for offset, minutes in sorted(raw):
-        lo = day + timedelta(minutes=offset)
-        hi = lo + timedelta(minutes=minutes)
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
-        else:
-            merged.append((lo, hi))
-    return merged
 
 
 @settings(max_examples=300, deadline=None)
