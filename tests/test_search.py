@@ -11,6 +11,7 @@ import json
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -753,6 +754,43 @@ async def test_pages_are_the_same_wherever_the_walks_slices_end(
     reads.clear()
     await run_search(db, {**first, "limit": 2, "q": "a"})
     assert reads == []  # the next one from the same bound finds them known
+
+
+async def test_slice_ends_are_kept_a_minute_and_only_so_many(
+    db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slice end older than ``SLICE_END_SECONDS`` is read again, and a process keeps at
+    most ``SLICE_ENDS`` of them per database, the least recently used leaving first."""
+    monkeypatch.setattr(search_walk, "FIRST_SLICE", 4)
+    monkeypatch.setattr(search_walk, "MAX_SLICE", 16)
+    seconds = [1_000.0]
+    monkeypatch.setattr(search_walk, "time", SimpleNamespace(monotonic=lambda: seconds[0]))
+    real = search_walk.slice_end
+    reads: list[tuple[Any, int]] = []
+
+    async def counting(uow: Any, shape: Any, after: Any, rows: int) -> Any:
+        reads.append((after, rows))
+        return await real(uow, shape, after, rows)
+
+    monkeypatch.setattr(search_walk, "slice_end", counting)
+    query = {"sort": "rating", "limit": 3}
+    await run_search(db, query)
+    first = len(reads)
+    assert first > 0
+    seconds[0] += search_walk.SLICE_END_SECONDS - 1
+    await run_search(db, query)
+    assert len(reads) == first  # still known
+    seconds[0] += 2
+    await run_search(db, query)
+    assert len(reads) == 2 * first  # a minute on, read again
+
+    monkeypatch.setattr(search_walk, "SLICE_ENDS", 2)
+    reads.clear()
+    await run_search(db, {"sort": "price", "limit": 30})
+    assert len(reads) >= 3
+    kept = search_walk._SLICE_ENDS[db]
+    assert len(kept) == 2
+    assert [key[3:] for key in kept] == [(after, rows) for after, rows in reads[-2:]]
 
 
 async def test_a_short_examination_budget_gives_short_pages_that_still_add_up(
