@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from agent_server.accounts.ratelimit import purge_rate_counters
-from agent_server.booking.next_free import refresh_due
+from agent_server.booking.next_free import refresh_passed
 from agent_server.events.retention import purge_settled_events
 from agent_server.kernel.logs import get_logger
 from agent_server.runtime import Runtime
@@ -25,19 +25,12 @@ from billing.meter import release_stale_holds
 
 log = get_logger(__name__)
 
-REFRESH_BATCH = 1000
-"""Next-free bounds refreshed per transaction."""
-REFRESH_MOST = 100_000
-"""Next-free bounds refreshed per pass at most: at each half hour a large catalogue's bounds
-pass by the thousand, and each one left stale is cut again by every next-available search
-that meets it."""
-
 
 async def run_once(runtime: Runtime) -> tuple[int, int]:
     """One pass; (holds released, keys purged)."""
     released = await release_stale_holds(runtime.db, runtime.billing.stale_hold_after)
     purged = await purge_idempotency_keys(runtime.db)
-    refreshed = await refresh_passed(runtime)
+    refreshed = await refresh_passed(runtime.db)
     counters = await purge_rate_counters(runtime.db)
     events = await purge_settled_events(runtime.db)
     if released or purged or refreshed or counters or events:
@@ -50,24 +43,6 @@ async def run_once(runtime: Runtime) -> tuple[int, int]:
             events_purged=events,
         )
     return released, purged
-
-
-async def refresh_passed(
-    runtime: Runtime, *, batch: int = REFRESH_BATCH, most: int = REFRESH_MOST
-) -> int:
-    """Refresh every passed or unknown next-free bound (up to ``most``), ``batch`` to a
-    transaction so no transaction holds many rows; returns how many were refreshed."""
-    refreshed = 0
-    while refreshed < most:
-        async with runtime.db.uow() as uow:
-            done = await refresh_due(
-                uow.session, now=uow.clock.now(), limit=min(batch, most - refreshed)
-            )
-            await uow.commit()
-        refreshed += done
-        if done < batch:
-            break
-    return refreshed
 
 
 async def run_forever(runtime: Runtime, interval: float) -> None:

@@ -160,17 +160,12 @@ async def _refresh_bounds(url: str) -> None:
     keeps them (``agent_server.maintenance``): the catalogue was built hours earlier, and a
     bound time has passed makes every search sorted by the next available slot examine
     that schedule again until one stores it."""
-    from agent_server.booking.next_free import refresh_due
+    from agent_server.booking.next_free import refresh_passed
     from agent_server.kernel.store import Database, make_engine
 
     db = Database(make_engine(url))
     try:
-        while True:
-            async with db.uow() as uow:
-                refreshed = await refresh_due(uow.session, now=uow.clock.now(), limit=5000)
-                await uow.commit()
-            if refreshed < 5000:
-                return
+        await refresh_passed(db, batch=5000, most=10**9)
     finally:
         await db.dispose()
 

@@ -13,13 +13,14 @@ from agent_server.accounts.models import RateCounter
 from agent_server.accounts.ratelimit import hit, purge_rate_counters
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import Schedule
+from agent_server.booking.next_free import refresh_passed
 from agent_server.events.models import OutboxEvent, OutboxStatus, WebhookDelivery
 from agent_server.events.outbox import BOOKING_CREATED, emit
 from agent_server.events.retention import purge_settled_events
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database, UnitOfWork
-from agent_server.maintenance import refresh_passed, run_once
+from agent_server.maintenance import run_once
 from agent_server.runtime import Runtime
 from billing.idempotency import Replay, claim, complete
 from billing.meter import Admission, place_hold
@@ -246,11 +247,11 @@ async def test_a_pass_refreshes_every_passed_next_free_bound_in_batches(
             found = await uow.session.scalar(select(func.count()).where(*public, due))
         return int(found or 0)
 
-    assert await refresh_passed(runtime, batch=3, most=7) == 7
+    assert await refresh_passed(db, batch=3, most=7) == 7
     assert await stale() == count - 7
-    assert await refresh_passed(runtime, batch=3) == count - 7
+    assert await refresh_passed(db, batch=3) == count - 7
     assert await stale() == 0
-    assert await refresh_passed(runtime, batch=3) == 0
+    assert await refresh_passed(db, batch=3) == 0
 
     clock.advance(timedelta(days=40))  # past the horizon: every bound has passed
     assert await stale() == count

@@ -466,18 +466,14 @@ def may_start_in(spec: ScheduleSpec, week: Week, first: datetime, last: datetime
     if offsets is None:
         return True
     low, high = offsets
+    days = [(weekday, spec.weekly_hours.get(name, ())) for weekday, name in enumerate(WEEKDAYS)]
+    days += [(d.weekday(), r) for d, r in spec.overrides.items() if lo_day <= d <= hi_day]
     parts: list[tuple[int, int]] = []
-    for weekday, name in enumerate(WEEKDAYS):
-        for a, b in spec.weekly_hours.get(name, ()):
+    for weekday, ranges in days:
+        base = weekday * MINUTES_PER_DAY
+        for a, b in ranges:
             if a < b:
-                base = weekday * MINUTES_PER_DAY
                 _add_to_week(parts, base + a - high, base + b - low)
-    for day, ranges in spec.overrides.items():
-        if lo_day <= day <= hi_day:
-            for a, b in ranges:
-                if a < b:
-                    base = day.weekday() * MINUTES_PER_DAY
-                    _add_to_week(parts, base + a - high, base + b - low)
     return _meet(_merged(parts), week)
 
 

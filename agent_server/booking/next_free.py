@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots, next_free_slot
 from agent_server.booking.models import SEAT_HOLDING, Booking, Schedule
+from agent_server.kernel.store import Database
 
 HORIZON_DAYS = 90
 """How far ahead a refresh looks; a schedule with nothing free gets ``now`` + this."""
@@ -167,3 +168,29 @@ async def refresh_due(session: AsyncSession, *, now: datetime, limit: int = 1000
     rows = (await session.scalars(stmt)).all()
     await _refresh_rows(session, rows, now=now)
     return len(rows)
+
+
+REFRESH_BATCH = 1000
+"""Bounds ``refresh_passed`` refreshes per transaction."""
+REFRESH_MOST = 100_000
+"""Bounds ``refresh_passed`` refreshes at most per call: a server started after a while, or a
+catalogue copied hours earlier, has thousands passed, and each one left stale is cut again by
+every next-available search that meets it."""
+
+
+async def refresh_passed(
+    db: Database, *, batch: int = REFRESH_BATCH, most: int = REFRESH_MOST
+) -> int:
+    """Refresh every passed or unknown bound (up to ``most``), ``batch`` to a transaction so
+    no transaction holds many rows; returns how many were refreshed."""
+    refreshed = 0
+    while refreshed < most:
+        async with db.uow() as uow:
+            done = await refresh_due(
+                uow.session, now=uow.clock.now(), limit=min(batch, most - refreshed)
+            )
+            await uow.commit()
+        refreshed += done
+        if done < batch:
+            break
+    return refreshed
