@@ -372,6 +372,55 @@ async def test_own_schedule_lifecycle_and_insufficient_funds(
         assert deleted["schedule"]["deleted"] is True
 
 
+async def test_a_slot_is_priced_and_booked_only_where_its_schedule_is_seen(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    weekly = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    base = {"timezone": "UTC", "weekly_hours": weekly, "price_currency": "USDC"}
+    start = (clock.now() + timedelta(days=2)).isoformat()
+    _, owner_key = await make_agent(runtime.db, runtime.settings, funds=50 * USDC)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=50 * USDC)
+    slots: dict[str, str] = {}
+    async with client_for(runtime, owner_key) as owner:
+        for name, extra in (
+            ("hidden", {"private": True, "price_amount": 3 * USDC}),
+            ("free", {"private": False, "price_amount": 0}),
+            ("gone", {"private": False, "price_amount": 4 * USDC}),
+        ):
+            made = await call_ok(
+                owner, "create-schedule", {**base, **extra, "idempotency_key": f"sched-{name}"}
+            )
+            sid = made["schedule"]["id"]
+            free = await call_ok(owner, "get-availability", {"schedule_id": sid, "start": start})
+            slots[name] = next(iter(free["schedules"][0]["slots"]))
+        # The owner sees its private schedule's price; its own slots it cannot book.
+        own = await call_ok(owner, "quote", {"tool": "book-slot", "slot_id": slots["hidden"]})
+        fee = (await call_ok(owner, "quote", {"tool": "book-slot"}))["amount"]["amount"]
+        assert own["amount"]["amount"] == fee + 3 * USDC
+        gone_id = int(slots["gone"].split("-")[0])
+        await call_ok(owner, "delete-schedule", {"schedule_id": gone_id})
+    async with client_for(runtime, key) as client:
+        before = _usdc(await call_ok(client, "get-wallet", {}))
+        unknown = f"{gone_id + 100}-{slots['gone'].split('-', 1)[1]}"
+        for slot in (slots["hidden"], slots["gone"], unknown):
+            quoted = await client.call_tool("quote", {"tool": "book-slot", "slot_id": slot})
+            assert error_code(quoted) == "NOT_FOUND", slot
+            booked = await client.call_tool(
+                "book-slot", {"slot_id": slot, "idempotency_key": f"try-{slot}"}
+            )
+            assert error_code(booked) == "NOT_FOUND", slot
+            assert body(booked)["error"]["details"]["schedule_id"] == int(slot.split("-")[0])
+        assert _usdc(await call_ok(client, "get-wallet", {})) == before
+        # A free slot costs the call's fee alone, and escrows nothing.
+        quoted = await call_ok(client, "quote", {"tool": "book-slot", "slot_id": slots["free"]})
+        assert quoted["amount"]["amount"] == fee
+        booked = await call_ok(
+            client, "book-slot", {"slot_id": slots["free"], "idempotency_key": "free-0001"}
+        )
+        assert booked["receipt"]["escrowed"] is None
+        assert _usdc(await call_ok(client, "get-wallet", {})) == before - fee
+
+
 async def test_no_tool_answers_with_an_internal_error_for_odd_input(runtime: Runtime) -> None:
     await load_demo_data(runtime.db, 5, seed=5)
     _, key = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)

@@ -87,7 +87,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import bindparam, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.exc import StaleDataError
@@ -131,7 +131,7 @@ from agent_server.kernel.errors import (
     ValidationFailed,
 )
 from agent_server.kernel.inputs import check_id, check_moment, check_text, require
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 from agent_server.kernel.store.conflicts import changed_meanwhile
 
 REASON_INVALID_STATUS = "invalid_status"
@@ -323,15 +323,19 @@ async def _require_bookable(
     return spec, held
 
 
-async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set[int]:
-    rows = await uow.session.execute(
-        select(Booking.seat).where(
-            Booking.schedule_id == schedule_id,
-            Booking.slot_start == start,
-            Booking.status.in_(_SEAT_HOLDING),
-        )
+_BOOKINGS: Any = Booking.__table__.c
+_SEATS_HELD = Direct(
+    select(_BOOKINGS.seat).where(
+        _BOOKINGS.schedule_id == bindparam("schedule_id"),
+        _BOOKINGS.slot_start == bindparam("start", type_=_BOOKINGS.slot_start.type),
+        _BOOKINGS.status.in_([literal(status) for status in _SEAT_HOLDING]),
     )
-    return set(rows.scalars())
+)
+
+
+async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set[int]:
+    rows = await direct_rows(uow, _SEATS_HELD, {"schedule_id": schedule_id, "start": start})
+    return {int(row.seat) for row in rows}
 
 
 _SEAT_INSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
@@ -379,11 +383,21 @@ async def _take_seat(
     return None
 
 
-async def _by_key(uow: UnitOfWork, agent_id: int, key: str) -> Booking | None:
-    rows = await uow.session.execute(
-        select(Booking).where(Booking.booker_agent_id == agent_id, Booking.idempotency_key == key)
+_BY_KEY = Direct(
+    select(_BOOKINGS.id).where(
+        _BOOKINGS.booker_agent_id == bindparam("agent_id"),
+        _BOOKINGS.idempotency_key == bindparam("key"),
     )
-    return rows.scalar_one_or_none()
+)
+
+
+async def _by_key(uow: UnitOfWork, agent_id: int, key: str) -> Booking | None:
+    """The agent's booking made with idempotency key ``key``, if any: its id by the key's
+    unique index (one statement, the usual answer being none), then the row itself."""
+    rows = await direct_rows(uow, _BY_KEY, {"agent_id": agent_id, "key": key})
+    if not rows:
+        return None
+    return await uow.session.get(Booking, int(rows[0].id))
 
 
 def _replay(existing: Booking, schedule_id: int, start: datetime, topic: str) -> Booking:
@@ -410,6 +424,11 @@ def check_long_text(field: str, value: str, limit: int) -> str:
 
 # --- booking -----------------------------------------------------------------------------------
 
+_AGENTS: Any = Agent.__table__.c
+_LIVE_AGENT = Direct(
+    select(_AGENTS.id).where(_AGENTS.id == bindparam("agent_id"), _AGENTS.deleted_at.is_(None))
+)
+
 
 async def book_slot(
     uow: UnitOfWork,
@@ -435,10 +454,7 @@ async def book_slot(
         existing = await _by_key(uow, agent_id, idempotency_key)
         if existing is not None:
             return _replay(existing, schedule_id, start, topic)
-    live = await uow.session.scalar(
-        select(Agent.id).where(Agent.id == agent_id, Agent.deleted_at.is_(None))
-    )
-    if live is None:
+    if not await direct_rows(uow, _LIVE_AGENT, {"agent_id": agent_id}):
         raise NotFound(f"agent {agent_id} not found", {"agent_id": agent_id})
     schedule = await _bookable_schedule(uow, schedule_id, agent_id)
     spec, held = await _require_bookable(uow, schedule, start)

@@ -41,6 +41,7 @@ from agent_server.booking.schedules.reading import (
     get_schedule,
     get_specialist_availability,
     list_schedules,
+    schedule_price,
     taken_seats,
 )
 from agent_server.booking.schedules.usd import (
@@ -105,6 +106,7 @@ __all__ = [
     "parse_model",
     "parse_schedule_input",
     "parse_schedule_update",
+    "schedule_price",
     "taken_seats",
     "update_schedule",
     "usd_value",

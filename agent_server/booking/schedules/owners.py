@@ -27,9 +27,13 @@ class ScheduleOwner:
         return cls(specialist_id=specialist_id)
 
     def owns(self, schedule: Schedule) -> bool:
+        return self.is_owner(schedule.agent_id, schedule.specialist_id)
+
+    def is_owner(self, agent_id: int | None, specialist_id: int | None) -> bool:
+        """Whether this is the owner of a schedule owned by ``agent_id`` or ``specialist_id``."""
         if self.agent_id is not None:
-            return schedule.agent_id == self.agent_id
-        return schedule.specialist_id == self.specialist_id
+            return agent_id == self.agent_id
+        return specialist_id == self.specialist_id
 
 
 def owner_of(schedule: Schedule) -> ScheduleOwner:

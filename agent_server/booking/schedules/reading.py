@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from agent_server.booking.availability import (
     ScheduleSpec,
@@ -23,7 +24,7 @@ from agent_server.kernel.inputs import (
     check_moment,
     require,
 )
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 MAX_AVAILABILITY_WINDOW = timedelta(days=62)
 PER_PAGE = 50
@@ -60,6 +61,34 @@ async def get_schedule(
     if schedule.private and (viewer is None or not viewer.owns(schedule)):
         raise NotFound(f"schedule {schedule_id} not found", {"schedule_id": schedule_id})
     return schedule
+
+
+_SCHEDULES: Any = Schedule.__table__.c
+_PRICE = Direct(
+    select(
+        _SCHEDULES.price_amount,
+        _SCHEDULES.price_currency,
+        _SCHEDULES.private,
+        _SCHEDULES.agent_id,
+        _SCHEDULES.specialist_id,
+    ).where(_SCHEDULES.id == bindparam("schedule_id"), _SCHEDULES.deleted_at.is_(None))
+)
+
+
+async def schedule_price(
+    uow: UnitOfWork, schedule_id: int, viewer: ScheduleOwner | None = None
+) -> tuple[int, str] | None:
+    """What a slot of a live schedule costs (amount in base units, currency), ``None`` when
+    it is free: one statement reading the price alone. ``NotFound`` as ``get_schedule``."""
+    rows = await direct_rows(uow, _PRICE, {"schedule_id": schedule_id})
+    row = rows[0] if rows else None
+    if row is None or (
+        row.private and (viewer is None or not viewer.is_owner(row.agent_id, row.specialist_id))
+    ):
+        raise NotFound(f"schedule {schedule_id} not found", {"schedule_id": schedule_id})
+    if row.price_amount <= 0:
+        return None
+    return int(row.price_amount), str(row.price_currency)
 
 
 async def list_schedules(

@@ -50,12 +50,10 @@ class BookingResult(Paid):
 
 async def _slot_price(ctx: LookupContext, args: BookSlotIn) -> ExtraPrice | None:
     schedule_id, _start = parse_slot_id(args.slot_id)
-    schedule = await schedule_svc.get_schedule(
+    price = await schedule_svc.schedule_price(
         ctx.uow, schedule_id, schedule_svc.ScheduleOwner.agent(ctx.agent_id)
     )
-    if schedule.price_amount <= 0:
-        return None
-    return ExtraPrice(amount=schedule.price_amount, currency=schedule.price_currency)
+    return None if price is None else ExtraPrice(amount=price[0], currency=price[1])
 
 
 @REGISTRY.tool(

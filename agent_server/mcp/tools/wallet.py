@@ -205,11 +205,11 @@ async def quote(ctx: ToolContext, args: QuoteIn) -> QuoteOut:
         from agent_server.booking.availability import parse_slot_id
 
         schedule_id, _ = parse_slot_id(args.slot_id)
-        schedule = await schedule_svc.get_schedule(
+        price = await schedule_svc.schedule_price(
             ctx.uow, schedule_id, schedule_svc.ScheduleOwner.agent(ctx.agent_id)
         )
-        if schedule.price_amount > 0 and args.tool == "book-slot":
-            extra = ExtraPrice(amount=schedule.price_amount, currency=schedule.price_currency)
+        if price is not None and args.tool == "book-slot":
+            extra = ExtraPrice(amount=price[0], currency=price[1])
     result = await meter.quote_in(
         ctx.uow,
         agent_id=ctx.agent_id,
