@@ -16,10 +16,11 @@ from sqlalchemy.exc import ArgumentError, IntegrityError, StatementError
 
 from agent_server.accounts import ratelimit
 from agent_server.accounts.models import RateCounter
-from agent_server.booking import cache
+from agent_server.booking import cache, service, specialist_mail
+from agent_server.booking.schedules import reading
 from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, make_engine
 from agent_server.kernel.store.direct import compile_direct
-from billing.meter import calls, payers, quota
+from billing.meter import calls, holds, payers, quota
 from billing.models import UsageRecord
 
 _USAGE: Table = UsageRecord.__table__  # type: ignore[assignment]
@@ -179,6 +180,21 @@ HOT: dict[str, tuple[Direct, dict[str, Any]]] = {
     "usage": (
         calls.INSERT_USAGE,
         usage(1, "c0ffee", datetime(2026, 3, 2, 8, 0, 0, 250000, tzinfo=UTC), False),
+    ),
+    "seats held": (
+        service._SEATS_HELD,
+        {
+            "schedule_id": 1,
+            "start": datetime(2026, 3, 2, 9, 0, tzinfo=timezone(timedelta(hours=1))),
+        },
+    ),
+    "booking by key": (service._BY_KEY, {"agent_id": 1, "key": "booking-0001"}),
+    "live agent": (service._LIVE_AGENT, {"agent_id": 1}),
+    "slot price": (reading._PRICE, {"schedule_id": 1}),
+    "booking mail reader": (specialist_mail._READER, {"specialist_id": 1, "booker_id": None}),
+    "hold settled": (
+        holds._SETTLE,
+        {"hold_id": 1, "status": "captured", "at": datetime(2026, 3, 2, 8, 0, 1, tzinfo=UTC)},
     ),
 }
 

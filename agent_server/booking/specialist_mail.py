@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from agent_server.accounts.models import Agent
 from agent_server.booking.models import Booking, BookingStatus, CancelledBy, Schedule, Specialist
 from agent_server.events.outbox import BOOKING_CREATED, BOOKING_RESCHEDULED
 from agent_server.kernel.money import amount_text
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 from agent_server.mail import OutgoingMail, queue_mail
 
 RESCHEDULED = "rescheduled"  # the reason code of a booking moved to another slot
@@ -53,32 +54,41 @@ class _Reader:
     booker: str | None
 
 
+_SPECIALISTS: Any = Specialist.__table__.c
+_AGENTS: Any = Agent.__table__.c
+_READER = Direct(
+    select(
+        _SPECIALISTS.name,
+        _SPECIALISTS.email,
+        _SPECIALISTS.timezone,
+        _SPECIALISTS.notify_new_booking,
+        _SPECIALISTS.notify_cancelled,
+        select(_AGENTS.name)
+        .where(_AGENTS.id == bindparam("booker_id", type_=_AGENTS.id.type))
+        .scalar_subquery()
+        .label("booker"),
+    ).where(_SPECIALISTS.id == bindparam("specialist_id"))
+)
+
+
 async def _reader(uow: UnitOfWork, booking: Booking) -> _Reader | None:
     """The booking's specialist and booker as the mail needs them, in one statement (the
     columns only: the whole rows are much larger)."""
-    booker = (
-        select(Agent.name).where(Agent.id == booking.booker_agent_id).scalar_subquery()
-        if booking.booker_agent_id is not None
-        else None
+    rows = await direct_rows(
+        uow,
+        _READER,
+        {"specialist_id": booking.specialist_id, "booker_id": booking.booker_agent_id},
     )
-    stmt = select(
-        Specialist.name,
-        Specialist.email,
-        Specialist.timezone,
-        Specialist.notify_new_booking,
-        Specialist.notify_cancelled,
-        *([] if booker is None else [booker]),
-    ).where(Specialist.id == booking.specialist_id)
-    row = (await uow.session.execute(stmt)).first()
-    if row is None:
+    if not rows:
         return None
+    row = rows[0]
     return _Reader(
-        name=row[0],
-        email=row[1],
-        timezone=row[2],
-        notify_new_booking=bool(row[3]),
-        notify_cancelled=bool(row[4]),
-        booker=row[5] if booker is not None else None,
+        name=row.name,
+        email=row.email,
+        timezone=row.timezone,
+        notify_new_booking=bool(row.notify_new_booking),
+        notify_cancelled=bool(row.notify_cancelled),
+        booker=row.booker,
     )
 
 

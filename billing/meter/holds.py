@@ -14,10 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 import anyio
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 
 from agent_server.kernel.errors import InsufficientFunds
-from agent_server.kernel.store import Database, UnitOfWork
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute
 from billing.caps import add_spending, return_spending
 from billing.config import BillingConfig
 from billing.ledger import AccountRef, credit, debit, post, system_account
@@ -126,14 +126,25 @@ async def _place_hold_once(
         return hold
 
 
+_SETTLE = Direct(
+    update(_HOLDS)
+    .where(
+        _HOLDS.c.id == bindparam("hold_id"),
+        _HOLDS.c.status == HoldStatus.PENDING.value,
+    )
+    .values(
+        status=bindparam("status", type_=_HOLDS.c.status.type),
+        settled_at=bindparam("at", type_=_HOLDS.c.settled_at.type),
+    )
+)
+
+
 async def _settle_hold(uow: UnitOfWork, hold: Hold, status: HoldStatus) -> bool:
     """Move a pending hold to ``status``; False if it already left ``pending``."""
-    moved = await uow.session.execute(
-        update(_HOLDS)
-        .where(_HOLDS.c.id == hold.id, _HOLDS.c.status == HoldStatus.PENDING.value)
-        .values(status=status.value, settled_at=uow.clock.now())
+    moved = await direct_execute(
+        uow, _SETTLE, {"hold_id": hold.id, "status": status.value, "at": uow.clock.now()}
     )
-    return bool(moved.rowcount == 1)  # type: ignore[attr-defined]
+    return moved == 1
 
 
 async def _wallet_balance(uow: UnitOfWork, account_id: int) -> int:
