@@ -421,6 +421,52 @@ async def test_a_slot_is_priced_and_booked_only_where_its_schedule_is_seen(
         assert _usdc(await call_ok(client, "get-wallet", {})) == before - fee
 
 
+async def test_a_booking_retried_after_its_schedule_left_gets_the_first_answer(
+    runtime: Runtime, clock: FakeClock
+) -> None:
+    weekly = {d: [["00:00", "24:00"]] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+    made = {"timezone": "UTC", "weekly_hours": weekly, "private": False, "price_currency": "USDC"}
+    start = (clock.now() + timedelta(days=2)).isoformat()
+    _, owner_key = await make_agent(runtime.db, runtime.settings, funds=50 * USDC)
+    _, key = await make_agent(runtime.db, runtime.settings, funds=50 * USDC)
+    slots: list[str] = []
+    async with client_for(runtime, owner_key) as owner:
+        for n in (1, 2):
+            sid = (
+                await call_ok(
+                    owner,
+                    "create-schedule",
+                    {**made, "price_amount": n * USDC, "idempotency_key": f"schedule-{n}"},
+                )
+            )["schedule"]["id"]
+            free = await call_ok(owner, "get-availability", {"schedule_id": sid, "start": start})
+            slots.append(next(iter(free["schedules"][0]["slots"])))
+    async with client_for(runtime, key) as client:
+        first = await call_ok(
+            client, "book-slot", {"slot_id": slots[0], "idempotency_key": "retry-0001"}
+        )
+        paid = _usdc(await call_ok(client, "get-wallet", {}))
+        async with client_for(runtime, owner_key) as owner:
+            gone = int(slots[0].split("-")[0])
+            await call_ok(owner, "delete-schedule", {"schedule_id": gone})
+        # The same call again: its first answer, though its slot can no longer be priced.
+        again = await call_ok(
+            client, "book-slot", {"slot_id": slots[0], "idempotency_key": "retry-0001"}
+        )
+        assert again["booking"] == first["booking"]
+        # A new key on the schedule that left: not found, and the key is not taken by it.
+        missing = await client.call_tool(
+            "book-slot", {"slot_id": slots[0], "idempotency_key": "retry-0002"}
+        )
+        assert error_code(missing) == "NOT_FOUND"
+        other = await call_ok(
+            client, "book-slot", {"slot_id": slots[1], "idempotency_key": "retry-0002"}
+        )
+        assert other["booking"]["slot_id"] == slots[1]
+        escrowed = other["receipt"]["amount"]["amount"] + other["receipt"]["escrowed"]["amount"]
+        assert _usdc(await call_ok(client, "get-wallet", {})) == paid - escrowed
+
+
 async def test_no_tool_answers_with_an_internal_error_for_odd_input(runtime: Runtime) -> None:
     await load_demo_data(runtime.db, 5, seed=5)
     _, key = await make_agent(runtime.db, runtime.settings, funds=5 * USDC)

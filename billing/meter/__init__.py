@@ -20,7 +20,13 @@ One module per concern:
 * ``quotes``: the ``quote`` tool, on the same payer choice.
 """
 
-from billing.meter.admission import Admission, BalanceLowHook, CallGate, max_price_refused
+from billing.meter.admission import (
+    Admission,
+    BalanceLowHook,
+    CallGate,
+    PriceLookup,
+    max_price_refused,
+)
 from billing.meter.calls import Metered, MeteredCall, Operation, Receipt
 from billing.meter.holds import place_hold, release_hold, release_stale_holds
 from billing.meter.payers import Payer, Wallets, choose_payer, insufficient_funds, read_wallets
@@ -39,6 +45,7 @@ __all__ = [
     "Operation",
     "Payer",
     "Price",
+    "PriceLookup",
     "Quote",
     "Receipt",
     "Wallets",

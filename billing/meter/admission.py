@@ -18,7 +18,7 @@ or event module):
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from agent_server.kernel.errors import ValidationFailed
@@ -38,6 +38,12 @@ class CallGate(Protocol):
 
     async def before_commit(self, uow: UnitOfWork) -> None:
         """Count the call, or refuse it, just before its transaction commits."""
+
+
+class PriceLookup(Protocol):
+    """Reads a held call's extra price (a slot's) in the meter's first transaction."""
+
+    def __call__(self, uow: UnitOfWork) -> Awaitable[ExtraPrice | None]: ...
 
 
 class BalanceLowHook(Protocol):
@@ -78,7 +84,12 @@ class Admission:
     operation. ``durable=False``, for a call whose operation changes nothing, lets a read
     tool's transaction commit without waiting for the disk (``store.skip_flush_wait``).
     ``max_price_usd_micros``: the caller's limit on the call's list price (fee plus extra);
-    a dearer call is refused before any charge (``check_max_price``)."""
+    a dearer call is refused before any charge (``check_max_price``).
+
+    ``price_lookup``, for a tool the price list holds (``hold = true``), reads the extra
+    price in the meter's first transaction instead: the one that claims the idempotency key
+    and counts the call. A retry whose key is already done gets its stored result without
+    the lookup. It is given instead of ``extra_price``, never with it."""
 
     agent_id: int
     tool: str
@@ -89,6 +100,16 @@ class Admission:
     gate: CallGate | None = None
     on_balance_low: BalanceLowHook | None = None
     max_price_usd_micros: int | None = None
+    price_lookup: PriceLookup | None = None
+
+    async def priced(self, uow: UnitOfWork, price: ToolPrice, config: BillingConfig) -> Admission:
+        """This admission with its ``price_lookup`` read in ``uow`` (itself when it has none),
+        held to ``max_price``."""
+        if self.price_lookup is None:
+            return self
+        found = replace(self, extra_price=await self.price_lookup(uow), price_lookup=None)
+        found.check_max_price(price, config)
+        return found
 
     def check_max_price(self, price: ToolPrice, config: BillingConfig) -> None:
         """``ValidationFailed`` on ``max_price`` when the call's list price (the tool's fee
@@ -108,7 +129,9 @@ class Admission:
 
     def held(self, price: ToolPrice) -> bool:
         """Whether this call reserves its price first (see ``pricing.is_held``)."""
-        return is_held(price, self.extra_price)
+        if self.price_lookup is not None and not price.hold:
+            raise ValueError("a price lookup is for tools the price list holds")
+        return is_held(price, self.extra_price) or self.price_lookup is not None
 
     async def debited(
         self,

@@ -6,9 +6,10 @@ Read tools (no hold in the price list)::
     paying wallet -> run the operation -> charge the paying wallet (wallet -> revenue)
     -> record usage -> store the idempotency result -> gate.before_commit -> commit
 
-Held tools (``hold = true``, or a slot price to escrow): the gate's checks in a transaction of
-their own, then ``holds.place_hold``, then the operation, the capture and the usage row in one
-transaction; on failure the hold is released.
+Held tools (``hold = true``, or a slot price to escrow): the gate's checks, the key's claim and
+the admission's ``price_lookup`` in a transaction of their own, then ``holds.place_hold``, then
+the operation, the capture and the usage row in one transaction; on failure the hold is
+released.
 """
 
 from __future__ import annotations
@@ -61,17 +62,23 @@ async def run_metered(
     gate = admission.gate
     claimed: idempotency.Claim | idempotency.Replay | None = None
     if gate is not None and (held or admission.idempotency_key is not None):
-        # The rate count and the key's claim, committed together before the work.
+        # The rate count, the key's claim and the extra price, committed together before
+        # the work.
         async with db.uow() as uow:
             await gate.before_work(uow)
             if admission.idempotency_key is not None:
                 claimed = await _claim(uow, admission, config)
+            if not isinstance(claimed, idempotency.Replay):
+                admission = await admission.priced(uow, price, config)
             await gate.before_commit(uow)
             await uow.commit()
         gate = None
-    elif admission.idempotency_key is not None:
+    elif admission.idempotency_key is not None or admission.price_lookup is not None:
         async with db.uow() as uow:
-            claimed = await _claim(uow, admission, config)
+            if admission.idempotency_key is not None:
+                claimed = await _claim(uow, admission, config)
+            if not isinstance(claimed, idempotency.Replay):
+                admission = await admission.priced(uow, price, config)
             await uow.commit()
     claim: idempotency.Claim | None = None
     if claimed is not None:
