@@ -19,7 +19,14 @@ from agent_server.kernel.store import Database
 from billing.config import BillingConfig
 from billing.ledger import account_balance_from_entries, system_account
 from billing.meter import Admission, MeteredCall, Receipt, run_metered
-from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
+from billing.models import (
+    AccountKind,
+    IdempotencyKey,
+    IdempotencyStatus,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+)
 from billing.prices import PriceList, ToolPrice
 from billing.wallet_funds import balances
 from wallets.rates import FakeRateSource
@@ -47,6 +54,7 @@ class Planned:
     agent: int
     tool: str
     fails: bool
+    key: str | None = None  # a held call with a key: its claim and hold in one transaction
 
 
 @dataclass
@@ -77,8 +85,9 @@ async def run_load(db: Database, calls: int, workers: int) -> None:
             agent=rng.choice(agents),
             tool=rng.choice(sorted(TOOLS)),
             fails=rng.random() < 0.2,
+            key=f"load-{n:08}" if rng.random() < 0.5 else None,
         )
-        for _ in range(calls)
+        for n in range(calls)
     ]
     queue: asyncio.Queue[Planned] = asyncio.Queue()
     for item in plan:
@@ -102,7 +111,7 @@ async def run_load(db: Database, calls: int, workers: int) -> None:
             try:
                 metered = await run_metered(
                     db,
-                    Admission(planned.agent, planned.tool),
+                    Admission(planned.agent, planned.tool, idempotency_key=planned.key),
                     operation,
                     config=config,
                 )
@@ -197,6 +206,28 @@ async def run_load(db: Database, calls: int, workers: int) -> None:
     kinds = Counter(o.kind for o in outcomes)
     # The plan really exercised every branch.
     assert kinds["paid"] > calls // 10 and kinds["refused"] > calls // 10 and kinds["failed"] > 0
+    keyed = Counter(o.kind for o in outcomes if o.planned.key and TOOLS[o.planned.tool].hold)
+    assert keyed["paid"] > 0 and keyed["refused"] > 0 and keyed["failed"] > 0
+    # Only a successful call's key keeps its answer; a refused or failed one is free again.
+    async with db.uow() as uow:
+        kept = set(
+            (
+                await uow.session.execute(
+                    select(IdempotencyKey.key).where(
+                        IdempotencyKey.status == IdempotencyStatus.DONE.value
+                    )
+                )
+            ).scalars()
+        )
+        left = (
+            await uow.session.execute(
+                select(func.count())
+                .select_from(IdempotencyKey)
+                .where(IdempotencyKey.status != IdempotencyStatus.DONE.value)
+            )
+        ).scalar_one()
+    assert kept == {o.planned.key for o in outcomes if o.planned.key and o.kind == "paid"}
+    assert left == 0
 
 
 @pytest.mark.postgres

@@ -59,7 +59,7 @@ from agent_server.services.bookings import (
 from billing.config import BillingConfig
 from billing.escrow import escrow_booking
 from billing.meter import Admission, ExtraPrice, MeteredCall, run_metered
-from billing.models import Escrow, EscrowStatus
+from billing.models import Escrow, EscrowStatus, Hold, IdempotencyKey
 from billing.prices import load_price_list
 from wallets.rates import FakeRateSource
 
@@ -635,4 +635,55 @@ async def test_two_servers_a_mixture_of_tools_and_dashboard_actions_has_one_winn
     finally:
         for http in dashboard:
             await http.aclose()
+    await _wire_consistent(wire)
+
+
+@pytest.mark.postgres
+async def test_two_servers_book_a_last_seat_once_for_one_key_and_many(wire: Wire) -> None:
+    """Half the calls send one idempotency key, half a key each, all for one last seat,
+    through both servers: one booking, paid once; every other call is refused or told the
+    first is in progress, and gives its hold back; the key is kept only by the call that
+    booked with it."""
+    agent, key = await wire.agent()
+    schedule = await make_schedule(wire.db, price_amount=PRICE)
+    (start,) = _future_slots(1, days=6)
+    slot = make_slot_id(schedule, start)
+    before = await wallet_balance(wire.db, agent, "USDC")
+    async with AsyncExitStack() as stack:
+        clients = await _clients(stack, wire.bases, key, N)
+        keys = ["seat-shared-0001" if i % 2 else f"seat-own-{i:04}" for i in range(N)]
+        results = await asyncio.gather(
+            *(
+                clients[i].call_tool("book-slot", {"slot_id": slot, "idempotency_key": k})
+                for i, k in enumerate(keys)
+            )
+        )
+    booked = [body(r) for r in results if not r.is_error]
+    codes = Counter(body(r)["error"]["code"] for r in results if r.is_error)
+    assert booked and set(codes) <= {"BOOKING_CONFLICT", "IDEMPOTENCY_MISMATCH"}, codes
+    assert len({b["booking"]["id"] for b in booked}) == 1
+    receipt = booked[0]["receipt"]
+    paid = receipt["amount"]["amount"] + receipt["escrowed"]["amount"]
+    assert await wallet_balance(wire.db, agent, "USDC") == before - paid
+    async with wire.db.uow() as uow:
+        seats = (
+            await uow.session.execute(
+                select(Booking.id).where(
+                    Booking.schedule_id == schedule, Booking.slot_start == start
+                )
+            )
+        ).all()
+        pending = (await uow.session.execute(select(Hold.id).where(Hold.status == "pending"))).all()
+        kept = (
+            (
+                await uow.session.execute(
+                    select(IdempotencyKey.key).where(IdempotencyKey.agent_id == agent)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(seats) == 1 and pending == []
+    winner = keys[[not r.is_error for r in results].index(True)]
+    assert kept == [winner]
     await _wire_consistent(wire)

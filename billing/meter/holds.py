@@ -53,11 +53,24 @@ async def place_hold(
     committed transaction (wallet -> holds)."""
     for _ in range(RACE_ATTEMPTS):
         try:
-            return await _place_hold_once(db, admission, call_id, fee_usd_micros, config)
+            async with db.uow() as uow:
+                hold = await hold_in(
+                    uow, admission, call_id=call_id, fee_usd_micros=fee_usd_micros, config=config
+                )
+                await uow.commit()
+                return hold
         except LostRace:
             continue
+    raise await outbid(db, admission, fee_usd_micros, config)
+
+
+async def outbid(
+    db: Database, admission: Admission, fee_usd_micros: int, config: BillingConfig
+) -> InsufficientFunds:
+    """The refusal of a call whose hold lost the race for its wallet every time
+    (``RACE_ATTEMPTS``): insufficient funds, as the wallets stand now."""
     async with db.uow() as uow:
-        raise await insufficient_funds(
+        return await insufficient_funds(
             uow,
             admission.agent_id,
             admission.tool,
@@ -67,63 +80,67 @@ async def place_hold(
         )
 
 
-async def _place_hold_once(
-    db: Database, admission: Admission, call_id: str, fee_usd_micros: int, config: BillingConfig
+async def hold_in(
+    uow: UnitOfWork,
+    admission: Admission,
+    *,
+    call_id: str,
+    fee_usd_micros: int,
+    config: BillingConfig,
 ) -> Hold:
+    """Reserve the call's whole price in ``uow`` (wallet -> holds), which the caller commits
+    before the call's work begins. ``LostRace`` when a concurrent debit emptied the chosen
+    wallet first: roll ``uow`` back and try again."""
     agent_id, tool = admission.agent_id, admission.tool
-    async with db.uow() as uow:
-        payer = await choose_payer(
-            uow, agent_id, tool, fee_usd_micros, admission.extra_price, config
-        )
-        wallet, priced = payer.wallet, payer.price
-        now = uow.clock.now()
-        await add_spending(uow, agent_id, priced.total_usd_micros, now, payer.caps)
-        holds = await system_account(uow, AccountKind.HOLDS, wallet.currency)
-        try:
-            posted = await post(
-                uow,
-                kind=TransactionKind.HOLD,
-                reference=f"hold:{call_id}",
-                legs=[debit(wallet, priced.total), credit(holds, priced.total)],
-                currency=wallet.currency,
-                amount=priced.total,
-                agent_id=agent_id,
-                call_id=call_id,
-                tool=tool,
-                price_usd_micros=priced.total_usd_micros,
-                rate=priced.rate,
-                memo=f"hold for a {tool} call",
-            )
-        except InsufficientFunds:
-            raise LostRace from None
-        await admission.debited(
+    payer = await choose_payer(uow, agent_id, tool, fee_usd_micros, admission.extra_price, config)
+    wallet, priced = payer.wallet, payer.price
+    now = uow.clock.now()
+    await add_spending(uow, agent_id, priced.total_usd_micros, now, payer.caps)
+    holds = await system_account(uow, AccountKind.HOLDS, wallet.currency)
+    try:
+        posted = await post(
             uow,
-            wallet,
-            posted.balances,
-            priced.total,
-            priced.rate,
-            config,
-            payer.caps.balance_low if payer.caps else None,
-        )
-        hold = Hold(
-            call_id=call_id,
-            agent_id=agent_id,
-            tool=tool,
-            wallet_account_id=wallet.id,
+            kind=TransactionKind.HOLD,
+            reference=f"hold:{call_id}",
+            legs=[debit(wallet, priced.total), credit(holds, priced.total)],
             currency=wallet.currency,
             amount=priced.total,
-            fee_amount=priced.fee,
+            agent_id=agent_id,
+            call_id=call_id,
+            tool=tool,
             price_usd_micros=priced.total_usd_micros,
-            fee_usd_micros=priced.fee_usd_micros,
             rate=priced.rate,
-            status=HoldStatus.PENDING.value,
-            hold_transaction_id=posted.transaction_id,
-            created_at=now,
+            memo=f"hold for a {tool} call",
         )
-        uow.session.add(hold)
-        await uow.flush()
-        await uow.commit()
-        return hold
+    except InsufficientFunds:
+        raise LostRace from None
+    await admission.debited(
+        uow,
+        wallet,
+        posted.balances,
+        priced.total,
+        priced.rate,
+        config,
+        payer.caps.balance_low if payer.caps else None,
+    )
+    hold = Hold(
+        call_id=call_id,
+        agent_id=agent_id,
+        tool=tool,
+        wallet_account_id=wallet.id,
+        currency=wallet.currency,
+        amount=priced.total,
+        fee_amount=priced.fee,
+        price_usd_micros=priced.total_usd_micros,
+        fee_usd_micros=priced.fee_usd_micros,
+        rate=priced.rate,
+        status=HoldStatus.PENDING.value,
+        hold_transaction_id=posted.transaction_id,
+        created_at=now,
+    )
+    uow.session.add(hold)
+    await uow.flush()
+    return hold
 
 
 _SETTLE = Direct(

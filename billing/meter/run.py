@@ -6,10 +6,10 @@ Read tools (no hold in the price list)::
     paying wallet -> run the operation -> charge the paying wallet (wallet -> revenue)
     -> record usage -> store the idempotency result -> gate.before_commit -> commit
 
-Held tools (``hold = true``, or a slot price to escrow): the gate's checks, the key's claim and
-the admission's ``price_lookup`` in a transaction of their own, then ``holds.place_hold``, then
-the operation, the capture and the usage row in one transaction; on failure the hold is
-released.
+Held tools (``hold = true``, or a slot price to escrow): the gate's checks, the key's claim, the
+admission's ``price_lookup`` and the hold (``holds.hold_in``) in one committed transaction
+(``_admit``), then the operation, the capture and the usage row in another; on failure the
+hold is released.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from billing.meter.holds import (
     HoldLost,
     LostRace,
     capture,
+    hold_in,
+    outbid,
     place_hold,
     release_hold,
 )
 from billing.meter.payers import Payer, choose_payer, insufficient_funds, read_wallets
 from billing.meter.quota import free_applies, take_free_call
-from billing.models import AccountKind, TransactionKind
+from billing.models import AccountKind, Hold, TransactionKind
 from billing.prices import ToolPrice
 
 log = get_logger(__name__)
@@ -61,25 +63,14 @@ async def run_metered(
     held = admission.held(price)
     gate = admission.gate
     claimed: idempotency.Claim | idempotency.Replay | None = None
+    first_hold: Hold | None = None
     if gate is not None and (held or admission.idempotency_key is not None):
-        # The rate count, the key's claim and the extra price, committed together before
-        # the work.
-        async with db.uow() as uow:
-            await gate.before_work(uow)
-            if admission.idempotency_key is not None:
-                claimed = await _claim(uow, admission, config)
-            if not isinstance(claimed, idempotency.Replay):
-                admission = await admission.priced(uow, price, config)
-            await gate.before_commit(uow)
-            await uow.commit()
+        # The rate count, the key's claim, the extra price and a held call's hold, committed
+        # together before the work.
+        admission, claimed, first_hold = await _admit(db, admission, price, config, gate)
         gate = None
     elif admission.idempotency_key is not None or admission.price_lookup is not None:
-        async with db.uow() as uow:
-            if admission.idempotency_key is not None:
-                claimed = await _claim(uow, admission, config)
-            if not isinstance(claimed, idempotency.Replay):
-                admission = await admission.priced(uow, price, config)
-            await uow.commit()
+        admission, claimed, first_hold = await _admit(db, admission, price, config, None)
     claim: idempotency.Claim | None = None
     if claimed is not None:
         if isinstance(claimed, idempotency.Replay):
@@ -92,13 +83,53 @@ async def run_metered(
         claim = claimed
     run = _Run(db, admission, operation, config, price, claim, gate)
     if claim is None:
-        return await (run.held() if held else run.read())
+        return await (run.held(first_hold) if held else run.read())
     try:
         async with idempotency.leased(db, claim, config.key_renew_every):
-            return await (run.held() if held else run.read())
+            return await (run.held(first_hold) if held else run.read())
     except BaseException:
         await idempotency.abandon(db, claim)
         raise
+
+
+async def _admit(
+    db: Database,
+    admission: Admission,
+    price: ToolPrice,
+    config: BillingConfig,
+    gate: CallGate | None,
+) -> tuple[Admission, idempotency.Claim | idempotency.Replay | None, Hold | None]:
+    """In one committed transaction before the work: the gate's read-ahead and count, the
+    key's claim, the extra price, and a held call's hold (none for a replay). A hold that
+    loses the race for its wallet rolls all of it back and tries again (``RACE_ATTEMPTS``);
+    then the call is refused for insufficient funds."""
+    held = admission.held(price)
+    for _ in range(RACE_ATTEMPTS):
+        claimed: idempotency.Claim | idempotency.Replay | None = None
+        hold: Hold | None = None
+        try:
+            async with db.uow() as uow:
+                if gate is not None:
+                    await gate.before_work(uow)
+                if admission.idempotency_key is not None:
+                    claimed = await _claim(uow, admission, config)
+                if not isinstance(claimed, idempotency.Replay):
+                    admission = await admission.priced(uow, price, config)
+                    if held:
+                        hold = await hold_in(
+                            uow,
+                            admission,
+                            call_id=uuid.uuid4().hex,
+                            fee_usd_micros=price.price_usd_micros,
+                            config=config,
+                        )
+                if gate is not None:
+                    await gate.before_commit(uow)
+                await uow.commit()
+            return admission, claimed, hold
+        except LostRace:
+            continue
+    raise await outbid(db, admission, price.price_usd_micros, config)
 
 
 async def _claim(
@@ -254,7 +285,7 @@ class _Run:
         )
         return receipt, posted.transaction_id
 
-    async def held(self) -> Metered:
+    async def held(self, first: Hold | None = None) -> Metered:
         """A side-effecting call: its whole price held in a committed transaction, then the
         operation and the capture in another. A call that ran so long that the sweeper
         released its hold meanwhile is rolled back and starts over once with a new hold and
@@ -262,14 +293,17 @@ class _Run:
         happens again, the server is too busy to finish it and the agent is told to retry."""
         admission = self.admission
         for attempt in range(HOLD_ATTEMPTS):
-            call_id = uuid.uuid4().hex
-            hold = await place_hold(
-                self.db,
-                admission,
-                call_id=call_id,
-                fee_usd_micros=self.price.price_usd_micros,
-                config=self.config,
-            )
+            if attempt == 0 and first is not None:
+                hold = first  # placed with the key's claim (``_admit``)
+            else:
+                hold = await place_hold(
+                    self.db,
+                    admission,
+                    call_id=uuid.uuid4().hex,
+                    fee_usd_micros=self.price.price_usd_micros,
+                    config=self.config,
+                )
+            call_id = hold.call_id
             try:
                 async with self.db.uow() as uow:
                     call = MeteredCall(uow, admission.agent_id, admission.tool, call_id, hold=hold)
