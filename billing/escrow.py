@@ -30,9 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, bindparam, select, update
 
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 from billing.caps import refunded_usd, return_spending
 from billing.ledger import (
     AccountRef,
@@ -52,6 +52,10 @@ from billing.prices import BookingPolicy
 from billing.terms import BookedSlot, BookingTerms, EndedBy
 
 _ESCROWS: Table = Escrow.__table__  # type: ignore[assignment]
+_ESCROW_POSTING = Direct(
+    select(_ESCROWS.c.escrow_transaction_id).where(_ESCROWS.c.booking_id == bindparam("booking_id"))
+)
+"""The ledger transaction of a booking's escrow, if it has one."""
 
 
 class EscrowAlreadySettled(LedgerError):
@@ -151,9 +155,9 @@ async def escrow_posting(
     """``escrow_booking``, telling also whether this call created the escrow."""
     if amount <= 0:
         return None
-    existing = await _escrow_of(uow, booking.id)
-    if existing is not None:
-        return Posted(existing.escrow_transaction_id, created=False)
+    existing = await direct_rows(uow, _ESCROW_POSTING, {"booking_id": booking.id})
+    if existing:
+        return Posted(int(existing[0].escrow_transaction_id), created=False)
     if booking.booker_agent_id is None:
         raise LedgerError(f"booking {booking.id} has no booking agent to pay for it")
     agent_id = booking.booker_agent_id

@@ -20,6 +20,7 @@ from agent_server.booking import cache, service, specialist_mail
 from agent_server.booking.schedules import reading
 from agent_server.kernel.store import Database, Direct, direct_execute, direct_rows, make_engine
 from agent_server.kernel.store.direct import compile_direct
+from billing import escrow
 from billing.meter import calls, holds, payers, quota
 from billing.models import UsageRecord
 
@@ -192,6 +193,8 @@ HOT: dict[str, tuple[Direct, dict[str, Any]]] = {
     "live agent": (service._LIVE_AGENT, {"agent_id": 1}),
     "slot price": (reading._PRICE, {"schedule_id": 1}),
     "booking mail reader": (specialist_mail._READER, {"specialist_id": 1, "booker_id": None}),
+    "escrow of a booking": (escrow._ESCROW_POSTING, {"booking_id": 1}),
+    "wallet balance": (holds._BALANCE, {"account_id": 1}),
     "hold settled": (
         holds._SETTLE,
         {"hold_id": 1, "status": "captured", "at": datetime(2026, 3, 2, 8, 0, 1, tzinfo=UTC)},

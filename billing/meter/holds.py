@@ -17,7 +17,7 @@ import anyio
 from sqlalchemy import Table, bindparam, select, update
 
 from agent_server.kernel.errors import InsufficientFunds
-from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute, direct_rows
 from billing.caps import add_spending, return_spending
 from billing.config import BillingConfig
 from billing.ledger import AccountRef, credit, debit, post, system_account
@@ -164,10 +164,11 @@ async def _settle_hold(uow: UnitOfWork, hold: Hold, status: HoldStatus) -> bool:
     return moved == 1
 
 
+_BALANCE = Direct(select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == bindparam("account_id")))
+
+
 async def _wallet_balance(uow: UnitOfWork, account_id: int) -> int:
-    held = (
-        await uow.session.execute(select(_ACCOUNTS.c.balance).where(_ACCOUNTS.c.id == account_id))
-    ).scalar_one()
+    ((held,),) = await direct_rows(uow, _BALANCE, {"account_id": account_id})
     return int(held)
 
 
