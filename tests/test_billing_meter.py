@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,7 @@ from agent_server.kernel.errors import (
     SpendingCapReached,
 )
 from agent_server.kernel.store import Database
+from billing import idempotency
 from billing.caps import set_spending_caps
 from billing.config import BillingConfig
 from billing.meter import (
@@ -49,7 +51,7 @@ from billing.meter import (
     release_stale_holds,
     run_metered,
 )
-from billing.models import LedgerTransaction, UsageRecord
+from billing.models import IdempotencyKey, LedgerTransaction, UsageRecord
 from billing.prices import PriceList, ToolPrice, load_price_list
 from billing.usage import transactions_for, usage_for
 from wallets.rates import FakeRateSource
@@ -376,6 +378,44 @@ async def test_a_held_call_stopped_by_a_cancel_scope_gives_its_hold_back_at_once
     async with db.uow() as uow:
         history = await transactions_for(uow, agent)
     assert [i.type for i in history.data] == ["release", "hold", "adjustment"]
+    await audit_ledger(db)
+
+
+async def test_a_keyed_held_call_stopped_before_its_work_gives_hold_and_key_back(
+    db: Database, config: BillingConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hold is placed with the key's claim; a call stopped after that transaction and
+    # before its work began (here: the key's renewal cannot start) still gives both back.
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 1_000_000)
+    ran: list[str] = []
+
+    async def create(call: MeteredCall) -> dict[str, Any]:
+        ran.append(call.call_id)
+        return {"ok": True}
+
+    @asynccontextmanager
+    async def broken(*_: Any) -> AsyncIterator[None]:
+        raise ConnectionError("renewal could not start")
+        yield
+
+    monkeypatch.setattr(idempotency, "leased", broken)
+    with pytest.raises(ConnectionError):
+        await metered_call(db, agent, "create-schedule", config, create, idempotency_key="k-1")
+    assert ran == []
+    assert await wallet_balance(db, agent, "USDC") == 1_000_000
+    async with db.uow() as uow:
+        history = await transactions_for(uow, agent)
+        keys = (
+            await uow.session.execute(select(func.count()).select_from(IdempotencyKey))
+        ).scalar()
+    assert [i.type for i in history.data] == ["release", "hold", "adjustment"]
+    assert keys == 0
+    monkeypatch.undo()
+    metered = await metered_call(
+        db, agent, "create-schedule", config, create, idempotency_key="k-1"
+    )
+    assert metered.receipt is not None and metered.receipt.amount == 100_000
     await audit_ledger(db)
 
 

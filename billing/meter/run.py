@@ -88,6 +88,9 @@ async def run_metered(
         async with idempotency.leased(db, claim, config.key_renew_every):
             return await (run.held(first_hold) if held else run.read())
     except BaseException:
+        if first_hold is not None:
+            # Stopped before ``held`` took the hold over (a no-op once the call settled it).
+            await release_hold(db, first_hold)
         await idempotency.abandon(db, claim)
         raise
 
