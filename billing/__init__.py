@@ -47,8 +47,8 @@ Tool calls (``billing.meter``, one module per concern), for the MCP tool pipelin
         Read tools pay in the operation's own transaction; tools with ``hold = true`` in the
         price list hold first, then capture (or release on failure). ``extra_price`` (a slot
         price) is held too and moved to escrow when the operation calls
-        ``await call.escrow(booking)``; a held tool may give a ``price_lookup`` instead,
-        which reads it in the transaction that claims the key and counts the call.
+        ``await call.escrow(booking)``; or give a ``price_lookup`` that reads it (for a held
+        tool, in the transaction that claims the key and counts the call).
         ``Metered.result`` is the operation's dict,
         ``Metered.receipt`` the ``Receipt`` (call_id, tool, price_usd_micros, currency,
         amount, balance_after, rate, free, escrowed), ``Metered.replayed`` true for a stored

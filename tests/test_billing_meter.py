@@ -518,6 +518,44 @@ async def test_book_slot_pays_fee_and_escrows_the_slot_price_with_the_booking(
     await audit_ledger(db)
 
 
+async def test_a_tool_the_price_list_does_not_hold_reads_its_price_lookup_first(
+    db: Database,
+) -> None:
+    # Without ``hold = true`` the lookup decides whether the call is held: an extra price
+    # is held and escrowed, none leaves a read call charged in its one transaction.
+    config = BillingConfig(
+        prices=PriceList({"view-profile": ToolPrice("view-profile", 20_000)}),
+        rates=FakeRateSource({"USDC": 1_000_000}),
+    )
+    agent = await make_agent(db)
+    await fund(db, agent, "USDC", 10_000_000)
+    looked: list[ExtraPrice | None] = []
+
+    def lookup_of(extra: ExtraPrice | None) -> Any:
+        async def lookup(uow: Any) -> ExtraPrice | None:
+            looked.append(extra)
+            return extra
+
+        return lookup
+
+    async def escrows(call: MeteredCall) -> dict[str, Any]:
+        return {"held": call.hold is not None}
+
+    priced = await metered_call(
+        db, agent, "view-profile", config, escrows, price_lookup=lookup_of(ExtraPrice(3, "USDC"))
+    )
+    free = await metered_call(
+        db, agent, "view-profile", config, escrows, price_lookup=lookup_of(None)
+    )
+    assert (priced.result, free.result) == ({"held": True}, {"held": False})
+    assert looked == [ExtraPrice(3, "USDC"), None]
+    assert priced.receipt is not None and free.receipt is not None
+    assert (priced.receipt.amount, free.receipt.amount) == (20_000, 20_000)
+    # The held extra price nobody escrowed went back to the wallet.
+    assert await wallet_balance(db, agent, "USDC") == 10_000_000 - 40_000
+    await audit_ledger(db)
+
+
 async def bookings_of(db: Database, agent: int) -> int:
     async with db.uow() as uow:
         return (

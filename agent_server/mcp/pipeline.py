@@ -4,8 +4,8 @@
 
     admit     agent_server.gate.admit: steps 1-4 of the gate; a GatePass for step 5
     validate  the tool's input model (VALIDATION_ERROR, one entry per field)
-    price     the extra price a call holds besides the tool's fee (a slot price), or for a
-              held tool the way to read it in the meter's first transaction
+    price     how to read the extra price a call holds besides the tool's fee (a slot
+              price); the meter reads it (in its first transaction, for a held tool)
     meter     billing.meter.run_metered with one Admission: the gate's count, the charge or
               hold, the handler (``operate``) and the receipt, in the meter's transactions
     answer    the handler's output and the receipt as the tool's result
@@ -75,7 +75,8 @@ class ToolContext:
 
 @dataclass(frozen=True)
 class LookupContext:
-    """What an extra-price lookup gets before the call runs: a read-only transaction."""
+    """What an extra-price lookup gets: the transaction the meter reads it in, before the
+    call's work (it must only read)."""
 
     runtime: Runtime
     caller: Caller
@@ -191,8 +192,8 @@ class ToolCall:
         try:
             gate = await self.admit()
             self.validate()
-            extra = await self.price(gate.caller)
-            return self.answer(await self.meter(gate, extra))
+            lookup = await self.price(gate.caller)
+            return self.answer(await self.meter(gate, lookup))
         except CallerChanged:
             # Suspended, banned or otherwise changed since the key was last read: gate afresh.
             if self.forget_key is not None:
@@ -228,33 +229,26 @@ class ToolCall:
             self.max_price = pop_max_price(raw)
         self.args = validate_arguments(self.spec.input_model, raw)
 
-    async def price(self, caller: Caller) -> ExtraPrice | PriceLookup | None:
-        """The extra price the call holds besides the tool's fee; a tool that prices itself
-        is held to ``max_price`` here (the meter checks the rest).
-
-        For a tool the price list holds, the way to read it (``PriceLookup``): the meter
-        reads it in its first transaction, with the key's claim and the rate count. For
-        another, read now: whether the call is held at all depends on it."""
-        spec, runtime = self.spec, self.runtime
+    async def price(self, caller: Caller) -> PriceLookup | None:
+        """How to read the extra price the call holds besides the tool's fee (the meter
+        reads it: ``Admission.price_lookup``); a tool that prices itself is held to
+        ``max_price`` here (the meter checks the rest)."""
+        spec, runtime, args = self.spec, self.runtime, self.args
         if spec.own_price is not None and self.max_price is not None:
             async with runtime.db.uow() as uow:
-                own = await spec.own_price(LookupContext(runtime, caller, uow), self.args)
+                own = await spec.own_price(LookupContext(runtime, caller, uow), args)
             if own is not None and own > self.max_price:
                 raise max_price_refused(spec.name, own, self.max_price)
         extra_price = spec.extra_price
         if extra_price is None:
             return None
-        args = self.args
 
         async def lookup(uow: UnitOfWork) -> ExtraPrice | None:
             return await extra_price(LookupContext(runtime, caller, uow), args)
 
-        if runtime.billing.prices.for_tool(spec.name).hold:
-            return lookup
-        async with runtime.db.uow() as uow:
-            return await lookup(uow)
+        return lookup
 
-    async def meter(self, gate: GatePass, extra: ExtraPrice | PriceLookup | None) -> Metered:
+    async def meter(self, gate: GatePass, lookup: PriceLookup | None) -> Metered:
         """Run ``operate`` in the meter with the call's one ``Admission``."""
         runtime, spec, args = self.runtime, self.spec, self.args
         key = getattr(args, "idempotency_key", None)
@@ -266,8 +260,7 @@ class ToolCall:
                 args.model_dump(mode="json", exclude={"idempotency_key"}) if key is not None else {}
             ),
             idempotency_key=key,
-            extra_price=extra if isinstance(extra, ExtraPrice) else None,
-            price_lookup=None if extra is None or isinstance(extra, ExtraPrice) else extra,
+            price_lookup=lookup,
             durable=not spec.read_only or runtime.settings.durable_read_charges,
             gate=gate,
             on_balance_low=emit_if_balance_low,

@@ -86,10 +86,11 @@ class Admission:
     ``max_price_usd_micros``: the caller's limit on the call's list price (fee plus extra);
     a dearer call is refused before any charge (``check_max_price``).
 
-    ``price_lookup``, for a tool the price list holds (``hold = true``), reads the extra
-    price in the meter's first transaction instead: the one that claims the idempotency key
-    and counts the call. A retry whose key is already done gets its stored result without
-    the lookup. It is given instead of ``extra_price``, never with it."""
+    ``price_lookup`` reads the extra price instead, given in its place, never with it. For a
+    tool the price list holds (``hold = true``) the meter reads it in its first transaction:
+    the one that claims the idempotency key and counts the call, so a retry whose key is
+    already done gets its stored result without the lookup. For another tool it is read
+    first, in a transaction of its own: whether the call is held depends on it."""
 
     agent_id: int
     tool: str
@@ -129,9 +130,7 @@ class Admission:
 
     def held(self, price: ToolPrice) -> bool:
         """Whether this call reserves its price first (see ``pricing.is_held``)."""
-        if self.price_lookup is not None and not price.hold:
-            raise ValueError("a price lookup is for tools the price list holds")
-        return is_held(price, self.extra_price) or self.price_lookup is not None
+        return is_held(price, self.extra_price)
 
     async def debited(
         self,

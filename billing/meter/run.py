@@ -59,6 +59,10 @@ async def run_metered(
     hold), ``InsufficientFunds``, ``SpendingCapReached``, ``IdempotencyMismatch``, and
     ``RateLimited`` for a held call whose hold the sweeper released twice while it ran."""
     price = config.prices.for_tool(admission.tool)
+    if admission.price_lookup is not None and not price.hold:
+        # Whether the call is held at all depends on its extra price: read it first.
+        async with db.uow() as uow:
+            admission = await admission.priced(uow, price, config)
     admission.check_max_price(price, config)
     held = admission.held(price)
     gate = admission.gate
