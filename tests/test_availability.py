@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent_server.booking.availability import (
+    BLOCK_MINUTES,
     REASON_BLACKOUT,
     REASON_FULL,
     REASON_NOTICE,
@@ -21,11 +22,13 @@ from agent_server.booking.availability import (
     UNBOOKABLE_REASONS,
     ScheduleSpec,
     Slot,
+    blocks_of,
     free_slots,
     may_start_in,
     next_free_slot,
     parse_slot_id,
     slots_on,
+    start_blocks,
     unbookable_reason,
     week_of,
 )
@@ -385,6 +388,78 @@ def test_a_schedule_said_never_to_meet_the_stretches_has_no_slot_in_them(
     if week is None or may_start_in(s, week, within[0][0], within[-1][1]):
         return
     assert free_slots(s, within[0][0], within[-1][1], LONG_AGO, {}, within) == []
+
+
+@st.composite
+def sparse_schedules(draw: st.DrawFn) -> ScheduleSpec:
+    """A few ranges on a few days, and overrides up to a year either side of ``AROUND``:
+    schedules whose blocks leave most of the week out."""
+    weekly: dict[str, list[list[str]]] = {}
+    for day in draw(st.sets(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]))):
+        a = draw(st.integers(0, 95))
+        weekly[day] = [[_hhmm(a * 15), _hhmm(min(a + draw(st.integers(1, 16)), 96) * 15)]]
+    overrides = {}
+    for offset, a, n in draw(
+        st.lists(st.tuples(st.integers(-400, 400), st.integers(0, 95), st.integers(1, 12)))
+    ):
+        day = (AROUND + timedelta(days=offset)).isoformat()
+        overrides[day] = [[_hhmm(a * 15), _hhmm(min(a + n, 96) * 15)]]
+    return spec(
+        timezone=draw(st.sampled_from(ZONES)),
+        weekly_hours=weekly,
+        overrides=overrides,
+        slot_minutes=draw(st.sampled_from([15, 30, 60, 90])),
+    )
+
+
+AROUND = date(2031, 3, 20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    sparse_schedules(),
+    st.sampled_from(
+        [utc(2026, 3, 26), utc(2026, 10, 22), utc(2031, 3, 21), utc(2031, 7, 1), utc(2031, 10, 20)]
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 13 * 24 * 60), st.integers(1, 6 * 60)), min_size=1, max_size=8
+    ),
+)
+def test_every_slot_starts_in_one_of_its_schedules_blocks(
+    s: ScheduleSpec, day: datetime, raw: list[tuple[int, int]]
+) -> None:
+    """What the stored ``start_blocks`` leave out, cutting never finds: every slot of two
+    weeks (summer or winter time, overrides near or far) starts in one of the schedule's
+    blocks, and when a search's stretches miss them all, ``may_start_in`` says so too."""
+    blocks = start_blocks(s)
+    for slot in free_slots(s, day, day + timedelta(days=14), LONG_AGO, {}):
+        start = slot.start.astimezone(UTC)
+        minute = start.weekday() * 24 * 60 + start.hour * 60 + start.minute
+        assert blocks >> (minute // BLOCK_MINUTES) & 1, (slot, bin(blocks))
+    within = _merged_stretches(day, raw)
+    week = week_of(within)
+    if week is not None and not blocks & blocks_of(week):
+        assert not may_start_in(s, week, within[0][0], within[-1][1])
+
+
+def test_start_blocks_lay_the_hours_on_a_week_in_utc_at_every_offset_of_the_zone() -> None:
+    """Berlin's Monday 09:00-17:00 starts slots from 07:00 UTC (summer) to 16:00 UTC
+    (winter): blocks 2 to 5 of Monday. An override adds its own weekday's blocks; a schedule
+    without hours has none; a search's week touches each block it reaches into."""
+    office = spec(
+        timezone="Europe/Berlin", weekly_hours={"mon": [["09:00", "17:00"]]}, slot_minutes=60
+    )
+    assert start_blocks(office) == sum(1 << i for i in (2, 3, 4, 5))
+    saturday = spec(
+        timezone="Europe/Berlin",
+        weekly_hours={"mon": [["09:00", "17:00"]]},
+        overrides={"2026-06-06": [["10:00", "11:00"]]},
+        slot_minutes=60,
+    )
+    assert start_blocks(saturday) == start_blocks(office) | (1 << (5 * 8 + 2)) | (1 << (5 * 8 + 3))
+    assert start_blocks(spec(timezone="UTC", weekly_hours={}, slot_minutes=60)) == 0
+    assert blocks_of(((0, 1), (179, 181), (7 * 24 * 60 - 1, 7 * 24 * 60))) == (1 | 0b10 | 1 << 55)
+    assert blocks_of(()) == 0
 
 
 def test_stretches_a_schedule_never_meets_are_known_without_cutting() -> None:

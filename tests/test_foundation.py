@@ -18,6 +18,9 @@ from sqlalchemy import select
 from agent_server.accounts.models import Agent, AgentKey
 from agent_server.accounts.service import delete_agent
 from agent_server.app import create_app
+from agent_server.booking.availability import ALL_BLOCKS, ScheduleSpec, start_blocks
+from agent_server.booking.models import Schedule, Specialist
+from agent_server.booking.schedules import ScheduleOwner, create_schedule, parse_schedule_input
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.store import Database
@@ -137,3 +140,54 @@ async def test_the_key_history_migration_records_each_agents_current_key(
         (rotated, prefixes[rotated], created + timedelta(hours=1), "migration", None, None),
         (closed, "", created, "migration", created + timedelta(hours=2), "closed"),
     ]
+
+
+async def test_the_start_blocks_migration_gives_existing_schedules_their_blocks(
+    db: Database, database_url: str
+) -> None:
+    """Schedules stored before ``start_blocks`` existed get the blocks their hours (weekly
+    and overrides, in their own zone) give: a search by days and hours skips them only where
+    they have no slot."""
+    weekly = {"mon": [["09:00", "17:00"]]}
+    async with db.uow() as uow:
+        person = Specialist(
+            name="Ada",
+            email="ada@example.com",
+            timezone="UTC",
+            created_at=db.clock.now(),
+            updated_at=db.clock.now(),
+        )
+        uow.session.add(person)
+        await uow.session.flush()
+        owner = ScheduleOwner.specialist(person.id)
+        await uow.commit()
+    raws = [
+        {"timezone": "Europe/Berlin", "weekly_hours": weekly, "price_amount": 1},
+        {
+            "timezone": "Asia/Kolkata",
+            "weekly_hours": {"sat": [["22:30", "24:00"]]},
+            "overrides": {"2026-03-04": [["06:00", "07:00"]]},
+            "slot_minutes": 30,
+            "price_amount": 1,
+        },
+        {"timezone": "UTC", "weekly_hours": {}, "price_amount": 1},
+    ]
+    async with db.uow() as uow:
+        made = [await create_schedule(uow, owner, parse_schedule_input(raw)) for raw in raws]
+        ids = [s.id for s in made]
+        await uow.commit()
+    await db.engine.dispose()
+
+    try:
+        await asyncio.to_thread(command.downgrade, alembic_config(database_url), "0015")
+    finally:
+        await upgrade_async(database_url)
+
+    async with db.uow() as uow:
+        rows = (await uow.session.scalars(select(Schedule).order_by(Schedule.id))).all()
+        await uow.commit()
+    assert [r.id for r in rows] == ids
+    blocks = [r.start_blocks for r in rows]
+    assert blocks == [start_blocks(ScheduleSpec.from_row(r)) for r in rows]
+    assert blocks[0] == sum(1 << i for i in (2, 3, 4, 5))  # Monday 07:00-16:00 UTC
+    assert blocks[1] not in (0, ALL_BLOCKS) and blocks[2] == 0

@@ -388,3 +388,43 @@ async def test_changing_hours_forgets_the_search_bound_but_a_new_label_keeps_it(
     assert (await stored(db, schedule.id)).next_free_at == bound
     await change(db, owner, schedule.id, {"blackout_dates": ["2026-03-02"]})
     assert (await stored(db, schedule.id)).next_free_at is None
+
+
+async def test_a_search_by_days_and_hours_finds_a_schedule_at_the_hours_it_was_changed_to(
+    db: Database,
+) -> None:
+    """Search leaves out schedules whose stored week blocks miss the days and hours asked:
+    every write of the hours keeps those blocks, so a schedule moved to the evening, or
+    opened on a Saturday by an override, is found there at once and no longer at its old
+    hours."""
+    from agent_server.booking.search import SearchQuery, search_specialists
+
+    specialist = await make_specialist(db)
+    owner = ScheduleOwner.specialist(specialist)
+    schedule = await publish(
+        db,
+        owner,
+        {**GOOD, "weekly_hours": {"mon": [["09:00", "10:00"]]}, "slot_minutes": 60},
+    )
+
+    async def found(**asked: Any) -> bool:
+        query = {"timezone": "Europe/Berlin", "date_from": "2026-03-07", **asked}
+        async with db.uow() as uow:
+            page = await search_specialists(uow, SearchQuery.parse(query), now=db.clock.now())
+            await uow.commit()
+        return [item.id for item in page.items] == [specialist]
+
+    morning = {"days_of_week": ["mon"], "hours_from": "09:00", "hours_to": "10:00"}
+    evening = {"days_of_week": ["mon"], "hours_from": "18:00", "hours_to": "19:00"}
+    saturday = {"days_of_week": ["sat"], "hours_from": "10:00", "hours_to": "11:00"}
+    assert await found(**morning)
+    assert not await found(**evening)
+    assert not await found(**saturday)
+
+    await change(db, owner, schedule.id, {"weekly_hours": {"mon": [["18:00", "19:00"]]}})
+    assert await found(**evening)
+    assert not await found(**morning)
+
+    await change(db, owner, schedule.id, {"overrides": {"2026-03-07": [["10:00", "11:00"]]}})
+    assert await found(**saturday)
+    assert await found(**evening)

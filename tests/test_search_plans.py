@@ -46,6 +46,8 @@ CASES = [
         {},
         {"price_min": 20_000_000, "price_max": 150_000_000, "min_rating": 4.0},
         {"skills": ["python"], "languages": ["de"], "q": "tax", "price_max": 90_000_000},
+        # Days and hours: the schedules' week blocks are checked in the index too.
+        {"days_of_week": ["sat"], "hours_from": "09:00", "hours_to": "12:00", "timezone": "UTC"},
     )
 ]
 
@@ -58,6 +60,7 @@ async def test_a_walk_slice_is_one_range_of_the_sort_index_on_both_sides(
     await load_demo_data(db, 30, seed=3)
     plan = make_plan(SearchQuery.parse(raw), clock.now(), sqlite=True)
     shape = shape_of(plan)
+    assert shape.blocks == ("hours_from" in raw)
     values = dict(params(plan), lim=11)
     values.update(position_params("a", first_position(shape)))
     values.update(position_params("e", last_position(shape)))

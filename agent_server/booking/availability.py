@@ -465,16 +465,59 @@ def may_start_in(spec: ScheduleSpec, week: Week, first: datetime, last: datetime
     offsets = _offsets_between(tz, lo_day, hi_day)
     if offsets is None:
         return True
+    return _meet(_hours_week(spec, offsets, lo_day, hi_day), week)
+
+
+def _hours_week(spec: ScheduleSpec, offsets: tuple[int, int], first: date, last: date) -> Week:
+    """The schedule's hours laid on a week in UTC: each weekday's ranges, and the overrides
+    of the dates from ``first`` to ``last``, each widened to hold it at every offset from
+    ``offsets[0]`` to ``offsets[1]`` (minutes)."""
     low, high = offsets
     days = [(weekday, spec.weekly_hours.get(name, ())) for weekday, name in enumerate(WEEKDAYS)]
-    days += [(d.weekday(), r) for d, r in spec.overrides.items() if lo_day <= d <= hi_day]
+    days += [(d.weekday(), r) for d, r in spec.overrides.items() if first <= d <= last]
     parts: list[tuple[int, int]] = []
     for weekday, ranges in days:
         base = weekday * MINUTES_PER_DAY
         for a, b in ranges:
             if a < b:
                 _add_to_week(parts, base + a - high, base + b - low)
-    return _meet(_merged(parts), week)
+    return _merged(parts)
+
+
+BLOCK_MINUTES = 180
+"""A week in UTC is cut into blocks of three hours for ``start_blocks``: 56 of them."""
+ALL_BLOCKS = (1 << (WEEK_MINUTES // BLOCK_MINUTES)) - 1
+"""Every block: what a schedule's ``start_blocks`` is until computed, and a search without
+days or hours asks for."""
+BLOCKS_FROM = date(2020, 1, 1)
+BLOCKS_UNTIL = date(2045, 12, 31)
+"""The local days ``start_blocks`` holds for: its hours are widened to every UTC offset the
+zone takes between them, and a search whose window reaches outside asks for every block."""
+
+
+def blocks_of(week: Week) -> int:
+    """The blocks (bit ``i``: minutes ``[180 i, 180 (i + 1))`` of the week) ``week`` touches."""
+    mask = 0
+    for a, b in week:
+        for i in range(a // BLOCK_MINUTES, (b - 1) // BLOCK_MINUTES + 1):
+            mask |= 1 << i
+    return mask
+
+
+def start_blocks(spec: ScheduleSpec) -> int:
+    """The blocks of a week in UTC where a slot of ``spec`` can start on any local day from
+    ``BLOCKS_FROM`` to ``BLOCKS_UNTIL``: its weekly hours and all its overrides, laid on the
+    week as ``may_start_in`` lays them, at every offset the zone takes in those years.
+
+    Stored with the schedule (``schedules.start_blocks``), so a search walking the index
+    skips a schedule whose hours never meet the blocks it asks for (``Plan.asked_blocks``)
+    without reading or cutting it. It holds what ``may_start_in`` holds for any window in
+    those years: when that says a slot may start in a week, the week's blocks meet these.
+    """
+    offsets = _offsets_between(spec.tz, BLOCKS_FROM, BLOCKS_UNTIL)
+    if offsets is None:
+        return ALL_BLOCKS
+    return blocks_of(_hours_week(spec, offsets, date.min, date.max))
 
 
 @lru_cache(maxsize=1024)

@@ -30,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from agent_server.booking.availability import ALL_BLOCKS
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 
@@ -60,7 +61,7 @@ class CancelledBy(StrEnum):
     SYSTEM = "system"
 
 
-_FILTERED = ("private", "deleted_at", "start_date", "end_date", "slot_minutes")
+_FILTERED = ("private", "deleted_at", "start_date", "end_date", "slot_minutes", "start_blocks")
 """Schedule columns a search's filters check, carried by the indexes it walks."""
 
 
@@ -209,6 +210,12 @@ class Schedule(Base):
     # No free slot starts before this instant (a lower bound, exact when just refreshed);
     # NULL: unknown. Kept by agent_server.booking.next_free; search sorts and prunes on it.
     next_free_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The three-hour blocks of a week in UTC where a slot may start (availability.
+    # start_blocks), kept by every write of the hours; every block until computed. Search
+    # skips a schedule whose blocks miss the days and hours asked without reading its row.
+    start_blocks: Mapped[int] = mapped_column(
+        BigInteger, default=ALL_BLOCKS, server_default=text(str(ALL_BLOCKS))
+    )
 
     specialist: Mapped[Specialist | None] = relationship(back_populates="schedules")
 

@@ -17,7 +17,7 @@ from typing import Any, cast
 from sqlalchemy import Table, func, insert, select
 
 from agent_server.accounts.models import Agent, AgentStatus
-from agent_server.booking.availability import ScheduleSpec
+from agent_server.booking.availability import ScheduleSpec, start_blocks
 from agent_server.booking.demo.people import Generator, Person
 from agent_server.booking.models import Booking, BookingStatus, Review, Schedule, Specialist
 from agent_server.booking.next_free import next_free_bound
@@ -71,7 +71,9 @@ async def load_demo_data(db: Database, count: int, *, seed: int = 7, if_empty: b
             for specialist_id, person in zip(ids, people, strict=True):
                 for sched in person.schedules:
                     sched["specialist_id"] = specialist_id
-                    sched["next_free_at"] = _next_free(sched, now)
+                    spec = _spec(sched)
+                    sched["next_free_at"] = next_free_bound(spec, now, {})
+                    sched["start_blocks"] = start_blocks(spec)
                     rows.append(sched)
             schedule_ids = (
                 (
@@ -184,8 +186,8 @@ async def _write_reviews(
     await recompute_ratings(uow, [specialist_id for specialist_id, _, _ in people])
 
 
-def _next_free(sched: dict[str, Any], now: datetime) -> datetime:
-    spec = ScheduleSpec.build(
+def _spec(sched: dict[str, Any]) -> ScheduleSpec:
+    return ScheduleSpec.build(
         id=0,
         timezone=sched["timezone"],
         weekly_hours=sched["weekly_hours"],
@@ -198,4 +200,3 @@ def _next_free(sched: dict[str, Any], now: datetime) -> datetime:
         end_date=sched["end_date"],
         capacity=sched["capacity"],
     )
-    return next_free_bound(spec, now, {})

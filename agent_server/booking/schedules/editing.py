@@ -11,6 +11,8 @@ from typing import Any
 from agent_server.accounts.models import Agent
 from agent_server.booking.availability import (
     WEEKDAYS,
+    ScheduleSpec,
+    start_blocks,
     zone,
 )
 from agent_server.booking.models import Schedule, Specialist
@@ -110,6 +112,7 @@ async def create_schedule(
         created_at=now,
         updated_at=now,
     )
+    schedule.start_blocks = start_blocks(ScheduleSpec.from_row(schedule))
     uow.session.add(schedule)
     await uow.session.flush()
     return schedule
@@ -203,6 +206,7 @@ async def update_schedule(
     if _AVAILABILITY_FIELDS & data.model_fields_set:
         # Search's bound on the next free slot no longer holds; it recomputes unknown ones.
         schedule.next_free_at = None
+    schedule.start_blocks = start_blocks(ScheduleSpec.from_row(schedule))
     schedule.updated_at = uow.clock.now()
     await uow.session.flush()
     return schedule

@@ -16,7 +16,17 @@ from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from agent_server.booking.availability import Slot, Week, parse_hhmm, week_of, zone
+from agent_server.booking.availability import (
+    ALL_BLOCKS,
+    BLOCKS_FROM,
+    BLOCKS_UNTIL,
+    Slot,
+    Week,
+    blocks_of,
+    parse_hhmm,
+    week_of,
+    zone,
+)
 from agent_server.booking.schedules.usd import usd_value
 from agent_server.booking.search.cursor import Position, decode_cursor
 from agent_server.booking.search.query import (
@@ -88,6 +98,23 @@ class Plan:
         """The minutes of the week (UTC) the stretches touch; None when they touch all of it.
         A schedule whose hours never meet them has no fitting slot (``may_start_in``)."""
         return week_of(self.stretches)
+
+    @cached_property
+    def asked_blocks(self) -> int | None:
+        """The blocks of a week in UTC the stretches touch (``availability.blocks_of``): a
+        schedule whose ``start_blocks`` miss them all has no fitting slot, and the walk
+        leaves it in the index. None when they leave no block out, or when the window
+        reaches outside the years ``start_blocks`` holds for."""
+        week = self.stretch_week
+        if week is None:
+            return None
+        if self.stretches:
+            first = self.stretches[0][0].date() - timedelta(days=2)
+            last = self.stretches[-1][1].date() + timedelta(days=2)
+            if first < BLOCKS_FROM or last > BLOCKS_UNTIL:
+                return None
+        blocks = blocks_of(week)
+        return None if blocks == ALL_BLOCKS else blocks
 
     @property
     def longest_slot(self) -> int | None:

@@ -72,10 +72,14 @@ class Shape:
     words: int
     skills: int
     languages: int
+    blocks: bool = False
+    """The walk leaves out schedules whose ``start_blocks`` miss the blocks asked
+    (``Plan.asked_blocks``, bound as ``blocks``)."""
 
     @property
     def filters(self) -> Shape:
-        """The shape without the sort: all that the filters' SQL depends on."""
+        """The shape without the sort and the blocks: all that the filters' SQL depends on
+        (the blocks only spare the walk schedules that cutting would find no slot in)."""
         return Shape(SortBy.RATING, False, self.sqlite, self.words, self.skills, self.languages)
 
 
@@ -88,6 +92,7 @@ def shape_of(plan: Plan) -> Shape:
         words=len(plan.words),
         skills=len(q.skills),
         languages=list_size(len(q.languages)) if q.languages else 0,
+        blocks=plan.asked_blocks is not None,
     )
 
 
@@ -125,6 +130,8 @@ def params(plan: Plan) -> dict[str, Any]:
         out[f"s{i}"] = skill
     if q.languages:
         out.update(list_params("l", q.languages))
+    if plan.asked_blocks is not None:
+        out["blocks"] = plan.asked_blocks
     return out
 
 
@@ -285,6 +292,13 @@ def specialist_conditions(shape: Shape) -> list[ColumnElement[bool]]:
     return conds
 
 
+def meets_blocks() -> ColumnElement[bool]:
+    """The schedule may have a slot starting in the blocks asked (``blocks``): its
+    ``start_blocks`` share one. Checked in the walked indexes, which carry the column."""
+    asked = bindparam("blocks", type_=SCHEDULES.start_blocks.type)
+    return SCHEDULES.start_blocks.op("&")(asked) != 0  # type: ignore[no-any-return]
+
+
 def position_columns(shape: Shape) -> tuple[Any, Any, Any]:
     """The columns of a walk ``Position``: sort value, specialist id, schedule id; for the
     rating sort: rating, review count (the tie-break), specialist id."""
@@ -343,19 +357,24 @@ def _ordered(shape: Shape, stmt: Select[Any], cols: Sequence[Any]) -> Select[Any
     return stmt.order_by(*(c.desc() if shape.desc else c.asc() for c in cols))
 
 
-def matching(shape: Shape) -> Select[Any]:
+def matching(shape: Shape, *, blocks: bool = False) -> Select[Any]:
     """The walk: ``(specialist id, *position)`` rows in sort order, through an index.
 
     Sorting by rating walks specialists (one row each, by rating, review count and id); the
-    other sorts walk schedules.
+    other sorts walk schedules. With ``blocks`` (the walk itself, not the facets: a schedule
+    whose hours never meet those asked still counts there), schedules that cannot start a
+    slot in the blocks asked are left out (``meets_blocks``).
     """
     cols = position_columns(shape)
+    wanted = schedule_conditions(shape)
+    if blocks and shape.blocks:
+        wanted.append(meets_blocks())
     if shape.sort is SortBy.RATING:
         # A scalar subquery, not EXISTS: PostgreSQL may turn EXISTS into a hash join over
         # every schedule, while this stays an index look-up per specialist walked.
         has_schedule = (
             select(SCHEDULES.id)
-            .where(SCHEDULES.specialist_id == SPECIALISTS.id, *schedule_conditions(shape))
+            .where(SCHEDULES.specialist_id == SPECIALISTS.id, *wanted)
             .limit(1)
             .scalar_subquery()
             .is_not(None)
@@ -367,7 +386,7 @@ def matching(shape: Shape) -> Select[Any]:
         stmt = (
             select(SCHEDULES.specialist_id.label("sid"), *cols)
             .join(Specialist.__table__, SPECIALISTS.id == SCHEDULES.specialist_id)
-            .where(*conditions(shape))
+            .where(*wanted, *specialist_conditions(shape))
         )
         if shape.sort is SortBy.NEXT_AVAILABLE:
             stmt = stmt.where(SCHEDULES.next_free_at.is_not(None))
@@ -379,7 +398,7 @@ def walk_query(shape: Shape) -> Direct:
     and ``last_position`` when the walk has no such bound)."""
 
     def build() -> Select[Any]:
-        stmt = matching(shape).where(rows_after(shape), rows_upto(shape))
+        stmt = matching(shape, blocks=True).where(rows_after(shape), rows_upto(shape))
         return stmt.limit(bindparam("lim", type_=Integer()))
 
     return statement(("walk", shape), build)
@@ -397,7 +416,7 @@ def driven_walk_query(shape: Shape) -> Direct:
             SKILLS.skill == bindparam("rare", type_=SKILLS.skill.type)
         )
         found = (
-            matching(shape)
+            matching(shape, blocks=True)
             .order_by(None)
             .where(sid.in_(listed), rows_after(shape))
             .cte("driven")

@@ -3,15 +3,16 @@
 A statement is compiled the first time its shape is met (``sql.statement``), which costs a
 search several milliseconds per statement; on a fresh server most searches met a shape for
 the first time. ``warm_statements(db)`` compiles, for ``db``'s dialect, the statements of
-every shape searches commonly have: each sort and order (next_available: ascending), up to
-``WARM_WORDS`` words and ``WARM_SKILLS`` skills, with and without languages, lists of ids
-up to ``WARM_IDS``. Other shapes still compile on first use. ``agent-server serve`` calls
-it before it listens.
+every shape searches commonly have: each sort and order (next_available: ascending), with
+and without days or hours asked, up to ``WARM_WORDS`` words and ``WARM_SKILLS`` skills,
+with and without languages, lists of ids up to ``WARM_IDS``. Other shapes still compile on
+first use. ``agent-server serve`` calls it before it listens.
 """
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from agent_server.booking.search.evaluation import schedules_query, seats_query
 from agent_server.booking.search.facets import MET_IDS, facet_counts_query, skill_counts_query
@@ -61,9 +62,11 @@ def warm_statements(db: Database) -> int:
         if size <= list_size(MET_IDS):
             directs.append(skill_counts_query(size))
     for shape in warm_shapes(sqlite):
+        blocks = replace(shape, blocks=True)  # days or hours asked
         directs += [walk_query(shape), slice_end_query(shape), facet_counts_query(shape)]
+        directs.append(walk_query(blocks))
         if shape.skills:
-            directs.append(driven_walk_query(shape))
+            directs += [driven_walk_query(shape), driven_walk_query(blocks)]
         if not shape.desc and shape.sort is SortBy.RATING:  # one per filter shape
             directs += [schedules_query(shape.filters, size) for size in sizes]
     unique = list({id(d): d for d in directs}.values())
