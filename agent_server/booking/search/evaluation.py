@@ -1,10 +1,11 @@
 """Evaluating specialists: their matching schedules cut into slots, and their sort key.
 
-``evaluate(uow, plan, specialist_ids)`` reads the schedules of these specialists that pass
-the plan's filters, cuts each into free slots for the window (at most ``SLOTS_PER_RESULT``
-fitting ones, plus the first free slot from now), stores fresh ``next_free_at`` bounds, and
-gives one ``SpecialistEval`` per id: its schedules and its ``key``, the best walk position
-among schedules with a fitting slot (None: no fitting slot, not a result).
+``evaluate(uow, plan, specialist_ids)`` reads the schedules of these specialists (met by the
+walk, so their profiles pass the plan's filters) that pass the plan's schedule filters, cuts
+each into free slots for the window (at most ``SLOTS_PER_RESULT`` fitting ones, plus the
+first free slot from now), stores fresh ``next_free_at`` bounds, and gives one
+``SpecialistEval`` per id: its schedules and its ``key``, the best walk position among
+schedules with a fitting slot (None: no fitting slot, not a result).
 
 Schedules are read as plain values (``FoundSchedule``), not ORM entities, and their hours and
 rules are parsed once while they stay the same (``SPECS`` kept, keyed by the stored values).
@@ -34,11 +35,11 @@ from agent_server.booking.search.sql import (
     SPECIALISTS,
     Shape,
     any_of,
-    conditions,
     list_params,
     list_size,
     moment,
     params,
+    schedule_conditions,
     shape_of,
     statement,
 )
@@ -142,15 +143,21 @@ def _spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
 
 
 def schedules_query(shape: Shape, size: int) -> Direct:
+    """The matching schedules of ``size`` specialists the walk met (``i0``...), with their
+    specialist's rating. The walk checked the specialists' own filters (place, rating, words,
+    skills, languages), so only the schedules' are checked again: one statement per backend
+    and size, planned without the profile filters' subqueries."""
+    only = Shape(SortBy.RATING, False, shape.sqlite, 0, 0, 0)
+
     def build() -> Executable:
         return (
             select(*_COLUMNS)
             .join(Specialist.__table__, SPECIALISTS.id == SCHEDULES.specialist_id)
-            .where(*conditions(shape), any_of(SCHEDULES.specialist_id, "i", size))
+            .where(*schedule_conditions(only), any_of(SCHEDULES.specialist_id, "i", size))
             .order_by(SCHEDULES.id)
         )
 
-    return statement(("evaluate", shape, size), build)
+    return statement(("evaluate", only, size), build)
 
 
 def seats_query(size: int) -> Direct:

@@ -67,8 +67,7 @@ def warm_statements(db: Database) -> int:
         directs.append(walk_query(blocks))
         if shape.skills:
             directs += [driven_walk_query(shape), driven_walk_query(blocks)]
-        if not shape.desc and shape.sort is SortBy.RATING:  # one per filter shape
-            directs += [schedules_query(shape.filters, size) for size in sizes]
+        directs += [schedules_query(shape, size) for size in sizes]  # one per backend
     unique = list({id(d): d for d in directs}.values())
     assert len(unique) <= STATEMENTS, "the statement table must keep every warmed statement"
     for direct in unique:
