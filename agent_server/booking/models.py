@@ -210,9 +210,7 @@ class Schedule(Base):
     # No free slot starts before this instant (a lower bound, exact when just refreshed);
     # NULL: unknown. Kept by agent_server.booking.next_free; search sorts and prunes on it.
     next_free_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The three-hour blocks of a week in UTC where a slot may start (availability.
-    # start_blocks), kept by every write of the hours; every block until computed. Search
-    # skips a schedule whose blocks miss the days and hours asked without reading its row.
+    # Where in a week (UTC) a slot may start, for search (availability.start_blocks).
     start_blocks: Mapped[int] = mapped_column(
         BigInteger, default=ALL_BLOCKS, server_default=text(str(ALL_BLOCKS))
     )
