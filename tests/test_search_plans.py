@@ -11,8 +11,11 @@ filled: on a large catalogue with a rare filter, to the end of the index on ever
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from agent_server.booking.availability import BLOCKS_FROM, BLOCKS_UNTIL
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.search.plan import make_plan
 from agent_server.booking.search.query import SearchQuery, SortBy
@@ -80,3 +83,29 @@ async def test_a_walk_slice_is_one_range_of_the_sort_index_on_both_sides(
     if "q" not in raw:
         assert "COVERING INDEX" in first, steps
         assert not any("INTEGER PRIMARY KEY" in str(step[3]) for step in steps), steps
+
+
+def test_a_search_asks_for_week_blocks_only_where_schedules_keep_them() -> None:
+    """Days or hours leave out the blocks of the week (UTC) no fitting slot can start in; a
+    search without them, or whose window reaches past the years the stored blocks hold for,
+    leaves no schedule out by its blocks."""
+    now = datetime(2026, 3, 2, 8, tzinfo=UTC)
+
+    def asked(raw: dict[str, object], at: datetime = now) -> int | None:
+        return make_plan(SearchQuery.parse(raw), at, sqlite=True).asked_blocks
+
+    monday = {"days_of_week": ["mon"], "hours_from": "09:00", "hours_to": "10:00"}
+    assert asked({}) is None
+    assert asked({"sort": "price"}) is None
+    # 09:00-10:00 UTC on Mondays, with the hour's margin each side: blocks 06-09 and 09-12.
+    assert asked({**monday, "timezone": "UTC"}) == (1 << 2) | (1 << 3)
+    # The same hours in Tokyo (UTC+9) are Monday 00:00-01:00 UTC: with the margin, the first
+    # block of the week and the last (Sunday evening).
+    assert asked({**monday, "timezone": "Asia/Tokyo"}) == 1 | (1 << 55)
+    # Weekends: Saturday and Sunday's sixteen blocks, and the margin's hour either side.
+    weekend = (((1 << 16) - 1) << 40) | (1 << 39) | 1
+    assert asked({"days_of_week": ["sat", "sun"], "timezone": "UTC"}) == weekend
+    late = datetime(BLOCKS_UNTIL.year, 12, 28, tzinfo=UTC)
+    assert asked({**monday, "timezone": "UTC"}, late) is None
+    early = datetime(BLOCKS_FROM.year - 1, 12, 30, 8, tzinfo=UTC)  # a Monday
+    assert asked({**monday, "timezone": "UTC"}, early) is None
