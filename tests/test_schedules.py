@@ -428,3 +428,45 @@ async def test_a_search_by_days_and_hours_finds_a_schedule_at_the_hours_it_was_c
     await change(db, owner, schedule.id, {"overrides": {"2026-03-07": [["10:00", "11:00"]]}})
     assert await found(**saturday)
     assert await found(**evening)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_two_concurrent_updates_of_one_schedule_keep_its_week_blocks_whole(
+    db: Database, database_url: str
+) -> None:
+    """Two servers change one schedule at once, one its weekly hours and one its overrides:
+    the second waits for the first and derives its columns from the first's result, so the
+    stored week blocks hold both changes (search finds the schedule at either)."""
+    import asyncio
+
+    from agent_server.booking.availability import ScheduleSpec, start_blocks
+    from agent_server.kernel.store import make_engine
+
+    specialist = await make_specialist(db)
+    owner = ScheduleOwner.specialist(specialist)
+    schedule = await publish(db, owner, {**GOOD, "weekly_hours": {"mon": [["09:00", "10:00"]]}})
+    other = Database(make_engine(database_url), db.clock)
+    try:
+        async with db.uow() as first:
+            await update_schedule(
+                first,
+                owner,
+                schedule.id,
+                parse_schedule_update({"weekly_hours": {"mon": [["18:00", "19:00"]]}}),
+            )
+            second = asyncio.create_task(
+                change(
+                    other, owner, schedule.id, {"overrides": {"2026-03-07": [["10:00", "11:00"]]}}
+                )
+            )
+            await asyncio.sleep(0.5)
+            assert not second.done()  # it waits for the first change to commit
+            await first.commit()
+        await asyncio.wait_for(second, timeout=30)
+    finally:
+        await other.dispose()
+    row = await stored(db, schedule.id)
+    assert row.weekly_hours == {"mon": [["18:00", "19:00"]]}
+    assert row.overrides == {"2026-03-07": [["10:00", "11:00"]]}
+    assert row.start_blocks == start_blocks(ScheduleSpec.from_row(row))

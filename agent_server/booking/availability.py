@@ -514,10 +514,17 @@ def start_blocks(spec: ScheduleSpec) -> int:
     without reading or cutting it. It holds what ``may_start_in`` holds for any window in
     those years: when that says a slot may start in a week, the week's blocks meet these.
     """
-    offsets = _offsets_between(spec.tz, BLOCKS_FROM, BLOCKS_UNTIL)
+    offsets = _zone_offsets(spec.tz)
     if offsets is None:
         return ALL_BLOCKS
     return blocks_of(_hours_week(spec, offsets, date.min, date.max))
+
+
+@lru_cache(maxsize=1024)
+def _zone_offsets(tz: ZoneInfo) -> tuple[int, int] | None:
+    """``_offsets_between`` over the years ``start_blocks`` holds for: once per zone (tens of
+    milliseconds), kept apart from the searches' windows so they never push it out."""
+    return _offsets_between.__wrapped__(tz, BLOCKS_FROM, BLOCKS_UNTIL)
 
 
 @lru_cache(maxsize=1024)

@@ -158,7 +158,9 @@ def _as_input_dict(schedule: Schedule) -> dict[str, Any]:
 
 
 async def _owned_schedule(uow: UnitOfWork, owner: ScheduleOwner, schedule_id: int) -> Schedule:
-    schedule = await load_schedule(uow, schedule_id)
+    # Locked: an update merges the stored fields with the new ones and derives columns from
+    # the whole (the USD price, the week's start blocks); a concurrent update must see it.
+    schedule = await load_schedule(uow, schedule_id, lock=True)
     if not owner.owns(schedule):
         raise Forbidden(
             f"schedule {schedule_id} belongs to someone else", {"schedule_id": schedule_id}

@@ -45,9 +45,13 @@ class SchedulePage:
         return self.page * self.per_page < self.total
 
 
-async def load_schedule(uow: UnitOfWork, schedule_id: int) -> Schedule:
-    """A live schedule, private or not; ``NotFound`` for an unknown or deleted id."""
-    schedule = await uow.session.get(Schedule, schedule_id)
+async def load_schedule(uow: UnitOfWork, schedule_id: int, *, lock: bool = False) -> Schedule:
+    """A live schedule, private or not; ``NotFound`` for an unknown or deleted id. ``lock``:
+    read it locked for the rest of the transaction (``FOR UPDATE`` on PostgreSQL; SQLite
+    takes its write lock when the transaction begins), for a change computed from it."""
+    schedule = await uow.session.get(
+        Schedule, schedule_id, with_for_update=lock, populate_existing=lock
+    )
     if schedule is None or schedule.deleted_at is not None:
         raise NotFound(f"schedule {schedule_id} not found", {"schedule_id": schedule_id})
     return schedule
