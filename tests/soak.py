@@ -915,6 +915,7 @@ async def run_soak(
             for server in servers:
                 server.stop()
             received = list(receiver.requests)
+            cut_deliveries = receiver.cut
         progress("servers stopped; auditing")
         report = await audit(
             db, setups, calls, received, pepper=PEPPER, deadlines=clock_plan.deadlines()
@@ -930,6 +931,7 @@ async def run_soak(
             server_kills=1,
             server_restarts=servers[1].starts - 1,
             calls_in_flight_at_kill=killed_in_flight,
+            webhook_requests_cut_by_the_kill=cut_deliveries,
             calls_served_after_restart=sum(
                 1 for c in calls if c.server == "serve-b" and c.started > servers[1].started_at
             ),

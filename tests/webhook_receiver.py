@@ -1,6 +1,9 @@
 """A real webhook receiver for tests: an HTTP server on 127.0.0.1 at a random port, in a
 thread, recording every request it is sent and answering with a status of the test's choice.
 
+A request whose body stops short of its Content-Length (the sender was killed while
+sending) is no delivery: it is counted in ``cut``, not recorded, and gets no answer.
+
 ``hold=True`` keeps each request waiting (the sender sees no answer) until ``release()``;
 tests use it to stop or kill a worker while its delivery is in flight.
 """
@@ -31,6 +34,7 @@ class Receiver:
         self.status = status
         self.delay = delay
         self.requests: list[Received] = []
+        self.cut = 0
         self._hold = hold
         self._released = threading.Event()
         self._changed = threading.Condition()
@@ -42,6 +46,11 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
+                if len(body) < length:
+                    with receiver._changed:
+                        receiver.cut += 1
+                    self.close_connection = True
+                    return
                 with receiver._changed:
                     receiver.requests.append(
                         Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
