@@ -5,6 +5,7 @@ transaction, whichever comes first; on a SQLite file the connection is lent (see
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,6 +24,7 @@ from agent_server.kernel.store import (
     plan_each_time,
     skip_flush_wait,
 )
+from agent_server.kernel.store import engine as store_engine
 from agent_server.kernel.store.engine import WAL_PAGES
 from agent_server.kernel.store.outage import database_unavailable
 
@@ -190,14 +192,27 @@ async def test_postgres_sessions_run_short_statements_without_jit_or_workers(
         assert await direct_rows(uow, PLANNER, {}) == [("auto", "off", "0")]
 
 
-async def _drop_backend(db: Database, pid: int) -> None:
-    """The server ends that pooled, idle connection (a restart or an idle timeout would)."""
+async def _admin_rows(db: Database, sql: str, params: dict[str, object]) -> list[Any]:
     admin = create_async_engine(db.engine.url, poolclass=NullPool)
     try:
         async with admin.connect() as other:
-            await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            return list((await other.execute(text(sql), params)).all())
     finally:
         await admin.dispose()
+
+
+async def _drop_backend(db: Database, pid: int) -> None:
+    """The server ends that pooled, idle connection (a restart or an idle timeout would),
+    and its goodbye reaches this process."""
+    await _admin_rows(db, "SELECT pg_terminate_backend(:pid)", {"pid": pid})
+    for _ in range(200):  # the backend exits within moments
+        gone = not await _admin_rows(
+            db, "SELECT 1 FROM pg_stat_activity WHERE pid = :pid", {"pid": pid}
+        )
+        if gone:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # the event loop reads the closed socket
 
 
 BACKEND_PID = Direct(text("SELECT pg_backend_pid()"))
@@ -215,6 +230,35 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(db: Dat
         await uow.commit()
     assert now != dropped
     assert await _stored(db, "after-drop")
+
+
+async def _last_query_after_checkout(db: Database) -> tuple[int, int, str]:
+    """Check a pooled connection out and back without running anything on it: its backend
+    before and after, and the last statement the server saw from it meanwhile."""
+    async with db.uow() as uow:
+        ((before,),) = await direct_rows(uow, BACKEND_PID, {})
+    async with db.engine.connect():
+        rows = await _admin_rows(
+            db, "SELECT query FROM pg_stat_activity WHERE pid = :pid", {"pid": before}
+        )
+    async with db.uow() as uow:
+        ((after,),) = await direct_rows(uow, BACKEND_PID, {})
+    return before, after, str(rows[0][0]) if rows else ""
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_only_a_connection_idle_for_a_while_is_pinged_before_use(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection back in the pool a moment ago is handed out as it is (a round trip
+    saved on every unit of work); one idle past ``PING_IDLE_AFTER`` is asked ``SELECT 1``
+    first, since it may have been dropped on the way without a word."""
+    before, after, last = await _last_query_after_checkout(db)
+    assert before == after and last != "SELECT 1"
+    monkeypatch.setattr(store_engine, "PING_IDLE_AFTER", 0.0)
+    before, after, last = await _last_query_after_checkout(db)
+    assert before == after and last == "SELECT 1"
 
 
 def test_a_statement_on_a_connection_the_server_closed_counts_as_unavailable() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import event
@@ -93,21 +94,41 @@ def make_engine(
     return engine
 
 
-def _ping_on_checkout(engine: AsyncEngine) -> None:
-    """PostgreSQL: check each connection as the pool hands it out, in one round trip.
+PING_IDLE_AFTER = 5.0
+"""Seconds a pooled PostgreSQL connection may sit idle and still be handed out unpinged."""
 
-    ``pool_pre_ping`` would do the same in three (the asyncpg adapter wraps its ping in a
-    transaction: BEGIN, the ping, ROLLBACK), on every unit of work. ``SELECT 1`` outside a
-    transaction goes as a simple query (no prepared statement, so it is safe behind a
-    transaction-pooling proxy too). A connection that fails it is discarded and the pool
-    tries another (SQLAlchemy's documented pessimistic disconnect handling), so a unit of
-    work never starts on a connection the server has dropped (a restart, an idle timeout).
+
+def _ping_on_checkout(engine: AsyncEngine) -> None:
+    """PostgreSQL: check each connection as the pool hands it out.
+
+    A connection the server closed (a restart, ``pg_terminate_backend``, a proxy's idle
+    timeout) is seen closed by asyncpg as soon as the event loop reads the server's goodbye,
+    without a round trip. One idle longer than ``PING_IDLE_AFTER`` may also have been dropped
+    silently on the way (a firewall, a NAT), so it is asked ``SELECT 1`` first: one round
+    trip, as a simple query (no prepared statement, so safe behind a transaction-pooling
+    proxy too). ``pool_pre_ping`` would take three on every unit of work (the asyncpg
+    adapter wraps its ping in BEGIN and ROLLBACK). A connection that fails either check is
+    discarded and the pool tries another (SQLAlchemy's documented pessimistic disconnect
+    handling), so a unit of work never starts on a connection known to be gone.
     """
 
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connected(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_dbapi_conn: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
     @event.listens_for(engine.sync_engine, "checkout")
-    def _ping(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        connection = dbapi_conn.driver_connection
+        if connection.is_closed():
+            raise DisconnectionError("the server closed the connection")
+        if time.monotonic() - record.info.get("idle_since", 0.0) < PING_IDLE_AFTER:
+            return
         try:
-            await_(dbapi_conn.driver_connection.execute("SELECT 1"))
+            await_(connection.execute("SELECT 1"))
         except Exception as exc:
             raise DisconnectionError("the connection failed its ping") from exc
 
