@@ -20,7 +20,7 @@ from agent_server.booking.demo import load_demo_data
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.config import Settings
 from agent_server.kernel.errors import ERROR_CODES, RateLimited
-from agent_server.kernel.store import Database, direct_rows
+from agent_server.kernel.store import Database, UnitOfWork, direct_rows
 from agent_server.mcp.receipts import receipt_body
 from agent_server.mcp.results import JsonOutput, failure, prepared
 from agent_server.mcp.server import build_mcp_server
@@ -614,16 +614,26 @@ def test_a_free_call_receipt_has_no_wallet_figures() -> None:
 
 
 def _record_commit_waits(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Each tool's ``synchronous_commit`` in its handler's transaction, on PostgreSQL, as
-    the calls made after this happen."""
+    """Each tool's ``synchronous_commit`` as its handler's transaction commits (where
+    PostgreSQL reads it), as the calls made after this happen."""
     seen: dict[str, str] = {}
+    handlers: dict[int, tuple[UnitOfWork, str]] = {}  # the handler's unit of work, by id
     for name, spec in list(REGISTRY.specs.items()):
 
         async def recording(ctx: Any, args: Any, _spec: Any = spec, _name: str = name) -> Any:
-            ((seen[_name],),) = await direct_rows(ctx.uow, SYNCHRONOUS_COMMIT, {})
+            handlers[id(ctx.uow)] = (ctx.uow, _name)
             return await _spec.handler(ctx, args)
 
         monkeypatch.setitem(REGISTRY.specs, name, dataclasses.replace(spec, handler=recording))
+    commit = UnitOfWork.commit
+
+    async def committing(uow: UnitOfWork) -> None:
+        held = handlers.get(id(uow))
+        if held is not None and held[0] is uow:
+            ((seen[held[1]],),) = await direct_rows(uow, SYNCHRONOUS_COMMIT, {})
+        await commit(uow)
+
+    monkeypatch.setattr(UnitOfWork, "commit", committing)
     return seen
 
 

@@ -23,6 +23,7 @@ from agent_server.kernel.store import (
     direct_rows,
     plan_each_time,
     skip_flush_wait,
+    skipping_flush_wait,
 )
 from agent_server.kernel.store import engine as store_engine
 from agent_server.kernel.store.engine import WAL_PAGES
@@ -165,6 +166,26 @@ async def test_a_commit_may_skip_the_flush_wait_for_its_own_transaction_only(
         await uow.commit()
     assert await _stored(db, "relaxed")
     async with db.uow() as uow:  # the next transaction on a pooled connection waits again
+        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
+
+
+ADD_NO_FLUSH_WAIT = Direct(
+    skipping_flush_wait(insert(_COUNTERS).values(key=bindparam("key"), window_start=1, hits=1))
+)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_an_insert_can_skip_the_flush_wait_of_its_transaction_in_its_own_round_trip(
+    db: Database,
+) -> None:
+    async with db.uow() as uow:
+        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
+        await direct_rows(uow, ADD_NO_FLUSH_WAIT, {"key": "relaxed-insert"})
+        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("off",)]
+        await uow.commit()
+    assert await _stored(db, "relaxed-insert")
+    async with db.uow() as uow:
         assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
 
 

@@ -9,7 +9,13 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert
 
-from agent_server.kernel.store import Direct, UnitOfWork, direct_execute
+from agent_server.kernel.store import (
+    Direct,
+    UnitOfWork,
+    direct_execute,
+    direct_rows,
+    skipping_flush_wait,
+)
 from billing.escrow import escrow_posting
 from billing.meter.quota import period_of
 from billing.models import Hold, UsageRecord
@@ -106,17 +112,30 @@ _USAGE_COLUMNS = (
     "transaction_id",
     "created_at",
 )
-INSERT_USAGE = Direct(insert(_USAGE).values({name: bindparam(name) for name in _USAGE_COLUMNS}))
+_INSERT_USAGE = insert(_USAGE).values({name: bindparam(name) for name in _USAGE_COLUMNS})
+INSERT_USAGE = Direct(_INSERT_USAGE)
+INSERT_USAGE_NO_FLUSH_WAIT = Direct(skipping_flush_wait(_INSERT_USAGE))
+"""PostgreSQL: the usage row, and the call's commit answered without waiting for the disk."""
 
 
 async def record_usage(
-    uow: UnitOfWork, call: MeteredCall, receipt: Receipt | None, txn: int | None
+    uow: UnitOfWork,
+    call: MeteredCall,
+    receipt: Receipt | None,
+    txn: int | None,
+    *,
+    flush_wait: bool = True,
 ) -> None:
-    """The call's usage row (free or what it was charged), in its transaction."""
+    """The call's usage row (free or what it was charged), in its transaction.
+
+    ``flush_wait=False``: the transaction's commit need not wait for the disk
+    (``store.skip_flush_wait``); on PostgreSQL the usage insert itself says so, which saves
+    the call a round trip."""
     now = uow.clock.now()
-    await direct_execute(
+    plain = flush_wait or uow.db.is_sqlite
+    await (direct_execute if plain else direct_rows)(
         uow,
-        INSERT_USAGE,
+        INSERT_USAGE if plain else INSERT_USAGE_NO_FLUSH_WAIT,
         {
             "call_id": call.call_id,
             "agent_id": call.agent_id,

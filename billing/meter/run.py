@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from agent_server.kernel.errors import InsufficientFunds, RateLimited
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.store import Database, UnitOfWork, skip_flush_wait
+from agent_server.kernel.store import Database, UnitOfWork
 from billing import idempotency
 from billing.caps import add_spending
 from billing.config import BillingConfig
@@ -190,8 +190,6 @@ class _Run:
         admission, price, config = self.admission, self.price, self.config
         gate = self.gate
         async with self.db.uow() as uow:
-            if not admission.durable:
-                await skip_flush_wait(uow)
             if gate is not None:
                 await gate.before_work(uow)
             payer: Payer | None = None
@@ -216,7 +214,9 @@ class _Run:
                         config,
                     )
                 receipt, txn = await self._charge(uow, call, payer)
-            await record_usage(uow, call, receipt, txn)
+            # A read call's commit need not wait for the disk unless settings say so
+            # (``Admission.durable``): the usage row's insert turns the wait off.
+            await record_usage(uow, call, receipt, txn, flush_wait=admission.durable)
             if self.claim is not None:
                 await idempotency.complete(
                     uow, self.claim, result, receipt.to_dict() if receipt else None

@@ -8,6 +8,7 @@ from agent_server.kernel.store.direct import (
     direct_rows,
     plan_each_time,
     skip_flush_wait,
+    skipping_flush_wait,
 )
 from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.kernel.store.uow import Database, UnitOfWork
@@ -27,4 +28,5 @@ __all__ = [
     "make_sessionmaker",
     "plan_each_time",
     "skip_flush_wait",
+    "skipping_flush_wait",
 ]

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
+from sqlalchemy import func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement, Executable, Insert, text
@@ -295,6 +296,17 @@ async def skip_flush_wait(uow: UnitOfWork) -> None:
     this does nothing."""
     if not uow.db.is_sqlite:
         await direct_execute(uow, _NO_FLUSH_WAIT, {})
+
+
+def skipping_flush_wait(stmt: Insert) -> Insert:
+    """``stmt``, an INSERT of one row, that on PostgreSQL also does what ``skip_flush_wait``
+    does, without a round trip of its own: it returns
+    ``set_config('synchronous_commit', 'off', true)``, which is ``SET LOCAL`` as a function.
+    PostgreSQL reads the setting when the transaction commits, so turning it off at any
+    statement before the commit is the same as turning it off first. It takes effect only
+    if the statement inserts its row (RETURNING runs once per row). PostgreSQL only: SQLite
+    has no ``set_config`` (nor the wait to skip)."""
+    return stmt.returning(func.set_config("synchronous_commit", "off", True))
 
 
 PLAN_EACH_TIME = Direct(text("SET LOCAL plan_cache_mode TO force_custom_plan"))
