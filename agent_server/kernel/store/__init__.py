@@ -1,16 +1,14 @@
 """The store layer: declarative base, engines and the unit of work."""
 
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
-from agent_server.kernel.store.direct import (
+from agent_server.kernel.store.direct import Direct, direct_execute, direct_rows
+from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessionmaker
+from agent_server.kernel.store.local_settings import (
     PLAN_EACH_TIME,
-    Direct,
-    direct_execute,
-    direct_rows,
     plan_each_time,
     skip_flush_wait,
     skipping_flush_wait,
 )
-from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.kernel.store.uow import Database, UnitOfWork
 
 __all__ = [

@@ -47,10 +47,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import func
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
-from sqlalchemy.sql import ClauseElement, Executable, Insert, text
+from sqlalchemy.sql import ClauseElement, Executable, Insert
 
 from agent_server.kernel.store.rows import NamedRow, column_names, named, row_class
 from agent_server.kernel.store.shortcuts import missing_asyncpg_internals, unavailable
@@ -280,50 +279,6 @@ def _echo(uow: UnitOfWork, compiled: CompiledDirect, arguments: list[Any]) -> No
         engine.logger.info("[direct] [SQL parameters hidden due to hide_parameters=True]")
     else:
         engine.logger.info("[direct] %r", tuple(arguments))
-
-
-_NO_FLUSH_WAIT = Direct(text("SET LOCAL synchronous_commit TO OFF"))
-
-
-async def skip_flush_wait(uow: UnitOfWork) -> None:
-    """Let ``uow``'s commit answer without waiting for the database to flush it to disk.
-
-    On PostgreSQL this turns ``synchronous_commit`` off for this transaction only (one round
-    trip): the commit stays atomic and isolated, but if the database server itself crashes
-    (not this process) within a fraction of a second after it, at most three times
-    ``wal_writer_delay``, the transaction may be lost, never half kept. SQLite in WAL mode with
-    ``synchronous=NORMAL`` (``store.engine``) commits every transaction that way, so there
-    this does nothing."""
-    if not uow.db.is_sqlite:
-        await direct_execute(uow, _NO_FLUSH_WAIT, {})
-
-
-def skipping_flush_wait(stmt: Insert) -> Insert:
-    """``stmt``, an INSERT of one row, that on PostgreSQL also does what ``skip_flush_wait``
-    does, without a round trip of its own: it returns
-    ``set_config('synchronous_commit', 'off', true)``, which is ``SET LOCAL`` as a function.
-    PostgreSQL reads the setting when the transaction commits, so turning it off at any
-    statement before the commit is the same as turning it off first. It takes effect only
-    if the statement inserts its row (RETURNING runs once per row). PostgreSQL only: SQLite
-    has no ``set_config`` (nor the wait to skip)."""
-    return stmt.returning(func.set_config("synchronous_commit", "off", True))
-
-
-PLAN_EACH_TIME = Direct(text("SET LOCAL plan_cache_mode TO force_custom_plan"))
-"""What ``plan_each_time`` runs (``booking.search.warm`` compiles it ahead)."""
-
-
-async def plan_each_time(uow: UnitOfWork) -> None:
-    """Let PostgreSQL plan each statement of ``uow``'s transaction for its own parameters.
-
-    A statement prepared once (as asyncpg prepares every one) is planned for its values a
-    few times; then PostgreSQL may keep one generic plan for any values. A search's
-    statements depend on their values (a keyset slice of a few hundred index entries, or a
-    bound every row passes), and a generic plan of one may sort thousands of rows where
-    the values' own plan reads a few hundred. For this transaction only (one round trip);
-    SQLite plans every statement alike, so there this does nothing."""
-    if not uow.db.is_sqlite:
-        await direct_execute(uow, PLAN_EACH_TIME, {})
 
 
 async def _session_rows(
