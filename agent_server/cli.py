@@ -274,6 +274,35 @@ def db_upgrade(
     typer.echo(f"database at {revision}")
 
 
+@db_app.command("refresh-blocks")
+def db_refresh_blocks(
+    force: Annotated[
+        bool, typer.Option("--force", help="Check every schedule even if the rules match.")
+    ] = False,
+) -> None:
+    """Compute the schedules' search week blocks again if they were computed by other time
+    zone rules than this machine's (every server also does this as it starts)."""
+    from agent_server.booking.schedules.zone_rules import refresh_start_blocks
+    from agent_server.runtime import Runtime
+
+    settings = _settings()
+    _require_database(settings)
+
+    async def run() -> tuple[int, int]:
+        runtime = Runtime.create(settings)
+        try:
+            refreshed = await refresh_start_blocks(runtime.db, force=force)
+            return refreshed.checked, refreshed.changed
+        finally:
+            await runtime.close()
+
+    checked, changed = asyncio.run(run())
+    if not checked:
+        typer.echo("week blocks already follow this machine's time zone rules")
+    else:
+        typer.echo(f"checked {checked} schedules; changed the week blocks of {changed}")
+
+
 @app.command("demo-data")
 def demo_data(
     specialists: Annotated[int, typer.Option(help="How many specialists to create.")] = 1000,

@@ -140,12 +140,15 @@ def catalogue_key(size: int, seed: int) -> str:
 
 async def _build_catalogue(url: str, size: int, seed: int) -> None:
     from agent_server.booking.demo import load_demo_data
+    from agent_server.booking.schedules.zone_rules import refresh_start_blocks
     from agent_server.kernel.store import Database, make_engine
 
     await asyncio.to_thread(upgrade, url)
     db = Database(make_engine(url))
     try:
         await load_demo_data(db, size, seed=seed)
+        # What a server checks as it starts, done here once: no server of the run repeats it.
+        await refresh_start_blocks(db)
         # Steady state of a live catalogue: statistics gathered and, on PostgreSQL, the
         # visibility map set (autovacuum's work), so index-only scans skip the heap.
         async with db.engine.connect() as conn:

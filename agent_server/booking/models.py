@@ -367,18 +367,18 @@ CATALOGUE_ROW = 1
 class CatalogueState(Base):
     """How often the catalogue (specialists, schedules, bookings) has changed.
 
-    One row, kept by database triggers (migration 0007): every transaction that inserts,
-    updates or deletes specialists or bookings, or changes a schedule in anything but its
-    ``next_free_at`` hint, adds to ``version``. Cached search pages and profiles
-    (``agent_server.booking.cache``) are valid while it stays the same. ``last_txid`` lets
-    PostgreSQL count each transaction once.
+    One row. Database triggers (migration 0007) add to ``version`` in every transaction
+    that changes specialists, bookings or a schedule (but for its ``next_free_at``): cached
+    pages and profiles (``booking.cache``) are valid while it stays; ``last_txid`` counts a
+    PostgreSQL transaction once. ``zone_rules``: the digest of the time zone rules behind
+    ``schedules.start_blocks`` (``booking.schedules.zone_rules``).
     """
 
     __tablename__ = "catalogue_state"
-
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_txid: Mapped[int | None] = mapped_column(BigInteger)
+    zone_rules: Mapped[str | None] = mapped_column(String(64))
 
 
 class CalendarToken(Base):

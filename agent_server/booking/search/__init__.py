@@ -21,8 +21,9 @@ Cutting slots is the expensive part, so it is done only for the specialists a pa
    whose weekly hours never meet the days and hours asked (laid on a week in UTC,
    ``availability.may_start_in``) is known to have none without cutting. Coarser, the same
    holds in SQL: each schedule stores the three-hour blocks of a week in UTC where its slots
-   may start (``schedules.start_blocks``, kept by every write of its hours), the walked
-   indexes carry them, and a walk with days or hours leaves out schedules whose blocks miss
+   may start (``schedules.start_blocks``, kept by every write of its hours and computed
+   again when the time zone rules change: ``schedules.zone_rules``), the walked indexes
+   carry them, and a walk with days or hours leaves out schedules whose blocks miss
    the ones asked (``Plan.asked_blocks``) before any is read.
 3. A specialist is emitted once the walk has passed its key (nothing unseen can sort before
    it), so the order is exact even though keys are only known after slots are cut. The walk
