@@ -22,7 +22,6 @@ from agent_server.kernel.store import (
     direct_execute,
     direct_rows,
     plan_each_time,
-    skip_flush_wait,
     skipping_flush_wait,
 )
 from agent_server.kernel.store import engine as store_engine
@@ -152,21 +151,6 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
         lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
     assert pooled == expected
     assert lent == expected
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-async def test_a_commit_may_skip_the_flush_wait_for_its_own_transaction_only(
-    db: Database,
-) -> None:
-    async with db.uow() as uow:
-        await skip_flush_wait(uow)
-        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("off",)]
-        await direct_execute(uow, ADD, {"key": "relaxed"})
-        await uow.commit()
-    assert await _stored(db, "relaxed")
-    async with db.uow() as uow:  # the next transaction on a pooled connection waits again
-        assert await direct_rows(uow, SYNCHRONOUS_COMMIT, {}) == [("on",)]
 
 
 ADD_NO_FLUSH_WAIT = Direct(

@@ -520,6 +520,25 @@ def start_blocks(spec: ScheduleSpec) -> int:
     return blocks_of(_hours_week(spec, offsets, date.min, date.max))
 
 
+def start_blocks_changes(rows: Iterable[Sequence[Any]]) -> list[dict[str, int]]:
+    """Stored schedules whose ``start_blocks`` differ from what their hours give now: rows of
+    (id, timezone, weekly_hours, overrides, slot_minutes, start_blocks) in, one
+    ``{"sid": id, "blocks": blocks}`` to write out for each that differs."""
+    changes = []
+    for sid, timezone, weekly, overrides, minutes, held in rows:
+        spec = ScheduleSpec.build(
+            id=sid,
+            timezone=timezone,
+            weekly_hours=weekly or {},
+            overrides=overrides or {},
+            slot_minutes=minutes,
+        )
+        blocks = start_blocks(spec)
+        if blocks != held:
+            changes.append({"sid": sid, "blocks": blocks})
+    return changes
+
+
 @lru_cache(maxsize=1024)
 def _zone_offsets(tz: ZoneInfo) -> tuple[int, int] | None:
     """``_offsets_between`` over the years ``start_blocks`` holds for: once per zone (tens of

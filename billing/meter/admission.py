@@ -82,7 +82,7 @@ class Admission:
     ``arguments`` identify the call for its ``idempotency_key`` (same key and arguments: the
     stored result). ``extra_price`` is a slot price, held and moved into escrow by the
     operation. ``durable=False``, for a call whose operation changes nothing, lets a read
-    tool's transaction commit without waiting for the disk (``store.skip_flush_wait``).
+    tool's transaction commit without waiting for the disk (``store.skipping_flush_wait``).
     ``max_price_usd_micros``: the caller's limit on the call's list price (fee plus extra);
     a dearer call is refused before any charge (``check_max_price``).
 

@@ -129,7 +129,7 @@ async def record_usage(
     """The call's usage row (free or what it was charged), in its transaction.
 
     ``flush_wait=False``: the transaction's commit need not wait for the disk
-    (``store.skip_flush_wait``); on PostgreSQL the usage insert itself says so, which saves
+    (``store.skipping_flush_wait``); on PostgreSQL the usage insert itself says so, which saves
     the call a round trip."""
     now = uow.clock.now()
     plain = flush_wait or uow.db.is_sqlite

@@ -27,7 +27,7 @@ from functools import cache
 
 from sqlalchemy import Table, bindparam, select, update
 
-from agent_server.booking.availability import ScheduleSpec, start_blocks
+from agent_server.booking.availability import start_blocks_changes
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState, Schedule
 from agent_server.kernel.store import Database
 
@@ -111,18 +111,7 @@ async def refresh_start_blocks(db: Database, *, force: bool = False) -> Refreshe
             ).all()
             if not rows:
                 break
-            values = []
-            for sid, timezone, weekly, overrides, minutes, held in rows:
-                spec = ScheduleSpec.build(
-                    id=sid,
-                    timezone=timezone,
-                    weekly_hours=weekly or {},
-                    overrides=overrides or {},
-                    slot_minutes=minutes,
-                )
-                blocks = start_blocks(spec)
-                if blocks != held:
-                    values.append({"sid": sid, "blocks": blocks})
+            values = start_blocks_changes(rows)
             if values:
                 await uow.session.execute(_BLOCKS, values)
             await uow.commit()

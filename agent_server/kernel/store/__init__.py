@@ -6,7 +6,6 @@ from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessio
 from agent_server.kernel.store.local_settings import (
     PLAN_EACH_TIME,
     plan_each_time,
-    skip_flush_wait,
     skipping_flush_wait,
 )
 from agent_server.kernel.store.uow import Database, UnitOfWork
@@ -25,6 +24,5 @@ __all__ = [
     "make_engine",
     "make_sessionmaker",
     "plan_each_time",
-    "skip_flush_wait",
     "skipping_flush_wait",
 ]

@@ -1,6 +1,6 @@
 """Settings of one transaction on PostgreSQL: commit without waiting for the disk
-(``skip_flush_wait``, or ``skipping_flush_wait`` inside an insert), plan each statement for
-its own values (``plan_each_time``). SQLite needs neither: there they do nothing."""
+(``skipping_flush_wait``, inside an insert), plan each statement for its own values
+(``plan_each_time``). SQLite needs neither."""
 
 from __future__ import annotations
 
@@ -10,30 +10,19 @@ from sqlalchemy.sql import Insert, text
 from agent_server.kernel.store.direct import Direct, direct_execute
 from agent_server.kernel.store.uow import UnitOfWork
 
-_NO_FLUSH_WAIT = Direct(text("SET LOCAL synchronous_commit TO OFF"))
-
-
-async def skip_flush_wait(uow: UnitOfWork) -> None:
-    """Let ``uow``'s commit answer without waiting for the database to flush it to disk.
-
-    On PostgreSQL this turns ``synchronous_commit`` off for this transaction only (one round
-    trip): the commit stays atomic and isolated, but if the database server itself crashes
-    (not this process) within a fraction of a second after it, at most three times
-    ``wal_writer_delay``, the transaction may be lost, never half kept. SQLite in WAL mode with
-    ``synchronous=NORMAL`` (``store.engine``) commits every transaction that way, so there
-    this does nothing."""
-    if not uow.db.is_sqlite:
-        await direct_execute(uow, _NO_FLUSH_WAIT, {})
-
 
 def skipping_flush_wait(stmt: Insert) -> Insert:
-    """``stmt``, an INSERT of one row, that on PostgreSQL also does what ``skip_flush_wait``
-    does, without a round trip of its own: it returns
-    ``set_config('synchronous_commit', 'off', true)``, which is ``SET LOCAL`` as a function.
-    PostgreSQL reads the setting when the transaction commits, so turning it off at any
-    statement before the commit is the same as turning it off first. It takes effect only
-    if the statement inserts its row (RETURNING runs once per row). PostgreSQL only: SQLite
-    has no ``set_config`` (nor the wait to skip)."""
+    """``stmt``, an INSERT of one row, that on PostgreSQL also lets its transaction's commit
+    answer without waiting for the database to flush it to disk, with no round trip of its
+    own: it returns ``set_config('synchronous_commit', 'off', true)``, ``SET LOCAL`` as a
+    function. The commit stays atomic and isolated, but if the database server itself
+    crashes (not this process) within a fraction of a second after it, at most three times
+    ``wal_writer_delay``, the transaction may be lost, never half kept. PostgreSQL reads the
+    setting when the transaction commits, so turning it off at any statement before the
+    commit is the same as turning it off first; it takes effect only if the statement
+    inserts its row (RETURNING runs once per row). PostgreSQL only: SQLite has no
+    ``set_config``, and in WAL mode with ``synchronous=NORMAL`` (``store.engine``) it
+    commits every transaction that way."""
     return stmt.returning(func.set_config("synchronous_commit", "off", True))
 
 

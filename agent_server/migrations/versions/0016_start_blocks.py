@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from agent_server.booking.availability import ALL_BLOCKS, ScheduleSpec, start_blocks
+from agent_server.booking.availability import ALL_BLOCKS, start_blocks_changes
 
 revision: str = "0016"
 down_revision: str | None = "0015"
@@ -58,6 +58,7 @@ def _fill() -> None:
                 SCHEDULES.c.weekly_hours,
                 SCHEDULES.c.overrides,
                 SCHEDULES.c.slot_minutes,
+                SCHEDULES.c.start_blocks,  # every block, as the new column's default
             )
             .where(SCHEDULES.c.id > last)
             .order_by(SCHEDULES.c.id)
@@ -65,18 +66,7 @@ def _fill() -> None:
         ).all()
         if not rows:
             return
-        values = []
-        for sid, timezone, weekly, overrides, minutes in rows:
-            spec = ScheduleSpec.build(
-                id=sid,
-                timezone=timezone,
-                weekly_hours=weekly or {},
-                overrides=overrides or {},
-                slot_minutes=minutes,
-            )
-            blocks = start_blocks(spec)
-            if blocks != ALL_BLOCKS:
-                values.append({"sid": sid, "blocks": blocks})
+        values = start_blocks_changes(rows)
         if values:
             bind.execute(update, values)
         last = rows[-1][0]
