@@ -76,7 +76,7 @@ class CompiledDirect:
     sql: str
     slots: tuple[_Slot, ...]
     dml: bool
-    keys: frozenset[str]  # the parameter names the statement takes
+    keys: frozenset[str]  # the parameter names a DML statement takes (empty for others)
 
     def arguments(self, params: Mapping[str, Any]) -> list[Any]:
         """The positional parameters the driver gets for ``params``, processed."""
@@ -122,22 +122,40 @@ def compile_direct(statement: Executable, dialect: Dialect) -> CompiledDirect:
         if process is not None:
             processors[name] = process
     slots = tuple(
-        _Slot(
-            key=binds[name].key,
-            name=name,
-            default=_REQUIRED if binds[name].required else binds[name].value,
-            process=processors.get(name),
+        _slot(
+            binds[name].key,
+            name,
+            _REQUIRED if binds[name].required else binds[name].value,
+            processors.get(name),
         )
         for name in compiled.positiontup
     )
+    dml = bool(compiled.isinsert or compiled.isupdate or compiled.isdelete)
     return CompiledDirect(
         sql=str(compiled),
         slots=slots,
-        dml=bool(compiled.isinsert or compiled.isupdate or compiled.isdelete),
+        dml=dml,
+        # Only DML checks its parameters' names (``arguments``).
         keys=frozenset(
             key for bind, name in compiled.bind_names.items() for key in (bind.key, name)
-        ),
+        )
+        if dml
+        else frozenset(),
     )
+
+
+_PLAIN_SLOTS: dict[tuple[str, str], _Slot] = {}
+"""Slots of required binds without a processor, shared by every statement that has one by
+that name: the search's statements bind lists of up to hundreds of ids each."""
+
+
+def _slot(key: str, name: str, default: Any, process: Callable[[Any], Any] | None) -> _Slot:
+    if default is not _REQUIRED or process is not None:
+        return _Slot(key, name, default, process)
+    found = _PLAIN_SLOTS.get((key, name))
+    if found is None:
+        found = _PLAIN_SLOTS[(key, name)] = _Slot(key, name, default, process)
+    return found
 
 
 class Direct:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import keyword
 from collections.abc import Iterable, Sequence
+from functools import cache
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -52,8 +53,14 @@ def _attribute_name(name: str) -> str:
 
 
 def row_class(names: Sequence[str]) -> type[NamedRow]:
-    """A row class whose attribute ``names[i]`` reads column ``i``."""
-    fields = tuple(_attribute_name(name) for name in names)
+    """A row class whose attribute ``names[i]`` reads column ``i``; statements naming the same
+    columns share one (a class takes about a kilobyte, and the search keeps hundreds of
+    statements)."""
+    return _row_class(tuple(_attribute_name(name) for name in names))
+
+
+@cache
+def _row_class(fields: tuple[str, ...]) -> type[NamedRow]:
     attributes: dict[str, Any] = {"__slots__": (), "_fields": fields}
     for i, name in enumerate(fields):
         if name and name not in attributes:
