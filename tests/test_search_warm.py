@@ -47,3 +47,33 @@ async def test_warmed_statements_serve_every_common_search_shape(
         found += len(page.items)
     assert found > 0  # the searches did find specialists
     assert compiled == []  # and none of them compiled a statement
+
+
+async def test_a_search_of_one_word_runs_the_statements_of_two(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One word is bound as two patterns (the second matches every text), so a server keeps
+    and warms one set of statements for both; a third word is a shape of its own."""
+    await load_demo_data(db, 40, seed=3)
+    compiled: list[str] = []
+    original = store_direct.compile_direct
+
+    def counting(statement: Any, dialect: Any) -> Any:
+        compiled.append(str(statement)[:80])
+        return original(statement, dialect)
+
+    monkeypatch.setattr(store_direct, "compile_direct", counting)
+
+    async def search(raw: dict[str, Any]) -> int:
+        async with db.uow() as uow:
+            page = await search_specialists(uow, SearchQuery.parse(raw), now=clock.now())
+            await uow.commit()
+        return len(page.items)
+
+    await search({"q": "advisor", "sort": "price"})
+    first = len(compiled)
+    assert first > 0  # a cold process compiles the shape's statements
+    await search({"q": "senior advisor", "sort": "price"})
+    assert len(compiled) == first  # two words: the same statements
+    await search({"q": "senior tax advisor", "sort": "price"})
+    assert len(compiled) > first  # three words: statements of their own

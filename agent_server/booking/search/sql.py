@@ -89,7 +89,7 @@ def shape_of(plan: Plan) -> Shape:
         sort=plan.sort,
         desc=plan.desc,
         sqlite=plan.sqlite,
-        words=len(plan.words),
+        words=word_slots(len(plan.words)),
         skills=len(q.skills),
         languages=list_size(len(q.languages)) if q.languages else 0,
         blocks=plan.asked_blocks is not None,
@@ -124,8 +124,8 @@ def params(plan: Plan) -> dict[str, Any]:
         "city": None if q.city is None else q.city.lower(),
         "min_rating": LOWEST_RATING if q.min_rating is None else q.min_rating,
     }
-    for i, word in enumerate(plan.words):
-        out[f"w{i}"] = f"%{_like_escape(word)}%"
+    for i in range(word_slots(len(plan.words))):
+        out[f"w{i}"] = f"%{_like_escape(plan.words[i])}%" if i < len(plan.words) else "%"
     for i, skill in enumerate(q.skills):
         out[f"s{i}"] = skill
     if q.languages:
@@ -168,6 +168,17 @@ def statement(key: Hashable, build: Callable[[], Executable]) -> Direct:
     while len(_TABLE) > STATEMENTS:
         _TABLE.popitem(last=False)
     return made
+
+
+WORD_SLOTS = 2
+"""A search's words are bound as at least this many patterns, the ones past its words ``%``
+(which every text matches): one statement serves a search of one word and of two, so a
+server keeps and warms fewer statements."""
+
+
+def word_slots(n: int) -> int:
+    """How many patterns a search of ``n`` words is bound as."""
+    return 0 if n == 0 else max(n, WORD_SLOTS)
 
 
 def list_size(n: int) -> int:

@@ -26,6 +26,7 @@ from agent_server.booking.search.sql import (
     skill_count_query,
     slice_end_query,
     walk_query,
+    word_slots,
 )
 from agent_server.kernel.store import PLAN_EACH_TIME, Database, Direct
 
@@ -38,10 +39,11 @@ WARM_IDS = 64
 def warm_shapes(sqlite: bool) -> list[Shape]:
     """The shapes compiled ahead, the commonest first."""
     languages = (0, list_size(1))
+    words = sorted({word_slots(n) for n in range(WARM_WORDS + 1)})  # one and two words: one
     return [
-        Shape(sort, desc, sqlite, words, skills, langs)
-        for words, skills, langs, sort, desc in itertools.product(
-            range(WARM_WORDS + 1), range(WARM_SKILLS + 1), languages, SortBy, (False, True)
+        Shape(sort, desc, sqlite, slots, skills, langs)
+        for slots, skills, langs, sort, desc in itertools.product(
+            words, range(WARM_SKILLS + 1), languages, SortBy, (False, True)
         )
         if not (desc and sort is SortBy.NEXT_AVAILABLE)  # soonest first only
     ]
