@@ -25,12 +25,8 @@ QUERIES: list[dict[str, Any]] = [
 ]
 
 
-async def test_warmed_statements_serve_every_common_search_shape(
-    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await load_demo_data(db, 40, seed=3)
-    warmed = warm_statements(db)
-    assert warmed > 100
+def _counting_compilations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements compiled from now on (the start of each), in order."""
     compiled: list[str] = []
     original = store_direct.compile_direct
 
@@ -39,6 +35,16 @@ async def test_warmed_statements_serve_every_common_search_shape(
         return original(statement, dialect)
 
     monkeypatch.setattr(store_direct, "compile_direct", counting)
+    return compiled
+
+
+async def test_warmed_statements_serve_every_common_search_shape(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load_demo_data(db, 40, seed=3)
+    warmed = warm_statements(db)
+    assert warmed > 100
+    compiled = _counting_compilations(monkeypatch)
     found = 0
     for raw in QUERIES:
         async with db.uow() as uow:
@@ -55,14 +61,7 @@ async def test_a_search_of_one_word_runs_the_statements_of_two(
     """One word is bound as two patterns (the second matches every text), so a server keeps
     and warms one set of statements for both; a third word is a shape of its own."""
     await load_demo_data(db, 40, seed=3)
-    compiled: list[str] = []
-    original = store_direct.compile_direct
-
-    def counting(statement: Any, dialect: Any) -> Any:
-        compiled.append(str(statement)[:80])
-        return original(statement, dialect)
-
-    monkeypatch.setattr(store_direct, "compile_direct", counting)
+    compiled = _counting_compilations(monkeypatch)
 
     async def search(raw: dict[str, Any]) -> int:
         async with db.uow() as uow:
