@@ -19,8 +19,8 @@ from agent_server.booking.search.answer import Facets, SearchPage
 from agent_server.booking.search.compact import (
     DETAIL_LEVELS,
     PAGE_BUDGET_PER_RESULT,
+    Hits,
     Person,
-    hit,
     page_size,
 )
 from agent_server.booking.search.cursor import encode_cursor
@@ -131,9 +131,10 @@ async def search_specialists(
     await uow.flush()
     budget = PAGE_BUDGET_PER_RESULT * max(query.limit, 10)
     page: SearchPage | None = None
+    hits = Hits(plan)
     for detail in DETAIL_LEVELS:
         page = SearchPage(
-            items=[hit(plan, people[ev.specialist_id], ev, detail) for ev in walk.emitted],
+            items=[hits.hit(people[ev.specialist_id], ev, detail) for ev in walk.emitted],
             facets=facets,
             timezone=query.timezone,
             window_start=iso_utc(plan.window_start),
