@@ -44,6 +44,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -144,18 +145,17 @@ def compile_direct(statement: Executable, dialect: Dialect) -> CompiledDirect:
     )
 
 
-_PLAIN_SLOTS: dict[tuple[str, str], _Slot] = {}
-"""Slots of required binds without a processor, shared by every statement that has one by
-that name: the search's statements bind lists of up to hundreds of ids each."""
-
-
 def _slot(key: str, name: str, default: Any, process: Callable[[Any], Any] | None) -> _Slot:
     if default is not _REQUIRED or process is not None:
         return _Slot(key, name, default, process)
-    found = _PLAIN_SLOTS.get((key, name))
-    if found is None:
-        found = _PLAIN_SLOTS[(key, name)] = _Slot(key, name, default, process)
-    return found
+    return _plain_slot(key, name)
+
+
+@cache
+def _plain_slot(key: str, name: str) -> _Slot:
+    """The slot of a required bind without a processor, shared by every statement that has
+    one by that name: the search's statements bind lists of up to hundreds of ids each."""
+    return _Slot(key, name, _REQUIRED, None)
 
 
 class Direct:
