@@ -1,6 +1,7 @@
 """Units of work: statements sent straight to the driver and ORM statements share one
-transaction, whichever comes first; on a SQLite file the connection is lent (see
-``agent_server.kernel.store.sqlite_pool``) and the ORM session is only made when asked for."""
+transaction, whichever comes first; the connection comes without an ORM session (on a SQLite
+file it is lent, see ``agent_server.kernel.store.sqlite_pool``; on PostgreSQL it is checked
+out of the engine's pool) and the session is only made when asked for."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 from db_support import SYNCHRONOUS_COMMIT
 from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
@@ -41,8 +43,8 @@ async def _stored(db: Database, key: str) -> bool:
 async def test_direct_statements_alone_make_no_session_and_commit(db: Database) -> None:
     async with db.uow() as uow:
         await direct_execute(uow, ADD, {"key": "alone"})
-        # On PostgreSQL direct statements are sent on the session's own connection.
-        assert uow.has_session is not db.is_sqlite
+        # Both backends: the connection is lent (SQLite) or checked out (PostgreSQL) alone.
+        assert not uow.has_session
         await uow.commit()
     assert await _stored(db, "alone")
 
@@ -61,6 +63,25 @@ async def test_orm_statements_after_direct_ones_see_them_and_roll_back_with_them
         # Not committed: both go.
     assert not await _stored(db, "direct-first")
     assert not await _stored(db, "orm-second")
+
+
+async def test_orm_statements_after_direct_ones_commit_with_them(db: Database) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "direct-before-orm"})
+        uow.session.add(RateCounter(key="orm-after-direct", window_start=1, hits=1))
+        await uow.commit()
+    assert await _stored(db, "direct-before-orm")
+    assert await _stored(db, "orm-after-direct")
+
+
+async def test_a_session_made_but_unused_after_direct_statements_still_commits_them(
+    db: Database,
+) -> None:
+    async with db.uow() as uow:
+        await direct_execute(uow, ADD, {"key": "session-idle"})
+        assert uow.session is not None  # made, never used: the transaction is the driver's
+        await uow.commit()
+    assert await _stored(db, "session-idle")
 
 
 async def test_direct_statements_after_orm_ones_commit_with_them(db: Database) -> None:
@@ -235,6 +256,43 @@ async def test_a_pooled_connection_the_server_dropped_is_replaced_unseen(db: Dat
         await uow.commit()
     assert now != dropped
     assert await _stored(db, "after-drop")
+
+
+UNBALANCED = Direct(
+    text(
+        "INSERT INTO ledger_transactions (kind, reference, currency, amount, memo, created_at) "
+        "VALUES ('charge', :ref, 'ETH', 5, '', now())"
+    )
+)
+LEDGER_REFERENCES = Direct(text("SELECT reference FROM ledger_transactions"))
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_commit_refused_at_the_end_raises_and_the_connection_serves_on(
+    db: Database,
+) -> None:
+    """Direct statements alone: the deferred ledger check refuses the transaction only at
+    COMMIT. That raises as through a session (a ``DBAPIError``), nothing stays, and the
+    connection goes back to the pool and serves the next unit of work."""
+    pool: Any = db.engine.sync_engine.pool
+    async with db.uow() as uow:
+        ((first,),) = await direct_rows(uow, BACKEND_PID, {})
+        await uow.commit()
+    with pytest.raises(DBAPIError, match="has no entries"):
+        async with db.uow() as uow:
+            ((refused_on,),) = await direct_rows(uow, BACKEND_PID, {})
+            await direct_execute(uow, UNBALANCED, {"ref": "refused"})
+            await uow.commit()
+    assert pool.checkedout() == 0
+    async with db.uow() as uow:
+        ((after,),) = await direct_rows(uow, BACKEND_PID, {})
+        assert await direct_rows(uow, LEDGER_REFERENCES, {}) == []
+        await direct_execute(uow, ADD, {"key": "after-refusal"})
+        await uow.commit()
+    assert first == refused_on == after  # one pooled connection throughout
+    assert await _stored(db, "after-refusal")
+    assert pool.checkedout() == 0
 
 
 async def _last_query_after_checkout(db: Database) -> tuple[int, int, str]:
