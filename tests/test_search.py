@@ -522,6 +522,20 @@ async def test_a_page_of_ten_fits_in_8000_characters(db: Database, loaded: Catal
             assert item.schedules and any(sch.slots for sch in item.schedules)
 
 
+async def test_a_search_that_writes_nothing_makes_no_orm_session(
+    db: Database, loaded: Catalogue
+) -> None:
+    """Its statements all go straight to the driver; only a search that stores what it
+    found (fresh next-free bounds) needs the ORM session (cheaper to go without)."""
+    query = SearchQuery.parse({"sort": "next_available"})
+    await run_search(db, {"sort": "next_available"})  # stores any bounds found stale
+    async with db.uow() as uow:
+        page = await search_specialists(uow, query, now=db.clock.now())
+        assert page.items
+        assert not uow.has_session
+        await uow.commit()
+
+
 async def test_slots_map_each_slot_id_to_its_local_times(db: Database, loaded: Catalogue) -> None:
     page = await run_search(db, {"timezone": "Asia/Kolkata", "sort": "next_available"})
     assert page.timezone == "Asia/Kolkata"

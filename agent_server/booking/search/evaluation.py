@@ -302,7 +302,8 @@ async def evaluate(
         out[sched.specialist_id].schedules.append(ev)
         if ev.first_free is not None and sched.next_free_at != ev.first_free.start:
             bounds[sched.id] = ev.first_free.start
-    await store_next_free(uow.session, bounds)
+    if bounds:  # a session only when there is something to write
+        await store_next_free(uow.session, bounds)
     for ev_ in out.values():
         ev_.key = _key(plan, ev_, rating)
     return out
