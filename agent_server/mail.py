@@ -18,15 +18,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
-from sqlalchemy import Index, Integer, String, Text, func, select
+from sqlalchemy import Index, Integer, String, Text, bindparam, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.store import Database, UnitOfWork
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 log = get_logger(__name__)
@@ -166,26 +167,38 @@ SENT = "sent"
 FAILED = "failed"
 
 
-async def queue_mail(uow: UnitOfWork, mail: OutgoingMail) -> OutboxMail:
-    """Queue ``mail`` in the caller's transaction (neither flushed nor committed).
+_MAILS: Any = OutboxMail.__table__
+_QUEUE_MAIL = Direct(
+    insert(_MAILS).values(
+        {
+            **{
+                name: bindparam(name, type_=_MAILS.c[name].type)
+                for name in ("kind", "to_addr", "subject", "body", "created_at")
+            },
+            "status": QUEUED,
+            "attempts": 0,
+            "next_attempt_at": bindparam("created_at", type_=_MAILS.c.next_attempt_at.type),
+        }
+    )
+)
+
+
+async def queue_mail(uow: UnitOfWork, mail: OutgoingMail) -> None:
+    """Queue ``mail`` in the caller's transaction (not committed): one statement straight to
+    the driver.
 
     The mail exists exactly when the change it is about commits, and the sender
     (``agent_server.events.mail_delivery``) delivers it by SMTP once that happened; without an
     SMTP server it stays in the outbox, where ``agent-server dev mail`` shows it.
     """
-    now = uow.clock.now()
-    row = OutboxMail(
-        kind=mail.kind,
-        to_addr=mail.to,
-        subject=mail.subject,
-        body=mail.body,
-        created_at=now,
-        status=QUEUED,
-        attempts=0,
-        next_attempt_at=now,
-    )
-    uow.session.add(row)
-    return row
+    values = {
+        "kind": mail.kind,
+        "to_addr": mail.to,
+        "subject": mail.subject,
+        "body": mail.body,
+        "created_at": uow.clock.now(),
+    }
+    await direct_execute(uow, _QUEUE_MAIL, values)
 
 
 MailLater = Callable[[OutgoingMail], None]

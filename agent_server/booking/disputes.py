@@ -114,7 +114,7 @@ async def open_dispute(
         opened_at=now,
     )
     uow.session.add(dispute)
-    record_change(uow, booking, CancelledBy.AGENT, before, f"disputed: {code}")
+    await record_change(uow, booking, CancelledBy.AGENT, before, f"disputed: {code}")
     await emit_booking(uow, BOOKING_DISPUTED, booking, extra={"dispute": dispute_data(dispute)})
     await uow.session.flush()
     return booking, dispute

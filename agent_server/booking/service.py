@@ -87,7 +87,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, literal, or_, select
+from sqlalchemy import bindparam, func, insert, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.exc import StaleDataError
@@ -131,7 +131,7 @@ from agent_server.kernel.errors import (
     ValidationFailed,
 )
 from agent_server.kernel.inputs import check_id, check_moment, check_text, require
-from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Direct, UnitOfWork, direct_execute, direct_rows
 from agent_server.kernel.store.conflicts import changed_meanwhile
 
 REASON_INVALID_STATUS = "invalid_status"
@@ -161,24 +161,35 @@ _SEAT_HOLDING = [s.value for s in SEAT_HOLDING]
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def record_change(
+_CHANGES: Any = BookingChange.__table__
+_RECORD_CHANGE = Direct(
+    insert(_CHANGES).values(
+        {
+            name: bindparam(name, type_=_CHANGES.c[name].type)
+            for name in ("booking_id", "at", "actor", "from_status", "to_status", "note")
+        }
+    )
+)
+
+
+async def record_change(
     uow: UnitOfWork,
     booking: Booking,
     actor: CancelledBy,
     from_status: str | None,
     note: str = "",
 ) -> None:
-    """Add the booking's history line for its move from ``from_status`` to its status now."""
-    uow.session.add(
-        BookingChange(
-            booking_id=booking.id,
-            at=uow.clock.now(),
-            actor=actor.value,
-            from_status=from_status,
-            to_status=booking.status,
-            note=note,
-        )
-    )
+    """Write the booking's history line for its move from ``from_status`` to its status now
+    (one statement straight to the driver: the line is never read back in the transaction)."""
+    values = {
+        "booking_id": booking.id,
+        "at": uow.clock.now(),
+        "actor": actor.value,
+        "from_status": from_status,
+        "to_status": booking.status,
+        "note": note,
+    }
+    await direct_execute(uow, _RECORD_CHANGE, values)
 
 
 async def _seat_freed(uow: UnitOfWork, booking: Booking) -> None:
@@ -486,7 +497,7 @@ async def book_slot(
             if existing is not None:
                 return _replay(existing, schedule_id, start, topic)
         raise await _conflict(uow, spec, start, REASON_FULL)
-    record_change(uow, booking, CancelledBy.AGENT, None, "booked")
+    await record_change(uow, booking, CancelledBy.AGENT, None, "booked")
     await emit_booking(uow, BOOKING_CREATED, booking)
     if booking.status == BookingStatus.ACCEPTED.value:
         await emit_booking(uow, BOOKING_CONFIRMED, booking)
@@ -515,7 +526,9 @@ async def accept_booking(
     if place:
         booking.location = place
     await flush_booking(uow, booking)
-    record_change(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted")
+    await record_change(
+        uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, "accepted"
+    )
     await emit_booking(uow, BOOKING_CONFIRMED, booking)
     await uow.session.flush()
     return booking
@@ -532,7 +545,7 @@ async def reject_booking(
     booking.status = BookingStatus.REJECTED.value
     booking.updated_at = uow.clock.now()
     await flush_booking(uow, booking)
-    record_change(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
+    await record_change(uow, booking, CancelledBy.SPECIALIST, BookingStatus.PENDING.value, reason)
     await _seat_freed(uow, booking)
     await emit_booking(uow, BOOKING_CANCELLED, booking)
     await uow.session.flush()
@@ -571,7 +584,7 @@ async def mark_canceled(
     booking.cancelled_at = now
     booking.updated_at = now
     await flush_booking(uow, booking)
-    record_change(uow, booking, by, before, note or reason_code)
+    await record_change(uow, booking, by, before, note or reason_code)
     await _seat_freed(uow, booking)
 
 
@@ -621,7 +634,7 @@ async def complete_booking(
     booking.completed_at = now
     booking.updated_at = now
     await flush_booking(uow, booking)
-    record_change(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
+    await record_change(uow, booking, by, BookingStatus.ACCEPTED.value, "completed")
     await emit_booking(uow, BOOKING_COMPLETED, booking)
     await uow.session.flush()
     return booking
@@ -678,7 +691,7 @@ async def reschedule_booking(
     await mark_canceled(
         uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}"
     )
-    record_change(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
+    await record_change(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
     await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old)
     await uow.session.flush()
     return new
@@ -704,7 +717,7 @@ async def add_note(
     booking.notes = f"{booking.notes}\n{text}" if booking.notes else text
     booking.updated_at = uow.clock.now()
     await flush_booking(uow, booking)
-    record_change(uow, booking, by, booking.status, text)
+    await record_change(uow, booking, by, booking.status, text)
     await uow.session.flush()
     return booking
 
@@ -721,7 +734,9 @@ async def set_location(
     booking.location = place or None
     booking.updated_at = uow.clock.now()
     await flush_booking(uow, booking)
-    record_change(uow, booking, CancelledBy.SPECIALIST, booking.status, f"location: {place or '-'}")
+    await record_change(
+        uow, booking, CancelledBy.SPECIALIST, booking.status, f"location: {place or '-'}"
+    )
     await uow.session.flush()
     return booking
 
@@ -747,7 +762,7 @@ async def dismiss_booking(uow: UnitOfWork, agent_id: int, booking_id: int) -> Bo
     if booking.dismissed_at is None:
         booking.dismissed_at = uow.clock.now()
         await flush_booking(uow, booking)
-        record_change(uow, booking, CancelledBy.AGENT, booking.status, "dismissed")
+        await record_change(uow, booking, CancelledBy.AGENT, booking.status, "dismissed")
         await uow.session.flush()
     return booking
 

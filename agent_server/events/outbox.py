@@ -1,8 +1,8 @@
 """Writing events to the outbox, in the transaction of the change that causes them.
 
-``emit`` adds one row to ``outbox_events`` through the caller's unit of work and never
-commits: the event exists exactly when the change does, and a rolled-back change leaves no
-event behind. The delivery worker sends it later (``agent_server.events.worker``).
+``emit`` writes one row to ``outbox_events`` in the caller's transaction and never commits:
+the event exists exactly when the change does, and a rolled-back change leaves no event
+behind. The delivery worker sends it later (``agent_server.events.worker``).
 
 The body an agent receives is ``envelope(event)`` serialised by ``body_bytes``::
 
@@ -18,8 +18,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import bindparam, insert
+
 from agent_server.events.models import OutboxEvent, OutboxStatus
-from agent_server.kernel.store import UnitOfWork
+from agent_server.kernel.store import Direct, UnitOfWork, direct_execute
 
 BOOKING_CREATED = "booking.created"
 BOOKING_CONFIRMED = "booking.confirmed"
@@ -70,30 +72,42 @@ def iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-async def emit(uow: UnitOfWork, *, type: str, agent_id: int, data: Mapping[str, Any]) -> str:
-    """Add an event for ``agent_id`` to the caller's transaction; its event id.
+_EVENTS: Any = OutboxEvent.__table__
+_INSERT_EVENT = Direct(
+    insert(_EVENTS).values(
+        {
+            **{
+                name: bindparam(name, type_=_EVENTS.c[name].type)
+                for name in ("event_id", "type", "agent_id", "payload", "created_at")
+            },
+            "status": OutboxStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": bindparam("created_at", type_=_EVENTS.c.next_attempt_at.type),
+            "updated_at": bindparam("created_at", type_=_EVENTS.c.updated_at.type),
+        }
+    )
+)
 
-    ``data`` must be JSON-ready. Nothing is committed or flushed here: the caller's commit
-    writes the event together with the change, its rollback drops both.
+
+async def emit(uow: UnitOfWork, *, type: str, agent_id: int, data: Mapping[str, Any]) -> str:
+    """Write an event for ``agent_id`` in the caller's transaction; its event id.
+
+    ``data`` must be JSON-ready. Nothing is committed here: the caller's commit keeps the
+    event together with the change, its rollback drops both. One statement straight to the
+    driver (the row is never read back in the transaction, so no ORM object is made).
     """
     if type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {type!r}")
     payload = json.loads(json.dumps(dict(data)))  # JSON-ready now, not at commit time
-    now = uow.clock.now()
     event_id = new_event_id()
-    uow.session.add(
-        OutboxEvent(
-            event_id=event_id,
-            type=type,
-            agent_id=agent_id,
-            payload=payload,
-            created_at=now,
-            status=OutboxStatus.PENDING.value,
-            attempts=0,
-            next_attempt_at=now,
-            updated_at=now,
-        )
-    )
+    values = {
+        "event_id": event_id,
+        "type": type,
+        "agent_id": agent_id,
+        "payload": payload,
+        "created_at": uow.clock.now(),
+    }
+    await direct_execute(uow, _INSERT_EVENT, values)
     return event_id
 
 
