@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import anyio
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 
 from agent_server.kernel.errors import InsufficientFunds
 from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute, direct_rows
@@ -28,6 +28,18 @@ from billing.models import AccountKind, Hold, HoldStatus, LedgerAccount, Transac
 
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
 _HOLDS: Table = Hold.__table__  # type: ignore[assignment]
+
+_INSERT_HOLD = Direct(
+    insert(_HOLDS)
+    .values(
+        {
+            column.name: bindparam(column.name, type_=column.type)
+            for column in _HOLDS.c
+            if column.name not in ("id", "settled_at")
+        }
+    )
+    .returning(_HOLDS.c.id)
+)
 
 RACE_ATTEMPTS = 2
 """How often a call whose chosen wallet was emptied under it starts over (fresh balances)."""
@@ -123,23 +135,25 @@ async def hold_in(
         config,
         payer.caps.balance_low if payer.caps else None,
     )
-    hold = Hold(
-        call_id=call_id,
-        agent_id=agent_id,
-        tool=tool,
-        wallet_account_id=wallet.id,
-        currency=wallet.currency,
-        amount=priced.total,
-        fee_amount=priced.fee,
-        price_usd_micros=priced.total_usd_micros,
-        fee_usd_micros=priced.fee_usd_micros,
-        rate=priced.rate,
-        status=HoldStatus.PENDING.value,
-        hold_transaction_id=posted.transaction_id,
-        created_at=now,
-    )
-    uow.session.add(hold)
-    await uow.flush()
+    values = {
+        "call_id": call_id,
+        "agent_id": agent_id,
+        "tool": tool,
+        "wallet_account_id": wallet.id,
+        "currency": wallet.currency,
+        "amount": priced.total,
+        "fee_amount": priced.fee,
+        "price_usd_micros": priced.total_usd_micros,
+        "fee_usd_micros": priced.fee_usd_micros,
+        "rate": priced.rate,
+        "status": HoldStatus.PENDING.value,
+        "hold_transaction_id": posted.transaction_id,
+        "created_at": now,
+    }
+    ((hold_id,),) = await direct_rows(uow, _INSERT_HOLD, values)
+    # Read by the rest of the call, never written through the session: a plain object.
+    hold = Hold(**values)
+    hold.id = int(hold_id)
     return hold
 
 
