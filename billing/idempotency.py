@@ -29,11 +29,11 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
-from sqlalchemy import ColumnElement, Table, and_, delete, select, update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, delete, select, update
 
 from agent_server.kernel.errors import IdempotencyMismatch, ValidationFailed
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.store import Database, UnitOfWork
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute
 from billing.ledger import insert_or_none
 from billing.models import IdempotencyKey, IdempotencyStatus
 
@@ -189,6 +189,23 @@ def _in_progress(key: str) -> IdempotencyMismatch:
     )
 
 
+_COMPLETE = Direct(
+    update(KEYS)
+    .where(
+        KEYS.c.id == bindparam("key_id"),
+        KEYS.c.lock_token == bindparam("token"),
+        KEYS.c.status == IdempotencyStatus.IN_FLIGHT.value,
+    )
+    .values(
+        status=IdempotencyStatus.DONE.value,
+        result=bindparam("done_result", type_=KEYS.c.result.type),
+        receipt=bindparam("done_receipt", type_=KEYS.c.receipt.type),
+        completed_at=bindparam("done_at", type_=KEYS.c.completed_at.type),
+    )
+)
+"""``_still_held``'s row marked done with the call's result (one statement to the driver)."""
+
+
 async def complete(
     uow: UnitOfWork, held: Claim, result: dict[str, Any], receipt: dict[str, Any] | None
 ) -> None:
@@ -197,17 +214,14 @@ async def complete(
     If another call took the key over meanwhile, raises ``IdempotencyMismatch`` (retryable):
     the caller's transaction then rolls back, so only one of them ever takes effect.
     """
-    done = await uow.session.execute(
-        update(KEYS)
-        .where(_still_held(held))
-        .values(
-            status=IdempotencyStatus.DONE.value,
-            result=result,
-            receipt=receipt,
-            completed_at=uow.clock.now(),
-        )
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    values = {
+        "key_id": held.id,
+        "token": held.token,
+        "done_result": result,
+        "done_receipt": receipt,
+        "done_at": uow.clock.now(),
+    }
+    if await direct_execute(uow, _COMPLETE, values) != 1:
         raise IdempotencyMismatch(
             "Another call with this idempotency key took over; retry with the same key.",
             {"idempotency_key": held.key, "retryable": True},

@@ -23,10 +23,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import BigInteger, Table, column, func, select, text
+from sqlalchemy import BigInteger, Table, bindparam, column, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -104,25 +105,19 @@ def account_key(
     return f"{kind.value}:{currency}"
 
 
-_INSERT_IGNORING: dict[tuple[bool, str, tuple[str, ...]], Any] = {}
-
-
-def _insert_ignoring(uow: UnitOfWork, table: Table, conflict: Sequence[str]) -> Any:
-    """``INSERT ... ON CONFLICT DO NOTHING`` for ``table`` (``RETURNING id`` on PostgreSQL),
-    built once per dialect; the values come with each execution."""
-    key = (uow.db.is_sqlite, table.name, tuple(conflict))
-    stmt = _INSERT_IGNORING.get(key)
-    if stmt is None:
-        if uow.db.is_sqlite:
-            stmt = sqlite_insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-        else:
-            stmt = (
-                pg_insert(table)
-                .on_conflict_do_nothing(index_elements=list(conflict))
-                .returning(table.c.id)
-            )
-        _INSERT_IGNORING[key] = stmt
-    return stmt
+@cache
+def _insert_ignoring(
+    sqlite: bool, table: Table, conflict: tuple[str, ...], names: tuple[str, ...]
+) -> Direct:
+    """``INSERT ... ON CONFLICT DO NOTHING RETURNING id`` for ``table``, a bind parameter per
+    column in ``names``, built once per dialect, table and set of columns."""
+    insert = sqlite_insert if sqlite else pg_insert
+    return Direct(
+        insert(table)
+        .values({name: bindparam(name, type_=table.c[name].type) for name in names})
+        .on_conflict_do_nothing(index_elements=list(conflict))
+        .returning(table.c.id)
+    )
 
 
 async def insert_or_none(
@@ -132,14 +127,11 @@ async def insert_or_none(
 
     On PostgreSQL a conflicting insert waits for the other writer's transaction and then
     does nothing if that one committed: the database, not Python, decides who was first.
+    One statement straight to the driver.
     """
-    result = await uow.session.execute(_insert_ignoring(uow, table, conflict), values)
-    if uow.db.is_sqlite:
-        # SQLite reports the new rowid without a RETURNING fetch (one thread hop less).
-        inserted = result.rowcount == 1  # type: ignore[attr-defined]
-        return int(result.lastrowid) if inserted else None  # type: ignore[attr-defined]
-    row = result.first()
-    return None if row is None else int(row[0])
+    stmt = _insert_ignoring(uow.db.is_sqlite, table, tuple(conflict), tuple(sorted(values)))
+    rows = await direct_rows(uow, stmt, values)
+    return int(rows[0][0]) if rows else None
 
 
 _ACCOUNTS: Table = LedgerAccount.__table__  # type: ignore[assignment]
