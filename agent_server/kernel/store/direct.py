@@ -53,7 +53,11 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement, Executable, Insert
 
 from agent_server.kernel.store.rows import NamedRow, column_names, named, row_class
-from agent_server.kernel.store.shortcuts import missing_asyncpg_internals, unavailable
+from agent_server.kernel.store.shortcuts import (
+    asyncpg_error,
+    missing_asyncpg_internals,
+    unavailable,
+)
 from agent_server.kernel.store.uow import UnitOfWork
 
 _REQUIRED: Any = object()
@@ -343,22 +347,11 @@ async def _on_asyncpg(
             status: str = await adapter._connection.execute(compiled.sql, *arguments)
     except Exception as exc:
         raise _as_sqlalchemy_raises(
-            uow, _translated(adapter, dialect, exc), dialect, compiled, params
+            uow, asyncpg_error(adapter, dialect, exc), dialect, compiled, params
         ) from exc
     # "INSERT 0 1", "UPDATE 3", "DELETE 0": the count is the last word.
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
-
-
-def _translated(adapter: Any, dialect: Dialect, exc: Exception) -> Exception:
-    """An asyncpg error as the adapter's DBAPI error class (``IntegrityError``...)."""
-    if isinstance(exc, dialect.loaded_dbapi.Error):
-        return exc
-    try:
-        adapter._handle_exception(exc)
-    except Exception as translated:
-        return translated
-    return exc
 
 
 def _as_sqlalchemy_raises(

@@ -27,6 +27,7 @@ from collections.abc import Coroutine
 from functools import cache
 from typing import Any
 
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from agent_server.kernel.logs import get_logger
@@ -84,6 +85,18 @@ def missing_asyncpg_internals(adapter: Any) -> list[str]:
         missing = [n for n in ASYNCPG_ADAPTER_INTERNALS if not hasattr(adapter, n)]
         _asyncpg_checked[kind] = missing
     return missing
+
+
+def asyncpg_error(adapter: Any, dialect: Dialect, exc: Exception) -> Exception:
+    """An asyncpg error as the adapter's DBAPI error class (``IntegrityError``...), as
+    SQLAlchemy's asyncpg adapter translates it."""
+    if isinstance(exc, dialect.loaded_dbapi.Error):
+        return exc
+    try:
+        adapter._handle_exception(exc)
+    except Exception as translated:
+        return translated
+    return exc
 
 
 def _finished(step: Coroutine[Any, Any, Any]) -> Any:

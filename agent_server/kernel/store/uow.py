@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from agent_server.kernel.clock import Clock, SystemClock
 from agent_server.kernel.store.engine import is_sqlite, make_sessionmaker
 from agent_server.kernel.store.shortcuts import (
+    asyncpg_error,
     inline_sqlite_works,
     missing_session_internals,
     unavailable,
@@ -249,16 +250,10 @@ async def _end_held(held: tuple[AsyncConnection, Any, Any], *, commit: bool) -> 
         await (transaction.commit() if commit else transaction.rollback())
     except Exception as exc:
         dialect = connection.dialect
-        translated: BaseException = exc
-        if not isinstance(exc, dialect.loaded_dbapi.Error):
-            try:
-                adapter._handle_exception(exc)
-            except Exception as error:
-                translated = error
         raise DBAPIError.instance(
             "COMMIT" if commit else "ROLLBACK",
             None,
-            translated,
+            asyncpg_error(adapter, dialect, exc),
             dialect.loaded_dbapi.Error,
             dialect=dialect,
         ) from exc
