@@ -85,6 +85,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, literal, or_, select
@@ -349,25 +350,13 @@ async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set
     return {int(row.seat) for row in rows}
 
 
-_SEAT_INSERTS: dict[tuple[bool, tuple[str, ...]], Any] = {}
-
-
-def _seat_insert(uow: UnitOfWork, columns: Iterable[str]) -> Any:
-    """``INSERT INTO bookings ... ON CONFLICT DO NOTHING RETURNING`` the new booking, with a
-    bind parameter per column, built once per dialect and set of columns."""
-    names = tuple(sorted(columns))
-    key = (uow.db.is_sqlite, names)
-    stmt = _SEAT_INSERTS.get(key)
-    if stmt is None:
-        insert = sqlite_insert if uow.db.is_sqlite else pg_insert
-        stmt = (
-            insert(Booking)
-            .values({name: bindparam(name) for name in names})
-            .on_conflict_do_nothing()
-            .returning(Booking)
-        )
-        _SEAT_INSERTS[key] = stmt
-    return stmt
+@cache
+def _seat_insert(sqlite: bool) -> Any:
+    """``INSERT INTO bookings ... ON CONFLICT DO NOTHING RETURNING`` the new booking, its values
+    given with each execution (so the statement's cache key does not walk them), built once
+    per dialect."""
+    insert = sqlite_insert if sqlite else pg_insert
+    return insert(Booking).on_conflict_do_nothing().returning(Booking)
 
 
 async def _take_seat(
@@ -384,7 +373,7 @@ async def _take_seat(
     """
     seats = range(1, capacity + 1)
     order = [s for s in seats if s not in held] + [s for s in seats if s in held]
-    stmt = _seat_insert(uow, [*fields, "seat"])
+    stmt = _seat_insert(uow.db.is_sqlite)
     for seat in order:
         booking: Booking | None = (
             await uow.session.scalars(stmt, {**fields, "seat": seat})
