@@ -27,7 +27,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
-from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute
+from agent_server.kernel.store import Database, Direct, UnitOfWork, column_binds, direct_execute
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
 
 log = get_logger(__name__)
@@ -171,10 +171,7 @@ _MAILS: Any = OutboxMail.__table__
 _QUEUE_MAIL = Direct(
     insert(_MAILS).values(
         {
-            **{
-                name: bindparam(name, type_=_MAILS.c[name].type)
-                for name in ("kind", "to_addr", "subject", "body", "created_at")
-            },
+            **column_binds(_MAILS, ("kind", "to_addr", "subject", "body", "created_at")),
             "status": QUEUED,
             "attempts": 0,
             "next_attempt_at": bindparam("created_at", type_=_MAILS.c.next_attempt_at.type),

@@ -27,12 +27,12 @@ from functools import cache
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import BigInteger, Table, bindparam, column, func, select, text
+from sqlalchemy import BigInteger, Table, column, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from agent_server.kernel.errors import InsufficientFunds
-from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
+from agent_server.kernel.store import Database, Direct, UnitOfWork, column_binds, direct_rows
 from billing.models import AccountKind, LedgerAccount, LedgerEntry, LedgerTransaction
 from wallets.currencies import currency_info
 
@@ -114,7 +114,7 @@ def _insert_ignoring(
     insert = sqlite_insert if sqlite else pg_insert
     return Direct(
         insert(table)
-        .values({name: bindparam(name, type_=table.c[name].type) for name in names})
+        .values(column_binds(table, names))
         .on_conflict_do_nothing(index_elements=list(conflict))
         .returning(table.c.id)
     )

@@ -132,7 +132,7 @@ from agent_server.kernel.errors import (
     ValidationFailed,
 )
 from agent_server.kernel.inputs import check_id, check_moment, check_text, require
-from agent_server.kernel.store import Direct, UnitOfWork, direct_execute, direct_rows
+from agent_server.kernel.store import Direct, UnitOfWork, column_binds, direct_execute, direct_rows
 from agent_server.kernel.store.conflicts import changed_meanwhile
 
 REASON_INVALID_STATUS = "invalid_status"
@@ -165,10 +165,7 @@ _SEAT_HOLDING = [s.value for s in SEAT_HOLDING]
 _CHANGES: Any = BookingChange.__table__
 _RECORD_CHANGE = Direct(
     insert(_CHANGES).values(
-        {
-            name: bindparam(name, type_=_CHANGES.c[name].type)
-            for name in ("booking_id", "at", "actor", "from_status", "to_status", "note")
-        }
+        column_binds(_CHANGES, ("booking_id", "at", "actor", "from_status", "to_status", "note"))
     )
 )
 

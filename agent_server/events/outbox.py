@@ -21,7 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert
 
 from agent_server.events.models import OutboxEvent, OutboxStatus
-from agent_server.kernel.store import Direct, UnitOfWork, direct_execute
+from agent_server.kernel.store import Direct, UnitOfWork, column_binds, direct_execute
 
 BOOKING_CREATED = "booking.created"
 BOOKING_CONFIRMED = "booking.confirmed"
@@ -76,10 +76,7 @@ _EVENTS: Any = OutboxEvent.__table__
 _INSERT_EVENT = Direct(
     insert(_EVENTS).values(
         {
-            **{
-                name: bindparam(name, type_=_EVENTS.c[name].type)
-                for name in ("event_id", "type", "agent_id", "payload", "created_at")
-            },
+            **column_binds(_EVENTS, ("event_id", "type", "agent_id", "payload", "created_at")),
             "status": OutboxStatus.PENDING.value,
             "attempts": 0,
             "next_attempt_at": bindparam("created_at", type_=_EVENTS.c.next_attempt_at.type),

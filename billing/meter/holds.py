@@ -17,7 +17,14 @@ import anyio
 from sqlalchemy import Table, bindparam, insert, select, update
 
 from agent_server.kernel.errors import InsufficientFunds
-from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_execute, direct_rows
+from agent_server.kernel.store import (
+    Database,
+    Direct,
+    UnitOfWork,
+    column_binds,
+    direct_execute,
+    direct_rows,
+)
 from billing.caps import add_spending, return_spending
 from billing.config import BillingConfig
 from billing.ledger import AccountRef, credit, debit, post, system_account
@@ -31,13 +38,7 @@ _HOLDS: Table = Hold.__table__  # type: ignore[assignment]
 
 _INSERT_HOLD = Direct(
     insert(_HOLDS)
-    .values(
-        {
-            column.name: bindparam(column.name, type_=column.type)
-            for column in _HOLDS.c
-            if column.name not in ("id", "settled_at")
-        }
-    )
+    .values(column_binds(_HOLDS, (c.name for c in _HOLDS.c if c.name not in ("id", "settled_at"))))
     .returning(_HOLDS.c.id)
 )
 

@@ -1,7 +1,7 @@
 """The store layer: declarative base, engines and the unit of work."""
 
 from agent_server.kernel.store.base import Base, BigIntPK, UTCDateTime
-from agent_server.kernel.store.direct import Direct, direct_execute, direct_rows
+from agent_server.kernel.store.direct import Direct, column_binds, direct_execute, direct_rows
 from agent_server.kernel.store.engine import is_sqlite, make_engine, make_sessionmaker
 from agent_server.kernel.store.local_settings import (
     PLAN_EACH_TIME,
@@ -18,6 +18,7 @@ __all__ = [
     "Direct",
     "UTCDateTime",
     "UnitOfWork",
+    "column_binds",
     "direct_execute",
     "direct_rows",
     "is_sqlite",

@@ -42,12 +42,13 @@ errors.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
+from sqlalchemy import Table, bindparam
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import ArgumentError, DBAPIError, InvalidRequestError
 from sqlalchemy.sql import ClauseElement, Executable, Insert
@@ -160,6 +161,12 @@ def _plain_slot(key: str, name: str) -> _Slot:
     """The slot of a required bind without a processor, shared by every statement that has
     one by that name: the search's statements bind lists of up to hundreds of ids each."""
     return _Slot(key, name, _REQUIRED, None)
+
+
+def column_binds(table: Table, names: Iterable[str]) -> dict[str, Any]:
+    """A bind parameter per named column of ``table``, named and typed as the column (so its
+    values are processed as the ORM's would be): the ``values()`` of a ``Direct`` insert."""
+    return {name: bindparam(name, type_=table.c[name].type) for name in names}
 
 
 class Direct:
