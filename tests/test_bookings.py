@@ -35,6 +35,7 @@ from agent_server.booking.service import (
     reject_booking,
     reschedule_booking,
 )
+from agent_server.events.models import OutboxEvent
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.errors import (
     BookingConflict,
@@ -44,6 +45,7 @@ from agent_server.kernel.errors import (
     ValidationFailed,
 )
 from agent_server.kernel.store import Database, make_engine
+from agent_server.mail import OutboxMail
 
 # The clock starts Monday 2026-03-02 08:00 UTC.
 MON_9 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -146,6 +148,33 @@ async def test_booking_a_free_slot_accepts_it_and_records_the_change(db: Databas
         history = (await booking_history(uow, [booking.id]))[booking.id]
         await uow.commit()  # keeps the loaded rows usable after the block
     assert [(c.actor, c.from_status, c.to_status) for c in history] == [("agent", None, "accepted")]
+
+
+async def test_a_new_booking_is_the_stored_row_and_needs_no_orm_session(db: Database) -> None:
+    """Booking reads its schedule and inserts its row straight through the driver: the
+    booking it answers with holds every column as stored, and an accepted booking with its
+    events, its history line and the specialist's mail needs no ORM session."""
+    _, schedule = await specialist_schedule(db, label="Office hours")
+    [agent] = await make_agents(db)
+    async with db.uow() as uow:
+        booking = await book_slot(
+            uow, agent_id=agent, slot_id=make_slot_id(schedule, MON_9), idempotency_key="k-1"
+        )
+        assert not uow.has_session
+        await uow.commit()
+    columns = [c.name for c in Booking.__table__.c]
+    async with db.uow() as uow:
+        stored = await uow.session.get_one(Booking, booking.id)
+        assert {c: getattr(booking, c) for c in columns} == {c: getattr(stored, c) for c in columns}
+        assert stored.version == 1 and stored.notes == "" and stored.cancelled_by is None
+        events = await uow.session.scalars(
+            select(OutboxEvent.type).where(OutboxEvent.agent_id == agent).order_by(OutboxEvent.id)
+        )
+        assert list(events) == ["booking.created", "booking.confirmed"]
+        mail = await uow.session.scalar(
+            select(OutboxMail.body).order_by(OutboxMail.id.desc()).limit(1)
+        )
+        assert mail is not None and "Schedule: Office hours" in mail
 
 
 async def test_pending_bookings_wait_for_the_specialist(db: Database) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 
 from agent_server.booking.availability import make_slot_id
 from agent_server.booking.models import Booking, Schedule
-from agent_server.booking.specialist_mail import mail_specialist
+from agent_server.booking.specialist_mail import ScheduleFacts, mail_specialist
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,
@@ -91,16 +91,19 @@ async def emit_booking(
     *,
     previous: Booking | None = None,
     extra: dict[str, Any] | None = None,
+    schedule: ScheduleFacts | None = None,
 ) -> list[str]:
     """Emit one booking event to the booker and to the agent owning the schedule, if any.
 
     ``previous`` is the booking a reschedule moved from; ``extra`` more JSON-ready fields of
-    ``data`` (a dispute's). Returns the event ids. Does not
-    commit (nor flush).
+    ``data`` (a dispute's); ``schedule`` the booking's schedule when the caller has read it
+    (else it is read through the session). Returns the event ids. Does not commit (nor
+    flush).
     """
     if type not in BOOKING_EVENTS:
         raise ValueError(f"{type!r} is not a booking event")
-    schedule = await uow.session.get(Schedule, booking.schedule_id)
+    if schedule is None:
+        schedule = await uow.session.get(Schedule, booking.schedule_id)
     recipients: list[tuple[int, str]] = []
     if booking.booker_agent_id is not None:
         recipients.append((booking.booker_agent_id, "booker"))
@@ -110,7 +113,7 @@ async def emit_booking(
     if previous is not None:
         data["previous_booking"] = booking_data(previous)
     data.update(extra or {})
-    await mail_specialist(uow, type, booking)
+    await mail_specialist(uow, type, booking, schedule)
     return [
         await emit(uow, type=type, agent_id=agent_id, data={"role": role, **data})
         for agent_id, role in recipients

@@ -43,9 +43,10 @@ A schedule with ``auto_accept`` creates bookings already ``accepted``. Reschedul
 new slot as a new booking linked both ways (``rescheduled_from_id`` / ``rescheduled_to_id``)
 and cancels the old one with reason code ``rescheduled``.
 
-No double booking: a seat is taken by INSERTing the booking with a seat number inside a
-SAVEPOINT; the partial unique index on (schedule, slot start, seat) over the seat-holding
-statuses refuses a second holder, and the loser tries the next seat up to the capacity. Seats
+No double booking: a seat is taken by INSERTing the booking with a seat number, ``ON
+CONFLICT DO NOTHING`` (``booking.seats``); the partial unique index on (schedule, slot
+start, seat) over the seat-holding statuses refuses a second holder, and the loser tries the
+next seat up to the capacity. Seats
 read beforehand only choose the order of the attempts; the index is the guard.
 
 One change at a time: every status change (accept, reject, cancel, complete, reschedule, a
@@ -85,12 +86,9 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, literal, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.exc import StaleDataError
 
 from agent_server.accounts.models import Agent
@@ -117,6 +115,7 @@ from agent_server.booking.models import (
 )
 from agent_server.booking.next_free import lower_next_free
 from agent_server.booking.schedules import ScheduleOwner, owner_of, taken_seats
+from agent_server.booking.seats import Bookable, bookable_schedule, take_seat
 from agent_server.events.outbox import (
     BOOKING_CANCELLED,
     BOOKING_COMPLETED,
@@ -309,22 +308,12 @@ async def _conflict(
     )
 
 
-async def _bookable_schedule(uow: UnitOfWork, schedule_id: int, agent_id: int) -> Schedule:
-    schedule = await uow.session.get(Schedule, schedule_id)
-    hidden = schedule is not None and schedule.private and schedule.agent_id != agent_id
-    if schedule is None or schedule.deleted_at is not None or hidden:
-        raise NotFound(f"schedule {schedule_id} not found", {"schedule_id": schedule_id})
-    if schedule.agent_id == agent_id:
-        raise Forbidden("an agent cannot book its own schedule", {"schedule_id": schedule_id})
-    return schedule
-
-
 async def _require_bookable(
-    uow: UnitOfWork, schedule: Schedule, start: datetime
+    uow: UnitOfWork, schedule: Bookable, start: datetime
 ) -> tuple[ScheduleSpec, set[int]]:
     """The schedule's spec and the seats of the slot at ``start`` held now, if a seat of it
     can be booked now; otherwise ``BookingConflict`` with the reason and the next free slot."""
-    spec = ScheduleSpec.from_row(schedule)
+    spec = schedule.spec
     held = await _seats_held(uow, schedule.id, start)
     reason = unbookable_reason(spec, start, uow.clock.now(), {start: len(held)})
     if reason is not None:
@@ -345,39 +334,6 @@ _SEATS_HELD = Direct(
 async def _seats_held(uow: UnitOfWork, schedule_id: int, start: datetime) -> set[int]:
     rows = await direct_rows(uow, _SEATS_HELD, {"schedule_id": schedule_id, "start": start})
     return {int(row.seat) for row in rows}
-
-
-@cache
-def _seat_insert(sqlite: bool) -> Any:
-    """``INSERT INTO bookings ... ON CONFLICT DO NOTHING RETURNING`` the new booking, its values
-    given with each execution (so the statement's cache key does not walk them), built once
-    per dialect."""
-    insert = sqlite_insert if sqlite else pg_insert
-    return insert(Booking).on_conflict_do_nothing().returning(Booking)
-
-
-async def _take_seat(
-    uow: UnitOfWork, capacity: int, fields: dict[str, Any], held: set[int]
-) -> Booking | None:
-    """Insert a booking with ``fields`` on the lowest seat the unique indexes let through,
-    trying first the seats not in ``held`` (those held when the slot was checked: only the
-    order of the tries, the index decides).
-
-    Each try is one statement that inserts nothing when a unique index refuses the row: the
-    seat's (taken meanwhile) or the idempotency key's (used by a concurrent call; every try
-    then inserts nothing and the caller finds that call's booking by its key). Returns
-    ``None`` when no try inserted a booking.
-    """
-    seats = range(1, capacity + 1)
-    order = [s for s in seats if s not in held] + [s for s in seats if s in held]
-    stmt = _seat_insert(uow.db.is_sqlite)
-    for seat in order:
-        booking: Booking | None = (
-            await uow.session.scalars(stmt, {**fields, "seat": seat})
-        ).first()
-        if booking is not None:
-            return booking
-    return None
 
 
 _BY_KEY = Direct(
@@ -453,7 +409,7 @@ async def book_slot(
             return _replay(existing, schedule_id, start, topic)
     if not await direct_rows(uow, _LIVE_AGENT, {"agent_id": agent_id}):
         raise NotFound(f"agent {agent_id} not found", {"agent_id": agent_id})
-    schedule = await _bookable_schedule(uow, schedule_id, agent_id)
+    schedule = await bookable_schedule(uow, schedule_id, agent_id)
     spec, held = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
 
@@ -475,7 +431,7 @@ async def book_slot(
         rescheduled_from_id=None,
         refund_anchor_at=start,
     )
-    booking = await _take_seat(uow, schedule.capacity, fields, held)
+    booking = await take_seat(uow, schedule.capacity, fields, held)
     if booking is None:
         # A concurrent call with the same key may have won the seat: answer as a replay.
         if idempotency_key is not None:
@@ -484,10 +440,9 @@ async def book_slot(
                 return _replay(existing, schedule_id, start, topic)
         raise await _conflict(uow, spec, start, REASON_FULL)
     await record_change(uow, booking, CancelledBy.AGENT, None, "booked")
-    await emit_booking(uow, BOOKING_CREATED, booking)
+    await emit_booking(uow, BOOKING_CREATED, booking, schedule=schedule)
     if booking.status == BookingStatus.ACCEPTED.value:
-        await emit_booking(uow, BOOKING_CONFIRMED, booking)
-    await uow.session.flush()
+        await emit_booking(uow, BOOKING_CONFIRMED, booking, schedule=schedule)
     return booking
 
 
@@ -648,7 +603,7 @@ async def reschedule_booking(
         )
     if start == old.slot_start:
         raise ValidationFailed.field("new_slot_id", "this is the booking's current slot")
-    schedule = await _bookable_schedule(uow, schedule_id, agent_id)
+    schedule = await bookable_schedule(uow, schedule_id, agent_id)
     spec, held = await _require_bookable(uow, schedule, start)
     now = uow.clock.now()
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
@@ -670,7 +625,7 @@ async def reschedule_booking(
         # The refund band stays where the money was paid: never later than before.
         refund_anchor_at=min(old.refund_anchor_at or old.slot_start, start),
     )
-    new = await _take_seat(uow, schedule.capacity, fields, held)
+    new = await take_seat(uow, schedule.capacity, fields, held)
     if new is None:
         raise await _conflict(uow, spec, start, REASON_FULL)
     old.rescheduled_to_id = new.id
@@ -678,7 +633,7 @@ async def reschedule_booking(
         uow, old, CancelledBy.AGENT, RESCHEDULED, "", f"rescheduled to booking {new.id}"
     )
     await record_change(uow, new, CancelledBy.AGENT, None, f"rescheduled from booking {old.id}")
-    await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old)
+    await emit_booking(uow, BOOKING_RESCHEDULED, new, previous=old, schedule=schedule)
     await uow.session.flush()
     return new
 

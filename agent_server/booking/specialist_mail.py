@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import bindparam, select
@@ -92,8 +92,22 @@ async def _reader(uow: UnitOfWork, booking: Booking) -> _Reader | None:
     )
 
 
-async def _facts(uow: UnitOfWork, booking: Booking, specialist: _Reader) -> list[str]:
-    schedule = await uow.session.get(Schedule, booking.schedule_id)
+class ScheduleFacts(Protocol):
+    """What a booking's events and mails say of its schedule: a ``Schedule`` row, or the
+    ``Bookable`` a booking call read."""
+
+    @property
+    def agent_id(self) -> int | None: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+async def _facts(
+    uow: UnitOfWork, booking: Booking, specialist: _Reader, schedule: ScheduleFacts | None
+) -> list[str]:
+    if schedule is None:
+        schedule = await uow.session.get(Schedule, booking.schedule_id)
     end = _local(booking.slot_end, specialist.timezone).rsplit(", ", 1)[-1]
     lines = [
         f"When: {_local(booking.slot_start, specialist.timezone)} to {end} ({specialist.timezone})",
@@ -119,7 +133,9 @@ async def _queue(
     await queue_mail(uow, OutgoingMail(to=specialist.email, subject=subject, body=body, kind=kind))
 
 
-async def mail_specialist(uow: UnitOfWork, type: str, booking: Booking) -> bool:
+async def mail_specialist(
+    uow: UnitOfWork, type: str, booking: Booking, schedule: ScheduleFacts | None = None
+) -> bool:
     """Queue the specialist's mail about the booking event ``type``, if they chose it;
     whether a mail was queued. Does not commit.
 
@@ -159,13 +175,13 @@ async def mail_specialist(uow: UnitOfWork, type: str, booking: Booking) -> bool:
             NEW_BOOKING,
             f"{subject}: {when}",
             intro,
-            await _facts(uow, booking, specialist),
+            await _facts(uow, booking, specialist, schedule),
         )
         return True
     if not specialist.notify_cancelled:
         return False
     who = "the system" if booking.cancelled_by == CancelledBy.SYSTEM.value else "the agent"
-    facts = await _facts(uow, booking, specialist)
+    facts = await _facts(uow, booking, specialist, schedule)
     reason = booking.cancel_reason_code or ""
     if booking.cancel_reason:
         reason = f"{reason}: {booking.cancel_reason}" if reason else booking.cancel_reason

@@ -8,17 +8,15 @@ first free slot from now), stores fresh ``next_free_at`` bounds, and gives one
 schedules with a fitting slot (None: no fitting slot, not a result).
 
 Schedules are read as plain values (``FoundSchedule``), not ORM entities, and their hours and
-rules are parsed once while they stay the same (``SPECS`` kept, keyed by the stored values).
+rules are parsed once while they stay the same (``stored_specs``).
 """
 
 from __future__ import annotations
 
-import json
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from hashlib import blake2b
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -43,27 +41,13 @@ from agent_server.booking.search.sql import (
     shape_of,
     statement,
 )
+from agent_server.booking.stored_specs import SPEC_COLUMNS, parsed_spec
 from agent_server.kernel.store import Direct, UnitOfWork, direct_rows
 
 SLOTS_PER_RESULT = 3
 """Fitting slots cut per schedule: the most a result shows."""
 
 
-SPECS = 8192
-"""Parsed schedules kept (by their stored hours and rules); least recently used leave first."""
-
-_SPEC_COLUMNS = (
-    SCHEDULES.timezone,
-    SCHEDULES.weekly_hours,
-    SCHEDULES.overrides,
-    SCHEDULES.blackout_dates,
-    SCHEDULES.slot_minutes,
-    SCHEDULES.buffer_minutes,
-    SCHEDULES.min_notice_minutes,
-    SCHEDULES.start_date,
-    SCHEDULES.end_date,
-    SCHEDULES.capacity,
-)
 _COLUMNS = (
     SCHEDULES.id,
     SCHEDULES.specialist_id,
@@ -74,9 +58,9 @@ _COLUMNS = (
     SCHEDULES.next_free_at,
     SPECIALISTS.rating,
     SPECIALISTS.review_count,
-    *_SPEC_COLUMNS,
+    *SPEC_COLUMNS,
 )
-_FIRST_SPEC_COLUMN = len(_COLUMNS) - len(_SPEC_COLUMNS)
+_FIRST_SPEC_COLUMN = len(_COLUMNS) - len(SPEC_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,44 +86,6 @@ class FoundSchedule:
 
 
 BOOKINGS: Any = Booking.__table__.c
-_SPECS: OrderedDict[tuple[int, bytes], ScheduleSpec] = OrderedDict()
-
-
-def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, str) else value
-
-
-def _day(value: Any) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else value
-
-
-def _spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
-    """The schedule's hours and rules parsed, once while they stay the same (the key is a
-    digest of the stored values, so a changed schedule is parsed again)."""
-    # The stored values' digest: JSON columns may come as text or as parsed values, and the
-    # text itself would take more room than the spec.
-    key = (schedule_id, blake2b(repr(raw).encode(), digest_size=16).digest())
-    found = _SPECS.get(key)
-    if found is not None:
-        _SPECS.move_to_end(key)
-        return found
-    tz, weekly, overrides, blackouts, minutes, buffer, notice, first, last, capacity = raw
-    spec = _SPECS[key] = ScheduleSpec.build(
-        id=schedule_id,
-        timezone=tz,
-        weekly_hours=_json(weekly),
-        overrides=_json(overrides),
-        blackout_dates=_json(blackouts),
-        slot_minutes=minutes,
-        buffer_minutes=buffer,
-        min_notice_minutes=notice,
-        start_date=_day(first),
-        end_date=_day(last),
-        capacity=capacity,
-    )
-    while len(_SPECS) > SPECS:
-        _SPECS.popitem(last=False)
-    return spec
 
 
 def schedules_query(shape: Shape, size: int) -> Direct:
@@ -290,7 +236,7 @@ async def evaluate(
                 price_currency=row[4],
                 price_usd_micros=row[5],
                 next_free_at=None if next_free is None else moment(next_free),
-                spec=_spec(row[0], tuple(row[_FIRST_SPEC_COLUMN:])),
+                spec=parsed_spec(row[0], tuple(row[_FIRST_SPEC_COLUMN:])),
             )
         )
         rating[row[1]] = (row[7], row[8])
