@@ -6,6 +6,9 @@ out of the engine's pool) and the session is only made when asked for."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
@@ -27,7 +30,7 @@ from agent_server.kernel.store import (
     skipping_flush_wait,
 )
 from agent_server.kernel.store import engine as store_engine
-from agent_server.kernel.store.engine import WAL_PAGES
+from agent_server.kernel.store.engine import SQLITE_HEAP_LIMIT, WAL_PAGES
 from agent_server.kernel.store.outage import database_unavailable
 
 _COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
@@ -162,8 +165,14 @@ async def test_concurrent_units_of_work_each_get_a_connection_and_all_commit(
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Database) -> None:
-    pragmas = ("journal_mode", "foreign_keys", "synchronous", "wal_autocheckpoint")
-    expected = ["wal", 1, 1, WAL_PAGES]  # synchronous 1 is NORMAL
+    pragmas = (
+        "journal_mode",
+        "foreign_keys",
+        "synchronous",
+        "wal_autocheckpoint",
+        "soft_heap_limit",
+    )
+    expected = ["wal", 1, 1, WAL_PAGES, SQLITE_HEAP_LIMIT]  # synchronous 1 is NORMAL
 
     async with db.engine.connect() as conn:
         pooled = [(await conn.exec_driver_sql(f"PRAGMA {p}")).scalar() for p in pragmas]
@@ -172,6 +181,38 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
         lent = [(await driver.execute_fetchall(f"PRAGMA {p}"))[0][0] for p in pragmas]
     assert pooled == expected
     assert lent == expected
+
+
+def _sqlite_memory() -> int:
+    """The bytes SQLite holds in this process (its own count, ``sqlite3_memory_used``)."""
+    found = ctypes.util.find_library("sqlite3")
+    assert found, "the sqlite3 library Python's sqlite3 module loads"
+    library = ctypes.CDLL(found)
+    library.sqlite3_memory_used.restype = ctypes.c_int64
+    return int(library.sqlite3_memory_used())
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_sqlite_memory_stays_near_its_limit_however_many_connections_read(
+    db: Database,
+) -> None:
+    """Six open connections each read 8 MB of rows: without the soft limit each would keep
+    2 MB of pages (12 MB); with it SQLite's memory stays near SQLITE_HEAP_LIMIT."""
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("CREATE TABLE filler (id INTEGER PRIMARY KEY, body BLOB)")
+        await conn.exec_driver_sql(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) "
+            "INSERT INTO filler SELECT i, randomblob(4000) FROM n"
+        )
+    before = _sqlite_memory()  # other tests' connections may hold some
+    async with AsyncExitStack() as stack:
+        for _ in range(6):  # each stays open, its pages cached, while the next one reads
+            conn = await stack.enter_async_context(db.engine.connect())
+            read = await conn.exec_driver_sql("SELECT sum(length(body)) FROM filler")
+            assert read.scalar() == 2000 * 4000
+            await conn.rollback()
+        grown = _sqlite_memory() - before
+    assert grown < SQLITE_HEAP_LIMIT + 1024 * 1024
 
 
 ADD_NO_FLUSH_WAIT = Direct(

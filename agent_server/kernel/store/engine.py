@@ -23,6 +23,11 @@ from agent_server.kernel.store.sqlite_inline import begin_immediate, inline_conn
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 WAL_PAGES = 10_000  # about 40 MB of 4 KiB pages
 WAL_BYTES = 64 * 1024 * 1024
+SQLITE_HEAP_LIMIT = 4 * 1024 * 1024
+"""SQLite's memory in the whole process, soft (``PRAGMA soft_heap_limit``): past it, SQLite
+reuses its page caches' clean pages rather than grow. Every connection would otherwise keep
+up to 2 MB of pages, and a server keeps a connection per concurrent unit of work; a page read
+again comes from the operating system's cache."""
 
 
 def is_sqlite(url: str) -> bool:
@@ -174,6 +179,7 @@ def _configure_sqlite(engine: AsyncEngine, *, inline: bool) -> None:
         # far fewer pages per call; the WAL file is cut back to WAL_BYTES after each.
         cur.execute(f"PRAGMA wal_autocheckpoint={WAL_PAGES}")
         cur.execute(f"PRAGMA journal_size_limit={WAL_BYTES}")
+        cur.execute(f"PRAGMA soft_heap_limit={SQLITE_HEAP_LIMIT}")  # process-wide
         cur.close()
 
     @event.listens_for(engine.sync_engine, "begin")
