@@ -8,6 +8,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import BaseModel
 from sqlalchemy import update
 from test_bookings import book, make_agents, make_schedule, specialist_schedule
 
@@ -230,3 +231,32 @@ async def test_a_kept_answer_is_the_same_to_every_caller_whatever_one_does_with_
     )
     assert len(body_again["items"]) == 3
     assert again.value == model
+
+
+class _Note(BaseModel):
+    text: str
+
+
+def test_the_cache_keeps_the_newest_answers_its_byte_budget_holds() -> None:
+    """Never-repeated searches leave at most ``budget`` bytes of answers behind, the
+    newest; each answer is weighed once its first caller has serialised it."""
+    kept = cache.AnswerCache(entries=100, budget=50_000)
+    for n in range(20):
+        answer = cache.Answer(_Note(text="x" * 10_000))
+        kept.put(("search", n), 1, answer)
+        answer.as_json()  # its first caller serialises it: about 10 KB
+        assert answer.nbytes > 10_000
+        assert kept.bytes <= kept.budget
+    kept.put(("facets", 0), 1, object())
+    present = [n for n in range(20) if kept.get(("search", n), 1) is not None]
+    assert present == [16, 17, 18, 19]  # four fit beside the facets' 1 KB
+    assert kept.bytes == 4 * answer.nbytes  # the facets are counted at the next put
+    kept.put(("search", 19), 1, answer)  # stored anew: weighed again at the next put
+    assert kept.bytes == 3 * answer.nbytes + cache.OTHER_BYTES
+
+
+def test_the_cache_keeps_at_most_its_entries() -> None:
+    kept = cache.AnswerCache(entries=3)
+    for n in range(5):
+        kept.put(n, 1, object())
+    assert [n for n in range(5) if kept.get(n, 1) is not None] == [2, 3, 4]

@@ -20,6 +20,7 @@ another page size, counts no facets when an earlier page did in the same minute.
 from __future__ import annotations
 
 import json
+import sys
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from datetime import datetime, timedelta
@@ -39,8 +40,12 @@ from agent_server.booking.search.specialists import search_specialists as search
 from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
 
 ENTRIES = 512
-"""Answers one process keeps per database (a 10-result page is about 8 KB of JSON, kept as
-text: ``Answer``)."""
+"""Answers one process keeps per database, at most."""
+BUDGET = 2 * 1024 * 1024
+"""The bytes of text those answers hold, at most (a 10-result page is about 10 KB of JSON
+and 6 KB of text for a reader: ``Answer``); least recently used answers leave first."""
+OTHER_BYTES = 1024
+"""What an entry other than an ``Answer`` (a search's facets) counts against ``BUDGET``."""
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -51,7 +56,7 @@ class Answer(Generic[M]):
 
     The model itself is let go once it is serialised: the strings are a fifth of what the
     model and its JSON form take (a 10-result page: about 17 KB against about 100 KB), and
-    a process keeps ``ENTRIES`` answers. Each ``as_json`` after the first parses the text
+    a process keeps up to ``BUDGET`` bytes of them. Each ``as_json`` after the first parses the text
     again (tens of microseconds), so every caller gets a body of its own to change."""
 
     __slots__ = ("_compact", "_model", "_text", "_value")
@@ -77,6 +82,11 @@ class Answer(Generic[M]):
             self._text = render(self.as_json()[0])
         return self._text
 
+    @property
+    def nbytes(self) -> int:
+        """The bytes its texts take now (none before it is first serialised)."""
+        return sum(sys.getsizeof(t) for t in (self._compact, self._text) if t is not None)
+
     def as_json(self) -> tuple[dict[str, Any], str]:
         """``value.model_dump(mode="json")``, and that as compact JSON text."""
         if self._compact is not None:
@@ -92,11 +102,19 @@ _VERSION = Direct(select(CatalogueState.version).where(CatalogueState.id == CATA
 
 
 class AnswerCache:
-    """Answers by key, each valid for one catalogue version; least recently used leave first."""
+    """Answers by key, each valid for one catalogue version; least recently used leave first
+    once there are more than ``entries`` or their texts take more than ``budget`` bytes.
 
-    def __init__(self, entries: int = ENTRIES) -> None:
+    An answer's texts are made after it is stored (by its first caller, right away), so
+    each is counted when the next one is stored, and weighed again if it is stored anew."""
+
+    def __init__(self, entries: int = ENTRIES, budget: int = BUDGET) -> None:
         self.entries = entries
+        self.budget = budget
         self._answers: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
+        self._counted: dict[Hashable, int] = {}
+        self._uncounted: Hashable | None = None
+        self.bytes = 0
         self.hits = 0
         self.misses = 0
 
@@ -110,10 +128,25 @@ class AnswerCache:
         return found[1]
 
     def put(self, key: Hashable, version: int, answer: object) -> None:
+        self._count_last()
+        self.bytes -= self._counted.pop(key, 0)
         self._answers[key] = (version, answer)
         self._answers.move_to_end(key)
-        while len(self._answers) > self.entries:
-            self._answers.popitem(last=False)
+        self._uncounted = key
+        while len(self._answers) > self.entries or (
+            self.bytes > self.budget and len(self._answers) > 1
+        ):
+            gone, _ = self._answers.popitem(last=False)
+            self.bytes -= self._counted.pop(gone, 0)
+
+    def _count_last(self) -> None:
+        key, self._uncounted = self._uncounted, None
+        found = self._answers.get(key) if key is not None else None
+        if found is not None:
+            kept = found[1]
+            size = kept.nbytes if isinstance(kept, Answer) else OTHER_BYTES
+            self._counted[key] = size
+            self.bytes += size
 
 
 _CACHES: WeakKeyDictionary[Database, AnswerCache] = WeakKeyDictionary()
