@@ -1,7 +1,7 @@
 """What a serving process loads: the chain libraries (web3, eth_account, eth_utils, bip_utils)
-only once a chain is used, icalendar once a feed is rendered and alembic only to migrate, so
-a server stays small; and wherever web3 or eth_account is first imported, the recursion limit
-is back at its default after."""
+only once a chain is used, icalendar once a feed is rendered, alembic only to migrate and
+asyncpg only on PostgreSQL, so a server stays small; and wherever web3 or eth_account is
+first imported, the recursion limit is back at its default after."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 LOADED_ON_USE = (
     *("web3", "eth_account", "eth_keyfile", "eth_utils", "py_ecc", "bip_utils"),
-    *("icalendar", "alembic", "mako"),
+    *("icalendar", "alembic", "mako", "asyncpg"),
 )
 # The packages whose import raises the recursion limit (py_ecc, through eth_keyfile).
 RAISING = re.compile(r"^([ \t]*)(?:from|import) (web3|eth_account|eth_keyfile|py_ecc)\b", re.M)

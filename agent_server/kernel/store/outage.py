@@ -23,9 +23,9 @@ and the same call may succeed a moment later.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from typing import Any
 
-import asyncpg
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_dbapi
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -39,10 +39,6 @@ _SQLSTATE_CLASSES = ("08", "53", "57P")
 _SQLSTATES = ("40001", "40P01", "55P03")
 
 
-_INTERFACE_ERRORS = (asyncpg.InterfaceError, AsyncAdapt_asyncpg_dbapi.InterfaceError)
-"""asyncpg's, raw and as SQLAlchemy's adapter raises them."""
-
-
 class DatabaseUnreachable(ConnectionError):
     """A connection to the database could not be opened (refused, reset, timed out)."""
 
@@ -50,6 +46,8 @@ class DatabaseUnreachable(ConnectionError):
 async def connect_postgres(*args: Any, **kwargs: Any) -> Any:
     """``asyncpg.connect``, with a failure to reach the server raised as
     ``DatabaseUnreachable`` (the engine's ``async_creator_fn``, see ``store.engine``)."""
+    import asyncpg  # imported by the first connection: a process on SQLite never needs it
+
     try:
         return await asyncpg.connect(*args, **kwargs)
     except (OSError, TimeoutError) as exc:
@@ -67,13 +65,25 @@ def _database_errors(exc: BaseException) -> list[BaseException]:
     return found
 
 
+def _connection_lost(err: BaseException) -> bool:
+    """Whether asyncpg says the connection is gone (no asyncpg error can exist before the
+    first PostgreSQL connection imported it)."""
+    asyncpg: Any = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return False
+    if isinstance(err, asyncpg.ConnectionDoesNotExistError):
+        return True
+    # Dropped by the server before the statement (SQLAlchemy's own test), raw and as
+    # SQLAlchemy's adapter raises it.
+    interface = (asyncpg.InterfaceError, AsyncAdapt_asyncpg_dbapi.InterfaceError)
+    return isinstance(err, interface) and "connection is closed" in str(err)
+
+
 def _unavailable(err: BaseException) -> bool:
-    if isinstance(err, PoolTimeout | DatabaseUnreachable | asyncpg.ConnectionDoesNotExistError):
+    if isinstance(err, PoolTimeout | DatabaseUnreachable) or _connection_lost(err):
         return True
     if isinstance(err, DBAPIError) and err.connection_invalidated:
         return True
-    if isinstance(err, _INTERFACE_ERRORS) and "connection is closed" in str(err):
-        return True  # dropped by the server before the statement (SQLAlchemy's own test)
     if isinstance(err, sqlite3.OperationalError) and is_busy(err):
         return True
     state = getattr(err, "sqlstate", None)  # asyncpg's errors, and the adapter's
