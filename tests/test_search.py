@@ -443,9 +443,9 @@ async def test_schedules_with_slots_longer_than_the_hours_are_never_cut(
     cut: list[int] = []
     evaluate = search_walk.evaluate
 
-    async def counting(uow: Any, plan: Any, ids: list[int]) -> Any:
+    async def counting(uow: Any, plan: Any, ids: list[int], bounds: Any) -> Any:
         cut.extend(ids)
-        return await evaluate(uow, plan, ids)
+        return await evaluate(uow, plan, ids, bounds)
 
     monkeypatch.setattr(search_walk, "evaluate", counting)
     hour = {"timezone": "UTC", "hours_from": "09:00", "hours_to": "10:00"}
@@ -719,6 +719,44 @@ async def test_unknown_and_stale_next_free_bounds_do_not_change_results(
             )
         ).all()
     assert refreshed >= 0 and all(b is not None and b >= now for b in bounds)
+
+
+async def test_a_walk_of_many_slices_stores_its_fresh_bounds_once_in_id_order(
+    db: Database, loaded: Catalogue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bounds found slice by slice are written together when the walk ends, lowest id first:
+    two searches meeting the same schedules in other orders then never wait for each other's
+    rows in a cycle (on PostgreSQL such a pair deadlocked, and one search failed)."""
+    monkeypatch.setattr(search_walk, "FIRST_SLICE", 2)
+    monkeypatch.setattr(search_walk, "MAX_SLICE", 4)
+    passed = datetime(2020, 1, 1, tzinfo=UTC)
+    async with db.uow() as uow:  # every bound stale: passed long ago (still a lower bound)
+        await uow.session.execute(update(Schedule).values(next_free_at=passed))
+        await uow.commit()
+    writes: list[list[int]] = []
+    store = search_walk.store_next_free
+
+    async def recording(session: Any, values: dict[int, datetime]) -> None:
+        writes.append(list(values))
+        await store(session, values)
+
+    evaluated: list[int] = []
+    evaluate = search_walk.evaluate
+
+    async def counting(uow: Any, plan: Any, ids: list[int], bounds: Any) -> Any:
+        evaluated.append(len(ids))
+        return await evaluate(uow, plan, ids, bounds)
+
+    monkeypatch.setattr(search_walk, "store_next_free", recording)
+    monkeypatch.setattr(search_walk, "evaluate", counting)
+    page = await run_search(db, {"sort": "rating", "limit": 6})
+    assert page.items and len(evaluated) > 2  # the walk read several slices
+    assert len(writes) == 1 and len(writes[0]) >= len(page.items)
+    async with db.uow() as uow:
+        stored = (
+            await uow.session.scalars(select(Schedule.id).where(Schedule.next_free_at > passed))
+        ).all()
+    assert sorted(stored) == sorted(writes[0])
 
 
 async def test_pages_are_the_same_wherever_the_walks_slices_end(

@@ -1,9 +1,9 @@
 """Evaluating specialists: their matching schedules cut into slots, and their sort key.
 
-``evaluate(uow, plan, specialist_ids)`` reads the schedules of these specialists (met by the
-walk, so their profiles pass the plan's filters) that pass the plan's schedule filters, cuts
+``evaluate(uow, plan, specialist_ids, bounds)`` reads the schedules of these specialists (met
+by the walk, so their profiles pass the plan's filters) that pass the plan's schedule filters, cuts
 each into free slots for the window (at most ``SLOTS_PER_RESULT`` fitting ones, plus the
-first free slot from now), stores fresh ``next_free_at`` bounds, and gives one
+first free slot from now), collects fresh ``next_free_at`` bounds, and gives one
 ``SpecialistEval`` per id: its schedules and its ``key``, the best walk position among
 schedules with a fitting slot (None: no fitting slot, not a result).
 
@@ -24,7 +24,7 @@ from sqlalchemy.sql import Executable
 
 from agent_server.booking.availability import ScheduleSpec, Slot, free_slots, may_start_in
 from agent_server.booking.models import SEAT_HOLDING, Booking, Specialist
-from agent_server.booking.next_free import first_free, store_next_free
+from agent_server.booking.next_free import first_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
 from agent_server.booking.search.query import SortBy
@@ -215,9 +215,11 @@ def _key(plan: Plan, ev: SpecialistEval, rating: dict[int, tuple[float, int]]) -
 
 
 async def evaluate(
-    uow: UnitOfWork, plan: Plan, specialist_ids: Sequence[int]
+    uow: UnitOfWork, plan: Plan, specialist_ids: Sequence[int], bounds: dict[int, datetime]
 ) -> dict[int, SpecialistEval]:
-    """Cut the matching schedules of these specialists into slots; store fresh bounds."""
+    """Cut the matching schedules of these specialists into slots; add to ``bounds`` the
+    schedules whose stored ``next_free_at`` is stale, with the start of their first free
+    slot (the caller stores them: ``store_next_free``)."""
     if not specialist_ids:
         return {}
     shape = shape_of(plan).filters
@@ -242,14 +244,11 @@ async def evaluate(
         rating[row[1]] = (row[7], row[8])
     taken = await _seats_taken(uow, [s.id for s in rows], plan.now, plan.window_end)
     out = {sid: SpecialistEval(sid) for sid in specialist_ids}
-    bounds: dict[int, datetime] = {}
     for sched in rows:
         ev = _cut(plan, sched, taken.get(sched.id, {}))
         out[sched.specialist_id].schedules.append(ev)
         if ev.first_free is not None and sched.next_free_at != ev.first_free.start:
             bounds[sched.id] = ev.first_free.start
-    if bounds:  # a session only when there is something to write
-        await store_next_free(uow.session, bounds)
     for ev_ in out.values():
         ev_.key = _key(plan, ev_, rating)
     return out

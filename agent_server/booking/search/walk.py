@@ -18,9 +18,11 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from weakref import WeakKeyDictionary
 
+from agent_server.booking.next_free import store_next_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
 from agent_server.booking.search.plan import Plan
@@ -191,6 +193,7 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
         while heap and heap[0][0] <= here and len(emitted) < want:
             emitted.append(found[heapq.heappop(heap)[1]])
 
+    bounds: dict[int, datetime] = {}  # fresh next-free bounds, stored once the walk ends
     shape = shape_of(plan)
     filters = params(plan)
     rare = await rarest_skill(uow, plan)
@@ -212,7 +215,7 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
             fetched = await direct_rows(uow, walk_query(shape), values)
         rows = [(r[0], *as_position(shape, r[1:])) for r in fetched]
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
-        evals = await evaluate(uow, plan, new_ids)
+        evals = await evaluate(uow, plan, new_ids, bounds)
         examined += len(new_ids)
         for row in rows:
             specialist_id = row[0]
@@ -240,6 +243,11 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
             slice_rows = min(slice_rows * 4, MAX_SLICE)
         if examined >= MAX_EXAMINED or scanned >= MAX_SCANNED:
             break
+    if bounds:
+        # All of them at once, in id order (``store_next_free``): slice by slice, two searches
+        # meeting the same schedules in another order could each wait for the other's rows.
+        # Only a search with something to write makes a session.
+        await store_next_free(uow.session, bounds)
     if exhausted:
         while heap and len(emitted) < want:
             emitted.append(found[heapq.heappop(heap)[1]])
