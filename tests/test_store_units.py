@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
+import sqlite3
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -184,10 +184,14 @@ async def test_lent_and_pooled_sqlite_connections_are_configured_alike(db: Datab
 
 
 def _sqlite_memory() -> int:
-    """The bytes SQLite holds in this process (its own count, ``sqlite3_memory_used``)."""
-    found = ctypes.util.find_library("sqlite3")
-    assert found, "the sqlite3 library Python's sqlite3 module loads"
-    library = ctypes.CDLL(found)
+    """The bytes SQLite holds in this process (its own count, ``sqlite3_memory_used``), read
+    from the very library Python's sqlite3 module has loaded (another copy counts nothing)."""
+    with open("/proc/self/maps") as maps:
+        loaded = {line.split()[-1] for line in maps if "/libsqlite3" in line}
+    assert len(loaded) == 1, f"one shared SQLite library in the process: {loaded}"
+    library = ctypes.CDLL(loaded.pop())
+    library.sqlite3_libversion.restype = ctypes.c_char_p
+    assert library.sqlite3_libversion().decode() == sqlite3.sqlite_version
     library.sqlite3_memory_used.restype = ctypes.c_int64
     return int(library.sqlite3_memory_used())
 

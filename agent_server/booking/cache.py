@@ -111,8 +111,8 @@ class AnswerCache:
     def __init__(self, entries: int = ENTRIES, budget: int = BUDGET) -> None:
         self.entries = entries
         self.budget = budget
-        self._answers: OrderedDict[Hashable, tuple[int, object]] = OrderedDict()
-        self._counted: dict[Hashable, int] = {}
+        # Each entry: its catalogue version, the answer, and the bytes counted for it.
+        self._answers: OrderedDict[Hashable, tuple[int, object, int]] = OrderedDict()
         self._uncounted: Hashable | None = None
         self.bytes = 0
         self.hits = 0
@@ -129,23 +129,23 @@ class AnswerCache:
 
     def put(self, key: Hashable, version: int, answer: object) -> None:
         self._count_last()
-        self.bytes -= self._counted.pop(key, 0)
-        self._answers[key] = (version, answer)
-        self._answers.move_to_end(key)
+        replaced = self._answers.pop(key, None)
+        if replaced is not None:
+            self.bytes -= replaced[2]
+        self._answers[key] = (version, answer, 0)
         self._uncounted = key
         while len(self._answers) > self.entries or (
             self.bytes > self.budget and len(self._answers) > 1
         ):
-            gone, _ = self._answers.popitem(last=False)
-            self.bytes -= self._counted.pop(gone, 0)
+            self.bytes -= self._answers.popitem(last=False)[1][2]
 
     def _count_last(self) -> None:
         key, self._uncounted = self._uncounted, None
         found = self._answers.get(key) if key is not None else None
         if found is not None:
-            kept = found[1]
+            version, kept, _ = found
             size = kept.nbytes if isinstance(kept, Answer) else OTHER_BYTES
-            self._counted[key] = size
+            self._answers[key] = (version, kept, size)  # in place: its order stays
             self.bytes += size
 
 

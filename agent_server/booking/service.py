@@ -46,8 +46,8 @@ and cancels the old one with reason code ``rescheduled``.
 No double booking: a seat is taken by INSERTing the booking with a seat number, ``ON
 CONFLICT DO NOTHING`` (``booking.seats``); the partial unique index on (schedule, slot
 start, seat) over the seat-holding statuses refuses a second holder, and the loser tries the
-next seat up to the capacity. Seats
-read beforehand only choose the order of the attempts; the index is the guard.
+next seat up to the capacity. Seats read beforehand only choose the order of the attempts;
+the index is the guard.
 
 One change at a time: every status change (accept, reject, cancel, complete, reschedule, a
 note) reads the booking with a row lock (``SELECT ... FOR UPDATE``; SQLite's write
@@ -308,17 +308,15 @@ async def _conflict(
     )
 
 
-async def _require_bookable(
-    uow: UnitOfWork, schedule: Bookable, start: datetime
-) -> tuple[ScheduleSpec, set[int]]:
-    """The schedule's spec and the seats of the slot at ``start`` held now, if a seat of it
-    can be booked now; otherwise ``BookingConflict`` with the reason and the next free slot."""
+async def _require_bookable(uow: UnitOfWork, schedule: Bookable, start: datetime) -> set[int]:
+    """The seats of the slot at ``start`` held now, if a seat of it can be booked now;
+    otherwise ``BookingConflict`` with the reason and the next free slot."""
     spec = schedule.spec
     held = await _seats_held(uow, schedule.id, start)
     reason = unbookable_reason(spec, start, uow.clock.now(), {start: len(held)})
     if reason is not None:
         raise await _conflict(uow, spec, start, reason)
-    return spec, held
+    return held
 
 
 _BOOKINGS: Any = Booking.__table__.c
@@ -410,7 +408,8 @@ async def book_slot(
     if not await direct_rows(uow, _LIVE_AGENT, {"agent_id": agent_id}):
         raise NotFound(f"agent {agent_id} not found", {"agent_id": agent_id})
     schedule = await bookable_schedule(uow, schedule_id, agent_id)
-    spec, held = await _require_bookable(uow, schedule, start)
+    held = await _require_bookable(uow, schedule, start)
+    spec = schedule.spec
     now = uow.clock.now()
 
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
@@ -604,7 +603,8 @@ async def reschedule_booking(
     if start == old.slot_start:
         raise ValidationFailed.field("new_slot_id", "this is the booking's current slot")
     schedule = await bookable_schedule(uow, schedule_id, agent_id)
-    spec, held = await _require_bookable(uow, schedule, start)
+    held = await _require_bookable(uow, schedule, start)
+    spec = schedule.spec
     now = uow.clock.now()
     status = BookingStatus.ACCEPTED if schedule.auto_accept else BookingStatus.PENDING
     fields: dict[str, Any] = dict(
