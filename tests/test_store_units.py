@@ -30,7 +30,7 @@ from agent_server.kernel.store import (
     skipping_flush_wait,
 )
 from agent_server.kernel.store import engine as store_engine
-from agent_server.kernel.store.engine import SQLITE_HEAP_LIMIT, WAL_PAGES
+from agent_server.kernel.store.engine import SQLITE_HEAP_LIMIT, SQLITE_STATEMENTS, WAL_PAGES
 from agent_server.kernel.store.outage import database_unavailable
 
 _COUNTERS: Table = RateCounter.__table__  # type: ignore[assignment]
@@ -217,6 +217,34 @@ async def test_sqlite_memory_stays_near_its_limit_however_many_connections_read(
             await conn.rollback()
         grown = _sqlite_memory() - before
     assert grown < SQLITE_HEAP_LIMIT + 1024 * 1024
+
+
+def _wide_select(n: int) -> str:
+    """A statement of its own (``n`` in it) that compiles to a program of tens of KB."""
+    terms = ", ".join(f"coalesce(nullif(abs(id - {n}), {i}), {i}) * {i}" for i in range(150))
+    return f"SELECT {terms} FROM filler WHERE id = {n}"
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_a_sqlite_connection_keeps_a_bounded_number_of_prepared_statements(
+    db: Database,
+) -> None:
+    """A connection that meets ever new statements keeps only its last SQLITE_STATEMENTS:
+    past them its memory stops growing (the sqlite3 module's default keeps 128)."""
+    async with db.engine.connect() as conn:
+        await conn.exec_driver_sql("CREATE TABLE filler (id INTEGER PRIMARY KEY)")
+        await conn.exec_driver_sql("INSERT INTO filler VALUES (1)")
+        await conn.commit()
+        before = _sqlite_memory()
+        for n in range(SQLITE_STATEMENTS):
+            await conn.exec_driver_sql(_wide_select(n))
+        first = _sqlite_memory() - before  # a full cache
+        for n in range(SQLITE_STATEMENTS, 4 * SQLITE_STATEMENTS):
+            await conn.exec_driver_sql(_wide_select(n))
+        more = _sqlite_memory() - before - first
+        await conn.rollback()
+    assert first > SQLITE_STATEMENTS * 10_000, "each statement kept is a program of tens of KB"
+    assert more < first / 4, f"{more} bytes more after {3 * SQLITE_STATEMENTS} new statements"
 
 
 ADD_NO_FLUSH_WAIT = Direct(
