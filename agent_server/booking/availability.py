@@ -186,6 +186,25 @@ def zone(key: str) -> ZoneInfo:
 
 
 _NO_DATES: frozenset[date] = frozenset()
+_DATE_SETS: dict[frozenset[date], frozenset[date]] = {}
+DATE_SETS = 4096
+"""Distinct blackout sets shared between specs (schedules repeat holidays); past it the
+table starts again empty."""
+
+
+def _shared_dates(dates: frozenset[date]) -> frozenset[date]:
+    """One set per distinct set of dates (a process keeps thousands of specs)."""
+    if not dates:
+        return _NO_DATES
+    found = _DATE_SETS.get(dates)
+    if found is not None:
+        return found
+    if len(_DATE_SETS) >= DATE_SETS:
+        _DATE_SETS.clear()
+    _DATE_SETS[dates] = dates
+    return dates
+
+
 _NO_OVERRIDES: Mapping[date, tuple[Range, ...]] = MappingProxyType({})
 
 
@@ -257,7 +276,7 @@ class ScheduleSpec:
             # share one empty mapping and one empty set (an empty set takes 216 bytes).
             overrides={_as_date(d): _ranges(r) for d, r in (overrides or {}).items()}
             or _NO_OVERRIDES,
-            blackout_dates=frozenset(_as_date(d) for d in blackout_dates) or _NO_DATES,
+            blackout_dates=_shared_dates(frozenset(_as_date(d) for d in blackout_dates)),
             buffer_minutes=buffer_minutes,
             min_notice_minutes=min_notice_minutes,
             start_date=start_date,
@@ -282,7 +301,14 @@ class ScheduleSpec:
 
 
 def _as_date(value: str | date) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(value)
+    return value if isinstance(value, date) else iso_date(value)
+
+
+@lru_cache(maxsize=4096)
+def iso_date(text: str) -> date:
+    """The date of an ISO text, one object per text: specs keep thousands of dates, few
+    distinct."""
+    return date.fromisoformat(text)
 
 
 @lru_cache(maxsize=4096)

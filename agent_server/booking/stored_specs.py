@@ -3,7 +3,7 @@
 A search reads many schedules and a booking one, each as plain column values (``Direct``),
 not ORM entities. ``parsed_spec(schedule_id, values)`` turns the values of ``SPEC_COLUMNS``
 into a ``ScheduleSpec``, parsed once while they stay the same: ``SPECS`` are kept, keyed by
-the schedule and a digest of its stored values, so a changed schedule is parsed again.
+a digest of the schedule's id and stored values, so a changed schedule is parsed again.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import date
 from hashlib import blake2b
 from typing import Any
 
-from agent_server.booking.availability import ScheduleSpec
+from agent_server.booking.availability import ScheduleSpec, iso_date
 from agent_server.booking.models import Schedule
 
 SPECS = 8192
@@ -35,7 +35,7 @@ SPEC_COLUMNS = (
 )
 """The columns ``parsed_spec`` reads, in its order (put them last in a statement's columns)."""
 
-_SPECS: OrderedDict[tuple[int, bytes], ScheduleSpec] = OrderedDict()
+_SPECS: OrderedDict[int, ScheduleSpec] = OrderedDict()
 
 
 def _json(value: Any) -> Any:
@@ -43,14 +43,15 @@ def _json(value: Any) -> Any:
 
 
 def _day(value: Any) -> date | None:
-    return date.fromisoformat(value) if isinstance(value, str) else value
+    return iso_date(value) if isinstance(value, str) else value
 
 
 def parsed_spec(schedule_id: int, raw: tuple[Any, ...]) -> ScheduleSpec:
     """The spec of schedule ``schedule_id`` from its ``SPEC_COLUMNS`` values as the driver
     gives them (JSON columns as text or parsed, dates as text or dates)."""
-    # The stored values' digest: the text itself would take more room than the spec.
-    key = (schedule_id, blake2b(repr(raw).encode(), digest_size=16).digest())
+    # The digest of the id and the stored values, as one int (128 bits: two schedules'
+    # never meet): the text itself would take more room than the spec.
+    key = int.from_bytes(blake2b(repr((schedule_id, raw)).encode(), digest_size=16).digest())
     found = _SPECS.get(key)
     if found is not None:
         _SPECS.move_to_end(key)
