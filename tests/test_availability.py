@@ -515,3 +515,24 @@ def test_stretches_a_schedule_never_meets_are_known_without_cutting() -> None:
     assert meets(kolkata, [(monday + timedelta(minutes=210), monday + timedelta(minutes=240))])
     assert not meets(kolkata, [(monday + timedelta(minutes=180), monday + timedelta(minutes=210))])
     assert week_of([(monday, monday + timedelta(days=7))]) is None
+
+
+def test_specs_of_schedules_with_the_same_holidays_share_one_set_of_dates() -> None:
+    """A process keeps thousands of parsed schedules: the same blackout dates and start
+    dates, as stored text, become one shared object; other dates stay their own."""
+    from agent_server.booking.stored_specs import parsed_spec
+
+    week = '{"mon": [["09:00", "17:00"]]}'
+    holidays = '["2026-12-24", "2026-12-25"]'
+    raw = ("Europe/Berlin", week, "{}", holidays, 60, 0, 0, "2026-12-01", None, 1)
+    other = ("Europe/Berlin", week, "{}", '["2026-12-31"]', 60, 0, 0, "2026-12-01", None, 1)
+    first, second, third = parsed_spec(9101, raw), parsed_spec(9102, raw), parsed_spec(9103, other)
+
+    assert first.blackout_dates == {date(2026, 12, 24), date(2026, 12, 25)}
+    assert first.blackout_dates is second.blackout_dates
+    assert first.start_date is second.start_date is third.start_date
+    assert third.blackout_dates == {date(2026, 12, 31)}
+    assert parsed_spec(9101, raw) is first  # the same stored values: parsed once
+    changed = parsed_spec(9101, other)  # the schedule changed: parsed again
+    assert changed is not first and changed.blackout_dates == third.blackout_dates
+    assert (first.id, second.id, changed.id) == (9101, 9102, 9101)
