@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import pytest
 
 from agent_server.booking.demo import load_demo_data
+from agent_server.booking.search import sql as search_sql
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.specialists import search_specialists
 from agent_server.booking.search.warm import warm_statements
@@ -76,3 +78,25 @@ async def test_a_search_of_one_word_runs_the_statements_of_two(
     assert len(compiled) == first  # two words: the same statements
     await search({"q": "senior tax advisor", "sort": "price"})
     assert len(compiled) > first  # three words: statements of their own
+
+
+async def test_warming_up_holds_one_statement_tree_at_a_time(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A compiled statement lets its tree go. Warming up builds each statement only once the
+    one before is compiled, so a fresh process never holds hundreds of trees at once (about
+    10 MiB, whose room its heap would keep for good)."""
+    table: OrderedDict[Any, Any] = OrderedDict()
+    monkeypatch.setattr(search_sql, "_TABLE", table)  # a fresh process: nothing built yet
+    trees: list[int] = []
+    original = store_direct.compile_direct
+
+    def counting(statement: Any, dialect: Any) -> Any:
+        trees.append(sum(1 for d in table.values() if d._statement is not None))
+        return original(statement, dialect)
+
+    monkeypatch.setattr(store_direct, "compile_direct", counting)
+    warmed = warm_statements(db)
+    assert warmed > 100 and len(trees) >= len(table) > 100
+    assert max(trees) == 1  # the one being compiled
+    assert all(d._statement is None for d in table.values())

@@ -12,6 +12,7 @@ first use. ``agent-server serve`` calls it before it listens.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 from dataclasses import replace
 
 from agent_server.booking.search.evaluation import schedules_query, seats_query
@@ -50,28 +51,43 @@ def warm_shapes(sqlite: bool) -> list[Shape]:
 
 
 def warm_statements(db: Database) -> int:
-    """Compile the common shapes' statements for ``db``'s dialect; how many there are."""
+    """Compile the common shapes' statements for ``db``'s dialect; how many there are.
+
+    Each statement is built and compiled before the next is built: a compiled statement lets
+    its tree go, so the process never holds all the trees at once (about 10 MiB, whose room
+    the heap would keep for good)."""
     dialect = db.engine.dialect
-    sqlite = db.is_sqlite
-    directs: list[Direct] = [PLAN_EACH_TIME, unknown_query(sqlite), skill_count_query()]
+    warmed: set[int] = set()
+    for direct in _warm_directs(db.is_sqlite):
+        direct.compiled(dialect)
+        warmed.add(id(direct))  # every one stays in the statement table (or is a constant)
+    assert len(warmed) <= STATEMENTS, "the statement table must keep every warmed statement"
+    return len(warmed)
+
+
+def _warm_directs(sqlite: bool) -> Iterator[Direct]:
+    """The statements to compile, each built only when the one before has been compiled."""
+    yield PLAN_EACH_TIME
+    yield unknown_query(sqlite)
+    yield skill_count_query()
     sizes = []
     size = list_size(1)
     while size <= WARM_IDS:
         sizes.append(size)
         size *= 2
     for size in sizes:
-        directs += [people_query(size), seats_query(size)]
+        yield people_query(size)
+        yield seats_query(size)
         if size <= list_size(MET_IDS):
-            directs.append(skill_counts_query(size))
+            yield skill_counts_query(size)
     for shape in warm_shapes(sqlite):
         blocks = replace(shape, blocks=True)  # days or hours asked
-        directs += [walk_query(shape), slice_end_query(shape), facet_counts_query(shape)]
-        directs.append(walk_query(blocks))
+        yield walk_query(shape)
+        yield slice_end_query(shape)
+        yield facet_counts_query(shape)
+        yield walk_query(blocks)
         if shape.skills:
-            directs += [driven_walk_query(shape), driven_walk_query(blocks)]
-        directs += [schedules_query(shape, size) for size in sizes]  # one per backend
-    unique = list({id(d): d for d in directs}.values())
-    assert len(unique) <= STATEMENTS, "the statement table must keep every warmed statement"
-    for direct in unique:
-        direct.compiled(dialect)
-    return len(unique)
+            yield driven_walk_query(shape)
+            yield driven_walk_query(blocks)
+        for size in sizes:
+            yield schedules_query(shape, size)  # one per backend
