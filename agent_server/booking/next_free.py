@@ -170,8 +170,10 @@ async def refresh_due(session: AsyncSession, *, now: datetime, limit: int = 1000
     return len(rows)
 
 
-REFRESH_BATCH = 1000
-"""Bounds ``refresh_passed`` refreshes per transaction."""
+REFRESH_BATCH = 200
+"""Bounds ``refresh_passed`` refreshes per transaction. A batch's schedules are loaded whole,
+and the room they took stays with the process: at 1,000 a batch, the first pass of a server
+started on a catalogue copied hours earlier raised its memory by 8 MiB (3 MiB at 200)."""
 REFRESH_MOST = 100_000
 """Bounds ``refresh_passed`` refreshes at most per call: a server started after a while, or a
 catalogue copied hours earlier, has thousands passed, and each one left stale is cut again by
