@@ -32,6 +32,7 @@ from agent_server.booking.availability import (
     unbookable_reason,
     week_of,
 )
+from agent_server.booking.stored_specs import parsed_spec
 from agent_server.kernel.errors import ValidationFailed
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -520,8 +521,6 @@ def test_stretches_a_schedule_never_meets_are_known_without_cutting() -> None:
 def test_specs_of_schedules_with_the_same_holidays_share_one_set_of_dates() -> None:
     """A process keeps thousands of parsed schedules: the same blackout dates and start
     dates, as stored text, become one shared object; other dates stay their own."""
-    from agent_server.booking.stored_specs import parsed_spec
-
     week = '{"mon": [["09:00", "17:00"]]}'
     holidays = '["2026-12-24", "2026-12-25"]'
     raw = ("Europe/Berlin", week, "{}", holidays, 60, 0, 0, "2026-12-01", None, 1)

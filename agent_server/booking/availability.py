@@ -186,22 +186,12 @@ def zone(key: str) -> ZoneInfo:
 
 
 _NO_DATES: frozenset[date] = frozenset()
-_DATE_SETS: dict[frozenset[date], frozenset[date]] = {}
-DATE_SETS = 4096
-"""Distinct blackout sets shared between specs (schedules repeat holidays); past it the
-table starts again empty."""
 
 
+@lru_cache(maxsize=4096)
 def _shared_dates(dates: frozenset[date]) -> frozenset[date]:
-    """One set per distinct set of dates (a process keeps thousands of specs)."""
-    if not dates:
-        return _NO_DATES
-    found = _DATE_SETS.get(dates)
-    if found is not None:
-        return found
-    if len(_DATE_SETS) >= DATE_SETS:
-        _DATE_SETS.clear()
-    _DATE_SETS[dates] = dates
+    """One set per distinct set of blackout dates, as ``_week`` keeps one week per pattern:
+    schedules repeat holidays, and a process keeps thousands of specs."""
     return dates
 
 
@@ -276,7 +266,8 @@ class ScheduleSpec:
             # share one empty mapping and one empty set (an empty set takes 216 bytes).
             overrides={_as_date(d): _ranges(r) for d, r in (overrides or {}).items()}
             or _NO_OVERRIDES,
-            blackout_dates=_shared_dates(frozenset(_as_date(d) for d in blackout_dates)),
+            blackout_dates=_shared_dates(frozenset(_as_date(d) for d in blackout_dates))
+            or _NO_DATES,
             buffer_minutes=buffer_minutes,
             min_notice_minutes=min_notice_minutes,
             start_date=start_date,
