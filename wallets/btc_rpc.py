@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Protocol
 
-import httpx
-
 SATOSHI_PER_BTC = 100_000_000
 
 
@@ -95,6 +93,8 @@ class BitcoinCoreRpc:
     """JSON-RPC to Bitcoin Core (``http://user:pass@host:port``)."""
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
+        import httpx  # loaded on first use: a server that never calls out does without it
+
         parsed = httpx.URL(url)
         auth = None
         if parsed.username or parsed.password:
@@ -105,6 +105,8 @@ class BitcoinCoreRpc:
         self._ids = 0
 
     async def call(self, method: str, *params: Any) -> Any:
+        import httpx
+
         self._ids += 1
         try:
             response = await self._client.post(

@@ -34,9 +34,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from sqlalchemy import or_, select, update
 
 from agent_server import __version__
@@ -49,6 +48,9 @@ from agent_server.kernel.config import Settings
 from agent_server.kernel.logs import get_logger
 from agent_server.kernel.metrics import WEBHOOK_DELIVERIES
 from agent_server.kernel.store import Database, UnitOfWork
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger(__name__)
 
@@ -154,6 +156,8 @@ class DeliveryWorker:
 
     def client(self) -> httpx.AsyncClient:
         """The HTTP client deliveries go through (no redirects, no proxies from the env)."""
+        import httpx  # loaded on first use: a server that never calls out does without it
+
         return httpx.AsyncClient(
             transport=self._transport,
             timeout=self.config.timeout_seconds,
@@ -267,6 +271,8 @@ class DeliveryWorker:
 
     async def attempt(self, client: httpx.AsyncClient, claim: Claim) -> Outcome:
         """POST one claimed event to its callback URL; never raises for the receiver's faults."""
+        import httpx
+
         started_at = self.db.clock.now()
         began = time.monotonic()
 
@@ -305,6 +311,8 @@ class DeliveryWorker:
         headers: dict[str, str],
     ) -> httpx.Response:
         """POST to the checked addresses in turn, until one accepts the connection."""
+        import httpx
+
         refused: httpx.ConnectError | None = None
         for address in target.addresses[:MAX_ADDRESSES]:
             request = _pinned_request(client, target, address, body, headers)
@@ -429,6 +437,8 @@ def _pinned_request(
     headers: dict[str, str],
 ) -> httpx.Request:
     """A POST to the address that was checked, with the URL's own Host and TLS name."""
+    import httpx
+
     url = httpx.URL(target.url)
     default_port = 443 if target.scheme == "https" else 80
     host_header = target.host if ":" not in target.host else f"[{target.host}]"

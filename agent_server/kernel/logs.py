@@ -14,10 +14,33 @@ import logging
 import re
 import secrets
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from typing import Any
 
-import structlog
+
+@contextmanager
+def rich_hidden() -> Iterator[None]:
+    """Within: ``import rich`` fails unless rich is already loaded (then nothing changes).
+
+    Two libraries load rich, when it is installed, for output this server never makes:
+    structlog.dev for rich tracebacks (``configure_logging`` uses plain ones), and the MCP
+    SDK's ``MCPServer`` for a ``logging.basicConfig`` handler that a configured root logger
+    ignores. Built with rich hidden, a serving process holds neither rich nor attrs nor
+    pygments: 3.7 MiB less resident. Whoever imports rich later (typer's help) gets it.
+    """
+    hide = "rich" not in sys.modules
+    if hide:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # import rich: ImportError
+    try:
+        yield
+    finally:
+        if hide:
+            del sys.modules["rich"]
+
+
+with rich_hidden():
+    import structlog
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 

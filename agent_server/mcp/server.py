@@ -14,6 +14,7 @@ from mcp.types import Tool as ListedTool
 
 from agent_server import __version__
 from agent_server.gate import Caller
+from agent_server.kernel.logs import rich_hidden
 from agent_server.mcp.auth import ApiKeyVerifier, caller_from_token, remembered
 from agent_server.mcp.pipeline import run_tool
 from agent_server.mcp.registry import ToolSpec
@@ -98,14 +99,15 @@ def build_mcp_server(
         # API keys and OAuth access tokens, and the OAuth endpoints when the URL allows them.
         url = resource_url or f"http://{runtime.settings.host}:{runtime.settings.port}/mcp"
         auth_kwargs = http_auth_kwargs(runtime, verifier, url)
-    return ToolServer(
-        "agent-server",
-        title="Agent Server",
-        instructions=INSTRUCTIONS,
-        version=__version__,
-        tools=REGISTRY.sdk_tools(
-            invoke, toolsets, read_only=read_only, describe_price=describe_price(runtime)
-        ),
-        lifespan=lifespan,
-        **auth_kwargs,
-    )
+    with rich_hidden():  # the SDK's logging set-up, see kernel.logs
+        return ToolServer(
+            "agent-server",
+            title="Agent Server",
+            instructions=INSTRUCTIONS,
+            version=__version__,
+            tools=REGISTRY.sdk_tools(
+                invoke, toolsets, read_only=read_only, describe_price=describe_price(runtime)
+            ),
+            lifespan=lifespan,
+            **auth_kwargs,
+        )

@@ -29,10 +29,9 @@ import json
 import time
 import weakref
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 from sqlalchemy import update
@@ -45,6 +44,9 @@ from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database
 from agent_server.oauth.models import OAuthClient
 from agent_server.runtime import Runtime
+
+if TYPE_CHECKING:
+    import httpx
 
 log = get_logger(__name__)
 
@@ -118,6 +120,8 @@ def _check_url(url: str, *, allow_loopback: bool) -> bool:
 
 def _pinned_get(client: httpx.AsyncClient, url: str, host: str, address: str) -> httpx.Request:
     """A GET of ``url`` sent to the checked ``address``, with the URL's own Host and TLS name."""
+    import httpx
+
     target = httpx.URL(url)
     default_port = 443 if target.scheme == "https" else 80
     host_header = host if ":" not in host else f"[{host}]"
@@ -135,6 +139,8 @@ def _pinned_get(client: httpx.AsyncClient, url: str, host: str, address: str) ->
 async def _fetch(
     url: str, *, allow_private: bool, transport: httpx.AsyncBaseTransport | None
 ) -> Any:
+    import httpx  # loaded on first use: a server that never calls out does without it
+
     try:
         target = await resolve_target(url, allow_private=allow_private)
     except UnsafeCallback as exc:

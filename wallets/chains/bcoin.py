@@ -21,12 +21,13 @@ import secrets
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from wallets.btc_rpc import BcoinRpc, reencode_bech32
 from wallets.chains.processes import ChainProcessError, NodeProcess, node_modules_dir
+
+if TYPE_CHECKING:
+    import httpx
 
 _WALLET_HTTP = re.compile(r"Wallet HTTP server listening on \S+ \(port=(\d+)\)")
 _NODE_HTTP = re.compile(r"Node HTTP server listening on \S+ \(port=(\d+)\)")
@@ -125,6 +126,8 @@ class BcoinNode:
             shutil.rmtree(self._prefix, ignore_errors=True)
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx  # loaded on first use: a server that never calls out does without it
+
         return httpx.AsyncClient(auth=("x", self.api_key), timeout=30)
 
     async def _rest(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
