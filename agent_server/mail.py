@@ -21,7 +21,6 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import aiosmtplib
 from sqlalchemy import Index, Integer, String, Text, bindparam, func, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -122,6 +121,8 @@ async def deliver_smtp(
     if not settings.smtp_url:
         raise MailDeliveryFailed("no SMTP server is configured (AGENT_SERVER_SMTP_URL)")
     target = parse_smtp_url(settings.smtp_url)
+    import aiosmtplib  # loaded on first use: a server whose mail waits in the outbox does without
+
     try:
         await aiosmtplib.send(
             build_message(settings, mail, message_id),

@@ -1,7 +1,8 @@
 """What a serving process loads: the chain libraries (web3, eth_account, eth_utils, bip_utils)
 only once a chain is used, icalendar once a feed is rendered, alembic only to migrate,
 asyncpg only on PostgreSQL, httpx only to call out (a chain node, a webhook, an OAuth client's
-document) and rich (with attrs and pygments) never, so a server stays small; and wherever web3 or eth_account is
+document), aiosmtplib only to send mail, segno only to draw a QR code and rich (with attrs and
+pygments) never, so a server stays small; and wherever web3 or eth_account is
 first imported, the recursion limit is back at its default after."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LOADED_ON_USE = (
     *("web3", "eth_account", "eth_keyfile", "eth_utils", "py_ecc", "bip_utils"),
     *("icalendar", "alembic", "mako", "asyncpg", "httpx"),
-    *("rich", "attr", "pygments"),
+    *("aiosmtplib", "segno", "rich", "attr", "pygments"),
 )
 # The packages whose import raises the recursion limit (py_ecc, through eth_keyfile).
 RAISING = re.compile(r"^([ \t]*)(?:from|import) (web3|eth_account|eth_keyfile|py_ecc)\b", re.M)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-import segno
-
 from agent_server.kernel.money import usd_text
 from billing.usage import Usage
 
@@ -83,6 +81,8 @@ def recent_periods(now: datetime, count: int = 12) -> list[str]:
 
 def qr_svg(data: str, title: str) -> str:
     """An inline SVG QR code of ``data`` (dark on light, with its quiet zone)."""
+    import segno  # loaded on first use: only the deposit page draws codes
+
     code = segno.make(data, error="m")
     return code.svg_inline(scale=5, border=4, dark="#000", light="#fff", title=title, svgclass="qr")
 
