@@ -1,5 +1,6 @@
 """The baseline: a bare MCPServer with one echo tool, served like ``agent-server serve``
-(uvicorn, streamable HTTP, stateless, JSON responses). ``python -m bench.echo_server PORT``."""
+(uvicorn, streamable HTTP, stateless, JSON responses). ``python bench/echo_server.py PORT``: as a
+script, so that nothing else (not the ``bench`` package) is loaded into the baseline."""
 
 from __future__ import annotations
 
