@@ -371,7 +371,10 @@ class CatalogueState(Base):
     that changes specialists, bookings or a schedule (but for its ``next_free_at``): cached
     pages and profiles (``booking.cache``) are valid while it stays; ``last_txid`` counts a
     PostgreSQL transaction once. ``zone_rules``: the digest of the time zone rules behind
-    ``schedules.start_blocks`` (``booking.schedules.zone_rules``).
+    ``schedules.start_blocks`` (``booking.schedules.zone_rules``). ``profiles`` counts only
+    the transactions that add or remove a specialist or change their skills, languages,
+    country or city (migration 0018): the profile index search keeps in memory
+    (``booking.search.profiles``) is valid while it stays; ``profiles_txid`` as ``last_txid``.
     """
 
     __tablename__ = "catalogue_state"
@@ -379,6 +382,8 @@ class CatalogueState(Base):
     version: Mapped[int] = mapped_column(BigInteger, default=0)
     last_txid: Mapped[int | None] = mapped_column(BigInteger)
     zone_rules: Mapped[str | None] = mapped_column(String(64))
+    profiles: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    profiles_txid: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class CalendarToken(Base):

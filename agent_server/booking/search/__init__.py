@@ -24,7 +24,10 @@ Cutting slots is the expensive part, so it is done only for the specialists a pa
    may start (``schedules.start_blocks``, kept by every write of its hours and computed
    again when the time zone rules change: ``schedules.zone_rules``), the walked indexes
    carry them, and a walk with days or hours leaves out schedules whose blocks miss
-   the ones asked (``Plan.asked_blocks``) before any is read.
+   the ones asked (``Plan.asked_blocks``) before any is read. The profile filters (skills,
+   languages, place) are answered in memory first (``profiles``: bit masks per value, valid
+   while ``catalogue_state.profiles`` stays): when no specialist passes them the walk reads
+   nothing, and when few do it reads their schedules, sorted, instead of the index.
 3. A specialist is emitted once the walk has passed its key (nothing unseen can sort before
    it), so the order is exact even though keys are only known after slots are cut. The walk
    reads the index a slice at a time (the filters apply within the slice, so no query plan
@@ -65,6 +68,7 @@ The package, one concept per module, each step's interface in its docstring::
     sql          the statements a plan needs, built once per shape with bind parameters
     evaluation   evaluate: matching schedules cut into slots, each specialist's sort key
     walk         walk_page: the index read in order until the page is exact
+    profiles     ProfileIndex, profile_index: who lists each skill, language and place
     facets       count_facets: the facet counts of a plan
     compact      DETAIL_LEVELS, compact_json: a page within its character budget
     specialists  search_specialists: the steps above, in order

@@ -27,11 +27,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
+    cast,
     exists,
     func,
     or_,
@@ -282,24 +286,27 @@ def schedule_conditions(shape: Shape) -> list[ColumnElement[bool]]:
     return conds
 
 
-def specialist_conditions(shape: Shape) -> list[ColumnElement[bool]]:
-    """The filters on the specialist's profile."""
+def specialist_conditions(shape: Shape, *, indexed: bool = True) -> list[ColumnElement[bool]]:
+    """The filters on the specialist's profile; without ``indexed``, only those the profile
+    index does not answer (rating and words: ``booking.search.profiles``)."""
     country = _bind("country", SPECIALISTS.country)
     city = _bind("city", SPECIALISTS.city)
     rating = SPECIALISTS.rating
     if shape.sort is SortBy.RATING and shape.sqlite:
         rating = opaque(rating)  # the walk's bounds carry it, as the price above
-    conds: list[ColumnElement[bool]] = [
-        or_(country.is_(None), SPECIALISTS.country == country),
-        or_(city.is_(None), func.lower(SPECIALISTS.city) == city),
-        rating >= _bind("min_rating", SPECIALISTS.rating),
-    ]
+    conds: list[ColumnElement[bool]] = [rating >= _bind("min_rating", SPECIALISTS.rating)]
+    if indexed:
+        conds += [
+            or_(country.is_(None), SPECIALISTS.country == country),
+            or_(city.is_(None), func.lower(SPECIALISTS.city) == city),
+        ]
     for i in range(shape.words):
         conds.append(SPECIALISTS.search_text.like(_bind(f"w{i}", SPECIALISTS.search_text), "\\"))
-    for i in range(shape.skills):
-        conds.append(_has_skill(i))
-    if shape.languages:
-        conds.append(_speaks_any(shape.languages))
+    if indexed:
+        for i in range(shape.skills):
+            conds.append(_has_skill(i))
+        if shape.languages:
+            conds.append(_speaks_any(shape.languages))
     return conds
 
 
@@ -368,13 +375,14 @@ def _ordered(shape: Shape, stmt: Select[Any], cols: Sequence[Any]) -> Select[Any
     return stmt.order_by(*(c.desc() if shape.desc else c.asc() for c in cols))
 
 
-def matching(shape: Shape, *, blocks: bool = False) -> Select[Any]:
+def matching(shape: Shape, *, blocks: bool = False, indexed: bool = True) -> Select[Any]:
     """The walk: ``(specialist id, *position)`` rows in sort order, through an index.
 
     Sorting by rating walks specialists (one row each, by rating, review count and id); the
     other sorts walk schedules. With ``blocks`` (the walk itself, not the facets: a schedule
     whose hours never meet those asked still counts there), schedules that cannot start a
-    slot in the blocks asked are left out (``meets_blocks``).
+    slot in the blocks asked are left out (``meets_blocks``). Without ``indexed``, the
+    profile filters the profile index answers are left to the caller (``specialist_conditions``).
     """
     cols = position_columns(shape)
     wanted = schedule_conditions(shape)
@@ -391,13 +399,13 @@ def matching(shape: Shape, *, blocks: bool = False) -> Select[Any]:
             .is_not(None)
         )
         stmt = select(SPECIALISTS.id.label("sid"), *cols).where(
-            *specialist_conditions(shape), has_schedule
+            *specialist_conditions(shape, indexed=indexed), has_schedule
         )
     else:
         stmt = (
             select(SCHEDULES.specialist_id.label("sid"), *cols)
             .join(Specialist.__table__, SPECIALISTS.id == SCHEDULES.specialist_id)
-            .where(*wanted, *specialist_conditions(shape))
+            .where(*wanted, *specialist_conditions(shape, indexed=indexed))
         )
         if shape.sort is SortBy.NEXT_AVAILABLE:
             stmt = stmt.where(SCHEDULES.next_free_at.is_not(None))
@@ -415,19 +423,32 @@ def walk_query(shape: Shape) -> Direct:
     return statement(("walk", shape), build)
 
 
-def driven_walk_query(shape: Shape) -> Direct:
+def driven_walk_query(shape: Shape, *, by_ids: bool = False) -> Direct:
     """The walk's next ``lim`` rows after ``a0..a2`` among the specialists with the skill
     ``rare``, found through ``specialist_skills``' key and sorted, not by walking the sort
-    index: for a skill few specialists list (``skill_count_query``). The matches are gathered
-    apart (a materialized CTE), so no planner walks the sort index for them."""
+    index: for a skill few specialists list (``skill_count_query``). With ``by_ids``, among
+    the specialists whose ids the JSON array ``ids`` lists instead: those the profile index
+    matched (``booking.search.profiles``), so the filters it answers are not checked again.
+    The matches are gathered apart (a materialized CTE), so no planner walks the sort index
+    for them."""
 
     def build() -> Select[Any]:
         sid = SPECIALISTS.id if shape.sort is SortBy.RATING else SCHEDULES.specialist_id
-        listed = select(SKILLS.specialist_id).where(
-            SKILLS.skill == bindparam("rare", type_=SKILLS.skill.type)
-        )
+        listed: Select[Any]
+        if by_ids:
+            ids = bindparam("ids", type_=String())
+            if shape.sqlite:
+                each = func.json_each(ids).table_valued("value")
+                listed = select(each.c.value)
+            else:
+                each = func.json_array_elements_text(cast(ids, JSON)).table_valued("value")
+                listed = select(cast(each.c.value, BigInteger))
+        else:
+            listed = select(SKILLS.specialist_id).where(
+                SKILLS.skill == bindparam("rare", type_=SKILLS.skill.type)
+            )
         found = (
-            matching(shape, blocks=True)
+            matching(shape, blocks=True, indexed=not by_ids)
             .order_by(None)
             .where(sid.in_(listed), rows_after(shape))
             .cte("driven")
@@ -437,7 +458,7 @@ def driven_walk_query(shape: Shape) -> Direct:
         stmt = _ordered(shape, select(*cols), cols[1:])
         return stmt.limit(bindparam("lim", type_=Integer()))
 
-    return statement(("driven", shape), build)
+    return statement(("driven", shape, by_ids), build)
 
 
 def skill_count_query() -> Direct:

@@ -6,14 +6,18 @@ after (None at the end). A specialist is emitted once the walk has passed its ke
 order is exact although keys are known only after slots are cut. The walk reads the index a
 slice at a time (``slice_end``, or the same end found by an earlier search:
 ``known_slice_end``) and stops early after ``MAX_EXAMINED`` specialists or
-``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it. With a skill
-few specialists list (``RARE_SKILL``), the walk reads their matching entries, sorted, instead
-of the index (``driven_walk_query``): the same rows in the same order.
+``MAX_SCANNED`` entries: then the page may be short and the cursor resumes it. When few
+specialists pass the profile filters (the profile index counts them:
+``booking.search.profiles``), the walk reads their matching entries, sorted, instead of the
+index (``driven_walk_query``): the same rows in the same order; when none do, it reads
+nothing. Without the index (it is being rebuilt), a skill few specialists list
+(``RARE_SKILL``) drives the walk the same way.
 """
 
 from __future__ import annotations
 
 import heapq
+import json
 import time
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -26,6 +30,7 @@ from agent_server.booking.next_free import store_next_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
 from agent_server.booking.search.plan import Plan
+from agent_server.booking.search.profiles import has_profile_filters, profile_index
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.sql import (
     Shape,
@@ -52,6 +57,8 @@ RARE_SKILL = 400
 instead of walking the sort index."""
 MAX_SCANNED = 12_000
 """Walk entries one search call may read before it returns a short page (rare matches)."""
+ALL_ROWS = 2**31 - 1
+"""The limit of a driven walk's one statement: every row it matches."""
 BEYOND_IDS = 2**62
 """Above every id: a position after all rows of one sort value."""
 SLICE_END_SECONDS = 60.0
@@ -196,24 +203,52 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     bounds: dict[int, datetime] = {}  # fresh next-free bounds, stored once the walk ends
     shape = shape_of(plan)
     filters = params(plan)
-    rare = await rarest_skill(uow, plan)
-    if rare is not None:
-        filters["rare"] = rare
+    by_ids = False
+    later: list[int] | None = None  # the matching specialists, to drive from after a slice
+    index = await profile_index(uow) if has_profile_filters(plan.query) else None
+    rare = None
+    if index is not None:
+        mask = index.matching(plan.query)
+        count = mask.bit_count()
+        if count == 0:  # no specialist passes the profile filters
+            return Walk([], None, {}, None, True)
+        if count <= index.drives:
+            by_ids = True
+            filters["ids"] = json.dumps(index.ids_of(mask))
+        elif count <= MAX_SLICE:
+            later = index.ids_of(mask)
+    else:
+        rare = await rarest_skill(uow, plan)
+        if rare is not None:
+            filters["rare"] = rare
+    driven = by_ids or rare is not None
+    gathered: Sequence[Sequence[Any]] | None = None  # a driven walk's rows not yet taken
     while len(emitted) < want:
-        end = None if rare is not None else await known_slice_end(uow, shape, last, slice_rows)
+        if later is not None and scanned and len(later) * 2 <= slice_rows:
+            # The slices read held too few of them (they sit further on in this sort order),
+            # and there are fewer of them than entries in the next slice: read them all,
+            # sorted, from here on.
+            filters["ids"], later = json.dumps(later), None
+            by_ids = driven = True
+        end = None if driven else await known_slice_end(uow, shape, last, slice_rows)
         final = end is None  # the slice reads to the end of the walk
-        if stop is not None and rare is None and (end is None or plan.rank(end) >= plan.rank(stop)):
+        if stop is not None and not driven and (end is None or plan.rank(end) >= plan.rank(stop)):
             end, final = stop, True  # past the last entry that can match: read up to it
         need = want - len(emitted)
         batch = need + need // 2 + 1  # most specialists met fit; grows when they do not
         values = dict(filters, lim=batch)
         values.update(position_params("a", first_position(shape) if last is None else last))
-        if rare is not None:
-            fetched = await direct_rows(uow, driven_walk_query(shape), values)
+        if driven:
+            if gathered is None:  # every match from here on, sorted, in one statement
+                values["lim"] = ALL_ROWS
+                query = driven_walk_query(shape, by_ids=by_ids)
+                gathered = await direct_rows(uow, query, values)
+            taken, gathered = gathered[:batch], gathered[batch:]
+            rows = [(r[0], *as_position(shape, r[1:])) for r in taken]
         else:
             values.update(position_params("e", last_position(shape) if end is None else end))
             fetched = await direct_rows(uow, walk_query(shape), values)
-        rows = [(r[0], *as_position(shape, r[1:])) for r in fetched]
+            rows = [(r[0], *as_position(shape, r[1:])) for r in fetched]
         new_ids = list(dict.fromkeys(r[0] for r in rows if r[0] not in seen))
         evals = await evaluate(uow, plan, new_ids, bounds)
         examined += len(new_ids)

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from agent_server.booking.search.evaluation import schedules_query, seats_query
 from agent_server.booking.search.facets import MET_IDS, facet_counts_query, skill_counts_query
+from agent_server.booking.search.profiles import profile_statements
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.specialists import people_query, unknown_query
 from agent_server.booking.search.sql import (
@@ -68,6 +69,7 @@ def warm_statements(db: Database) -> int:
 def _warm_directs(sqlite: bool) -> Iterator[Direct]:
     """The statements to compile, each built only when the one before has been compiled."""
     yield PLAN_EACH_TIME
+    yield from profile_statements(sqlite)
     yield unknown_query(sqlite)
     yield skill_count_query()
     sizes = []
@@ -89,5 +91,8 @@ def _warm_directs(sqlite: bool) -> Iterator[Direct]:
         if shape.skills:
             yield driven_walk_query(shape)
             yield driven_walk_query(blocks)
+        if shape.skills or shape.languages:
+            yield driven_walk_query(shape, by_ids=True)
+            yield driven_walk_query(blocks, by_ids=True)
         for size in sizes:
             yield schedules_query(shape, size)  # one per backend

@@ -1,0 +1,202 @@
+"""The profile index: which specialists list each skill, language, country and city, in memory.
+
+A filter on a profile (skills, languages, place) is checked in SQL for every index entry the
+walk reads, and a combination few specialists pass (two common skills and a language, say)
+has the walk read thousands of entries to find a page, or none. The profile index answers
+the combination at once: per value, a bit mask over the specialists (bit ``i`` is
+``ids[i]``), so the specialists passing a plan's profile filters are a few ``&`` and ``|``
+of masks (``ProfileIndex.matching``). The walk then knows when nothing can match, and starts
+from the matching specialists when they are few (``drives``), as it does for a rare skill.
+
+The masks equal the database's: the index is built from ``specialist_skills``,
+``specialist_languages`` and the specialists' ``country`` and ``lower(city)`` (folded by the
+database, as the SQL filter folds it), and is used only while ``catalogue_state.profiles``
+(migration 0018: every transaction that adds or removes a specialist or changes these columns
+adds one) still reads the version it was built at. Bookings and schedules do not change it.
+A process builds it on the first search that needs it after a change, at most once per
+``REBUILD_SECONDS``; in between, searches take the walk without it (exact, only slower).
+On 100,000 specialists it takes about 12 KiB per value (a few MiB in all) and a few hundred
+milliseconds to build.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from math import isqrt
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from sqlalchemy import String, cast, func, literal_column, select
+
+from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.sql import LANGUAGES, SKILLS, SPECIALISTS
+from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
+
+REBUILD_SECONDS = 30.0
+"""How often one process builds the index again at most, while profiles keep changing."""
+MIN_DRIVE = 400
+"""A walk starts from the matching specialists when they are at most this many, or at most
+``sqrt(DRIVE_FACTOR * specialists)`` on a larger catalogue: where reading them all costs
+about what walking the sort index to a page's matches would."""
+DRIVE_FACTOR = 16
+
+_VERSION = Direct(select(CatalogueState.profiles).where(CatalogueState.id == CATALOGUE_ROW))
+
+
+def _grouped(value: Any, sid: Any, sqlite: bool) -> Direct:
+    """``(value, "id,id,...")`` rows: the specialists of each value, as one text (one row
+    per value reads far faster than one per pair)."""
+    if sqlite:
+        listed = func.group_concat(sid)  # "," between
+    else:
+        listed = func.string_agg(cast(sid, String()), literal_column("','"))
+    return Direct(select(value, listed).group_by(value))
+
+
+def _statements(sqlite: bool) -> tuple[Direct, Direct, Direct, Direct]:
+    """The index's reads: countries, cities, skills, languages."""
+    return (
+        _grouped(SPECIALISTS.country, SPECIALISTS.id, sqlite),
+        _grouped(func.lower(SPECIALISTS.city), SPECIALISTS.id, sqlite),
+        _grouped(SKILLS.skill, SKILLS.specialist_id, sqlite),
+        _grouped(LANGUAGES.language, LANGUAGES.specialist_id, sqlite),
+    )
+
+
+_READS = {sqlite: _statements(sqlite) for sqlite in (True, False)}
+
+
+def profile_statements(sqlite: bool) -> tuple[Direct, ...]:
+    """The statements the index runs (compiled ahead by ``warm``)."""
+    return (_VERSION, *_READS[sqlite])
+
+
+def has_profile_filters(query: SearchQuery) -> bool:
+    """Whether ``query`` filters on what the index holds."""
+    return bool(query.skills or query.languages or query.country or query.city)
+
+
+@dataclass(frozen=True, slots=True)
+class ProfileIndex:
+    """The specialists listing each value, as bit masks over ``ids`` (sorted)."""
+
+    version: int
+    ids: array[int]
+    skills: dict[str, int]
+    languages: dict[str, int]
+    countries: dict[str, int]
+    cities: dict[str, int]
+
+    @property
+    def drives(self) -> int:
+        """The most matching specialists a walk starts from (see ``MIN_DRIVE``)."""
+        return max(MIN_DRIVE, isqrt(DRIVE_FACTOR * len(self.ids)))
+
+    def matching(self, query: SearchQuery) -> int:
+        """The mask of the specialists passing ``query``'s profile filters, as SQL checks
+        them: every skill, any of the languages, the country, the city (case folded)."""
+        mask = -1  # every specialist: -1 & m is m
+        for skill in query.skills:
+            mask &= self.skills.get(skill, 0)
+        if query.languages:
+            spoken = 0
+            for language in query.languages:
+                spoken |= self.languages.get(language, 0)
+            mask &= spoken
+        if query.country is not None:
+            mask &= self.countries.get(query.country, 0)
+        if query.city is not None:
+            mask &= self.cities.get(query.city.lower(), 0)
+        return mask
+
+    def ids_of(self, mask: int) -> list[int]:
+        """The specialist ids in ``mask``, ascending."""
+        if mask <= 0:
+            return [] if mask == 0 else list(self.ids)
+        bits = bin(mask)[:1:-1]  # bit i at index i
+        out: list[int] = []
+        i = bits.find("1")
+        while i >= 0:
+            out.append(self.ids[i])
+            i = bits.find("1", i + 1)
+        return out
+
+
+def _ids(listed: str) -> list[int]:
+    return [int(i) for i in listed.split(",")]
+
+
+def _masks(groups: Iterable[Sequence[Any]], ids: array[int]) -> dict[str, int]:
+    """``(value, "id,id,...")`` rows as one mask per value."""
+    size = (len(ids) + 7) // 8
+    base = ids[0] if ids else 0
+    dense = not ids or ids[-1] - base + 1 == len(ids)  # bit i is id base + i
+    rank = None if dense else {sid: i for i, sid in enumerate(ids)}
+    out: dict[str, int] = {}
+    for value, listed in groups:
+        if value is None or not listed:
+            continue
+        bits = bytearray(size)
+        for sid in _ids(listed):
+            i = sid - base if rank is None else rank.get(sid)
+            if i is None or not 0 <= i < len(ids):
+                continue  # not among the specialists read (cannot happen at one version)
+            bits[i >> 3] |= 1 << (i & 7)
+        out[value] = int.from_bytes(bits, "little")
+    return out
+
+
+async def _profiles_version(uow: UnitOfWork) -> int | None:
+    rows = await direct_rows(uow, _VERSION, {})
+    return None if not rows or rows[0][0] is None else int(rows[0][0])
+
+
+async def build_index(uow: UnitOfWork) -> ProfileIndex | None:
+    """The index as ``uow`` reads the catalogue; None when profiles changed while it was read
+    (on PostgreSQL each statement may see later commits) or there is no counter."""
+    version = await _profiles_version(uow)
+    if version is None:
+        return None
+    by_countries, by_cities, by_skills, by_languages = _READS[uow.db.is_sqlite]
+    countries = await direct_rows(uow, by_countries, {})
+    ids = array("q", sorted(sid for _, listed in countries if listed for sid in _ids(listed)))
+    by_country = _masks(countries, ids)
+    del countries
+    cities = _masks(await direct_rows(uow, by_cities, {}), ids)
+    skills = _masks(await direct_rows(uow, by_skills, {}), ids)
+    languages = _masks(await direct_rows(uow, by_languages, {}), ids)
+    if await _profiles_version(uow) != version:
+        return None
+    return ProfileIndex(version, ids, skills, languages, by_country, cities)
+
+
+@dataclass
+class _Kept:
+    index: ProfileIndex | None = None
+    built_at: float = float("-inf")
+
+
+_KEPT: WeakKeyDictionary[Database, _Kept] = WeakKeyDictionary()
+
+
+async def profile_index(uow: UnitOfWork) -> ProfileIndex | None:
+    """The index at the profiles version ``uow`` reads, built now if this process has none
+    for it and has not built one in the last ``REBUILD_SECONDS``; else None (search without
+    it)."""
+    kept = _KEPT.get(uow.db)
+    if kept is None:
+        kept = _KEPT[uow.db] = _Kept()
+    version = await _profiles_version(uow)
+    if kept.index is not None and kept.index.version == version:
+        return kept.index
+    now = time.monotonic()
+    if version is None or now - kept.built_at < REBUILD_SECONDS:
+        return None
+    kept.built_at = now
+    kept.index = None  # the old one goes before the new one is read
+    kept.index = await build_index(uow)
+    return kept.index

@@ -1,0 +1,159 @@
+"""The profile index: the specialists it matches are the database's, and it is never stale.
+
+It is built from the database and used only while ``catalogue_state.profiles`` stays; a
+change to a specialist's skills, languages, country or city, or a new or removed specialist,
+moves that counter (database triggers), and bookings and schedules do not. A search right
+after such a change gets the new answer: from a rebuilt index, or without one while this
+process may not rebuild yet.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from agent_server.booking.demo import load_demo_data
+from agent_server.booking.models import CATALOGUE_ROW, CatalogueState, Schedule, Specialist
+from agent_server.booking.search import profiles
+from agent_server.booking.search.query import SearchQuery
+from agent_server.booking.search.specialists import search_specialists
+from agent_server.kernel.clock import FakeClock
+from agent_server.kernel.store import Database
+
+
+async def _index(db: Database) -> profiles.ProfileIndex:
+    async with db.uow() as uow:
+        index = await profiles.build_index(uow)
+    assert index is not None
+    return index
+
+
+async def _people(db: Database) -> list[tuple[int, list[str], list[str], str, str]]:
+    async with db.uow() as uow:
+        rows = await uow.session.execute(
+            select(
+                Specialist.id,
+                Specialist.skills,
+                Specialist.languages,
+                Specialist.country,
+                func.lower(Specialist.city),
+            )
+        )
+        return [(r[0], list(r[1]), list(r[2]), r[3], r[4]) for r in rows]
+
+
+async def _counters(db: Database) -> tuple[int, int]:
+    async with db.uow() as uow:
+        row = (
+            await uow.session.execute(
+                select(CatalogueState.version, CatalogueState.profiles).where(
+                    CatalogueState.id == CATALOGUE_ROW
+                )
+            )
+        ).one()
+        return int(row[0]), int(row[1])
+
+
+async def test_the_index_matches_the_specialists_sql_would(db: Database) -> None:
+    await load_demo_data(db, 300, seed=11)
+    index = await _index(db)
+    people = await _people(db)
+    skills = sorted({s for p in people for s in p[1]})
+    languages = sorted({lang for p in people for lang in p[2]})
+    countries = sorted({p[3] for p in people})
+    cities = sorted({p[4] for p in people})
+    rng = random.Random(5)
+    checked = 0
+    for _ in range(200):
+        raw: dict[str, Any] = {}
+        if rng.random() < 0.6:
+            raw["skills"] = rng.sample(skills, rng.choice((1, 1, 2)))
+        if rng.random() < 0.5:
+            raw["languages"] = rng.sample(languages, rng.choice((1, 2)))
+        if rng.random() < 0.2:
+            raw["country"] = rng.choice(countries)
+        if rng.random() < 0.2:
+            raw["city"] = rng.choice(cities).title()  # the filter folds case, as SQL does
+        if not raw:
+            continue
+        query = SearchQuery.parse(raw)
+        expected = [
+            sid
+            for sid, their_skills, spoken, country, city in people
+            if all(s in their_skills for s in query.skills)
+            and (not query.languages or any(lang in spoken for lang in query.languages))
+            and (query.country is None or country == query.country)
+            and (query.city is None or city == query.city.lower())
+        ]
+        assert index.ids_of(index.matching(query)) == sorted(expected), raw
+        checked += 1
+    assert checked > 150
+    assert index.ids_of(index.matching(SearchQuery.parse({"skills": ["no-such-skill"]}))) == []
+
+
+async def test_profile_changes_move_the_counter_and_bookable_changes_do_not(
+    db: Database,
+) -> None:
+    await load_demo_data(db, 20, seed=3)
+    version, before = await _counters(db)
+    async with db.uow() as uow:
+        await uow.session.execute(update(Schedule).values(label="Renamed"))
+        await uow.commit()
+    changed_version, unchanged = await _counters(db)
+    assert changed_version > version and unchanged == before
+    async with db.uow() as uow:
+        first = await uow.session.scalar(select(Specialist).order_by(Specialist.id).limit(1))
+        assert first is not None
+        first.rating = 4.9  # not what the index holds
+        await uow.commit()
+    assert (await _counters(db))[1] == before
+    async with db.uow() as uow:
+        first = await uow.session.scalar(select(Specialist).order_by(Specialist.id).limit(1))
+        assert first is not None
+        first.skills = [*first.skills, "glassblowing"]
+        await uow.commit()
+    assert (await _counters(db))[1] > before
+
+
+async def _found(db: Database, clock: FakeClock, raw: dict[str, Any]) -> list[int]:
+    async with db.uow() as uow:
+        page = await search_specialists(uow, SearchQuery.parse(raw), now=clock.now())
+        await uow.commit()
+    return [hit.id for hit in page.items]
+
+
+@pytest.mark.parametrize("rebuild_seconds", [0.0, 3600.0])
+async def test_a_search_right_after_a_profile_change_sees_it(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch, rebuild_seconds: float
+) -> None:
+    """With a rebuild allowed the index is built again; while not, the search goes without
+    it. Either way the answer is the database's."""
+    await load_demo_data(db, 60, seed=4)
+    wanted = {"skills": ["glassblowing"], "sort": "price"}
+    assert await _found(db, clock, wanted) == []  # builds the index: nobody lists it
+    monkeypatch.setattr(profiles, "REBUILD_SECONDS", rebuild_seconds)
+    async with db.uow() as uow:
+        chosen = (
+            await uow.session.scalars(
+                select(Specialist).where(Specialist.id.in_(select(Schedule.specialist_id)))
+            )
+        ).first()
+        assert chosen is not None
+        chosen.skills = [*chosen.skills, "glassblowing"]
+        await uow.commit()
+        chosen_id = chosen.id
+    assert await _found(db, clock, wanted) == [chosen_id]
+    async with db.uow() as uow:
+        kept = await profiles.profile_index(uow)
+    assert (kept is not None) == (rebuild_seconds == 0.0)
+    clock.advance(timedelta(minutes=1))
+    async with db.uow() as uow:
+        gone = await uow.session.get(Specialist, chosen_id)
+        assert gone is not None
+        gone.skills = [s for s in gone.skills if s != "glassblowing"]
+        await uow.commit()
+    assert await _found(db, clock, wanted) == []
