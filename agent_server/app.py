@@ -17,6 +17,7 @@ from agent_server.api.calendar_feed import calendar_app
 from agent_server.api.errors import CatchAll, error_response
 from agent_server.api.metrics import metrics_endpoint
 from agent_server.api.middleware import RequestContext
+from agent_server.booking.search.profiles import warm_profile_index
 from agent_server.dashboard.routes import install_dashboard
 from agent_server.dashboard.web import error_page
 from agent_server.events.mail_delivery import start_mail_sender
@@ -114,6 +115,7 @@ def create_app(
                 start_withdrawal_jobs(runtime),
             ):
                 if settle:  # the process serves this app for its life (``kernel.heap``)
+                    await warm_profile_index(runtime.db)
                     settle_after_start()
                 yield
         finally:

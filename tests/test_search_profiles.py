@@ -157,3 +157,19 @@ async def test_a_search_right_after_a_profile_change_sees_it(
         gone.skills = [s for s in gone.skills if s != "glassblowing"]
         await uow.commit()
     assert await _found(db, clock, wanted) == []
+
+
+async def test_a_serving_process_builds_the_index_before_its_first_search(
+    db: Database, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await load_demo_data(db, 30, seed=6)
+    await profiles.warm_profile_index(db)
+
+    async def not_again(uow: Any) -> None:
+        raise AssertionError("the index was built again")
+
+    monkeypatch.setattr(profiles, "build_index", not_again)
+    async with db.uow() as uow:
+        kept = await profiles.profile_index(uow)
+    assert kept is not None and kept.ids
+    assert await _found(db, clock, {"skills": ["no-such-skill"]}) == []

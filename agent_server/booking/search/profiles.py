@@ -34,7 +34,10 @@ from sqlalchemy import String, cast, func, literal_column, select
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.sql import LANGUAGES, SKILLS, SPECIALISTS
+from agent_server.kernel.logs import get_logger
 from agent_server.kernel.store import Database, Direct, UnitOfWork, direct_rows
+
+log = get_logger(__name__)
 
 REBUILD_SECONDS = 30.0
 """How often one process builds the index again at most, while profiles keep changing."""
@@ -200,3 +203,13 @@ async def profile_index(uow: UnitOfWork) -> ProfileIndex | None:
     kept.index = None  # the old one goes before the new one is read
     kept.index = await build_index(uow)
     return kept.index
+
+
+async def warm_profile_index(db: Database) -> None:
+    """Build the index before serving, so no agent's search waits for it. A failure (the
+    database not answering yet) is logged: the first search that needs it builds it."""
+    try:
+        async with db.uow() as uow:
+            await profile_index(uow)
+    except Exception as exc:
+        log.warning("search.profile_index_not_built", error=type(exc).__name__)
