@@ -22,7 +22,7 @@ from agent_server.booking.search import profiles
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.specialists import search_specialists
 from agent_server.kernel.clock import FakeClock
-from agent_server.kernel.store import Database
+from agent_server.kernel.store import Database, make_engine
 
 
 async def _index(db: Database) -> profiles.ProfileIndex:
@@ -173,3 +173,29 @@ async def test_a_serving_process_builds_the_index_before_its_first_search(
         kept = await profiles.profile_index(uow)
     assert kept is not None and kept.ids
     assert await _found(db, clock, {"skills": ["no-such-skill"]}) == []
+
+
+async def test_a_change_made_by_another_process_reaches_this_ones_next_search(
+    db: Database, database_url: str, clock: FakeClock
+) -> None:
+    """Each process keeps its own index; the counter in the database tells it a change was
+    made elsewhere, so a search never answers from a stale one."""
+    await load_demo_data(db, 60, seed=8)
+    wanted = {"languages": ["tlh"], "sort": "rating"}
+    await profiles.warm_profile_index(db)
+    assert await _found(db, clock, wanted) == []
+    other = Database(make_engine(database_url), clock)
+    try:
+        async with other.uow() as uow:
+            chosen = (
+                await uow.session.scalars(
+                    select(Specialist).where(Specialist.id.in_(select(Schedule.specialist_id)))
+                )
+            ).first()
+            assert chosen is not None
+            chosen.languages = [*chosen.languages, "tlh"]
+            await uow.commit()
+            chosen_id = chosen.id
+    finally:
+        await other.dispose()
+    assert await _found(db, clock, wanted) == [chosen_id]
