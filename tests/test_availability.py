@@ -535,3 +535,33 @@ def test_specs_of_schedules_with_the_same_holidays_share_one_set_of_dates() -> N
     changed = parsed_spec(9101, other)  # the schedule changed: parsed again
     assert changed is not first and changed.blackout_dates == third.blackout_dates
     assert (first.id, second.id, changed.id) == (9101, 9102, 9101)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hours=st.lists(st.sampled_from(["mon", "tue", "wed", "thu", "fri", "sat", "sun"]), max_size=3),
+    notice=st.sampled_from([0, 60, 24 * 60]),
+    booked=st.integers(min_value=0, max_value=6),
+    early=st.integers(min_value=0, max_value=5 * 24 * 60),
+)
+def test_the_first_free_slot_is_the_same_looked_for_from_any_lower_bound(
+    hours: list[str], notice: int, booked: int, early: int
+) -> None:
+    """``first_free(after=...)`` starts looking at a bound no free slot starts before (a
+    schedule's ``next_free_at``): from any such bound it finds what looking from now finds."""
+    from agent_server.booking.next_free import first_free
+
+    s = spec(
+        weekly_hours={day: [["09:00", "12:00"]] for day in hours},
+        min_notice_minutes=notice,
+    )
+    now = utc(2026, 3, 2, 10, 17)
+    upcoming = free_slots(s, now, now + timedelta(days=14), now, {})
+    taken = {slot.start: 1 for slot in upcoming[:booked]}
+    expected = first_free(s, now, taken)
+    if expected is None:
+        assert first_free(s, now, taken, after=now + timedelta(minutes=early)) is None
+        return
+    bound = min(now + timedelta(minutes=early), expected.start)
+    assert first_free(s, now, taken, after=bound) == expected
+    assert first_free(s, now, taken, after=now - timedelta(days=3)) == expected

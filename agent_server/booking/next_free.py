@@ -60,19 +60,27 @@ async def seats_taken(
 
 
 def first_free(
-    spec: ScheduleSpec, now: datetime, taken: Taken, *, until: datetime | None = None
+    spec: ScheduleSpec,
+    now: datetime,
+    taken: Taken,
+    *,
+    until: datetime | None = None,
+    after: datetime | None = None,
 ) -> Slot | None:
     """The first free slot from ``now`` (before ``until`` when given).
 
     Looks one day ahead, then three, then up to the horizon, since most schedules have a
     free slot within a day and cutting a week of slots costs more than it needs to.
+    ``after``: an instant no free slot starts before (the schedule's ``next_free_at``), where
+    the looking starts instead of ``now`` when it is later.
     """
     limit = now + timedelta(days=HORIZON_DAYS)
     if until is not None:
         limit = min(limit, until)
-    start = now
+    begin = now if after is None or after <= now else after
+    start = begin
     for days in (1, 3):
-        stop = min(now + timedelta(days=days), limit)
+        stop = min(begin + timedelta(days=days), limit)
         if start < stop:
             found = free_slots(spec, start, stop, now, taken)
             if found:

@@ -168,6 +168,8 @@ def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> Sch
     Only slots starting in the stretches of time where a fitting one may start are cut
     (``Plan.stretches``, passed to ``free_slots``), a day, then two, four... of the window
     at a time, so the answer is found without cutting the whole window when it is near.
+    Cutting starts at the schedule's ``next_free_at`` when that is later: nothing before it
+    is free.
     """
     spec = sched.spec
     fitting: list[Slot] = []
@@ -176,6 +178,9 @@ def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> Sch
         return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
     within = stretches if len(stretches) > 1 else None
     start, hi = stretches[0][0], stretches[-1][1]
+    floor = sched.next_free_at  # no free slot starts before it (``booking.next_free``)
+    if floor is not None and floor > start:
+        start = floor
     week = plan.stretch_week
     if week is not None and not may_start_in(spec, week, start, hi):
         return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
@@ -192,7 +197,9 @@ def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> Sch
     if fitting:
         first = fitting[0]
         if plan.window_start > plan.now or plan.days or plan.hours is not None:
-            first = first_free(spec, plan.now, taken, until=fitting[0].start) or fitting[0]
+            first = (
+                first_free(spec, plan.now, taken, until=fitting[0].start, after=floor) or fitting[0]
+            )
     return ScheduleEval(schedule=sched, first_free=first, fitting=fitting)
 
 
