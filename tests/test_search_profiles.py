@@ -19,8 +19,11 @@ from sqlalchemy import func, select, update
 from agent_server.booking.demo import load_demo_data
 from agent_server.booking.models import CATALOGUE_ROW, CatalogueState, Schedule, Specialist
 from agent_server.booking.search import profiles
+from agent_server.booking.search.facets import count_facets
+from agent_server.booking.search.plan import make_plan
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.specialists import search_specialists
+from agent_server.booking.search.walk import walk_page
 from agent_server.kernel.clock import FakeClock
 from agent_server.kernel.store import Database, make_engine
 
@@ -199,3 +202,32 @@ async def test_a_change_made_by_another_process_reaches_this_ones_next_search(
     finally:
         await other.dispose()
     assert await _found(db, clock, wanted) == [chosen_id]
+
+
+async def test_facets_counted_with_the_index_are_those_sql_counts(
+    db: Database, clock: FakeClock
+) -> None:
+    """Skills counted from the index's lists equal SQL's ``GROUP BY`` over the same
+    specialists, for the statement's and for the walk's specialists."""
+    await load_demo_data(db, 400, seed=12)
+    index = await _index(db)
+    people = await _people(db)
+    skills = sorted({s for p in people for s in p[1]})
+    rng = random.Random(9)
+    compared = 0
+    for n in range(40):
+        raw: dict[str, Any] = {"sort": rng.choice(["rating", "price", "next_available"])}
+        if rng.random() < 0.4:
+            raw["skills"] = [rng.choice(skills)]
+        if rng.random() < 0.3:
+            raw["price_max"] = rng.choice([60, 120, 300]) * 1_000_000
+        if rng.random() < 0.3:
+            raw["days_of_week"] = ["mon", "sat"]
+        plan = make_plan(SearchQuery.parse(raw), clock.now(), db.is_sqlite)
+        async with db.uow() as uow:
+            walk = await walk_page(uow, plan, index) if n % 2 else None
+            with_index = await count_facets(uow, plan, walk, index)
+            without = await count_facets(uow, plan, walk, None)
+        assert with_index == without, raw
+        compared += with_index.counted > 0
+    assert compared > 20

@@ -1,10 +1,11 @@
 """Facets: counts of specialists matching a plan's filters (free slots not checked).
 
-``count_facets(uow, plan, walk)`` counts among the first ``FACET_ROWS`` entries of the walk
-(from where it begins: past a lower price bound for the cheapest first, for instance):
-the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the ``FACET_SKILLS`` most
-common skills; from what the page's walk already read when it read that far (rare matches),
-else in one statement. The cursor and the page size play no part, so every page
+``count_facets(uow, plan, walk, index)`` counts among the first ``FACET_ROWS`` entries of
+the walk (from where it begins: past a lower price bound for the cheapest first, for
+instance): the specialists, those per price bucket (``PRICE_BUCKETS_USD``) and the
+``FACET_SKILLS`` most common skills; from what the page's walk already read when it read
+that far (rare matches), else in one statement, and their skills from the profile index
+when there is one. The cursor and the page size play no part, so every page
 of a search has the same facets (``agent_server.booking.cache`` reuses them).
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy.sql.expression import cast
 from agent_server.booking.search.answer import Facets
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.plan import Plan
+from agent_server.booking.search.profiles import ProfileIndex
 from agent_server.booking.search.sql import (
     SCHEDULES,
     SKILLS,
@@ -62,50 +64,55 @@ def _bucket(usd_micros: int) -> int:
     return bisect_right(PRICE_BUCKETS_USD, whole_usd) - 1
 
 
-async def count_facets(uow: UnitOfWork, plan: Plan, walk: Walk | None = None) -> Facets:
+async def count_facets(
+    uow: UnitOfWork, plan: Plan, walk: Walk | None = None, index: ProfileIndex | None = None
+) -> Facets:
     """Facet counts over the matches among the first ``FACET_ROWS`` entries of the walk.
 
     Bounded work on any catalogue: on a small one that is every match, on a large one the
     matches nearest the top of the sort order (``complete`` is then false). When ``walk``
     (this plan's page) already read every match up to there, as it does when matches are
-    rare, its specialists and their cut schedules are counted, and only their skills are
-    read (``skill_counts_query``); otherwise one statement: the matched ids once, then three
-    aggregates over them.
+    rare, its specialists and their cut schedules are counted; otherwise one statement
+    finds them and counts them per price bucket. Their skills are counted from the profile
+    ``index`` when there is one, else in SQL (``skill_counts_query``, or a third part of
+    that statement).
     """
     shape = shape_of(plan)
     start, _ = walk_bounds(plan)  # where the walk begins: a price or rating bound
     end = await slice_end(uow, shape, start, FACET_ROWS)
-    counted = 0
     buckets: dict[int, int] = {}
     skills: list[tuple[str, int]] = []
     ids = _met_upto(plan, walk, end)
     if ids is not None:
         assert walk is not None
-        counted = len(ids)
         for sid in ids:
             for i in {_bucket(s.schedule.price_usd_micros) for s in walk.met[sid][1].schedules}:
                 buckets[i] = buckets.get(i, 0) + 1
-        if ids:
+        if ids and index is None:
             query = skill_counts_query(list_size(len(ids)))
             skills = [(k, c) for k, c in await direct_rows(uow, query, list_params("i", ids))]
     else:
         values = params(plan)
         values.update(position_params("a", first_position(shape) if start is None else start))
         values.update(position_params("e", last_position(shape) if end is None else end))
-        for kind, key, count in await direct_rows(uow, facet_counts_query(shape), values):
-            if kind == "n":
-                counted = count
+        ids = []
+        query = facet_counts_query(shape, skills=index is None)
+        for kind, key, count in await direct_rows(uow, query, values):
+            if kind == "i":
+                ids.append(count)
             elif kind == "p":
                 buckets[int(key)] = count
             else:
                 skills.append((key, count))
+    if index is not None:
+        skills = index.skill_counts(ids)
     skills.sort(key=lambda sc: (-sc[1], sc[0]))
     return Facets(
         skills=dict(skills[:FACET_SKILLS]),
         price_ranges={
             _bucket_label(i): buckets[i] for i in range(len(PRICE_BUCKETS_USD)) if buckets.get(i)
         },
-        counted=counted,
+        counted=len(ids),
         complete=end is None,
     )
 
@@ -136,9 +143,10 @@ def skill_counts_query(size: int) -> Direct:
     return statement(("skill_counts", size), build)
 
 
-def facet_counts_query(shape: Shape) -> Direct:
-    """(kind, key, count) rows: ``n`` specialists, ``p`` per price bucket, ``s`` per skill,
-    among the walk's entries after ``a0..a2`` and up to ``e0..e2``."""
+def facet_counts_query(shape: Shape, *, skills: bool = True) -> Direct:
+    """(kind, key, count) rows among the walk's entries after ``a0..a2`` and up to
+    ``e0..e2``: ``i`` for each specialist (its id as the count), ``p`` per price bucket, and
+    with ``skills``, ``s`` per skill."""
 
     def build() -> Select[Any]:
         walk = matching(shape)
@@ -151,16 +159,19 @@ def facet_counts_query(shape: Shape) -> Direct:
             else_=len(bounds) - 1,
         )
         parts = [
-            select(literal("n"), cast(None, String), func.count()).select_from(ids),
+            select(literal("i"), cast(None, String), ids.c.sid),
             select(
                 literal("p"), cast(bucket, String), func.count(distinct(SCHEDULES.specialist_id))
             )
             .where(SCHEDULES.specialist_id.in_(in_ids), *schedule_conditions(shape))
             .group_by(bucket),
-            select(literal("s"), SKILLS.skill, func.count())
-            .where(SKILLS.specialist_id.in_(in_ids))
-            .group_by(SKILLS.skill),
         ]
+        if skills:
+            parts.append(
+                select(literal("s"), SKILLS.skill, func.count())
+                .where(SKILLS.specialist_id.in_(in_ids))
+                .group_by(SKILLS.skill)
+            )
         return union_all(*parts)  # type: ignore[return-value]
 
-    return statement(("facets", shape), build)
+    return statement(("facets", shape, skills), build)

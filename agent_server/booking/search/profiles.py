@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import time
 from array import array
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from math import isqrt
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -93,6 +96,25 @@ class ProfileIndex:
     languages: dict[str, int]
     countries: dict[str, int]
     cities: dict[str, int]
+    skill_lists: SkillLists
+
+    def skill_counts(self, specialist_ids: Iterable[int]) -> list[tuple[str, int]]:
+        """How many of these specialists list each skill (those none lists left out), as
+        ``GROUP BY skill`` over their ``specialist_skills`` rows counts."""
+        lists, held = self.skill_lists, self.ids
+        starts, codes = lists.starts, lists.codes
+        size = len(held)
+        base = held[0] if size else 0
+        if size and held[-1] - base + 1 == size:  # dense: the rank of id base + i is i
+            ranks = [sid - base for sid in specialist_ids if 0 <= sid - base < size]
+        else:
+            ranks = []
+            for sid in specialist_ids:
+                i = bisect_left(held, sid)
+                if i < size and held[i] == sid:
+                    ranks.append(i)
+        counted = Counter(chain.from_iterable(codes[starts[i] : starts[i + 1]] for i in ranks))
+        return [(lists.names[code], count) for code, count in counted.items()]
 
     @property
     def drives(self) -> int:
@@ -133,24 +155,58 @@ def _ids(listed: str) -> list[int]:
     return [int(i) for i in listed.split(",")]
 
 
-def _masks(groups: Iterable[Sequence[Any]], ids: array[int]) -> dict[str, int]:
-    """``(value, "id,id,...")`` rows as one mask per value."""
-    size = (len(ids) + 7) // 8
+def _ranked(groups: Iterable[Sequence[Any]], ids: array[int]) -> list[tuple[str, array[int]]]:
+    """``(value, "id,id,...")`` rows as ``(value, ranks)``: where in ``ids`` each id is."""
     base = ids[0] if ids else 0
-    dense = not ids or ids[-1] - base + 1 == len(ids)  # bit i is id base + i
+    dense = not ids or ids[-1] - base + 1 == len(ids)  # the rank of id base + i is i
     rank = None if dense else {sid: i for i, sid in enumerate(ids)}
-    out: dict[str, int] = {}
+    out: list[tuple[str, array[int]]] = []
     for value, listed in groups:
         if value is None or not listed:
             continue
-        bits = bytearray(size)
-        for sid in _ids(listed):
-            i = sid - base if rank is None else rank.get(sid)
-            if i is None or not 0 <= i < len(ids):
-                continue  # not among the specialists read (cannot happen at one version)
+        found = (sid - base if rank is None else rank.get(sid, -1) for sid in _ids(listed))
+        # An id not among those read cannot occur at one version; it is left out.
+        out.append((value, array("i", (i for i in found if 0 <= i < len(ids)))))
+    return out
+
+
+def _masks(ranked: list[tuple[str, array[int]]], size: int) -> dict[str, int]:
+    """One bit mask per value over ``size`` specialists."""
+    out: dict[str, int] = {}
+    for value, ranks in ranked:
+        bits = bytearray((size + 7) // 8)
+        for i in ranks:
             bits[i >> 3] |= 1 << (i & 7)
         out[value] = int.from_bytes(bits, "little")
     return out
+
+
+@dataclass(frozen=True, slots=True)
+class SkillLists:
+    """Each specialist's skills, by rank: ``names[c]`` for ``c`` in
+    ``codes[starts[i]:starts[i + 1]]``; for counting the skills of a few hundred of them."""
+
+    names: tuple[str, ...]
+    starts: array[int]
+    codes: array[int]
+
+
+def _skill_lists(ranked: list[tuple[str, array[int]]], size: int) -> SkillLists:
+    counts = [0] * (size + 1)
+    for _, ranks in ranked:
+        for i in ranks:
+            counts[i + 1] += 1
+    for i in range(size):
+        counts[i + 1] += counts[i]
+    starts = array("I", counts)
+    codes = array("H" if len(ranked) < 2**16 else "I")
+    codes.frombytes(bytes(codes.itemsize * counts[size]))
+    fill = counts[:size]
+    for code, (_, ranks) in enumerate(ranked):
+        for i in ranks:
+            codes[fill[i]] = code
+            fill[i] += 1
+    return SkillLists(tuple(value for value, _ in ranked), starts, codes)
 
 
 async def _profiles_version(uow: UnitOfWork) -> int | None:
@@ -167,14 +223,17 @@ async def build_index(uow: UnitOfWork) -> ProfileIndex | None:
     by_countries, by_cities, by_skills, by_languages = _READS[uow.db.is_sqlite]
     countries = await direct_rows(uow, by_countries, {})
     ids = array("q", sorted(sid for _, listed in countries if listed for sid in _ids(listed)))
-    by_country = _masks(countries, ids)
+    size = len(ids)
+    by_country = _masks(_ranked(countries, ids), size)
     del countries
-    cities = _masks(await direct_rows(uow, by_cities, {}), ids)
-    skills = _masks(await direct_rows(uow, by_skills, {}), ids)
-    languages = _masks(await direct_rows(uow, by_languages, {}), ids)
+    cities = _masks(_ranked(await direct_rows(uow, by_cities, {}), ids), size)
+    ranked_skills = _ranked(await direct_rows(uow, by_skills, {}), ids)
+    skills, lists = _masks(ranked_skills, size), _skill_lists(ranked_skills, size)
+    del ranked_skills
+    languages = _masks(_ranked(await direct_rows(uow, by_languages, {}), ids), size)
     if await _profiles_version(uow) != version:
         return None
-    return ProfileIndex(version, ids, skills, languages, by_country, cities)
+    return ProfileIndex(version, ids, skills, languages, by_country, cities, lists)
 
 
 @dataclass

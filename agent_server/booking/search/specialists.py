@@ -1,8 +1,9 @@
 """search-specialists: one page of a search, from the query to the compact answer.
 
 ``search_specialists(uow, query, now=..., facets=...)`` resolves the plan, repairs unknown
-``next_free_at`` bounds, walks the page, reads its specialists, counts facets (unless given)
-and shapes the page within its budget.
+``next_free_at`` bounds, takes the profile index (``profiles``) when the walk or the facets
+use it, walks the page, reads its specialists, counts facets (unless given) and shapes the
+page within its budget.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from agent_server.booking.search.compact import (
 from agent_server.booking.search.cursor import encode_cursor
 from agent_server.booking.search.facets import count_facets
 from agent_server.booking.search.plan import make_plan
+from agent_server.booking.search.profiles import has_profile_filters, profile_index
 from agent_server.booking.search.query import SearchQuery
 from agent_server.booking.search.sql import (
     SCHEDULES,
@@ -124,10 +126,11 @@ async def search_specialists(
     plan = make_plan(query, now, uow.db.is_sqlite)
     await plan_each_time(uow)
     await _repair_unknown(uow, now)
-    walk = await walk_page(uow, plan)
+    index = await profile_index(uow) if facets is None or has_profile_filters(query) else None
+    walk = await walk_page(uow, plan, index)
     people = await _people(uow, [ev.specialist_id for ev in walk.emitted])
     if facets is None:
-        facets = await count_facets(uow, plan, walk)
+        facets = await count_facets(uow, plan, walk, index)
     await uow.flush()
     budget = PAGE_BUDGET_PER_RESULT * max(query.limit, 10)
     page: SearchPage | None = None

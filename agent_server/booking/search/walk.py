@@ -30,7 +30,7 @@ from agent_server.booking.next_free import store_next_free
 from agent_server.booking.search.cursor import Position
 from agent_server.booking.search.evaluation import SpecialistEval, evaluate
 from agent_server.booking.search.plan import Plan
-from agent_server.booking.search.profiles import has_profile_filters, profile_index
+from agent_server.booking.search.profiles import ProfileIndex, has_profile_filters
 from agent_server.booking.search.query import SortBy
 from agent_server.booking.search.sql import (
     Shape,
@@ -177,8 +177,9 @@ def walk_bounds(plan: Plan) -> tuple[Position | None, Position | None]:
     return (high, low) if plan.desc else (low, high)
 
 
-async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
-    """The specialists of the page ``plan`` asks for, in order (see the module docstring)."""
+async def walk_page(uow: UnitOfWork, plan: Plan, index: ProfileIndex | None = None) -> Walk:
+    """The specialists of the page ``plan`` asks for, in order (see the module docstring);
+    ``index``: the profile index at the catalogue's profiles version, when there is one."""
     want = plan.query.limit + 1
     after = plan.after
     after_rank = plan.rank(after) if after is not None else None
@@ -205,9 +206,8 @@ async def walk_page(uow: UnitOfWork, plan: Plan) -> Walk:
     filters = params(plan)
     by_ids = False
     later: list[int] | None = None  # the matching specialists, to drive from after a slice
-    index = await profile_index(uow) if has_profile_filters(plan.query) else None
     rare = None
-    if index is not None:
+    if index is not None and has_profile_filters(plan.query):
         mask = index.matching(plan.query)
         count = mask.bit_count()
         if count == 0:  # no specialist passes the profile filters

@@ -87,6 +87,7 @@ def _warm_directs(sqlite: bool) -> Iterator[Direct]:
         yield walk_query(shape)
         yield slice_end_query(shape)
         yield facet_counts_query(shape)
+        yield facet_counts_query(shape, skills=False)
         yield walk_query(blocks)
         if shape.skills:
             yield driven_walk_query(shape)
