@@ -367,14 +367,9 @@ CATALOGUE_ROW = 1
 class CatalogueState(Base):
     """How often the catalogue (specialists, schedules, bookings) has changed.
 
-    One row. Database triggers (migration 0007) add to ``version`` in every transaction
-    that changes specialists, bookings or a schedule (but for its ``next_free_at``): cached
-    pages and profiles (``booking.cache``) are valid while it stays; ``last_txid`` counts a
-    PostgreSQL transaction once. ``zone_rules``: the digest of the time zone rules behind
-    ``schedules.start_blocks`` (``booking.schedules.zone_rules``). ``profiles`` counts only
-    the transactions that add or remove a specialist or change their skills, languages,
-    country or city (migration 0018): the profile index search keeps in memory
-    (``booking.search.profiles``) is valid while it stays; ``profiles_txid`` as ``last_txid``.
+    One row, kept by triggers: ``version`` (0007) counts changes to specialists, bookings and
+    schedules (but ``next_free_at``), for ``booking.cache``; ``profiles`` (0018) to skills,
+    languages and places, for ``booking.search.profiles``. ``zone_rules``: ``booking.schedules``.
     """
 
     __tablename__ = "catalogue_state"
