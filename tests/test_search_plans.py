@@ -109,3 +109,26 @@ def test_a_search_asks_for_week_blocks_only_where_schedules_keep_them() -> None:
     assert asked({**monday, "timezone": "UTC"}, late) is None
     early = datetime(BLOCKS_FROM.year - 1, 12, 30, 8, tzinfo=UTC)  # a Monday
     assert asked({**monday, "timezone": "UTC"}, early) is None
+
+
+def test_a_schedule_free_only_after_the_last_days_asked_has_nothing_that_fits() -> None:
+    """Cutting starts at ``next_free_at`` when that is later; one past the last stretch of
+    the days asked (though inside the window) has no fitting slot, and cuts none."""
+    from datetime import timedelta
+
+    from agent_server.booking.availability import ScheduleSpec
+    from agent_server.booking.search.evaluation import FoundSchedule, _cut
+
+    now = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
+    query = {"days_of_week": ["wed"], "date_from": "2026-03-04", "date_to": "2026-03-09"}
+    plan = make_plan(SearchQuery.parse(query), now, True)
+    last = plan.stretches[-1][1]  # an hour past the end of Wednesday the 4th
+    assert plan.stretch_week is not None and last + timedelta(days=4) < plan.window_end
+    spec = ScheduleSpec.build(
+        id=1, timezone="UTC", weekly_hours={"wed": [["09:00", "17:00"]]}, slot_minutes=60
+    )
+    bound = last + timedelta(days=4, hours=11)  # nothing free before Monday noon
+    cut = _cut(plan, FoundSchedule(1, 1, "Advice", 1, "USD", 1, bound, spec), {})
+    assert cut.fitting == [] and cut.first_free is None
+    earlier = _cut(plan, FoundSchedule(1, 1, "Advice", 1, "USD", 1, None, spec), {})
+    assert [s.start.hour for s in earlier.fitting] == [9, 10, 11]  # without the bound

@@ -180,6 +180,8 @@ def _cut(plan: Plan, sched: FoundSchedule, taken: Mapping[datetime, int]) -> Sch
     start, hi = stretches[0][0], stretches[-1][1]
     floor = sched.next_free_at  # no free slot starts before it (``booking.next_free``)
     if floor is not None and floor > start:
+        if floor >= hi:  # past the last stretch asked: nothing fits
+            return ScheduleEval(schedule=sched, first_free=None, fitting=fitting)
         start = floor
     week = plan.stretch_week
     if week is not None and not may_start_in(spec, week, start, hi):
