@@ -61,9 +61,20 @@ async def _counters(db: Database) -> tuple[int, int]:
         return int(row[0]), int(row[1])
 
 
-async def test_the_index_matches_the_specialists_sql_would(db: Database) -> None:
+DEFAULT_SPARSE = profiles.SPARSE
+
+
+@pytest.mark.parametrize("sparse", [1, DEFAULT_SPARSE, 10**9])
+async def test_the_index_matches_the_specialists_sql_would(
+    db: Database, monkeypatch: pytest.MonkeyPatch, sparse: int
+) -> None:
+    """Whether values are kept as the ranks of those listing them (``sparse`` 1: those not
+    every specialist lists), as masks (10**9) or both, the index matches the same ones."""
+    monkeypatch.setattr(profiles, "SPARSE", sparse)
     await load_demo_data(db, 300, seed=11)
     index = await _index(db)
+    kinds = {type(v) for listing in (index.skills, index.cities) for v in listing.values()}
+    assert len(kinds) == (2 if sparse == DEFAULT_SPARSE else 1)
     people = await _people(db)
     skills = sorted({s for p in people for s in p[1]})
     languages = sorted({lang for p in people for lang in p[2]})

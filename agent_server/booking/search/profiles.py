@@ -4,19 +4,20 @@ A filter on a profile (skills, languages, place) is checked in SQL for every ind
 walk reads, and a combination few specialists pass (two common skills and a language, say)
 has the walk read thousands of entries to find a page, or none. The profile index answers
 the combination at once: per value, a bit mask over the specialists (bit ``i`` is
-``ids[i]``), so the specialists passing a plan's profile filters are a few ``&`` and ``|``
-of masks (``ProfileIndex.matching``). The walk then knows when nothing can match, and starts
-from the matching specialists when they are few (``drives``), as it does for a rare skill.
+``ids[i]``; a value few list keeps their ranks instead: ``Listing``), so the specialists
+passing a plan's profile filters are a few ``&`` and ``|`` of masks
+(``ProfileIndex.matching``). The walk then knows when nothing can match, and starts from the
+matching specialists when they are few (``drives``), as it does for a rare skill. Facets
+count skills from each specialist's list (``SkillLists``).
 
-The masks equal the database's: the index is built from ``specialist_skills``,
+The index equals the database: it is built from ``specialist_skills``,
 ``specialist_languages`` and the specialists' ``country`` and ``lower(city)`` (folded by the
 database, as the SQL filter folds it), and is used only while ``catalogue_state.profiles``
 (migration 0018: every transaction that adds or removes a specialist or changes these columns
 adds one) still reads the version it was built at. Bookings and schedules do not change it.
 A process builds it on the first search that needs it after a change, at most once per
 ``REBUILD_SECONDS``; in between, searches take the walk without it (exact, only slower).
-On 100,000 specialists it takes about 12 KiB per value (a few MiB in all) and a few hundred
-milliseconds to build.
+On 100,000 specialists it takes about 5 MiB and under a second to build.
 """
 
 from __future__ import annotations
@@ -88,14 +89,15 @@ def has_profile_filters(query: SearchQuery) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ProfileIndex:
-    """The specialists listing each value, as bit masks over ``ids`` (sorted)."""
+    """The specialists listing each value (``Listing``), by their rank in ``ids`` (sorted),
+    and each specialist's skills (``SkillLists``)."""
 
     version: int
     ids: array[int]
-    skills: dict[str, int]
-    languages: dict[str, int]
-    countries: dict[str, int]
-    cities: dict[str, int]
+    skills: Listing
+    languages: Listing
+    countries: Listing
+    cities: Listing
     skill_lists: SkillLists
 
     def skill_counts(self, specialist_ids: Iterable[int]) -> list[tuple[str, int]]:
@@ -124,18 +126,19 @@ class ProfileIndex:
     def matching(self, query: SearchQuery) -> int:
         """The mask of the specialists passing ``query``'s profile filters, as SQL checks
         them: every skill, any of the languages, the country, the city (case folded)."""
+        size = len(self.ids)
         mask = -1  # every specialist: -1 & m is m
         for skill in query.skills:
-            mask &= self.skills.get(skill, 0)
+            mask &= _mask(self.skills, skill, size)
         if query.languages:
             spoken = 0
             for language in query.languages:
-                spoken |= self.languages.get(language, 0)
+                spoken |= _mask(self.languages, language, size)
             mask &= spoken
         if query.country is not None:
-            mask &= self.countries.get(query.country, 0)
+            mask &= _mask(self.countries, query.country, size)
         if query.city is not None:
-            mask &= self.cities.get(query.city.lower(), 0)
+            mask &= _mask(self.cities, query.city.lower(), size)
         return mask
 
     def ids_of(self, mask: int) -> list[int]:
@@ -170,15 +173,32 @@ def _ranked(groups: Iterable[Sequence[Any]], ids: array[int]) -> list[tuple[str,
     return out
 
 
-def _masks(ranked: list[tuple[str, array[int]]], size: int) -> dict[str, int]:
-    """One bit mask per value over ``size`` specialists."""
-    out: dict[str, int] = {}
-    for value, ranks in ranked:
-        bits = bytearray((size + 7) // 8)
-        for i in ranks:
-            bits[i >> 3] |= 1 << (i & 7)
-        out[value] = int.from_bytes(bits, "little")
-    return out
+Listing = dict[str, "int | array[int]"]
+"""The specialists listing each value: a bit mask over the ranks, or for a value few list
+(under one in ``SPARSE``) their ranks, made a mask when a search asks for it. So a
+catalogue with thousands of rare values (skills typed freely) keeps about four bytes per
+specialist and value, not a mask each."""
+SPARSE = 64
+
+
+def _listing(ranked: list[tuple[str, array[int]]], size: int) -> Listing:
+    """Each value's specialists, as a mask or (few of them) as their ranks."""
+    return {
+        value: ranks if len(ranks) * SPARSE < size else _as_mask(ranks, size)
+        for value, ranks in ranked
+    }
+
+
+def _as_mask(ranks: Iterable[int], size: int) -> int:
+    bits = bytearray((size + 7) // 8)
+    for i in ranks:
+        bits[i >> 3] |= 1 << (i & 7)
+    return int.from_bytes(bits, "little")
+
+
+def _mask(listing: Listing, value: str, size: int) -> int:
+    found = listing.get(value, 0)
+    return found if isinstance(found, int) else _as_mask(found, size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,13 +244,13 @@ async def build_index(uow: UnitOfWork) -> ProfileIndex | None:
     countries = await direct_rows(uow, by_countries, {})
     ids = array("q", sorted(sid for _, listed in countries if listed for sid in _ids(listed)))
     size = len(ids)
-    by_country = _masks(_ranked(countries, ids), size)
+    by_country = _listing(_ranked(countries, ids), size)
     del countries
-    cities = _masks(_ranked(await direct_rows(uow, by_cities, {}), ids), size)
+    cities = _listing(_ranked(await direct_rows(uow, by_cities, {}), ids), size)
     ranked_skills = _ranked(await direct_rows(uow, by_skills, {}), ids)
-    skills, lists = _masks(ranked_skills, size), _skill_lists(ranked_skills, size)
+    skills, lists = _listing(ranked_skills, size), _skill_lists(ranked_skills, size)
     del ranked_skills
-    languages = _masks(_ranked(await direct_rows(uow, by_languages, {}), ids), size)
+    languages = _listing(_ranked(await direct_rows(uow, by_languages, {}), ids), size)
     if await _profiles_version(uow) != version:
         return None
     return ProfileIndex(version, ids, skills, languages, by_country, cities, lists)
