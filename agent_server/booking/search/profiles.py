@@ -22,6 +22,7 @@ On 100,000 specialists it takes about 5 MiB and under a second to build.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from array import array
 from bisect import bisect_left
@@ -260,15 +261,19 @@ async def build_index(uow: UnitOfWork) -> ProfileIndex | None:
 class _Kept:
     index: ProfileIndex | None = None
     built_at: float = float("-inf")
+    building: asyncio.Task[None] | None = None
 
 
 _KEPT: WeakKeyDictionary[Database, _Kept] = WeakKeyDictionary()
 
 
 async def profile_index(uow: UnitOfWork) -> ProfileIndex | None:
-    """The index at the profiles version ``uow`` reads, built now if this process has none
-    for it and has not built one in the last ``REBUILD_SECONDS``; else None (search without
-    it)."""
+    """The index at the profiles version ``uow`` reads; None when this process has none for
+    it (search without it).
+
+    A process that never built one builds it now. One whose index is out of date builds the
+    new one in the background (a search does not wait for it), at most once per
+    ``REBUILD_SECONDS``; the old one is let go at once, since it is no longer exact."""
     kept = _KEPT.get(uow.db)
     if kept is None:
         kept = _KEPT[uow.db] = _Kept()
@@ -276,12 +281,35 @@ async def profile_index(uow: UnitOfWork) -> ProfileIndex | None:
     if kept.index is not None and kept.index.version == version:
         return kept.index
     now = time.monotonic()
-    if version is None or now - kept.built_at < REBUILD_SECONDS:
+    if version is None or kept.building is not None or now - kept.built_at < REBUILD_SECONDS:
         return None
+    first = kept.built_at == float("-inf")
     kept.built_at = now
-    kept.index = None  # the old one goes before the new one is read
-    kept.index = await build_index(uow)
-    return kept.index
+    kept.index = None
+    if first:
+        kept.index = await build_index(uow)
+        return kept.index
+    kept.building = asyncio.get_running_loop().create_task(
+        _rebuild(uow.db, kept), name="search.profile_index"
+    )
+    return None
+
+
+async def _rebuild(db: Database, kept: _Kept) -> None:
+    try:
+        async with db.uow() as uow:
+            kept.index = await build_index(uow)
+    except Exception as exc:  # the next search after REBUILD_SECONDS tries again
+        log.warning("search.profile_index_not_built", error=type(exc).__name__)
+    finally:
+        kept.building = None
+
+
+async def index_settled(db: Database) -> None:
+    """Wait for a background build of ``db``'s index, if one is under way."""
+    kept = _KEPT.get(db)
+    if kept is not None and kept.building is not None:
+        await asyncio.shield(kept.building)
 
 
 async def warm_profile_index(db: Database) -> None:
