@@ -133,6 +133,21 @@ async def test_profile_changes_move_the_counter_and_bookable_changes_do_not(
     assert (await _counters(db))[1] > before
 
 
+async def _add_to_one_with_a_schedule(db: Database, field: str, value: str) -> int:
+    """Add ``value`` to the ``field`` list (skills, languages) of a specialist who has a
+    schedule; their id."""
+    async with db.uow() as uow:
+        chosen = (
+            await uow.session.scalars(
+                select(Specialist).where(Specialist.id.in_(select(Schedule.specialist_id)))
+            )
+        ).first()
+        assert chosen is not None
+        setattr(chosen, field, [*getattr(chosen, field), value])
+        await uow.commit()
+        return chosen.id
+
+
 async def _found(db: Database, clock: FakeClock, raw: dict[str, Any]) -> list[int]:
     async with db.uow() as uow:
         page = await search_specialists(uow, SearchQuery.parse(raw), now=clock.now())
@@ -150,16 +165,7 @@ async def test_a_search_right_after_a_profile_change_sees_it(
     wanted = {"skills": ["glassblowing"], "sort": "price"}
     assert await _found(db, clock, wanted) == []  # builds the index: nobody lists it
     monkeypatch.setattr(profiles, "REBUILD_SECONDS", rebuild_seconds)
-    async with db.uow() as uow:
-        chosen = (
-            await uow.session.scalars(
-                select(Specialist).where(Specialist.id.in_(select(Schedule.specialist_id)))
-            )
-        ).first()
-        assert chosen is not None
-        chosen.skills = [*chosen.skills, "glassblowing"]
-        await uow.commit()
-        chosen_id = chosen.id
+    chosen_id = await _add_to_one_with_a_schedule(db, "skills", "glassblowing")
     assert await _found(db, clock, wanted) == [chosen_id]  # without waiting for an index
     await profiles.index_settled(db)  # the one built in the background, when allowed
     async with db.uow() as uow:
@@ -203,16 +209,7 @@ async def test_a_change_made_by_another_process_reaches_this_ones_next_search(
     assert await _found(db, clock, wanted) == []
     other = Database(make_engine(database_url), clock)
     try:
-        async with other.uow() as uow:
-            chosen = (
-                await uow.session.scalars(
-                    select(Specialist).where(Specialist.id.in_(select(Schedule.specialist_id)))
-                )
-            ).first()
-            assert chosen is not None
-            chosen.languages = [*chosen.languages, "tlh"]
-            await uow.commit()
-            chosen_id = chosen.id
+        chosen_id = await _add_to_one_with_a_schedule(other, "languages", "tlh")
     finally:
         await other.dispose()
     assert await _found(db, clock, wanted) == [chosen_id]
