@@ -159,11 +159,20 @@ def _ids(listed: str) -> list[int]:
     return [int(i) for i in listed.split(",")]
 
 
-def _ranked(groups: Iterable[Sequence[Any]], ids: array[int]) -> list[tuple[str, array[int]]]:
-    """``(value, "id,id,...")`` rows as ``(value, ranks)``: where in ``ids`` each id is."""
+def _rank_table(ids: array[int]) -> dict[int, int] | None:
+    """Each id's rank in ``ids``; None when the ids run without gaps (the rank of id
+    ``ids[0] + i`` is ``i``)."""
+    if not ids or ids[-1] - ids[0] + 1 == len(ids):
+        return None
+    return {sid: i for i, sid in enumerate(ids)}
+
+
+def _ranked(
+    groups: Iterable[Sequence[Any]], ids: array[int], rank: dict[int, int] | None
+) -> list[tuple[str, array[int]]]:
+    """``(value, "id,id,...")`` rows as ``(value, ranks)``: where in ``ids`` each id is
+    (``rank``: ``_rank_table(ids)``)."""
     base = ids[0] if ids else 0
-    dense = not ids or ids[-1] - base + 1 == len(ids)  # the rank of id base + i is i
-    rank = None if dense else {sid: i for i, sid in enumerate(ids)}
     out: list[tuple[str, array[int]]] = []
     for value, listed in groups:
         if value is None or not listed:
@@ -245,13 +254,15 @@ async def build_index(uow: UnitOfWork) -> ProfileIndex | None:
     countries = await direct_rows(uow, by_countries, {})
     ids = array("q", sorted(sid for _, listed in countries if listed for sid in _ids(listed)))
     size = len(ids)
-    by_country = _listing(_ranked(countries, ids), size)
+    rank = _rank_table(ids)  # built once for the four reads
+    by_country = _listing(_ranked(countries, ids, rank), size)
     del countries
-    cities = _listing(_ranked(await direct_rows(uow, by_cities, {}), ids), size)
-    ranked_skills = _ranked(await direct_rows(uow, by_skills, {}), ids)
+    cities = _listing(_ranked(await direct_rows(uow, by_cities, {}), ids, rank), size)
+    ranked_skills = _ranked(await direct_rows(uow, by_skills, {}), ids, rank)
     skills, lists = _listing(ranked_skills, size), _skill_lists(ranked_skills, size)
     del ranked_skills
-    languages = _listing(_ranked(await direct_rows(uow, by_languages, {}), ids), size)
+    languages = _listing(_ranked(await direct_rows(uow, by_languages, {}), ids, rank), size)
+    del rank
     if await _profiles_version(uow) != version:
         return None
     return ProfileIndex(version, ids, skills, languages, by_country, cities, lists)
